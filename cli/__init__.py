@@ -1,0 +1,1 @@
+"""The rnnkit command line (installed as rnnkit.cli)."""

@@ -1,0 +1,50 @@
+"""The `rnnkit` command group. Each command lives in its own module of this package."""
+import importlib
+
+import click
+
+from rnnkit import __version__
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# command name -> module in this package; imported on use so `rnnkit -h` stays quick.
+COMMANDS = {
+    "preprocess": "preprocess",
+    "info": "info",
+    "train": "train",
+    "generate": "generate",
+    "eval": "evaluate",
+    "plot": "plot",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return [name for name in COMMANDS if self._module(name) is not None]
+
+    def get_command(self, ctx, name):
+        module = self._module(name)
+        return None if module is None else getattr(module, "command")
+
+    @staticmethod
+    def _module(name):
+        if name not in COMMANDS:
+            return None
+        try:
+            return importlib.import_module(f"{__package__}.{COMMANDS[name]}")
+        except ModuleNotFoundError as err:
+            if err.name == f"{__package__}.{COMMANDS[name]}":
+                return None  # command not built yet
+            raise
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="rnnkit")
+def main():
+    """Train recurrent language models (RNN, LSTM, GRU) on text and sample from them.
+
+    \b
+    rnnkit preprocess shakespeare.txt -o corpus.h5
+    rnnkit train corpus.h5 -o runs/shakespeare
+    rnnkit generate runs/shakespeare/best.h5 --length 500
+    """

@@ -1,0 +1,31 @@
+"""Compile flags for every kernel, read from here and nowhere else.
+
+Numba's on-disk cache keys a function on its own file only: it misses edits in modules the
+function calls, and it ignores flags chosen at run time. So the cache lives in a folder named by
+a hash of all kernel sources, the flags and the Numba version; any change gives a fresh folder.
+"""
+import hashlib
+import os
+from pathlib import Path
+
+import numba
+
+# No 'nnan'/'ninf': a NaN must survive the kernels so training can notice it and roll back.
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+CACHE = os.environ.get("RNNKIT_NO_CACHE", "") == ""
+
+# error_model="numpy": no zero-division checks, which would stop loops from vectorising.
+JIT = dict(cache=CACHE, fastmath=FASTMATH, error_model="numpy", nogil=True)
+
+
+def _cache_dir():
+    digest = hashlib.sha256(numba.__version__.encode() + repr(sorted(FASTMATH)).encode())
+    for path in sorted((Path(__file__).parent / "kernels").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rnnkit", "numba")
+    return os.path.join(base, digest.hexdigest()[:16])
+
+
+if CACHE:
+    numba.config.CACHE_DIR = _cache_dir()
