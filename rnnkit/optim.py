@@ -1,0 +1,222 @@
+"""Optimizers on one flat parameter array, with PyTorch's defaults and update equations.
+
+A model keeps all its parameters in one contiguous 1-D array and its gradients in another of
+the same size, so an optimizer is one fused loop over P numbers (rnnkit/kernels/optim.py) and
+its state is a few arrays of length P. The equations are those of torch.optim's SGD, Adam,
+AdamW, RMSprop and Adagrad (maximize=False, no amsgrad), and each class's defaults are
+PyTorch's, so timings against torch.optim compare like with like.
+
+    opt = make_optimizer("adam", model.params, lr=2e-3)
+    norm = clip_gradients(model.grads, max_norm=5.0)
+    opt.step(model.grads)            # lr may be changed between steps: opt.lr = ...
+
+`state_dict()` gives plain numbers and numpy arrays (written to HDF5 by rnnkit/checkpoint.py):
+{"name": str, "step": int, "hyper": {name: number}, "buffers": {name: array}}.
+"""
+import math
+
+import numpy as np
+
+from rnnkit.kernels import optim as k
+
+# PyTorch 2.x defaults, per optimizer. Every accepted keyword is listed here.
+DEFAULTS = {
+    "sgd": dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
+    "adam": dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0),
+    "adamw": dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2),
+    "rmsprop": dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                    centered=False),
+    "adagrad": dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                    eps=1e-10),
+}
+
+
+class Optimizer:
+    """Base: holds the parameters (updated in place), hyper-parameters, step count, buffers."""
+
+    name = ""
+
+    def __init__(self, params, **hyper):
+        if not isinstance(params, np.ndarray) or params.ndim != 1 or \
+                not params.flags.c_contiguous or params.dtype not in (np.float32, np.float64):
+            raise ValueError("params must be a contiguous 1-D float32 or float64 array")
+        unknown = set(hyper) - set(DEFAULTS[self.name])
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyper-parameter(s) {sorted(unknown)}; "
+                             f"known: {sorted(DEFAULTS[self.name])}")
+        self.params = params
+        self.hyper = {**DEFAULTS[self.name], **hyper}
+        for key, value in self.hyper.items():
+            if isinstance(DEFAULTS[self.name][key], bool):
+                self.hyper[key] = bool(value)
+            else:
+                self.hyper[key] = float(value)
+                if not math.isfinite(self.hyper[key]) or self.hyper[key] < 0:
+                    raise ValueError(f"{self.name}: {key} must be a finite number >= 0, "
+                                     f"got {value}")
+        self.t = 0
+        self.buffers = {}
+        self._check()
+
+    @property
+    def lr(self):
+        return self.hyper["lr"]
+
+    @lr.setter
+    def lr(self, value):
+        self.hyper["lr"] = float(value)
+
+    def _check(self):
+        pass
+
+    def _buffer(self, name, fill=0.0):
+        self.buffers[name] = np.full(self.params.shape, fill, dtype=self.params.dtype)
+        return self.buffers[name]
+
+    def _s(self, x):
+        """A scalar in the parameters' dtype, so float32 updates stay float32."""
+        return self.params.dtype.type(x)
+
+    def step(self, grads):
+        """Update the parameters in place from `grads` (same shape and dtype)."""
+        if grads.shape != self.params.shape or grads.dtype != self.params.dtype or \
+                not grads.flags.c_contiguous:
+            raise ValueError(f"grads must be contiguous {self.params.dtype} of shape "
+                             f"{self.params.shape}, got {grads.dtype} {grads.shape}")
+        self.t += 1
+        self._update(grads)
+
+    def state_dict(self):
+        return {"name": self.name, "step": self.t, "hyper": dict(self.hyper),
+                "buffers": {key: buf.copy() for key, buf in self.buffers.items()}}
+
+    def load_state_dict(self, state):
+        """Restore from `state_dict()` output; buffers are copied into the existing arrays."""
+        if state["name"] != self.name:
+            raise ValueError(f"optimizer state is for {state['name']!r}, not {self.name!r}")
+        if set(state["buffers"]) != set(self.buffers):
+            raise ValueError(f"{self.name} state has buffers {sorted(state['buffers'])}, "
+                             f"expected {sorted(self.buffers)} (different settings?)")
+        for key, buf in state["buffers"].items():
+            if buf.shape != self.buffers[key].shape:
+                raise ValueError(f"{self.name} buffer {key!r} has shape {buf.shape}, "
+                                 f"expected {self.buffers[key].shape}")
+            self.buffers[key][...] = buf
+        for key, value in state["hyper"].items():
+            if key in self.hyper:
+                self.hyper[key] = type(self.hyper[key])(value)
+        self.t = int(state["step"])
+
+
+def _empty(dtype):
+    return np.zeros(0, dtype=dtype)
+
+
+class SGD(Optimizer):
+    name = "sgd"
+
+    def _check(self):
+        h = self.hyper
+        if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
+            raise ValueError("sgd: nesterov needs momentum > 0 and dampening 0")
+        if h["momentum"] != 0:
+            self._buffer("momentum_buffer")
+
+    def _update(self, g):
+        h = self.hyper
+        buf = self.buffers.get("momentum_buffer", _empty(self.params.dtype))
+        k.sgd_update(self.params, g, buf, self._s(h["lr"]), self._s(h["momentum"]),
+                     self._s(1.0 - h["dampening"]), self._s(h["weight_decay"]),
+                     h["nesterov"], self.t == 1)
+
+
+class Adam(Optimizer):
+    name = "adam"
+    decoupled = False
+
+    def _check(self):
+        for beta in ("beta1", "beta2"):
+            if not self.hyper[beta] < 1:
+                raise ValueError(f"{self.name}: {beta} must be in [0, 1)")
+        self._buffer("exp_avg")
+        self._buffer("exp_avg_sq")
+
+    def _update(self, g):
+        h = self.hyper
+        b1, b2, t = h["beta1"], h["beta2"], self.t
+        wd = h["weight_decay"]
+        shrink = 1.0 - h["lr"] * wd if self.decoupled else 1.0
+        k.adam_update(self.params, g, self.buffers["exp_avg"], self.buffers["exp_avg_sq"],
+                      self._s(h["lr"] / (1 - b1 ** t)), self._s(1 - b1), self._s(b2),
+                      self._s(1 - b2), self._s(math.sqrt(1 - b2 ** t)), self._s(h["eps"]),
+                      self._s(0.0 if self.decoupled else wd), self._s(shrink))
+
+
+class AdamW(Adam):
+    name = "adamw"
+    decoupled = True
+
+
+class RMSprop(Optimizer):
+    name = "rmsprop"
+
+    def _check(self):
+        self._buffer("square_avg")
+        if self.hyper["centered"]:
+            self._buffer("grad_avg")
+        if self.hyper["momentum"] > 0:
+            self._buffer("momentum_buffer")
+
+    def _update(self, g):
+        h = self.hyper
+        empty = _empty(self.params.dtype)
+        k.rmsprop_update(self.params, g, self.buffers["square_avg"],
+                         self.buffers.get("grad_avg", empty),
+                         self.buffers.get("momentum_buffer", empty), self._s(h["lr"]),
+                         self._s(h["alpha"]), self._s(1.0 - h["alpha"]), self._s(h["eps"]),
+                         self._s(h["weight_decay"]), self._s(h["momentum"]), h["centered"])
+
+
+class Adagrad(Optimizer):
+    name = "adagrad"
+
+    def _check(self):
+        self._buffer("sum", self.hyper["initial_accumulator_value"])
+
+    def _update(self, g):
+        h = self.hyper
+        clr = h["lr"] / (1 + (self.t - 1) * h["lr_decay"])
+        k.adagrad_update(self.params, g, self.buffers["sum"], self._s(clr), self._s(h["eps"]),
+                         self._s(h["weight_decay"]))
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+
+
+def make_optimizer(name, params, **hyper):
+    """An optimizer by name ('sgd', 'adam', 'adamw', 'rmsprop', 'adagrad') on `params`."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[name](params, **hyper)
+
+
+def clip_gradients(grads, max_norm=0.0, max_value=0.0):
+    """Clip a flat gradient in place and return its global L2 norm before any clipping.
+
+    max_value > 0 clamps every element to [-max_value, max_value] (torch's clip_grad_value_);
+    max_norm > 0 then scales the whole gradient by max_norm / (norm + 1e-6) when that is below
+    one (torch's clip_grad_norm_). A NaN or inf norm is returned as is and nothing is scaled,
+    so the caller sees the bad gradient.
+    """
+    norm = math.sqrt(k.sum_squares(grads))
+    if not math.isfinite(norm):
+        return norm
+    clipped = norm
+    if max_value > 0:
+        k.clamp(grads, grads.dtype.type(-max_value), grads.dtype.type(max_value))
+        clipped = math.sqrt(k.sum_squares(grads))
+    if max_norm > 0:
+        coef = max_norm / (clipped + 1e-6)
+        if coef < 1:
+            k.scale(grads, grads.dtype.type(coef))
+    return norm
