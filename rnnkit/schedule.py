@@ -1,0 +1,135 @@
+"""Learning-rate schedules. Each gives the rate for a step and keeps what it needs to resume.
+
+    sched = make_schedule("cosine", lr=2e-3, warmup=100, total=5000)
+    opt.lr = sched.lr(step, epoch)          # step: updates done so far; epoch: passes done
+    sched.observe(val_loss)                 # after each validation (only plateau uses it)
+    if sched.stop: ...                      # plateau ran out of halvings
+
+Every schedule multiplies its rate by `scale`, which the trainer halves when it rolls back from
+a NaN. `state_dict()` holds plain numbers only, so a resumed run continues bit for bit.
+"""
+import math
+
+
+class Schedule:
+    name = ""
+
+    def __init__(self, lr):
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"learning rate must be a number > 0, got {lr}")
+        self.base = float(lr)
+        self.scale = 1.0
+        self.stop = False
+
+    def lr(self, step, epoch):
+        return self.base * self.scale * self._factor(step, epoch)
+
+    def _factor(self, step, epoch):
+        return 1.0
+
+    def observe(self, val_loss):
+        """Called with each validation loss; constant, step and cosine ignore it."""
+
+    def _fields(self):
+        return ["scale", "stop"]
+
+    def state_dict(self):
+        return {"name": self.name, **{key: getattr(self, key) for key in self._fields()}}
+
+    def load_state_dict(self, state):
+        if state["name"] != self.name:
+            raise ValueError(f"schedule state is for {state['name']!r}, not {self.name!r}")
+        for key in self._fields():
+            default = getattr(self, key)
+            value = state[key]
+            if isinstance(default, bool):
+                value = bool(value)
+            elif isinstance(default, int):
+                value = int(value)
+            elif isinstance(default, float):
+                value = float(value)
+            setattr(self, key, value)
+
+
+class Constant(Schedule):
+    name = "constant"
+
+
+class Step(Schedule):
+    """lr * factor ** (epoch // every): torch-rnn's lr_decay_every / lr_decay_factor."""
+
+    name = "step"
+
+    def __init__(self, lr, every=5, factor=0.5):
+        super().__init__(lr)
+        if every < 1 or not 0 < factor <= 1:
+            raise ValueError("step schedule: every must be >= 1 and 0 < factor <= 1")
+        self.every, self.factor = int(every), float(factor)
+
+    def _factor(self, step, epoch):
+        return self.factor ** (int(epoch) // self.every)
+
+
+class Cosine(Schedule):
+    """Linear warm-up over `warmup` steps, then half a cosine from lr down to min_lr at step
+    `total`, then min_lr (nanoGPT's get_lr)."""
+
+    name = "cosine"
+
+    def __init__(self, lr, warmup=0, total=1000, min_lr=0.0):
+        super().__init__(lr)
+        if warmup < 0 or total <= warmup or not 0 <= min_lr <= lr:
+            raise ValueError(f"cosine schedule: need 0 <= warmup < total and 0 <= min_lr <= lr "
+                             f"(warmup={warmup}, total={total}, min_lr={min_lr})")
+        self.warmup, self.total, self.min_ratio = int(warmup), int(total), min_lr / lr
+
+    def _factor(self, step, epoch):
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        if step >= self.total:
+            return self.min_ratio
+        progress = (step - self.warmup) / (self.total - self.warmup)
+        return self.min_ratio + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1 - self.min_ratio)
+
+
+class Plateau(Schedule):
+    """Mikolov's rnnlm rule: when a validation loss improves on the previous one by less than
+    `threshold` (relative), multiply the rate by `factor`; when that would happen for the
+    (max_halvings + 1)-th time, set `stop` instead."""
+
+    name = "plateau"
+
+    def __init__(self, lr, threshold=0.003, factor=0.5, max_halvings=6):
+        super().__init__(lr)
+        if threshold < 0 or not 0 < factor < 1 or max_halvings < 0:
+            raise ValueError("plateau schedule: need threshold >= 0, 0 < factor < 1, "
+                             "max_halvings >= 0")
+        self.threshold, self.factor, self.max_halvings = float(threshold), float(factor), \
+            int(max_halvings)
+        self.halvings = 0
+        self.last = math.inf
+
+    def _fields(self):
+        return super()._fields() + ["halvings", "last"]
+
+    def _factor(self, step, epoch):
+        return self.factor ** self.halvings
+
+    def observe(self, val_loss):
+        gain = (self.last - val_loss) / abs(self.last) if math.isfinite(self.last) else math.inf
+        self.last = min(self.last, val_loss) if math.isfinite(val_loss) else self.last
+        if not gain >= self.threshold:  # a NaN loss is no improvement
+            if self.halvings >= self.max_halvings:
+                self.stop = True
+            else:
+                self.halvings += 1
+
+
+SCHEDULES = {cls.name: cls for cls in (Constant, Step, Cosine, Plateau)}
+
+
+def make_schedule(name, lr, **options):
+    """A schedule by name ('constant', 'step', 'cosine', 'plateau')."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}")
+    return SCHEDULES[name](lr, **options)
