@@ -1,0 +1,268 @@
+"""Checkpoints: one HDF5 file holds everything a run needs to continue or to be used.
+
+Layout (read it with plain h5py or h5dump; no pickle anywhere):
+
+    /                attrs: format='rnnkit-checkpoint', format_version, rnnkit_version, created,
+                            step, epoch, batch (next batch index within the epoch), elapsed
+                            (training seconds so far), best_val_loss, config (the full resolved
+                            training config as a JSON string)
+    /weights/NAME    one dataset per named parameter ('embed', 'l0.w_x', ..., 'out.b')
+    /optimizer       attrs name, step; /optimizer/hyper attrs; /optimizer/buffers/NAME datasets
+    /schedule        attrs: the schedule's state_dict
+    /rng             attrs: bit_generator, state (numpy's bit_generator.state as JSON: PCG64's
+                     128-bit integers survive exactly, JSON integers have no size limit)
+    /state/NAME      the hidden state carried between batches ('h', and 'c' for an LSTM)
+    /vocab           the corpus vocabulary, copied as it is stored in the corpus file
+
+Writing is atomic: the file is written under a temporary name in the same folder, flushed,
+fsynced, renamed over the final name with os.replace, and the folder is fsynced. A kill -9 at
+any moment leaves the previous checkpoint of that name intact.
+"""
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from rnnkit import __version__
+
+FORMAT = "rnnkit-checkpoint"
+FORMAT_VERSION = 1
+TMP_PREFIX = ".tmp-"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable rnnkit checkpoint (the message is one line)."""
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    config: dict                  # resolved training config (TrainConfig as a nested dict)
+    weights: dict                 # parameter name -> array
+    optimizer: dict = None        # Optimizer.state_dict(); None in a weights-only file
+    schedule: dict = None         # Schedule.state_dict()
+    rng: dict = None              # np.random.Generator.bit_generator.state
+    state: dict = None            # carried hidden state: name -> array
+    vocab: dict = None            # '/vocab' of the corpus: {'attrs': {...}, 'data': {name: array}}
+    step: int = 0                 # optimizer updates done
+    epoch: int = 0                # full passes over the training split done
+    batch: int = 0                # batches of the current epoch done (where to resume)
+    elapsed: float = 0.0          # training wall time so far, seconds
+    best_val_loss: float = math.inf
+    meta: dict = dataclasses.field(default_factory=dict)  # root attrs as read (version, created)
+
+
+# ---------------------------------------------------------------------------------- writing
+
+def _write_attrs(obj, values):
+    for key, value in values.items():
+        if value is None:
+            continue
+        obj.attrs[key] = value
+
+
+def _write_group(parent, name, values):
+    """A dict of arrays (datasets) and scalars (attrs); nested dicts become subgroups."""
+    group = parent.create_group(name)
+    for key, value in values.items():
+        if isinstance(value, dict):
+            _write_group(group, key, value)
+        elif isinstance(value, np.ndarray):
+            group.create_dataset(key, data=value)
+        elif value is not None:
+            group.attrs[key] = value
+    return group
+
+
+def _write(f, ck):
+    _write_attrs(f, {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "rnnkit_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "step": int(ck.step), "epoch": int(ck.epoch), "batch": int(ck.batch),
+        "elapsed": float(ck.elapsed), "best_val_loss": float(ck.best_val_loss),
+        "config": json.dumps(ck.config, sort_keys=True),
+    })
+    weights = f.create_group("weights")
+    for name, array in ck.weights.items():
+        weights.create_dataset(name, data=np.asarray(array))
+    if ck.optimizer is not None:
+        _write_group(f, "optimizer", ck.optimizer)
+    if ck.schedule is not None:
+        _write_group(f, "schedule", ck.schedule)
+    if ck.rng is not None:
+        _write_group(f, "rng", {"bit_generator": ck.rng["bit_generator"],
+                                "state": json.dumps(ck.rng)})
+    if ck.state is not None:
+        _write_group(f, "state", ck.state)
+    if ck.vocab is not None:
+        group = _write_group(f, "vocab", ck.vocab.get("data", {}))
+        _write_attrs(group, ck.vocab.get("attrs", {}))
+
+
+def _fsync_path(path, directory=False):
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _atomic(path, fill):
+    """Call fill(tmp_path) and move the result onto `path` so that no reader and no crash
+    ever sees a partial file under the final name."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fill(tmp)
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_path(path.parent, directory=True)
+
+
+def save(path, ck):
+    """Write checkpoint `ck` to `path` atomically."""
+    def fill(tmp):
+        with h5py.File(tmp, "w") as f:
+            _write(f, ck)
+            f.flush()
+    _atomic(path, fill)
+
+
+def link(src, dst):
+    """Make `dst` the same checkpoint as `src` (a hard link, else a copy), atomically."""
+    def fill(tmp):
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            import shutil
+            shutil.copyfile(src, tmp)
+    _atomic(dst, fill)
+
+
+# ---------------------------------------------------------------------------------- reading
+
+def _read_attrs(obj):
+    """Attributes as plain Python numbers and strings (h5py gives numpy scalars)."""
+    return {key: (bool(v) if isinstance(v, np.bool_) else
+                  int(v) if isinstance(v, np.integer) else
+                  float(v) if isinstance(v, np.floating) else
+                  v.decode() if isinstance(v, bytes) else v)
+            for key, v in obj.attrs.items()}
+
+
+def _read_group(group):
+    out = _read_attrs(group)
+    for key, item in group.items():
+        out[key] = _read_group(item) if isinstance(item, h5py.Group) else item[()]
+    return out
+
+
+def open_checkpoint(path):
+    """Open `path` read-only and check it is an rnnkit checkpoint; raises CheckpointError."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise CheckpointError(f"{path}: not an HDF5 file ({err})") from None
+    fmt = f.attrs.get("format", "")
+    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+    if fmt != FORMAT:
+        f.close()
+        raise CheckpointError(f"{path}: not an rnnkit checkpoint (format attribute is "
+                              f"{fmt!r}, expected {FORMAT!r})")
+    version = int(f.attrs.get("format_version", 0))
+    if version > FORMAT_VERSION:
+        f.close()
+        raise CheckpointError(f"{path}: checkpoint format version {version} is newer than "
+                              f"this rnnkit ({__version__}) reads ({FORMAT_VERSION}); upgrade")
+    return f
+
+
+def load(path, weights_only=False):
+    """Read a whole checkpoint (or, with weights_only, everything but optimizer and RNG)."""
+    with open_checkpoint(path) as f:
+        try:
+            meta = _read_attrs(f)
+            ck = Checkpoint(
+                config=json.loads(meta.pop("config")),
+                weights={name: ds[()] for name, ds in f["weights"].items()},
+                step=meta.pop("step"), epoch=meta.pop("epoch"), batch=meta.pop("batch"),
+                elapsed=meta.pop("elapsed"), best_val_loss=meta.pop("best_val_loss"),
+                meta=meta)
+            if "vocab" in f:
+                group = f["vocab"]
+                ck.vocab = {"attrs": _read_attrs(group),
+                            "data": {k: v[()] for k, v in group.items()}}
+            if "state" in f:
+                ck.state = _read_group(f["state"])
+            if not weights_only:
+                for key in ("optimizer", "schedule"):
+                    if key in f:
+                        setattr(ck, key, _read_group(f[key]))
+                if "rng" in f:
+                    ck.rng = json.loads(_read_group(f["rng"])["state"])
+        except (KeyError, ValueError, OSError) as err:
+            raise CheckpointError(f"{path}: damaged checkpoint ({err})") from None
+    return ck
+
+
+def read_meta(path):
+    """Root attributes only (cheap): step, epoch, config (parsed), best_val_loss, ..."""
+    with open_checkpoint(path) as f:
+        meta = _read_attrs(f)
+        meta["config"] = json.loads(meta.get("config", "{}"))
+        meta["parameters"] = {name: ds.shape for name, ds in f["weights"].items()}
+        meta["has_optimizer"] = "optimizer" in f
+    return meta
+
+
+# ------------------------------------------------------------------------ a run's folder
+
+def step_name(step):
+    return f"step-{step:08d}.h5"
+
+
+def step_files(run_dir):
+    return sorted(Path(run_dir).glob("step-*.h5"))
+
+
+def save_run(run_dir, ck, keep=0, best=False):
+    """Save `ck` as the run's latest.h5 (and best.h5 when `best`). With keep > 0 it is also
+    kept as step-NNNNNNNN.h5 and only the `keep` newest of those remain."""
+    run_dir = Path(run_dir)
+    latest = run_dir / "latest.h5"
+    if keep > 0:
+        first = run_dir / step_name(ck.step)
+        save(first, ck)
+        link(first, latest)
+    else:
+        save(latest, ck)
+    if best:
+        link(latest, run_dir / "best.h5")
+    if keep > 0:
+        for old in step_files(run_dir)[:-keep]:
+            old.unlink()
+
+
+def clean_temporaries(run_dir):
+    """Remove temporary files that a killed writer left behind."""
+    for tmp in Path(run_dir).glob(TMP_PREFIX + "*"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
