@@ -1,0 +1,62 @@
+import pytest
+
+from rnnkit.train_config import (ConfigError, TrainConfig, dump_toml, from_dict, load_toml,
+                                 parse_duration)
+
+
+def test_defaults_round_trip_through_toml(tmp_path):
+    cfg = TrainConfig()
+    path = tmp_path / "c.toml"
+    path.write_text(dump_toml(cfg))
+    assert load_toml(path) == cfg
+
+
+def test_file_values_and_types(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\ncell = "gru"\nhidden = 32\n[optim]\nlr = 1\nweight_decay = 0.1\n'
+                    '[train]\nmax_time = "1.5h"\n[data]\ncorpus = "a \\"b\\".h5"\n')
+    cfg = load_toml(path)
+    assert cfg.model.cell == "gru" and cfg.model.hidden == 32 and cfg.model.layers == 2
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.train.max_time == 5400.0
+    again = tmp_path / "d.toml"
+    again.write_text(dump_toml(cfg))
+    assert load_toml(again) == cfg
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[modle]\ncell = 'gru'\n", r"unknown config section \[modle\]"),
+    ("[model]\nhiden = 3\n", "unknown key 'hiden' in \\[model\\]"),
+    ("[model]\nhidden = 3.5\n", r"\[model\] hidden: expected int, got 3.5"),
+    ("[model]\nhidden = true\n", r"\[model\] hidden: expected int"),
+    ("[optim]\nlr = 'fast'\n", r"\[optim\] lr: expected float"),
+    ("[optim]\nnesterov = 1\n", r"\[optim\] nesterov: expected bool"),
+    ("[train]\nmax_time = 'soon'\n", "max_time: 'soon' is not a duration"),
+    ("model = 3\n", r"\[model\] must be a table"),
+    ("[model\n", "not valid TOML"),
+])
+def test_errors_are_one_line(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_toml(path)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_toml(tmp_path / "nope.toml")
+
+
+def test_overrides_on_top_of_a_base():
+    base = from_dict({"model": {"hidden": 32}, "optim": {"lr": 0.5}})
+    cfg = from_dict({"optim": {"lr": 0.1}}, base)
+    assert cfg.model.hidden == 32 and cfg.optim.lr == 0.1
+    assert base.optim.lr == 0.5                 # the base is not changed
+
+
+def test_durations():
+    assert parse_duration("90") == 90 and parse_duration("2m") == 120
+    assert parse_duration(30) == 30.0 and parse_duration("1d") == 86400
+    with pytest.raises(ValueError):
+        parse_duration("-5m")
