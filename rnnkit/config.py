@@ -11,7 +11,7 @@ from pathlib import Path
 import numba
 
 # No 'nnan'/'ninf': a NaN must survive the kernels so training can notice it and roll back.
-FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 CACHE = os.environ.get("RNNKIT_NO_CACHE", "") == ""
 
 # error_model="numpy": no zero-division checks, which would stop loops from vectorising.

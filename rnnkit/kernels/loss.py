@@ -1,0 +1,54 @@
+"""Softmax cross-entropy fused with its gradient, one row at a time.
+
+logits (M, V) -> sum over rows of log-sum-exp(row) - row[target], with the max subtracted
+first so exp never overflows. With a gradient, the row is overwritten in place by
+scale * (softmax(row) - onehot(target)): one pass finds the max, one writes the exponentials
+and sums them, one normalises; the row stays in cache, and no (M, V) temporary exists.
+"""
+import math
+
+from numba import njit
+import numpy as np
+
+from rnnkit.config import JIT
+from rnnkit.kernels.activations import exp
+from rnnkit.kernels.checks import check
+
+
+@njit(**JIT)
+def _xent(logits, targets, scale, want_grad):
+    M, V = logits.shape
+    total = 0.0
+    for m in range(M):
+        row = logits[m]
+        mx = row[0]
+        for v in range(1, V):
+            mx = max(mx, row[v])
+        target = row[targets[m]]
+        s = row.dtype.type(0.0)
+        if want_grad:
+            for v in range(V):
+                e = exp(row[v] - mx)
+                row[v] = e
+                s += e
+            inv = scale / s
+            for v in range(V):
+                row[v] *= inv
+            row[targets[m]] -= scale
+        else:
+            for v in range(V):
+                s += exp(row[v] - mx)
+        total += math.log(s) + mx - target
+    return total
+
+
+def softmax_xent(logits, targets, scale=1.0, grad=False):
+    """Summed cross-entropy in nats. grad=True overwrites logits with scale * dloss/dlogits."""
+    M, V = logits.shape
+    check(dict(logits=logits), logits.dtype)
+    if targets.shape != (M,):
+        raise ValueError(f"targets: shape {targets.shape}, expected {(M,)}")
+    if M and (targets.min() < 0 or targets.max() >= V):
+        raise ValueError(f"targets must lie in [0, {V})")
+    return _xent(logits, np.ascontiguousarray(targets, dtype=np.int64),
+                 logits.dtype.type(scale), bool(grad))

@@ -1,0 +1,168 @@
+"""The model's kernels against tests/naive.py, and its gradients against finite differences."""
+import numpy as np
+import pytest
+
+from rnnkit.model import Model, ModelConfig, State
+from tests import naive
+
+CELLS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
+N, T, V, E, H = 2, 3, 7, 4, 5   # torch-rnn's test sizes
+
+
+def make(cell, layers=1, dtype=np.float64, seed=0, **kw):
+    cfg = ModelConfig(cell=cell, vocab_size=V, embed=kw.pop("embed", E), hidden=H,
+                      layers=layers, **kw)
+    model = Model(cfg, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    model.params[:] = rng.uniform(-0.5, 0.5, model.params.size)  # larger than init: real gates
+    x = rng.integers(0, V, (N, T))
+    y = rng.integers(0, V, (N, T))
+    state = model.init_state(N)
+    state.h[...] = rng.uniform(-0.5, 0.5, state.h.shape)
+    if state.c is not None:
+        state.c[...] = rng.uniform(-0.5, 0.5, state.c.shape)
+    return model, x, y, state
+
+
+def rel_error(a, b):
+    """torch-rnn's elementwise relative error, max over entries. Entries that are zero in
+    both (unused embedding rows) meet the floor: there the bound is 1e-12 absolute."""
+    return float(np.max(np.abs(a - b) / np.maximum(1e-6, np.abs(a) + np.abs(b))))
+
+
+def numeric_grad(f, arr, eps=1e-3):
+    """Five-point central differences: truncation error O(eps^4) and rounding
+    error ~1e-16 / eps, both ~1e-13 here."""
+    grad = np.zeros_like(arr)
+    flat, gflat = arr.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        values = []
+        for step in (2, 1, -1, -2):
+            flat[i] = old + step * eps
+            values.append(f())
+        flat[i] = old
+        gflat[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_matches_naive(cell, layers):
+    model, x, y, state = make(cell, layers)
+    loss, new = model.forward_backward(x, y, state)
+    ref_loss, ref_h, ref_c = naive.model_loss(model.cfg, model.p, x, y, state.h, state.c)
+    assert abs(loss - ref_loss) < 1e-12
+    np.testing.assert_allclose(new.h, ref_h, rtol=0, atol=1e-12)
+    if cell == "lstm":
+        np.testing.assert_allclose(new.c, ref_c, rtol=0, atol=1e-12)
+    total, count, _ = model.evaluate(x, y, state)
+    assert count == N * T and abs(total / count - ref_loss) < 1e-12
+
+
+def model_fd_errors(model, x, y, state, rng_seed=None):
+    """Relative errors of every analytic gradient against central differences of the loss."""
+    def loss():
+        rng = None if rng_seed is None else np.random.default_rng(rng_seed)
+        lo, _ = model.forward_backward(x, y, state.copy(), rng)
+        return lo
+
+    rng = None if rng_seed is None else np.random.default_rng(rng_seed)
+    model.forward_backward(x, y, state.copy(), rng)
+    analytic = {k: v.copy() for k, v in model.g.items()}
+    dstate = model.dstate.copy()
+    errors = {name: rel_error(analytic[name], numeric_grad(loss, w)) for name, w in model.p.items()}
+    errors["h0"] = rel_error(dstate.h, numeric_grad(loss, state.h))
+    if state.c is not None:
+        errors["c0"] = rel_error(dstate.c, numeric_grad(loss, state.c))
+    return errors
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradients_finite_differences(cell, layers):
+    model, x, y, state = make(cell, layers)
+    errors = model_fd_errors(model, x, y, state)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_input_embedding_gradient(cell):
+    model, x, y, state = make(cell, 2)
+    model.forward_backward(x, y, state.copy())
+    emb = model.p["embed"][x.T].copy()
+    f = lambda: naive.model_loss(model.cfg, model.p, x, y, state.h, state.c, emb=emb)[0]
+    assert rel_error(model.dinputs, numeric_grad(f, emb)) < 1e-6
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gradients_with_dropout_and_tied_weights(cell):
+    model, x, y, state = make(cell, 2, embed=H, dropout=0.3, tie_weights=True)
+    errors = model_fd_errors(model, x, y, state, rng_seed=5)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_final_state_gradient_flows():
+    model, x, y, state = make("lstm", 2)
+    rng = np.random.default_rng(3)
+    dstate = State(rng.normal(size=state.h.shape), rng.normal(size=state.c.shape))
+
+    def objective():
+        lo, new = model.forward_backward(x, y, state.copy(), dstate=None)
+        return lo + np.sum(new.h * dstate.h) + np.sum(new.c * dstate.c)
+
+    model.forward_backward(x, y, state.copy(), dstate=dstate)
+    analytic = model.g["l1.w_h"].copy()
+    assert rel_error(analytic, numeric_grad(objective, model.p["l1.w_h"])) < 1e-6
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_agrees_with_float64(cell):
+    m64, x, y, state = make(cell, 2)
+    m32 = Model(m64.cfg, dtype=np.float32)
+    m32.params[:] = m64.params
+    s32 = State.from_arrays({k: v.astype(np.float32) for k, v in state.arrays().items()})
+    l64, n64 = m64.forward_backward(x, y, state)
+    l32, n32 = m32.forward_backward(x, y, s32)
+    assert abs(l32 - l64) / abs(l64) < 1e-5
+    scale = np.abs(m64.grads).max()
+    assert np.abs(m32.grads - m64.grads).max() / scale < 1e-5
+    np.testing.assert_allclose(n32.h, n64.h, atol=1e-5)
+
+
+def test_dropout_zero_is_identity_and_seeded_runs_repeat():
+    model, x, y, state = make("lstm", 2)
+    a, _ = model.forward_backward(x, y, state.copy(), None)
+    ga = model.grads.copy()
+    b, _ = model.forward_backward(x, y, state.copy(), np.random.default_rng(9))
+    assert a == b and np.array_equal(ga, model.grads)
+
+    model, x, y, state = make("gru", 2, dropout=0.5, dtype=np.float32)
+    runs = []
+    for _ in range(2):
+        lo, new = model.forward_backward(x, y, state.copy(), np.random.default_rng(9))
+        runs.append((lo, model.grads.copy(), new.h))
+    assert runs[0][0] == runs[1][0]
+    assert np.array_equal(runs[0][1], runs[1][1]) and np.array_equal(runs[0][2], runs[1][2])
+    other, _ = model.forward_backward(x, y, state.copy(), np.random.default_rng(10))
+    assert other != runs[0][0]
+
+
+def test_step_matches_sequence():
+    model, x, _, state = make("lstm", 2)
+    seq = state.copy()
+    for t in range(T):
+        logits = model.step(x[:, t], seq)
+    _, new = model.forward_backward(x, x, state.copy())
+    np.testing.assert_allclose(seq.h, new.h, atol=1e-12)
+    ref = naive.model_loss(model.cfg, model.p, x, x, state.h, state.c)
+    assert logits.shape == (N, V) and ref is not None
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="cell"):
+        ModelConfig(cell="transformer", vocab_size=5)
+    with pytest.raises(ValueError, match="tie_weights"):
+        ModelConfig(vocab_size=5, embed=3, hidden=4, tie_weights=True)
+    with pytest.raises(ValueError, match="dropout"):
+        ModelConfig(vocab_size=5, dropout=1.0)
