@@ -1,0 +1,116 @@
+"""Input files for `rnnkit preprocess`: finding them, and reading them in blocks.
+
+Files are read in fixed-size blocks so memory stays flat however large the input. Text is decoded
+with an incremental decoder, which carries a multi-byte character split across two blocks over to
+the next block, and we keep the byte offset so a decoding error can name the exact byte.
+"""
+import codecs
+import glob
+import os
+
+BLOCK = 8 << 20          # bytes read at a time
+SNIFF = 8192             # a file is text if its first SNIFF bytes hold no NUL byte (as git does)
+
+
+class InputError(ValueError):
+    """Bad input that the user can fix; the message is one line."""
+
+
+def is_text(path):
+    with open(path, "rb") as f:
+        return b"\0" not in f.read(SNIFF)
+
+
+def _walk(folder):
+    """Text files under `folder`, recursively, in sorted order; hidden entries are skipped."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if not name.startswith(".") and os.path.isfile(path) and is_text(path):
+                found.append(path)
+    return found
+
+
+def find_inputs(patterns):
+    """Expand files, folders (recursively, text files only) and globs into a list of paths.
+
+    Order: as given, each folder or glob in sorted order. A file named twice is kept once.
+    """
+    paths = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = _walk(pattern)
+            if not found:
+                raise InputError(f"folder {pattern} has no text files")
+        elif os.path.isfile(pattern):
+            found = [pattern]
+        elif glob.has_magic(pattern):
+            found = []
+            for match in sorted(glob.glob(pattern, recursive=True)):
+                if os.path.isdir(match):
+                    found += _walk(match)
+                elif os.path.isfile(match) and is_text(match):
+                    found.append(match)
+            if not found:
+                raise InputError(f"no text file matches {pattern}")
+        elif os.path.exists(pattern):
+            raise InputError(f"{pattern} is not a file or folder")
+        else:
+            raise InputError(f"no such file or folder: {pattern}")
+        paths += found
+    seen, unique = set(), []
+    for path in paths:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def check_encoding(encoding):
+    """The canonical codec name, or InputError for an unknown or non-text codec."""
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"unknown encoding {encoding!r}") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise InputError(f"{encoding!r} is not a text encoding")
+    return info.name
+
+
+def read_blocks(path, block=BLOCK):
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            yield data
+
+
+def read_text(path, encoding, errors, block=BLOCK, on_bytes=None):
+    """Yield `path` decoded to str, block by block; `on_bytes(data)` sees each raw block first.
+
+    Under errors='strict' an invalid byte raises InputError naming the file and byte offset.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
+    offset = 0  # bytes of the file handed to the decoder so far
+    blocks = read_blocks(path, block)
+    while True:
+        data = next(blocks, None)
+        if on_bytes is not None and data is not None:
+            on_bytes(data)
+        pending = len(decoder.getstate()[0])  # undecoded bytes carried from the previous block
+        try:
+            text = decoder.decode(data or b"", final=data is None)
+        except UnicodeDecodeError as err:
+            at = offset - pending + err.start
+            bad = " ".join(f"0x{b:02x}" for b in err.object[err.start:err.end])
+            raise InputError(
+                f"{path}: invalid {encoding} at byte {at} ({bad}): {err.reason}; "
+                "use --errors replace, another --encoding, or --level byte") from None
+        if data is None:
+            if text:
+                yield text
+            return
+        offset += len(data)
+        if text:
+            yield text
