@@ -1,0 +1,273 @@
+"""Read a corpus made by `rnnkit preprocess` and cut it into training batches.
+
+Layout of a split (torch-rnn's): its token stream of length L is cut into N contiguous streams of
+S = (L - 1) // N tokens, stream i starting at token i * S. Batch b is
+
+    x = streams[:, b*T : (b+1)*T]          (N, T) inputs
+    y = streams[:, b*T + 1 : (b+1)*T + 1]  (N, T) targets, the next token of each input
+
+so row i of batch b + 1 continues row i of batch b, and a model carries its hidden state from
+one batch to the next. There are S // T batches; the tokens left over are not used. Batches are
+read from the file a block at a time, never the whole split, so a corpus larger than RAM works.
+
+    with Corpus("corpus.h5") as corpus:
+        corpus.check_fit("train", 50, 50)
+        for x, y in corpus.batches("train", 50, 50):
+            ...
+"""
+import h5py
+import numpy as np
+
+from rnnkit.tokenize import EOS, Vocabulary
+
+FORMAT = "rnnkit-corpus"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+BLOCK_TOKENS = 1 << 18   # tokens read per stream at a time (one HDF5 chunk)...
+BUFFER_TOKENS = 1 << 23  # ...but at most this many for all streams together
+
+
+class CorpusError(ValueError):
+    """The file is not a corpus this version of rnnkit can read."""
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Corpus:
+    """An open corpus file. Use as a context manager, or call `close()`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        try:
+            # the chunk cache holds the chunks of many streams at once (see `batches`)
+            self.file = h5py.File(path, "r", rdcc_nbytes=64 << 20, rdcc_nslots=10007)
+        except FileNotFoundError:
+            raise CorpusError(f"no such file: {path}") from None
+        except OSError:
+            raise CorpusError(f"{path} is not an HDF5 file") from None
+        try:
+            self.attrs = {key: _plain(value) for key, value in self.file.attrs.items()}
+            if self.attrs.get("format") != FORMAT:
+                raise CorpusError(f"{path} is not an rnnkit corpus (no format={FORMAT!r} attribute)")
+            if self.attrs.get("format_version", 0) > FORMAT_VERSION:
+                raise CorpusError(f"{path} has corpus format version "
+                                  f"{self.attrs['format_version']}; this rnnkit reads up to "
+                                  f"{FORMAT_VERSION}, upgrade rnnkit")
+            self.level = self.attrs["level"]
+            self.encoding = self.attrs["encoding"]
+            self.vocabulary = Vocabulary.load(self.file, self.level)
+        except BaseException:
+            self.file.close()
+            raise
+        self.vocab = self.vocabulary.tokens
+        self.vocab_size = len(self.vocab)
+        self.splits = [name for name in SPLITS if name in self.file]
+        self.dtype = self.file[self.splits[0]].dtype if self.splits else self.vocabulary.dtype
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.file.close()
+
+    def __repr__(self):
+        sizes = ", ".join(f"{name}={self.len_split(name)}" for name in self.splits)
+        return f"Corpus({self.path!r}, level={self.level!r}, vocab_size={self.vocab_size}, {sizes})"
+
+    def _split(self, name):
+        if name not in self.splits:
+            present = ", ".join(self.splits) or "none"
+            raise ValueError(f"{self.path} has no {name!r} split (present: {present})")
+        return self.file[name]
+
+    def len_split(self, name):
+        """Number of tokens in split `name`."""
+        return self._split(name).shape[0]
+
+    def tokens(self, split, start=0, stop=None):
+        """Token ids split[start:stop] as an int64 array (read from the file now)."""
+        return self._split(split)[start:stop].astype(np.int64)
+
+    @property
+    def counts(self):
+        """Occurrences of each id over all splits, as a uint64 array."""
+        return self.file["counts"][()]
+
+    # -- text <-> ids, the same rules as the tokenizer that made the corpus --
+
+    def encode(self, text):
+        """Token ids of `text` (str; bytes also for byte level) as an int64 array.
+
+        Char and byte level raise ValueError for a symbol outside the vocabulary; word level maps
+        unknown words to <unk>.
+        """
+        index = self.vocabulary.index
+        if self.level == "word":
+            words = text.replace("\n", f" {EOS} ").split()
+            unk = self.vocabulary.unk_id
+            return np.array([index.get(w, unk) for w in words], np.int64)
+        if self.level == "byte":
+            symbols = [chr(b) for b in (text if isinstance(text, bytes) else
+                                        text.encode(self.encoding))]
+        else:
+            symbols = text
+        try:
+            return np.array([index[s] for s in symbols], np.int64)
+        except KeyError as err:
+            symbol = err.args[0]
+            what = (f"byte 0x{ord(symbol):02x}" if self.level == "byte" else
+                    f"{symbol!r} (U+{ord(symbol):04X})")
+            raise ValueError(f"{what} is not in the vocabulary of {self.path}") from None
+
+    def decode_bytes(self, ids):
+        """Byte level only: the bytes that `ids` stand for."""
+        if self.level != "byte":
+            raise ValueError("decode_bytes is for byte-level corpora")
+        return bytes(ord(self.vocab[i]) for i in np.asarray(ids).ravel().tolist())
+
+    def decode(self, ids):
+        """Text of `ids`. Byte level decodes the bytes with the corpus encoding (invalid bytes
+        become U+FFFD); word level joins words with spaces and turns <eos> into newlines."""
+        ids = np.asarray(ids).ravel().tolist()
+        if self.level == "byte":
+            return self.decode_bytes(ids).decode(self.encoding, errors="replace")
+        if self.level == "char":
+            return "".join(self.vocab[i] for i in ids)
+        out, line = [], []
+        for i in ids:
+            if i == self.vocabulary.eos_id:
+                out.append(" ".join(line) + "\n")
+                line = []
+            else:
+                line.append(self.vocab[i])
+        return "".join(out) + " ".join(line)
+
+    # -- batches --
+
+    def check_fit(self, split, N, T, world=1):
+        """Raise ValueError, with N and T that would fit, unless `split` gives at least one batch."""
+        L = self.len_split(split)
+        if N < 1 or T < 1:
+            raise ValueError(f"N and T must be positive, got N={N}, T={T}")
+        if world < 1 or N % world:
+            raise ValueError(f"N={N} streams cannot be shared evenly by {world} ranks; "
+                             f"use a multiple of {world}")
+        if (L - 1) // N >= T:
+            return
+        hints = []
+        n_max = (L - 1) // T // world * world
+        if n_max >= 1:
+            hints.append(f"N={n_max} with T={T}")
+        if (L - 1) // N >= 1:
+            hints.append(f"T={(L - 1) // N} with N={N}")
+        if not hints and L >= 2:
+            hints.append(f"N={world} with T={(L - 1) // world}" if (L - 1) // world else "more text")
+        hint = " or ".join(hints) or "more text"
+        raise ValueError(f"the {split!r} split of {self.path} has {L} tokens, too few for one "
+                         f"batch of N={N} streams x T={T} steps (needs N*T+1 = {N * T + 1}); "
+                         f"try {hint}")
+
+    def batches(self, split, N, T, start=0, rank=0, world=1):
+        """Batches (x, y) of split `split`, from batch `start` on; see the module docstring.
+
+        With `world` ranks, rank `rank` gets the streams rank*N/world .. (rank+1)*N/world - 1,
+        so x and y have N/world rows. The result can be iterated more than once.
+        """
+        self.check_fit(split, N, T, world)
+        return Batches(self._split(split), N, T, start, rank, world)
+
+
+class Batches:
+    """Input/target batches of one split; `len()` is the number of batches left from `start`."""
+
+    def __init__(self, dataset, N, T, start=0, rank=0, world=1):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+        self.dataset, self.N, self.T = dataset, N, T
+        self.S = (dataset.shape[0] - 1) // N          # tokens per stream
+        self.num_batches = self.S // T                # batches in a full pass
+        if not 0 <= start <= self.num_batches:
+            raise ValueError(f"start batch {start} is not in 0..{self.num_batches}")
+        self.start, self.rank, self.world = start, rank, world
+        per_rank = N // world
+        self.rows = range(rank * per_rank, (rank + 1) * per_rank)
+
+    def __len__(self):
+        return self.num_batches - self.start
+
+    def _read(self, first, count):
+        """Tokens for batches first .. first+count-1: (rows, count*T + 1), storage dtype."""
+        T, S = self.T, self.S
+        out = np.empty((len(self.rows), count * T + 1), self.dataset.dtype)
+        for j, i in enumerate(self.rows):
+            begin = i * S + first * T
+            self.dataset.read_direct(out, np.s_[begin:begin + count * T + 1], np.s_[j])
+        return out
+
+    def batch(self, b):
+        """Batch `b` alone (reads it from the file)."""
+        if not 0 <= b < self.num_batches:
+            raise IndexError(f"batch {b} is not in 0..{self.num_batches - 1}")
+        block = self._read(b, 1)
+        return block[:, :-1].astype(np.int32), block[:, 1:].astype(np.int32)
+
+    def __iter__(self):
+        T = self.T
+        per_block = max(1, min(BLOCK_TOKENS, BUFFER_TOKENS // len(self.rows)) // T)
+        b = self.start
+        while b < self.num_batches:
+            count = min(per_block, self.num_batches - b)
+            block = self._read(b, count)
+            for k in range(count):
+                chunk = block[:, k * T:(k + 1) * T + 1]
+                yield chunk[:, :-1].astype(np.int32), chunk[:, 1:].astype(np.int32)
+            b += count
+
+
+def describe(path):
+    """Lines for `rnnkit info`: splits, vocabulary, sources."""
+    with Corpus(path) as corpus:
+        a = corpus.attrs
+        lines = [f"{path}: rnnkit corpus, format version {a['format_version']}, "
+                 f"made by rnnkit {a.get('rnnkit_version', '?')}"]
+        how = f"level {corpus.level}"
+        if corpus.level != "byte":
+            how += f", encoding {corpus.encoding}, errors={a.get('errors')}"
+        if corpus.level == "word":
+            how += f", max_vocab={a.get('max_vocab') or 'none'}, min_count={a.get('min_count')}"
+        if a.get("vocab_from"):
+            how += f", vocabulary from {a['vocab_from']}"
+        lines.append(how)
+        total = sum(corpus.len_split(s) for s in corpus.splits)
+        sizes = ", ".join(f"{s} {corpus.len_split(s):,}" for s in corpus.splits)
+        lines.append(f"tokens: {total:,} ({sizes or 'no splits'}), stored as {corpus.dtype}")
+        counts = corpus.counts
+        top = np.argsort(-counts.astype(np.int64), kind="stable")[:20]
+        sample = " ".join(_show(corpus.vocab[i], corpus.level) for i in top)
+        lines.append(f"vocabulary: {corpus.vocab_size:,} tokens; most frequent: {sample}")
+        sources = corpus.file["sources"][()]
+        lines.append(f"sources: {len(sources)} file{'s' * (len(sources) != 1)}, "
+                     f"{int(sources['bytes'].sum()):,} bytes")
+        for row in sources[:20]:
+            lines.append(f"  {_plain(row['name'])}  [{_plain(row['split'])}]  {int(row['bytes']):,}"
+                         f" bytes  {int(row['tokens']):,} tokens  sha256 {_plain(row['sha256'])}")
+        if len(sources) > 20:
+            lines.append(f"  ... and {len(sources) - 20} more")
+    return "\n".join(lines)
+
+
+def _show(token, level):
+    if level == "byte":
+        return f"{ord(token):02x}"
+    return repr(token) if level == "char" else token
