@@ -1,0 +1,97 @@
+"""`rnnkit preprocess`."""
+import sys
+
+import click
+
+from rnnkit.sources import BLOCK
+
+LEVELS = ("char", "byte", "word")
+SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to help
+
+
+def _given(ctx, name):
+    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+
+@click.command("preprocess")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Corpus file to write (HDF5).")
+@click.option("--level", type=click.Choice(LEVELS), default="char", show_default=True,
+              help="Tokens: Unicode code points, raw bytes, or whitespace-separated words "
+                   "(each newline an <eos> token).")
+@click.option("--encoding", type=str, default="utf-8", show_default=True,
+              help="Text encoding of the inputs (char and word level; byte level stores it "
+                   "for decoding).")
+@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
+              show_default=True,
+              help="Invalid bytes: stop with the file and byte offset, or replace them by U+FFFD.")
+@click.option("--val-frac", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+              show_default=True,
+              help="Fraction of the tokens cut from the end of the input for validation "
+                   "(0 when --val or --test FILE is given).")
+@click.option("--test-frac", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+              show_default=True,
+              help="Fraction cut from the very end for testing (0 when --val or --test FILE "
+                   "is given).")
+@click.option("--val", "val", type=str, default=None, show_default=True, metavar="FILE",
+              help="Validation text (file, folder or glob) instead of --val-frac.")
+@click.option("--test", "test", type=str, default=None, show_default=True, metavar="FILE",
+              help="Test text (file, folder or glob) instead of --test-frac.")
+@click.option("--vocab-from", type=click.Path(dir_okay=False), default=None, show_default=True,
+              help="Reuse the vocabulary (and level) of this corpus so both share token ids.")
+@click.option("--max-vocab", type=click.IntRange(min=3), default=None, show_default=True,
+              help="Word level: keep at most this many tokens, <unk> and <eos> included "
+                   "[default: no limit].")
+@click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Word level: words seen fewer times become <unk>.")
+@click.option("-f", "--force", is_flag=True, default=False, show_default=True,
+              help="Overwrite OUTPUT if it exists.")
+@click.option("-q", "--quiet", is_flag=True, default=False, show_default=True,
+              help="No progress bar and no summary on stderr.")
+@click.pass_context
+def command(ctx, inputs, output, level, encoding, errors, val_frac, test_frac, val, test,
+            vocab_from, max_vocab, min_count, force, quiet):
+    """Turn text files into a corpus of token ids for `rnnkit train`.
+
+    INPUT is a file, a folder (its text files, recursively, in sorted order) or a glob. The
+    vocabulary is built from all the text; --val-frac and --test-frac cut contiguous blocks from
+    the end for validation and testing, as torch-rnn does. The layout of the HDF5 file is in
+    docs/corpus-format.md.
+
+    \b
+    rnnkit preprocess shakespeare.txt -o shakespeare.h5
+    rnnkit preprocess ptb.train.txt --val ptb.valid.txt --test ptb.test.txt \\
+        --level word -o ptb.h5
+    rnnkit preprocess 'books/**/*.txt' --level byte -o books.h5
+    """
+    from rnnkit.preprocess import preprocess
+    from rnnkit.sources import InputError
+
+    def progress(total):
+        if quiet or total < SHOW_PROGRESS_BYTES or not sys.stderr.isatty():
+            return None
+        return click.progressbar(length=total, label="preprocess", file=sys.stderr,
+                                 show_pos=False, show_percent=True, show_eta=True)
+
+    try:
+        summary = preprocess(
+            inputs, output,
+            level=level if _given(ctx, "level") or not vocab_from else None,
+            encoding=encoding, errors=errors,
+            val_frac=val_frac if _given(ctx, "val_frac") else None,
+            test_frac=test_frac if _given(ctx, "test_frac") else None,
+            val=val, test=test, vocab_from=vocab_from, max_vocab=max_vocab,
+            min_count=min_count, force=force,
+            progress=progress)
+    except InputError as err:
+        raise click.ClickException(str(err)) from None
+    if not quiet:
+        splits = ", ".join(f"{name} {n:,}" for name, n in summary["splits"].items())
+        unk = f"; <unk> {summary['unk']:,}" if summary["unk"] else ""
+        mb = summary["bytes"] / 1e6
+        click.echo(f"wrote {summary['output']}: {summary['level']} level, vocabulary "
+                   f"{summary['vocab_size']:,} ({summary['dtype']}); tokens: {splits}{unk}; "
+                   f"{summary['files']} file(s), {mb:,.1f} MB in {summary['seconds']:.1f} s",
+                   err=True)
+

@@ -1,0 +1,286 @@
+"""Turn text files into one HDF5 corpus of token ids (layout: docs/corpus-format.md).
+
+Two passes, each reading the input block by block so that memory stays flat:
+1. count: gives the vocabulary, the number of tokens and so the split sizes, the sha256s;
+2. encode: maps each block to ids and appends them to the split datasets.
+The corpus is written under a temporary name in the output folder and renamed into place only
+when complete, so an interrupted run never leaves a half-written corpus under the final name.
+
+    from rnnkit.preprocess import preprocess
+    preprocess(["shakespeare.txt"], "corpus.h5", level="char")
+"""
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnkit import __version__
+from rnnkit.corpus import FORMAT, FORMAT_VERSION, Corpus, CorpusError
+from rnnkit.sources import BLOCK, InputError, check_encoding, find_inputs, read_blocks, read_text
+from rnnkit.tokenize import EOS, LEVELS, TOKENIZERS, UNK
+from rnnkit.writer import SplitWriter, compression_pool
+
+DEFAULT_FRAC = 0.1   # torch-rnn's default for both val and test
+MIN_TOKENS = 2       # a split needs one input and one target token at least
+
+
+@dataclass
+class Source:
+    path: str
+    split: str           # "train" for the main inputs (cut by the fractions), else "val"/"test"
+    bytes: int = 0
+    tokens: int = 0
+    sha256: str = ""
+
+
+def _units(tokenizer, source, encoding, errors, block, on_bytes):
+    """The units of one file, block by block (see rnnkit.tokenize)."""
+    split = tokenizer.splitter(source.path)
+    if tokenizer.reads_bytes:
+        for data in read_blocks(source.path, block):
+            on_bytes(data)
+            yield split(data, False)
+    else:
+        for text in read_text(source.path, encoding, errors, block, on_bytes):
+            yield split(text, False)
+        yield split("", True)
+
+
+def _fractions(val_frac, test_frac, val, test):
+    """Resolve the split options: a fraction or a file per split, not both."""
+    for name, frac, path in (("val", val_frac, val), ("test", test_frac, test)):
+        if frac is not None and path is not None:
+            raise InputError(f"give --{name}-frac or --{name} FILE, not both")
+        if frac is not None and not 0 <= frac < 1:
+            raise InputError(f"--{name}-frac must be in [0, 1), got {frac}")
+    default = 0.0 if (val or test) else DEFAULT_FRAC
+    val_frac = (0.0 if val else default) if val_frac is None else val_frac
+    test_frac = (0.0 if test else default) if test_frac is None else test_frac
+    if val_frac + test_frac >= 1:
+        raise InputError(f"--val-frac {val_frac} + --test-frac {test_frac} >= 1 "
+                         "leaves no training data")
+    return val_frac, test_frac
+
+
+def _check_output(output, force):
+    output = os.fspath(output)
+    folder = os.path.dirname(os.path.abspath(output))
+    if os.path.isdir(output):
+        raise InputError(f"output {output} is a folder; give a file name")
+    if os.path.exists(output) and not force:
+        raise InputError(f"{output} exists; use --force to overwrite it")
+    if not os.path.isdir(folder):
+        raise InputError(f"output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"output folder {folder} is not writable")
+    return output, folder
+
+
+def _reused_vocab(vocab_from, level, max_vocab, min_count):
+    try:
+        with Corpus(vocab_from) as other:
+            vocab = other.vocabulary
+    except CorpusError as err:
+        raise InputError(f"--vocab-from: {err}") from None
+    if level is not None and level != vocab.level:
+        raise InputError(f"--level {level} does not match the {vocab.level}-level vocabulary "
+                         f"of {vocab_from}")
+    if max_vocab is not None or min_count != 1:
+        raise InputError("--max-vocab and --min-count cannot change a vocabulary from --vocab-from")
+    return vocab
+
+
+def _plan(main_tokens, val_frac, test_frac, sources):
+    """Tokens per split, and the (split, count) parts each group of sources feeds in order."""
+    n_val, n_test = int(val_frac * main_tokens), int(test_frac * main_tokens)
+    n_train = main_tokens - n_val - n_test
+    feeds = {"train": [("train", n_train), ("val", n_val), ("test", n_test)]}
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    for name in ("val", "test"):
+        extra = sum(s.tokens for s in sources if s.split == name)
+        if any(s.split == name for s in sources):
+            feeds[name] = [(name, extra)]
+            sizes[name] = extra
+    for name, frac in (("train", 1), ("val", val_frac), ("test", test_frac)):
+        from_file = any(s.split == name for s in sources) and name != "train"
+        if (frac or from_file) and sizes[name] < MIN_TOKENS:
+            how = f"the --{name} file" if from_file else (
+                "the input" if name == "train" else f"--{name}-frac {frac} of {main_tokens} tokens")
+            raise InputError(f"{how} gives {sizes[name]} {name} token(s); a split needs at least "
+                             f"{MIN_TOKENS} (add text or raise the fraction)")
+    return sizes, feeds
+
+
+def _write_attrs(h5, *, level, encoding, errors, max_vocab, min_count, vocab_from, val_frac,
+                 test_frac, sizes):
+    attrs = h5.attrs
+    attrs["format"] = FORMAT
+    attrs["format_version"] = FORMAT_VERSION
+    attrs["rnnkit_version"] = __version__
+    attrs["level"] = level
+    attrs["encoding"] = encoding
+    attrs["errors"] = errors
+    attrs["max_vocab"] = max_vocab or 0
+    attrs["min_count"] = min_count
+    attrs["unk_token"] = UNK if level == "word" else ""
+    attrs["eos_token"] = EOS if level == "word" else ""
+    attrs["vocab_from"] = os.fspath(vocab_from) if vocab_from else ""
+    attrs["val_frac"] = val_frac
+    attrs["test_frac"] = test_frac
+    names = [name for name, n in sizes.items() if n]
+    attrs["splits"] = names
+    attrs["split_tokens"] = np.array([sizes[name] for name in names], np.uint64)
+
+
+def _write_sources(h5, sources):
+    import h5py
+
+    text = h5py.string_dtype("utf-8")
+    dtype = np.dtype([("name", text), ("split", text), ("bytes", np.uint64),
+                      ("tokens", np.uint64), ("sha256", "S64")])
+    rows = np.array([(s.path.encode("utf-8", "replace").decode("utf-8"), s.split, s.bytes,
+                      s.tokens, s.sha256.encode()) for s in sources], dtype)
+    h5.create_dataset("sources", data=rows)
+
+
+def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict", val_frac=None,
+               test_frac=None, val=None, test=None, vocab_from=None, max_vocab=None,
+               min_count=1, force=False, progress=None, block=BLOCK):
+    """Write the corpus `output` from `inputs` (files, folders, globs); return a summary dict.
+
+    `level` None means char, or the level of `vocab_from`. `val_frac`/`test_frac` None mean
+    0.1, or 0 when a `val`/`test` file is given. `progress(total_bytes)` may return a context
+    manager with `update(nbytes)`, such as click.progressbar, or None for no progress report.
+    Raises InputError for bad input.
+    """
+    started = time.perf_counter()
+    if errors not in ("strict", "replace"):
+        raise InputError(f"errors must be strict or replace, got {errors!r}")
+    if level is not None and level not in LEVELS:
+        raise InputError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    encoding = check_encoding(encoding)
+    val_frac, test_frac = _fractions(val_frac, test_frac, val, test)
+    if max_vocab is not None and max_vocab < len((UNK, EOS)) + 1:
+        raise InputError(f"--max-vocab must be at least 3, got {max_vocab}")
+    if min_count < 1:
+        raise InputError(f"--min-count must be at least 1, got {min_count}")
+    vocab = _reused_vocab(vocab_from, level, max_vocab, min_count) if vocab_from else None
+    level = vocab.level if vocab else (level or "char")
+    if level != "word" and (max_vocab is not None or min_count != 1):
+        raise InputError("--max-vocab and --min-count apply to --level word only")
+    output, folder = _check_output(output, force)
+    if not inputs:
+        raise InputError("no input given")
+
+    sources = [Source(p, "train") for p in find_inputs(inputs)]
+    for name, pattern in (("val", val), ("test", test)):
+        if pattern is not None:
+            sources += [Source(p, name) for p in find_inputs([pattern])]
+    total_bytes = sum(os.path.getsize(s.path) for s in sources)
+    tokenizer = TOKENIZERS[level]()
+    bar = (progress(2 * total_bytes) if progress else None) or contextlib.nullcontext()
+    with bar:
+        update = getattr(bar, "update", None) or (lambda n: None)
+
+        _count(tokenizer, sources, encoding, errors, block, update, vocab, vocab_from)
+        main_tokens = sum(s.tokens for s in sources if s.split == "train")
+        if main_tokens == 0:
+            raise InputError("the input is empty (no tokens)")
+        sizes, feeds = _plan(main_tokens, val_frac, test_frac, sources)
+        if vocab is None:
+            vocab = tokenizer.vocabulary(max_vocab, min_count)
+
+        # pass 2: encode, into a temporary file renamed into place at the end
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp",
+                                       dir=folder)
+        except OSError as err:
+            raise InputError(f"cannot write in {folder}: {err.strerror}") from None
+        os.close(fd)
+        try:
+            _encode(tmp, tokenizer, vocab, sources, sizes, feeds, encoding, errors, block, update,
+                    attrs=dict(level=level, encoding=encoding, errors=errors,
+                               max_vocab=max_vocab, min_count=min_count, vocab_from=vocab_from,
+                               val_frac=val_frac, test_frac=test_frac, sizes=sizes))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a corpus is an ordinary file
+            os.replace(tmp, output)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+    unk = 0
+    if vocab.unk_id is not None:
+        unk = int(tokenizer.id_counts(vocab)[vocab.unk_id])
+    return {"output": output, "level": level, "vocab_size": len(vocab), "dtype": str(vocab.dtype),
+            "splits": {name: n for name, n in sizes.items() if n}, "unk": unk,
+            "files": len(sources), "bytes": total_bytes,
+            "seconds": time.perf_counter() - started}
+
+
+def _count(tokenizer, sources, encoding, errors, block, update, vocab, vocab_from):
+    """Pass 1: count the tokens of every source, and fill in its size and sha256."""
+    # hashing runs on a thread (hashlib releases the GIL); one block at most waits for it
+    with ThreadPoolExecutor(1, thread_name_prefix="rnnkit-sha256") as hasher:
+        for source in sources:
+            digest = hashlib.sha256()
+            hashing = [None]
+
+            def on_bytes(data):
+                if hashing[0] is not None:
+                    hashing[0].result()
+                hashing[0] = hasher.submit(digest.update, data)
+                source.bytes += len(data)
+                update(len(data))
+
+            for units in _units(tokenizer, source, encoding, errors, block, on_bytes):
+                tokenizer.count(units)
+                source.tokens += len(units)
+            if hashing[0] is not None:
+                hashing[0].result()
+            source.sha256 = digest.hexdigest()
+            if vocab is not None and (symbol := tokenizer.unknown(vocab)) is not None:
+                what = f"byte 0x{ord(symbol):02x}" if tokenizer.level == "byte" else \
+                    f"{symbol!r} (U+{ord(symbol):04X})"
+                raise InputError(f"{source.path}: {what} is not in the vocabulary of "
+                                 f"{vocab_from}; --vocab-from needs every symbol to be in it")
+
+
+def _encode(path, tokenizer, vocab, sources, sizes, feeds, encoding, errors, block, update,
+            attrs):
+    import h5py
+
+    encode = tokenizer.encoder(vocab)
+    with h5py.File(path, "w") as h5, compression_pool() as pool:
+        _write_attrs(h5, **attrs)
+        vocab.save(h5)
+        h5.create_dataset("counts", data=tokenizer.id_counts(vocab))
+        _write_sources(h5, sources)
+        writers = {name: SplitWriter(h5, name, n, vocab.dtype, pool)
+                   for name, n in sizes.items() if n}
+        for group in ("train", "val", "test"):
+            parts = [[writers[name], n] for name, n in feeds.get(group, []) if n]
+            for source in (s for s in sources if s.split == group):
+                seen = 0
+                for units in _units(tokenizer, source, encoding, errors, block,
+                                    lambda data: update(len(data))):
+                    ids = encode(units)
+                    seen += len(ids)
+                    while len(ids) and parts:
+                        writer, room = parts[0]
+                        take = min(room, len(ids))
+                        writer.append(ids[:take])
+                        ids = ids[take:]
+                        parts[0][1] -= take
+                        if parts[0][1] == 0:
+                            parts.pop(0)
+                if seen != source.tokens:
+                    raise InputError(f"{source.path} changed while being read; run again")
+        for writer in writers.values():
+            writer.close()
