@@ -89,9 +89,9 @@ def command(ctx, inputs, output, level, encoding, errors, val_frac, test_frac, v
     if not quiet:
         splits = ", ".join(f"{name} {n:,}" for name, n in summary["splits"].items())
         unk = f"; <unk> {summary['unk']:,}" if summary["unk"] else ""
-        mb = summary["bytes"] / 1e6
+        size = summary["bytes"]
+        size = f"{size:,} bytes" if size < 1e6 else f"{size / 1e6:,.1f} MB"
         click.echo(f"wrote {summary['output']}: {summary['level']} level, vocabulary "
                    f"{summary['vocab_size']:,} ({summary['dtype']}); tokens: {splits}{unk}; "
-                   f"{summary['files']} file(s), {mb:,.1f} MB in {summary['seconds']:.1f} s",
-                   err=True)
+                   f"{summary['files']} file(s), {size} in {summary['seconds']:.1f} s", err=True)
 

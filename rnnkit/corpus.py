@@ -254,6 +254,7 @@ def describe(path):
         lines.append(f"tokens: {total:,} ({sizes or 'no splits'}), stored as {corpus.dtype}")
         counts = corpus.counts
         top = np.argsort(-counts.astype(np.int64), kind="stable")[:20]
+        top = top[counts[top] > 0]
         sample = " ".join(_show(corpus.vocab[i], corpus.level) for i in top)
         lines.append(f"vocabulary: {corpus.vocab_size:,} tokens; most frequent: {sample}")
         sources = corpus.file["sources"][()]
