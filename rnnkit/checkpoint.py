@@ -5,14 +5,17 @@ Layout (read it with plain h5py or h5dump; no pickle anywhere):
     /                attrs: format='rnnkit-checkpoint', format_version, rnnkit_version, created,
                             step, epoch, batch (next batch index within the epoch), elapsed
                             (training seconds so far), best_val_loss, config (the full resolved
-                            training config as a JSON string)
+                            training config as a JSON string), level and encoding (of the
+                            corpus), and the trainer's counters bad_evals and last_eval_step
     /weights/NAME    one dataset per named parameter ('embed', 'l0.w_x', ..., 'out.b')
     /optimizer       attrs name, step; /optimizer/hyper attrs; /optimizer/buffers/NAME datasets
     /schedule        attrs: the schedule's state_dict
     /rng             attrs: bit_generator, state (numpy's bit_generator.state as JSON: PCG64's
                      128-bit integers survive exactly, JSON integers have no size limit)
     /state/NAME      the hidden state carried between batches ('h', and 'c' for an LSTM)
-    /vocab           the corpus vocabulary, copied as it is stored in the corpus file
+    /vocab           the corpus vocabulary, stored as the corpus stores it (rnnkit.tokenize:
+                     code points for char, byte values for byte, UTF-8 strings for word), with
+                     the root attribute level ('char', 'byte' or 'word')
 
 Writing is atomic: the file is written under a temporary name in the same folder, flushed,
 fsynced, renamed over the final name with os.replace, and the folder is fsynced. A kill -9 at
@@ -30,6 +33,7 @@ import h5py
 import numpy as np
 
 from rnnkit import __version__
+from rnnkit.tokenize import Vocabulary
 
 FORMAT = "rnnkit-checkpoint"
 FORMAT_VERSION = 1
@@ -48,13 +52,14 @@ class Checkpoint:
     schedule: dict = None         # Schedule.state_dict()
     rng: dict = None              # np.random.Generator.bit_generator.state
     state: dict = None            # carried hidden state: name -> array
-    vocab: dict = None            # '/vocab' of the corpus: {'attrs': {...}, 'data': {name: array}}
+    vocab: Vocabulary = None      # the corpus vocabulary (rnnkit.tokenize.Vocabulary)
+    encoding: str = "utf-8"       # the corpus text encoding (byte-level models decode with it)
     step: int = 0                 # optimizer updates done
     epoch: int = 0                # full passes over the training split done
     batch: int = 0                # batches of the current epoch done (where to resume)
     elapsed: float = 0.0          # training wall time so far, seconds
     best_val_loss: float = math.inf
-    meta: dict = dataclasses.field(default_factory=dict)  # root attrs as read (version, created)
+    meta: dict = dataclasses.field(default_factory=dict)  # other root attrs: counters, version
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -79,7 +84,11 @@ def _write_group(parent, name, values):
     return group
 
 
+RESERVED = {"format", "format_version", "rnnkit_version", "created", "level", "encoding"}
+
+
 def _write(f, ck):
+    _write_attrs(f, {k: v for k, v in ck.meta.items() if k not in RESERVED})
     _write_attrs(f, {
         "format": FORMAT, "format_version": FORMAT_VERSION, "rnnkit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -100,8 +109,9 @@ def _write(f, ck):
     if ck.state is not None:
         _write_group(f, "state", ck.state)
     if ck.vocab is not None:
-        group = _write_group(f, "vocab", ck.vocab.get("data", {}))
-        _write_attrs(group, ck.vocab.get("attrs", {}))
+        f.attrs["level"] = ck.vocab.level
+        f.attrs["encoding"] = ck.encoding
+        ck.vocab.save(f)
 
 
 def _fsync_path(path, directory=False):
@@ -205,9 +215,8 @@ def load(path, weights_only=False):
                 elapsed=meta.pop("elapsed"), best_val_loss=meta.pop("best_val_loss"),
                 meta=meta)
             if "vocab" in f:
-                group = f["vocab"]
-                ck.vocab = {"attrs": _read_attrs(group),
-                            "data": {k: v[()] for k, v in group.items()}}
+                ck.vocab = Vocabulary.load(f, meta.pop("level"))
+                ck.encoding = meta.pop("encoding", "utf-8")
             if "state" in f:
                 ck.state = _read_group(f["state"])
             if not weights_only:
