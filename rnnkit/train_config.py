@@ -85,10 +85,11 @@ class ScheduleSection:
 class TrainSection:
     epochs: int = 50              # passes over the training split (torch-rnn's max_epochs)
     max_steps: int = 0            # stop after this many updates; 0 = no limit
-    max_time: float = 0.0         # stop after this many seconds (TOML also takes "30m"); 0 = none
+    max_time: float = 0.0         # stop this session after so many seconds ("30m" too); 0: none
     eval_every: int = 0           # validate every this many steps; 0 = after each epoch
     eval_batches: int = 0         # validation batches per evaluation; 0 = the whole split
     patience: int = 0             # early stop after this many validations without a new best
+    checkpoint_every: int = 1000  # steps between checkpoints besides those at validations
     keep: int = 0                 # keep this many step-N.h5 checkpoints besides latest/best
     log_every: int = 10           # steps between lines of metrics.jsonl
     seed: int = 0                 # weights, dropout masks: same seed, same run

@@ -1,0 +1,104 @@
+"""What a training run reports: a progress bar on stderr and metrics.jsonl in the run folder.
+
+metrics.jsonl has one JSON object per line. Training lines: step, epoch (fractional: epochs
+done plus the share of the current one), train_loss (mean over the steps since the last line,
+nats/token), lr, grad_norm (before clipping), tokens_per_s, elapsed (training seconds).
+Validation lines add val_loss, val_ppl, val_bpc (bits per token). Event lines have "event":
+"start", "resume", "rollback", "stop" with a "reason".
+"""
+import json
+import math
+import os
+import sys
+import time
+
+LN2 = math.log(2)
+
+
+def val_metrics(loss):
+    """Loss in nats/token -> the dict of validation numbers we report."""
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), "val_bpc": loss / LN2}
+
+
+class Metrics:
+    """Appends records to RUN_DIR/metrics.jsonl, flushing each line."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def truncate_after(self, step):
+        """Drop records of steps after `step`: a resumed or rolled-back run redoes them."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, encoding="utf-8") as f:
+            lines = f.readlines()
+        keep = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue            # a line cut short by a kill
+            if record.get("step", 0) <= step:
+                keep.append(line if line.endswith("\n") else line + "\n")
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(keep)
+        os.replace(tmp, self.path)
+
+    def write(self, **record):
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _clock(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class ProgressBar:
+    """One line on stderr, redrawn at most `per_s` times a second on a terminal; elsewhere
+    (a log file, a batch job) a plain line every `every_s` seconds."""
+
+    def __init__(self, total, enabled=True, stream=None, per_s=4.0, every_s=30.0):
+        self.total = total          # steps expected in this run, or None when unknown
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.gap = 1.0 / per_s if self.tty else every_s
+        self.last = -math.inf
+        self.shown = False
+
+    def update(self, step, loss, tokens_per_s, eta_s, force=False):
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < self.gap and not force):
+            return
+        self.last = now
+        if self.total:
+            done = min(1.0, step / self.total)
+            bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
+            head = f"step {step}/{self.total} [{bar}]"
+        else:
+            head = f"step {step}"
+        line = f"{head} loss {loss:.4f} | {tokens_per_s:,.0f} tok/s | ETA {_clock(eta_s)}"
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self.shown = True
+
+    def message(self, text):
+        """A line of its own (validation results, warnings) that does not garble the bar."""
+        if self.tty and self.shown:
+            self.stream.write("\r\x1b[2K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self.last = -math.inf if self.tty else self.last
+
+    def close(self):
+        if self.tty and self.shown and self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()

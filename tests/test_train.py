@@ -1,0 +1,179 @@
+"""The training loop through the Python API: exact resume, signals, NaN rollback, pre-flight."""
+import json
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from rnnkit import checkpoint
+from rnnkit.model import Model
+from rnnkit.preprocess import preprocess
+from rnnkit.train import Diverged, TrainError, resume, train
+from rnnkit.train_config import TrainConfig
+
+TEXT = "".join(f"line {i}: the quick brown fox {'jumps' if i % 3 else 'naps'} over it.\n"
+               for i in range(60))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    (folder / "t.txt").write_text(TEXT)
+    preprocess([str(folder / "t.txt")], str(folder / "c.h5"), val_frac=0.1, test_frac=0.1)
+    return str(folder / "c.h5")
+
+
+def config(corpus, **train):
+    cfg = TrainConfig()
+    cfg.data.corpus, cfg.data.batch_size, cfg.data.seq_len = corpus, 8, 32   # 8 batches an epoch
+    cfg.model.embed, cfg.model.hidden, cfg.model.layers, cfg.model.dropout = 8, 16, 2, 0.2
+    cfg.optim.lr = 0.01
+    cfg.schedule.name, cfg.schedule.warmup, cfg.schedule.total = "cosine", 3, 24
+    cfg.train.threads, cfg.train.progress, cfg.train.log_every = 1, False, 1
+    cfg.train.eval_every, cfg.train.max_steps = 5, 24
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+def records(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def losses(run_dir, key="train_loss"):
+    return {r["step"]: r[key] for r in records(run_dir) if key in r}
+
+
+def weights(run_dir):
+    return checkpoint.load(os.path.join(run_dir, "latest.h5")).weights
+
+
+def test_trains_and_writes_the_run_folder(corpus, tmp_path):
+    result = train(config(corpus), tmp_path / "run")
+    assert result.step == 24 and not result.interrupted and result.epoch >= 2
+    run = tmp_path / "run"
+    assert {"latest.h5", "best.h5", "config.toml", "metrics.jsonl"} <= set(os.listdir(run))
+    train_losses = losses(run)
+    assert sorted(train_losses) == list(range(1, 25))
+    assert np.mean([train_losses[s] for s in (21, 22, 23, 24)]) < train_losses[1]
+    vals = [r for r in records(run) if "val_loss" in r]
+    assert [r["step"] for r in vals] == [5, 10, 15, 20, 24]    # 24: the last step
+    assert math.isclose(vals[0]["val_bpc"], vals[0]["val_loss"] / math.log(2))
+    assert math.isclose(vals[0]["val_ppl"], math.exp(vals[0]["val_loss"]))
+    first = records(run)[1]
+    assert {"step", "epoch", "train_loss", "lr", "grad_norm", "tokens_per_s", "elapsed"} <= set(first)
+    ck = checkpoint.load(run / "latest.h5")
+    assert ck.step == 24 and ck.config["model"]["hidden"] == 16 and ck.vocab is not None
+    assert checkpoint.load(run / "best.h5").best_val_loss == min(r["val_loss"] for r in vals)
+
+
+def test_resume_after_a_limit_is_exact(corpus, tmp_path):
+    train(config(corpus), tmp_path / "full")
+    first = train(config(corpus, max_steps=11), tmp_path / "part")
+    assert first.step == 11
+    again = resume(tmp_path / "part", {"train": {"max_steps": 24}})
+    assert again.step == 24
+    assert losses(tmp_path / "part") == losses(tmp_path / "full")
+    full_val, part_val = losses(tmp_path / "full", "val_loss"), losses(tmp_path / "part", "val_loss")
+    assert set(part_val) - set(full_val) == {11}    # the report at the end of the first part
+    assert {s: part_val[s] for s in full_val} == full_val
+    for name, w in weights(tmp_path / "full").items():
+        np.testing.assert_array_equal(weights(tmp_path / "part")[name], w)
+
+
+@pytest.mark.parametrize("signame", ["SIGUSR1", "SIGTERM", "SIGINT"])
+def test_signal_checkpoints_and_resume_is_exact(corpus, tmp_path, monkeypatch, signame):
+    cfg = config(corpus)
+    cfg.schedule.name = "plateau"
+    train(cfg, tmp_path / "full")
+    real = Model.forward_backward
+    calls = []
+
+    def forward_backward(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 13:        # during step 13: the step finishes, then the run stops
+            os.kill(os.getpid(), getattr(signal, signame))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Model, "forward_backward", forward_backward)
+    result = train(cfg, tmp_path / "part")
+    assert result.interrupted and result.step == 13 and signame in result.reason
+    assert checkpoint.load(tmp_path / "part" / "latest.h5").step == 13
+    monkeypatch.setattr(Model, "forward_backward", real)
+    resume(tmp_path / "part")
+    assert losses(tmp_path / "part") == losses(tmp_path / "full")
+    assert losses(tmp_path / "part", "val_loss") == losses(tmp_path / "full", "val_loss")
+
+
+def test_nan_rolls_back_and_halves_the_lr(corpus, tmp_path, monkeypatch):
+    real = Model.forward_backward
+    calls = []
+
+    def forward_backward(self, *args, **kwargs):
+        loss, state = real(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 8:
+            self.grads[3] = np.nan
+            return math.nan, state
+        return loss, state
+
+    monkeypatch.setattr(Model, "forward_backward", forward_backward)
+    cfg = config(corpus)
+    cfg.schedule.name = "constant"
+    result = train(cfg, tmp_path / "run")
+    assert result.step == 24
+    events = [r for r in records(tmp_path / "run") if r.get("event") == "rollback"]
+    assert events == [{"event": "rollback", "step": 5, "from_step": 8, "lr_scale": 0.5}]
+    lrs = losses(tmp_path / "run", "lr")
+    assert lrs[5] == 0.01 and lrs[6] == lrs[24] == 0.005
+    assert sorted(losses(tmp_path / "run")) == list(range(1, 25))
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.schedule["scale"] == 0.5
+    assert all(np.isfinite(w).all() for w in ck.weights.values())
+
+
+def test_nan_every_time_stops_with_a_clear_message(corpus, tmp_path, monkeypatch):
+    real = Model.forward_backward
+
+    def forward_backward(self, *args, **kwargs):
+        loss, state = real(self, *args, **kwargs)
+        return (math.inf, state) if self._nan_after() else (loss, state)
+
+    steps = iter(range(10 ** 6))
+    monkeypatch.setattr(Model, "_nan_after", lambda self: next(steps) >= 6, raising=False)
+    monkeypatch.setattr(Model, "forward_backward", forward_backward)
+    with pytest.raises(Diverged, match=r"diverged: the loss was inf .* after 3 rollbacks"):
+        train(config(corpus), tmp_path / "run")
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.step == 5 and all(np.isfinite(w).all() for w in ck.weights.values())
+
+
+def test_preflight_errors(corpus, tmp_path):
+    cfg = config(corpus)
+    cfg.data.batch_size, cfg.data.seq_len = 64, 200
+    with pytest.raises(TrainError, match=r"too few .* try N=\d+ with T=200 or T=\d+ with N=64"):
+        train(cfg, tmp_path / "a")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(TrainError, match="cannot write to run folder"):
+        train(config(corpus), tmp_path / "file" / "run")
+    train(config(corpus, max_steps=2), tmp_path / "b")
+    with pytest.raises(TrainError, match="already holds a run .* --resume"):
+        train(config(corpus), tmp_path / "b")
+    with pytest.raises(TrainError, match=r"\[model\] hidden comes from the checkpoint"):
+        resume(tmp_path / "b", {"model": {"hidden": 32}})
+    with pytest.raises(TrainError, match="no latest.h5"):
+        resume(tmp_path / "c")
+
+
+def test_early_stopping_and_epochs(corpus, tmp_path):
+    cfg = config(corpus, max_steps=0, epochs=50, patience=1, eval_every=1)
+    cfg.optim.lr = 0.5              # too high: validation stops improving quickly
+    result = train(cfg, tmp_path / "run")
+    assert result.reason.startswith("early stopping") and result.epoch < 50
+    cfg = config(corpus, max_steps=0, epochs=2, eval_every=0)
+    result = train(cfg, tmp_path / "epochs")
+    vals = losses(tmp_path / "epochs", "val_loss")
+    assert result.epoch == 2 and len(vals) == 2
