@@ -275,3 +275,33 @@ def clean_temporaries(run_dir):
             tmp.unlink()
         except OSError:
             pass
+
+
+def describe(path):
+    """Lines for `rnnkit info`: the model, training progress, optimizer and vocabulary."""
+    meta = read_meta(path)
+    cfg = meta["config"]
+    model, optim = cfg.get("model", {}), cfg.get("optim", {})
+    size = sum(int(np.prod(shape)) for shape in meta["parameters"].values())
+    lines = [f"{path}: rnnkit checkpoint, format version {meta.get('format_version')}, "
+             f"made by rnnkit {meta.get('rnnkit_version', '?')} at {meta.get('created', '?')}",
+             f"model: {model.get('cell')} {model.get('layers')}x{model.get('hidden')}, "
+             f"embed {model.get('embed')}, dropout {model.get('dropout')}, "
+             f"{'tied, ' if model.get('tie_weights') else ''}{size:,} parameters "
+             f"({model.get('dtype', 'float32')})"]
+    best = meta.get("best_val_loss", math.inf)
+    best_text = (f"{best:.4f} nats/token (perplexity {math.exp(min(best, 700)):.2f}, "
+                 f"{best / math.log(2):.3f} bits)" if math.isfinite(best) else "none yet")
+    lines.append(f"progress: step {meta['step']:,}, epoch {meta['epoch']} + {meta['batch']} "
+                 f"batches, {meta['elapsed']:.0f} s of training; best validation loss "
+                 f"{best_text}")
+    if meta["has_optimizer"]:
+        lines.append(f"optimizer: {optim.get('name')}, lr {optim.get('lr')}, clip-norm "
+                     f"{optim.get('clip_norm')}; schedule {cfg.get('schedule', {}).get('name')}")
+    data = cfg.get("data", {})
+    with open_checkpoint(path) as f:
+        vocab = f["vocab"].shape[0] if "vocab" in f else 0
+        level = f.attrs.get("level", "?")
+    lines.append(f"vocabulary: {vocab:,} tokens, level {level}; trained on "
+                 f"{data.get('corpus')} (N={data.get('batch_size')}, T={data.get('seq_len')})")
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ import importlib
 # format attribute -> "module:function(path) -> str"
 DESCRIBERS = {
     "rnnkit-corpus": "rnnkit.corpus:describe",
+    "rnnkit-checkpoint": "rnnkit.checkpoint:describe",
 }
 
 
