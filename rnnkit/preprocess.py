@@ -38,17 +38,61 @@ class Source:
     sha256: str = ""
 
 
-def _units(tokenizer, source, encoding, errors, block, on_bytes):
-    """The units of one file, block by block (see rnnkit.tokenize)."""
-    split = tokenizer.splitter(source.path)
-    if tokenizer.reads_bytes:
-        for data in read_blocks(source.path, block):
-            on_bytes(data)
-            yield split(data, False)
-    else:
-        for text in read_text(source.path, encoding, errors, block, on_bytes):
-            yield split(text, False)
-        yield split("", True)
+class Reader:
+    """Reads the sources for both passes with one tokenizer and one set of decoding options."""
+
+    def __init__(self, tokenizer, encoding, errors, block, update, hasher, cache=None):
+        self.tokenizer, self.encoding, self.errors, self.block = tokenizer, encoding, errors, block
+        self.update = update  # progress, in bytes
+        self.hasher = hasher  # a one-thread executor: hashlib releases the GIL, so sha256 is free
+        self.cache = cache    # word level: a temporary file keeping pass 1's units for pass 2
+
+    def units(self, source, on_bytes):
+        """The units of one file, block by block (see rnnkit.tokenize)."""
+        split = self.tokenizer.splitter(source.path)
+        if self.tokenizer.reads_bytes:
+            for data in read_blocks(source.path, self.block):
+                on_bytes(data)
+                yield split(data, False)
+        else:
+            for text in read_text(source.path, self.encoding, self.errors, self.block, on_bytes):
+                yield split(text, False)
+            yield split("", True)
+
+    def count(self, source):
+        """Pass 1 over one file: count its units; fill in its size, token count and sha256."""
+        digest = hashlib.sha256()
+        hashing = None  # the block being hashed; at most one waits
+
+        def on_bytes(data):
+            nonlocal hashing
+            if hashing is not None:
+                hashing.result()
+            hashing = self.hasher.submit(digest.update, data)
+            source.bytes += len(data)
+            self.update(len(data))
+
+        for units in self.units(source, on_bytes):
+            self.tokenizer.count(units)
+            source.tokens += len(units)
+            if self.cache is not None:
+                self.cache.write(units)
+        if hashing is not None:
+            hashing.result()
+        source.sha256 = digest.hexdigest()
+
+    def again(self, source):
+        """Pass 2 over one file: its units again, from the cache or from the file."""
+        if self.cache is None:
+            yield from self.units(source, lambda data: self.update(len(data)))
+            return
+        left, per_token = source.tokens, source.bytes / max(1, source.tokens)
+        while left:
+            n = min(left, max(1, self.block // 4))
+            units = np.frombuffer(self.cache.read(4 * n), np.uint32)
+            left -= n
+            self.update(int(n * per_token))
+            yield units
 
 
 def _fractions(val_frac, test_frac, val, test):
@@ -183,27 +227,38 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
             sources += [Source(p, name) for p in find_inputs([pattern])]
     total_bytes = sum(os.path.getsize(s.path) for s in sources)
     tokenizer = TOKENIZERS[level]()
+    block = min(block, tokenizer.max_block or block)
     bar = (progress(2 * total_bytes) if progress else None) or contextlib.nullcontext()
-    with bar:
-        update = getattr(bar, "update", None) or (lambda n: None)
-
-        _count(tokenizer, sources, encoding, errors, block, update, vocab, vocab_from)
+    with bar, contextlib.ExitStack() as cleanup:
+        cache = None
+        if tokenizer.caches_units:
+            cache = cleanup.enter_context(_temporary(folder, lambda: tempfile.TemporaryFile(
+                dir=folder)))
+        hasher = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="rnnkit-sha256"))
+        reader = Reader(tokenizer, encoding, errors, block,
+                        getattr(bar, "update", None) or (lambda n: None), hasher, cache)
+        for source in sources:
+            reader.count(source)
+            if vocab is not None and (symbol := tokenizer.unknown(vocab)) is not None:
+                what = f"byte 0x{ord(symbol):02x}" if level == "byte" else \
+                    f"{symbol!r} (U+{ord(symbol):04X})"
+                raise InputError(f"{source.path}: {what} is not in the vocabulary of "
+                                 f"{vocab_from}; --vocab-from needs every symbol to be in it")
         main_tokens = sum(s.tokens for s in sources if s.split == "train")
         if main_tokens == 0:
             raise InputError("the input is empty (no tokens)")
         sizes, feeds = _plan(main_tokens, val_frac, test_frac, sources)
         if vocab is None:
             vocab = tokenizer.vocabulary(max_vocab, min_count)
+        if cache is not None:
+            cache.seek(0)
 
         # pass 2: encode, into a temporary file renamed into place at the end
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp",
-                                       dir=folder)
-        except OSError as err:
-            raise InputError(f"cannot write in {folder}: {err.strerror}") from None
+        fd, tmp = _temporary(folder, lambda: tempfile.mkstemp(
+            prefix=f".{os.path.basename(output)}.", suffix=".tmp", dir=folder))
         os.close(fd)
         try:
-            _encode(tmp, tokenizer, vocab, sources, sizes, feeds, encoding, errors, block, update,
+            _encode(tmp, reader, vocab, sources, sizes, feeds,
                     attrs=dict(level=level, encoding=encoding, errors=errors,
                                max_vocab=max_vocab, min_count=min_count, vocab_from=vocab_from,
                                val_frac=val_frac, test_frac=test_frac, sizes=sizes))
@@ -224,43 +279,22 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
             "seconds": time.perf_counter() - started}
 
 
-def _count(tokenizer, sources, encoding, errors, block, update, vocab, vocab_from):
-    """Pass 1: count the tokens of every source, and fill in its size and sha256."""
-    # hashing runs on a thread (hashlib releases the GIL); one block at most waits for it
-    with ThreadPoolExecutor(1, thread_name_prefix="rnnkit-sha256") as hasher:
-        for source in sources:
-            digest = hashlib.sha256()
-            hashing = [None]
-
-            def on_bytes(data):
-                if hashing[0] is not None:
-                    hashing[0].result()
-                hashing[0] = hasher.submit(digest.update, data)
-                source.bytes += len(data)
-                update(len(data))
-
-            for units in _units(tokenizer, source, encoding, errors, block, on_bytes):
-                tokenizer.count(units)
-                source.tokens += len(units)
-            if hashing[0] is not None:
-                hashing[0].result()
-            source.sha256 = digest.hexdigest()
-            if vocab is not None and (symbol := tokenizer.unknown(vocab)) is not None:
-                what = f"byte 0x{ord(symbol):02x}" if tokenizer.level == "byte" else \
-                    f"{symbol!r} (U+{ord(symbol):04X})"
-                raise InputError(f"{source.path}: {what} is not in the vocabulary of "
-                                 f"{vocab_from}; --vocab-from needs every symbol to be in it")
+def _temporary(folder, make):
+    try:
+        return make()
+    except OSError as err:
+        raise InputError(f"cannot write in {folder}: {err.strerror}") from None
 
 
-def _encode(path, tokenizer, vocab, sources, sizes, feeds, encoding, errors, block, update,
-            attrs):
+def _encode(path, reader, vocab, sources, sizes, feeds, attrs):
+    """Pass 2: write the corpus file at `path`."""
     import h5py
 
-    encode = tokenizer.encoder(vocab)
+    encode = reader.tokenizer.encoder(vocab)
     with h5py.File(path, "w") as h5, compression_pool() as pool:
         _write_attrs(h5, **attrs)
         vocab.save(h5)
-        h5.create_dataset("counts", data=tokenizer.id_counts(vocab))
+        h5.create_dataset("counts", data=reader.tokenizer.id_counts(vocab))
         _write_sources(h5, sources)
         writers = {name: SplitWriter(h5, name, n, vocab.dtype, pool)
                    for name, n in sizes.items() if n}
@@ -268,8 +302,7 @@ def _encode(path, tokenizer, vocab, sources, sizes, feeds, encoding, errors, blo
             parts = [[writers[name], n] for name, n in feeds.get(group, []) if n]
             for source in (s for s in sources if s.split == group):
                 seen = 0
-                for units in _units(tokenizer, source, encoding, errors, block,
-                                    lambda data: update(len(data))):
+                for units in reader.again(source):
                     ids = encode(units)
                     seen += len(ids)
                     while len(ids) and parts:

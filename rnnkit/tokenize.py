@@ -13,8 +13,8 @@ Three levels:
 Each tokenizer cuts blocks of input into units (a code point array, a byte array, a list of
 words), counts them in the first pass, and maps them to ids in the second, vectorised where it can.
 """
-from collections import Counter
-from itertools import repeat
+from collections import defaultdict
+from itertools import count
 
 import numpy as np
 
@@ -70,15 +70,21 @@ class Vocabulary:
         return cls(level, [chr(c) for c in data[()].tolist()])
 
 
+SLICE = 1 << 20  # elements per numpy call that casts indices to intp: bounds that temporary
+
+
 def code_points(text):
-    """The code points of `text` as a uint8 array (ASCII text) or a uint32 array."""
+    """The code points of `text` as a uint8 (ASCII), uint16 (all below U+10000) or uint32 array."""
     if text.isascii():
         return np.frombuffer(text.encode("ascii"), np.uint8)
+    data = text.encode("utf-16-le", "surrogatepass")  # ~8x faster to make than UTF-32
+    if len(data) == 2 * len(text):  # no surrogate pairs, so one unit per code point
+        return np.frombuffer(data, "<u2")
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
 
 
 def add_counts(counts, units):
-    """counts[u] += 1 for each unit u (a uint8 or uint32 array)."""
+    """counts[u] += 1 for each unit u (a uint8, uint16 or uint32 array)."""
     if units.dtype == np.uint8 and len(units) > 1:
         # bincount casts to intp first; counting byte pairs as uint16 halves that work
         even = len(units) & ~1
@@ -86,14 +92,25 @@ def add_counts(counts, units):
         counts[:256] += pairs.sum(0) + pairs.sum(1)
         if even < len(units):
             counts[units[-1]] += 1
-    elif len(units):
-        found = np.bincount(units)
+        return
+    for i in range(0, len(units), SLICE):
+        found = np.bincount(units[i:i + SLICE])
         counts[:len(found)] += found
+
+
+def lookup(table, units):
+    """table[units], in slices so the intp copy of the indices stays small."""
+    out = np.empty(len(units), table.dtype)
+    for i in range(0, len(units), SLICE):
+        np.take(table, units[i:i + SLICE], out=out[i:i + SLICE])
+    return out
 
 
 class CharTokenizer:
     level = "char"
     reads_bytes = False
+    caches_units = False  # reading the file again is cheaper than storing its units
+    max_block = None
 
     def __init__(self):
         self.counts = np.zeros(CODE_POINTS, np.int64)
@@ -126,7 +143,7 @@ class CharTokenizer:
             if small is not None and units.dtype == np.uint8:
                 # bytes.translate is a 256-entry lookup, ~5x faster than np.take on uint8
                 return np.frombuffer(units.tobytes().translate(small), np.uint8)
-            return np.take(table, units)
+            return lookup(table, units)
 
         return encode
 
@@ -143,14 +160,19 @@ class ByteTokenizer(CharTokenizer):
 
 
 class WordTokenizer:
+    """Words become provisional ids (first seen, first numbered) as the text is split, so that
+    counting is a bincount and encoding a table lookup, both vectorised."""
     level = "word"
     reads_bytes = False
+    caches_units = True  # re-splitting the text in pass 2 would cost as much as pass 1
+    max_block = 1 << 20  # a block's list of words costs ~60 bytes a word: keep it small
 
     def __init__(self):
-        self.counts = Counter()
+        self.ids = defaultdict(count().__next__)  # word -> provisional id, all in C
+        self.counts = np.zeros(1 << 16, np.int64)  # per provisional id
 
     def splitter(self, path):
-        """A function of (text block, final) giving the words of a file, block by block.
+        """A function of (text block, final) giving the provisional ids of a file's words.
 
         A word cut by the end of a block is held back and joined to the start of the next one.
         """
@@ -169,16 +191,22 @@ class WordTokenizer:
             if final and not state["ended"]:
                 words.append(EOS)
                 state["ended"] = True
-            return words
+            return np.fromiter(map(self.ids.__getitem__, words), np.uint32, len(words))
 
         return split
 
-    def count(self, words):
-        self.counts.update(words)
+    def count(self, units):
+        if len(self.ids) > len(self.counts):
+            grown = np.zeros(max(len(self.ids), 2 * len(self.counts)), np.int64)
+            grown[:len(self.counts)] = self.counts
+            self.counts = grown
+        add_counts(self.counts, units)
 
     def vocabulary(self, max_vocab=None, min_count=1):
         specials = [UNK, EOS]
-        words = [(w, n) for w, n in self.counts.items() if n >= min_count and w not in specials]
+        counts = self.counts.tolist()
+        words = [(w, counts[i]) for w, i in self.ids.items()
+                 if counts[i] >= min_count and w not in specials]
         words.sort(key=lambda item: (-item[1], item[0]))
         if max_vocab is not None:
             words = words[:max(0, max_vocab - len(specials))]
@@ -193,19 +221,19 @@ class WordTokenizer:
     def unknown(self, vocab):
         return None  # unknown words become <unk>
 
+    def _table(self, vocab):
+        """Final id of each provisional id."""
+        index, unk = vocab.index, vocab.unk_id
+        return np.fromiter((index.get(w, unk) for w in self.ids), np.int64, len(self.ids))
+
     def id_counts(self, vocab):
-        out = np.zeros(len(vocab), np.uint64)
-        for word, n in self.counts.items():
-            out[vocab.index.get(word, vocab.unk_id)] += n
-        return out
+        table = self._table(vocab)
+        found = np.bincount(table, self.counts[:len(table)], minlength=len(vocab))
+        return found.round().astype(np.uint64)
 
     def encoder(self, vocab):
-        index, unk = vocab.index, vocab.unk_id
-
-        def encode(words):
-            return np.fromiter(map(index.get, words, repeat(unk)), vocab.dtype, len(words))
-
-        return encode
+        table = self._table(vocab).astype(vocab.dtype)
+        return lambda units: lookup(table, units)
 
 
 TOKENIZERS = {"char": CharTokenizer, "byte": ByteTokenizer, "word": WordTokenizer}
