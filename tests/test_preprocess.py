@@ -187,6 +187,18 @@ def test_explicit_val_and_test_files(tmp_path):
         assert corpus.decode(corpus.tokens("val")) == "y" * 30
 
 
+def test_word_level_with_val_and_test_files(tmp_path):
+    write(tmp_path / "train.txt", "a b c\nb c\n")
+    write(tmp_path / "valid.txt", "c d\n")
+    write(tmp_path / "test.txt", "e a")
+    preprocess([str(tmp_path / "train.txt")], tmp_path / "c.h5", level="word", block=3,
+               val=str(tmp_path / "valid.txt"), test=str(tmp_path / "test.txt"))
+    with Corpus(tmp_path / "c.h5") as corpus:
+        assert [corpus.decode(corpus.tokens(s)) for s in corpus.splits] == \
+            ["a b c\nb c\n", "c d\n", "e a\n"]
+        assert corpus.vocab == ["<unk>", "<eos>", "c", "a", "b", "d", "e"]
+
+
 def test_val_file_with_a_test_fraction_and_absent_empty_split(tmp_path):
     write(tmp_path / "train.txt", "x" * 100)
     write(tmp_path / "valid.txt", "y" * 30)
