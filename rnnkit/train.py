@@ -27,9 +27,7 @@ import copy
 import dataclasses
 import math
 import os
-import signal
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,6 +39,7 @@ from rnnkit.distributed import communicator
 from rnnkit.evaluate import evaluate_batches
 from rnnkit.optim import clip_gradients
 from rnnkit.run import Run, config_from_checkpoint
+from rnnkit.stop_signals import StopSignals
 from rnnkit.threads import set_threads
 from rnnkit.train_config import ConfigError, dump_toml, from_dict
 from rnnkit.train_log import Metrics, ProgressBar, val_metrics
@@ -154,33 +153,6 @@ def _session(cfg, run_dir, ck, comm, stream):
             return loop.go(signals, resumed=ck is not None)
 
 
-class StopSignals:
-    """SIGINT, SIGTERM, SIGUSR1: note the first and let the loop stop after its step."""
-
-    NAMES = ("SIGINT", "SIGTERM", "SIGUSR1")
-
-    def __init__(self):
-        self.received = None
-        self.previous = {}
-
-    def _handle(self, signum, frame):
-        if self.received == "SIGINT" and signum == signal.SIGINT:
-            raise KeyboardInterrupt     # second Ctrl-C: stop now
-        self.received = signal.Signals(signum).name
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for name in self.NAMES:
-                if hasattr(signal, name):
-                    sig = getattr(signal, name)
-                    self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
 class Loop:
     def __init__(self, run, corpus, batches, run_dir, comm, stream, total_steps):
         self.run, self.corpus, self.batches, self.run_dir = run, corpus, batches, run_dir
@@ -189,7 +161,7 @@ class Loop:
         self.metrics = Metrics(run_dir / "metrics.jsonl")
         self.bar = ProgressBar(total_steps, run.cfg.train.progress and self.main, stream)
         self.rollbacks = 0          # rollbacks since the last checkpoint
-        self.saved_step = run.counters.step if run.counters.step else -1  # of latest.h5
+        self.saved_step = run.counters.step     # step of latest.h5
         self.val_split = run.cfg.data.val_split
         self.first_step = run.counters.step
 
@@ -202,6 +174,11 @@ class Loop:
         model, opt, t_cfg = run.model, run.optimizer, cfg.train
         N, T = cfg.data.batch_size, cfg.data.seq_len
         nb = self.batches.num_batches
+        if resumed and self._limit_reason(signals, 0.0):
+            self.say(f"nothing to do: {self._limit_reason(signals, 0.0)} already; raise "
+                     f"--epochs, --max-steps or --max-time to train further")
+            return TrainResult(str(self.run_dir), c.step, c.epoch, c.best_val_loss,
+                               "limit reached before resuming")
         self._start(resumed, nb)
         it = self._iterate()
         started, elapsed0 = time.monotonic(), c.elapsed

@@ -177,3 +177,53 @@ def test_early_stopping_and_epochs(corpus, tmp_path):
     result = train(cfg, tmp_path / "epochs")
     vals = losses(tmp_path / "epochs", "val_loss")
     assert result.epoch == 2 and len(vals) == 2
+
+
+def test_resuming_a_finished_run_does_nothing(corpus, tmp_path):
+    train(config(corpus, max_steps=3), tmp_path / "run")
+    result = resume(tmp_path / "run")
+    assert result.step == 3 and result.reason == "limit reached before resuming"
+    assert resume(tmp_path / "run", {"train": {"max_steps": 5}}).step == 5
+
+
+def test_real_process_sigterm_then_kill_9(corpus, tmp_path):
+    """The command in its own process: SIGTERM gives exit code 75 and a checkpoint; kill -9
+    during the resumed run leaves a readable latest.h5 that resumes again."""
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "rnnkit", "train", corpus, "-o", str(run), "--batch-size", "8",
+            "--seq-len", "32", "--hidden", "16", "--embed", "8", "--threads", "1",
+            "--max-steps", "1000000", "--checkpoint-every", "20", "--eval-every", "50",
+            "--quiet"]
+
+    def wait_for_step(proc, at_least):
+        for _ in range(600):
+            time.sleep(0.05)
+            try:
+                if checkpoint.read_meta(run / "latest.h5")["step"] >= at_least:
+                    return
+            except (checkpoint.CheckpointError, OSError):
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+        raise AssertionError("no checkpoint appeared")
+
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    wait_for_step(proc, 20)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 75
+    assert "stopped by SIGTERM" in proc.stderr.read()
+    stopped = checkpoint.load(run / "latest.h5").step
+    assert stopped >= 20
+
+    proc = subprocess.Popen(args[:4] + ["--resume", str(run), "--quiet"], stderr=subprocess.PIPE,
+                            text=True)
+    wait_for_step(proc, stopped + 40)
+    proc.kill()
+    proc.wait()
+    proc.stderr.close()
+    ck = checkpoint.load(run / "latest.h5")
+    assert ck.step >= stopped + 40 and all(np.isfinite(w).all() for w in ck.weights.values())
+    assert resume(run, {"train": {"max_steps": ck.step + 2}}).step == ck.step + 2
