@@ -1,0 +1,35 @@
+"""Text <-> ids from a checkpoint's vocabulary, agreeing with the corpus reader's rules."""
+import numpy as np
+import pytest
+
+from rnnkit.corpus import Corpus
+from rnnkit.textcodec import TextCodec, UnknownSymbol
+from tests.tiny_run import make_corpus
+
+TEXT = "naïve café — 日本語 text\nsecond line ends here\n" * 20
+
+
+@pytest.mark.parametrize("level", ["char", "byte", "word"])
+def test_matches_the_corpus_and_streams(tmp_path, level):
+    path = make_corpus(tmp_path, level, TEXT)
+    with Corpus(path) as corpus:
+        codec = TextCodec(corpus.vocabulary, corpus.encoding)
+        sample = "café 日本語\nsecond text"
+        ids = codec.encode(sample)
+        np.testing.assert_array_equal(ids, corpus.encode(sample))
+        assert codec.decode(ids) == corpus.decode(ids)
+        step = codec.decoder()
+        pieces = [step(int(i)) for i in ids] + [step(None)]
+        assert "".join(pieces) == corpus.decode(ids)
+        if level == "byte":          # a 3-byte character comes out whole, once complete
+            assert "日" in pieces and "" in pieces
+
+
+def test_unknown_symbols(tmp_path):
+    with Corpus(make_corpus(tmp_path, "char", TEXT)) as corpus:
+        codec = TextCodec(corpus.vocabulary)
+        with pytest.raises(UnknownSymbol, match=r"character 'Z' \(U\+005A\) at position 2"):
+            codec.encode("naZ")
+    with Corpus(make_corpus(tmp_path, "word", TEXT)) as corpus:
+        codec = TextCodec(corpus.vocabulary)
+        assert codec.decode(codec.encode("café zebra")) == "café <unk>"
