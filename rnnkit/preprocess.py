@@ -140,23 +140,22 @@ def _reused_vocab(vocab_from, level, max_vocab, min_count):
 
 
 def _plan(main_tokens, val_frac, test_frac, sources):
-    """Tokens per split, and the (split, count) parts each group of sources feeds in order."""
+    """Tokens per split, and for each group of sources the (split, count) parts it feeds."""
     n_val, n_test = int(val_frac * main_tokens), int(test_frac * main_tokens)
-    n_train = main_tokens - n_val - n_test
-    feeds = {"train": [("train", n_train), ("val", n_val), ("test", n_test)]}
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    sizes = {"train": main_tokens - n_val - n_test, "val": n_val, "test": n_test}
+    feeds = {"train": [("train", sizes["train"]), ("val", n_val), ("test", n_test)]}
+    why = {"train": "the input", "val": f"--val-frac {val_frac} of {main_tokens} tokens",
+           "test": f"--test-frac {test_frac} of {main_tokens} tokens"}
+    wanted = {"train": True, "val": val_frac > 0, "test": test_frac > 0}
     for name in ("val", "test"):
-        extra = sum(s.tokens for s in sources if s.split == name)
-        if any(s.split == name for s in sources):
-            feeds[name] = [(name, extra)]
-            sizes[name] = extra
-    for name, frac in (("train", 1), ("val", val_frac), ("test", test_frac)):
-        from_file = any(s.split == name for s in sources) and name != "train"
-        if (frac or from_file) and sizes[name] < MIN_TOKENS:
-            how = f"the --{name} file" if from_file else (
-                "the input" if name == "train" else f"--{name}-frac {frac} of {main_tokens} tokens")
-            raise InputError(f"{how} gives {sizes[name]} {name} token(s); a split needs at least "
-                             f"{MIN_TOKENS} (add text or raise the fraction)")
+        if any(s.split == name for s in sources):  # --val/--test FILE; its fraction is 0
+            sizes[name] = sum(s.tokens for s in sources if s.split == name)
+            feeds[name] = [(name, sizes[name])]
+            why[name], wanted[name] = f"the --{name} file", True
+    for name in sizes:
+        if wanted[name] and sizes[name] < MIN_TOKENS:
+            raise InputError(f"{why[name]} gives {sizes[name]} {name} token(s); a split needs "
+                             f"at least {MIN_TOKENS} (add text or raise the fraction)")
     return sizes, feeds
 
 
@@ -298,6 +297,7 @@ def _encode(path, reader, vocab, sources, sizes, feeds, attrs):
         _write_sources(h5, sources)
         writers = {name: SplitWriter(h5, name, n, vocab.dtype, pool)
                    for name, n in sizes.items() if n}
+        # the same order as pass 1 (train sources come first), which the word cache relies on
         for group in ("train", "val", "test"):
             parts = [[writers[name], n] for name, n in feeds.get(group, []) if n]
             for source in (s for s in sources if s.split == group):
