@@ -166,17 +166,16 @@ class Corpus:
         if (L - 1) // N >= T:
             return
         hints = []
-        n_max = (L - 1) // T // world * world
-        if n_max >= 1:
-            hints.append(f"N={n_max} with T={T}")
-        if (L - 1) // N >= 1:
-            hints.append(f"T={(L - 1) // N} with N={N}")
-        if not hints and L >= 2:
-            hints.append(f"N={world} with T={(L - 1) // world}" if (L - 1) // world else "more text")
-        hint = " or ".join(hints) or "more text"
+        if (n := (L - 1) // T // world * world) >= 1:
+            hints.append(f"N={n} with T={T}")
+        if (t := (L - 1) // N) >= 1:
+            hints.append(f"T={t} with N={N}")
+        if not hints and (t := (L - 1) // world) >= 1:
+            hints.append(f"N={world} with T={t}")
+        hint = "try " + " or ".join(hints) if hints else "add text"
         raise ValueError(f"the {split!r} split of {self.path} has {L} tokens, too few for one "
                          f"batch of N={N} streams x T={T} steps (needs N*T+1 = {N * T + 1}); "
-                         f"try {hint}")
+                         f"{hint}")
 
     def batches(self, split, N, T, start=0, rank=0, world=1):
         """Batches (x, y) of split `split`, from batch `start` on; see the module docstring.

@@ -108,6 +108,8 @@ def test_too_small_split_explains_what_fits(counting):
             corpus.check_fit("train", 50, 50, world=2)
         with pytest.raises(ValueError, match="too few"):
             corpus.batches("train", 50, 50)
+        with pytest.raises(ValueError, match="try N=2 with T=499$"):
+            corpus.check_fit("train", 1000, 1000, world=2)
         with pytest.raises(ValueError, match="no 'val' split \\(present: train\\)"):
             corpus.check_fit("val", 1, 1)
 
