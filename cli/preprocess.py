@@ -39,7 +39,9 @@ def _given(ctx, name):
 @click.option("--test", "test", type=str, default=None, show_default=True, metavar="FILE",
               help="Test text (file, folder or glob) instead of --test-frac.")
 @click.option("--vocab-from", type=click.Path(dir_okay=False), default=None, show_default=True,
-              help="Reuse the vocabulary (and level) of this corpus so both share token ids.")
+              help="Reuse the vocabulary (and level) of this corpus so both share token ids. "
+                   "Word level maps new words to <unk>; char and byte level stop at the first "
+                   "symbol it lacks.")
 @click.option("--max-vocab", type=click.IntRange(min=3), default=None, show_default=True,
               help="Word level: keep at most this many tokens, <unk> and <eos> included "
                    "[default: no limit].")
