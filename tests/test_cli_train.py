@@ -155,3 +155,10 @@ def test_help_has_examples():
     for name in ("train", "generate", "eval", "plot"):
         result = invoke(name, "-h")
         assert result.exit_code == 0 and f"rnnkit {name} " in result.output
+
+
+def test_plot_writes_an_image(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = invoke("plot", run, "-o", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
