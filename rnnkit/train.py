@@ -373,12 +373,14 @@ class Loop:
                 self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                    **val_metrics(loss), elapsed=c.elapsed)
             self.say(f"step {c.step}: val loss {loss:.4f}{' (best)' if best else ''}")
-        if np.isfinite(run.model.params).all():
+        if not np.isfinite(run.model.params).all():     # never saved; latest.h5 stays good
+            reason += f"; the weights at step {c.step} were NaN or inf and were not saved"
+        elif c.step != self.saved_step:
             self._save(best=best)
         self.bar.close()
         if self.main:
             self.metrics.write(event="stop", step=c.step, reason=reason)
-        self.say(f"{reason}; checkpoint {self.run_dir / 'latest.h5'} (step {c.step})" +
+        self.say(f"{reason}; checkpoint {self.run_dir / 'latest.h5'} (step {self.saved_step})" +
                  (f"; continue with: rnnkit train --resume {self.run_dir}" if interrupted else ""))
         return TrainResult(str(self.run_dir), c.step, c.epoch, c.best_val_loss, reason,
                            interrupted)
