@@ -16,6 +16,19 @@ CACHE = os.environ.get("RNNKIT_NO_CACHE", "") == ""
 
 # error_model="numpy": no zero-division checks, which would stop loops from vectorising.
 JIT = dict(cache=CACHE, fastmath=FASTMATH, error_model="numpy", nogil=True)
+# Drivers split the batch (or the rows of a product) into one block per thread with prange;
+# BLAS itself runs single-threaded inside each block (rnnkit/threads.py says why).
+PARALLEL = dict(JIT, parallel=True)
+
+
+def serial_and_parallel(fn):
+    """Two builds of one driver: serial (prange runs as range) for small work such as
+    sampling one token, where waking threads costs more than it saves; parallel otherwise."""
+    return numba.njit(**JIT)(fn), numba.njit(**PARALLEL)(fn)
+
+# workqueue: threads that sleep between parallel regions instead of spinning (OpenMP's and
+# OpenBLAS's spinning workers were what slowed the serial parts here).
+numba.config.THREADING_LAYER = os.environ.get("NUMBA_THREADING_LAYER", "workqueue")
 
 
 def _cache_dir():

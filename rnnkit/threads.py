@@ -1,9 +1,12 @@
 """One `threads` setting for the whole process.
 
-All matrix products, the per-step recurrent ones inside the kernels included, go through one
-BLAS (the one Numba's np.dot calls), and the element-wise kernels are serial. So the only
-thread pool that matters is BLAS's: no Numba parallel region ever competes with spinning BLAS
-threads, which is what made parallel=True plus OpenBLAS run 10-80x slower here.
+The kernels split each batch into one block of streams (or rows) per thread with Numba's
+prange, and every BLAS call runs single-threaded inside its block. BLAS's own threads would
+spin between the many small per-step products and compete with Numba's threads for the
+cores (parallel=True plus OpenBLAS threads ran 10-80x slower here); measured here, even a
+serial kernel ran its gate math 1.6x slower beside two spinning OpenBLAS threads. So: Numba
+threads = `threads`, on the workqueue layer (it sleeps, never spins: rnnkit/config.py),
+and BLAS threads = 1.
 """
 import os
 
@@ -23,11 +26,20 @@ def available_cores():
         return os.cpu_count() or 1
 
 
-def set_threads(n=None):
-    """Limit every BLAS library loaded in this process to `n` threads (default: all cores)."""
+def limit_blas():
+    """BLAS runs single-threaded inside the kernels' blocks (applied when kernels load)."""
     global _limits
-    from rnnkit import kernels  # noqa: F401  load numba's BLAS first so the limit reaches it
+    import scipy.linalg.cython_blas  # noqa: F401  numba's BLAS: load it so the limit reaches it
+
+    _limits = threadpool_limits(limits=1, user_api="blas")
+
+
+def set_threads(n=None):
+    """Use `n` threads (default: all cores) for the kernels, and one for each BLAS call."""
+    import numba
 
     n = available_cores() if not n else int(n)
-    _limits = threadpool_limits(limits=n, user_api="blas")
+    n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    limit_blas()
     return n

@@ -2,7 +2,11 @@
 
 A CUDA twin will follow with the same wrapper signatures; the model layer calls only these.
 """
-from rnnkit.kernels.gru import gru_backward, gru_forward
+from rnnkit.threads import limit_blas
+
+limit_blas()
+
+from rnnkit.kernels.gru import gru_backward, gru_forward  # noqa: E402
 from rnnkit.kernels.linear import embed_backward, embed_forward, linear_backward, linear_forward
 from rnnkit.kernels.loss import softmax_xent
 from rnnkit.kernels.lstm import lstm_backward, lstm_forward

@@ -11,39 +11,55 @@ The reset gate makes the two products' gradients differ in the n block, so BPTT 
 gradient for the input side (dgx) and one for the hidden side (dgh).
 Memory kept for backward: T*N*(3H + 2H) floats.
 """
-from numba import njit
+from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT
+from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.kernels.blocks import add_parts, layer_grads_rows, parts_for, project_rows, span
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, shape
 
 
 @njit(**JIT)
 def _forward_step(g, hp, b_hn, h_prev, a, h):
+    """Short loops over few arrays each, so LLVM can vectorise them (see lstm.py)."""
     N, H = h.shape
     one = h.dtype.type(1.0)
     for n in range(N):
+        gn, hpn, an = g[n], hp[n], a[n]
+        for k in range(2 * H):
+            gn[k] = sigmoid(gn[k] + hpn[k])
         for j in range(H):
-            r = sigmoid(g[n, j] + hp[n, j])
-            z = sigmoid(g[n, H + j] + hp[n, H + j])
-            an = hp[n, 2 * H + j] + b_hn[j]
-            nn = tanh(g[n, 2 * H + j] + r * an)
-            h[n, j] = (one - z) * nn + z * h_prev[n, j]
-            a[n, j] = an
-            g[n, j] = r
-            g[n, H + j] = z
-            g[n, 2 * H + j] = nn
+            an[j] = hpn[2 * H + j] + b_hn[j]
+        for j in range(H):
+            gn[2 * H + j] = tanh(gn[2 * H + j] + gn[j] * an[j])
+        hn, hpr = h[n], h_prev[n]
+        for j in range(H):
+            z = gn[H + j]
+            hn[j] = (one - z) * gn[2 * H + j] + z * hpr[j]
 
 
 @njit(**JIT)
-def _forward(x, w_x, w_h, b, b_hn, gates, a, hs, hp):
+def _forward_rows(gates, a, hs, w_h, b_hn, hp, lo, hi):
+    for t in range(gates.shape[0]):
+        np.dot(hs[t][lo:hi], w_h, hp[lo:hi])
+        _forward_step(gates[t][lo:hi], hp[lo:hi], b_hn, hs[t][lo:hi], a[t][lo:hi],
+                      hs[t + 1][lo:hi])
+
+
+def _forward(x, w_x, w_h, b, b_hn, gates, a, hs, hp, parts):
     T, N, D = x.shape
-    np.dot(x.reshape(T * N, D), w_x, gates.reshape(T * N, gates.shape[2]))
-    gates += b
-    for t in range(T):
-        np.dot(hs[t], w_h, hp)
-        _forward_step(gates[t], hp, b_hn, hs[t], a[t], hs[t + 1])
+    x2, g2 = x.reshape(T * N, D), gates.reshape(T * N, gates.shape[2])
+    for i in prange(parts):
+        lo, hi = span(T * N, parts, i)
+        project_rows(x2, w_x, b, g2, lo, hi)
+    for i in prange(parts):
+        lo, hi = span(N, parts, i)
+        if hi > lo:
+            _forward_rows(gates, a, hs, w_h, b_hn, hp, lo, hi)
+
+
+_forward_serial, _forward_parallel = serial_and_parallel(_forward)
 
 
 @njit(**JIT)
@@ -52,39 +68,58 @@ def _backward_step(g, a, h_prev, dh, dgx, dgh):
     N, H = dh.shape
     one = dh.dtype.type(1.0)
     for n in range(N):
+        gn, dhn, hpr, dxn, dhh, an = g[n], dh[n], h_prev[n], dgx[n], dgh[n], a[n]
+        for j in range(H):  # n and z gates
+            z, nn, d = gn[H + j], gn[2 * H + j], dhn[j]
+            dxn[2 * H + j] = d * (one - z) * (one - nn * nn)
+            dxn[H + j] = d * (hpr[j] - nn) * z * (one - z)
+        for j in range(H):  # r gate; the hidden side sees r * dn in the n block
+            r = gn[j]
+            dr = dxn[2 * H + j] * an[j] * r * (one - r)
+            dxn[j] = dr
+            dhh[j] = dr
+            dhh[H + j] = dxn[H + j]
+            dhh[2 * H + j] = dxn[2 * H + j] * r
         for j in range(H):
-            r = g[n, j]
-            z = g[n, H + j]
-            nn = g[n, 2 * H + j]
-            d = dh[n, j]
-            dn = d * (one - z) * (one - nn * nn)
-            dr = dn * a[n, j] * r * (one - r)
-            dz = d * (h_prev[n, j] - nn) * z * (one - z)
-            dgx[n, j] = dr
-            dgx[n, H + j] = dz
-            dgx[n, 2 * H + j] = dn
-            dgh[n, j] = dr
-            dgh[n, H + j] = dz
-            dgh[n, 2 * H + j] = dn * r
-            dh[n, j] = d * z
+            dhn[j] *= gn[H + j]
 
 
 @njit(**JIT)
-def _backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work):
+def _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, lo, hi):
+    for t in range(dhs.shape[0] - 1, -1, -1):
+        d = dh[lo:hi]
+        d += dhs[t][lo:hi]
+        _backward_step(gates[t][lo:hi], a[t][lo:hi], hs[t][lo:hi], d, dgx[t][lo:hi],
+                       dgh[t][lo:hi])
+        w = work[lo:hi]
+        np.dot(dgh[t][lo:hi], w_h.T, w)
+        d += w
+
+
+def _backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work,
+              parts):
     T, N, D = x.shape
-    H = w_h.shape[0]
-    for t in range(T - 1, -1, -1):
-        dh += dhs[t]
-        _backward_step(gates[t], a[t], hs[t], dh, dgx[t], dgh[t])
-        np.dot(dgh[t], w_h.T, work)
-        dh += work
-    dgx2 = dgx.reshape(T * N, 3 * H)
-    dgh2 = dgh.reshape(T * N, 3 * H)
-    dw_h += np.dot(hs[:T].reshape(T * N, H).T, dgh2)
-    dw_x += np.dot(x.reshape(T * N, D).T, dgx2)
-    db += dgx2.sum(axis=0)
-    db_hn += dgh2[:, 2 * H:].sum(axis=0)
-    np.dot(dgx2, w_x.T, dx.reshape(T * N, D))
+    H, G = w_h.shape
+    for i in prange(parts):
+        lo, hi = span(N, parts, i)
+        if hi > lo:
+            _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, lo, hi)
+    x2, dgx2, dgh2 = x.reshape(T * N, D), dgx.reshape(T * N, G), dgh.reshape(T * N, G)
+    pw_x, pw_h = np.empty((parts, D, G), x.dtype), np.empty((parts, H, G), x.dtype)
+    pb, pb_hn = np.empty((parts, G), x.dtype), np.zeros((parts, H), x.dtype)
+    for i in prange(parts):
+        lo, hi = span(T * N, parts, i)
+        layer_grads_rows(x2, hs[:T].reshape(T * N, H), dgx2, dgh2, w_x, dx.reshape(T * N, D),
+                         pw_x[i], pw_h[i], pb[i], lo, hi)
+        for r in range(lo, hi):
+            pb_hn[i] += dgh2[r, 2 * H:]
+    add_parts(pw_x, dw_x)
+    add_parts(pw_h, dw_h)
+    add_parts(pb, db)
+    add_parts(pb_hn, db_hn)
+
+
+_backward_serial, _backward_parallel = serial_and_parallel(_backward)
 
 
 def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work):
@@ -101,7 +136,9 @@ def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work):
                          ("a", a, (T, N, H)), ("hs", hs, (T + 1, N, H)),
                          ("work", work, (N, 3 * H))):
         shape(name, arr, s)
-    _forward(x, w_x, w_h, b, b_hn, gates, a, hs, work)
+    parts = parts_for(N)
+    run = _forward_parallel if parts > 1 else _forward_serial
+    run(x, w_x, w_h, b, b_hn, gates, a, hs, work, parts)
 
 
 def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work):
@@ -120,4 +157,6 @@ def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, 
                          ("dgx", dgx, gates.shape), ("dgh", dgh, gates.shape),
                          ("work", work, (N, H))):
         shape(name, arr, s)
-    _backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work)
+    parts = parts_for(N)
+    run = _backward_parallel if parts > 1 else _backward_serial
+    run(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work, parts)

@@ -1,28 +1,55 @@
 """Projections of all time steps at once, and the embedding lookup, as compiled kernels.
 
-Every matrix product in rnnkit goes through Numba's np.dot, so one BLAS (and one thread
-pool) serves the whole process; see rnnkit/threads.py. The output weight is (V, H), PyTorch
-Linear's layout, so tying it to the embedding (V, E) needs no transpose.
+Every matrix product in rnnkit goes through Numba's np.dot in row blocks, one per thread (see
+rnnkit/threads.py). The output weight is (V, H), PyTorch Linear's layout, so tying it to the
+embedding (V, E) needs no transpose.
 """
-from numba import njit
+from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT
+from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.kernels.blocks import add_parts, parts_for, span
 
 
-@njit(**JIT)
+def _forward(x, w, b, y, parts):
+    for i in prange(parts):
+        lo, hi = span(x.shape[0], parts, i)
+        if hi > lo:
+            o = y[lo:hi]
+            np.dot(x[lo:hi], w.T, o)
+            o += b
+
+
+def _backward(x, w, dy, dx, dw, db, parts):
+    M, V = dy.shape
+    pw, pb = np.empty((parts,) + dw.shape, dw.dtype), np.zeros((parts, V), dw.dtype)
+    for i in prange(parts):
+        lo, hi = span(M, parts, i)
+        if hi > lo:
+            np.dot(dy[lo:hi].T, x[lo:hi], pw[i])
+            for r in range(lo, hi):
+                pb[i] += dy[r]
+            np.dot(dy[lo:hi], w, dx[lo:hi])
+        else:
+            pw[i] = 0.0
+    add_parts(pw, dw)
+    add_parts(pb, db)
+
+
+_forward_serial, _forward_parallel = serial_and_parallel(_forward)
+_backward_serial, _backward_parallel = serial_and_parallel(_backward)
+
+
 def linear_forward(x, w, b, y):
     """y (M, V) = x (M, H) @ w.T + b."""
-    np.dot(x, w.T, y)
-    y += b
+    parts = parts_for(x.shape[0] // 64)
+    (_forward_parallel if parts > 1 else _forward_serial)(x, w, b, y, parts)
 
 
-@njit(**JIT)
 def linear_backward(x, w, dy, dx, dw, db):
     """dw += dy.T @ x; db += sum(dy); dx = dy @ w (overwritten)."""
-    dw += np.dot(dy.T, x)
-    db += dy.sum(axis=0)
-    np.dot(dy, w, dx)
+    parts = parts_for(x.shape[0] // 64)
+    (_backward_parallel if parts > 1 else _backward_serial)(x, w, dy, dx, dw, db, parts)
 
 
 @njit(**JIT)

@@ -7,19 +7,20 @@ and sums them, one normalises; the row stays in cache, and no (M, V) temporary e
 """
 import math
 
-from numba import njit
+from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT
+from rnnkit.config import JIT, serial_and_parallel
 from rnnkit.kernels.activations import exp
+from rnnkit.kernels.blocks import parts_for, span
 from rnnkit.kernels.checks import check
 
 
 @njit(**JIT)
-def _xent(logits, targets, scale, want_grad):
-    M, V = logits.shape
+def _xent_rows(logits, targets, scale, want_grad, lo, hi):
+    V = logits.shape[1]
     total = 0.0
-    for m in range(M):
+    for m in range(lo, hi):
         row = logits[m]
         mx = row[0]
         for v in range(1, V):
@@ -42,6 +43,17 @@ def _xent(logits, targets, scale, want_grad):
     return total
 
 
+def _xent(logits, targets, scale, want_grad, parts):
+    totals = np.zeros(parts)
+    for i in prange(parts):
+        lo, hi = span(logits.shape[0], parts, i)
+        totals[i] = _xent_rows(logits, targets, scale, want_grad, lo, hi)
+    return totals.sum()
+
+
+_xent_serial, _xent_parallel = serial_and_parallel(_xent)
+
+
 def softmax_xent(logits, targets, scale=1.0, grad=False):
     """Summed cross-entropy in nats. grad=True overwrites logits with scale * dloss/dlogits."""
     M, V = logits.shape
@@ -50,5 +62,7 @@ def softmax_xent(logits, targets, scale=1.0, grad=False):
         raise ValueError(f"targets: shape {targets.shape}, expected {(M,)}")
     if M and (targets.min() < 0 or targets.max() >= V):
         raise ValueError(f"targets must lie in [0, {V})")
-    return _xent(logits, np.ascontiguousarray(targets, dtype=np.int64),
-                 logits.dtype.type(scale), bool(grad))
+    parts = parts_for(M // 64)
+    run = _xent_parallel if parts > 1 else _xent_serial
+    return run(logits, np.ascontiguousarray(targets, dtype=np.int64), logits.dtype.type(scale),
+               bool(grad), parts)

@@ -6,41 +6,60 @@ hs[:T] is every step's previous state and hs[1:] every step's output, both witho
 gates (T, N, 4H) holds the input projection, then the activations, which BPTT reads back.
 Memory kept for backward: T*N*(4H + 2H) floats.
 """
-from numba import njit
+from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT
+from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.kernels.blocks import add_parts, layer_grads_rows, parts_for, project_rows, span
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, shape
 
 
 @njit(**JIT)
 def _forward_step(g, hp, c_prev, c, h):
-    """g: (N, 4H) input projection in, activations out; hp: (N, 4H) = h_prev @ w_h."""
+    """g: (N, 4H) input projection in, activations out; hp: (N, 4H) = h_prev @ w_h.
+
+    Two short loops per row rather than one: each touches few arrays, so LLVM can rule out
+    aliasing and vectorise them (one fused loop over six arrays ran scalar, 4x slower).
+    """
     N, H = c.shape
     for n in range(N):
+        gn, hpn = g[n], hp[n]
+        for k in range(2 * H):
+            gn[k] = sigmoid(gn[k] + hpn[k])
+        for k in range(2 * H, 3 * H):
+            gn[k] = tanh(gn[k] + hpn[k])
+        for k in range(3 * H, 4 * H):
+            gn[k] = sigmoid(gn[k] + hpn[k])
+        cp, cn, hn = c_prev[n], c[n], h[n]
         for j in range(H):
-            i = sigmoid(g[n, j] + hp[n, j])
-            f = sigmoid(g[n, H + j] + hp[n, H + j])
-            gg = tanh(g[n, 2 * H + j] + hp[n, 2 * H + j])
-            o = sigmoid(g[n, 3 * H + j] + hp[n, 3 * H + j])
-            cn = f * c_prev[n, j] + i * gg
-            c[n, j] = cn
-            h[n, j] = o * tanh(cn)
-            g[n, j] = i
-            g[n, H + j] = f
-            g[n, 2 * H + j] = gg
-            g[n, 3 * H + j] = o
+            cv = gn[H + j] * cp[j] + gn[j] * gn[2 * H + j]
+            cn[j] = cv
+            hn[j] = gn[3 * H + j] * tanh(cv)
 
 
 @njit(**JIT)
-def _forward(x, w_x, w_h, b, gates, hs, cs, hp):
+def _forward_rows(gates, hs, cs, w_h, hp, lo, hi):
+    """The recurrence for streams lo:hi, which no other stream touches."""
+    for t in range(gates.shape[0]):
+        np.dot(hs[t][lo:hi], w_h, hp[lo:hi])
+        _forward_step(gates[t][lo:hi], hp[lo:hi], cs[t][lo:hi], cs[t + 1][lo:hi],
+                      hs[t + 1][lo:hi])
+
+
+def _forward(x, w_x, w_h, b, gates, hs, cs, hp, parts):
     T, N, D = x.shape
-    np.dot(x.reshape(T * N, D), w_x, gates.reshape(T * N, gates.shape[2]))
-    gates += b
-    for t in range(T):
-        np.dot(hs[t], w_h, hp)
-        _forward_step(gates[t], hp, cs[t], cs[t + 1], hs[t + 1])
+    x2, g2 = x.reshape(T * N, D), gates.reshape(T * N, gates.shape[2])
+    for i in prange(parts):
+        lo, hi = span(T * N, parts, i)
+        project_rows(x2, w_x, b, g2, lo, hi)
+    for i in prange(parts):
+        lo, hi = span(N, parts, i)
+        if hi > lo:
+            _forward_rows(gates, hs, cs, w_h, hp, lo, hi)
+
+
+_forward_serial, _forward_parallel = serial_and_parallel(_forward)
 
 
 @njit(**JIT)
@@ -49,34 +68,50 @@ def _backward_step(g, c_prev, c, dh, dc, dg):
     N, H = c.shape
     one = g.dtype.type(1.0)
     for n in range(N):
-        for j in range(H):
-            i = g[n, j]
-            f = g[n, H + j]
-            gg = g[n, 2 * H + j]
-            o = g[n, 3 * H + j]
-            tc = tanh(c[n, j])
-            d = dh[n, j]
-            dcn = dc[n, j] + d * o * (one - tc * tc)
-            dg[n, j] = dcn * gg * i * (one - i)
-            dg[n, H + j] = dcn * c_prev[n, j] * f * (one - f)
-            dg[n, 2 * H + j] = dcn * i * (one - gg * gg)
-            dg[n, 3 * H + j] = d * tc * o * (one - o)
-            dc[n, j] = dcn * f
+        gn, dgn, dhn, dcn, cn, cp = g[n], dg[n], dh[n], dc[n], c[n], c_prev[n]
+        for j in range(H):  # o gate, and the gradient reaching c_t
+            o = gn[3 * H + j]
+            tc = tanh(cn[j])
+            dgn[3 * H + j] = dhn[j] * tc * o * (one - o)
+            dcn[j] += dhn[j] * o * (one - tc * tc)
+        for j in range(H):  # i, f, g gates from dc_t; then dc_{t-1}
+            i, f, gg, d = gn[j], gn[H + j], gn[2 * H + j], dcn[j]
+            dgn[j] = d * gg * i * (one - i)
+            dgn[H + j] = d * cp[j] * f * (one - f)
+            dgn[2 * H + j] = d * i * (one - gg * gg)
+            dcn[j] = d * f
 
 
 @njit(**JIT)
-def _backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates):
+def _backward_rows(w_h, gates, cs, dhs, dh, dc, dgates, lo, hi):
+    for t in range(gates.shape[0] - 1, -1, -1):
+        d = dh[lo:hi]
+        d += dhs[t][lo:hi]
+        _backward_step(gates[t][lo:hi], cs[t][lo:hi], cs[t + 1][lo:hi], d, dc[lo:hi],
+                       dgates[t][lo:hi])
+        np.dot(dgates[t][lo:hi], w_h.T, d)
+
+
+def _backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, parts):
     T, N, D = x.shape
-    G = gates.shape[2]
-    for t in range(T - 1, -1, -1):
-        dh += dhs[t]
-        _backward_step(gates[t], cs[t], cs[t + 1], dh, dc, dgates[t])
-        np.dot(dgates[t], w_h.T, dh)
-    dg2 = dgates.reshape(T * N, G)
-    dw_h += np.dot(hs[:T].reshape(T * N, w_h.shape[0]).T, dg2)
-    dw_x += np.dot(x.reshape(T * N, D).T, dg2)
-    db += dg2.sum(axis=0)
-    np.dot(dg2, w_x.T, dx.reshape(T * N, D))
+    H, G = w_h.shape
+    for i in prange(parts):
+        lo, hi = span(N, parts, i)
+        if hi > lo:
+            _backward_rows(w_h, gates, cs, dhs, dh, dc, dgates, lo, hi)
+    x2, dg2 = x.reshape(T * N, D), dgates.reshape(T * N, G)
+    pw_x, pw_h = np.empty((parts, D, G), x.dtype), np.empty((parts, H, G), x.dtype)
+    pb = np.empty((parts, G), x.dtype)
+    for i in prange(parts):
+        lo, hi = span(T * N, parts, i)
+        layer_grads_rows(x2, hs[:T].reshape(T * N, H), dg2, dg2, w_x, dx.reshape(T * N, D),
+                         pw_x[i], pw_h[i], pb[i], lo, hi)
+    add_parts(pw_x, dw_x)
+    add_parts(pw_h, dw_h)
+    add_parts(pb, db)
+
+
+_backward_serial, _backward_parallel = serial_and_parallel(_backward)
 
 
 def lstm_forward(x, w_x, w_h, b, gates, hs, cs, work):
@@ -91,7 +126,9 @@ def lstm_forward(x, w_x, w_h, b, gates, hs, cs, work):
                        ("gates", gates, (T, N, 4 * H)), ("hs", hs, (T + 1, N, H)),
                        ("cs", cs, (T + 1, N, H)), ("work", work, (N, 4 * H))):
         shape(name, a, s)
-    _forward(x, w_x, w_h, b, gates, hs, cs, work)
+    parts = parts_for(N)
+    run = _forward_parallel if parts > 1 else _forward_serial
+    run(x, w_x, w_h, b, gates, hs, cs, work, parts)
 
 
 def lstm_backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates):
@@ -109,4 +146,6 @@ def lstm_backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
                        ("dw_h", dw_h, w_h.shape), ("db", db, (4 * H,)),
                        ("dgates", dgates, gates.shape)):
         shape(name, a, s)
-    _backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates)
+    parts = parts_for(N)
+    run = _backward_parallel if parts > 1 else _backward_serial
+    run(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, parts)

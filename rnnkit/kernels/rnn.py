@@ -4,10 +4,11 @@ Shapes: x (T, N, D), w_x (D, H), w_h (H, H), b (H,); hs (T + 1, N, H) with the i
 at index 0 (see lstm.py for the layout). Backward reads only hs: both derivatives are functions
 of the output (tanh' = 1 - h^2, relu' = [h > 0]). Memory kept for backward: T*N*H floats.
 """
-from numba import njit
+from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT
+from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.kernels.blocks import add_parts, layer_grads_rows, parts_for, project_rows, span
 from rnnkit.kernels.activations import tanh
 from rnnkit.kernels.checks import check, shape
 
@@ -26,13 +27,25 @@ def _forward_step(g, hp, h, relu):
 
 
 @njit(**JIT)
-def _forward(x, w_x, w_h, b, hs, pre, hp, relu):
+def _forward_rows(pre, hs, w_h, hp, relu, lo, hi):
+    for t in range(pre.shape[0]):
+        np.dot(hs[t][lo:hi], w_h, hp[lo:hi])
+        _forward_step(pre[t][lo:hi], hp[lo:hi], hs[t + 1][lo:hi], relu)
+
+
+def _forward(x, w_x, w_h, b, hs, pre, hp, relu, parts):
     T, N, D = x.shape
-    np.dot(x.reshape(T * N, D), w_x, pre.reshape(T * N, pre.shape[2]))
-    pre += b
-    for t in range(T):
-        np.dot(hs[t], w_h, hp)
-        _forward_step(pre[t], hp, hs[t + 1], relu)
+    x2, p2 = x.reshape(T * N, D), pre.reshape(T * N, pre.shape[2])
+    for i in prange(parts):
+        lo, hi = span(T * N, parts, i)
+        project_rows(x2, w_x, b, p2, lo, hi)
+    for i in prange(parts):
+        lo, hi = span(N, parts, i)
+        if hi > lo:
+            _forward_rows(pre, hs, w_h, hp, relu, lo, hi)
+
+
+_forward_serial, _forward_parallel = serial_and_parallel(_forward)
 
 
 @njit(**JIT)
@@ -50,18 +63,34 @@ def _backward_step(h, dh, dg, relu):
 
 
 @njit(**JIT)
-def _backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu):
+def _backward_rows(w_h, hs, dhs, dh, dgates, relu, lo, hi):
+    for t in range(dhs.shape[0] - 1, -1, -1):
+        d = dh[lo:hi]
+        d += dhs[t][lo:hi]
+        _backward_step(hs[t + 1][lo:hi], d, dgates[t][lo:hi], relu)
+        np.dot(dgates[t][lo:hi], w_h.T, d)
+
+
+def _backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu, parts):
     T, N, D = x.shape
     H = w_h.shape[0]
-    for t in range(T - 1, -1, -1):
-        dh += dhs[t]
-        _backward_step(hs[t + 1], dh, dgates[t], relu)
-        np.dot(dgates[t], w_h.T, dh)
-    dg2 = dgates.reshape(T * N, H)
-    dw_h += np.dot(hs[:T].reshape(T * N, H).T, dg2)
-    dw_x += np.dot(x.reshape(T * N, D).T, dg2)
-    db += dg2.sum(axis=0)
-    np.dot(dg2, w_x.T, dx.reshape(T * N, D))
+    for i in prange(parts):
+        lo, hi = span(N, parts, i)
+        if hi > lo:
+            _backward_rows(w_h, hs, dhs, dh, dgates, relu, lo, hi)
+    x2, dg2 = x.reshape(T * N, D), dgates.reshape(T * N, H)
+    pw_x, pw_h = np.empty((parts, D, H), x.dtype), np.empty((parts, H, H), x.dtype)
+    pb = np.empty((parts, H), x.dtype)
+    for i in prange(parts):
+        lo, hi = span(T * N, parts, i)
+        layer_grads_rows(x2, hs[:T].reshape(T * N, H), dg2, dg2, w_x, dx.reshape(T * N, D),
+                         pw_x[i], pw_h[i], pb[i], lo, hi)
+    add_parts(pw_x, dw_x)
+    add_parts(pw_h, dw_h)
+    add_parts(pb, db)
+
+
+_backward_serial, _backward_parallel = serial_and_parallel(_backward)
 
 
 def rnn_forward(x, w_x, w_h, b, hs, pre, work, relu=False):
@@ -75,7 +104,9 @@ def rnn_forward(x, w_x, w_h, b, hs, pre, work, relu=False):
     for name, a, s in (("w_x", w_x, (D, H)), ("w_h", w_h, (H, H)), ("b", b, (H,)),
                        ("hs", hs, (T + 1, N, H)), ("pre", pre, (T, N, H)), ("work", work, (N, H))):
         shape(name, a, s)
-    _forward(x, w_x, w_h, b, hs, pre, work, bool(relu))
+    parts = parts_for(N)
+    run = _forward_parallel if parts > 1 else _forward_serial
+    run(x, w_x, w_h, b, hs, pre, work, bool(relu), parts)
 
 
 def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu=False):
@@ -92,4 +123,6 @@ def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu=Fals
                        ("dx", dx, (T, N, D)), ("dw_x", dw_x, w_x.shape), ("dw_h", dw_h, (H, H)),
                        ("db", db, (H,)), ("dgates", dgates, (T, N, H))):
         shape(name, a, s)
-    _backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, bool(relu))
+    parts = parts_for(N)
+    run = _backward_parallel if parts > 1 else _backward_serial
+    run(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, bool(relu), parts)

@@ -1,0 +1,218 @@
+"""Time one whole training step of rnnkit against PyTorch's CPU build, same thread count.
+
+A step: embedding, L layers, output projection, softmax cross-entropy, backward, global-norm
+clipping (5), Adam (PyTorch's defaults). Prints tokens/s for rnnkit, for the step's matrix
+products alone through numpy (the floor), and for PyTorch twice: with its defaults, and at its
+best (glibc malloc thresholds raised; oneDNN off for batch-1 generation). PyTorch runs in child
+processes because malloc settings are read at process start.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/train_step.py --threads 2
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+CHAR = [(cell, H, N) for cell in ("lstm", "gru", "rnn-tanh") for H in (128, 256, 512)
+        for N in (32, 64)]
+BEST_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def configs(which):
+    out = []
+    if which in ("all", "char"):
+        out += [dict(name=f"char {c} H={H} N={N}", cell=c, V=65, E=64, H=H, L=2, N=N, T=64)
+                for c, H, N in CHAR]
+    if which in ("all", "word"):
+        out.append(dict(name="word lstm PTB-small", cell="lstm", V=10000, E=200, H=200, L=2,
+                        N=20, T=35))
+    if which in ("all", "gen"):
+        out.append(dict(name="generate lstm 2x512 N=1", cell="lstm", V=65, E=64, H=512, L=2,
+                        N=1, T=1, gen=True))
+    return out
+
+
+def timed(fn, min_time=1.5, min_reps=3, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times, start = [], time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+GEN_TOKENS = 200
+
+
+def sample(logits, rng):
+    p = np.exp(logits - logits.max())
+    return int(np.searchsorted(np.cumsum(p), rng.random() * p.sum()))
+
+
+def run_rnnkit(c):
+    from rnnkit.model import Model, ModelConfig
+    from rnnkit.optim import clip_gradients, make_optimizer
+
+    model = Model(ModelConfig(cell=c["cell"], vocab_size=c["V"], embed=c["E"], hidden=c["H"],
+                              layers=c["L"]))
+    rng = np.random.default_rng(0)
+    if c.get("gen"):
+        state = model.init_state(1)
+
+        def gen():
+            token = 0
+            for _ in range(GEN_TOKENS):
+                token = sample(model.step(np.array([token]), state)[0], rng)
+        return GEN_TOKENS / timed(gen, min_time=1.0)
+    x = rng.integers(0, c["V"], (c["N"], c["T"]))
+    y = rng.integers(0, c["V"], (c["N"], c["T"]))
+    opt = make_optimizer("adam", model.params)
+    state = [model.init_state(c["N"])]
+
+    def step():
+        _, state[0] = model.forward_backward(x, y, state[0])
+        clip_gradients(model.grads, max_norm=5.0)
+        opt.step(model.grads)
+    return c["N"] * c["T"] / timed(step)
+
+
+def run_floor(c):
+    """Every matrix product of the step, through numpy, nothing else."""
+    V, E, H, L, N, T = (c[k] for k in "VEHLNT")
+    G = {"lstm": 4, "gru": 3}.get(c["cell"], 1)
+    r = np.random.default_rng(0)
+    mk = lambda *s: r.standard_normal(s).astype(np.float32)
+    w_x = [mk(E if i == 0 else H, G * H) for i in range(L)]
+    w_h, hs, gs = mk(H, G * H), mk(N, H), mk(N, G * H)
+    X = [mk(T * N, E if i == 0 else H) for i in range(L)]
+    P, Y, Wo = mk(T * N, G * H), mk(T * N, V), mk(V, H)
+    Ht = mk(T * N, H)
+    if c.get("gen"):
+        def gen():
+            for _ in range(GEN_TOKENS):
+                for i in range(L):
+                    X[i][:1] @ w_x[i]
+                    hs[:1] @ w_h
+                hs[:1] @ Wo.T
+        return GEN_TOKENS / timed(gen, min_time=1.0)
+
+    def step():
+        for i in range(L):
+            np.dot(X[i], w_x[i], out=P)
+            for _ in range(T):
+                hs @ w_h
+        Ht @ Wo.T
+        Y.T @ Ht
+        Y @ Wo
+        for i in range(L):
+            for _ in range(T):
+                gs @ w_h.T
+            Ht.T @ P
+            X[i].T @ P
+            P @ w_x[i].T
+    return N * T / timed(step)
+
+
+def run_torch(c):
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn-tanh": torch.nn.RNN}[c["cell"]]
+    emb = torch.nn.Embedding(c["V"], c["E"])
+    net = rnn(c["E"], c["H"], c["L"])
+    out = torch.nn.Linear(c["H"], c["V"])
+    params = list(emb.parameters()) + list(net.parameters()) + list(out.parameters())
+    if c.get("gen"):
+        gen_rng = torch.Generator().manual_seed(0)
+
+        def gen():
+            with torch.no_grad():
+                token, hidden = torch.zeros(1, 1, dtype=torch.long), None
+                for _ in range(GEN_TOKENS):
+                    o, hidden = net(emb(token), hidden)
+                    probs = F.softmax(out(o[0]), dim=-1)
+                    token = torch.multinomial(probs, 1, generator=gen_rng).view(1, 1)
+                    token.item()
+        if os.environ.get("RNNKIT_BENCH_BEST"):
+            with torch.backends.mkldnn.flags(enabled=False):
+                return GEN_TOKENS / timed(gen, min_time=1.0)
+        return GEN_TOKENS / timed(gen, min_time=1.0)
+    opt = torch.optim.Adam(params)
+    x = torch.randint(0, c["V"], (c["T"], c["N"]))
+    y = torch.randint(0, c["V"], (c["T"], c["N"]))
+    hidden = [None]
+
+    def detach(h):
+        return None if h is None else (tuple(t.detach() for t in h) if isinstance(h, tuple)
+                                       else h.detach())
+
+    def step():
+        opt.zero_grad()
+        o, h = net(emb(x), detach(hidden[0]))
+        hidden[0] = h
+        loss = F.cross_entropy(out(o).view(-1, c["V"]), y.view(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+    return c["N"] * c["T"] / timed(step)
+
+
+def torch_child(which, threads, best):
+    env = dict(os.environ, **(BEST_ENV if best else {}))
+    if best:
+        env["RNNKIT_BENCH_BEST"] = "1"
+    cmd = [sys.executable, __file__, "--torch-worker", "--which", which, "--threads", str(threads)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--which", choices=["all", "char", "word", "gen"], default="all")
+    ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-torch", action="store_true", help="rnnkit and the floor only")
+    args = ap.parse_args()
+    cfgs = configs(args.which)
+    if args.torch_worker:
+        import torch
+        torch.set_num_threads(args.threads)
+        print(json.dumps({c["name"]: run_torch(c) for c in cfgs}))
+        return
+
+    from rnnkit.threads import set_threads
+    set_threads(args.threads)
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if var in os.environ:
+            print(f"warning: {var} is set; it slows OpenBLAS here (see the docstring)")
+    t0 = time.perf_counter()
+    from rnnkit.model import Model, ModelConfig  # noqa: F401  time the kernels' first load
+    ours = {c["name"]: run_rnnkit(c) for c in cfgs}
+    print(f"rnnkit: all configs incl. kernel load/compile {time.perf_counter() - t0:.1f} s",
+          flush=True)
+    floor = {c["name"]: run_floor(c) for c in cfgs}
+    torch_default = {} if args.no_torch else torch_child(args.which, args.threads, False)
+    torch_best = {} if args.no_torch else torch_child(args.which, args.threads, True)
+    unit = "tok/s"
+    print(f"threads={args.threads}; {unit}; ratios are rnnkit / PyTorch")
+    head = f"{'config':<28}{'rnnkit':>10}{'floor':>10}{'torch':>10}{'torch*':>10}" \
+           f"{'x torch':>9}{'x torch*':>9}"
+    print(head)
+    print("-" * len(head))
+    for c in cfgs:
+        n = c["name"]
+        td, tb = torch_default.get(n, float("nan")), torch_best.get(n, float("nan"))
+        print(f"{n:<28}{ours[n]:>10.0f}{floor[n]:>10.0f}{td:>10.0f}{tb:>10.0f}"
+              f"{ours[n] / td:>9.2f}{ours[n] / tb:>9.2f}", flush=True)
+    print("floor: the step's matrix products alone through numpy; torch*: PyTorch at its best")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Row-block helpers for the parallel drivers: each thread takes one contiguous block.
+
+They run inside a prange body, so every call here is serial and BLAS is single-threaded: the
+parallelism is ours, one block per thread, with nothing spinning in between.
+"""
+import numba
+from numba import njit
+import numpy as np
+
+from rnnkit.config import JIT
+
+
+@njit(**JIT)
+def span(total, parts, i):
+    """Bounds of block i when `total` rows are cut into `parts` near-equal blocks."""
+    return i * total // parts, (i + 1) * total // parts
+
+
+@njit(**JIT)
+def project_rows(x, w, b, out, lo, hi):
+    """out[lo:hi] = x[lo:hi] @ w + b."""
+    if hi > lo:
+        o = out[lo:hi]
+        np.dot(x[lo:hi], w, o)
+        o += b
+
+
+@njit(**JIT)
+def layer_grads_rows(x, hprev, dgx, dgh, w_x, dx, pw_x, pw_h, pb, lo, hi):
+    """One row block's share of a layer's weight gradients, into per-block partials:
+    pw_x = x.T @ dgx, pw_h = hprev.T @ dgh, pb = sum(dgx); and dx = dgx @ w_x.T."""
+    pb[:] = 0.0
+    if hi <= lo:
+        pw_x[:] = 0.0
+        pw_h[:] = 0.0
+        return
+    np.dot(x[lo:hi].T, dgx[lo:hi], pw_x)
+    np.dot(hprev[lo:hi].T, dgh[lo:hi], pw_h)
+    for r in range(lo, hi):
+        pb += dgx[r]
+    np.dot(dgx[lo:hi], w_x.T, dx[lo:hi])
+
+
+@njit(**JIT)
+def add_parts(parts, out):
+    for i in range(parts.shape[0]):
+        out += parts[i]
+
+
+def parts_for(n):
+    """Blocks to cut n independent rows (streams) into: one per thread, at most n."""
+    return max(1, min(numba.get_num_threads(), n))
