@@ -82,8 +82,14 @@ def run_rnnkit(c):
     return c["N"] * c["T"] / timed(step)
 
 
-def run_floor(c):
-    """Every matrix product of the step, through numpy, nothing else."""
+def run_floor(c, threads):
+    """Every matrix product of the step, through numpy with `threads` BLAS threads."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(threads, user_api="blas"):
+        return _floor(c)
+
+
+def _floor(c):
     V, E, H, L, N, T = (c[k] for k in "VEHLNT")
     G = {"lstm": 4, "gru": 3}.get(c["cell"], 1)
     r = np.random.default_rng(0)
@@ -197,7 +203,7 @@ def main():
     ours = {c["name"]: run_rnnkit(c) for c in cfgs}
     print(f"rnnkit: all configs incl. kernel load/compile {time.perf_counter() - t0:.1f} s",
           flush=True)
-    floor = {c["name"]: run_floor(c) for c in cfgs}
+    floor = {c["name"]: run_floor(c, args.threads) for c in cfgs}
     torch_default = {} if args.no_torch else torch_child(args.which, args.threads, False)
     torch_best = {} if args.no_torch else torch_child(args.which, args.threads, True)
     unit = "tok/s"

@@ -6,6 +6,7 @@ a hash of all kernel sources, the flags and the Numba version; any change gives 
 """
 import hashlib
 import os
+import types
 from pathlib import Path
 
 import numba
@@ -23,8 +24,16 @@ PARALLEL = dict(JIT, parallel=True)
 
 def serial_and_parallel(fn):
     """Two builds of one driver: serial (prange runs as range) for small work such as
-    sampling one token, where waking threads costs more than it saves; parallel otherwise."""
-    return numba.njit(**JIT)(fn), numba.njit(**PARALLEL)(fn)
+    sampling one token, where waking threads costs more than it saves; parallel otherwise.
+
+    The parallel build gets its own function name: Numba's cache keys on the name, not the
+    flags, and would otherwise hand one build's machine code to the other.
+    """
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
+                              fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_parallel"
+    twin.__module__ = fn.__module__
+    return numba.njit(**JIT)(fn), numba.njit(**PARALLEL)(twin)
 
 # workqueue: threads that sleep between parallel regions instead of spinning (OpenMP's and
 # OpenBLAS's spinning workers were what slowed the serial parts here).

@@ -12,6 +12,8 @@ import os
 
 from threadpoolctl import threadpool_limits
 
+import rnnkit.config  # noqa: F401  picks the threading layer before Numba starts one
+
 _limits = None
 
 
