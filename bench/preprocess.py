@@ -3,11 +3,12 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         .venv/bin/python bench/preprocess.py /work/shared/corpora/tinyshakespeare.txt
 
-Repeats the given text to --size-mb (default 200 MB) in a temporary folder, times
-`rnnkit preprocess` on it at char, byte and word level (each a fresh process, best of --repeat,
-after a warm-up run) and on a non-ASCII variant of the text, times torch-rnn's approach (a Python loop over characters filling numpy
-arrays, reimplemented below) on a --torch-mb slice, and measures the peak RSS of a char-level run
-on a --big-mb (default 1 GiB) input. MB means 10**6 bytes of input.
+Repeats the given text to --size-mb (default 200 MB) in a temporary folder and times
+`rnnkit preprocess` on it at char, byte and word level, and at char level on a non-ASCII variant
+(each run a fresh process; best and median of --repeat, after a warm-up run). Times torch-rnn's
+approach (a Python loop over characters filling numpy arrays, reimplemented below) on a
+--torch-mb slice, and measures the peak RSS of a char-level run on a --big-mb (default 1 GiB)
+input. MB means 10**6 bytes of input.
 """
 import argparse
 import codecs

@@ -56,7 +56,8 @@ class Corpus:
         try:
             self.attrs = {key: _plain(value) for key, value in self.file.attrs.items()}
             if self.attrs.get("format") != FORMAT:
-                raise CorpusError(f"{path} is not an rnnkit corpus (no format={FORMAT!r} attribute)")
+                raise CorpusError(f"{path} is not an rnnkit corpus "
+                                  f"(no format={FORMAT!r} attribute)")
             if self.attrs.get("format_version", 0) > FORMAT_VERSION:
                 raise CorpusError(f"{path} has corpus format version "
                                   f"{self.attrs['format_version']}; this rnnkit reads up to "
@@ -156,7 +157,7 @@ class Corpus:
     # -- batches --
 
     def check_fit(self, split, N, T, world=1):
-        """Raise ValueError, with N and T that would fit, unless `split` gives at least one batch."""
+        """Raise ValueError, naming N and T that would fit, unless `split` gives a batch."""
         L = self.len_split(split)
         if N < 1 or T < 1:
             raise ValueError(f"N and T must be positive, got N={N}, T={T}")

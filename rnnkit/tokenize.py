@@ -52,7 +52,7 @@ class Vocabulary:
         return id_dtype(len(self.tokens))
 
     def save(self, h5file):
-        """Write the dataset /vocab: code points (char), byte values (byte), UTF-8 strings (word)."""
+        """Write /vocab: code points (char), byte values (byte), UTF-8 strings (word)."""
         if self.level == "word":
             import h5py
 

@@ -120,7 +120,8 @@ def test_corpus_attributes(tmp_path):
         assert corpus.level == "char" and corpus.vocab == ["a", "b", "c"] and corpus.vocab_size == 3
         assert corpus.splits == ["train", "val"]
         assert corpus.len_split("train") == 540 and corpus.len_split("val") == 60
-        assert corpus.attrs["format"] == "rnnkit-corpus" and corpus.attrs["splits"] == ["train", "val"]
+        assert corpus.attrs["format"] == "rnnkit-corpus"
+        assert corpus.attrs["splits"] == ["train", "val"]
         assert corpus.tokens("train", 0, 4).tolist() == [0, 1, 2, 0]
     assert not corpus.file.id.valid  # closed by the context manager
 

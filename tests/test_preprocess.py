@@ -59,7 +59,8 @@ def test_char_splits_concatenate_to_the_text(tmp_path):
     with Corpus(out) as corpus:
         parts = [corpus.decode(corpus.tokens(s)) for s in ("train", "val", "test")]
     n = len(text)
-    assert [len(p) for p in parts] == [n - int(0.1 * n) - int(0.05 * n), int(0.1 * n), int(0.05 * n)]
+    n_val, n_test = int(0.1 * n), int(0.05 * n)
+    assert [len(p) for p in parts] == [n - n_val - n_test, n_val, n_test]
     assert "".join(parts) == text
 
 
@@ -112,7 +113,7 @@ def test_several_inputs_in_given_then_sorted_order(tmp_path):
     write(tmp_path / "d" / ".hidden.txt", "H")
     write(tmp_path / "d" / "blob.bin", b"\x00\x01binary")
     write(tmp_path / "z.txt", "Z")
-    paths = find_inputs([str(tmp_path / "z.txt"), str(tmp_path / "d"), str(tmp_path / "d" / "*.txt")])
+    paths = find_inputs([str(tmp_path / p) for p in ("z.txt", "d", "d/*.txt")])
     assert [os.path.relpath(p, tmp_path) for p in paths] == [
         "z.txt", "d/a.txt", "d/b.txt", "d/sub/c.txt"]  # the glob repeats nothing
     out = tmp_path / "c.h5"
@@ -183,7 +184,8 @@ def test_explicit_val_and_test_files(tmp_path):
                  "--test", tmp_path / "test.txt", "-o", tmp_path / "c.h5")
     assert result.exit_code == 0, result.output
     with Corpus(tmp_path / "c.h5") as corpus:
-        assert {s: corpus.len_split(s) for s in corpus.splits} == {"train": 100, "val": 30, "test": 20}
+        sizes = {s: corpus.len_split(s) for s in corpus.splits}
+        assert sizes == {"train": 100, "val": 30, "test": 20}
         assert corpus.decode(corpus.tokens("val")) == "y" * 30
 
 
