@@ -65,6 +65,9 @@ class Corpus:
             self.level = self.attrs["level"]
             self.encoding = self.attrs["encoding"]
             self.vocabulary = Vocabulary.load(self.file, self.level)
+        except KeyError as err:
+            self.file.close()
+            raise CorpusError(f"{path} is an incomplete rnnkit corpus: {err.args[0]}") from None
         except BaseException:
             self.file.close()
             raise

@@ -9,6 +9,7 @@ import importlib
 DESCRIBERS = {
     "rnnkit-corpus": "rnnkit.corpus:describe",
     "rnnkit-checkpoint": "rnnkit.checkpoint:describe",
+    "rnnkit-checkpoint": "rnnkit.checkpoint:describe",
 }
 
 
@@ -43,3 +44,5 @@ def describe(path):
         return getattr(importlib.import_module(module), function)(path)
     except ValueError as err:  # e.g. CorpusError for a newer format version
         raise InfoError(str(err)) from None
+    except (KeyError, OSError) as err:  # a damaged or half-written file
+        raise InfoError(f"{path}: cannot read this {kind} file: {err}") from None

@@ -372,12 +372,21 @@ def test_info_describes_a_corpus(tmp_path):
 def test_info_dispatches_on_the_format_attribute(tmp_path, monkeypatch):
     from rnnkit import info
 
+    with h5py.File(tmp_path / "new.h5", "w") as f:
+        f.attrs["format"] = "rnnkit-new"
+    assert_fails(tmp_path, ["info", tmp_path / "new.h5"], "has format 'rnnkit-new'")
+    monkeypatch.setitem(info.DESCRIBERS, "rnnkit-new", "os.path:basename")
+    assert cli("info", tmp_path / "new.h5").output == "new.h5\n"
+
+
+def test_info_reports_a_damaged_file_in_one_line(tmp_path):
+    out = make(tmp_path, "abc" * 10)
+    with h5py.File(out, "a") as f:
+        del f["vocab"]
+    assert_fails(tmp_path, ["info", out], "is an incomplete rnnkit corpus")
     with h5py.File(tmp_path / "ck.h5", "w") as f:
         f.attrs["format"] = "rnnkit-checkpoint"
-    monkeypatch.setitem(info.DESCRIBERS, "rnnkit-checkpoint", "os.path:basename")
-    assert cli("info", tmp_path / "ck.h5").output == "ck.h5\n"
-    monkeypatch.delitem(info.DESCRIBERS, "rnnkit-checkpoint")
-    assert_fails(tmp_path, ["info", tmp_path / "ck.h5"], "has format 'rnnkit-checkpoint'")
+    assert_fails(tmp_path, ["info", tmp_path / "ck.h5"], "ck.h5")
 
 
 def test_info_rejects_other_files(tmp_path):
