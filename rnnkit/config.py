@@ -35,9 +35,11 @@ def serial_and_parallel(fn):
     twin.__module__ = fn.__module__
     return numba.njit(**JIT)(fn), numba.njit(**PARALLEL)(twin)
 
-# workqueue: threads that sleep between parallel regions instead of spinning (OpenMP's and
-# OpenBLAS's spinning workers were what slowed the serial parts here).
-numba.config.THREADING_LAYER = os.environ.get("NUMBA_THREADING_LAYER", "workqueue")
+# OpenMP first: it starts a parallel region in ~1 us here, the workqueue layer in ~120 us
+# (sleeping threads), which costs more than a sampling step's whole work. Its workers spin
+# between regions, but only on cores that our single-threaded BLAS leaves idle.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 
 def _cache_dir():

@@ -11,6 +11,8 @@ import numpy as np
 from rnnkit import kernels as K
 from rnnkit.cells import CELLS, GATES, backward, forward, layer_buffers, scratch_buffers
 
+STEP_MAX_N = 8  # up to this many streams, sampling uses the per-unit step kernels
+
 
 @dataclass
 class ModelConfig:
@@ -225,13 +227,38 @@ class Model:
 
     def step(self, tokens, state):
         """Feed one token per stream; advances `state` in place; returns (N, V) logits."""
-        tokens = np.asarray(tokens).reshape(-1, 1)
-        ws, _ = self._forward(tokens, state, None)
-        final = self._final_state(ws)
-        state.h[...] = final.h
-        if state.c is not None:
-            state.c[...] = final.c
-        return ws["logits"].copy()
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        N = tokens.size
+        if N > STEP_MAX_N:  # enough streams for the batched kernels' products to pay
+            ws, _ = self._forward(tokens.reshape(-1, 1), state, None)
+            final = self._final_state(ws)
+            state.h[...] = final.h
+            if state.c is not None:
+                state.c[...] = final.c
+            return ws["logits"].copy()
+        ws = self._step_workspace(N)
+        x = self.p["embed"][tokens]
+        for layer in range(self.cfg.layers):
+            p = self.lp[layer]
+            c = state.c[layer] if state.c is not None else ws["h"]
+            K.layer_step(self.cfg.cell, x, p["w_x"], p["w_h"], p["b"], p.get("b_hn", ws["none"]),
+                         state.h[layer], c, ws["h"], ws["c"], ws["acc"])
+            state.h[layer] = ws["h"]
+            if state.c is not None:
+                state.c[layer] = ws["c"]
+            x = state.h[layer]
+        logits = np.empty((N, self.cfg.vocab_size), self.dtype)
+        K.logits_step(x, self.out_w, self.p["out.b"], logits)
+        return logits
+
+    def _step_workspace(self, N):
+        key = ("step", N)
+        if key not in self._ws:
+            H, G = self.cfg.hidden, GATES[self.cfg.cell]
+            self._ws[key] = {"h": np.zeros((N, H), self.dtype), "c": np.zeros((N, H), self.dtype),
+                             "none": np.zeros(0, self.dtype),
+                             "acc": K.step_scratch(N, H, G, self.dtype)}
+        return self._ws[key]
 
 
 def model_config(d):

@@ -5,8 +5,8 @@ prange, and every BLAS call runs single-threaded inside its block. BLAS's own th
 spin between the many small per-step products and compete with Numba's threads for the
 cores (parallel=True plus OpenBLAS threads ran 10-80x slower here); measured here, even a
 serial kernel ran its gate math 1.6x slower beside two spinning OpenBLAS threads. So: Numba
-threads = `threads`, on the workqueue layer (it sleeps, never spins: rnnkit/config.py),
-and BLAS threads = 1.
+threads = `threads` (OpenMP layer where there is one: rnnkit/config.py says why), and BLAS
+threads = 1.
 """
 import os
 

@@ -11,7 +11,8 @@ from rnnkit.kernels.linear import embed_backward, embed_forward, linear_backward
 from rnnkit.kernels.loss import softmax_xent
 from rnnkit.kernels.lstm import lstm_backward, lstm_forward
 from rnnkit.kernels.rnn import rnn_backward, rnn_forward
+from rnnkit.kernels.step import layer_step, logits_step, step_scratch
 
 __all__ = ["gru_backward", "gru_forward", "embed_backward", "embed_forward", "linear_backward",
            "linear_forward", "softmax_xent", "lstm_backward", "lstm_forward", "rnn_backward",
-           "rnn_forward"]
+           "rnn_forward", "layer_step", "logits_step", "step_scratch"]

@@ -15,7 +15,7 @@ from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
-from rnnkit.kernels.blocks import add_parts, layer_grads_rows, parts_for, project_rows, span
+from rnnkit.kernels.blocks import add_parts, layer_grads_rows, plan, project_rows, span
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, shape
 
@@ -47,14 +47,14 @@ def _forward_rows(gates, a, hs, w_h, b_hn, hp, lo, hi):
                       hs[t + 1][lo:hi])
 
 
-def _forward(x, w_x, w_h, b, b_hn, gates, a, hs, hp, parts):
+def _forward(x, w_x, w_h, b, b_hn, gates, a, hs, hp, rows, streams):
     T, N, D = x.shape
     x2, g2 = x.reshape(T * N, D), gates.reshape(T * N, gates.shape[2])
-    for i in prange(parts):
-        lo, hi = span(T * N, parts, i)
+    for i in prange(rows):
+        lo, hi = span(T * N, rows, i)
         project_rows(x2, w_x, b, g2, lo, hi)
-    for i in prange(parts):
-        lo, hi = span(N, parts, i)
+    for i in prange(streams):
+        lo, hi = span(N, streams, i)
         if hi > lo:
             _forward_rows(gates, a, hs, w_h, b_hn, hp, lo, hi)
 
@@ -97,18 +97,18 @@ def _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, lo, hi):
 
 
 def _backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work,
-              parts):
+              rows, streams):
     T, N, D = x.shape
     H, G = w_h.shape
-    for i in prange(parts):
-        lo, hi = span(N, parts, i)
+    for i in prange(streams):
+        lo, hi = span(N, streams, i)
         if hi > lo:
             _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, lo, hi)
     x2, dgx2, dgh2 = x.reshape(T * N, D), dgx.reshape(T * N, G), dgh.reshape(T * N, G)
-    pw_x, pw_h = np.empty((parts, D, G), x.dtype), np.empty((parts, H, G), x.dtype)
-    pb, pb_hn = np.empty((parts, G), x.dtype), np.zeros((parts, H), x.dtype)
-    for i in prange(parts):
-        lo, hi = span(T * N, parts, i)
+    pw_x, pw_h = np.empty((rows, D, G), x.dtype), np.empty((rows, H, G), x.dtype)
+    pb, pb_hn = np.empty((rows, G), x.dtype), np.zeros((rows, H), x.dtype)
+    for i in prange(rows):
+        lo, hi = span(T * N, rows, i)
         layer_grads_rows(x2, hs[:T].reshape(T * N, H), dgx2, dgh2, w_x, dx.reshape(T * N, D),
                          pw_x[i], pw_h[i], pb[i], lo, hi)
         for r in range(lo, hi):
@@ -136,9 +136,9 @@ def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work):
                          ("a", a, (T, N, H)), ("hs", hs, (T + 1, N, H)),
                          ("work", work, (N, 3 * H))):
         shape(name, arr, s)
-    parts = parts_for(N)
-    run = _forward_parallel if parts > 1 else _forward_serial
-    run(x, w_x, w_h, b, b_hn, gates, a, hs, work, parts)
+    rows, streams = plan(T, N)
+    run = _forward_parallel if max(rows, streams) > 1 else _forward_serial
+    run(x, w_x, w_h, b, b_hn, gates, a, hs, work, rows, streams)
 
 
 def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work):
@@ -157,6 +157,7 @@ def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, 
                          ("dgx", dgx, gates.shape), ("dgh", dgh, gates.shape),
                          ("work", work, (N, H))):
         shape(name, arr, s)
-    parts = parts_for(N)
-    run = _backward_parallel if parts > 1 else _backward_serial
-    run(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work, parts)
+    rows, streams = plan(T, N)
+    run = _backward_parallel if max(rows, streams) > 1 else _backward_serial
+    run(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work, rows,
+        streams)

@@ -10,7 +10,7 @@ from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
-from rnnkit.kernels.blocks import add_parts, layer_grads_rows, parts_for, project_rows, span
+from rnnkit.kernels.blocks import add_parts, layer_grads_rows, plan, project_rows, span
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, shape
 
@@ -47,14 +47,14 @@ def _forward_rows(gates, hs, cs, w_h, hp, lo, hi):
                       hs[t + 1][lo:hi])
 
 
-def _forward(x, w_x, w_h, b, gates, hs, cs, hp, parts):
+def _forward(x, w_x, w_h, b, gates, hs, cs, hp, rows, streams):
     T, N, D = x.shape
     x2, g2 = x.reshape(T * N, D), gates.reshape(T * N, gates.shape[2])
-    for i in prange(parts):
-        lo, hi = span(T * N, parts, i)
+    for i in prange(rows):
+        lo, hi = span(T * N, rows, i)
         project_rows(x2, w_x, b, g2, lo, hi)
-    for i in prange(parts):
-        lo, hi = span(N, parts, i)
+    for i in prange(streams):
+        lo, hi = span(N, streams, i)
         if hi > lo:
             _forward_rows(gates, hs, cs, w_h, hp, lo, hi)
 
@@ -92,18 +92,19 @@ def _backward_rows(w_h, gates, cs, dhs, dh, dc, dgates, lo, hi):
         np.dot(dgates[t][lo:hi], w_h.T, d)
 
 
-def _backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, parts):
+def _backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, rows,
+              streams):
     T, N, D = x.shape
     H, G = w_h.shape
-    for i in prange(parts):
-        lo, hi = span(N, parts, i)
+    for i in prange(streams):
+        lo, hi = span(N, streams, i)
         if hi > lo:
             _backward_rows(w_h, gates, cs, dhs, dh, dc, dgates, lo, hi)
     x2, dg2 = x.reshape(T * N, D), dgates.reshape(T * N, G)
-    pw_x, pw_h = np.empty((parts, D, G), x.dtype), np.empty((parts, H, G), x.dtype)
-    pb = np.empty((parts, G), x.dtype)
-    for i in prange(parts):
-        lo, hi = span(T * N, parts, i)
+    pw_x, pw_h = np.empty((rows, D, G), x.dtype), np.empty((rows, H, G), x.dtype)
+    pb = np.empty((rows, G), x.dtype)
+    for i in prange(rows):
+        lo, hi = span(T * N, rows, i)
         layer_grads_rows(x2, hs[:T].reshape(T * N, H), dg2, dg2, w_x, dx.reshape(T * N, D),
                          pw_x[i], pw_h[i], pb[i], lo, hi)
     add_parts(pw_x, dw_x)
@@ -126,9 +127,9 @@ def lstm_forward(x, w_x, w_h, b, gates, hs, cs, work):
                        ("gates", gates, (T, N, 4 * H)), ("hs", hs, (T + 1, N, H)),
                        ("cs", cs, (T + 1, N, H)), ("work", work, (N, 4 * H))):
         shape(name, a, s)
-    parts = parts_for(N)
-    run = _forward_parallel if parts > 1 else _forward_serial
-    run(x, w_x, w_h, b, gates, hs, cs, work, parts)
+    rows, streams = plan(T, N)
+    run = _forward_parallel if max(rows, streams) > 1 else _forward_serial
+    run(x, w_x, w_h, b, gates, hs, cs, work, rows, streams)
 
 
 def lstm_backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates):
@@ -146,6 +147,6 @@ def lstm_backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
                        ("dw_h", dw_h, w_h.shape), ("db", db, (4 * H,)),
                        ("dgates", dgates, gates.shape)):
         shape(name, a, s)
-    parts = parts_for(N)
-    run = _backward_parallel if parts > 1 else _backward_serial
-    run(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, parts)
+    rows, streams = plan(T, N)
+    run = _backward_parallel if max(rows, streams) > 1 else _backward_serial
+    run(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, rows, streams)

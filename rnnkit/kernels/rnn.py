@@ -8,7 +8,7 @@ from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
-from rnnkit.kernels.blocks import add_parts, layer_grads_rows, parts_for, project_rows, span
+from rnnkit.kernels.blocks import add_parts, layer_grads_rows, plan, project_rows, span
 from rnnkit.kernels.activations import tanh
 from rnnkit.kernels.checks import check, shape
 
@@ -33,14 +33,14 @@ def _forward_rows(pre, hs, w_h, hp, relu, lo, hi):
         _forward_step(pre[t][lo:hi], hp[lo:hi], hs[t + 1][lo:hi], relu)
 
 
-def _forward(x, w_x, w_h, b, hs, pre, hp, relu, parts):
+def _forward(x, w_x, w_h, b, hs, pre, hp, relu, rows, streams):
     T, N, D = x.shape
     x2, p2 = x.reshape(T * N, D), pre.reshape(T * N, pre.shape[2])
-    for i in prange(parts):
-        lo, hi = span(T * N, parts, i)
+    for i in prange(rows):
+        lo, hi = span(T * N, rows, i)
         project_rows(x2, w_x, b, p2, lo, hi)
-    for i in prange(parts):
-        lo, hi = span(N, parts, i)
+    for i in prange(streams):
+        lo, hi = span(N, streams, i)
         if hi > lo:
             _forward_rows(pre, hs, w_h, hp, relu, lo, hi)
 
@@ -71,18 +71,18 @@ def _backward_rows(w_h, hs, dhs, dh, dgates, relu, lo, hi):
         np.dot(dgates[t][lo:hi], w_h.T, d)
 
 
-def _backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu, parts):
+def _backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu, rows, streams):
     T, N, D = x.shape
     H = w_h.shape[0]
-    for i in prange(parts):
-        lo, hi = span(N, parts, i)
+    for i in prange(streams):
+        lo, hi = span(N, streams, i)
         if hi > lo:
             _backward_rows(w_h, hs, dhs, dh, dgates, relu, lo, hi)
     x2, dg2 = x.reshape(T * N, D), dgates.reshape(T * N, H)
-    pw_x, pw_h = np.empty((parts, D, H), x.dtype), np.empty((parts, H, H), x.dtype)
-    pb = np.empty((parts, H), x.dtype)
-    for i in prange(parts):
-        lo, hi = span(T * N, parts, i)
+    pw_x, pw_h = np.empty((rows, D, H), x.dtype), np.empty((rows, H, H), x.dtype)
+    pb = np.empty((rows, H), x.dtype)
+    for i in prange(rows):
+        lo, hi = span(T * N, rows, i)
         layer_grads_rows(x2, hs[:T].reshape(T * N, H), dg2, dg2, w_x, dx.reshape(T * N, D),
                          pw_x[i], pw_h[i], pb[i], lo, hi)
     add_parts(pw_x, dw_x)
@@ -104,9 +104,9 @@ def rnn_forward(x, w_x, w_h, b, hs, pre, work, relu=False):
     for name, a, s in (("w_x", w_x, (D, H)), ("w_h", w_h, (H, H)), ("b", b, (H,)),
                        ("hs", hs, (T + 1, N, H)), ("pre", pre, (T, N, H)), ("work", work, (N, H))):
         shape(name, a, s)
-    parts = parts_for(N)
-    run = _forward_parallel if parts > 1 else _forward_serial
-    run(x, w_x, w_h, b, hs, pre, work, bool(relu), parts)
+    rows, streams = plan(T, N)
+    run = _forward_parallel if max(rows, streams) > 1 else _forward_serial
+    run(x, w_x, w_h, b, hs, pre, work, bool(relu), rows, streams)
 
 
 def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu=False):
@@ -123,6 +123,6 @@ def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu=Fals
                        ("dx", dx, (T, N, D)), ("dw_x", dw_x, w_x.shape), ("dw_h", dw_h, (H, H)),
                        ("db", db, (H,)), ("dgates", dgates, (T, N, H))):
         shape(name, a, s)
-    parts = parts_for(N)
-    run = _backward_parallel if parts > 1 else _backward_serial
-    run(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, bool(relu), parts)
+    rows, streams = plan(T, N)
+    run = _backward_parallel if max(rows, streams) > 1 else _backward_serial
+    run(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, bool(relu), rows, streams)

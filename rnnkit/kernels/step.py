@@ -1,0 +1,109 @@
+"""One time step of a layer for a few streams: sampling, token by token.
+
+With T = 1 and N small a layer is two matrix-vector products that stream the weights from
+memory. Each thread takes a block of rows of W_x and W_h, so the threads split the memory
+traffic, and accumulates x[:, rows] @ W[rows] into its own partial sum (long contiguous
+axpy loops that LLVM vectorises); one thread then adds the partials and does the gate math.
+No allocation per step: acc is (parts, 2, N, G*H) scratch.
+"""
+from numba import njit, prange
+import numpy as np
+
+from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.kernels.activations import sigmoid, tanh
+from rnnkit.kernels.blocks import parts_for, span
+
+CELL_CODES = {"rnn-tanh": 0, "rnn-relu": 1, "lstm": 2, "gru": 3}
+
+
+@njit(**JIT)
+def _axpy_rows(x, w, acc, lo, hi):
+    """acc[n] += x[n, lo:hi] @ w[lo:hi] for every stream n."""
+    for n in range(x.shape[0]):
+        a = acc[n]
+        for d in range(lo, hi):
+            xv = x[n, d]
+            row = w[d]
+            for j in range(a.shape[0]):
+                a[j] += xv * row[j]
+
+
+@njit(**JIT)
+def _units(cell, acc, b, b_hn, h, c, h_out, c_out):
+    """The cell's gate math from the partial input (acc[:, 0]) and hidden (acc[:, 1])
+    products."""
+    parts, _, N, GH = acc.shape
+    H = h.shape[1]
+    one, zero = h.dtype.type(1.0), h.dtype.type(0.0)
+    for i in range(1, parts):
+        acc[0] += acc[i]
+    ax, ah = acc[0, 0], acc[0, 1]
+    for n in range(N):
+        for j in range(H):
+            if cell == 2:
+                i = sigmoid(ax[n, j] + ah[n, j] + b[j])
+                f = sigmoid(ax[n, H + j] + ah[n, H + j] + b[H + j])
+                g = tanh(ax[n, 2 * H + j] + ah[n, 2 * H + j] + b[2 * H + j])
+                o = sigmoid(ax[n, 3 * H + j] + ah[n, 3 * H + j] + b[3 * H + j])
+                cv = f * c[n, j] + i * g
+                c_out[n, j] = cv
+                h_out[n, j] = o * tanh(cv)
+            elif cell == 3:
+                r = sigmoid(ax[n, j] + ah[n, j] + b[j])
+                z = sigmoid(ax[n, H + j] + ah[n, H + j] + b[H + j])
+                nn = tanh(ax[n, 2 * H + j] + b[2 * H + j] + r * (ah[n, 2 * H + j] + b_hn[j]))
+                h_out[n, j] = (one - z) * nn + z * h[n, j]
+            else:
+                pre = ax[n, j] + ah[n, j] + b[j]
+                h_out[n, j] = max(pre, zero) if cell == 1 else tanh(pre)
+
+
+def _layer_step(cell, x, w_x, w_h, b, b_hn, h, c, h_out, c_out, acc, parts):
+    D, H = x.shape[1], h.shape[1]
+    for i in prange(parts):
+        acc[i] = 0.0
+        lo, hi = span(D, parts, i)
+        _axpy_rows(x, w_x, acc[i, 0], lo, hi)
+        lo, hi = span(H, parts, i)
+        _axpy_rows(h, w_h, acc[i, 1], lo, hi)
+    _units(cell, acc, b, b_hn, h, c, h_out, c_out)
+
+
+def _logits(h, w, b, out, parts):
+    """out (N, V) = h @ w.T + b, one block of the V rows of w per thread."""
+    N, V = out.shape
+    for i in prange(parts):
+        lo, hi = span(V, parts, i)
+        for n in range(N):
+            hn = h[n]
+            for v in range(lo, hi):
+                wv = w[v]
+                acc = b[v]
+                for k in range(hn.shape[0]):
+                    acc += hn[k] * wv[k]
+                out[n, v] = acc
+
+
+_layer_serial, _layer_parallel = serial_and_parallel(_layer_step)
+_logits_serial, _logits_parallel = serial_and_parallel(_logits)
+
+
+def step_scratch(N, H, G, dtype):
+    """Scratch for layer_step: one partial sum per thread, when the layer is big enough
+    (G*H*H >= 2^18 weights) for a second thread to pay for waking it."""
+    return np.zeros((parts_for(G * H * H >> 18), 2, N, G * H), dtype)
+
+
+def layer_step(cell, x, w_x, w_h, b, b_hn, h, c, h_out, c_out, acc):
+    """One step: h_out (and c_out, LSTM) from input x (N, D) and state h, c (N, H).
+
+    b_hn and c may be any array for cells that do not use them. acc: step_scratch(...).
+    """
+    parts = acc.shape[0]
+    run = _layer_parallel if parts > 1 else _layer_serial
+    run(CELL_CODES[cell], x, w_x, w_h, b, b_hn, h, c, h_out, c_out, acc, parts)
+
+
+def logits_step(h, w, b, out):
+    parts = parts_for(w.shape[0] * w.shape[1] // 65536)
+    (_logits_parallel if parts > 1 else _logits_serial)(h, w, b, out, parts)
