@@ -48,6 +48,8 @@ OPTIONS = [
      "Learning-rate schedule."),
     ("--lr-decay-every", "schedule", "every", click.IntRange(1),
      "step: decay every this many epochs."),
+    ("--lr-decay-start", "schedule", "start", click.IntRange(-1),
+     "step: first decay after this many epochs (-1: --lr-decay-every)."),
     ("--lr-decay-factor", "schedule", "factor", click.FloatRange(0, 1, min_open=True),
      "step, plateau: multiply the lr by this."),
     ("--warmup", "schedule", "warmup", click.IntRange(0), "cosine: warm-up steps."),
@@ -74,7 +76,7 @@ OPTIONS = [
      "Keep this many step-N.h5 checkpoints besides latest.h5 and best.h5."),
     ("--log-every", "train", "log_every", click.IntRange(1), "Steps per line of metrics.jsonl."),
     ("--seed", "train", "seed", click.IntRange(0), "Seed for weights and dropout."),
-    ("--threads", "train", "threads", click.IntRange(0), "BLAS threads (0: all cores)."),
+    ("--threads", "train", "threads", click.IntRange(0), "Threads for the kernels (0: all cores; SLURM_CPUS_PER_TASK under SLURM)."),
 ]
 
 

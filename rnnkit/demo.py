@@ -2,7 +2,8 @@
 
 1. Preprocess a corpus that every machine has: the .py files of this interpreter's standard
    library, in sorted order, up to CORPUS_BYTES (test suites left out).
-2. Train a 2x256 LSTM on it for TRAIN_TIME on the CPU, progress bar on stderr.
+2. Train the model of data/demo.toml (a 2x256 LSTM, two minutes) on the CPU, progress bar
+   on stderr.
 3. Print text sampled from the best checkpoint to stdout.
 
 Everything goes to runs/demo (a previous demo run there is replaced). Then try:
@@ -13,6 +14,7 @@ import os
 import shutil
 import sys
 import sysconfig
+from importlib import resources
 from pathlib import Path
 
 CORPUS_BYTES = 4 << 20          # enough text for two minutes; a few seconds to preprocess
@@ -46,7 +48,7 @@ def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidd
     from rnnkit.preprocess import preprocess
     from rnnkit.run import load_model
     from rnnkit.train import train
-    from rnnkit.train_config import TrainConfig, parse_duration
+    from rnnkit.train_config import load_toml, parse_duration
 
     out = Path(out)
     if (out / "latest.h5").exists():
@@ -63,12 +65,10 @@ def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidd
     preprocess(files, str(corpus), level="char", errors="replace", val_frac=0.02, test_frac=0.0,
                force=True)
 
-    cfg = TrainConfig()
-    cfg.data.corpus, cfg.data.batch_size, cfg.data.seq_len = str(corpus), 32, 64
-    cfg.model.cell, cfg.model.layers, cfg.model.hidden, cfg.model.embed = "lstm", 2, hidden, 64
-    cfg.optim.name, cfg.optim.lr = "adam", 3e-3
-    cfg.train.max_time, cfg.train.epochs = parse_duration(train_time), 0
-    cfg.train.eval_every, cfg.train.eval_batches = 250, 20
+    with resources.as_file(resources.files("rnnkit.data") / "demo.toml") as settings:
+        cfg = load_toml(settings)
+    cfg.data.corpus, cfg.model.hidden = str(corpus), hidden
+    cfg.train.max_time = parse_duration(train_time)
     say(f"2/3 training an LSTM (2 layers of {hidden}) for {train_time}; the first steps include "
         f"compiling the kernels (cached for next time)")
     train(cfg, out)

@@ -52,7 +52,8 @@ def optimizer_options(section):
 
 def schedule_options(section):
     s = section
-    options = {"constant": {}, "step": dict(every=s.every, factor=s.factor),
+    options = {"constant": {}, "step": dict(every=s.every, factor=s.factor,
+                                                  start=None if s.start < 0 else s.start),
                "cosine": dict(warmup=s.warmup, total=s.total, min_lr=s.min_lr),
                "plateau": dict(threshold=s.threshold, factor=s.factor,
                                max_halvings=s.max_halvings)}

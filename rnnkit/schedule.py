@@ -56,18 +56,25 @@ class Constant(Schedule):
 
 
 class Step(Schedule):
-    """lr * factor ** (epoch // every): torch-rnn's lr_decay_every / lr_decay_factor."""
+    """lr * factor ** ((epoch - start) // every + 1) once epoch >= start, else lr.
+
+    start=every is torch-rnn's lr_decay_every / lr_decay_factor; Zaremba et al.'s PTB models
+    keep the lr for `start` epochs, then decay it every epoch (every=1)."""
 
     name = "step"
 
-    def __init__(self, lr, every=5, factor=0.5):
+    def __init__(self, lr, every=5, factor=0.5, start=None):
         super().__init__(lr)
-        if every < 1 or not 0 < factor <= 1:
-            raise ValueError("step schedule: every must be >= 1 and 0 < factor <= 1")
-        self.every, self.factor = int(every), float(factor)
+        start = every if start is None else start
+        if every < 1 or start < 0 or not 0 < factor <= 1:
+            raise ValueError("step schedule: every must be >= 1, start >= 0, 0 < factor <= 1")
+        self.every, self.factor, self.start = int(every), float(factor), int(start)
 
     def _factor(self, step, epoch):
-        return self.factor ** (int(epoch) // self.every)
+        epoch = int(epoch)
+        if epoch < self.start:
+            return 1.0
+        return self.factor ** ((epoch - self.start) // self.every + 1)
 
 
 class Cosine(Schedule):

@@ -73,6 +73,7 @@ class OptimSection:
 class ScheduleSection:
     name: str = "constant"        # constant | step | cosine | plateau
     every: int = 5                # step: decay every this many epochs (torch-rnn)
+    start: int = -1               # step: first decay after this many epochs; -1 = `every`
     factor: float = 0.5           # step and plateau: multiply the lr by this
     warmup: int = 0               # cosine: linear warm-up steps
     total: int = 0                # cosine: steps to reach min_lr; 0 = the run's step budget
@@ -93,7 +94,7 @@ class TrainSection:
     keep: int = 0                 # keep this many step-N.h5 checkpoints besides latest/best
     log_every: int = 10           # steps between lines of metrics.jsonl
     seed: int = 0                 # weights, dropout masks: same seed, same run
-    threads: int = 0              # BLAS threads; 0 = all cores this process may use
+    threads: int = 0              # kernel threads; 0 = all cores this process may use
     progress: bool = True         # progress bar on stderr
 
 

@@ -148,15 +148,49 @@ def test_dropout_zero_is_identity_and_seeded_runs_repeat():
     assert other != runs[0][0]
 
 
-def test_step_matches_sequence():
-    model, x, _, state = make("lstm", 2)
-    seq = state.copy()
-    for t in range(T):
-        logits = model.step(x[:, t], seq)
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_kernels_match_batched_forward(cell, monkeypatch):
+    """Sampling's per-unit step kernels give the batched kernels' logits and states."""
+    import rnnkit.model as model_module
+
+    model, x, _, state = make(cell, 2)
+    runs = []
+    for max_n in (8, 0):  # the step kernels, then the batched kernels with T = 1
+        monkeypatch.setattr(model_module, "STEP_MAX_N", max_n)
+        s = state.copy()
+        logits = [model.step(x[:, t], s) for t in range(T)]
+        runs.append((np.stack(logits), s))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(runs[0][1].h, runs[1][1].h, rtol=0, atol=1e-12)
     _, new = model.forward_backward(x, x, state.copy())
-    np.testing.assert_allclose(seq.h, new.h, atol=1e-12)
-    ref = naive.model_loss(model.cfg, model.p, x, x, state.h, state.c)
-    assert logits.shape == (N, V) and ref is not None
+    np.testing.assert_allclose(runs[0][1].h, new.h, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_threaded_blocks_match_one_thread_and_naive(cell):
+    """A batch big enough for the threaded drivers (blocks of streams and of rows)."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads")
+    cfg = ModelConfig(cell=cell, vocab_size=V, embed=E, hidden=H, layers=2)
+    model = Model(cfg, dtype=np.float64, seed=3)
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, V, (24, 24)), rng.integers(0, V, (24, 24))
+    state = model.init_state(24)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            loss, new = model.forward_backward(x, y, state.copy())
+            results.append((loss, model.grads.copy(), new.h))
+    finally:
+        numba.set_num_threads(before)
+    ref_loss, ref_h, _ = naive.model_loss(cfg, model.p, x, y, state.h, state.c)
+    assert abs(results[1][0] - ref_loss) < 1e-12
+    np.testing.assert_allclose(results[1][2], ref_h, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-12)
 
 
 def test_config_checks():

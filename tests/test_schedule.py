@@ -86,3 +86,9 @@ def test_bad_settings():
         make_schedule("constant", 0.0)
     with pytest.raises(ValueError, match="not 'step'"):
         make_schedule("step", 0.1).load_state_dict(make_schedule("constant", 0.1).state_dict())
+
+
+def test_step_with_start_is_zaremba():
+    """lr 1 for 4 epochs, then halved every epoch (Zaremba et al. 2014, small model)."""
+    s = make_schedule("step", 1.0, every=1, factor=0.5, start=4)
+    assert [s.lr(0, e) for e in range(7)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]

@@ -1,0 +1,1 @@
+"""Files that ship with rnnkit: the settings of `make demo`."""
