@@ -15,7 +15,7 @@ import click
 @click.option("--seq-len", type=click.IntRange(0), default=0, show_default=True,
               help="Steps per batch (0: the training seq-len).")
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
-              help="BLAS threads (0: all cores).")
+              help="Threads for the kernels (0: all cores).")
 def command(checkpoint, corpus, split, text, encoding, batch_size, seq_len, threads):
     """Evaluate CHECKPOINT on a split of CORPUS or on a text file: loss in nats per token,
     perplexity and bits per token (one line each on stdout, as name value).
