@@ -4,10 +4,10 @@ They run inside a prange body, so every call here is serial and BLAS is single-t
 parallelism is ours, one block per thread, with nothing spinning in between.
 """
 import numba
-from numba import njit
+from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT
+from rnnkit.config import JIT, serial_and_parallel
 
 
 @njit(**JIT)
@@ -60,3 +60,43 @@ MIN_STREAMS, MIN_ROWS = 8, 256
 def plan(T, N):
     """(row blocks for the (T*N)-row products, stream blocks for the recurrence)."""
     return parts_for(T * N // MIN_ROWS), parts_for(N // MIN_STREAMS)
+
+
+def _project(x, w, b, out, rows):
+    for i in prange(rows):
+        lo, hi = span(x.shape[0], rows, i)
+        project_rows(x, w, b, out, lo, hi)
+
+
+def _weight_grads(x, hprev, dgx, dgh, w_x, dx, dw_x, dw_h, db, rows):
+    D, H, G = x.shape[1], hprev.shape[1], dgx.shape[1]
+    pw_x, pw_h = np.empty((rows, D, G), x.dtype), np.empty((rows, H, G), x.dtype)
+    pb = np.empty((rows, G), x.dtype)
+    for i in prange(rows):
+        lo, hi = span(x.shape[0], rows, i)
+        layer_grads_rows(x, hprev, dgx, dgh, w_x, dx, pw_x[i], pw_h[i], pb[i], lo, hi)
+    add_parts(pw_x, dw_x)
+    add_parts(pw_h, dw_h)
+    add_parts(pb, db)
+
+
+_project_serial, _project_parallel = serial_and_parallel(_project)
+_weight_grads_serial, _weight_grads_parallel = serial_and_parallel(_weight_grads)
+
+
+def project(x, w_x, b, gates, rows):
+    """gates (T, N, G*H) = x (T, N, D) @ w_x + b: the input projection of all steps at once."""
+    T, N, D = x.shape
+    run = _project_parallel if rows > 1 else _project_serial
+    run(x.reshape(T * N, D), w_x, b, gates.reshape(T * N, -1), rows)
+
+
+def weight_grads(x, hprev, dgx, dgh, w_x, dx, dw_x, dw_h, db, rows):
+    """A layer's products after BPTT, over all steps at once, accumulating (+=):
+    dw_x = x.T @ dgx, dw_h = hprev.T @ dgh, db = sum(dgx); and dx = dgx @ w_x.T (overwritten).
+    x (T, N, D), hprev (T, N, H) the previous states, dgx, dgh (T, N, G*H)."""
+    T, N, D = x.shape
+    M = T * N
+    run = _weight_grads_parallel if rows > 1 else _weight_grads_serial
+    run(x.reshape(M, D), hprev.reshape(M, -1), dgx.reshape(M, -1), dgh.reshape(M, -1), w_x,
+        dx.reshape(M, D), dw_x, dw_h, db, rows)

@@ -15,7 +15,7 @@ from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
-from rnnkit.kernels.blocks import add_parts, layer_grads_rows, plan, project_rows, span
+from rnnkit.kernels.blocks import plan, project, span, weight_grads
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, shape
 
@@ -47,12 +47,8 @@ def _forward_rows(gates, a, hs, w_h, b_hn, hp, lo, hi):
                       hs[t + 1][lo:hi])
 
 
-def _forward(x, w_x, w_h, b, b_hn, gates, a, hs, hp, rows, streams):
-    T, N, D = x.shape
-    x2, g2 = x.reshape(T * N, D), gates.reshape(T * N, gates.shape[2])
-    for i in prange(rows):
-        lo, hi = span(T * N, rows, i)
-        project_rows(x2, w_x, b, g2, lo, hi)
+def _forward(gates, a, hs, w_h, b_hn, hp, streams):
+    N = hs.shape[1]
     for i in prange(streams):
         lo, hi = span(N, streams, i)
         if hi > lo:
@@ -96,27 +92,15 @@ def _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, lo, hi):
         d += w
 
 
-def _backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work,
-              rows, streams):
-    T, N, D = x.shape
-    H, G = w_h.shape
+def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, streams):
+    T, N, H = a.shape
     for i in prange(streams):
         lo, hi = span(N, streams, i)
         if hi > lo:
             _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, lo, hi)
-    x2, dgx2, dgh2 = x.reshape(T * N, D), dgx.reshape(T * N, G), dgh.reshape(T * N, G)
-    pw_x, pw_h = np.empty((rows, D, G), x.dtype), np.empty((rows, H, G), x.dtype)
-    pb, pb_hn = np.empty((rows, G), x.dtype), np.zeros((rows, H), x.dtype)
-    for i in prange(rows):
-        lo, hi = span(T * N, rows, i)
-        layer_grads_rows(x2, hs[:T].reshape(T * N, H), dgx2, dgh2, w_x, dx.reshape(T * N, D),
-                         pw_x[i], pw_h[i], pb[i], lo, hi)
-        for r in range(lo, hi):
-            pb_hn[i] += dgh2[r, 2 * H:]
-    add_parts(pw_x, dw_x)
-    add_parts(pw_h, dw_h)
-    add_parts(pb, db)
-    add_parts(pb_hn, db_hn)
+    for t in range(T):
+        for n in range(N):
+            db_hn += dgh[t, n, 2 * H:]
 
 
 _backward_serial, _backward_parallel = serial_and_parallel(_backward)
@@ -137,8 +121,9 @@ def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work):
                          ("work", work, (N, 3 * H))):
         shape(name, arr, s)
     rows, streams = plan(T, N)
-    run = _forward_parallel if max(rows, streams) > 1 else _forward_serial
-    run(x, w_x, w_h, b, b_hn, gates, a, hs, work, rows, streams)
+    project(x, w_x, b, gates, rows)
+    run = _forward_parallel if streams > 1 else _forward_serial
+    run(gates, a, hs, w_h, b_hn, work, streams)
 
 
 def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work):
@@ -158,6 +143,6 @@ def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, 
                          ("work", work, (N, H))):
         shape(name, arr, s)
     rows, streams = plan(T, N)
-    run = _backward_parallel if max(rows, streams) > 1 else _backward_serial
-    run(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work, rows,
-        streams)
+    run = _backward_parallel if streams > 1 else _backward_serial
+    run(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, streams)
+    weight_grads(x, hs[:T], dgx, dgh, w_x, dx, dw_x, dw_h, db, rows)

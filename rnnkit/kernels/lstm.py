@@ -10,7 +10,7 @@ from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
-from rnnkit.kernels.blocks import add_parts, layer_grads_rows, plan, project_rows, span
+from rnnkit.kernels.blocks import plan, project, span, weight_grads
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, shape
 
@@ -47,12 +47,8 @@ def _forward_rows(gates, hs, cs, w_h, hp, lo, hi):
                       hs[t + 1][lo:hi])
 
 
-def _forward(x, w_x, w_h, b, gates, hs, cs, hp, rows, streams):
-    T, N, D = x.shape
-    x2, g2 = x.reshape(T * N, D), gates.reshape(T * N, gates.shape[2])
-    for i in prange(rows):
-        lo, hi = span(T * N, rows, i)
-        project_rows(x2, w_x, b, g2, lo, hi)
+def _forward(gates, hs, cs, w_h, hp, streams):
+    N = hs.shape[1]
     for i in prange(streams):
         lo, hi = span(N, streams, i)
         if hi > lo:
@@ -92,24 +88,12 @@ def _backward_rows(w_h, gates, cs, dhs, dh, dc, dgates, lo, hi):
         np.dot(dgates[t][lo:hi], w_h.T, d)
 
 
-def _backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, rows,
-              streams):
-    T, N, D = x.shape
-    H, G = w_h.shape
+def _backward(w_h, gates, cs, dhs, dh, dc, dgates, streams):
+    N = cs.shape[1]
     for i in prange(streams):
         lo, hi = span(N, streams, i)
         if hi > lo:
             _backward_rows(w_h, gates, cs, dhs, dh, dc, dgates, lo, hi)
-    x2, dg2 = x.reshape(T * N, D), dgates.reshape(T * N, G)
-    pw_x, pw_h = np.empty((rows, D, G), x.dtype), np.empty((rows, H, G), x.dtype)
-    pb = np.empty((rows, G), x.dtype)
-    for i in prange(rows):
-        lo, hi = span(T * N, rows, i)
-        layer_grads_rows(x2, hs[:T].reshape(T * N, H), dg2, dg2, w_x, dx.reshape(T * N, D),
-                         pw_x[i], pw_h[i], pb[i], lo, hi)
-    add_parts(pw_x, dw_x)
-    add_parts(pw_h, dw_h)
-    add_parts(pb, db)
 
 
 _backward_serial, _backward_parallel = serial_and_parallel(_backward)
@@ -128,8 +112,8 @@ def lstm_forward(x, w_x, w_h, b, gates, hs, cs, work):
                        ("cs", cs, (T + 1, N, H)), ("work", work, (N, 4 * H))):
         shape(name, a, s)
     rows, streams = plan(T, N)
-    run = _forward_parallel if max(rows, streams) > 1 else _forward_serial
-    run(x, w_x, w_h, b, gates, hs, cs, work, rows, streams)
+    project(x, w_x, b, gates, rows)
+    (_forward_parallel if streams > 1 else _forward_serial)(gates, hs, cs, w_h, work, streams)
 
 
 def lstm_backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates):
@@ -148,5 +132,6 @@ def lstm_backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
                        ("dgates", dgates, gates.shape)):
         shape(name, a, s)
     rows, streams = plan(T, N)
-    run = _backward_parallel if max(rows, streams) > 1 else _backward_serial
-    run(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, rows, streams)
+    run = _backward_parallel if streams > 1 else _backward_serial
+    run(w_h, gates, cs, dhs, dh, dc, dgates, streams)
+    weight_grads(x, hs[:T], dgates, dgates, w_x, dx, dw_x, dw_h, db, rows)

@@ -8,7 +8,7 @@ from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
-from rnnkit.kernels.blocks import add_parts, layer_grads_rows, plan, project_rows, span
+from rnnkit.kernels.blocks import plan, project, span, weight_grads
 from rnnkit.kernels.activations import tanh
 from rnnkit.kernels.checks import check, shape
 
@@ -33,12 +33,8 @@ def _forward_rows(pre, hs, w_h, hp, relu, lo, hi):
         _forward_step(pre[t][lo:hi], hp[lo:hi], hs[t + 1][lo:hi], relu)
 
 
-def _forward(x, w_x, w_h, b, hs, pre, hp, relu, rows, streams):
-    T, N, D = x.shape
-    x2, p2 = x.reshape(T * N, D), pre.reshape(T * N, pre.shape[2])
-    for i in prange(rows):
-        lo, hi = span(T * N, rows, i)
-        project_rows(x2, w_x, b, p2, lo, hi)
+def _forward(pre, hs, w_h, hp, relu, streams):
+    N = hs.shape[1]
     for i in prange(streams):
         lo, hi = span(N, streams, i)
         if hi > lo:
@@ -71,23 +67,12 @@ def _backward_rows(w_h, hs, dhs, dh, dgates, relu, lo, hi):
         np.dot(dgates[t][lo:hi], w_h.T, d)
 
 
-def _backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu, rows, streams):
-    T, N, D = x.shape
-    H = w_h.shape[0]
+def _backward(w_h, hs, dhs, dh, dgates, relu, streams):
+    N = hs.shape[1]
     for i in prange(streams):
         lo, hi = span(N, streams, i)
         if hi > lo:
             _backward_rows(w_h, hs, dhs, dh, dgates, relu, lo, hi)
-    x2, dg2 = x.reshape(T * N, D), dgates.reshape(T * N, H)
-    pw_x, pw_h = np.empty((rows, D, H), x.dtype), np.empty((rows, H, H), x.dtype)
-    pb = np.empty((rows, H), x.dtype)
-    for i in prange(rows):
-        lo, hi = span(T * N, rows, i)
-        layer_grads_rows(x2, hs[:T].reshape(T * N, H), dg2, dg2, w_x, dx.reshape(T * N, D),
-                         pw_x[i], pw_h[i], pb[i], lo, hi)
-    add_parts(pw_x, dw_x)
-    add_parts(pw_h, dw_h)
-    add_parts(pb, db)
 
 
 _backward_serial, _backward_parallel = serial_and_parallel(_backward)
@@ -105,8 +90,9 @@ def rnn_forward(x, w_x, w_h, b, hs, pre, work, relu=False):
                        ("hs", hs, (T + 1, N, H)), ("pre", pre, (T, N, H)), ("work", work, (N, H))):
         shape(name, a, s)
     rows, streams = plan(T, N)
-    run = _forward_parallel if max(rows, streams) > 1 else _forward_serial
-    run(x, w_x, w_h, b, hs, pre, work, bool(relu), rows, streams)
+    project(x, w_x, b, pre, rows)
+    run = _forward_parallel if streams > 1 else _forward_serial
+    run(pre, hs, w_h, work, bool(relu), streams)
 
 
 def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu=False):
@@ -124,5 +110,6 @@ def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, relu=Fals
                        ("db", db, (H,)), ("dgates", dgates, (T, N, H))):
         shape(name, a, s)
     rows, streams = plan(T, N)
-    run = _backward_parallel if max(rows, streams) > 1 else _backward_serial
-    run(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, bool(relu), rows, streams)
+    run = _backward_parallel if streams > 1 else _backward_serial
+    run(w_h, hs, dhs, dh, dgates, bool(relu), streams)
+    weight_grads(x, hs[:T], dgates, dgates, w_x, dx, dw_x, dw_h, db, rows)
