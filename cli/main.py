@@ -19,6 +19,16 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx):
+        # A bad flag or value in a command: one line that says where help is, no usage block.
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:
+            if err.ctx is None or err.ctx.command is self:
+                raise
+            raise click.UsageError(f"{err.format_message()} "
+                                   f"(see '{err.ctx.command_path} -h')") from None
+
     def list_commands(self, ctx):
         return [name for name in COMMANDS if self._module(name) is not None]
 

@@ -1,0 +1,21 @@
+"""The command group: version, help, and one-line usage errors."""
+from click.testing import CliRunner
+
+from rnnkit import __version__
+from rnnkit.cli.main import main
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    assert __version__ in runner.invoke(main, ["--version"]).output
+    result = runner.invoke(main, ["-h"])
+    assert result.exit_code == 0 and "preprocess" in result.output and "train" in result.output
+
+
+def test_bad_value_is_one_line():
+    result = CliRunner().invoke(main, ["preprocess", "x.txt", "-o", "x.h5", "--val-frac", "1.5"],
+                                prog_name="rnnkit")
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "--val-frac" in lines[0]
+    assert "rnnkit preprocess -h" in lines[0]
