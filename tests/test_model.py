@@ -193,6 +193,34 @@ def test_threaded_blocks_match_one_thread_and_naive(cell):
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-12)
 
 
+def test_lstm_unit_split_matches_stream_split_and_naive(monkeypatch):
+    """The large-H LSTM path (blocks of hidden units, uneven here) against the stream path."""
+    import numba
+
+    from rnnkit.kernels import blocks
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads")
+    cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=131, layers=2)
+    model = Model(cfg, dtype=np.float64, seed=1)
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
+    state = model.init_state(N)
+    state.h[...] = rng.normal(scale=0.3, size=state.h.shape)
+    state.c[...] = rng.normal(scale=0.3, size=state.c.shape)
+    runs = []
+    for units_from in (64, 10 ** 9):
+        monkeypatch.setattr(blocks, "UNITS_FROM_H", units_from)
+        loss, new = model.forward_backward(x, y, state.copy())
+        runs.append((loss, model.grads.copy(), new, model.dstate.copy()))
+    ref_loss = naive.model_loss(cfg, model.p, x, y, state.h, state.c)[0]
+    assert abs(runs[0][0] - ref_loss) < 1e-12
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(runs[0][2].c, runs[1][2].c, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(runs[0][3].h, runs[1][3].h, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(runs[0][3].c, runs[1][3].c, rtol=0, atol=1e-12)
+
+
 def test_config_checks():
     with pytest.raises(ValueError, match="cell"):
         ModelConfig(cell="transformer", vocab_size=5)

@@ -10,7 +10,8 @@ from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
-from rnnkit.kernels.blocks import plan, project, span, weight_grads
+from rnnkit.kernels import lstm_units
+from rnnkit.kernels.blocks import plan, project, span, unit_parts, weight_grads
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, shape
 
@@ -113,6 +114,11 @@ def lstm_forward(x, w_x, w_h, b, gates, hs, cs, work):
         shape(name, a, s)
     rows, streams = plan(T, N)
     project(x, w_x, b, gates, rows)
+    units = unit_parts(H)
+    if units > 1:
+        lstm_units.forward(gates, hs, cs, lstm_units.pack(w_h, units),
+                           np.empty((units, N, 4 * (-(-H // units))), x.dtype))
+        return
     (_forward_parallel if streams > 1 else _forward_serial)(gates, hs, cs, w_h, work, streams)
 
 
@@ -132,6 +138,11 @@ def lstm_backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
                        ("dgates", dgates, gates.shape)):
         shape(name, a, s)
     rows, streams = plan(T, N)
-    run = _backward_parallel if streams > 1 else _backward_serial
-    run(w_h, gates, cs, dhs, dh, dc, dgates, streams)
+    units = unit_parts(H)
+    if units > 1:
+        buf = np.empty((units, N * (-(-H // units))), x.dtype)
+        lstm_units.backward(w_h, gates, cs, dhs, dh, dc, dgates, buf)
+    else:
+        run = _backward_parallel if streams > 1 else _backward_serial
+        run(w_h, gates, cs, dhs, dh, dc, dgates, streams)
     weight_grads(x, hs[:T], dgates, dgates, w_x, dx, dw_x, dw_h, db, rows)
