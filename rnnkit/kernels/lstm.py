@@ -12,40 +12,16 @@ import numpy as np
 from rnnkit.config import JIT, serial_and_parallel
 from rnnkit.kernels import lstm_units
 from rnnkit.kernels.blocks import plan, project, span, unit_parts, weight_grads
-from rnnkit.kernels.activations import sigmoid, tanh
+from rnnkit.kernels.lstm_units import backward_step, forward_step
 from rnnkit.kernels.checks import check, shape
-
-
-@njit(**JIT)
-def _forward_step(g, hp, c_prev, c, h):
-    """g: (N, 4H) input projection in, activations out; hp: (N, 4H) = h_prev @ w_h.
-
-    Two short loops per row rather than one: each touches few arrays, so LLVM can rule out
-    aliasing and vectorise them (one fused loop over six arrays ran scalar, 4x slower).
-    """
-    N, H = c.shape
-    for n in range(N):
-        gn, hpn = g[n], hp[n]
-        for k in range(2 * H):
-            gn[k] = sigmoid(gn[k] + hpn[k])
-        for k in range(2 * H, 3 * H):
-            gn[k] = tanh(gn[k] + hpn[k])
-        for k in range(3 * H, 4 * H):
-            gn[k] = sigmoid(gn[k] + hpn[k])
-        cp, cn, hn = c_prev[n], c[n], h[n]
-        for j in range(H):
-            cv = gn[H + j] * cp[j] + gn[j] * gn[2 * H + j]
-            cn[j] = cv
-            hn[j] = gn[3 * H + j] * tanh(cv)
 
 
 @njit(**JIT)
 def _forward_rows(gates, hs, cs, w_h, hp, lo, hi):
     """The recurrence for streams lo:hi, which no other stream touches."""
     for t in range(gates.shape[0]):
-        np.dot(hs[t][lo:hi], w_h, hp[lo:hi])
-        _forward_step(gates[t][lo:hi], hp[lo:hi], cs[t][lo:hi], cs[t + 1][lo:hi],
-                      hs[t + 1][lo:hi])
+        forward_step(gates[t][lo:hi], hs[t][lo:hi], w_h, hp[lo:hi], cs[t][lo:hi],
+                     cs[t + 1][lo:hi], hs[t + 1][lo:hi], 0, w_h.shape[0])
 
 
 def _forward(gates, hs, cs, w_h, hp, streams):
@@ -60,32 +36,11 @@ _forward_serial, _forward_parallel = serial_and_parallel(_forward)
 
 
 @njit(**JIT)
-def _backward_step(g, c_prev, c, dh, dc, dg):
-    """dh: (N, H) total gradient on h_t; dc: (N, H) on c_t in, on c_{t-1} out."""
-    N, H = c.shape
-    one = g.dtype.type(1.0)
-    for n in range(N):
-        gn, dgn, dhn, dcn, cn, cp = g[n], dg[n], dh[n], dc[n], c[n], c_prev[n]
-        for j in range(H):  # o gate, and the gradient reaching c_t
-            o = gn[3 * H + j]
-            tc = tanh(cn[j])
-            dgn[3 * H + j] = dhn[j] * tc * o * (one - o)
-            dcn[j] += dhn[j] * o * (one - tc * tc)
-        for j in range(H):  # i, f, g gates from dc_t; then dc_{t-1}
-            i, f, gg, d = gn[j], gn[H + j], gn[2 * H + j], dcn[j]
-            dgn[j] = d * gg * i * (one - i)
-            dgn[H + j] = d * cp[j] * f * (one - f)
-            dgn[2 * H + j] = d * i * (one - gg * gg)
-            dcn[j] = d * f
-
-
-@njit(**JIT)
 def _backward_rows(w_h, gates, cs, dhs, dh, dc, dgates, lo, hi):
     for t in range(gates.shape[0] - 1, -1, -1):
         d = dh[lo:hi]
-        d += dhs[t][lo:hi]
-        _backward_step(gates[t][lo:hi], cs[t][lo:hi], cs[t + 1][lo:hi], d, dc[lo:hi],
-                       dgates[t][lo:hi])
+        backward_step(gates[t][lo:hi], cs[t][lo:hi], cs[t + 1][lo:hi], d, dhs[t][lo:hi],
+                      dc[lo:hi], dgates[t][lo:hi], 0, w_h.shape[0])
         np.dot(dgates[t][lo:hi], w_h.T, d)
 
 

@@ -27,7 +27,11 @@ def pack(w_h, parts):
 
 
 @njit(**JIT)
-def _forward_units(g, h_prev, w, hp, c_prev, c, h, j0, j1):
+def forward_step(g, h_prev, w, hp, c_prev, c, h, j0, j1):
+    """Units j0:j1 of one step: hp = h_prev @ w (w: those units' columns, gate blocks of
+    width w.shape[1] / 4), then the gates. Short loops over few arrays, so LLVM vectorises
+    them (one fused loop over six arrays ran scalar, 4x slower). The stream split calls it
+    with all units and w = W_h."""
     np.dot(h_prev, w, hp)
     H, hb = c.shape[1], w.shape[1] // 4
     for n in range(g.shape[0]):
@@ -54,12 +58,13 @@ def forward(gates, hs, cs, wp, hp):
     for t in range(gates.shape[0]):
         for i in prange(parts):
             j0, j1 = span(H, parts, i)
-            _forward_units(gates[t], hs[t], wp[i], hp[i], cs[t], cs[t + 1], hs[t + 1], j0, j1)
+            forward_step(gates[t], hs[t], wp[i], hp[i], cs[t], cs[t + 1], hs[t + 1], j0, j1)
 
 
 @njit(**JIT)
-def _backward_units(g, c_prev, c, dh, dhs, dc, dg, j0, j1):
-    """dh (N, hb): recurrent gradient on h_t for units j0:j1; dhs, dc, dg: full width."""
+def backward_step(g, c_prev, c, dh, dhs, dc, dg, j0, j1):
+    """Units j0:j1 of one BPTT step. dh (N, j1 - j0): the recurrent gradient on h_t; dhs:
+    the gradient from above; dc: on c_t in, on c_{t-1} out; dg: the gate gradients."""
     one = g.dtype.type(1.0)
     H = c.shape[1]
     for n in range(g.shape[0]):
@@ -93,5 +98,5 @@ def backward(w_h, gates, cs, dhs, dh, dc, dgates, buf):
                 b[:] = dh[:, j0:j1]
             else:
                 np.dot(dgates[t + 1], w_h[j0:j1].T, b)
-            _backward_units(gates[t], cs[t], cs[t + 1], b, dhs[t], dc, dgates[t], j0, j1)
+            backward_step(gates[t], cs[t], cs[t + 1], b, dhs[t], dc, dgates[t], j0, j1)
     np.dot(dgates[0], w_h.T, dh)
