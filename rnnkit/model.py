@@ -4,7 +4,7 @@ Parameters live in one flat array (`params`) and gradients in another (`grads`),
 views into each (`p`, `g`): optimizers, gradient averaging across ranks and norm clipping each
 touch one contiguous array. Shapes: ids (N, T); inside, everything is time-major (T, N, .).
 """
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -261,13 +261,4 @@ class Model:
         return self._ws[key]
 
 
-def model_config(d):
-    """ModelConfig from a dict, rejecting unknown keys."""
-    known = set(ModelConfig.__dataclass_fields__)
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown model setting(s): {', '.join(sorted(unknown))}")
-    return ModelConfig(**d)
-
-
-__all__ = ["Model", "ModelConfig", "State", "asdict", "model_config"]
+__all__ = ["Model", "ModelConfig", "State"]
