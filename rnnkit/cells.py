@@ -3,6 +3,8 @@
 Each cell knows its gate count G, which extra per-step caches it keeps, and how to call its
 forward and backward kernels on one layer's buffers (a dict of arrays, see model.Workspace).
 """
+import numpy as np
+
 from rnnkit import kernels as K
 
 CELLS = ("rnn-tanh", "rnn-relu", "lstm", "gru")
@@ -11,8 +13,8 @@ GATES = {"rnn-tanh": 1, "rnn-relu": 1, "lstm": 4, "gru": 3}
 
 def forward(cell, x, p, buf):
     if cell == "lstm":
-        K.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["gates"], buf["hs"], buf["cs"],
-                       buf["work"])
+        K.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
+                       buf["cs"], buf["ht"], buf["wt"])
     elif cell == "gru":
         K.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
                       buf["hs"], buf["work"])
@@ -24,8 +26,9 @@ def forward(cell, x, p, buf):
 def backward(cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
     """Gradients accumulate into g; dh (and dc) go from final-state to initial-state grads."""
     if cell == "lstm":
-        K.lstm_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["hs"], buf["cs"], dhs, dh, dc,
-                        dx, g["w_x"], g["w_h"], g["b"], scratch["dg"])
+        K.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc,
+                        dx, g["w_x"], g["w_h"], g["b"], scratch["dg"], scratch["dht"],
+                        scratch["dct"])
     elif cell == "gru":
         K.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
                        g["w_x"], g["w_h"], g["b"], g["b_hn"], scratch["dg"], scratch["dgh"],
@@ -35,20 +38,31 @@ def backward(cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
                        g["b"], scratch["dg"], relu=cell == "rnn-relu")
 
 
-def layer_buffers(cell, T, N, H, empty):
-    """Per-layer forward caches: what backward reads back."""
-    G = GATES[cell]
-    buf = {"gates": empty((T, N, G * H)), "hs": empty((T + 1, N, H)), "work": empty((N, G * H))}
+def _zeros(dtype):
+    return lambda shape: np.zeros(shape, dtype)
+
+
+def layer_buffers(cell, T, N, H, dtype):
+    """Per-layer forward caches (what backward reads back) and state. hs[0] holds the initial
+    h, and for LSTM c the initial cell state; after forward, hs[-1] and c the final ones. The
+    LSTM keeps its caches feature-major (kernels/lstm.py says why)."""
+    G, empty = GATES[cell], _zeros(dtype)
     if cell == "lstm":
-        buf["cs"] = empty((T + 1, N, H))
+        return {"gates": empty(K.lstm_gates_shape(T, N, H, dtype)), "hs": empty((T + 1, N, H)),
+                "c": empty((N, H)), "cs": empty((H, T + 1, N)), "ht": empty((2, H, N)),
+                "wt": empty((4 * H, H))}
+    buf = {"gates": empty((T, N, G * H)), "hs": empty((T + 1, N, H)), "work": empty((N, G * H))}
     if cell == "gru":
         buf["a"] = empty((T, N, H))
     return buf
 
 
-def scratch_buffers(cell, T, N, H, empty):
+def scratch_buffers(cell, T, N, H, dtype):
     """Backward scratch, shared by all layers."""
-    G = GATES[cell]
+    G, empty = GATES[cell], _zeros(dtype)
+    if cell == "lstm":
+        return {"dg": empty(K.lstm_gates_shape(T, N, H, dtype)), "dht": empty((H, N)),
+                "dct": empty((H, N))}
     s = {"dg": empty((T, N, G * H))}
     if cell == "gru":
         s["dgh"] = empty((T, N, G * H))

@@ -131,11 +131,11 @@ class Model:
             H, E, L = cfg.hidden, cfg.embed, cfg.layers
             self._ws[N, T] = {
                 "emb": empty((T, N, E)),
-                "layers": [layer_buffers(cfg.cell, T, N, H, empty) for _ in range(L)],
+                "layers": [layer_buffers(cfg.cell, T, N, H, self.dtype) for _ in range(L)],
                 "inputs": [None] * (L + 1),     # what each layer and the output projection read
                 "masks": [None] * (L + 1),
                 "logits": empty((T * N, cfg.vocab_size)),
-                "scratch": scratch_buffers(cfg.cell, T, N, H, empty),
+                "scratch": scratch_buffers(cfg.cell, T, N, H, self.dtype),
                 "dtop": [empty((T, N, H)), empty((T, N, H))],
                 "demb": empty((T, N, E)),
                 "dh": empty((N, H)), "dc": empty((N, H)),
@@ -165,7 +165,7 @@ class Model:
             ws["inputs"][layer] = inp
             buf["hs"][0] = state.h[layer]
             if state.c is not None:
-                buf["cs"][0] = state.c[layer]
+                buf["c"][...] = state.c[layer]
             forward(self.cfg.cell, inp, self.lp[layer], buf)
             inp = buf["hs"][1:]
         inp = self._dropout(ws, self.cfg.layers, inp, rng)
@@ -175,7 +175,7 @@ class Model:
 
     def _final_state(self, ws):
         h = np.stack([buf["hs"][-1] for buf in ws["layers"]])
-        c = np.stack([buf["cs"][-1] for buf in ws["layers"]]) if self.cfg.cell == "lstm" else None
+        c = np.stack([buf["c"] for buf in ws["layers"]]) if self.cfg.cell == "lstm" else None
         return State(h, c)
 
     def forward_backward(self, x, y, state, rng=None, dstate=None):

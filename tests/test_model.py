@@ -193,11 +193,12 @@ def test_threaded_blocks_match_one_thread_and_naive(cell):
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-12)
 
 
-def test_lstm_unit_split_matches_stream_split_and_naive(monkeypatch):
-    """The large-H LSTM path (blocks of hidden units, uneven here) against the stream path."""
+def test_lstm_blocks_match_one_block_and_naive(monkeypatch):
+    """The LSTM recurrence split by hidden units (uneven blocks here), and by streams, against
+    one block and the reference."""
     import numba
 
-    from rnnkit.kernels import blocks
+    from rnnkit.kernels import lstm
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two threads")
@@ -208,17 +209,25 @@ def test_lstm_unit_split_matches_stream_split_and_naive(monkeypatch):
     state = model.init_state(N)
     state.h[...] = rng.normal(scale=0.3, size=state.h.shape)
     state.c[...] = rng.normal(scale=0.3, size=state.c.shape)
-    runs = []
-    for units_from in (64, 10 ** 9):
-        monkeypatch.setattr(blocks, "UNITS_FROM_H", units_from)
-        loss, new = model.forward_backward(x, y, state.copy())
-        runs.append((loss, model.grads.copy(), new, model.dstate.copy()))
+    runs, before = [], numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        for min_units, min_streams, expect in ((64, 1, (2, 1)), (10 ** 9, 1, (1, 2)),
+                                               (10 ** 9, 10 ** 9, (1, 1))):
+            monkeypatch.setattr(lstm, "MIN_UNITS", min_units)
+            monkeypatch.setattr(lstm, "MIN_STREAMS", min_streams)
+            assert lstm.split(cfg.hidden, N) == expect
+            loss, new = model.forward_backward(x, y, state.copy())
+            runs.append((loss, model.grads.copy(), new, model.dstate.copy()))
+    finally:
+        numba.set_num_threads(before)
     ref_loss = naive.model_loss(cfg, model.p, x, y, state.h, state.c)[0]
-    assert abs(runs[0][0] - ref_loss) < 1e-12
-    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(runs[0][2].c, runs[1][2].c, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(runs[0][3].h, runs[1][3].h, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(runs[0][3].c, runs[1][3].c, rtol=0, atol=1e-12)
+    for run in runs:
+        assert abs(run[0] - ref_loss) < 1e-12
+        np.testing.assert_allclose(run[1], runs[-1][1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run[2].c, runs[-1][2].c, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run[3].h, runs[-1][3].h, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run[3].c, runs[-1][3].c, rtol=0, atol=1e-12)
 
 
 def test_config_checks():

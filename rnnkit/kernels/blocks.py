@@ -42,6 +42,17 @@ def layer_grads_rows(x, hprev, dgx, dgh, w_x, dx, pw_x, pw_h, pb, lo, hi):
 
 
 @njit(**JIT)
+def transpose_into(src, dst):
+    """dst = src.T, in 16 x 16 tiles so both sides stay in cache lines already loaded."""
+    P, Q = src.shape
+    for p0 in range(0, P, 16):
+        for q0 in range(0, Q, 16):
+            for q in range(q0, min(q0 + 16, Q)):
+                for p in range(p0, min(p0 + 16, P)):
+                    dst[q, p] = src[p, q]
+
+
+@njit(**JIT)
 def add_parts(parts, out):
     for i in range(parts.shape[0]):
         out += parts[i]
@@ -55,17 +66,6 @@ def parts_for(n):
 # Per thread, at least this many streams in the recurrence and rows in the big products.
 # Measured on the OpenMP layer: at H=200, N=20 two blocks of 10 streams beat one of 20 by 10%.
 MIN_STREAMS, MIN_ROWS = 8, 256
-
-
-# From this H on the LSTM recurrence splits by hidden units, so each thread reads only its
-# share of W_h (kernels/lstm_units.py). Measured, Adam step, 2 threads: +8% at H=512 N=32,
-# +4% at N=64; -5% at H=256, where W_h (1 MB) mostly stays in cache.
-UNITS_FROM_H = 512
-
-
-def unit_parts(H):
-    """Unit blocks for the LSTM recurrence; 1 means split by streams instead."""
-    return parts_for(H // 64) if H >= UNITS_FROM_H else 1
 
 
 def plan(T, N):

@@ -1,103 +1,238 @@
 """LSTM layer: forward and BPTT. Gate order (i, f, g, o), PyTorch's; equations in docs/cells.md.
 
-Shapes: x (T, N, D), w_x (D, 4H), w_h (H, 4H), b (4H,). Time-major so each step's slice is
-one contiguous (N, .) block. hs and cs are (T + 1, N, H) with the initial state at index 0, so
-hs[:T] is every step's previous state and hs[1:] every step's output, both without copies.
-gates (T, N, 4H) holds the input projection, then the activations, which BPTT reads back.
-Memory kept for backward: T*N*(4H + 2H) floats.
+Interface, as for the other cells: x (T, N, D), w_x (D, 4H), w_h (H, 4H), b (4H,); hs
+(T + 1, N, H) with the initial state at hs[0] and step t's output at hs[t + 1]; c (N, H), the
+initial cell state in and the final one out.
+
+Inside, per-step arrays are feature-major, streams last: gates (4H, L) with step t's block at
+columns t*N:(t+1)*N (L >= T*N, see gates_shape), cs (H, T + 1, N).
+The recurrent product of a step, h_{t-1} (N x H) times W_h, has few rows; OpenBLAS runs it 40%
+faster when its output is laid out this way (kernels/blas.py), and the gate math then runs
+over contiguous streams. Each thread owns a block of hidden units with their four gates (a
+unit's gate math needs nothing else), multiplies by its share of W_h only, and meets the others
+once per step. Memory kept for backward: T*N*(4H + H) floats, plus hs.
 """
 from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
-from rnnkit.kernels import lstm_units
-from rnnkit.kernels.blocks import plan, project, span, unit_parts, weight_grads
-from rnnkit.kernels.lstm_units import backward_step, forward_step
+from rnnkit.kernels.activations import sigmoid, tanh
+from rnnkit.kernels.blas import gemm
+from rnnkit.kernels.blocks import parts_for, span, transpose_into
 from rnnkit.kernels.checks import check, shape
+
+# The recurrence splits across threads by blocks of hidden units (each thread then reads only
+# its share of W_h per step; measured faster than blocks of streams from H=128 on, by 5-17%),
+# or by blocks of streams when H is too small to share. Per thread at least MIN_UNITS units or
+# MIN_STREAMS streams.
+MIN_UNITS, MIN_STREAMS = 32, 8
+
+
+def gates_shape(T, N, H, dtype):
+    """(4H, L): rows of L >= T*N whose byte length is not near a multiple of 4 KiB. A step
+    touches N numbers in each of 4H rows; rows 4 KiB apart share L1 and L2 sets, and those
+    misses cost 3-4x the gate math (measured at T=64, N=32)."""
+    L, item = T * N, np.dtype(dtype).itemsize
+    while min((L * item) % 4096, -(L * item) % 4096) < 256:
+        L += 64 // item
+    return 4 * H, L
+
+
+def split(H, N):
+    """(unit blocks, stream blocks) for the recurrence, one block per thread."""
+    units = parts_for(H // MIN_UNITS)
+    return units, 1 if units > 1 else parts_for(N // MIN_STREAMS)
 
 
 @njit(**JIT)
-def _forward_rows(gates, hs, cs, w_h, hp, lo, hi):
-    """The recurrence for streams lo:hi, which no other stream touches."""
-    for t in range(gates.shape[0]):
-        forward_step(gates[t][lo:hi], hs[t][lo:hi], w_h, hp[lo:hi], cs[t][lo:hi],
-                     cs[t + 1][lo:hi], hs[t + 1][lo:hi], 0, w_h.shape[0])
+def block(H, N, split_units, split_streams, i):
+    """Units j0:j1 and streams n0:n1 of block i."""
+    j0, j1 = span(H, split_units, i % split_units)
+    n0, n1 = span(N, split_streams, i // split_units)
+    return j0, j1, n0, n1
 
 
-def _forward(gates, hs, cs, w_h, hp, streams):
-    N = hs.shape[1]
-    for i in prange(streams):
-        lo, hi = span(N, streams, i)
-        if hi > lo:
-            _forward_rows(gates, hs, cs, w_h, hp, lo, hi)
+@njit(**JIT)
+def _recurrent(w, h, out, H, j0, j1, beta):
+    """out = w @ h + beta * out for the rows of units j0:j1 in each of the four gate blocks
+    of w and out (one product when the block holds every unit)."""
+    if j1 - j0 == H:
+        gemm(w, h, out, False, False, beta)
+        return
+    for k in range(4):
+        gemm(w[k * H + j0:k * H + j1], h, out[k * H + j0:k * H + j1], False, False, beta)
+
+
+@njit(**JIT)
+def forward_step(gates, cs, hs, ht, wt, t, j0, j1, n0, n1):
+    """Units j0:j1 of streams n0:n1 at step t. gates holds the input projection; ht[t % 2] is
+    h_{t-1} feature-major (H, N), ht[(t + 1) % 2] gets h_t; wt (4H, H) is W_h transposed."""
+    H, N = cs.shape[0], cs.shape[2]
+    s0, s1 = t * N + n0, t * N + n1
+    h_prev, h_next = ht[t % 2], ht[(t + 1) % 2]
+    _recurrent(wt, h_prev[:, n0:n1], gates[:, s0:s1], H, j0, j1, 1.0)
+    for k in range(4):
+        for r in range(k * H + j0, k * H + j1):
+            a = gates[r, s0:s1]
+            if k == 2:
+                for n in range(n1 - n0):
+                    a[n] = tanh(a[n])
+            else:
+                for n in range(n1 - n0):
+                    a[n] = sigmoid(a[n])
+    # Short loops over few arrays: LLVM vectorises them (one loop over all seven ran scalar).
+    for j in range(j0, j1):
+        i, f, g, o = (gates[j, s0:s1], gates[H + j, s0:s1], gates[2 * H + j, s0:s1],
+                      gates[3 * H + j, s0:s1])
+        c_prev, c, h = cs[j, t, n0:n1], cs[j, t + 1, n0:n1], h_next[j, n0:n1]
+        for n in range(n1 - n0):
+            c[n] = f[n] * c_prev[n] + i[n] * g[n]
+        for n in range(n1 - n0):
+            h[n] = o[n] * tanh(c[n])
+    out = hs[t + 1]
+    for n in range(n0, n1):
+        for j in range(j0, j1):
+            out[n, j] = h_next[j, n]
+
+
+def _forward(x, w_x, b, w_h, gates, hs, c, cs, ht, wt, su, ss):
+    """x (T*N, D). su, ss: the recurrence's unit and stream blocks (split)."""
+    H, T, N = cs.shape[0], cs.shape[1] - 1, cs.shape[2]
+    parts = su * ss
+    for i in prange(parts):
+        # The input projection of all steps, by blocks of columns (wide products run faster
+        # than one per gate block), then this thread's units of W_h^T and the initial state.
+        lo, hi = span(x.shape[0], parts, i)
+        g = gates[:, lo:hi]
+        gemm(w_x, x[lo:hi], g, True, True, 0.0)
+        for r in range(4 * H):
+            g[r] += b[r]
+        j0, j1 = span(H, parts, i)
+        for k in range(4):
+            transpose_into(w_h[:, k * H + j0:k * H + j1], wt[k * H + j0:k * H + j1])
+        transpose_into(hs[0][:, j0:j1], ht[0, j0:j1])
+        transpose_into(c[:, j0:j1], cs[j0:j1, 0])
+    for t in range(T):
+        for i in prange(parts):
+            j0, j1, n0, n1 = block(H, N, su, ss, i)
+            forward_step(gates, cs, hs, ht, wt, t, j0, j1, n0, n1)
+    for i in prange(parts):
+        j0, j1 = span(H, parts, i)
+        transpose_into(cs[j0:j1, T], c[:, j0:j1])
 
 
 _forward_serial, _forward_parallel = serial_and_parallel(_forward)
 
 
 @njit(**JIT)
-def _backward_rows(w_h, gates, cs, dhs, dh, dc, dgates, lo, hi):
-    for t in range(gates.shape[0] - 1, -1, -1):
-        d = dh[lo:hi]
-        backward_step(gates[t][lo:hi], cs[t][lo:hi], cs[t + 1][lo:hi], d, dhs[t][lo:hi],
-                      dc[lo:hi], dgates[t][lo:hi], 0, w_h.shape[0])
-        np.dot(dgates[t][lo:hi], w_h.T, d)
+def backward_step(gates, cs, dhs, w_h, dgates, dht, dct, t, j0, j1, n0, n1):
+    """Units j0:j1 of streams n0:n1 at BPTT step t. dht (H, N): the recurrent gradient on h_t
+    (set by the caller for the last step); dct (H, N): on c_t in, on c_{t-1} out."""
+    H, T, N = cs.shape[0], cs.shape[1] - 1, cs.shape[2]
+    s0, s1 = t * N + n0, t * N + n1
+    if t < T - 1:
+        g_next = dgates[:, s0 + N:s1 + N]
+        if j1 - j0 == H:
+            gemm(w_h, g_next, dht[:, n0:n1], False, False, 0.0)
+        else:
+            gemm(w_h[j0:j1], g_next, dht[j0:j1, n0:n1], False, False, 0.0)
+    above = dhs[t]
+    for n in range(n0, n1):
+        for j in range(j0, j1):
+            dht[j, n] += above[n, j]
+    one = cs.dtype.type(1.0)
+    for j in range(j0, j1):
+        i, f, g, o = (gates[j, s0:s1], gates[H + j, s0:s1], gates[2 * H + j, s0:s1],
+                      gates[3 * H + j, s0:s1])
+        di, df, dg, do = (dgates[j, s0:s1], dgates[H + j, s0:s1], dgates[2 * H + j, s0:s1],
+                          dgates[3 * H + j, s0:s1])
+        dh, dc, c_prev, c = dht[j, n0:n1], dct[j, n0:n1], cs[j, t, n0:n1], cs[j, t + 1, n0:n1]
+        for n in range(n1 - n0):
+            tc = tanh(c[n])
+            do[n] = dh[n] * tc * o[n] * (one - o[n])
+            dc[n] += dh[n] * o[n] * (one - tc * tc)
+        for n in range(n1 - n0):
+            di[n] = dc[n] * g[n] * i[n] * (one - i[n])
+            dg[n] = dc[n] * i[n] * (one - g[n] * g[n])
+        for n in range(n1 - n0):
+            df[n] = dc[n] * c_prev[n] * f[n] * (one - f[n])
+            dc[n] *= f[n]
 
 
-def _backward(w_h, gates, cs, dhs, dh, dc, dgates, streams):
-    N = cs.shape[1]
-    for i in prange(streams):
-        lo, hi = span(N, streams, i)
-        if hi > lo:
-            _backward_rows(w_h, gates, cs, dhs, dh, dc, dgates, lo, hi)
+def _backward(x, hprev, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h,
+              db, su, ss):
+    """x (T*N, D), hprev (T*N, H): each step's input and previous state; dx (T*N, D).
+    su, ss: the recurrence's unit and stream blocks (split)."""
+    H, T, N = cs.shape[0], cs.shape[1] - 1, cs.shape[2]
+    parts = su * ss
+    for i in prange(parts):
+        j0, j1 = span(H, parts, i)
+        transpose_into(dh[:, j0:j1], dht[j0:j1])
+        transpose_into(dc[:, j0:j1], dct[j0:j1])
+    for t in range(T - 1, -1, -1):
+        for i in prange(parts):
+            j0, j1, n0, n1 = block(H, N, su, ss, i)
+            backward_step(gates, cs, dhs, w_h, dgates, dht, dct, t, j0, j1, n0, n1)
+    dg2 = dgates[:, :x.shape[0]]
+    for i in prange(parts):
+        j0, j1 = span(H, parts, i)
+        gemm(w_h[j0:j1], dgates[:, :N], dht[j0:j1], False, False, 0.0)
+        transpose_into(dht[j0:j1], dh[:, j0:j1])
+        transpose_into(dct[j0:j1], dc[:, j0:j1])
+        # The weight gradients by blocks of columns, and dx by blocks of rows.
+        r0, r1 = span(4 * H, parts, i)
+        gemm(x, dg2[r0:r1], dw_x[:, r0:r1], True, True, 1.0)
+        gemm(hprev, dg2[r0:r1], dw_h[:, r0:r1], True, True, 1.0)
+        for r in range(r0, r1):
+            db[r] += dg2[r].sum()
+        lo, hi = span(x.shape[0], parts, i)
+        gemm(dg2[:, lo:hi], w_x, dx[lo:hi], True, True, 0.0)
 
 
 _backward_serial, _backward_parallel = serial_and_parallel(_backward)
 
 
-def lstm_forward(x, w_x, w_h, b, gates, hs, cs, work):
-    """Run the layer over x; hs[0] and cs[0] must hold the initial state.
+def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, ht, wt):
+    """Run the layer over x; hs[0] must hold the initial h, c the initial cell state.
 
-    Writes gates (T, N, 4H), hs and cs (T + 1, N, H). work: (N, 4H) scratch.
+    Writes hs (T + 1, N, H), c (the final cell state) and the caches for backward: gates
+    (gates_shape) activations, cs (H, T + 1, N). Scratch: ht (2, H, N), wt (4H, H).
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    check(dict(x=x, w_x=w_x, w_h=w_h, b=b, gates=gates, hs=hs, cs=cs, work=work), x.dtype)
+    check(dict(x=x, w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, ht=ht, wt=wt),
+          x.dtype)
     for name, a, s in (("w_x", w_x, (D, 4 * H)), ("w_h", w_h, (H, 4 * H)), ("b", b, (4 * H,)),
-                       ("gates", gates, (T, N, 4 * H)), ("hs", hs, (T + 1, N, H)),
-                       ("cs", cs, (T + 1, N, H)), ("work", work, (N, 4 * H))):
+                       ("hs", hs, (T + 1, N, H)), ("c", c, (N, H)),
+                       ("gates", gates, gates_shape(T, N, H, x.dtype)),
+                       ("cs", cs, (H, T + 1, N)), ("ht", ht, (2, H, N)), ("wt", wt, (4 * H, H))):
         shape(name, a, s)
-    rows, streams = plan(T, N)
-    project(x, w_x, b, gates, rows)
-    units = unit_parts(H)
-    if units > 1:
-        lstm_units.forward(gates, hs, cs, lstm_units.pack(w_h, units),
-                           np.empty((units, N, 4 * (-(-H // units))), x.dtype))
-        return
-    (_forward_parallel if streams > 1 else _forward_serial)(gates, hs, cs, w_h, work, streams)
+    su, ss = split(H, N)
+    run = _forward_parallel if su * ss > 1 else _forward_serial
+    run(x.reshape(T * N, D), w_x, b, w_h, gates, hs, c, cs, ht, wt, su, ss)
 
 
-def lstm_backward(x, w_x, w_h, gates, hs, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates):
+def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, dht,
+                  dct):
     """BPTT through the layer. Gradients on weights accumulate (+=); dx is overwritten.
 
     dhs (T, N, H): loss gradient on each output h_t. dh, dc (N, H): gradient on the final state
-    in, on the initial state out. dgates (T, N, 4H): scratch.
+    in, on the initial state out. Scratch: dgates (gates_shape), dht and dct (H, N).
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    check(dict(x=x, w_x=w_x, w_h=w_h, gates=gates, hs=hs, cs=cs, dhs=dhs, dh=dh, dc=dc, dx=dx,
-               dw_x=dw_x, dw_h=dw_h, db=db, dgates=dgates), x.dtype)
-    for name, a, s in (("dhs", dhs, (T, N, H)), ("dh", dh, (N, H)), ("dc", dc, (N, H)),
-                       ("dx", dx, (T, N, D)), ("dw_x", dw_x, w_x.shape),
+    check(dict(x=x, w_x=w_x, w_h=w_h, hs=hs, gates=gates, cs=cs, dhs=dhs, dh=dh, dc=dc, dx=dx,
+               dw_x=dw_x, dw_h=dw_h, db=db, dgates=dgates, dht=dht, dct=dct), x.dtype)
+    for name, a, s in (("w_x", w_x, (D, 4 * H)), ("w_h", w_h, (H, 4 * H)),
+                       ("hs", hs, (T + 1, N, H)),
+                       ("gates", gates, gates_shape(T, N, H, x.dtype)),
+                       ("cs", cs, (H, T + 1, N)), ("dhs", dhs, (T, N, H)), ("dh", dh, (N, H)),
+                       ("dc", dc, (N, H)), ("dx", dx, (T, N, D)), ("dw_x", dw_x, w_x.shape),
                        ("dw_h", dw_h, w_h.shape), ("db", db, (4 * H,)),
-                       ("dgates", dgates, gates.shape)):
+                       ("dgates", dgates, gates.shape), ("dht", dht, (H, N)),
+                       ("dct", dct, (H, N))):
         shape(name, a, s)
-    rows, streams = plan(T, N)
-    units = unit_parts(H)
-    if units > 1:
-        buf = np.empty((units, N * (-(-H // units))), x.dtype)
-        lstm_units.backward(w_h, gates, cs, dhs, dh, dc, dgates, buf)
-    else:
-        run = _backward_parallel if streams > 1 else _backward_serial
-        run(w_h, gates, cs, dhs, dh, dc, dgates, streams)
-    weight_grads(x, hs[:T], dgates, dgates, w_x, dx, dw_x, dw_h, db, rows)
+    su, ss = split(H, N)
+    run = _backward_parallel if su * ss > 1 else _backward_serial
+    run(x.reshape(T * N, D), hs[:T].reshape(T * N, H), w_x, w_h, gates, cs, dhs, dh, dc,
+        dgates, dht, dct, dx.reshape(T * N, D), dw_x, dw_h, db, su, ss)
