@@ -8,7 +8,8 @@ from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
-from rnnkit.kernels.blocks import add_parts, parts_for, span
+from rnnkit.kernels.blas import gemm
+from rnnkit.kernels.blocks import parts_for, span
 
 
 def _forward(x, w, b, y, parts):
@@ -21,19 +22,17 @@ def _forward(x, w, b, y, parts):
 
 
 def _backward(x, w, dy, dx, dw, db, parts):
+    """Thread i: rows i of dw and db (a block of the vocabulary, no partial sums to add up),
+    and rows i of dx."""
     M, V = dy.shape
-    pw, pb = np.empty((parts,) + dw.shape, dw.dtype), np.zeros((parts, V), dw.dtype)
     for i in prange(parts):
+        v0, v1 = span(V, parts, i)
+        gemm(dy[:, v0:v1], x, dw[v0:v1], True, False, 1.0)
+        d = db[v0:v1]
+        for r in range(M):
+            d += dy[r, v0:v1]
         lo, hi = span(M, parts, i)
-        if hi > lo:
-            np.dot(dy[lo:hi].T, x[lo:hi], pw[i])
-            for r in range(lo, hi):
-                pb[i] += dy[r]
-            np.dot(dy[lo:hi], w, dx[lo:hi])
-        else:
-            pw[i] = 0.0
-    add_parts(pw, dw)
-    add_parts(pb, db)
+        gemm(dy[lo:hi], w, dx[lo:hi], False, False, 0.0)
 
 
 _forward_serial, _forward_parallel = serial_and_parallel(_forward)
