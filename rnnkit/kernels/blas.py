@@ -2,10 +2,10 @@
 
 Numba's np.dot takes contiguous arrays and always overwrites its output. The LSTM needs more:
 products into strided views (one step's slice of a (4H, T, N) array), accumulation on top of
-what is there (beta = 1), and a choice of operand layout. That choice is worth 40% here:
-single-threaded OpenBLAS runs the per-step product of few streams (N = 20-64) at 170-230
+what is there (beta = 1), and a choice of operand layout. That choice is worth 1.2-1.5x here:
+single-threaded OpenBLAS runs the per-step product of few streams (N = 20-64) at 150-225
 GFLOP/s when the output is feature-major (N contiguous) and the weight is contiguous along the
-summed dimension, and at 95-135 GFLOP/s the other way round (bench/RESULTS.md).
+summed dimension, and at 100-185 GFLOP/s as np.dot lays it out (bench/gemm_layout.py).
 
 This calls the same BLAS as np.dot (scipy's, through Numba's `numba_xxgemm` helper), by symbol
 name, so kernels that use it still cache to disk.
