@@ -15,6 +15,7 @@ from numba import njit, prange
 import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.kernels.blas import gemm
 from rnnkit.kernels.blocks import plan, project, span, weight_grads
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, shape
@@ -88,8 +89,18 @@ def _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, lo, hi):
         _backward_step(gates[t][lo:hi], a[t][lo:hi], hs[t][lo:hi], d, dgx[t][lo:hi],
                        dgh[t][lo:hi])
         w = work[lo:hi]
-        np.dot(dgh[t][lo:hi], w_h.T, w)
+        gemm(dgh[t][lo:hi], w_h, w, False, True, 0.0)
         d += w
+
+
+@njit(**JIT)
+def _add_rows(dgh, db_hn):
+    """db_hn += the n block of every row of dgh. Its own serial function: in the parallel
+    driver, each `+=` on a slice would become a parallel region of its own (T*N of them)."""
+    H = db_hn.shape[0]
+    for t in range(dgh.shape[0]):
+        for n in range(dgh.shape[1]):
+            db_hn += dgh[t, n, 2 * H:]
 
 
 def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, streams):
@@ -98,9 +109,7 @@ def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, streams):
         lo, hi = span(N, streams, i)
         if hi > lo:
             _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, lo, hi)
-    for t in range(T):
-        for n in range(N):
-            db_hn += dgh[t, n, 2 * H:]
+    _add_rows(dgh, db_hn)
 
 
 _backward_serial, _backward_parallel = serial_and_parallel(_backward)
