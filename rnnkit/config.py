@@ -28,6 +28,11 @@ def serial_and_parallel(fn):
 
     The parallel build gets its own function name: Numba's cache keys on the name, not the
     flags, and would otherwise hand one build's machine code to the other.
+
+    In the parallel build, an array expression outside prange (`a += b[i]` on slices) becomes
+    a parallel region of its own; in a loop that is one region per iteration (seen here: the
+    GRU's bias sum ran 4096 regions a call and halved its backward). Such loops belong in a
+    serial @njit helper.
     """
     twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
                               fn.__defaults__, fn.__closure__)
