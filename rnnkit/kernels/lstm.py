@@ -93,7 +93,8 @@ def forward_step(gates, cs, hs, ht, w, transposed, t, j0, j1, n0, n1):
             else:
                 for n in range(n1 - n0):
                     a[n] = sigmoid(a[n])
-    # Short loops over few arrays: LLVM vectorises them (one loop over all seven ran scalar).
+    # Short loops over few arrays, each from 0: LLVM vectorises them (one loop over all seven
+    # ran scalar, and so does an in-place loop from a run-time start such as range(n0, n1)).
     for j in range(j0, j1):
         i, f, g, o = (gates[j, s0:s1], gates[H + j, s0:s1], gates[2 * H + j, s0:s1],
                       gates[3 * H + j, s0:s1])
