@@ -104,7 +104,7 @@ def _add_rows(dgh, db_hn):
 
 
 def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, streams):
-    T, N, H = a.shape
+    N = a.shape[1]
     for i in prange(streams):
         lo, hi = span(N, streams, i)
         if hi > lo:
