@@ -18,14 +18,14 @@ import numpy as np
 from rnnkit.config import JIT, serial_and_parallel
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.blas import gemm
-from rnnkit.kernels.blocks import parts_for, span, transpose_into
+from rnnkit.kernels.blocks import MIN_STREAMS, parts_for, span, transpose_into
 from rnnkit.kernels.checks import check, shape
 
 # The recurrence splits across threads by blocks of hidden units (each thread then reads only
 # its share of W_h per step; measured faster than blocks of streams from H=128 on, by 5-17%),
 # or by blocks of streams when H is too small to share. Per thread at least MIN_UNITS units or
-# MIN_STREAMS streams.
-MIN_UNITS, MIN_STREAMS = 32, 8
+# MIN_STREAMS streams (the other cells' figure, from blocks.py).
+MIN_UNITS = 32
 
 # Copying W_h.T (about 1 ns a number) pays for itself from about this many T*N on: the fast
 # layout saves ~30% of each step's product (measured at H=512, N=16-64). Below it, as when
