@@ -195,7 +195,8 @@ def test_threaded_blocks_match_one_thread_and_naive(cell):
 
 def test_lstm_blocks_match_one_block_and_naive(monkeypatch):
     """The LSTM recurrence split by hidden units (uneven blocks here), and by streams, against
-    one block and the reference; each with W_h transposed first and without."""
+    one block and the reference; each with W_h transposed first and without, and with the
+    weight gradients computed transposed and as they lie."""
     import numba
 
     from rnnkit.kernels import lstm
@@ -214,10 +215,12 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch):
     try:
         for min_units, min_streams, expect in ((64, 1, (2, 1)), (10 ** 9, 1, (1, 2)),
                                                (10 ** 9, 10 ** 9, (1, 1))):
-            for transpose_from in (0, 10 ** 9):  # W_h copied transposed, or read as it is
+            # W_h copied transposed or read as it is; dW transposed or as it lies.
+            for transpose_from, dw_upto in ((0, 10 ** 9), (10 ** 9, 0)):
                 monkeypatch.setattr(lstm, "MIN_UNITS", min_units)
                 monkeypatch.setattr(lstm, "MIN_STREAMS", min_streams)
                 monkeypatch.setattr(lstm, "TRANSPOSE_FROM", transpose_from)
+                monkeypatch.setattr(lstm, "DW_TRANSPOSED_UPTO", dw_upto)
                 assert lstm.split(cfg.hidden, N) == expect
                 loss, new = model.forward_backward(x, y, state.copy())
                 runs.append((loss, model.grads.copy(), new, model.dstate.copy()))

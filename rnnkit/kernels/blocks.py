@@ -53,6 +53,17 @@ def transpose_into(src, dst):
 
 
 @njit(**JIT)
+def add_transposed(src, dst):
+    """dst += src.T, tiled as transpose_into."""
+    P, Q = src.shape
+    for p0 in range(0, P, 16):
+        for q0 in range(0, Q, 16):
+            for q in range(q0, min(q0 + 16, Q)):
+                for p in range(p0, min(p0 + 16, P)):
+                    dst[q, p] += src[p, q]
+
+
+@njit(**JIT)
 def add_parts(parts, out):
     for i in range(parts.shape[0]):
         out += parts[i]
