@@ -17,10 +17,10 @@ def forward(cell, x, p, buf):
                        buf["cs"], buf["ht"], buf["wt"])
     elif cell == "gru":
         K.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
-                      buf["hs"], buf["work"])
+                      buf["hs"], buf["work"], buf["work_t"], buf["wt"])
     else:
         K.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], buf["work"],
-                      relu=cell == "rnn-relu")
+                      buf["work_t"], buf["wt"], relu=cell == "rnn-relu")
 
 
 def backward(cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
@@ -35,7 +35,7 @@ def backward(cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
                        scratch["work_h"])
     else:
         K.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"],
-                       g["b"], scratch["dg"], relu=cell == "rnn-relu")
+                       g["b"], scratch["dg"], scratch["work_h"], relu=cell == "rnn-relu")
 
 
 def _zeros(dtype):
@@ -51,7 +51,8 @@ def layer_buffers(cell, T, N, H, dtype):
         return {"gates": empty(K.lstm_gates_shape(T, N, H, dtype)), "hs": empty((T + 1, N, H)),
                 "c": empty((N, H)), "cs": empty((H, T + 1, N)), "ht": empty((2, H, N)),
                 "wt": empty((4 * H, H))}
-    buf = {"gates": empty((T, N, G * H)), "hs": empty((T + 1, N, H)), "work": empty((N, G * H))}
+    buf = {"gates": empty((T, N, G * H)), "hs": empty((T + 1, N, H)), "work": empty((N, G * H)),
+           "work_t": empty((G * H, N)), "wt": empty((G * H, H))}
     if cell == "gru":
         buf["a"] = empty((T, N, H))
     return buf
@@ -63,8 +64,7 @@ def scratch_buffers(cell, T, N, H, dtype):
     if cell == "lstm":
         return {"dg": empty(K.lstm_gates_shape(T, N, H, dtype)), "dht": empty((H, N)),
                 "dct": empty((H, N))}
-    s = {"dg": empty((T, N, G * H))}
+    s = {"dg": empty((T, N, G * H)), "work_h": empty((H, N))}
     if cell == "gru":
         s["dgh"] = empty((T, N, G * H))
-        s["work_h"] = empty((N, H))
     return s

@@ -24,6 +24,22 @@ def make(cell, layers=1, dtype=np.float64, seed=0, **kw):
     return model, x, y, state
 
 
+@pytest.fixture(params=["default", "other"], ids=["layouts-default", "layouts-other"])
+def layouts(request, monkeypatch):
+    """Each kernel picks some layouts by size, and the test sizes are small: "other" flips
+    every such choice (GRU/RNN per-step products in blas.py's fast layout, LSTM W_h copied
+    transposed and dW as it lies), so both sides of each threshold are tested."""
+    from rnnkit.kernels import gru, lstm, rnn
+
+    if request.param == "other":
+        for mod in (gru, rnn):
+            monkeypatch.setattr(mod, "FAST_FROM", 0)
+        monkeypatch.setattr(gru, "FAST_BACKWARD_FROM", 0)
+        monkeypatch.setattr(lstm, "TRANSPOSE_FROM", 0)
+        monkeypatch.setattr(lstm, "DW_TRANSPOSED_UPTO", 0)
+    return request.param
+
+
 def rel_error(a, b):
     """torch-rnn's elementwise relative error, max over entries. Entries that are zero in
     both (unused embedding rows) meet the floor: there the bound is 1e-12 absolute."""
@@ -80,7 +96,7 @@ def model_fd_errors(model, x, y, state, rng_seed=None):
 
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("cell", CELLS)
-def test_gradients_finite_differences(cell, layers):
+def test_gradients_finite_differences(cell, layers, layouts):
     model, x, y, state = make(cell, layers)
     errors = model_fd_errors(model, x, y, state)
     assert max(errors.values()) < 1e-6, errors
@@ -167,7 +183,7 @@ def test_step_kernels_match_batched_forward(cell, monkeypatch):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_threaded_blocks_match_one_thread_and_naive(cell):
+def test_threaded_blocks_match_one_thread_and_naive(cell, layouts):
     """A batch big enough for the threaded drivers (blocks of streams and of rows)."""
     import numba
 
