@@ -6,6 +6,11 @@ products alone through numpy (the floor), and for PyTorch twice: with its defaul
 best (glibc malloc thresholds raised; oneDNN off for batch-1 generation). PyTorch runs in child
 processes because malloc settings are read at process start.
 
+Everything is timed in --rounds rounds (default 3), one after another, and each column shows
+its best round: the machine these figures come from has phases, seconds to minutes long, in
+which threaded code runs up to 1.6x slower, and a single window per config lands in one at
+random. PyTorch gets a fresh process each round, so its malloc luck gets as many draws.
+
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/train_step.py --threads 2
 """
 import argparse
@@ -185,6 +190,9 @@ def main():
     ap.add_argument("--which", choices=["all", "char", "word", "gen"], default="all")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-torch", action="store_true", help="rnnkit and the floor only")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="time everything this many times, one round after another, and report "
+                         "each side's best (PyTorch gets a fresh process each round)")
     args = ap.parse_args()
     cfgs = configs(args.which)
     if args.torch_worker:
@@ -200,25 +208,36 @@ def main():
             print(f"warning: {var} is set; it slows OpenBLAS here (see the docstring)")
     t0 = time.perf_counter()
     from rnnkit.model import Model, ModelConfig  # noqa: F401  time the kernels' first load
-    ours = {c["name"]: run_rnnkit(c) for c in cfgs}
-    print(f"rnnkit: all configs incl. kernel load/compile {time.perf_counter() - t0:.1f} s",
-          flush=True)
-    floor = {c["name"]: run_floor(c, args.threads) for c in cfgs}
-    torch_default = {} if args.no_torch else torch_child(args.which, args.threads, False)
-    torch_best = {} if args.no_torch else torch_child(args.which, args.threads, True)
+    rounds = []
+    for r in range(args.rounds):
+        ours = {c["name"]: run_rnnkit(c) for c in cfgs}
+        if r == 0:
+            print(f"rnnkit: all configs incl. kernel load/compile "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
+        floor = {c["name"]: run_floor(c, args.threads) for c in cfgs}
+        torch_default = {} if args.no_torch else torch_child(args.which, args.threads, False)
+        torch_best = {} if args.no_torch else torch_child(args.which, args.threads, True)
+        rounds.append((ours, floor, torch_default, torch_best))
+        print(f"round {r + 1} of {args.rounds} done", flush=True)
+
+    def best(column, name):
+        return max(rd[column].get(name, float("nan")) for rd in rounds)
+
     unit = "tok/s"
-    print(f"threads={args.threads}; {unit}; ratios are rnnkit / PyTorch")
+    print(f"threads={args.threads}; {unit}, best of {args.rounds} rounds; ratios are "
+          f"rnnkit / PyTorch")
     head = f"{'config':<28}{'rnnkit':>10}{'floor':>10}{'torch':>10}{'torch*':>10}" \
-           f"{'x torch':>9}{'x torch*':>9}"
+           f"{'x torch':>9}{'x torch*':>9}{'worst':>7}"
     print(head)
     print("-" * len(head))
     for c in cfgs:
         n = c["name"]
-        td, tb = torch_default.get(n, float("nan")), torch_best.get(n, float("nan"))
-        print(f"{n:<28}{ours[n]:>10.0f}{floor[n]:>10.0f}{td:>10.0f}{tb:>10.0f}"
-              f"{ours[n] / td:>9.2f}{ours[n] / tb:>9.2f}", flush=True)
-    print("floor: the step's matrix products alone through numpy; torch*: PyTorch at its best")
-
+        ours, floor, td, tb = (best(i, n) for i in range(4))
+        worst = min(rd[0][n] for rd in rounds) / ours
+        print(f"{n:<28}{ours:>10.0f}{floor:>10.0f}{td:>10.0f}{tb:>10.0f}"
+              f"{ours / td:>9.2f}{ours / tb:>9.2f}{worst:>7.2f}", flush=True)
+    print("floor: the step's matrix products alone through numpy; torch*: PyTorch at its best;")
+    print("worst: rnnkit's slowest round over its best (this machine has slow phases)")
 
 if __name__ == "__main__":
     main()
