@@ -60,6 +60,25 @@ def sample(logits, rng):
     return int(np.searchsorted(np.cumsum(p), rng.random() * p.sum()))
 
 
+def region_us(count=6400):
+    """Microseconds an empty two-block parallel region takes here: a marker of the machine's
+    phase (about 0.8 in its fast phase, 2 in its slow one, where threaded code is slower)."""
+    import numba
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def regions(a, count):
+        for _ in range(count):
+            for i in prange(2):
+                a[i * 16] += 1.0
+
+    a = np.zeros(32)
+    regions(a, 10)
+    t = time.perf_counter()
+    regions(a, count)
+    return 1e6 * (time.perf_counter() - t) / count if numba.get_num_threads() > 1 else 0.0
+
+
 def run_rnnkit(c):
     from rnnkit.model import Model, ModelConfig
     from rnnkit.optim import clip_gradients, make_optimizer
@@ -210,7 +229,9 @@ def main():
     from rnnkit.model import Model, ModelConfig  # noqa: F401  time the kernels' first load
     rounds = []
     for r in range(args.rounds):
+        before = region_us()
         ours = {c["name"]: run_rnnkit(c) for c in cfgs}
+        after = region_us()
         if r == 0:
             print(f"rnnkit: all configs incl. kernel load/compile "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
@@ -218,7 +239,8 @@ def main():
         torch_default = {} if args.no_torch else torch_child(args.which, args.threads, False)
         torch_best = {} if args.no_torch else torch_child(args.which, args.threads, True)
         rounds.append((ours, floor, torch_default, torch_best))
-        print(f"round {r + 1} of {args.rounds} done", flush=True)
+        print(f"round {r + 1} of {args.rounds} done; an empty parallel region took "
+              f"{before:.2f} us before rnnkit's configs, {after:.2f} us after", flush=True)
 
     def best(column, name):
         return max(rd[column].get(name, float("nan")) for rd in rounds)
@@ -237,7 +259,8 @@ def main():
         print(f"{n:<28}{ours:>10.0f}{floor:>10.0f}{td:>10.0f}{tb:>10.0f}"
               f"{ours / td:>9.2f}{ours / tb:>9.2f}{worst:>7.2f}", flush=True)
     print("floor: the step's matrix products alone through numpy; torch*: PyTorch at its best;")
-    print("worst: rnnkit's slowest round over its best (this machine has slow phases)")
+    print("worst: rnnkit's slowest round over its best (this machine has slow phases, in which "
+          "an empty parallel region takes 2 us or more instead of 0.8)")
 
 if __name__ == "__main__":
     main()
