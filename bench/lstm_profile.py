@@ -4,10 +4,10 @@ the same matrix products alone (the floor), so what is left is gate math and ove
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/lstm_profile.py --threads 2
 
 Columns (ms, median of repeats): fwd, bwd = lstm_forward, lstm_backward; proj = the input
-projection (T*N x D) @ (D x 4H); step = the T per-step products (N x H) @ (H x 4H), one thread
-each; grads = dW_x, dW_h and dx over all steps. The floor runs numpy with the same BLAS threads
-the kernel's blocks use (one each), so fwd - proj/threads - step/threads is the gate math and
-the meeting points, roughly.
+projection (T*N x D) @ (D x 4H); step = the T per-step products, W_h.T (4H x H) @ h.T (H x N)
+as the kernel lays them out; grads = dW_x, dW_h and dx over all steps. The floor runs numpy
+with one BLAS thread, as each of the kernel's blocks does, so fwd - (proj + step) / threads is
+the gate math and the meeting points, roughly.
 """
 import argparse
 import time
@@ -58,13 +58,14 @@ def floor(x, w_x, w_h, hprev, N, T):
 
     H = w_h.shape[0]
     out = np.empty((x.shape[0], 4 * H), x.dtype)
-    g = np.empty((N, 4 * H), x.dtype)
+    g = np.empty((4 * H, N), x.dtype)
     dwx, dwh, dx = np.empty_like(w_x), np.empty_like(w_h), np.empty_like(x)
-    h = hprev[:N]
+    # The step's product in the kernel's layout: W_h.T (4H, H) @ h.T (H, N).
+    wt, ht = np.ascontiguousarray(w_h.T), np.ascontiguousarray(hprev[:N].T)
 
     def steps():
         for _ in range(T):
-            np.dot(h, w_h, g)
+            np.dot(wt, ht, g)
 
     def grads():
         np.dot(x.T, out, dwx)
@@ -84,8 +85,11 @@ def main():
     a = ap.parse_args()
     from rnnkit.threads import set_threads
 
+    from train_step import region_us  # the machine's phase marker (bench/train_step.py)
+
     threads = set_threads(a.threads)
-    print(f"threads {threads}, T={a.T}, float32; ms per call")
+    print(f"threads {threads}, T={a.T}, float32; ms per call; an empty parallel region takes "
+          f"{region_us():.2f} us")
     print("| H | N | fwd | bwd | proj | step | grads | fwd - floor | bwd - floor |")
     print("|---|---|-----|-----|------|------|-------|-------------|-------------|")
     for cfg in a.configs.split(","):
