@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnkit import kernels as K
-from rnnkit.cells import CELLS, GATES, backward, forward, layer_buffers, scratch_buffers
+from rnnkit.cells import CELLS, GATES, backward, forward, layer_buffers, scratch_buffers, zeros
 
 STEP_MAX_N = 8  # up to this many streams, sampling uses the per-unit step kernels
 
@@ -83,8 +83,8 @@ class Model:
         self.cfg, self.dtype = cfg, np.dtype(dtype)
         shapes = cfg.shapes()
         size = sum(int(np.prod(s)) for s in shapes.values())
-        self.params = np.zeros(size, self.dtype)
-        self.grads = np.zeros(size, self.dtype)
+        self.params = zeros(size, self.dtype)
+        self.grads = zeros(size, self.dtype)
         self.p, self.g = _views(self.params, shapes), _views(self.grads, shapes)
         self._ws = {}
         self.lp = [self.layer(self.p, i) for i in range(cfg.layers)]
@@ -127,7 +127,7 @@ class Model:
         if (N, T) not in self._ws:
             if len(self._ws) >= 3:  # training, evaluation and sampling shapes
                 self._ws.pop(next(iter(self._ws)))
-            cfg, empty = self.cfg, (lambda s: np.zeros(s, self.dtype))
+            cfg, empty = self.cfg, (lambda s: zeros(s, self.dtype))
             H, E, L = cfg.hidden, cfg.embed, cfg.layers
             self._ws[N, T] = {
                 "emb": empty((T, N, E)),

@@ -251,6 +251,16 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch):
         np.testing.assert_allclose(run[3].c, runs[-1][3].c, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_workspace_buffers_start_cache_lines(cell):
+    model = make(cell, 2)[0]
+    ws = model.workspace(N, T)
+    arrays = [ws["emb"], ws["logits"], *ws["dtop"], ws["demb"], ws["dh"], ws["dc"],
+              *ws["scratch"].values(), *(a for layer in ws["layers"] for a in layer.values())]
+    assert all(a.ctypes.data % 64 == 0 for a in arrays)
+    assert all(not a.any() for a in arrays)
+
+
 def test_config_checks():
     with pytest.raises(ValueError, match="cell"):
         ModelConfig(cell="transformer", vocab_size=5)
