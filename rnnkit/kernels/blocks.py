@@ -43,25 +43,18 @@ def layer_grads_rows(x, hprev, dgx, dgh, w_x, dx, pw_x, pw_h, pb, lo, hi):
 
 
 @njit(**JIT)
-def transpose_into(src, dst):
-    """dst = src.T, in 16 x 16 tiles so both sides stay in cache lines already loaded."""
+def transpose_into(src, dst, add=False):
+    """dst = src.T (dst += src.T when add), in 16 x 16 tiles so both sides stay in cache
+    lines already loaded."""
     P, Q = src.shape
     for p0 in range(0, P, 16):
         for q0 in range(0, Q, 16):
             for q in range(q0, min(q0 + 16, Q)):
                 for p in range(p0, min(p0 + 16, P)):
-                    dst[q, p] = src[p, q]
-
-
-@njit(**JIT)
-def add_transposed(src, dst):
-    """dst += src.T, tiled as transpose_into."""
-    P, Q = src.shape
-    for p0 in range(0, P, 16):
-        for q0 in range(0, Q, 16):
-            for q in range(q0, min(q0 + 16, Q)):
-                for p in range(p0, min(p0 + 16, P)):
-                    dst[q, p] += src[p, q]
+                    if add:
+                        dst[q, p] += src[p, q]
+                    else:
+                        dst[q, p] = src[p, q]
 
 
 @njit(**JIT)
@@ -100,10 +93,7 @@ def step_grad(dg, w, d, d_t, fast, add):
     d_t (H, M), then transposed into d."""
     if fast:
         gemm(w, dg, d_t, False, True, 0.0)
-        if add:
-            add_transposed(d_t, d)
-        else:
-            transpose_into(d_t, d)
+        transpose_into(d_t, d, add)
     else:
         gemm(dg, w, d, False, True, 1.0 if add else 0.0)
 

@@ -18,7 +18,7 @@ import numpy as np
 from rnnkit.config import JIT, serial_and_parallel
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.blas import gemm
-from rnnkit.kernels.blocks import MIN_STREAMS, add_transposed, parts_for, span, transpose_into
+from rnnkit.kernels.blocks import MIN_STREAMS, parts_for, span, transpose_into
 from rnnkit.kernels.checks import check, shape
 
 # The recurrence splits across threads by blocks of hidden units (each thread then reads only
@@ -212,8 +212,8 @@ def _backward(x, hprev, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, 
             D = x.shape[1]
             gemm(dg2[r0:r1], x, dwt[r0:r1, :D], False, False, 0.0)
             gemm(dg2[r0:r1], hprev, dwt[r0:r1, D:], False, False, 0.0)
-            add_transposed(dwt[r0:r1, :D], dw_x[:, r0:r1])
-            add_transposed(dwt[r0:r1, D:], dw_h[:, r0:r1])
+            transpose_into(dwt[r0:r1, :D], dw_x[:, r0:r1], True)
+            transpose_into(dwt[r0:r1, D:], dw_h[:, r0:r1], True)
         else:
             gemm(x, dg2[r0:r1], dw_x[:, r0:r1], True, True, 1.0)
             gemm(hprev, dg2[r0:r1], dw_h[:, r0:r1], True, True, 1.0)
