@@ -27,13 +27,14 @@ def _repeat(a, b, c, reps):
         gemm(a, b, c, False, False, 1.0)
 
 
-def gflops(a, b, c, flop):
+def rate(fn, args, flop):
+    """GFLOP/s of fn(*args, reps), best of 5 timings."""
     reps = max(10, int(2e9 / flop))
-    _repeat(a, b, c, 2)
+    fn(*args, 2)
     best = np.inf
     for _ in range(5):
         t = time.perf_counter()
-        _repeat(a, b, c, reps)
+        fn(*args, reps)
         best = min(best, (time.perf_counter() - t) / reps)
     return flop / best / 1e9
 
@@ -46,9 +47,9 @@ def main():
         h = rng.standard_normal((N, H), dtype=np.float32)
         w = rng.standard_normal((H, J), dtype=np.float32)
         flop = 2.0 * N * H * J
-        slow = gflops(h, w, np.zeros((N, J), np.float32), flop)
-        fast = gflops(np.ascontiguousarray(w.T), np.ascontiguousarray(h.T),
-                      np.zeros((J, N), np.float32), flop)
+        slow = rate(_repeat, (h, w, np.zeros((N, J), np.float32)), flop)
+        fast = rate(_repeat, (np.ascontiguousarray(w.T), np.ascontiguousarray(h.T),
+                              np.zeros((J, N), np.float32)), flop)
         print(f"{N:4d} {H:5d} {J:5d} {slow:13.0f} {fast:14.0f} {fast / slow:6.2f}")
 
 
@@ -76,17 +77,6 @@ def _grad_fast_then_transpose(dg, w, d_t, d, reps):
     for _ in range(reps):
         gemm(w, dg, d_t, False, True, 0.0)
         transpose_into(d_t, d)
-
-
-def rate(fn, args, flop):
-    reps = max(10, int(2e9 / flop))
-    fn(*args, 2)
-    best = np.inf
-    for _ in range(5):
-        t = time.perf_counter()
-        fn(*args, reps)
-        best = min(best, (time.perf_counter() - t) / reps)
-    return flop / best / 1e9
 
 
 def stream_major_cells():

@@ -262,5 +262,6 @@ def main():
     print("worst: rnnkit's slowest round over its best (this machine has slow phases, in which "
           "an empty parallel region takes 2 us or more instead of 0.8)")
 
+
 if __name__ == "__main__":
     main()
