@@ -35,7 +35,7 @@ def layer(H, N, T, D, dtype=np.float32):
     c = np.zeros((N, H), dtype)
     G = K.lstm_gates_shape(T, N, H, dtype)
     gates, dgates = np.empty(G, dtype), np.empty(G, dtype)
-    cs, ht, wt = np.empty((H, T + 1, N), dtype), np.empty((2, H, N), dtype), np.empty(
+    cs, ht, wp = np.empty((H, T + 1, N), dtype), np.empty((2, H, N), dtype), np.empty(
         (4 * H, H), dtype)
     dhs, dh, dc = f(T, N, H), np.zeros((N, H), dtype), np.zeros((N, H), dtype)
     dx, dw_x, dw_h, db = np.empty_like(x), np.zeros_like(w_x), np.zeros_like(w_h), np.zeros_like(b)
@@ -43,13 +43,13 @@ def layer(H, N, T, D, dtype=np.float32):
 
     def fwd():
         c[:] = 0
-        K.lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, ht, wt)
+        K.lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, ht, wp)
 
     def bwd():
         dh[:] = 0
         dc[:] = 0
         K.lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates,
-                        dht, dct)
+                        dht, dct, wp)
     return fwd, bwd, (x.reshape(T * N, D), w_x, w_h, hs[:T].reshape(T * N, H))
 
 

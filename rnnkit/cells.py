@@ -14,7 +14,7 @@ GATES = {"rnn-tanh": 1, "rnn-relu": 1, "lstm": 4, "gru": 3}
 def forward(cell, x, p, buf):
     if cell == "lstm":
         K.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
-                       buf["cs"], buf["ht"], buf["wt"])
+                       buf["cs"], buf["ht"], buf["wp"])
     elif cell == "gru":
         K.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
                       buf["hs"], buf["work"], buf["work_t"], buf["wt"])
@@ -28,7 +28,7 @@ def backward(cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
     if cell == "lstm":
         K.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc,
                         dx, g["w_x"], g["w_h"], g["b"], scratch["dg"], scratch["dht"],
-                        scratch["dct"])
+                        scratch["dct"], scratch["wp"])
     elif cell == "gru":
         K.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
                        g["w_x"], g["w_h"], g["b"], g["b_hn"], scratch["dg"], scratch["dgh"],
@@ -63,7 +63,7 @@ def layer_buffers(cell, T, N, H, dtype):
     if cell == "lstm":
         return {"gates": empty(K.lstm_gates_shape(T, N, H, dtype)), "hs": empty((T + 1, N, H)),
                 "c": empty((N, H)), "cs": empty((H, T + 1, N)), "ht": empty((2, H, N)),
-                "wt": empty((4 * H, H))}
+                "wp": empty((4 * H, H))}
     buf = {"gates": empty((T, N, G * H)), "hs": empty((T + 1, N, H)), "work": empty((N, G * H)),
            "work_t": empty((G * H, N)), "wt": empty((G * H, H))}
     if cell == "gru":
@@ -76,7 +76,7 @@ def scratch_buffers(cell, T, N, H, dtype):
     G, empty = GATES[cell], _zeros(dtype)
     if cell == "lstm":
         return {"dg": empty(K.lstm_gates_shape(T, N, H, dtype)), "dht": empty((H, N)),
-                "dct": empty((H, N))}
+                "dct": empty((H, N)), "wp": empty((4 * H, H))}
     s = {"dg": empty((T, N, G * H)), "work_h": empty((H, N))}
     if cell == "gru":
         s["dgh"] = empty((T, N, G * H))

@@ -27,15 +27,15 @@ def make(cell, layers=1, dtype=np.float64, seed=0, **kw):
 @pytest.fixture(params=["default", "other"], ids=["layouts-default", "layouts-other"])
 def layouts(request, monkeypatch):
     """Each kernel picks some layouts by size, and the test sizes are small: "other" flips
-    every such choice (GRU/RNN per-step products in blas.py's fast layout, LSTM W_h copied
-    transposed and dW as it lies), so both sides of each threshold are tested."""
+    every such choice (GRU/RNN per-step products in blas.py's fast layout, LSTM W_h packed
+    and dW as it lies), so both sides of each threshold are tested."""
     from rnnkit.kernels import gru, lstm, rnn
 
     if request.param == "other":
         for mod in (gru, rnn):
             monkeypatch.setattr(mod, "FAST_FROM", 0)
         monkeypatch.setattr(gru, "FAST_BACKWARD_FROM", 0)
-        monkeypatch.setattr(lstm, "TRANSPOSE_FROM", 0)
+        monkeypatch.setattr(lstm, "PACK_FROM", 0)
         monkeypatch.setattr(lstm, "DW_TRANSPOSED_UPTO", 0)
     return request.param
 
@@ -100,6 +100,33 @@ def test_gradients_finite_differences(cell, layers, layouts):
     model, x, y, state = make(cell, layers)
     errors = model_fd_errors(model, x, y, state)
     assert max(errors.values()) < 1e-6, errors
+
+
+def test_lstm_packed_panels_match_naive(layouts):
+    """H = 2 * MR + 3: the packed W_h has whole panels and single rows, and N = 3 streams fill
+    only part of a vector, so every kind of tile runs (kernels/tiles.py)."""
+    from rnnkit.kernels import tiles
+
+    hidden = 2 * tiles.MR + 3
+    cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=hidden, layers=2)
+    model = Model(cfg, dtype=np.float64, seed=3)
+    rng = np.random.default_rng(4)
+    model.params[:] = rng.uniform(-0.3, 0.3, model.params.size)
+    x, y = rng.integers(0, V, (3, T)), rng.integers(0, V, (3, T))
+    state = model.init_state(3)
+    state.h[...] = rng.uniform(-0.5, 0.5, state.h.shape)
+    state.c[...] = rng.uniform(-0.5, 0.5, state.c.shape)
+    loss, new = model.forward_backward(x, y, state.copy())
+    ref_loss, ref_h, ref_c = naive.model_loss(cfg, model.p, x, y, state.h, state.c)
+    assert abs(loss - ref_loss) < 1e-12
+    np.testing.assert_allclose(new.h, ref_h, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(new.c, ref_c, rtol=0, atol=1e-12)
+    analytic, dh0 = model.g["l1.w_h"].copy(), model.dstate.h.copy()
+
+    def f():
+        return model.forward_backward(x, y, state.copy())[0]
+    assert rel_error(analytic, numeric_grad(f, model.p["l1.w_h"])) < 1e-6
+    assert rel_error(dh0, numeric_grad(f, state.h)) < 1e-6
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -231,11 +258,11 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch):
     try:
         for min_units, min_streams, expect in ((64, 1, (2, 1)), (10 ** 9, 1, (1, 2)),
                                                (10 ** 9, 10 ** 9, (1, 1))):
-            # W_h copied transposed or read as it is; dW transposed or as it lies.
-            for transpose_from, dw_upto in ((0, 10 ** 9), (10 ** 9, 0)):
+            # W_h packed or read as it is; dW transposed or as it lies.
+            for pack_from, dw_upto in ((0, 10 ** 9), (10 ** 9, 0)):
                 monkeypatch.setattr(lstm, "MIN_UNITS", min_units)
                 monkeypatch.setattr(lstm, "MIN_STREAMS", min_streams)
-                monkeypatch.setattr(lstm, "TRANSPOSE_FROM", transpose_from)
+                monkeypatch.setattr(lstm, "PACK_FROM", pack_from)
                 monkeypatch.setattr(lstm, "DW_TRANSPOSED_UPTO", dw_upto)
                 assert lstm.split(cfg.hidden, N) == expect
                 loss, new = model.forward_backward(x, y, state.copy())
