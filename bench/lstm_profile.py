@@ -33,23 +33,23 @@ def layer(H, N, T, D, dtype=np.float32):
     x, w_x, w_h, b = f(T, N, D), f(D, 4 * H), f(H, 4 * H), f(4 * H)
     hs = np.zeros((T + 1, N, H), dtype)
     c = np.zeros((N, H), dtype)
-    G = K.lstm_gates_shape(T, N, H, dtype)
-    gates, dgates = np.empty(G, dtype), np.empty(G, dtype)
-    cs, ht, wp = np.empty((H, T + 1, N), dtype), np.empty((2, H, N), dtype), np.empty(
-        (4 * H, H), dtype)
+    gates, dgates = np.empty((T, 4 * H, N), dtype), np.empty((T, 4 * H, N), dtype)
+    cs, z, wt = (np.empty((T + 1, H, N), dtype), np.empty((T + 1, D + H, N), dtype),
+                 np.empty(K.lstm_wt_shape(D, H, dtype), dtype))
     dhs, dh, dc = f(T, N, H), np.zeros((N, H), dtype), np.zeros((N, H), dtype)
     dx, dw_x, dw_h, db = np.empty_like(x), np.zeros_like(w_x), np.zeros_like(w_h), np.zeros_like(b)
     dht, dct = np.empty((H, N), dtype), np.empty((H, N), dtype)
+    dwt = np.empty((4 * H, D + H), dtype)
 
     def fwd():
         c[:] = 0
-        K.lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, ht, wp)
+        K.lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt)
 
     def bwd():
         dh[:] = 0
         dc[:] = 0
-        K.lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates,
-                        dht, dct, wp)
+        K.lstm_backward(x, w_x, w_h, hs, gates, cs, wt, dhs, dh, dc, dx, dw_x, dw_h, db,
+                        dgates, dht, dct, dwt)
     return fwd, bwd, (x.reshape(T * N, D), w_x, w_h, hs[:T].reshape(T * N, H))
 
 

@@ -14,7 +14,7 @@ GATES = {"rnn-tanh": 1, "rnn-relu": 1, "lstm": 4, "gru": 3}
 def forward(cell, x, p, buf):
     if cell == "lstm":
         K.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
-                       buf["cs"], buf["ht"], buf["wp"])
+                       buf["cs"], buf["z"], buf["wt"])
     elif cell == "gru":
         K.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
                       buf["hs"], buf["work"], buf["work_t"], buf["wt"])
@@ -26,9 +26,11 @@ def forward(cell, x, p, buf):
 def backward(cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
     """Gradients accumulate into g; dh (and dc) go from final-state to initial-state grads."""
     if cell == "lstm":
-        K.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc,
-                        dx, g["w_x"], g["w_h"], g["b"], scratch["dg"], scratch["dht"],
-                        scratch["dct"], scratch["wp"])
+        H = dh.shape[1]
+        dwt = scratch["dwt"][:4 * H * (x.shape[2] + H)].reshape(4 * H, -1)  # this layer's D
+        K.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], buf["wt"],
+                        dhs, dh, dc, dx, g["w_x"], g["w_h"], g["b"], scratch["dg"],
+                        scratch["dht"], scratch["dct"], dwt)
     elif cell == "gru":
         K.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
                        g["w_x"], g["w_h"], g["b"], g["b_hn"], scratch["dg"], scratch["dgh"],
@@ -55,15 +57,15 @@ def _zeros(dtype):
     return lambda shape: zeros(shape, dtype)
 
 
-def layer_buffers(cell, T, N, H, dtype):
-    """Per-layer forward caches (what backward reads back) and state. hs[0] holds the initial
-    h, and for LSTM c the initial cell state; after forward, hs[-1] and c the final ones. The
-    LSTM keeps its caches feature-major (kernels/lstm.py says why)."""
+def layer_buffers(cell, T, N, D, H, dtype):
+    """Per-layer forward caches (what backward reads back) and state, for inputs of size D.
+    hs[0] holds the initial h, and for LSTM c the initial cell state; after forward, hs[-1]
+    and c the final ones. The LSTM keeps its caches feature-major (kernels/lstm.py says why)."""
     G, empty = GATES[cell], _zeros(dtype)
     if cell == "lstm":
-        return {"gates": empty(K.lstm_gates_shape(T, N, H, dtype)), "hs": empty((T + 1, N, H)),
-                "c": empty((N, H)), "cs": empty((H, T + 1, N)), "ht": empty((2, H, N)),
-                "wp": empty((4 * H, H))}
+        return {"gates": empty((T, 4 * H, N)), "hs": empty((T + 1, N, H)), "c": empty((N, H)),
+                "cs": empty((T + 1, H, N)), "z": empty((T + 1, D + H, N)),
+                "wt": empty(K.lstm_wt_shape(D, H, dtype))}
     buf = {"gates": empty((T, N, G * H)), "hs": empty((T + 1, N, H)), "work": empty((N, G * H)),
            "work_t": empty((G * H, N)), "wt": empty((G * H, H))}
     if cell == "gru":
@@ -71,12 +73,12 @@ def layer_buffers(cell, T, N, H, dtype):
     return buf
 
 
-def scratch_buffers(cell, T, N, H, dtype):
-    """Backward scratch, shared by all layers."""
+def scratch_buffers(cell, T, N, D, H, dtype):
+    """Backward scratch, shared by all layers; D: the largest input size."""
     G, empty = GATES[cell], _zeros(dtype)
     if cell == "lstm":
-        return {"dg": empty(K.lstm_gates_shape(T, N, H, dtype)), "dht": empty((H, N)),
-                "dct": empty((H, N)), "wp": empty((4 * H, H))}
+        return {"dg": empty((T, 4 * H, N)), "dht": empty((H, N)), "dct": empty((H, N)),
+                "dwt": empty((4 * H * (D + H),))}
     s = {"dg": empty((T, N, G * H)), "work_h": empty((H, N))}
     if cell == "gru":
         s["dgh"] = empty((T, N, G * H))

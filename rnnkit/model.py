@@ -131,11 +131,12 @@ class Model:
             H, E, L = cfg.hidden, cfg.embed, cfg.layers
             self._ws[N, T] = {
                 "emb": empty((T, N, E)),
-                "layers": [layer_buffers(cfg.cell, T, N, H, self.dtype) for _ in range(L)],
+                "layers": [layer_buffers(cfg.cell, T, N, E if i == 0 else H, H, self.dtype)
+                           for i in range(L)],
                 "inputs": [None] * (L + 1),     # what each layer and the output projection read
                 "masks": [None] * (L + 1),
                 "logits": empty((T * N, cfg.vocab_size)),
-                "scratch": scratch_buffers(cfg.cell, T, N, H, self.dtype),
+                "scratch": scratch_buffers(cfg.cell, T, N, max(E, H), H, self.dtype),
                 "dtop": [empty((T, N, H)), empty((T, N, H))],
                 "demb": empty((T, N, E)),
                 "dh": empty((N, H)), "dc": empty((N, H)),

@@ -27,16 +27,16 @@ def make(cell, layers=1, dtype=np.float64, seed=0, **kw):
 @pytest.fixture(params=["default", "other"], ids=["layouts-default", "layouts-other"])
 def layouts(request, monkeypatch):
     """Each kernel picks some layouts by size, and the test sizes are small: "other" flips
-    every such choice (GRU/RNN per-step products in blas.py's fast layout, LSTM W_h packed
-    and dW as it lies), so both sides of each threshold are tested."""
+    every such choice (GRU/RNN per-step products in blas.py's fast layout, LSTM products in
+    kernels/tiles.py), so both sides of each threshold are tested."""
     from rnnkit.kernels import gru, lstm, rnn
 
     if request.param == "other":
         for mod in (gru, rnn):
             monkeypatch.setattr(mod, "FAST_FROM", 0)
         monkeypatch.setattr(gru, "FAST_BACKWARD_FROM", 0)
-        monkeypatch.setattr(lstm, "PACK_FROM", 0)
-        monkeypatch.setattr(lstm, "DW_TRANSPOSED_UPTO", 0)
+        monkeypatch.setattr(lstm, "TILE_FROM", 0)
+        monkeypatch.setattr(lstm, "DW_EVERY", 2)
     return request.param
 
 
@@ -102,9 +102,9 @@ def test_gradients_finite_differences(cell, layers, layouts):
     assert max(errors.values()) < 1e-6, errors
 
 
-def test_lstm_packed_panels_match_naive(layouts):
-    """H = 2 * MR + 3: the packed W_h has whole panels and single rows, and N = 3 streams fill
-    only part of a vector, so every kind of tile runs (kernels/tiles.py)."""
+def test_lstm_tiles_match_naive(layouts):
+    """H = 2 * MR + 3: the products run whole panels of MR rows and single rows, and N = 3
+    streams fill only part of a vector, so every kind of tile runs (kernels/tiles.py)."""
     from rnnkit.kernels import tiles
 
     hidden = 2 * tiles.MR + 3
@@ -238,8 +238,8 @@ def test_threaded_blocks_match_one_thread_and_naive(cell, layouts):
 
 def test_lstm_blocks_match_one_block_and_naive(monkeypatch):
     """The LSTM recurrence split by hidden units (uneven blocks here), and by streams, against
-    one block and the reference; each with W_h transposed first and without, and with the
-    weight gradients computed transposed and as they lie."""
+    one block and the reference; each with its products in kernels/tiles.py and through
+    BLAS."""
     import numba
 
     from rnnkit.kernels import lstm
@@ -258,12 +258,10 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch):
     try:
         for min_units, min_streams, expect in ((64, 1, (2, 1)), (10 ** 9, 1, (1, 2)),
                                                (10 ** 9, 10 ** 9, (1, 1))):
-            # W_h packed or read as it is; dW transposed or as it lies.
-            for pack_from, dw_upto in ((0, 10 ** 9), (10 ** 9, 0)):
+            for tile_from in (0, 10 ** 9):
                 monkeypatch.setattr(lstm, "MIN_UNITS", min_units)
                 monkeypatch.setattr(lstm, "MIN_STREAMS", min_streams)
-                monkeypatch.setattr(lstm, "PACK_FROM", pack_from)
-                monkeypatch.setattr(lstm, "DW_TRANSPOSED_UPTO", dw_upto)
+                monkeypatch.setattr(lstm, "TILE_FROM", tile_from)
                 assert lstm.split(cfg.hidden, N) == expect
                 loss, new = model.forward_backward(x, y, state.copy())
                 runs.append((loss, model.grads.copy(), new, model.dstate.copy()))

@@ -1,4 +1,4 @@
-"""The packed per-step product (kernels/tiles.py) against numpy."""
+"""The register-tiled products (kernels/tiles.py) against numpy."""
 import numpy as np
 import pytest
 
@@ -7,30 +7,37 @@ from rnnkit.kernels import tiles
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ncols", [1, 3, 5, 7, 16, 19, 20, 31, 32, 33, 64, 71])
-def test_packed_product_matches_numpy(dtype, ncols):
+@pytest.mark.parametrize("transposed", [False, True])
+def test_product_matches_numpy(dtype, ncols, transposed):
+    """Whole panels of MR rows and a remainder, every column count a vector splits into, A
+    row-major and read as its transpose, offsets into b and c."""
     MR = tiles.MR
     rng = np.random.default_rng(ncols)
-    M, K, ld = 3 * MR + 3, 13, ncols + 9   # three whole panels and three single rows
-    lo = MR                                 # rows 0:lo packed as a segment of their own
+    M, K = 2 * MR + 5, 11
     w = rng.standard_normal((M, K)).astype(dtype)
-    b = rng.standard_normal((K, ld)).astype(dtype)
-    c = rng.standard_normal((M + 2, ld + 4)).astype(dtype)
-    ap = np.full(M * K, np.nan, dtype)
-    tiles.pack_rows(w, ap, 0, lo)
-    tiles.pack_rows(w, ap, lo, M)
-    ap2 = np.full_like(ap, np.nan)
-    wt = np.ascontiguousarray(w.T)
-    tiles.pack_columns(wt, ap2, 0, lo)
-    tiles.pack_columns(wt, ap2, lo, M)
-    assert np.array_equal(ap, ap2)
+    a = np.ascontiguousarray(w.T) if transposed else w
+    ars, aks = (1, M) if transposed else (K, 1)
+    b = rng.standard_normal((K, ncols + 3)).astype(dtype)
+    c = rng.standard_normal((M + 1, ncols + 4)).astype(dtype)
     want = c.copy()
-    # Rows lo:M only, columns from 2 of b into c from row 1, column 3.
-    want[1 + lo:1 + M, 3:3 + ncols] += w[lo:] @ b[:, 2:2 + ncols]
-    tiles.packed_product(ap, lo, M, K, b, 2, ld, ncols, c, (ld + 4) + 3, ld + 4)
+    want[4:M + 1, 2:2 + ncols] += w[3:] @ b[:, 1:1 + ncols]
+    # Rows 3:M of A into c from row 1, column 2 (c's row r is c row 1 + r).
+    tiles.product(a, 0, ars, aks, 3, M, K, b, 1, ncols + 3, ncols, c, (ncols + 4) + 2,
+                  ncols + 4)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
-    # A thread's share that starts at a panel inside the segment.
-    c2 = c.copy()
-    want[1 + 2 * MR:1 + M, 3:3 + ncols] += w[2 * MR:] @ b[:, 2:2 + ncols]
-    tiles.packed_product(ap, 2 * MR, M, K, b, 2, ld, ncols, c2, (ld + 4) + 3, ld + 4)
-    np.testing.assert_allclose(c2, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_product_runs_sums_over_steps(dtype):
+    """The summed dimension in runs: dW.T += sum over steps t of dgates_t (R, N) @ x_t (N, D),
+    with dgates (T, R, N) and x (T, N, D) as the LSTM's backward lays them out."""
+    rng = np.random.default_rng(0)
+    T, R, N, D = 5, 2 * tiles.MR + 3, 7, 21
+    dg = rng.standard_normal((T, R, N)).astype(dtype)
+    x = rng.standard_normal((T, N, D)).astype(dtype)
+    c = rng.standard_normal((R, D)).astype(dtype)
+    want = c + np.einsum("trn,tnd->rd", dg, x)
+    tiles.product_runs(dg, 0, N, 1, R * N, 0, R, N, T, x, 0, D, N * D, D, c, 0, D)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(c, want, rtol=tol, atol=tol)

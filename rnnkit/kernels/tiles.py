@@ -1,22 +1,17 @@
-"""Register-tiled products against a pre-packed weight, for the recurrences' per-step products.
+"""Register-tiled matrix products for the recurrences' per-step work.
 
-A recurrence multiplies the same W_h by a new state at every step. OpenBLAS packs both operands
-again on each call, and at these sizes (K = 128-2048, 32-64 streams) that packing and the call
-are a large part of the time. Here the weight is packed once per forward or backward, into
-panels of MR rows laid out k-major, and each step's product runs one small kernel per panel
-and column chunk: MR x (NV vectors) accumulators stay in registers over the whole K loop, each
-k loads NV vectors of the state and broadcasts MR weights. Measured here on one core (AMD Zen 5,
-float32, M = 256-1024 rows, K = 128-512, N = 32-64): 256-269 GFLOP/s, where OpenBLAS gets
-192-226 in its best layout for these shapes (bench/gemm_layout.py).
+A recurrence runs T small products a layer (32-64 streams, K = 64-2048), each through a BLAS
+call that packs its operands again and runs at 190-225 GFLOP/s on one core here. The kernel
+below reads its operands where they lie, A by any two strides (a row-major matrix, or one read
+as its transpose) and B by rows, and keeps an MR x (NV vectors) block of C in registers over
+the whole summed dimension: each k loads NV vectors of B's row and broadcasts MR numbers of
+A's column. Measured here on one core (AMD Zen 5, float32, bench/tiles.py): 255-265 GFLOP/s at
+M = 256-1024, K = 32-512, N = 32-192, both A layouts.
 
-The kernel is written in LLVM IR (a Numba intrinsic) because Numba has no vector type: as plain
+It is written in LLVM IR (a Numba intrinsic) because Numba has no vector type: as plain
 loops, LLVM keeps the accumulators in memory. Its vectors are as wide as the CPU's (AVX-512:
-16 floats), so the kernels still cache to disk; Numba keys its cache on the CPU.
-
-Packed layout (M x K weight, in an array of M*K numbers): the rows of a segment lo:hi go in
-panels of MR rows from lo, the panel of rows r..r+MR-1 at offset r*K as (K, MR); the last
-hi - lo mod MR rows as panels of one row, at r*K as (K,). Products over a segment use the same
-cut, so a thread's rows must start a panel.
+16 floats), so the kernels still cache to disk; Numba keys its cache on the CPU. Columns that
+do not fill a vector go through masked loads and stores.
 """
 import llvmlite.binding as ll
 from llvmlite import ir
@@ -60,18 +55,19 @@ def _masked(builder, name, vty, args):
 
 
 def _make_tile(vectors):
-    """An intrinsic tile(a, a0, b, b0, ldb, c, c0, ldc, K, rows, cols): for r < rows and
-    n < cols, c[c0 + r*ldc + n] += sum over k < K of A[r, k] * b[b0 + k*ldb + n], where A is
-    the panel at a0: a[a0 + k*MR + r] when rows == MR, else `rows` panels of one row,
-    a[a0 + r*K + k]. cols: up to `vectors` of the CPU's vectors; a last vector that is not
-    full is read and written through a mask."""
+    """An intrinsic tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, ldc, K, K2, rows,
+    cols): for r < rows and n < cols, c[c0 + r*ldc + n] += the sum over k2 < K2, k < K of
+    a[a0 + r*ars + k*aks + k2*aks2] * b[b0 + k*ldb + k2*ldb2 + n]: a product whose summed
+    dimension comes in K2 runs of K (steps of streams). rows: MR, or fewer, which run one at
+    a time. cols: up to `vectors` of the CPU's vectors; a last vector that is not full is read
+    and written through a mask."""
     @intrinsic
-    def tile(typingctx, a, a0, b, b0, ldb, c, c0, ldc, K, rows, cols):
-        sig = types.void(a, a0, b, b0, ldb, c, c0, ldc, K, rows, cols)
+    def tile(typingctx, a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, ldc, K, K2, rows, cols):
+        sig = types.void(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, ldc, K, K2, rows, cols)
 
         def codegen(context, builder, sig, args):
-            a, a0, b, b0, ldb, c, c0, ldc, K, rows, cols = args
-            ty = sig.args[5].dtype
+            a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, ldc, K, K2, rows, cols = args
+            ty = sig.args[9].dtype
             lanes = VECTOR_BYTES * 8 // ty.bitwidth
             vty = ir.VectorType(context.get_value_type(ty), lanes)
             align = ty.bitwidth // 8
@@ -79,8 +75,8 @@ def _make_tile(vectors):
             intp = context.get_value_type(types.intp)
             const = lambda v: ir.Constant(intp, v)  # noqa: E731
             ap, bp, cp = (builder.gep(context.make_array(t)(context, builder, v).data, [off])
-                          for t, v, off in ((sig.args[0], a, a0), (sig.args[2], b, b0),
-                                            (sig.args[5], c, c0)))
+                          for t, v, off in ((sig.args[0], a, a0), (sig.args[5], b, b0),
+                                            (sig.args[9], c, c0)))
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vty, [vty] * 3),
                 f"llvm.fma.v{lanes}f{ty.bitwidth}")
@@ -112,20 +108,24 @@ def _make_tile(vectors):
                     builder.store(value, ptr, align=align)
 
             def panel(mr, ap, cp, masked):
+                rowoff = [builder.mul(const(r), ars) for r in range(mr)]
                 acc = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes))
                         for _ in range(vectors)] for _ in range(mr)]
                 last = vectors - 1 if masked else vectors
-                with cgutils.for_range(builder, K) as loop:
-                    k = loop.index
-                    brow = builder.gep(bp, [builder.mul(k, ldb)])
-                    bv = [load(builder.gep(brow, [const(v * lanes)]), v == last)
-                          for v in range(vectors)]
-                    arow = builder.gep(ap, [builder.mul(k, const(mr))])
-                    for r in range(mr):
-                        w = broadcast(builder.load(builder.gep(arow, [const(r)])))
-                        for v in range(vectors):
-                            total = builder.call(fma, [w, bv[v], builder.load(acc[r][v])])
-                            builder.store(total, acc[r][v])
+                with cgutils.for_range(builder, K2) as outer:
+                    a2 = builder.gep(ap, [builder.mul(outer.index, aks2)])
+                    b2 = builder.gep(bp, [builder.mul(outer.index, ldb2)])
+                    with cgutils.for_range(builder, K) as loop:
+                        k = loop.index
+                        brow = builder.gep(b2, [builder.mul(k, ldb)])
+                        bv = [load(builder.gep(brow, [const(v * lanes)]), v == last)
+                              for v in range(vectors)]
+                        acol = builder.gep(a2, [builder.mul(k, aks)])
+                        for r in range(mr):
+                            w = broadcast(builder.load(builder.gep(acol, [rowoff[r]])))
+                            for v in range(vectors):
+                                total = builder.call(fma, [w, bv[v], builder.load(acc[r][v])])
+                                builder.store(total, acc[r][v])
                 for r in range(mr):
                     crow = builder.gep(cp, [builder.mul(const(r), ldc)])
                     for v in range(vectors):
@@ -141,7 +141,7 @@ def _make_tile(vectors):
                     with otherwise:
                         with cgutils.for_range(builder, rows) as loop:
                             r = loop.index
-                            panel(1, builder.gep(ap, [builder.mul(r, K)]),
+                            panel(1, builder.gep(ap, [builder.mul(r, ars)]),
                                   builder.gep(cp, [builder.mul(r, ldc)]), masked)
 
             whole = builder.icmp_signed("==", cols, const(vectors * lanes))
@@ -159,53 +159,48 @@ _wide, _one = _make_tile(NV), _make_tile(1)
 
 
 @njit(**JIT)
-def _panel(ap, a0, K, rows, b, b0, ldb, ncols, c, c0, ldc):
+def _panel(a, a0, ars, aks, aks2, K, K2, rows, b, b0, ldb, ldb2, ncols, c, c0, ldc):
     """One panel's rows times b's first ncols columns, chunk by chunk."""
     lanes = VECTOR_BYTES // c.itemsize
     n = 0
     while ncols - n >= NV * lanes:
-        _wide(ap, a0, b, b0 + n, ldb, c, c0 + n, ldc, K, rows, NV * lanes)
+        _wide(a, a0, ars, aks, aks2, b, b0 + n, ldb, ldb2, c, c0 + n, ldc, K, K2, rows,
+              NV * lanes)
         n += NV * lanes
     if ncols - n > lanes:
-        _wide(ap, a0, b, b0 + n, ldb, c, c0 + n, ldc, K, rows, ncols - n)
+        _wide(a, a0, ars, aks, aks2, b, b0 + n, ldb, ldb2, c, c0 + n, ldc, K, K2, rows,
+              ncols - n)
     elif ncols > n:
-        _one(ap, a0, b, b0 + n, ldb, c, c0 + n, ldc, K, rows, ncols - n)
+        _one(a, a0, ars, aks, aks2, b, b0 + n, ldb, ldb2, c, c0 + n, ldc, K, K2, rows,
+             ncols - n)
 
 
 @njit(**JIT)
-def packed_product(ap, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc):
-    """c[r, :ncols] += W[r] @ b[:, :ncols] for the weight's rows lo:hi, W packed in ap by
-    pack_columns or pack_rows over a segment that starts at lo or MR-aligned before it. b's
-    row k starts at b0 + k*ldb; c's row r at c0 + r*ldc (offsets into the arrays' data, in
-    numbers; row 0 is the weight's first row)."""
-    r = lo
-    while r < hi:
-        rows = MR if hi - r >= MR else hi - r
-        _panel(ap, r * K, K, rows, b, b0, ldb, ncols, c, c0 + r * ldc, ldc)
-        r += rows
+def product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
+    """c[r, :ncols] += A[r] @ B[:, :ncols] for rows lo:hi, where the summed dimension comes in
+    K2 runs of K: A[r, (k2, k)] = a[a0 + r*ars + k*aks + k2*aks2], B[(k2, k), n] =
+    b[b0 + k*ldb + k2*ldb2 + n]; c's row r starts at c0 + r*ldc. Offsets are into the arrays'
+    data, in numbers."""
+    if ncols <= hi - lo:
+        # B's columns are the smaller operand: each panel of A's rows sweeps them.
+        for r in range(lo, hi, MR):
+            rows = min(MR, hi - r)
+            _panel(a, a0 + r * ars, ars, aks, aks2, K, K2, rows, b, b0, ldb, ldb2, ncols, c,
+                   c0 + r * ldc, ldc)
+        return
+    # A is the smaller: each chunk of B's columns stays in cache while all of A's rows pass
+    # (measured: dx of the LSTM, 32 rows by 256 columns with K = 2048, ran 2x faster so).
+    chunk = NV * VECTOR_BYTES // c.itemsize
+    for n in range(0, ncols, chunk):
+        for r in range(lo, hi, MR):
+            _panel(a, a0 + r * ars, ars, aks, aks2, K, K2, min(MR, hi - r), b, b0 + n, ldb,
+                   ldb2, min(chunk, ncols - n), c, c0 + r * ldc + n, ldc)
 
 
 @njit(**JIT)
-def _pack(w, ap, lo, hi, by_columns):
-    flat = ap.reshape(-1)
-    K = w.shape[0] if by_columns else w.shape[1]
-    r = lo
-    while r < hi:
-        rows = MR if hi - r >= MR else 1
-        for k in range(K):
-            for q in range(rows):
-                flat[r * K + k * rows + q] = w[k, r + q] if by_columns else w[r + q, k]
-        r += rows
-
-
-@njit(**JIT)
-def pack_columns(w, ap, lo, hi):
-    """Rows lo:hi of W = w.T (w (K, M)) into ap, in panels of MR rows from lo (a remainder
-    of fewer than MR as single rows). ap: any contiguous array of M*K numbers."""
-    _pack(w, ap, lo, hi, True)
-
-
-@njit(**JIT)
-def pack_rows(w, ap, lo, hi):
-    """Rows lo:hi of W = w (M, K) into ap, as pack_columns."""
-    _pack(w, ap, lo, hi, False)
+def product(a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc):
+    """c[r, :ncols] += A[r] @ b[:, :ncols] for rows lo:hi of an A laid out by strides,
+    A[r, k] = a[a0 + r*ars + k*aks] (a row-major matrix: ars = its row length, aks = 1; one
+    read as its transpose: ars = 1, aks = its row length); b's row k starts at b0 + k*ldb,
+    c's row r at c0 + r*ldc."""
+    product_runs(a, a0, ars, aks, 0, lo, hi, K, 1, b, b0, ldb, 0, ncols, c, c0, ldc)
