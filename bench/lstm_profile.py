@@ -35,7 +35,7 @@ def layer(H, N, T, D, dtype=np.float32):
     c = np.zeros((N, H), dtype)
     gates, dgates = np.empty((T, 4 * H, N), dtype), np.empty((T, 4 * H, N), dtype)
     cs, z, wt = (np.empty((T + 1, H, N), dtype), np.empty((T + 1, D + H, N), dtype),
-                 np.empty(K.lstm_wt_shape(D, H, dtype), dtype))
+                 np.empty((4 * H, D + H), dtype))
     dhs, dh, dc = f(T, N, H), np.zeros((N, H), dtype), np.zeros((N, H), dtype)
     dx, dw_x, dw_h, db = np.empty_like(x), np.zeros_like(w_x), np.zeros_like(w_h), np.zeros_like(b)
     dht, dct = np.empty((H, N), dtype), np.empty((H, N), dtype)
@@ -48,8 +48,8 @@ def layer(H, N, T, D, dtype=np.float32):
     def bwd():
         dh[:] = 0
         dc[:] = 0
-        K.lstm_backward(x, w_x, w_h, hs, gates, cs, wt, dhs, dh, dc, dx, dw_x, dw_h, db,
-                        dgates, dht, dct, dwt)
+        K.lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates,
+                        dht, dct, dwt)
     return fwd, bwd, (x.reshape(T * N, D), w_x, w_h, hs[:T].reshape(T * N, H))
 
 

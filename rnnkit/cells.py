@@ -28,8 +28,8 @@ def backward(cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
     if cell == "lstm":
         H = dh.shape[1]
         dwt = scratch["dwt"][:4 * H * (x.shape[2] + H)].reshape(4 * H, -1)  # this layer's D
-        K.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], buf["wt"],
-                        dhs, dh, dc, dx, g["w_x"], g["w_h"], g["b"], scratch["dg"],
+        K.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc,
+                        dx, g["w_x"], g["w_h"], g["b"], scratch["dg"],
                         scratch["dht"], scratch["dct"], dwt)
     elif cell == "gru":
         K.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
@@ -65,7 +65,7 @@ def layer_buffers(cell, T, N, D, H, dtype):
     if cell == "lstm":
         return {"gates": empty((T, 4 * H, N)), "hs": empty((T + 1, N, H)), "c": empty((N, H)),
                 "cs": empty((T + 1, H, N)), "z": empty((T + 1, D + H, N)),
-                "wt": empty(K.lstm_wt_shape(D, H, dtype))}
+                "wt": empty((4 * H, D + H))}
     buf = {"gates": empty((T, N, G * H)), "hs": empty((T + 1, N, H)), "work": empty((N, G * H)),
            "work_t": empty((G * H, N)), "wt": empty((G * H, H))}
     if cell == "gru":

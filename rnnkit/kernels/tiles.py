@@ -54,19 +54,22 @@ def _masked(builder, name, vty, args):
     return builder.call(fn, args)
 
 
-def _make_tile(vectors):
-    """An intrinsic tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, ldc, K, K2, rows,
-    cols): for r < rows and n < cols, c[c0 + r*ldc + n] += the sum over k2 < K2, k < K of
-    a[a0 + r*ars + k*aks + k2*aks2] * b[b0 + k*ldb + k2*ldb2 + n]: a product whose summed
-    dimension comes in K2 runs of K (steps of streams). rows: MR, or fewer, which run one at
-    a time. cols: up to `vectors` of the CPU's vectors; a last vector that is not full is read
-    and written through a mask."""
+def _make_tile(vectors, scatter=False):
+    """An intrinsic tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2,
+    rows, cols): for r < rows and n < cols, c[c0 + r*crs + n*ccs] += the sum over k2 < K2,
+    k < K of a[a0 + r*ars + k*aks + k2*aks2] * b[b0 + k*ldb + k2*ldb2 + n]: a product whose
+    summed dimension comes in K2 runs of K (steps of streams). rows: MR, or fewer, which run
+    one at a time. cols: up to `vectors` of the CPU's vectors; a last vector that is not full
+    is read and written through a mask. ccs must be 1 unless `scatter`, where each number of
+    the block is added on its own (once per block: cheap against the K2*K loop)."""
     @intrinsic
-    def tile(typingctx, a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, ldc, K, K2, rows, cols):
-        sig = types.void(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, ldc, K, K2, rows, cols)
+    def tile(typingctx, a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows,
+             cols):
+        sig = types.void(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows,
+                         cols)
 
         def codegen(context, builder, sig, args):
-            a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, ldc, K, K2, rows, cols = args
+            a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows, cols = args
             ty = sig.args[9].dtype
             lanes = VECTOR_BYTES * 8 // ty.bitwidth
             vty = ir.VectorType(context.get_value_type(ty), lanes)
@@ -127,11 +130,25 @@ def _make_tile(vectors):
                                 total = builder.call(fma, [w, bv[v], builder.load(acc[r][v])])
                                 builder.store(total, acc[r][v])
                 for r in range(mr):
-                    crow = builder.gep(cp, [builder.mul(const(r), ldc)])
+                    crow = builder.gep(cp, [builder.mul(const(r), crs)])
                     for v in range(vectors):
+                        if scatter:
+                            add_scattered(crow, v, builder.load(acc[r][v]), v == last)
+                            continue
                         p = builder.gep(crow, [const(v * lanes)])
                         total = builder.fadd(load(p, v == last), builder.load(acc[r][v]))
                         store(total, p, v == last)
+
+            def add_scattered(crow, v, value, masked):
+                for q in range(lanes):
+                    n = const(v * lanes + q)
+                    p = builder.gep(crow, [builder.mul(n, ccs)])
+                    x = builder.extract_element(value, ir.Constant(i32, q))
+                    if masked:
+                        with builder.if_then(builder.icmp_signed("<", n, cols)):
+                            builder.store(builder.fadd(builder.load(p), x), p)
+                    else:
+                        builder.store(builder.fadd(builder.load(p), x), p)
 
             def panels(masked):
                 full = builder.icmp_signed("==", rows, const(MR))
@@ -142,7 +159,7 @@ def _make_tile(vectors):
                         with cgutils.for_range(builder, rows) as loop:
                             r = loop.index
                             panel(1, builder.gep(ap, [builder.mul(r, ars)]),
-                                  builder.gep(cp, [builder.mul(r, ldc)]), masked)
+                                  builder.gep(cp, [builder.mul(r, crs)]), masked)
 
             whole = builder.icmp_signed("==", cols, const(vectors * lanes))
             with builder.if_else(whole) as (then, otherwise):
@@ -156,45 +173,38 @@ def _make_tile(vectors):
 
 
 _wide, _one = _make_tile(NV), _make_tile(1)
+_wide_scatter, _one_scatter = _make_tile(NV, True), _make_tile(1, True)
 
 
 @njit(**JIT)
-def _panel(a, a0, ars, aks, aks2, K, K2, rows, b, b0, ldb, ldb2, ncols, c, c0, ldc):
-    """One panel's rows times b's first ncols columns, chunk by chunk."""
+def _tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows, cols):
     lanes = VECTOR_BYTES // c.itemsize
-    n = 0
-    while ncols - n >= NV * lanes:
-        _wide(a, a0, ars, aks, aks2, b, b0 + n, ldb, ldb2, c, c0 + n, ldc, K, K2, rows,
-              NV * lanes)
-        n += NV * lanes
-    if ncols - n > lanes:
-        _wide(a, a0, ars, aks, aks2, b, b0 + n, ldb, ldb2, c, c0 + n, ldc, K, K2, rows,
-              ncols - n)
-    elif ncols > n:
-        _one(a, a0, ars, aks, aks2, b, b0 + n, ldb, ldb2, c, c0 + n, ldc, K, K2, rows,
-             ncols - n)
+    if ccs == 1:
+        if cols > lanes:
+            _wide(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows, cols)
+        else:
+            _one(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows, cols)
+    elif cols > lanes:
+        _wide_scatter(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows,
+                      cols)
+    else:
+        _one_scatter(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows,
+                     cols)
 
 
 @njit(**JIT)
-def product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
-    """c[r, :ncols] += A[r] @ B[:, :ncols] for rows lo:hi, where the summed dimension comes in
+def product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, crs,
+                 ccs):
+    """C[r, :ncols] += A[r] @ B[:, :ncols] for rows lo:hi, where the summed dimension comes in
     K2 runs of K: A[r, (k2, k)] = a[a0 + r*ars + k*aks + k2*aks2], B[(k2, k), n] =
-    b[b0 + k*ldb + k2*ldb2 + n]; c's row r starts at c0 + r*ldc. Offsets are into the arrays'
-    data, in numbers."""
-    if ncols <= hi - lo:
-        # B's columns are the smaller operand: each panel of A's rows sweeps them.
-        for r in range(lo, hi, MR):
-            rows = min(MR, hi - r)
-            _panel(a, a0 + r * ars, ars, aks, aks2, K, K2, rows, b, b0, ldb, ldb2, ncols, c,
-                   c0 + r * ldc, ldc)
-        return
-    # A is the smaller: each chunk of B's columns stays in cache while all of A's rows pass
-    # (measured: dx of the LSTM, 32 rows by 256 columns with K = 2048, ran 2x faster so).
+    b[b0 + k*ldb + k2*ldb2 + n], C[r, n] = c[c0 + r*crs + n*ccs] (ccs = 1: C row-major, else
+    C written transposed). Offsets are into the arrays' data, in numbers."""
     chunk = NV * VECTOR_BYTES // c.itemsize
-    for n in range(0, ncols, chunk):
-        for r in range(lo, hi, MR):
-            _panel(a, a0 + r * ars, ars, aks, aks2, K, K2, min(MR, hi - r), b, b0 + n, ldb,
-                   ldb2, min(chunk, ncols - n), c, c0 + r * ldc + n, ldc)
+    for r in range(lo, hi, MR):
+        rows = min(MR, hi - r)
+        for n in range(0, ncols, chunk):
+            _tile(a, a0 + r * ars, ars, aks, aks2, b, b0 + n, ldb, ldb2, c,
+                  c0 + r * crs + n * ccs, crs, ccs, K, K2, rows, min(chunk, ncols - n))
 
 
 @njit(**JIT)
@@ -203,4 +213,10 @@ def product(a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc):
     A[r, k] = a[a0 + r*ars + k*aks] (a row-major matrix: ars = its row length, aks = 1; one
     read as its transpose: ars = 1, aks = its row length); b's row k starts at b0 + k*ldb,
     c's row r at c0 + r*ldc."""
-    product_runs(a, a0, ars, aks, 0, lo, hi, K, 1, b, b0, ldb, 0, ncols, c, c0, ldc)
+    product_runs(a, a0, ars, aks, 0, lo, hi, K, 1, b, b0, ldb, 0, ncols, c, c0, ldc, 1)
+
+
+@njit(**JIT)
+def product_into_transposed(a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc):
+    """As product, into C.T: c[c0 + n*ldc + r] += (A @ b)[r, n]."""
+    product_runs(a, a0, ars, aks, 0, lo, hi, K, 1, b, b0, ldb, 0, ncols, c, c0, 1, ldc)
