@@ -57,3 +57,20 @@ def test_product_into_transposed(dtype, ncols):
                                   M + 2)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("P,Q", [(3, 5), (16, 16), (35, 19), (8, 40), (64, 33)])
+@pytest.mark.parametrize("add", [False, True])
+def test_transpose_into(dtype, P, Q, add):
+    """Whole blocks through registers and the edges one by one, on strided views."""
+    from rnnkit.kernels.blocks import transpose_into
+
+    rng = np.random.default_rng(P * Q)
+    big = rng.standard_normal((P + 2, Q + 3)).astype(dtype)
+    out = rng.standard_normal((Q + 4, P + 1)).astype(dtype)
+    src, dst = big[1:P + 1, 2:Q + 2], out[3:Q + 3, 1:P + 1]
+    want = out.copy()
+    want[3:Q + 3, 1:P + 1] = src.T + (want[3:Q + 3, 1:P + 1] if add else 0)
+    transpose_into(src, dst, add)
+    np.testing.assert_array_equal(out, want)

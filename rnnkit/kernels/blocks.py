@@ -9,6 +9,7 @@ import numpy as np
 
 from rnnkit.config import JIT, serial_and_parallel
 from rnnkit.kernels.blas import gemm
+from rnnkit.kernels.tiles import VECTOR_BYTES, transpose_block
 
 
 @njit(**JIT)
@@ -44,8 +45,27 @@ def layer_grads_rows(x, hprev, dgx, dgh, w_x, dx, pw_x, pw_h, pb, lo, hi):
 
 @njit(**JIT)
 def transpose_into(src, dst, add=False):
-    """dst = src.T (dst += src.T when add), in 16 x 16 tiles so both sides stay in cache
-    lines already loaded."""
+    """dst = src.T (dst += src.T when add). Rows must be contiguous: square blocks of the
+    CPU's vector width go through registers (tiles.transpose_block), the edges one number at
+    a time in 16 x 16 tiles so both sides stay in cache lines already loaded."""
+    P, Q = src.shape
+    item = src.itemsize
+    W = VECTOR_BYTES // item
+    P0, Q0 = 0, 0
+    if (P >= W and Q >= W and src.strides[1] == item and dst.strides[1] == item
+            and src.strides[0] % item == 0 and dst.strides[0] % item == 0):
+        sld, dld = src.strides[0] // item, dst.strides[0] // item
+        P0, Q0 = P - P % W, Q - Q % W
+        for p in range(0, P0, W):
+            for q in range(0, Q0, W):
+                transpose_block(src, p * sld + q, sld, dst, q * dld + p, dld, add)
+    # The edges: rows P0: of src, then columns Q0: of the rows above.
+    _transpose_scalar(src[P0:], dst[:, P0:], add)
+    _transpose_scalar(src[:P0, Q0:], dst[Q0:, :P0], add)
+
+
+@njit(**JIT)
+def _transpose_scalar(src, dst, add):
     P, Q = src.shape
     for p0 in range(0, P, 16):
         for q0 in range(0, Q, 16):
