@@ -36,7 +36,7 @@ def layouts(request, monkeypatch):
             monkeypatch.setattr(mod, "FAST_FROM", 0)
         monkeypatch.setattr(gru, "FAST_BACKWARD_FROM", 0)
         monkeypatch.setattr(lstm, "TILE_FROM", 0)
-        monkeypatch.setattr(lstm, "DW_EVERY", 2)
+        monkeypatch.setattr(lstm, "DW_ROWS", 2 * N)  # two steps a block
     return request.param
 
 

@@ -6,13 +6,13 @@ initial cell state in and the final one out.
 
 Inside, what a step touches is feature-major (streams last) and contiguous per step:
 z (T + 1, D + H, N) holds [x_t; h_{t-1}] for each step, gates (T, 4H, N) the activated gates,
-cs (T + 1, H, N) the cell states. A step's gates are then one product, W.T (4H x (D + H)) times
-z_t, run in kernels/tiles.py (1.2-1.35x OpenBLAS on these shapes, and no pass of its own over
-a (4H, T*N) input projection), and the gate math runs over contiguous blocks of its threads'
-units, which LLVM vectorises (per row of 32-64 streams it ran mostly scalar: 3-4x slower).
-Each thread owns a block of hidden units with their four gates and meets the others once per
-step. BPTT mirrors it: each step computes the thread's units' dh from the next step's dgates,
-their gate gradients, their rows of dW.T, and a share of the next step's dx.
+cs (T + 1, H, N) the cell states. The input projection of all T steps is one product pass
+before the recurrence, each thread its block of gate rows for every step; then each step adds
+W_h.T @ h_{t-1} and runs the gate math over contiguous blocks of its threads' units, which
+LLVM vectorises (per row of 32-64 streams it ran mostly scalar: 3-4x slower). All products
+run in kernels/tiles.py (1.2-1.35x OpenBLAS on these shapes). Each thread owns a block of
+hidden units with their four gates and meets the others once per step. BPTT mirrors it: per
+step only dh from the next step's dgates and the gate math; then dW and dx over all steps.
 Memory kept for backward: T*N*(4H + H + D + H) floats, plus hs.
 """
 from numba import njit, prange
@@ -34,11 +34,11 @@ MIN_UNITS = 32
 # which both threads write, then never straddles the cut.
 CUT = 16
 
-# With the units split, each thread adds its rows of dW.T for this many steps at once, while
-# their gate gradients are still in cache: the rows of dW.T ((D + H) numbers each) then move
-# in and out of cache once per this many steps, not every step (each step's product sums only
-# N numbers per entry). Measured at H=512, N=32: every step, backward ran 1.3x slower.
-DW_EVERY = 8
+# dW.T sums over all steps in blocks of about this many of the product's rows ([x_t, h_{t-1}]
+# of a few steps): a block then stays in cache while every row panel of dW.T passes it, and
+# dW.T moves in and out of cache once per block. Measured on backward at H=512: blocks of one
+# step 1.3x slower; at N=64, 4 steps a block 10% faster than 8 or 16; at N=32, 4 and 8 equal.
+DW_ROWS = 256
 
 # From this many T*N on, the products run in kernels/tiles.py against W.T copied once per
 # forward (about 1 ns a number); below it, as when evaluating a short tail, through BLAS
@@ -115,20 +115,34 @@ def cell_backward(i, f, g, o, c_prev, c, dh, dc, di, df, dg, do):
 
 
 @njit(**JIT)
-def forward_step(z, wt, w_x, w_h, b, gates, cs, hs, tiled, t, j0, j1, n0, n1):
-    """Units j0:j1 of streams n0:n1 at step t: their gates from z[t], then c_t and h_t (into
-    z[t + 1] and hs[t + 1]). tiled: multiply by wt = W.T (4H, D + H), else through BLAS."""
+def project(z, wt, w_x, b, gates, tiled, r0, r1):
+    """Rows r0:r1 of every step's gates = b + W_x.T @ x_t, x_t feature-major in z[t][:D]: this
+    block of the input projection of all T steps, in one pass (W_x.T's rows stay in cache)."""
+    T, N = gates.shape[0], gates.shape[2]
+    D = w_x.shape[0]
+    for t in range(T):
+        a = gates[t]
+        for r in range(r0, r1):
+            a[r] = b[r]
+        if tiled:
+            product(wt, 0, wt.shape[1], 1, r0, r1, D, z[t], 0, N, N, a, 0, N)
+        else:
+            gemm(w_x[:, r0:r1], z[t][:D], a[r0:r1], True, False, 1.0)
+
+
+@njit(**JIT)
+def forward_step(z, wt, w_h, gates, cs, hs, tiled, t, j0, j1, n0, n1):
+    """Units j0:j1 of streams n0:n1 at step t: their gates += W_h.T @ h_{t-1} (from z[t]), then
+    c_t and h_t (into z[t + 1] and hs[t + 1]). tiled: multiply by wt = W.T (4H, D + H), else
+    through BLAS."""
     H, N = cs.shape[1], cs.shape[2]
     D = z.shape[1] - H
     zt, a = z[t], gates[t]
     for k in range(4):
         r0, r1 = k * H + j0, k * H + j1
-        for r in range(r0, r1):
-            a[r, n0:n1] = b[r]
         if tiled:
-            product(wt, 0, D + H, 1, r0, r1, D + H, zt, n0, N, n1 - n0, a, n0, N)
+            product(wt, D, D + H, 1, r0, r1, H, zt, D * N + n0, N, n1 - n0, a, n0, N)
         else:
-            gemm(w_x[:, r0:r1], zt[:D, n0:n1], a[r0:r1, n0:n1], True, False, 1.0)
             gemm(w_h[:, r0:r1], zt[D:, n0:n1], a[r0:r1, n0:n1], True, False, 1.0)
     af, cp, cn, hn = (a.reshape(a.size), cs[t].reshape(cs[t].size),
                       cs[t + 1].reshape(cs[t + 1].size), z[t + 1].reshape(z[t + 1].size))
@@ -160,10 +174,13 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, tiled, su, ss):
         j0, j1 = units(H, parts, i)
         transpose_into(hs[0][:, j0:j1], z[0][D + j0:D + j1])
         transpose_into(c[:, j0:j1], cs[0][j0:j1])
+    for i in prange(parts):
+        r0, r1 = span(4 * H, parts, i)
+        project(z, wt, w_x, b, gates, tiled, r0, r1)
     for t in range(T):
         for i in prange(parts):
             j0, j1, n0, n1 = block(H, N, su, ss, i)
-            forward_step(z, wt, w_x, w_h, b, gates, cs, hs, tiled, t, j0, j1, n0, n1)
+            forward_step(z, wt, w_h, gates, cs, hs, tiled, t, j0, j1, n0, n1)
     for i in prange(parts):
         j0, j1 = span(H, parts, i)
         transpose_into(cs[T][j0:j1], c[:, j0:j1])
@@ -173,19 +190,25 @@ _forward_serial, _forward_parallel = serial_and_parallel(_forward)
 
 
 @njit(**JIT)
-def weight_grads(x, hs, dg, dwt, tiled, t0, t1, r0, r1):
-    """Rows r0:r1 of dW.T (4H, D + H) += the sum over steps t0:t1 of dgates_t @ [x_t, h_{t-1}]."""
-    N, D = x.shape[1], x.shape[2]
+def weight_grads(x, hs, dg, dwt, tiled, r0, r1):
+    """Rows r0:r1 of dW.T (4H, D + H) = the sum over all steps of dgates_t @ [x_t, h_{t-1}],
+    in blocks of steps (DW_ROWS)."""
+    T, N, D = x.shape
     H, G, ld = hs.shape[2], dg.shape[1] * N, dwt.shape[1]
-    if tiled:
-        product_runs(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, x, t0 * N * D, D, N * D, D,
-                     dwt, 0, ld, 1)
-        product_runs(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, hs, t0 * N * H, H, N * H, H,
-                     dwt, D, ld, 1)
-    else:
-        for t in range(t0, t1):
-            gemm(dg[t][r0:r1], x[t], dwt[r0:r1, :D], False, False, 1.0)
-            gemm(dg[t][r0:r1], hs[t], dwt[r0:r1, D:], False, False, 1.0)
+    for r in range(r0, r1):
+        dwt[r] = 0.0
+    steps = max(1, DW_ROWS // N)
+    for t0 in range(0, T, steps):
+        t1 = min(T, t0 + steps)
+        if tiled:
+            product_runs(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, x, t0 * N * D, D, N * D, D,
+                         dwt, 0, ld, 1)
+            product_runs(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, hs, t0 * N * H, H, N * H,
+                         H, dwt, D, ld, 1)
+        else:
+            for t in range(t0, t1):
+                gemm(dg[t][r0:r1], x[t], dwt[r0:r1, :D], False, False, 1.0)
+                gemm(dg[t][r0:r1], hs[t], dwt[r0:r1, D:], False, False, 1.0)
 
 
 @njit(**JIT)
@@ -206,12 +229,9 @@ def input_grads(dg, w_x, dx, tiled, t, n0, n1, d0, d1):
 
 
 @njit(**JIT)
-def backward_step(x, hs, w_x, w_h, gates, cs, dhs, dgates, dht, dct, dx, dwt, tiled,
-                  t, j0, j1, n0, n1, d0, d1):
-    """Units j0:j1 of streams n0:n1 at BPTT step t, and dx[t + 1][n0:n1, d0:d1]. dht (H, N):
-    the recurrent gradient on h_t (set by the caller for the last step); dct (H, N): on c_t
-    in, on c_{t-1} out. With a split by units, also the units' rows of dW.T for steps
-    t:t + DW_EVERY every DW_EVERY steps."""
+def backward_step(w_h, gates, cs, dhs, dgates, dht, dct, tiled, t, j0, j1, n0, n1):
+    """Units j0:j1 of streams n0:n1 at BPTT step t. dht (H, N): the recurrent gradient on h_t
+    (set by the caller for the last step); dct (H, N): on c_t in, on c_{t-1} out."""
     T, H, N = gates.shape[0], cs.shape[1], cs.shape[2]
     above = dhs[t][n0:n1, j0:j1]
     if t == T - 1:
@@ -223,7 +243,6 @@ def backward_step(x, hs, w_x, w_h, gates, cs, dhs, dgates, dht, dct, dx, dwt, ti
             product(w_h, 0, 4 * H, 1, j0, j1, 4 * H, nxt, n0, N, n1 - n0, dht, n0, N)
         else:
             gemm(w_h[j0:j1], nxt[:, n0:n1], dht[j0:j1, n0:n1], False, False, 1.0)
-        input_grads(dgates, w_x, dx, tiled, t + 1, n0, n1, d0, d1)
     a, da = gates[t], dgates[t]
     af, daf = a.reshape(a.size), da.reshape(da.size)
     cp, cn = cs[t].reshape(cs[t].size), cs[t + 1].reshape(cs[t + 1].size)
@@ -237,10 +256,6 @@ def backward_step(x, hs, w_x, w_h, gates, cs, dhs, dgates, dht, dct, dx, dwt, ti
                       af[3 * G + s:3 * G + e], cp[s:e], cn[s:e], dhf[s:e], dcf[s:e],
                       daf[s:e], daf[G + s:G + e], daf[2 * G + s:2 * G + e],
                       daf[3 * G + s:3 * G + e])
-    if n1 - n0 == N and t % DW_EVERY == 0:
-        for k in range(4):
-            weight_grads(x, hs, dgates, dwt, tiled, t, min(T, t + DW_EVERY), k * H + j0,
-                         k * H + j1)
 
 
 def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h,
@@ -250,23 +265,21 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
     H = w_h.shape[0]
     parts = su * ss
     for i in prange(parts):
-        r0, r1 = span(4 * H, parts, i)
-        for r in range(r0, r1):
-            dwt[r] = 0.0
         j0, j1 = units(H, parts, i)
         transpose_into(dh[:, j0:j1], dht[j0:j1])
         transpose_into(dc[:, j0:j1], dct[j0:j1])
     for t in range(T - 1, -1, -1):
         for i in prange(parts):
             j0, j1, n0, n1 = block(H, N, su, ss, i)
-            # dx by blocks of columns when the units are split, else each its streams.
-            d0, d1 = span(D, su, i % su)
-            backward_step(x, hs, w_x, w_h, gates, cs, dhs, dgates, dht, dct, dx, dwt,
-                          tiled, t, j0, j1, n0, n1, d0, d1)
+            backward_step(w_h, gates, cs, dhs, dgates, dht, dct, tiled, t, j0, j1, n0, n1)
     for i in prange(parts):
+        # dW and dx over all steps, by blocks of dW.T's rows and of dx's columns.
+        r0, r1 = span(4 * H, parts, i)
+        weight_grads(x, hs, dgates, dwt, tiled, r0, r1)
+        d0, d1 = span(D, parts, i)
+        for t in range(T):
+            input_grads(dgates, w_x, dx, tiled, t, 0, N, d0, d1)
         j0, j1, n0, n1 = block(H, N, su, ss, i)
-        d0, d1 = span(D, su, i % su)
-        input_grads(dgates, w_x, dx, tiled, 0, n0, n1, d0, d1)
         # The initial state's gradients: dh_0 = W_h @ dgates_0 (dhs plays no part there).
         if tiled:
             for j in range(j0, j1):
@@ -276,9 +289,6 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
             gemm(w_h[j0:j1], dgates[0][:, n0:n1], dht[j0:j1, n0:n1], False, False, 0.0)
         transpose_into(dht[j0:j1, n0:n1], dh[n0:n1, j0:j1])
         transpose_into(dct[j0:j1, n0:n1], dc[n0:n1, j0:j1])
-        r0, r1 = span(4 * H, parts, i)
-        if ss > 1:
-            weight_grads(x, hs, dgates, dwt, tiled, 0, T, r0, r1)
         for r in range(r0, r1):
             total = 0.0
             for t in range(T):
