@@ -39,7 +39,7 @@ def layer(H, N, T, D, dtype=np.float32):
     dhs, dh, dc = f(T, N, H), np.zeros((N, H), dtype), np.zeros((N, H), dtype)
     dx, dw_x, dw_h, db = np.empty_like(x), np.zeros_like(w_x), np.zeros_like(w_h), np.zeros_like(b)
     dht, dct = np.empty((H, N), dtype), np.empty((H, N), dtype)
-    dwt = np.empty((4 * H, D + H), dtype)
+    dwt, dxt = np.empty((4 * H, D + H), dtype), np.empty((D, N), dtype)
 
     def fwd():
         c[:] = 0
@@ -49,7 +49,7 @@ def layer(H, N, T, D, dtype=np.float32):
         dh[:] = 0
         dc[:] = 0
         K.lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates,
-                        dht, dct, dwt)
+                        dht, dct, dwt, dxt)
     return fwd, bwd, (x.reshape(T * N, D), w_x, w_h, hs[:T].reshape(T * N, H))
 
 

@@ -26,11 +26,12 @@ def forward(cell, x, p, buf):
 def backward(cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
     """Gradients accumulate into g; dh (and dc) go from final-state to initial-state grads."""
     if cell == "lstm":
-        H = dh.shape[1]
-        dwt = scratch["dwt"][:4 * H * (x.shape[2] + H)].reshape(4 * H, -1)  # this layer's D
+        (N, H), D = dh.shape, x.shape[2]
+        dwt = scratch["dwt"][:4 * H * (D + H)].reshape(4 * H, D + H)  # this layer's D
+        dxt = scratch["dxt"][:D * N].reshape(D, N)
         K.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc,
-                        dx, g["w_x"], g["w_h"], g["b"], scratch["dg"],
-                        scratch["dht"], scratch["dct"], dwt)
+                        dx, g["w_x"], g["w_h"], g["b"], scratch["dg"], scratch["dht"],
+                        scratch["dct"], dwt, dxt)
     elif cell == "gru":
         K.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
                        g["w_x"], g["w_h"], g["b"], g["b_hn"], scratch["dg"], scratch["dgh"],
@@ -78,7 +79,7 @@ def scratch_buffers(cell, T, N, D, H, dtype):
     G, empty = GATES[cell], _zeros(dtype)
     if cell == "lstm":
         return {"dg": empty((T, 4 * H, N)), "dht": empty((H, N)), "dct": empty((H, N)),
-                "dwt": empty((4 * H * (D + H),))}
+                "dwt": empty((4 * H * (D + H),)), "dxt": empty((D * N,))}
     s = {"dg": empty((T, N, G * H)), "work_h": empty((H, N))}
     if cell == "gru":
         s["dgh"] = empty((T, N, G * H))

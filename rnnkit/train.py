@@ -41,7 +41,7 @@ from rnnkit.optim import clip_gradients
 from rnnkit.run import Run, config_from_checkpoint
 from rnnkit.stop_signals import StopSignals
 from rnnkit.threads import set_threads
-from rnnkit.train_config import ConfigError, dump_toml, from_dict
+from rnnkit.train_config import dump_toml, from_dict
 from rnnkit.train_log import Metrics, ProgressBar, val_metrics
 
 EXIT_INTERRUPTED = 75

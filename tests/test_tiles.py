@@ -38,23 +38,7 @@ def test_product_runs_sums_over_steps(dtype):
     x = rng.standard_normal((T, N, D)).astype(dtype)
     c = rng.standard_normal((R, D)).astype(dtype)
     want = c + np.einsum("trn,tnd->rd", dg, x)
-    tiles.product_runs(dg, 0, N, 1, R * N, 0, R, N, T, x, 0, D, N * D, D, c, 0, D, 1)
-    tol = 1e-5 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("ncols", [1, 5, 16, 20, 33, 64])
-def test_product_into_transposed(dtype, ncols):
-    rng = np.random.default_rng(ncols)
-    M, K = 2 * tiles.MR + 5, 9
-    w = rng.standard_normal((M, K)).astype(dtype)
-    b = rng.standard_normal((K, ncols)).astype(dtype)
-    c = rng.standard_normal((ncols + 1, M + 2)).astype(dtype)
-    want = c.copy()
-    want[1:, 2 + 3:2 + M] += (w[3:] @ b).T
-    tiles.product_into_transposed(w, 0, K, 1, 3, M, K, b, 0, ncols, ncols, c, (M + 2) + 2,
-                                  M + 2)
+    tiles.product_runs(dg, 0, N, 1, R * N, 0, R, N, T, x, 0, D, N * D, D, c, 0, D)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
 

@@ -5,13 +5,14 @@ call that packs its operands again and runs at 190-225 GFLOP/s on one core here.
 below reads its operands where they lie, A by any two strides (a row-major matrix, or one read
 as its transpose) and B by rows, and keeps an MR x (NV vectors) block of C in registers over
 the whole summed dimension: each k loads NV vectors of B's row and broadcasts MR numbers of
-A's column. Measured here on one core (AMD Zen 5, float32, bench/tiles.py): 255-265 GFLOP/s at
-M = 256-1024, K = 32-512, N = 32-192, both A layouts.
+A's column. Measured here on one core (AMD Zen 5, float32, bench/tiles.py) at the LSTM's
+shapes, M = 256-1024 rows, K = 128-512, N = 32-64 streams: 257-261 GFLOP/s with A row-major,
+207-262 with A read as its transpose, where OpenBLAS gets 195-220; at N = 20 (a masked
+vector) 161 against 152.
 
 It is written in LLVM IR (a Numba intrinsic) because Numba has no vector type: as plain
 loops, LLVM keeps the accumulators in memory. Its vectors are as wide as the CPU's (AVX-512:
-16 floats), so the kernels still cache to disk; Numba keys its cache on the CPU. Columns that
-do not fill a vector go through masked loads and stores.
+16 floats), so the kernels still cache to disk; Numba keys its cache on the CPU.
 """
 import llvmlite.binding as ll
 from llvmlite import ir
@@ -54,22 +55,20 @@ def _masked(builder, name, vty, args):
     return builder.call(fn, args)
 
 
-def _make_tile(vectors, scatter=False):
-    """An intrinsic tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2,
-    rows, cols): for r < rows and n < cols, c[c0 + r*crs + n*ccs] += the sum over k2 < K2,
-    k < K of a[a0 + r*ars + k*aks + k2*aks2] * b[b0 + k*ldb + k2*ldb2 + n]: a product whose
-    summed dimension comes in K2 runs of K (steps of streams). rows: MR, or fewer, which run
-    one at a time. cols: up to `vectors` of the CPU's vectors; a last vector that is not full
-    is read and written through a mask. ccs must be 1 unless `scatter`, where each number of
-    the block is added on its own (once per block: cheap against the K2*K loop)."""
+def _make_tile(vectors):
+    """An intrinsic tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows,
+    cols): for r < rows and n < cols, c[c0 + r*crs + n] += the sum over k2 < K2, k < K
+    of a[a0 + r*ars + k*aks + k2*aks2] * b[b0 + k*ldb + k2*ldb2 + n]: a product whose summed
+    dimension comes in K2 runs of K (steps of streams). rows: MR, or fewer, which run one at a
+    time. cols: up to `vectors` of the CPU's vectors; the last vector is read and written
+    through a mask (as fast as without one on AVX-512, and one body instead of two to
+    compile: cold start is most of the cost of more code here)."""
     @intrinsic
-    def tile(typingctx, a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows,
-             cols):
-        sig = types.void(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows,
-                         cols)
+    def tile(typingctx, a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols):
+        sig = types.void(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols)
 
         def codegen(context, builder, sig, args):
-            a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows, cols = args
+            a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols = args
             ty = sig.args[9].dtype
             lanes = VECTOR_BYTES * 8 // ty.bitwidth
             vty = ir.VectorType(context.get_value_type(ty), lanes)
@@ -110,11 +109,11 @@ def _make_tile(vectors, scatter=False):
                 else:
                     builder.store(value, ptr, align=align)
 
-            def panel(mr, ap, cp, masked):
+            def panel(mr, ap, cp):
                 rowoff = [builder.mul(const(r), ars) for r in range(mr)]
                 acc = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes))
                         for _ in range(vectors)] for _ in range(mr)]
-                last = vectors - 1 if masked else vectors
+                last = vectors - 1
                 with cgutils.for_range(builder, K2) as outer:
                     a2 = builder.gep(ap, [builder.mul(outer.index, aks2)])
                     b2 = builder.gep(bp, [builder.mul(outer.index, ldb2)])
@@ -132,79 +131,56 @@ def _make_tile(vectors, scatter=False):
                 for r in range(mr):
                     crow = builder.gep(cp, [builder.mul(const(r), crs)])
                     for v in range(vectors):
-                        if scatter:
-                            add_scattered(crow, v, builder.load(acc[r][v]), v == last)
-                            continue
                         p = builder.gep(crow, [const(v * lanes)])
                         total = builder.fadd(load(p, v == last), builder.load(acc[r][v]))
                         store(total, p, v == last)
 
-            def add_scattered(crow, v, value, masked):
-                for q in range(lanes):
-                    n = const(v * lanes + q)
-                    p = builder.gep(crow, [builder.mul(n, ccs)])
-                    x = builder.extract_element(value, ir.Constant(i32, q))
-                    if masked:
-                        with builder.if_then(builder.icmp_signed("<", n, cols)):
-                            builder.store(builder.fadd(builder.load(p), x), p)
-                    else:
-                        builder.store(builder.fadd(builder.load(p), x), p)
-
-            def panels(masked):
-                full = builder.icmp_signed("==", rows, const(MR))
-                with builder.if_else(full) as (then, otherwise):
-                    with then:
-                        panel(MR, ap, cp, masked)
-                    with otherwise:
-                        with cgutils.for_range(builder, rows) as loop:
-                            r = loop.index
-                            panel(1, builder.gep(ap, [builder.mul(r, ars)]),
-                                  builder.gep(cp, [builder.mul(r, crs)]), masked)
-
-            whole = builder.icmp_signed("==", cols, const(vectors * lanes))
-            with builder.if_else(whole) as (then, otherwise):
+            full = builder.icmp_signed("==", rows, const(MR))
+            with builder.if_else(full) as (then, otherwise):
                 with then:
-                    panels(False)
+                    panel(MR, ap, cp)
                 with otherwise:
-                    panels(True)
+                    with cgutils.for_range(builder, rows) as loop:
+                        r = loop.index
+                        panel(1, builder.gep(ap, [builder.mul(r, ars)]),
+                              builder.gep(cp, [builder.mul(r, crs)]))
             return context.get_dummy_value()
         return sig, codegen
     return tile
 
 
 _wide, _one = _make_tile(NV), _make_tile(1)
-_wide_scatter, _one_scatter = _make_tile(NV, True), _make_tile(1, True)
 
 
 @njit(**JIT)
-def _tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows, cols):
-    lanes = VECTOR_BYTES // c.itemsize
-    if ccs == 1:
-        if cols > lanes:
-            _wide(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows, cols)
-        else:
-            _one(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows, cols)
-    elif cols > lanes:
-        _wide_scatter(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows,
-                      cols)
+def _tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols):
+    if cols > VECTOR_BYTES // c.itemsize:
+        _wide(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols)
     else:
-        _one_scatter(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, ccs, K, K2, rows,
-                     cols)
+        _one(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols)
 
 
 @njit(**JIT)
-def product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, crs,
-                 ccs):
+def product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
+    """See _product_runs; a, b and c: C-contiguous arrays of any shape, offsets into their
+    data. They are passed on flat, so the tiles compile once per dtype, not once per
+    combination of shapes."""
+    _product_runs(a.reshape(a.size), a0, ars, aks, aks2, lo, hi, K, K2, b.reshape(b.size), b0,
+                  ldb, ldb2, ncols, c.reshape(c.size), c0, ldc)
+
+
+@njit(**JIT)
+def _product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
     """C[r, :ncols] += A[r] @ B[:, :ncols] for rows lo:hi, where the summed dimension comes in
     K2 runs of K: A[r, (k2, k)] = a[a0 + r*ars + k*aks + k2*aks2], B[(k2, k), n] =
-    b[b0 + k*ldb + k2*ldb2 + n], C[r, n] = c[c0 + r*crs + n*ccs] (ccs = 1: C row-major, else
-    C written transposed). Offsets are into the arrays' data, in numbers."""
+    b[b0 + k*ldb + k2*ldb2 + n], C[r, n] = c[c0 + r*ldc + n]. Offsets are into the arrays'
+    data, in numbers."""
     chunk = NV * VECTOR_BYTES // c.itemsize
     for r in range(lo, hi, MR):
         rows = min(MR, hi - r)
         for n in range(0, ncols, chunk):
-            _tile(a, a0 + r * ars, ars, aks, aks2, b, b0 + n, ldb, ldb2, c,
-                  c0 + r * crs + n * ccs, crs, ccs, K, K2, rows, min(chunk, ncols - n))
+            _tile(a, a0 + r * ars, ars, aks, aks2, b, b0 + n, ldb, ldb2, c, c0 + r * ldc + n,
+                  ldc, K, K2, rows, min(chunk, ncols - n))
 
 
 @njit(**JIT)
@@ -213,13 +189,7 @@ def product(a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc):
     A[r, k] = a[a0 + r*ars + k*aks] (a row-major matrix: ars = its row length, aks = 1; one
     read as its transpose: ars = 1, aks = its row length); b's row k starts at b0 + k*ldb,
     c's row r at c0 + r*ldc."""
-    product_runs(a, a0, ars, aks, 0, lo, hi, K, 1, b, b0, ldb, 0, ncols, c, c0, ldc, 1)
-
-
-@njit(**JIT)
-def product_into_transposed(a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc):
-    """As product, into C.T: c[c0 + n*ldc + r] += (A @ b)[r, n]."""
-    product_runs(a, a0, ars, aks, 0, lo, hi, K, 1, b, b0, ldb, 0, ncols, c, c0, 1, ldc)
+    product_runs(a, a0, ars, aks, 0, lo, hi, K, 1, b, b0, ldb, 0, ncols, c, c0, ldc)
 
 
 @intrinsic
