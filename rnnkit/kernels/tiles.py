@@ -60,9 +60,8 @@ def _make_tile(vectors):
     cols): for r < rows and n < cols, c[c0 + r*crs + n] += the sum over k2 < K2, k < K
     of a[a0 + r*ars + k*aks + k2*aks2] * b[b0 + k*ldb + k2*ldb2 + n]: a product whose summed
     dimension comes in K2 runs of K (steps of streams). rows: MR, or fewer, which run one at a
-    time. cols: up to `vectors` of the CPU's vectors; the last vector is read and written
-    through a mask (as fast as without one on AVX-512, and one body instead of two to
-    compile: cold start is most of the cost of more code here)."""
+    time. cols: up to `vectors` of the CPU's vectors; a last vector that is not full is read
+    and written through a mask."""
     @intrinsic
     def tile(typingctx, a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols):
         sig = types.void(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols)
@@ -109,11 +108,11 @@ def _make_tile(vectors):
                 else:
                     builder.store(value, ptr, align=align)
 
-            def panel(mr, ap, cp):
+            def panel(mr, ap, cp, masked):
                 rowoff = [builder.mul(const(r), ars) for r in range(mr)]
                 acc = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes))
                         for _ in range(vectors)] for _ in range(mr)]
-                last = vectors - 1
+                last = vectors - 1 if masked else vectors
                 with cgutils.for_range(builder, K2) as outer:
                     a2 = builder.gep(ap, [builder.mul(outer.index, aks2)])
                     b2 = builder.gep(bp, [builder.mul(outer.index, ldb2)])
@@ -135,15 +134,25 @@ def _make_tile(vectors):
                         total = builder.fadd(load(p, v == last), builder.load(acc[r][v]))
                         store(total, p, v == last)
 
-            full = builder.icmp_signed("==", rows, const(MR))
-            with builder.if_else(full) as (then, otherwise):
+            def panels(masked):
+                full = builder.icmp_signed("==", rows, const(MR))
+                with builder.if_else(full) as (then, otherwise):
+                    with then:
+                        panel(MR, ap, cp, masked)
+                    with otherwise:
+                        with cgutils.for_range(builder, rows) as loop:
+                            r = loop.index
+                            panel(1, builder.gep(ap, [builder.mul(r, ars)]),
+                                  builder.gep(cp, [builder.mul(r, crs)]), masked)
+
+            # Whole vectors need no mask; measured in place, masking them too cost the LSTM
+            # step 5-8% (not seen in bench/tiles.py alone).
+            whole = builder.icmp_signed("==", cols, const(vectors * lanes))
+            with builder.if_else(whole) as (then, otherwise):
                 with then:
-                    panel(MR, ap, cp)
+                    panels(False)
                 with otherwise:
-                    with cgutils.for_range(builder, rows) as loop:
-                        r = loop.index
-                        panel(1, builder.gep(ap, [builder.mul(r, ars)]),
-                              builder.gep(cp, [builder.mul(r, crs)]))
+                    panels(True)
             return context.get_dummy_value()
         return sig, codegen
     return tile
