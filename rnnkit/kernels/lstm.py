@@ -36,8 +36,8 @@ CUT = 16
 
 # dW.T sums over all steps in blocks of about this many of the product's rows ([x_t, h_{t-1}]
 # of a few steps): a block then stays in cache while every row panel of dW.T passes it, and
-# dW.T moves in and out of cache once per block. Measured on backward at H=512: blocks of one
-# step 1.3x slower; at N=64, 4 steps a block 10% faster than 8 or 16; at N=32, 4 and 8 equal.
+# dW.T moves in and out of cache once per block. Measured on backward at H=512: at N=64, 4
+# steps a block 10% faster than 8 or 16 and 3% faster than 2; at N=32, 4 and 8 equal.
 DW_ROWS = 256
 
 # From this many T*N on, the products run in kernels/tiles.py against W.T copied once per

@@ -145,8 +145,8 @@ def _make_tile(vectors):
                             panel(1, builder.gep(ap, [builder.mul(r, ars)]),
                                   builder.gep(cp, [builder.mul(r, crs)]), masked)
 
-            # Whole vectors need no mask; measured in place, masking them too cost the LSTM
-            # step 5-8% (not seen in bench/tiles.py alone).
+            # Whole vectors need no mask: masking them too looked 5-8% slower on the LSTM step
+            # in one (noisy) A/B, though not in bench/tiles.py alone.
             whole = builder.icmp_signed("==", cols, const(vectors * lanes))
             with builder.if_else(whole) as (then, otherwise):
                 with then:
