@@ -11,8 +11,13 @@ from pathlib import Path
 
 import numba
 
-# No 'nnan'/'ninf': a NaN must survive the kernels so training can notice it and roll back.
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# No fast-math flags at all. With reassociation or contraction, LLVM's result depends on what
+# it inlines, and a kernel compiled in this process inlines its callees while one loaded from
+# the cache calls them: the same run gave different losses on a fresh and a warm cache. With
+# IEEE semantics every build (cached or not, serial or parallel, any optimisation level) gives
+# the same bits; kernels/lanes.py supplies the fused multiply-adds and the vector reductions
+# that the flags used to buy.
+FASTMATH = False
 CACHE = os.environ.get("RNNKIT_NO_CACHE", "") == ""
 
 # error_model="numpy": no zero-division checks, which would stop loops from vectorising.
@@ -48,7 +53,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 
 def _cache_dir():
-    digest = hashlib.sha256(numba.__version__.encode() + repr(sorted(FASTMATH)).encode())
+    digest = hashlib.sha256(numba.__version__.encode() + repr(FASTMATH).encode())
     for path in sorted((Path(__file__).parent / "kernels").glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(

@@ -1,9 +1,10 @@
 """Softmax cross-entropy fused with its gradient, one row at a time.
 
 logits (M, V) -> sum over rows of log-sum-exp(row) - row[target], with the max subtracted
-first so exp never overflows. With a gradient, the row is overwritten in place by
-scale * (softmax(row) - onehot(target)): one pass finds the max, one writes the exponentials
-and sums them, one normalises; the row stays in cache, and no (M, V) temporary exists.
+first so exp never overflows. The logits are scratch: each row is overwritten by its
+exponentials and, with a gradient, then by scale * (softmax(row) - onehot(target)). One pass
+finds the max, one writes the exponentials, one sums them (kernels/lanes.py), one normalises;
+the row stays in cache, and no (M, V) temporary exists.
 """
 import math
 
@@ -14,6 +15,7 @@ from rnnkit.config import JIT, serial_and_parallel
 from rnnkit.kernels.activations import exp
 from rnnkit.kernels.blocks import parts_for, span
 from rnnkit.kernels.checks import check
+from rnnkit.kernels.lanes import vmax, vsum
 
 
 @njit(**JIT)
@@ -22,23 +24,16 @@ def _xent_rows(logits, targets, scale, want_grad, lo, hi):
     total = 0.0
     for m in range(lo, hi):
         row = logits[m]
-        mx = row[0]
-        for v in range(1, V):
-            mx = max(mx, row[v])
+        mx = vmax(row, 0, V)
         target = row[targets[m]]
-        s = row.dtype.type(0.0)
+        for v in range(V):
+            row[v] = exp(row[v] - mx)
+        s = vsum(row, 0, V)
         if want_grad:
-            for v in range(V):
-                e = exp(row[v] - mx)
-                row[v] = e
-                s += e
             inv = scale / s
             for v in range(V):
                 row[v] *= inv
             row[targets[m]] -= scale
-        else:
-            for v in range(V):
-                s += exp(row[v] - mx)
         total += math.log(s) + mx - target
     return total
 
@@ -55,7 +50,8 @@ _xent_serial, _xent_parallel = serial_and_parallel(_xent)
 
 
 def softmax_xent(logits, targets, scale=1.0, grad=False):
-    """Summed cross-entropy in nats. grad=True overwrites logits with scale * dloss/dlogits."""
+    """Summed cross-entropy in nats. Overwrites logits: with grad=True by scale *
+    dloss/dlogits, else by scratch."""
     M, V = logits.shape
     check(dict(logits=logits), logits.dtype)
     if targets.shape != (M,):

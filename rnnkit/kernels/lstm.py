@@ -22,6 +22,7 @@ from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.blas import gemm
 from rnnkit.kernels.blocks import MIN_STREAMS, parts_for, span, transpose_into
 from rnnkit.kernels.checks import check, shape
+from rnnkit.kernels.lanes import vsum
 from rnnkit.kernels.tiles import product, product_runs
 
 # The recurrence splits across threads by blocks of hidden units (each thread then reads only
@@ -289,9 +290,9 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
         transpose_into(dht[j0:j1, n0:n1], dh[n0:n1, j0:j1])
         transpose_into(dct[j0:j1, n0:n1], dc[n0:n1, j0:j1])
         for r in range(r0, r1):
-            total = 0.0
+            total = db.dtype.type(0.0)
             for t in range(T):
-                total += dgates[t, r].sum()
+                total += vsum(dgates[t, r], 0, N)
             db[r] += total
         transpose_into(dwt[r0:r1, :D], dw_x[:, r0:r1], True)
         transpose_into(dwt[r0:r1, D:], dw_h[:, r0:r1], True)

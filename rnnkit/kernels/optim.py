@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from rnnkit.config import JIT
+from rnnkit.kernels.lanes import vsumsq
 
 
 @njit(**JIT)
@@ -106,11 +107,7 @@ def adagrad_update(p, g, state_sum, clr, eps, weight_decay):
 @njit(**JIT)
 def sum_squares(g):
     """Sum of g^2 accumulated in float64 (a float32 sum over millions of terms loses digits)."""
-    total = 0.0
-    for i in range(g.shape[0]):
-        x = np.float64(g[i])
-        total += x * x
-    return total
+    return vsumsq(g, 0, g.shape[0])
 
 
 @njit(**JIT)

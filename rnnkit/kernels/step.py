@@ -12,6 +12,7 @@ import numpy as np
 from rnnkit.config import JIT, serial_and_parallel
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.blocks import parts_for, span
+from rnnkit.kernels.lanes import vdot
 
 CELL_CODES = {"rnn-tanh": 0, "rnn-relu": 1, "lstm": 2, "gru": 3}
 
@@ -77,11 +78,7 @@ def _logits(h, w, b, out, parts):
         for n in range(N):
             hn = h[n]
             for v in range(lo, hi):
-                wv = w[v]
-                acc = b[v]
-                for k in range(hn.shape[0]):
-                    acc += hn[k] * wv[k]
-                out[n, v] = acc
+                out[n, v] = b[v] + vdot(hn, w[v], 0, hn.shape[0])
 
 
 _layer_serial, _layer_parallel = serial_and_parallel(_layer_step)

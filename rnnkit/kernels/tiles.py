@@ -16,28 +16,14 @@ loops, LLVM keeps the accumulators in memory. Its vectors are as wide as the CPU
 """
 import llvmlite.binding as ll
 from llvmlite import ir
-import numba
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnkit.config import JIT
+from rnnkit.kernels.lanes import REGISTERS as _REGISTERS, VECTOR_BYTES
 
 
-def _target():
-    """(vector bytes, vector registers) of the CPU Numba compiles for."""
-    name = numba.config.CPU_NAME or ll.get_host_cpu_name()
-    features = numba.config.CPU_FEATURES or ll.get_host_cpu_features().flatten()
-    if name == "generic":
-        return 16, 16
-    if "+avx512f" in features:
-        return 64, 32
-    if "+avx" in features:
-        return 32, 16
-    return 16, 32 if ll.get_process_triple().startswith("aarch64") else 16
-
-
-VECTOR_BYTES, _REGISTERS = _target()
 # Rows per panel: MR x NV accumulators plus NV state vectors and one broadcast fill the
 # registers (8 x 2 + 3 of 32; 4 x 2 + 3 of 16).
 MR = 8 if _REGISTERS >= 32 else 4
