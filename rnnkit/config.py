@@ -27,9 +27,10 @@ JIT = dict(cache=CACHE, fastmath=FASTMATH, error_model="numpy", nogil=True)
 PARALLEL = dict(JIT, parallel=True)
 
 
-def serial_and_parallel(fn):
-    """Two builds of one driver: serial (prange runs as range) for small work such as
-    sampling one token, where waking threads costs more than it saves; parallel otherwise.
+class Twin:
+    """One driver built twice: serial (prange runs as range) and parallel. `twin(blocks, *args)`
+    runs the parallel build when the work is cut into several blocks and more than one thread
+    runs (rnnkit/threads.py), else the serial one; both give the same bits.
 
     The parallel build gets its own function name: Numba's cache keys on the name, not the
     flags, and would otherwise hand one build's machine code to the other.
@@ -39,11 +40,20 @@ def serial_and_parallel(fn):
     GRU's bias sum ran 4096 regions a call and halved its backward). Such loops belong in a
     serial @njit helper.
     """
-    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
-                              fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_parallel"
-    twin.__module__ = fn.__module__
-    return numba.njit(**JIT)(fn), numba.njit(**PARALLEL)(twin)
+
+    def __init__(self, fn):
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
+                                  fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_parallel"
+        twin.__module__ = fn.__module__
+        self.serial, self.parallel = numba.njit(**JIT)(fn), numba.njit(**PARALLEL)(twin)
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, blocks, *args):
+        if blocks > 1 and numba.get_num_threads() > 1:
+            return self.parallel(*args)
+        return self.serial(*args)
+
 
 # OpenMP first: it starts a parallel region in ~1 us here, the workqueue layer in ~120 us
 # (sleeping threads), which costs more than a sampling step's whole work. Its workers spin

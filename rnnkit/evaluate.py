@@ -10,8 +10,11 @@ from all that came before it in its stream. The last, shorter batch is evaluated
 < N tokens that do not fill the streams evenly are left out.
 """
 import math
+import time
 
 import numpy as np
+
+from rnnkit import threads
 
 LN2 = math.log(2)
 
@@ -42,10 +45,13 @@ def evaluate_batches(model, batches, N, limit=0):
     all)."""
     state = model.init_state(N)
     total, count = 0.0, 0
+    threads.begin()
     for i, (x, y) in enumerate(batches):
         if limit and i >= limit:
             break
+        started = time.perf_counter()
         loss_sum, n, state = model.evaluate(x, y, state)
+        threads.observe(int(n), time.perf_counter() - started)
         total += float(loss_sum)
         count += int(n)
     return total, count

@@ -10,8 +10,11 @@ The prime is run through the model in one batch; then each step feeds the last t
 logits into probabilities (temperature, then top-k, then top-p), and draws the next token with
 a numpy Generator seeded from `seed`: the same seed gives the same text.
 """
+import time
+
 import numpy as np
 
+from rnnkit import threads
 from rnnkit.tokenize import EOS
 
 
@@ -89,8 +92,11 @@ def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p
         x = ids[None, :-1].astype(np.int32)
         _, _, state = model.evaluate(x, ids[None, 1:].astype(np.int32), state)
     token = int(ids[-1])
+    threads.begin()
     for _ in range(length):
+        started = time.perf_counter()
         logits = model.step(np.array([token]), state)
+        threads.observe(1, time.perf_counter() - started)
         token = int(sample(logits, rng, temperature, top_k, top_p, greedy)[0])
         piece = decode(token)
         if piece:

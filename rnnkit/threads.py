@@ -1,31 +1,102 @@
-"""One `threads` setting for the whole process.
+"""Threads: how many the machine gives us, how the work is cut, and how many run right now.
 
-The kernels split each batch into one block of streams (or rows) per thread with Numba's
-prange, and every BLAS call runs single-threaded inside its block. BLAS's own threads would
-spin between the many small per-step products and compete with Numba's threads for the
-cores (parallel=True plus OpenBLAS threads ran 10-80x slower here); measured here, even a
-serial kernel ran its gate math 1.6x slower beside two spinning OpenBLAS threads. So: Numba
-threads = `threads` (OpenMP layer where there is one: rnnkit/config.py says why), and BLAS
-threads = 1.
+Three numbers, kept apart on purpose:
+- the budget: cores this process may use (affinity mask, cgroup CPU quota, SLURM, OpenMP);
+- the partition P: how many blocks each kernel cuts its work into (`--threads`, by default
+  the budget). The blocks fix the order of every sum, so P alone decides the numbers;
+- the running threads k <= P that execute those blocks. k changes while a job runs (the
+  Governor below) and never changes a result: with k < P a thread runs several blocks.
+
+Why a governor: the kernels meet at a barrier once per time step, hundreds of times a
+training step. When another process takes a core, the thread the OS deschedules holds up the
+others at every barrier, and two threads run several times slower than one (bench/RESULTS.md,
+"Under load"). Sleeping at the barrier instead of spinning (OMP_WAIT_POLICY=passive) softens
+that but costs a lone process a quarter of its speed at H=256 and half at H=64. So each job
+times its own steps, now and then tries half (or twice) as many threads, and keeps what runs
+faster.
+
+BLAS always runs single-threaded inside a block: its own threads would spin between the small
+per-step products and fight ours for the cores (parallel=True plus OpenBLAS threads ran
+10-80x slower here).
 """
+import math
 import os
+import time
 
 from threadpoolctl import threadpool_limits
 
 import rnnkit.config  # noqa: F401  picks the threading layer before Numba starts one
 
 _limits = None
+_partition = None              # set_threads, or the budget at first use
+_governor = None
 
 
-def available_cores():
-    """Cores this process may use: SLURM's allocation, else the CPU affinity mask."""
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK")
-    if slurm and slurm.isdigit():
-        return int(slurm)
+def _cgroup_quota():
+    """CPUs allowed by this process's cgroup CPU quota (v2 cpu.max or v1 cfs), or None."""
     try:
-        return len(os.sched_getaffinity(0))
+        with open("/proc/self/cgroup", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    best = None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            files = [("/sys/fs/cgroup", "cpu.max")]
+        elif "cpu" in controllers.split(","):
+            files = [(f"/sys/fs/cgroup/{controllers}", "cpu.cfs_quota_us"),
+                     ("/sys/fs/cgroup/cpu", "cpu.cfs_quota_us")]
+        else:
+            continue
+        for root, name in files:
+            parts = path.strip("/").split("/") if path.strip("/") else []
+            for depth in range(len(parts), -1, -1):  # the tightest quota on the way up
+                folder = os.path.join(root, *parts[:depth])
+                quota = _read_quota(folder, name)
+                if quota is not None:
+                    best = quota if best is None else min(best, quota)
+    return best
+
+
+def _read_quota(folder, name):
+    try:
+        with open(os.path.join(folder, name), encoding="ascii") as f:
+            fields = f.read().split()
+        if name == "cpu.max":
+            quota, period = fields[0], fields[1] if len(fields) > 1 else "100000"
+        else:
+            quota = fields[0]
+            with open(os.path.join(folder, "cpu.cfs_period_us"), encoding="ascii") as f:
+                period = f.read().split()[0]
+        if quota in ("max", "-1"):
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def budget(local_ranks=1):
+    """(cores, reason): the cores this process may use, and what limits them. With several
+    ranks of one job on a node, each gets its share of what they all see."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+        found = [(cores, f"the CPU affinity mask allows {cores}")]
     except AttributeError:  # macOS
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+        found = [(cores, f"the machine has {cores}")]
+    quota = _cgroup_quota()
+    if quota is not None:
+        found.append((quota, f"the cgroup CPU quota allows {quota}"))
+    for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            found.append((int(value), f"{var}={value}"))
+    n, why = min(found, key=lambda f: f[0])
+    if local_ranks > 1:
+        share = max(1, n // local_ranks)
+        return share, f"{why}, shared by {local_ranks} ranks on this node"
+    return n, why
 
 
 def limit_blas():
@@ -36,12 +107,211 @@ def limit_blas():
     _limits = threadpool_limits(limits=1, user_api="blas")
 
 
-def set_threads(n=None):
-    """Use `n` threads (default: all cores) for the kernels, and one for each BLAS call."""
+def set_threads(n=None, local_ranks=1, adaptive=True):
+    """Cut the kernels' work into `n` blocks (default: the budget) and run up to `n` threads,
+    fewer while that is faster (adaptive). Returns (n, reason)."""
+    global _partition, _governor
     import numba
 
-    n = available_cores() if not n else int(n)
-    n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
+    if n:
+        n, why = int(n), f"--threads {int(n)}"
+    else:
+        n, why = budget(local_ranks)
+    if n > numba.config.NUMBA_NUM_THREADS:
+        n, why = numba.config.NUMBA_NUM_THREADS, \
+            f"{why}, capped by NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
+    n = max(1, n)
+    _partition = n
     numba.set_num_threads(n)
+    _governor = Governor(n) if adaptive and n > 1 else None
     limit_blas()
-    return n
+    return n, why
+
+
+def partition():
+    """The number of blocks the kernels cut their work into."""
+    if _partition is None:
+        set_threads()
+    return _partition
+
+
+def running():
+    """Threads running the blocks right now."""
+    import numba
+
+    return numba.get_num_threads()
+
+
+def begin():
+    """Steady work (training, evaluation, sampling) is about to start."""
+    if _governor is not None:
+        _governor.begin()
+
+
+def observe(work, seconds):
+    """Report one unit of steady work (a training step, an evaluation batch): `work` tokens
+    in `seconds`. The governor may change the running threads before the next one."""
+    if _governor is not None:
+        _governor.observe(work, seconds)
+
+
+class Governor:
+    """Chooses the running threads k among P, P/2, ..., 1 by timing the work.
+
+    It keeps the seconds per token of the current k (the median of its last few units), and
+    now and then runs a short probe at the next smaller or larger k: at least PROBE_UNITS units
+    and PROBE_SECONDS, or a single unit when that one is ABORT times slower than usual. A probe
+    of fewer threads wins when its median unit is faster by more than MARGIN, one of more
+    threads when every unit is. Probes come often at
+    first and after any change, then every twice as long up to MAX_INTERVAL; and at once when
+    the current k gets much slower than it was (someone else started work).
+    """
+
+    PROBE_UNITS, PROBE_SECONDS = 3, 0.15
+    FIRST_INTERVAL, LOADED_INTERVAL, MAX_INTERVAL = 0.25, 2.0, 30.0
+    MARGIN, SLOWDOWN, ABORT = 0.03, 1.3, 1.5
+    HISTORY = 7
+
+    def __init__(self, parts, apply=None, sampler=None):
+        self.parts = parts
+        self.apply = apply or _apply
+        self.sampler = sampler or cpu_sample
+        self.current = parts
+        self.recent = []           # seconds per token of the current k, newest last
+        self.baseline = None       # its typical value when last confirmed
+        self.probe = None          # (k, [seconds per token]) while probing
+        self.interval = self.FIRST_INTERVAL
+        self.next_probe = None
+        self.busy = 0.0            # seconds of work seen
+        self.warm = False
+        self.sample = self.sampler()  # the last look at what other processes use
+        self.log = []              # (work seen in seconds, old k, new k): for tests and reports
+
+    def _free_cores(self):
+        """Cores that other processes left free since the last call (None: unknown)."""
+        then, now = self.sample, self.sampler()
+        if then is None or now is None or now[0] - then[0] < 0.05:
+            return None
+        self.sample = now
+        others = max(0.0, (now[1] - then[1]) - (now[2] - then[2])) / (now[0] - then[0])
+        return len(now[3]) - others
+
+    def begin(self):
+        """Work starts: run as many threads as the cores others left free since set_threads
+        (a first unit with too many threads costs seconds under heavy load)."""
+        free = self._free_cores()
+        if free is None:
+            return
+        k = max(1, min(self.parts, int(free + 0.5)))
+        while k not in self.ladder():
+            k -= 1
+        if k != self.current:
+            self.log.append((0.0, self.current, k))
+            self.current = k
+            self.interval = self.LOADED_INTERVAL
+            self.apply(k)
+
+    def ladder(self):
+        out, k = [], self.parts
+        while k > 1:
+            out.append(k)
+            k //= 2
+        return out + [1]
+
+    def candidates(self):
+        k = self.current
+        out = []
+        if k > 1:
+            out.append(max(1, k // 2))
+        if k < self.parts:
+            out.append(min(self.parts, k * 2))
+        return out
+
+    def observe(self, work, seconds):
+        if work <= 0 or seconds <= 0:
+            return
+        per = seconds / work
+        if not self.warm:               # the first unit pays for compiling and first touches
+            self.warm = True
+            return
+        self.busy += seconds
+        if self.next_probe is None:
+            self.next_probe = self.busy + self.interval
+        if self.probe is not None:
+            k, samples = self.probe
+            samples.append(per)
+            # a unit far slower than usual ends the probe at once: under load one unit at too
+            # many threads can take seconds
+            if per > self.ABORT * _median(self.recent) or (
+                    len(samples) >= self.PROBE_UNITS and sum(samples) * work >= self.PROBE_SECONDS):
+                self._decide(k, samples)
+            return
+        self.recent = (self.recent + [per])[-self.HISTORY:]
+        typical = _median(self.recent)
+        if self.baseline is None and len(self.recent) >= 3:
+            self.baseline = typical
+        slower = (self.baseline is not None and len(self.recent) >= 3
+                  and typical > self.SLOWDOWN * self.baseline)
+        if self.busy >= self.next_probe or slower:
+            options = self.candidates()
+            if options:
+                # both directions in turn; fewer threads first when the work got slower
+                k = options[0] if slower else options[len(self.log) % len(options)]
+                free = self._free_cores()
+                if k > self.current and free is not None and free < k - 0.5:
+                    # others hold the cores: a probe would only wait for them
+                    self.next_probe = self.busy + self.interval
+                    return
+                self.probe = (k, [])
+                self.apply(k)
+
+    def _decide(self, k, samples):
+        mine = _median(self.recent)
+        # more threads must win in every unit (a busy machine makes single units look
+        # fast by luck); fewer threads, by the median
+        theirs = max(samples) if k > self.current else _median(samples)
+        old = self.current
+        self.probe = None
+        if theirs < mine * (1 - self.MARGIN):
+            self.current = k
+            self.recent = samples[-self.HISTORY:]
+            self.baseline = theirs
+            self.interval = self.FIRST_INTERVAL
+        else:
+            self.baseline = mine
+            self.interval = min(self.MAX_INTERVAL, self.interval * 2)
+        self.apply(self.current)
+        self.log.append((self.busy, old, self.current))
+        self.next_probe = self.busy + self.interval
+
+
+def cpu_sample():
+    """(wall seconds, CPU seconds spent on our cores by everyone, CPU seconds of this process,
+    our cores), from /proc/stat; None where that file does not exist."""
+    try:
+        cores = os.sched_getaffinity(0)
+        with open("/proc/stat", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except (OSError, AttributeError):
+        return None
+    busy = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+            busy += user + nice + system + irq + softirq + steal
+    times = os.times()
+    return (time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), times.user + times.system,
+            cores)
+
+
+def _median(values):
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def _apply(k):
+    import numba
+
+    numba.set_num_threads(k)

@@ -40,7 +40,7 @@ from rnnkit.evaluate import evaluate_batches
 from rnnkit.optim import clip_gradients
 from rnnkit.run import Run, config_from_checkpoint
 from rnnkit.stop_signals import StopSignals
-from rnnkit.threads import set_threads
+from rnnkit import threads
 from rnnkit.train_config import dump_toml, from_dict
 from rnnkit.train_log import Metrics, ProgressBar, val_metrics
 
@@ -112,7 +112,9 @@ def _writable(run_dir):
 def _session(cfg, run_dir, ck, comm, stream):
     cfg = copy.deepcopy(cfg)        # resolved below; the caller's stays as it was
     comm = comm or communicator()
-    set_threads(cfg.train.threads)
+    count, why = threads.set_threads(cfg.train.threads)
+    thread_note = (f"threads: {count} ({why})" +
+                   ("; fewer while other work slows them" if count > 1 else ""))
     if not cfg.data.corpus:
         raise TrainError("no corpus given")
     try:
@@ -149,6 +151,7 @@ def _session(cfg, run_dir, ck, comm, stream):
             tmp.write_text(dump_toml(cfg), encoding="utf-8")
             os.replace(tmp, run_dir / "config.toml")
         loop = Loop(run, corpus, batches, run_dir, comm, stream, budget)
+        loop.say(thread_note)
         with StopSignals() as signals:
             return loop.go(signals, resumed=ck is not None)
 
@@ -181,6 +184,7 @@ class Loop:
                                "limit reached before resuming")
         self._start(resumed, nb)
         it = self._iterate()
+        threads.begin()
         started, elapsed0 = time.monotonic(), c.elapsed
         tick, window_loss, window_steps, norm = time.monotonic(), 0.0, 0, 0.0
         reason = None
@@ -203,6 +207,7 @@ class Loop:
 
             # 3. forward and backward
             x, y = next(it)
+            work_started = time.perf_counter()
             loss, state = model.forward_backward(x, y, run.state, run.rng)
 
             # 4. average gradients over processes (a no-op with one process)
@@ -217,6 +222,7 @@ class Loop:
 
             # 6. update
             opt.step(model.grads)
+            threads.observe(N * T // self.comm.size, time.perf_counter() - work_started)
             run.state = state
             c.step += 1
             c.batch += 1

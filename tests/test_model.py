@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from rnnkit.model import Model, ModelConfig, State
+from rnnkit.threads import set_threads
 from tests import naive
 
 CELLS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
@@ -221,15 +222,14 @@ def test_threaded_blocks_match_one_thread_and_naive(cell, layouts):
     rng = np.random.default_rng(4)
     x, y = rng.integers(0, V, (24, 24)), rng.integers(0, V, (24, 24))
     state = model.init_state(24)
-    before = numba.get_num_threads()
     results = []
     try:
         for threads in (1, 2):
-            numba.set_num_threads(threads)
+            set_threads(threads, adaptive=False)
             loss, new = model.forward_backward(x, y, state.copy())
             results.append((loss, model.grads.copy(), new.h))
     finally:
-        numba.set_num_threads(before)
+        set_threads(1, adaptive=False)
     ref_loss, ref_h, _ = naive.model_loss(cfg, model.p, x, y, state.h, state.c)
     assert abs(results[1][0] - ref_loss) < 1e-12
     np.testing.assert_allclose(results[1][2], ref_h, rtol=0, atol=1e-12)
@@ -253,8 +253,8 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch):
     state = model.init_state(N)
     state.h[...] = rng.normal(scale=0.3, size=state.h.shape)
     state.c[...] = rng.normal(scale=0.3, size=state.c.shape)
-    runs, before = [], numba.get_num_threads()
-    numba.set_num_threads(2)
+    runs = []
+    set_threads(2, adaptive=False)
     try:
         for min_units, min_streams, expect in ((64, 1, (2, 1)), (10 ** 9, 1, (1, 2)),
                                                (10 ** 9, 10 ** 9, (1, 1))):
@@ -266,7 +266,7 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch):
                 loss, new = model.forward_backward(x, y, state.copy())
                 runs.append((loss, model.grads.copy(), new, model.dstate.copy()))
     finally:
-        numba.set_num_threads(before)
+        set_threads(1, adaptive=False)
     ref_loss = naive.model_loss(cfg, model.p, x, y, state.h, state.c)[0]
     for run in runs:
         assert abs(run[0] - ref_loss) < 1e-12

@@ -3,11 +3,11 @@
 They run inside a prange body, so every call here is serial and BLAS is single-threaded: the
 parallelism is ours, one block per thread, with nothing spinning in between.
 """
-import numba
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.config import JIT, Twin
+from rnnkit.threads import partition
 from rnnkit.kernels.blas import gemm
 from rnnkit.kernels.tiles import VECTOR_BYTES, transpose_block
 
@@ -84,8 +84,9 @@ def add_parts(parts, out):
 
 
 def parts_for(n):
-    """Blocks to cut n independent rows (streams) into: one per thread, at most n."""
-    return max(1, min(numba.get_num_threads(), n))
+    """Blocks to cut n independent rows (streams) into: one per thread of the partition
+    (rnnkit/threads.py), at most n."""
+    return max(1, min(partition(), n))
 
 
 # The GRU's and RNN's per-step products run in kernels/blas.py's fast layout (output
@@ -146,15 +147,14 @@ def _weight_grads(x, hprev, dgx, dgh, w_x, dx, dw_x, dw_h, db, rows):
     add_parts(pb, db)
 
 
-_project_serial, _project_parallel = serial_and_parallel(_project)
-_weight_grads_serial, _weight_grads_parallel = serial_and_parallel(_weight_grads)
+_project = Twin(_project)
+_weight_grads = Twin(_weight_grads)
 
 
 def project(x, w_x, b, gates, rows):
     """gates (T, N, G*H) = x (T, N, D) @ w_x + b: the input projection of all steps at once."""
     T, N, D = x.shape
-    run = _project_parallel if rows > 1 else _project_serial
-    run(x.reshape(T * N, D), w_x, b, gates.reshape(T * N, -1), rows)
+    _project(rows, x.reshape(T * N, D), w_x, b, gates.reshape(T * N, -1), rows)
 
 
 def weight_grads(x, hprev, dgx, dgh, w_x, dx, dw_x, dw_h, db, rows):
@@ -163,6 +163,5 @@ def weight_grads(x, hprev, dgx, dgh, w_x, dx, dw_x, dw_h, db, rows):
     x (T, N, D), hprev (T, N, H) the previous states, dgx, dgh (T, N, G*H)."""
     T, N, D = x.shape
     M = T * N
-    run = _weight_grads_parallel if rows > 1 else _weight_grads_serial
-    run(x.reshape(M, D), hprev.reshape(M, -1), dgx.reshape(M, -1), dgh.reshape(M, -1), w_x,
+    _weight_grads(rows, x.reshape(M, D), hprev.reshape(M, -1), dgx.reshape(M, -1), dgh.reshape(M, -1), w_x,
         dx.reshape(M, D), dw_x, dw_h, db, rows)

@@ -15,7 +15,7 @@ Memory kept for backward: T*N*(3H + 2H) floats.
 """
 from numba import njit, prange
 
-from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.config import JIT, Twin
 from rnnkit.kernels.blocks import (FAST_FROM, plan, project, span, step_grad, step_product,
                                    transpose_into, weight_grads)
 from rnnkit.kernels.activations import sigmoid, tanh
@@ -66,7 +66,7 @@ def _forward(gates, a, hs, w_h, wt, b_hn, hp, hp_t, fast, streams):
             _forward_rows(gates, a, hs, w_h, wt, b_hn, hp, hp_t, fast, lo, hi)
 
 
-_forward_serial, _forward_parallel = serial_and_parallel(_forward)
+_forward = Twin(_forward)
 
 
 @njit(**JIT)
@@ -120,7 +120,7 @@ def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, fast, streams):
     _add_rows(dgh, db_hn)
 
 
-_backward_serial, _backward_parallel = serial_and_parallel(_backward)
+_backward = Twin(_backward)
 
 
 def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work, work_t, wt):
@@ -141,8 +141,7 @@ def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work, work_t, wt):
         shape(name, arr, s)
     rows, streams = plan(T, N)
     project(x, w_x, b, gates, rows)
-    run = _forward_parallel if streams > 1 else _forward_serial
-    run(gates, a, hs, w_h, wt, b_hn, work, work_t, H >= FAST_FROM, streams)
+    _forward(streams, gates, a, hs, w_h, wt, b_hn, work, work_t, H >= FAST_FROM, streams)
 
 
 def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work):
@@ -162,6 +161,5 @@ def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, 
                          ("work", work, (H, N))):
         shape(name, arr, s)
     rows, streams = plan(T, N)
-    run = _backward_parallel if streams > 1 else _backward_serial
-    run(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, H >= FAST_BACKWARD_FROM, streams)
+    _backward(streams, w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, H >= FAST_BACKWARD_FROM, streams)
     weight_grads(x, hs[:T], dgx, dgh, w_x, dx, dw_x, dw_h, db, rows)

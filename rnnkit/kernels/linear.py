@@ -7,7 +7,7 @@ strided view or accumulation, kernels/blas.py (see rnnkit/threads.py). The outpu
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.config import JIT, Twin
 from rnnkit.kernels.blas import gemm
 from rnnkit.kernels.blocks import parts_for, span
 
@@ -35,20 +35,20 @@ def _backward(x, w, dy, dx, dw, db, parts):
         gemm(dy[lo:hi], w, dx[lo:hi], False, False, 0.0)
 
 
-_forward_serial, _forward_parallel = serial_and_parallel(_forward)
-_backward_serial, _backward_parallel = serial_and_parallel(_backward)
+_forward = Twin(_forward)
+_backward = Twin(_backward)
 
 
 def linear_forward(x, w, b, y):
     """y (M, V) = x (M, H) @ w.T + b."""
     parts = parts_for(x.shape[0] // 64)
-    (_forward_parallel if parts > 1 else _forward_serial)(x, w, b, y, parts)
+    _forward(parts, x, w, b, y, parts)
 
 
 def linear_backward(x, w, dy, dx, dw, db):
     """dw += dy.T @ x; db += sum(dy); dx = dy @ w (overwritten)."""
     parts = parts_for(x.shape[0] // 64)
-    (_backward_parallel if parts > 1 else _backward_serial)(x, w, dy, dx, dw, db, parts)
+    _backward(parts, x, w, dy, dx, dw, db, parts)
 
 
 @njit(**JIT)

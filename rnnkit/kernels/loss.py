@@ -11,7 +11,7 @@ import math
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.config import JIT, Twin
 from rnnkit.kernels.activations import exp
 from rnnkit.kernels.blocks import parts_for, span
 from rnnkit.kernels.checks import check
@@ -46,7 +46,7 @@ def _xent(logits, targets, scale, want_grad, parts):
     return totals.sum()
 
 
-_xent_serial, _xent_parallel = serial_and_parallel(_xent)
+_xent = Twin(_xent)
 
 
 def softmax_xent(logits, targets, scale=1.0, grad=False):
@@ -59,6 +59,5 @@ def softmax_xent(logits, targets, scale=1.0, grad=False):
     if M and (targets.min() < 0 or targets.max() >= V):
         raise ValueError(f"targets must lie in [0, {V})")
     parts = parts_for(M // 64)
-    run = _xent_parallel if parts > 1 else _xent_serial
-    return run(logits, np.ascontiguousarray(targets, dtype=np.int64), logits.dtype.type(scale),
+    return _xent(parts, logits, np.ascontiguousarray(targets, dtype=np.int64), logits.dtype.type(scale),
                bool(grad), parts)

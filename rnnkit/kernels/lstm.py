@@ -17,7 +17,7 @@ Memory kept for backward: T*N*(4H + H + D + H) floats, plus hs.
 """
 from numba import njit, prange
 
-from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.config import JIT, Twin
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.blas import gemm
 from rnnkit.kernels.blocks import MIN_STREAMS, parts_for, span, transpose_into
@@ -187,7 +187,7 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, tiled, su, ss):
         transpose_into(cs[T][j0:j1], c[:, j0:j1])
 
 
-_forward_serial, _forward_parallel = serial_and_parallel(_forward)
+_forward = Twin(_forward)
 
 
 @njit(**JIT)
@@ -298,7 +298,7 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
         transpose_into(dwt[r0:r1, D:], dw_h[:, r0:r1], True)
 
 
-_backward_serial, _backward_parallel = serial_and_parallel(_backward)
+_backward = Twin(_backward)
 
 
 def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt):
@@ -318,8 +318,7 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt):
                        ("z", z, (T + 1, D + H, N)), ("wt", wt, (4 * H, D + H))):
         shape(name, a, s)
     su, ss = split(H, N)
-    run = _forward_parallel if su * ss > 1 else _forward_serial
-    run(x, w_x, w_h, b, z, wt, gates, hs, c, cs, T * N >= TILE_FROM, su, ss)
+    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, T * N >= TILE_FROM, su, ss)
 
 
 def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, dht,
@@ -347,6 +346,5 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
                        ("dxt", dxt, (D, N))):
         shape(name, a, s)
     su, ss = split(H, N)
-    run = _backward_parallel if su * ss > 1 else _backward_serial
-    run(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h, db, dwt, dxt,
+    _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h, db, dwt, dxt,
         T * N >= TILE_FROM, su, ss)

@@ -9,7 +9,7 @@ as the GRU does, it made this cell's step 1-7% slower there).
 """
 from numba import njit, prange
 
-from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.config import JIT, Twin
 from rnnkit.kernels.blocks import (FAST_FROM, plan, project, span, step_grad, step_product,
                                    transpose_into, weight_grads)
 from rnnkit.kernels.activations import tanh
@@ -49,7 +49,7 @@ def _forward(pre, hs, w_h, wt, hp, hp_t, fast, relu, streams):
             _forward_rows(pre, hs, w_h, wt, hp, hp_t, fast, relu, lo, hi)
 
 
-_forward_serial, _forward_parallel = serial_and_parallel(_forward)
+_forward = Twin(_forward)
 
 
 @njit(**JIT)
@@ -83,7 +83,7 @@ def _backward(w_h, hs, dhs, dh, dgates, work, fast, relu, streams):
             _backward_rows(w_h, hs, dhs, dh, dgates, work, fast, relu, lo, hi)
 
 
-_backward_serial, _backward_parallel = serial_and_parallel(_backward)
+_backward = Twin(_backward)
 
 
 def rnn_forward(x, w_x, w_h, b, hs, pre, work, work_t, wt, relu=False):
@@ -101,8 +101,7 @@ def rnn_forward(x, w_x, w_h, b, hs, pre, work, work_t, wt, relu=False):
         shape(name, a, s)
     rows, streams = plan(T, N)
     project(x, w_x, b, pre, rows)
-    run = _forward_parallel if streams > 1 else _forward_serial
-    run(pre, hs, w_h, wt, work, work_t, H >= FAST_FROM, bool(relu), streams)
+    _forward(streams, pre, hs, w_h, wt, work, work_t, H >= FAST_FROM, bool(relu), streams)
 
 
 def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, work, relu=False):
@@ -120,6 +119,5 @@ def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, work, rel
                        ("db", db, (H,)), ("dgates", dgates, (T, N, H)), ("work", work, (H, N))):
         shape(name, a, s)
     rows, streams = plan(T, N)
-    run = _backward_parallel if streams > 1 else _backward_serial
-    run(w_h, hs, dhs, dh, dgates, work, H >= FAST_FROM, bool(relu), streams)
+    _backward(streams, w_h, hs, dhs, dh, dgates, work, H >= FAST_FROM, bool(relu), streams)
     weight_grads(x, hs[:T], dgates, dgates, w_x, dx, dw_x, dw_h, db, rows)

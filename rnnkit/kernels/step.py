@@ -9,7 +9,7 @@ No allocation per step: acc is (parts, 2, N, G*H) scratch.
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT, serial_and_parallel
+from rnnkit.config import JIT, Twin
 from rnnkit.kernels.activations import sigmoid, tanh
 from rnnkit.kernels.blocks import parts_for, span
 from rnnkit.kernels.lanes import vdot
@@ -81,8 +81,8 @@ def _logits(h, w, b, out, parts):
                 out[n, v] = b[v] + vdot(hn, w[v], 0, hn.shape[0])
 
 
-_layer_serial, _layer_parallel = serial_and_parallel(_layer_step)
-_logits_serial, _logits_parallel = serial_and_parallel(_logits)
+_layer_step = Twin(_layer_step)
+_logits = Twin(_logits)
 
 
 def step_scratch(N, H, G, dtype):
@@ -97,10 +97,9 @@ def layer_step(cell, x, w_x, w_h, b, b_hn, h, c, h_out, c_out, acc):
     b_hn and c may be any array for cells that do not use them. acc: step_scratch(...).
     """
     parts = acc.shape[0]
-    run = _layer_parallel if parts > 1 else _layer_serial
-    run(CELL_CODES[cell], x, w_x, w_h, b, b_hn, h, c, h_out, c_out, acc, parts)
+    _layer_step(parts, CELL_CODES[cell], x, w_x, w_h, b, b_hn, h, c, h_out, c_out, acc, parts)
 
 
 def logits_step(h, w, b, out):
     parts = parts_for(w.shape[0] * w.shape[1] // 65536)
-    (_logits_parallel if parts > 1 else _logits_serial)(h, w, b, out, parts)
+    _logits(parts, h, w, b, out, parts)
