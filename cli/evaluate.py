@@ -41,3 +41,5 @@ def command(checkpoint, corpus, split, text, encoding, batch_size, seq_len, thre
     click.echo(f"loss {result['loss']:.6f}")
     click.echo(f"perplexity {result['perplexity']:.4f}")
     click.echo(f"bits_per_token {result['bits_per_token']:.6f}")
+    click.echo(f"seconds {result['seconds']:.3f}")
+    click.echo(f"tokens_per_s {result['tokens'] / max(result['seconds'], 1e-9):.0f}")

@@ -58,9 +58,12 @@ def evaluate_batches(model, batches, N, limit=0):
 
 
 def evaluate_ids(model, ids, N=10, T=50):
-    """Report for `model` on an id array (all of it, N streams, T steps per batch)."""
+    """Report for `model` on an id array (all of it, N streams, T steps per batch), with the
+    seconds it took."""
     N = max(1, min(N, (len(ids) - 1)))
-    return report(*evaluate_batches(model, batches_of(ids, N, T), N))
+    started = time.perf_counter()
+    out = report(*evaluate_batches(model, batches_of(ids, N, T), N))
+    return {**out, "seconds": time.perf_counter() - started}
 
 
 def evaluate_checkpoint(path, corpus=None, split="test", text=None, batch_size=10, seq_len=0,
