@@ -3,16 +3,22 @@ import click
 
 
 @click.command("info")
-@click.argument("path", type=click.Path(dir_okay=False))
-def command(path):
-    """Describe an rnnkit file: a corpus (splits, token counts, dtype, vocabulary, sources).
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--verify", is_flag=True,
+              help="Read every dataset so that each checksum is checked (slower on big files).")
+def command(path, verify):
+    """Describe an rnnkit corpus, checkpoint or run folder.
+
+    A corpus: its splits, token counts, vocabulary and sources. A checkpoint (latest.h5,
+    best.h5, step-N.h5): the model, training progress, optimizer and vocabulary. A run folder:
+    its best validation, progress and sessions, then its latest.h5. --verify reads every
+    dataset, so a damaged file is named with the dataset that fails.
 
     \b
     rnnkit info corpus.h5
+    rnnkit info runs/char
+    rnnkit info runs/char/best.h5 --verify
     """
-    from rnnkit.info import InfoError, describe
+    from rnnkit.info import describe
 
-    try:
-        click.echo(describe(path))
-    except InfoError as err:
-        raise click.ClickException(str(err)) from None
+    click.echo(describe(path, verify))

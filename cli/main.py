@@ -1,9 +1,14 @@
 """The `rnnkit` command group. Each command lives in its own module of this package."""
 import importlib
+import os
+import sys
 
 import click
 
-from rnnkit import __version__
+from rnnkit import __version__, stop_signals
+from rnnkit.errors import RnnkitError
+
+stop_signals.install()
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -28,6 +33,26 @@ class LazyGroup(click.Group):
                 raise
             raise click.UsageError(f"{err.format_message()} "
                                    f"(see '{err.ctx.command_path} -h')") from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except RnnkitError as err:
+            raise click.ClickException(str(err)) from None
+        except BrokenPipeError:     # `rnnkit generate | head`: the reader left; so do we
+            sys.stdout = open(os.devnull, "w")
+            ctx.exit(1)
+        except MemoryError:
+            raise click.ClickException("out of memory; try a smaller model, --batch-size or "
+                                       "--seq-len") from None
+        except OSError as err:
+            where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+            raise click.ClickException(f"{where}{err.strerror or err}") from None
+        except Exception as err:
+            if os.environ.get("RNNKIT_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                f" (a bug in rnnkit; RNNKIT_DEBUG=1 shows the traceback; please report it)") \
+                from None
 
     def list_commands(self, ctx):
         return [name for name in COMMANDS if self._module(name) is not None]

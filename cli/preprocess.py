@@ -89,6 +89,9 @@ def command(ctx, inputs, output, level, encoding, errors, val_frac, test_frac, v
     except InputError as err:
         raise click.ClickException(str(err)) from None
     if not quiet:
+        for path, size, pid in summary["removed"]:
+            click.echo(f"removed {path} ({size:,} bytes), left by a killed rnnkit (PID {pid})",
+                       err=True)
         splits = ", ".join(f"{name} {n:,}" for name, n in summary["splits"].items())
         unk = f"; <unk> {summary['unk']:,}" if summary["unk"] else ""
         size = summary["bytes"]

@@ -113,6 +113,9 @@ def command(ctx, corpus, output, resume_dir, config_file, quiet, **flags):
     rnnkit train corpus.h5 -o runs/ptb --optimizer sgd --lr 1 --clip-norm 5 --epochs 13
     rnnkit train --resume runs/char --max-time 2h
     """
+    from rnnkit import stop_signals
+
+    stop_signals.defer()            # a signal from here on stops the run as after a step
     from rnnkit.checkpoint import CheckpointError
     from rnnkit.train import EXIT_INTERRUPTED, TrainError, resume, train
     from rnnkit.train_config import ConfigError, from_dict, load_toml

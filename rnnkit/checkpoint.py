@@ -17,30 +17,32 @@ Layout (read it with plain h5py or h5dump; no pickle anywhere):
                      code points for char, byte values for byte, UTF-8 strings for word), with
                      the root attribute level ('char', 'byte' or 'word')
 
-Writing is atomic: the file is written under a temporary name in the same folder, flushed,
-fsynced, renamed over the final name with os.replace, and the folder is fsynced. A kill -9 at
-any moment leaves the previous checkpoint of that name intact.
+The file is built in memory and written atomically (rnnkit/files.py): under a temporary name in
+the same folder, fsynced, renamed over the final name, the folder fsynced. A kill -9 at any
+moment, or a full disk, leaves the previous checkpoint of that name intact. Every dataset
+carries HDF5's fletcher32 checksum and the metadata HDF5's own checksums (libver v110), so a
+damaged file is found when read (`rnnkit info --verify`).
 """
 import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from rnnkit import __version__
+from rnnkit import __version__, files, h5
+from rnnkit.errors import RnnkitError
 from rnnkit.tokenize import Vocabulary
 
 FORMAT = "rnnkit-checkpoint"
 FORMAT_VERSION = 1
-TMP_PREFIX = ".tmp-"
+LEGACY_TMP = ".tmp-"             # temporaries of rnnkit 0.1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RnnkitError, ValueError):
     """A file that is not a readable rnnkit checkpoint (the message is one line)."""
 
 
@@ -71,6 +73,16 @@ def _write_attrs(obj, values):
         obj.attrs[key] = value
 
 
+def _dataset(group, name, value):
+    """Every array with HDF5's fletcher32 checksum (which needs a chunked layout), so a
+    flipped bit is found when the file is read, by rnnkit or any HDF5 reader."""
+    value = np.asarray(value)
+    if value.ndim and value.size:
+        group.create_dataset(name, data=value, fletcher32=True)
+    else:
+        group.create_dataset(name, data=value)
+
+
 def _write_group(parent, name, values):
     """A dict of arrays (datasets) and scalars (attrs); nested dicts become subgroups."""
     group = parent.create_group(name)
@@ -78,7 +90,7 @@ def _write_group(parent, name, values):
         if isinstance(value, dict):
             _write_group(group, key, value)
         elif isinstance(value, np.ndarray):
-            group.create_dataset(key, data=value)
+            _dataset(group, key, value)
         elif value is not None:
             group.attrs[key] = value
     return group
@@ -98,7 +110,7 @@ def _write(f, ck):
     })
     weights = f.create_group("weights")
     for name, array in ck.weights.items():
-        weights.create_dataset(name, data=np.asarray(array))
+        _dataset(weights, name, array)
     if ck.optimizer is not None:
         _write_group(f, "optimizer", ck.optimizer)
     if ck.schedule is not None:
@@ -114,52 +126,30 @@ def _write(f, ck):
         ck.vocab.save(f)
 
 
-def _fsync_path(path, directory=False):
-    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a folder; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
-def _atomic(path, fill):
-    """Call fill(tmp_path) and move the result onto `path` so that no reader and no crash
-    ever sees a partial file under the final name."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fill(tmp)
-        _fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_path(path.parent, directory=True)
+def to_bytes(ck):
+    """The checkpoint as the bytes of an HDF5 file, built in memory: writing those is then one
+    plain write that fails cleanly on a full disk (HDF5 writing to a full disk itself printed
+    tracebacks and crashed). libver v110: HDF5's metadata carries checksums too."""
+    with h5py.File(f"rnnkit-checkpoint-{id(ck)}", "w", driver="core", backing_store=False,
+                   libver="v110") as f:
+        _write(f, ck)
+        f.flush()
+        return f.id.get_file_image()
 
 
 def save(path, ck):
-    """Write checkpoint `ck` to `path` atomically."""
-    def fill(tmp):
-        with h5py.File(tmp, "w") as f:
-            _write(f, ck)
-            f.flush()
-    _atomic(path, fill)
+    """Write checkpoint `ck` to `path` atomically (rnnkit/files.py)."""
+    files.write_bytes(path, to_bytes(ck))
 
 
 def link(src, dst):
     """Make `dst` the same checkpoint as `src` (a hard link, else a copy), atomically."""
-    def fill(tmp):
-        os.unlink(tmp)
+    with files.atomic(dst, needed=os.path.getsize(src)) as tmp:
         try:
             os.link(src, tmp)
         except OSError:
             import shutil
             shutil.copyfile(src, tmp)
-    _atomic(dst, fill)
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -176,25 +166,25 @@ def _read_attrs(obj):
 def _read_group(group):
     out = _read_attrs(group)
     for key, item in group.items():
-        out[key] = _read_group(item) if isinstance(item, h5py.Group) else item[()]
+        out[key] = _read_group(item) if isinstance(item, h5py.Group) else h5.read(item)
     return out
 
 
 def open_checkpoint(path):
     """Open `path` read-only and check it is an rnnkit checkpoint; raises CheckpointError."""
     path = str(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise CheckpointError(f"{path}: not an HDF5 file ({err})") from None
+        f = h5.open_file(path, "checkpoint")
+    except h5.DamagedFile as err:
+        raise CheckpointError(str(err)) from None
     fmt = f.attrs.get("format", "")
     fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
     if fmt != FORMAT:
         f.close()
-        raise CheckpointError(f"{path}: not an rnnkit checkpoint (format attribute is "
-                              f"{fmt!r}, expected {FORMAT!r})")
+        hint = " (a corpus: give it as CORPUS, and a checkpoint here)" \
+            if fmt == "rnnkit-corpus" else ""
+        raise CheckpointError(f"{path} is not an rnnkit checkpoint (format attribute is "
+                              f"{fmt!r}, expected {FORMAT!r}){hint}")
     version = int(f.attrs.get("format_version", 0))
     if version > FORMAT_VERSION:
         f.close()
@@ -210,7 +200,7 @@ def load(path, weights_only=False):
             meta = _read_attrs(f)
             ck = Checkpoint(
                 config=json.loads(meta.pop("config")),
-                weights={name: ds[()] for name, ds in f["weights"].items()},
+                weights={name: h5.read(ds) for name, ds in f["weights"].items()},
                 step=meta.pop("step"), epoch=meta.pop("epoch"), batch=meta.pop("batch"),
                 elapsed=meta.pop("elapsed"), best_val_loss=meta.pop("best_val_loss"),
                 meta=meta)
@@ -225,6 +215,8 @@ def load(path, weights_only=False):
                         setattr(ck, key, _read_group(f[key]))
                 if "rng" in f:
                     ck.rng = json.loads(_read_group(f["rng"])["state"])
+        except h5.DamagedFile as err:
+            raise CheckpointError(str(err)) from None
         except (KeyError, ValueError, OSError) as err:
             raise CheckpointError(f"{path}: damaged checkpoint ({err})") from None
     return ck
@@ -269,12 +261,17 @@ def save_run(run_dir, ck, keep=0, best=False):
 
 
 def clean_temporaries(run_dir):
-    """Remove temporary files that a killed writer left behind."""
-    for tmp in Path(run_dir).glob(TMP_PREFIX + "*"):
+    """Remove the temporaries that killed writers left behind (and those of rnnkit 0.1,
+    named .tmp-*); returns (path, bytes) of each removed. Call it holding the run's lock."""
+    removed = [(path, size) for path, size, _ in files.clean_stale(run_dir)]
+    for tmp in Path(run_dir).glob(LEGACY_TMP + "*"):
         try:
+            size = tmp.stat().st_size
             tmp.unlink()
+            removed.append((tmp, size))
         except OSError:
             pass
+    return removed
 
 
 def describe(path):

@@ -73,3 +73,17 @@ def _cache_dir():
 
 if CACHE:
     numba.config.CACHE_DIR = _cache_dir()
+
+
+DRIVERS = {"lstm": "lstm._forward", "gru": "gru._forward", "rnn-tanh": "rnn._forward",
+           "rnn-relu": "rnn._forward"}
+
+
+def cached(cell, parallel):
+    """Whether the on-disk cache holds this cell's forward driver (so the first step need not
+    wait for the compiler): a look for its index file."""
+    if not CACHE:
+        return False
+    name = DRIVERS[cell] + ("_parallel" if parallel else "")
+    root = Path(numba.config.CACHE_DIR)
+    return any(root.glob(f"**/{name}-*.nbi"))

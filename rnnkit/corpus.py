@@ -15,9 +15,10 @@ read from the file a block at a time, never the whole split, so a corpus larger 
         for x, y in corpus.batches("train", 50, 50):
             ...
 """
-import h5py
 import numpy as np
 
+from rnnkit import h5
+from rnnkit.errors import RnnkitError
 from rnnkit.tokenize import EOS, Vocabulary
 
 FORMAT = "rnnkit-corpus"
@@ -27,7 +28,7 @@ BLOCK_TOKENS = 1 << 18   # tokens read per stream at a time (one HDF5 chunk)...
 BUFFER_TOKENS = 1 << 23  # ...but at most this many for all streams together
 
 
-class CorpusError(ValueError):
+class CorpusError(RnnkitError, ValueError):
     """The file is not a corpus this version of rnnkit can read."""
 
 
@@ -48,16 +49,16 @@ class Corpus:
         self.path = str(path)
         try:
             # the chunk cache holds the chunks of many streams at once (see `batches`)
-            self.file = h5py.File(path, "r", rdcc_nbytes=64 << 20, rdcc_nslots=10007)
-        except FileNotFoundError:
-            raise CorpusError(f"no such file: {path}") from None
-        except OSError:
-            raise CorpusError(f"{path} is not an HDF5 file") from None
+            self.file = h5.open_file(path, "corpus", rdcc_nbytes=64 << 20, rdcc_nslots=10007)
+        except h5.DamagedFile as err:
+            raise CorpusError(str(err)) from None
         try:
             self.attrs = {key: _plain(value) for key, value in self.file.attrs.items()}
             if self.attrs.get("format") != FORMAT:
+                hint = (" (a checkpoint: give it as CHECKPOINT, and a corpus here)"
+                        if self.attrs.get("format") == "rnnkit-checkpoint" else "")
                 raise CorpusError(f"{path} is not an rnnkit corpus "
-                                  f"(no format={FORMAT!r} attribute)")
+                                  f"(no format={FORMAT!r} attribute){hint}")
             if self.attrs.get("format_version", 0) > FORMAT_VERSION:
                 raise CorpusError(f"{path} has corpus format version "
                                   f"{self.attrs['format_version']}; this rnnkit reads up to "
@@ -68,6 +69,12 @@ class Corpus:
         except KeyError as err:
             self.file.close()
             raise CorpusError(f"{path} is an incomplete rnnkit corpus: {err.args[0]}") from None
+        except h5.DamagedFile as err:
+            self.file.close()
+            raise CorpusError(str(err)) from None
+        except OSError as err:
+            self.file.close()
+            raise CorpusError(h5.describe_error(path, err)) from None
         except BaseException:
             self.file.close()
             raise
@@ -101,12 +108,15 @@ class Corpus:
 
     def tokens(self, split, start=0, stop=None):
         """Token ids split[start:stop] as an int64 array (read from the file now)."""
-        return self._split(split)[start:stop].astype(np.int64)
+        try:
+            return h5.read(self._split(split), np.s_[start:stop]).astype(np.int64)
+        except h5.DamagedFile as err:
+            raise CorpusError(f"{err}; make the corpus again with rnnkit preprocess") from None
 
     @property
     def counts(self):
         """Occurrences of each id over all splits, as a uint64 array."""
-        return self.file["counts"][()]
+        return h5.read(self.file["counts"])
 
     # -- text <-> ids, the same rules as the tokenizer that made the corpus --
 
@@ -215,7 +225,12 @@ class Batches:
         out = np.empty((len(self.rows), count * T + 1), self.dataset.dtype)
         for j, i in enumerate(self.rows):
             begin = i * S + first * T
-            self.dataset.read_direct(out, np.s_[begin:begin + count * T + 1], np.s_[j])
+            try:
+                self.dataset.read_direct(out, np.s_[begin:begin + count * T + 1], np.s_[j])
+            except OSError as err:
+                reason = h5.describe_error(self.dataset.file.filename, err, self.dataset.name)
+                raise CorpusError(f"{reason} (tokens {begin:,} to {begin + count * T:,}); make "
+                                  f"the corpus again with rnnkit preprocess") from None
         return out
 
     def batch(self, b):
@@ -260,7 +275,7 @@ def describe(path):
         top = top[counts[top] > 0]
         sample = " ".join(_show(corpus.vocab[i], corpus.level) for i in top)
         lines.append(f"vocabulary: {corpus.vocab_size:,} tokens; most frequent: {sample}")
-        sources = corpus.file["sources"][()]
+        sources = h5.read(corpus.file["sources"])
         lines.append(f"sources: {len(sources)} file{'s' * (len(sources) != 1)}, "
                      f"{int(sources['bytes'].sum()):,} bytes")
         for row in sources[:20]:

@@ -5,8 +5,10 @@ matplotlib is an optional extra (`pip install 'rnnkit[plot]'`); reading the metr
 import json
 import os
 
+from rnnkit.errors import RnnkitError
 
-class PlotError(ValueError):
+
+class PlotError(RnnkitError, ValueError):
     """Nothing to plot, or no matplotlib; the message is one line."""
 
 

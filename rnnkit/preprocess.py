@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnkit import __version__
+from rnnkit import __version__, files, writer
 from rnnkit.corpus import FORMAT, FORMAT_VERSION, Corpus, CorpusError
+from rnnkit.errors import RnnkitError
 from rnnkit.sources import BLOCK, InputError, check_encoding, find_inputs, read_blocks, read_text
 from rnnkit.tokenize import EOS, LEVELS, TOKENIZERS, UNK
 from rnnkit.writer import SplitWriter, compression_pool
@@ -111,13 +112,15 @@ def _fractions(val_frac, test_frac, val, test):
     return val_frac, test_frac
 
 
-def _check_output(output, force):
+def _check_output(output, force, inputs):
+    """The output path and its folder; refused: a folder, an existing file without force,
+    anything but a regular file even with force, one of the inputs."""
     output = os.fspath(output)
     folder = os.path.dirname(os.path.abspath(output))
-    if os.path.isdir(output):
-        raise InputError(f"output {output} is a folder; give a file name")
-    if os.path.exists(output) and not force:
-        raise InputError(f"{output} exists; use --force to overwrite it")
+    try:
+        files.check_output(output, force, inputs)
+    except RnnkitError as err:
+        raise InputError(str(err)) from None
     if not os.path.isdir(folder):
         raise InputError(f"output folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
@@ -188,7 +191,7 @@ def _write_sources(h5, sources):
                       ("tokens", np.uint64), ("sha256", "S64")])
     rows = np.array([(s.path.encode("utf-8", "replace").decode("utf-8"), s.split, s.bytes,
                       s.tokens, s.sha256.encode()) for s in sources], dtype)
-    h5.create_dataset("sources", data=rows)
+    h5.create_dataset("sources", data=rows)  # variable-length strings: no filters
 
 
 def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict", val_frac=None,
@@ -216,18 +219,39 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
     level = vocab.level if vocab else (level or "char")
     if level != "word" and (max_vocab is not None or min_count != 1):
         raise InputError("--max-vocab and --min-count apply to --level word only")
-    output, folder = _check_output(output, force)
     if not inputs:
         raise InputError("no input given")
-
     sources = [Source(p, "train") for p in find_inputs(inputs)]
     for name, pattern in (("val", val), ("test", test)):
         if pattern is not None:
             sources += [Source(p, name) for p in find_inputs([pattern])]
+    output, folder = _check_output(output, force, [s.path for s in sources] +
+                                   ([vocab_from] if vocab_from else []))
+    removed = files.clean_stale(folder)
     total_bytes = sum(os.path.getsize(s.path) for s in sources)
     tokenizer = TOKENIZERS[level]()
     block = min(block, tokenizer.max_block or block)
     bar = (progress(2 * total_bytes) if progress else None) or contextlib.nullcontext()
+    try:
+        sizes = _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors,
+                     block, vocab_from, max_vocab, min_count, val_frac, test_frac)
+    except files.WriteError:
+        raise
+    except OSError as err:  # pass 1's word cache in the output folder
+        raise files.write_error(output, err) from None
+    vocab = sizes.pop("vocab")
+    unk = 0
+    if vocab.unk_id is not None:
+        unk = int(tokenizer.id_counts(vocab)[vocab.unk_id])
+    return {"output": output, "level": level, "vocab_size": len(vocab), "dtype": str(vocab.dtype),
+            "splits": {name: n for name, n in sizes.items() if n}, "unk": unk,
+            "files": len(sources), "bytes": total_bytes, "removed": removed,
+            "seconds": time.perf_counter() - started}
+
+
+def _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors, block,
+         vocab_from, max_vocab, min_count, val_frac, test_frac):
+    """Both passes; returns the split sizes and, under "vocab", the vocabulary."""
     with bar, contextlib.ExitStack() as cleanup:
         cache = None
         if tokenizer.caches_units:
@@ -253,29 +277,12 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
             cache.seek(0)
 
         # pass 2: encode, into a temporary file renamed into place at the end
-        fd, tmp = _temporary(folder, lambda: tempfile.mkstemp(
-            prefix=f".{os.path.basename(output)}.", suffix=".tmp", dir=folder))
-        os.close(fd)
-        try:
-            _encode(tmp, reader, vocab, sources, sizes, feeds,
+        with files.atomic(output) as tmp:
+            _encode(tmp, output, reader, vocab, sources, sizes, feeds,
                     attrs=dict(level=level, encoding=encoding, errors=errors,
                                max_vocab=max_vocab, min_count=min_count, vocab_from=vocab_from,
                                val_frac=val_frac, test_frac=test_frac, sizes=sizes))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a corpus is an ordinary file
-            os.replace(tmp, output)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
-    unk = 0
-    if vocab.unk_id is not None:
-        unk = int(tokenizer.id_counts(vocab)[vocab.unk_id])
-    return {"output": output, "level": level, "vocab_size": len(vocab), "dtype": str(vocab.dtype),
-            "splits": {name: n for name, n in sizes.items() if n}, "unk": unk,
-            "files": len(sources), "bytes": total_bytes,
-            "seconds": time.perf_counter() - started}
+    return {**sizes, "vocab": vocab}
 
 
 def _temporary(folder, make):
@@ -285,35 +292,77 @@ def _temporary(folder, make):
         raise InputError(f"cannot write in {folder}: {err.strerror}") from None
 
 
-def _encode(path, reader, vocab, sources, sizes, feeds, attrs):
-    """Pass 2: write the corpus file at `path`."""
+def _encode(path, output, reader, vocab, sources, sizes, feeds, attrs):
+    """Pass 2: write the corpus file at `path` (to become `output`). A write that fails (a
+    full disk) becomes a WriteError with the size the corpus would need, estimated from what
+    was written."""
+    writers = []
+    try:
+        _write_corpus(path, reader, vocab, sources, sizes, feeds, attrs, writers)
+    except OSError as err:
+        if isinstance(err, files.WriteError):
+            raise
+        try:
+            size = os.path.getsize(path)
+            os.unlink(path)         # first, so that the message counts its space as free
+        except OSError:
+            size = 0
+        ids = sum(w.stored_ids for w in writers)
+        stored = sum(w.stored_bytes for w in writers)
+        last = [w.sizes for w in writers if w.sizes]
+        per_id = (stored / ids if ids else last[0][1] / last[0][0] if last else None)
+        needed = (int(per_id * sum(sizes.values()) + max(0, size - stored) + writer.RESERVE)
+                  if per_id else None)
+        raise files.write_error(output, err, needed) from None
+
+
+def _write_corpus(path, reader, vocab, sources, sizes, feeds, attrs, writers):
     import h5py
 
+    # libver v110: the file's metadata carries HDF5's checksums
+    h5 = h5py.File(path, "w", libver="v110")
+    try:
+        with compression_pool() as pool:
+            _fill(h5, pool, reader, vocab, sources, sizes, feeds, attrs, writers)
+    except BaseException:
+        # after a failed write HDF5's close fails too (RuntimeError, OSError): the first
+        # error is the one to report, and the file is removed anyway
+        with contextlib.suppress(Exception):
+            h5.close()
+        raise
+    try:
+        h5.close()
+    except RuntimeError as err:     # a failed flush at close (h5py raises RuntimeError)
+        raise OSError(str(err)) from None
+
+
+def _fill(h5, pool, reader, vocab, sources, sizes, feeds, attrs, writers):
+    """Pass 2 into the open file `h5`; `writers` gets the split writers (for their counts)."""
     encode = reader.tokenizer.encoder(vocab)
-    with h5py.File(path, "w") as h5, compression_pool() as pool:
-        _write_attrs(h5, **attrs)
-        vocab.save(h5)
-        h5.create_dataset("counts", data=reader.tokenizer.id_counts(vocab))
-        _write_sources(h5, sources)
-        writers = {name: SplitWriter(h5, name, n, vocab.dtype, pool)
-                   for name, n in sizes.items() if n}
-        # the same order as pass 1 (train sources come first), which the word cache relies on
-        for group in ("train", "val", "test"):
-            parts = [[writers[name], n] for name, n in feeds.get(group, []) if n]
-            for source in (s for s in sources if s.split == group):
-                seen = 0
-                for units in reader.again(source):
-                    ids = encode(units)
-                    seen += len(ids)
-                    while len(ids) and parts:
-                        writer, room = parts[0]
-                        take = min(room, len(ids))
-                        writer.append(ids[:take])
-                        ids = ids[take:]
-                        parts[0][1] -= take
-                        if parts[0][1] == 0:
-                            parts.pop(0)
-                if seen != source.tokens:
-                    raise InputError(f"{source.path} changed while being read; run again")
-        for writer in writers.values():
-            writer.close()
+    _write_attrs(h5, **attrs)
+    vocab.save(h5)
+    h5.create_dataset("counts", data=reader.tokenizer.id_counts(vocab), fletcher32=True)
+    _write_sources(h5, sources)
+    by_name = {name: SplitWriter(h5, name, n, vocab.dtype, pool)
+               for name, n in sizes.items() if n}
+    writers += by_name.values()
+    # the same order as pass 1 (train sources come first), which the word cache relies on
+    for group in ("train", "val", "test"):
+        parts = [[by_name[name], n] for name, n in feeds.get(group, []) if n]
+        for source in (s for s in sources if s.split == group):
+            seen = 0
+            for units in reader.again(source):
+                ids = encode(units)
+                seen += len(ids)
+                while len(ids) and parts:
+                    writer, room = parts[0]
+                    take = min(room, len(ids))
+                    writer.append(ids[:take])
+                    ids = ids[take:]
+                    parts[0][1] -= take
+                    if parts[0][1] == 0:
+                        parts.pop(0)
+            if seen != source.tokens:
+                raise InputError(f"{source.path} changed while being read; run again")
+    for writer in by_name.values():
+        writer.close()

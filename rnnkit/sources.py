@@ -8,17 +8,22 @@ import codecs
 import glob
 import os
 
+from rnnkit.errors import RnnkitError
+
 BLOCK = 8 << 20          # bytes read at a time
 SNIFF = 8192             # a file is text if its first SNIFF bytes hold no NUL byte (as git does)
 
 
-class InputError(ValueError):
+class InputError(RnnkitError, ValueError):
     """Bad input that the user can fix; the message is one line."""
 
 
 def is_text(path):
-    with open(path, "rb") as f:
-        return b"\0" not in f.read(SNIFF)
+    try:
+        with open(path, "rb") as f:
+            return b"\0" not in f.read(SNIFF)
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror}") from None
 
 
 def _walk(folder):
@@ -81,8 +86,18 @@ def check_encoding(encoding):
 
 
 def read_blocks(path, block=BLOCK):
-    with open(path, "rb") as f:
-        while data := f.read(block):
+    try:
+        f = open(path, "rb")
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror}") from None
+    with f:
+        while True:
+            try:
+                data = f.read(block)
+            except OSError as err:
+                raise InputError(f"cannot read {path}: {err.strerror}") from None
+            if not data:
+                return
             yield data
 
 

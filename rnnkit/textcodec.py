@@ -8,10 +8,11 @@ import codecs
 
 import numpy as np
 
+from rnnkit.errors import RnnkitError
 from rnnkit.tokenize import EOS
 
 
-class UnknownSymbol(ValueError):
+class UnknownSymbol(RnnkitError, ValueError):
     """Text holds a symbol that a char or byte vocabulary lacks (message: one line)."""
 
 

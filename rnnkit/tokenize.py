@@ -57,10 +57,13 @@ class Vocabulary:
             import h5py
 
             data = np.array(self.tokens, dtype=object)
+            # variable-length strings take no filters, so no fletcher32 here (the file's
+            # metadata checksums still cover them)
             h5file.create_dataset("vocab", data=data, dtype=h5py.string_dtype("utf-8"))
         else:
             dtype = np.uint32 if self.level == "char" else np.uint8
-            h5file.create_dataset("vocab", data=np.array([ord(t) for t in self.tokens], dtype))
+            data = np.array([ord(t) for t in self.tokens], dtype)
+            h5file.create_dataset("vocab", data=data, fletcher32=bool(len(data)))
 
     @classmethod
     def load(cls, h5file, level):

@@ -23,13 +23,15 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, get_type_hints
 
+from rnnkit.errors import RnnkitError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
 
-class ConfigError(ValueError):
+class ConfigError(RnnkitError, ValueError):
     """A config that cannot be used; the message is one line for the user."""
 
 

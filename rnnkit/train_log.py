@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from rnnkit import files
+
 LN2 = math.log(2)
 
 
@@ -40,14 +42,14 @@ class Metrics:
                 continue            # a line cut short by a kill
             if record.get("step", 0) <= step:
                 keep.append(line if line.endswith("\n") else line + "\n")
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(keep)
-        os.replace(tmp, self.path)
+        files.write_text(self.path, "".join(keep))
 
     def write(self, **record):
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:
+            raise files.write_error(self.path, err) from None
 
 
 def _clock(seconds):

@@ -112,7 +112,7 @@ def test_run_folder_keep_latest_best(tmp_path):
     ckpt.save_run(tmp_path, _checkpoint(6), keep=0)
     assert ckpt.load(tmp_path / "latest.h5").step == 6
     assert ckpt.load(tmp_path / ckpt.step_name(5)).step == 5   # links, not shared contents
-    assert not list(tmp_path.glob(ckpt.TMP_PREFIX + "*"))
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 WRITER = """
@@ -144,4 +144,4 @@ def test_kill_9_never_damages_latest(tmp_path, keep):
             assert ck.config["step"] == ck.step >= 1
             assert np.all(ck.weights["w"] == ck.step)
         ckpt.clean_temporaries(tmp_path)
-        assert not list(tmp_path.glob(ckpt.TMP_PREFIX + "*"))
+        assert not list(tmp_path.glob(".*.tmp"))

@@ -376,7 +376,7 @@ def test_info_dispatches_on_the_format_attribute(tmp_path, monkeypatch):
         f.attrs["format"] = "rnnkit-new"
     assert_fails(tmp_path, ["info", tmp_path / "new.h5"], "has format 'rnnkit-new'")
     monkeypatch.setitem(info.DESCRIBERS, "rnnkit-new", "os.path:basename")
-    assert cli("info", tmp_path / "new.h5").output == "new.h5\n"
+    assert cli("info", tmp_path / "new.h5").output.startswith("new.h5\nchecksums: none")
 
 
 def test_info_reports_a_damaged_file_in_one_line(tmp_path):
@@ -395,4 +395,4 @@ def test_info_rejects_other_files(tmp_path):
         f["x"] = [1]
     assert_fails(tmp_path, ["info", tmp_path / "a.txt"], "is not an HDF5 file")
     assert_fails(tmp_path, ["info", tmp_path / "plain.h5"], "not an rnnkit file")
-    assert_fails(tmp_path, ["info", tmp_path / "none.h5"], "no such file")
+    assert_fails(tmp_path, ["info", tmp_path / "none.h5"], "does not exist", code=2)

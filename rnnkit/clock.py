@@ -1,0 +1,35 @@
+"""Wall time of the whole process: `--max-time` bounds it from launch, compiling included."""
+import os
+import time
+
+
+def process_start():
+    """time.monotonic() at which this process started (Linux: from /proc), else now."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")    # seconds after boot
+        age = max(0.0, uptime - started)
+    except (OSError, ValueError, IndexError):
+        age = 0.0
+    return time.monotonic() - age
+
+
+class Deadline:
+    """`seconds` after `start` (a time.monotonic() value; default: the process's start)."""
+
+    def __init__(self, seconds, start=None):
+        self.seconds = float(seconds or 0.0)
+        self.start = process_start() if start is None else start
+
+    def __bool__(self):
+        return self.seconds > 0
+
+    def elapsed(self):
+        return time.monotonic() - self.start
+
+    def left(self):
+        """Seconds left (inf without a limit)."""
+        return self.seconds - self.elapsed() if self else float("inf")

@@ -1,0 +1,207 @@
+"""Writing files so that a crash, a kill or a full disk never leaves a half-written or lost one.
+
+Every output is written under a temporary name in its own folder, `.NAME.PID.XXXXXXXX.tmp`
+(PID: the writer's), flushed, fsynced and renamed over the final name; then the folder is
+fsynced. A reader, or a crash at any moment, sees the old file or the new one, never a part.
+A writer killed with -9 leaves its temporary behind; the next writer into the same folder
+removes the temporaries whose PID no longer runs (`clean_stale`).
+
+A full disk is one line: the path, the space needed and the space free (WriteError). Outputs
+follow the umask like any file a program creates.
+"""
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from rnnkit.errors import RnnkitError
+
+SUFFIX = ".tmp"
+
+
+class WriteError(RnnkitError, OSError):
+    """An output could not be written (one line: what, where, and the space it needs)."""
+
+
+def human(n):
+    """Bytes as a short number with a unit: 950 B, 12.3 kB, 4.5 MB, 1.2 GB."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+
+
+def free_bytes(folder):
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def full_disk(path, needed=None):
+    """The WriteError for a full disk at `path` (needed: bytes the whole output takes)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    free = free_bytes(folder)
+    parts = []
+    if needed is not None:
+        parts.append(f"it needs {human(needed)}")
+    if free is not None:
+        parts.append(f"{human(free)} free in {folder}")
+    detail = f" ({', '.join(parts)})" if parts else ""
+    return WriteError(f"cannot write {path}: the disk is full{detail}; free some space and "
+                      f"run again")
+
+
+def write_error(path, err, needed=None):
+    """A one-line WriteError for an OSError raised while writing `path`."""
+    code = getattr(err, "errno", None)
+    text = str(err)
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "quota" in text:
+        return full_disk(path, needed)
+    reason = getattr(err, "strerror", None) or text.splitlines()[0] if text else "error"
+    return WriteError(f"cannot write {path}: {reason}")
+
+
+def check_space(path, needed):
+    """Raise the full-disk WriteError before writing `needed` bytes at `path` if they cannot
+    fit (what a filesystem reserves for root aside)."""
+    free = free_bytes(os.path.dirname(os.path.abspath(path)) or ".")
+    if free is not None and needed > free:
+        raise full_disk(path, needed)
+
+
+def temporary_name(path):
+    path = Path(path)
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{SUFFIX}"
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic(path, needed=None):
+    """Yield a temporary path next to `path`; when the block ends without error the file
+    there (written and closed by the block) replaces `path`, else it is removed. OSError
+    becomes WriteError. `needed`: the bytes the output will take, for the message."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise write_error(path, err, needed) from None
+        raise
+    fsync_folder(path.parent)
+
+
+def write_bytes(path, data):
+    """Write `data` to `path` atomically, refusing at once when it cannot fit."""
+    check_space(path, len(data))
+    with atomic(path, needed=len(data)) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+
+def write_text(path, text):
+    write_bytes(path, text.encode("utf-8"))
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_temporaries(folder):
+    """Temporaries in `folder` whose writer is no longer running: (path, pid) pairs."""
+    out = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return out
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(SUFFIX)):
+            continue
+        parts = name[1:-len(SUFFIX)].rsplit(".", 2)
+        if len(parts) == 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            out.append((Path(entry.path), int(parts[1])))
+    return out
+
+
+def clean_stale(folder):
+    """Remove the temporaries that killed writers left in `folder`; returns the ones removed
+    as (path, size in bytes, pid)."""
+    removed = []
+    for path, pid in stale_temporaries(folder):
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except OSError:
+            continue
+        removed.append((path, size, pid))
+    return removed
+
+
+def check_output(path, force, inputs=()):
+    """An output path we may write: not one of the inputs; with force, only a regular file is
+    replaced (never a device, FIFO, symlink or folder). Raises RnnkitError."""
+    path = Path(path)
+    for source in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(source, path):
+                raise RnnkitError(f"output {path} is also an input ({source}); choose another "
+                                  f"output name")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise RnnkitError(f"cannot use {path} as output: {err.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise RnnkitError(f"output {path} is a folder; give a file name")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else
+                "a FIFO" if stat.S_ISFIFO(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise RnnkitError(f"output {path} is {kind}; rnnkit only replaces regular files")
+    if not force:
+        raise RnnkitError(f"{path} exists; use --force to overwrite it")

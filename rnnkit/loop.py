@@ -1,0 +1,368 @@
+"""The training loop, read top to bottom in nanoGPT's order.
+
+Each step: learning rate; evaluate and checkpoint when due; forward and backward; average the
+gradients across processes; clip; optimizer step; log; stopping conditions. The hidden state
+is carried from batch to batch and reset at each pass over the data (truncated BPTT).
+
+Checkpoints (rnnkit/checkpoint.py) go to RUN_DIR/latest.h5 at every validation, every
+`checkpoint_every` steps and at the end; best.h5 is the one with the lowest validation loss.
+A loss or gradient that is NaN or inf never reaches a checkpoint: the run rolls back to
+latest.h5, halves the learning rate and goes on; after MAX_ROLLBACKS rollbacks without a new
+checkpoint in between it stops with Diverged.
+
+Every decision to stop is taken by rank 0 and sent to all ranks (comm.decide), so all leave at
+the same step. With --max-time the loop stops early enough for the final validation and
+checkpoint to end within it; a final validation that would not fit is cut to the batches that
+do, and reported as partial.
+"""
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from rnnkit import checkpoint, threads
+from rnnkit.config import cached
+from rnnkit.errors import TrainError
+from rnnkit.evaluate import evaluate_batches
+from rnnkit.optim import clip_gradients
+from rnnkit.run_dir import METRICS
+from rnnkit.train_log import Metrics, ProgressBar, val_metrics
+
+MAX_ROLLBACKS = 3
+MARGIN_S = 1.0                   # kept free before a --max-time deadline (at most 5% of it)
+
+
+class Diverged(TrainError):
+    """The loss stayed NaN or inf after MAX_ROLLBACKS rollbacks."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: str
+    step: int
+    epoch: int
+    best_val_loss: float
+    reason: str                 # why it stopped
+    interrupted: bool = False   # by a signal: resume with --resume
+
+
+class Loop:
+    def __init__(self, run, corpus, batches, folder, comm, stream, total_steps, deadline):
+        self.run, self.corpus, self.batches = run, corpus, batches
+        self.folder, self.run_dir = folder, folder.path
+        self.comm, self.cfg, self.total, self.deadline = comm, run.cfg, total_steps, deadline
+        self.main = comm.rank == 0
+        self.metrics = Metrics(self.run_dir / METRICS)
+        self.bar = ProgressBar(total_steps, run.cfg.train.progress and self.main, stream)
+        self.rollbacks = 0          # rollbacks since the last checkpoint
+        self.saved_step = run.counters.step     # step of latest.h5
+        self.val_split = run.cfg.data.val_split
+        self.first_step = run.counters.step
+        self.step_s = 0.0           # seconds of the last step, of the last checkpoint, ...
+        self.save_s = 0.0
+        self.val_batch_s = None     # ... and of one validation batch
+
+    def say(self, text):
+        if self.main:
+            self.bar.message(text)
+
+    def go(self, signals, resumed):
+        run, c, cfg = self.run, self.run.counters, self.cfg
+        model, opt, t_cfg = run.model, run.optimizer, cfg.train
+        N, T = cfg.data.batch_size, cfg.data.seq_len
+        nb = self.batches.num_batches
+        early = self._limit_reason(signals)
+        if early:
+            if signals.received or not resumed:
+                self.say(f"stopped before the first step: {early}")
+                return TrainResult(str(self.run_dir), c.step, c.epoch, c.best_val_loss, early,
+                                   interrupted=bool(signals.received))
+            self.say(f"nothing to do: {early} already; raise --epochs, --max-steps or "
+                     f"--max-time to train further")
+            return TrainResult(str(self.run_dir), c.step, c.epoch, c.best_val_loss,
+                               "limit reached before resuming")
+        self._start(resumed, nb)
+        it = self._iterate()
+        threads.begin()
+        started, elapsed0 = time.monotonic(), c.elapsed
+        tick, window_loss, window_steps, norm = time.monotonic(), 0.0, 0, 0.0
+        reason = None
+        while True:
+            # 1. the learning rate of this step
+            lr = run.schedule.lr(c.step, c.epoch)
+            opt.lr = lr
+
+            # 2. evaluate and checkpoint
+            due_eval = self._due_eval()
+            due_save = t_cfg.checkpoint_every and c.step % t_cfg.checkpoint_every == 0
+            if (due_eval or due_save) and c.step != self.saved_step:
+                if not np.isfinite(model.params).all():
+                    it = self._rollback("the weights are NaN or inf")
+                    continue
+                reason, improved = self._validate(lr) if due_eval else (None, False)
+                self._save(best=improved)
+                if reason:
+                    break
+
+            # 3. forward and backward
+            x, y = next(it)
+            work_started = time.perf_counter()
+            loss, state = model.forward_backward(x, y, run.state, run.rng)
+
+            # 4. average gradients over processes (a no-op with one process)
+            self.comm.average(model.grads)
+            loss = self.comm.mean(loss)
+
+            # 5. clip
+            norm = clip_gradients(model.grads, cfg.optim.clip_norm, cfg.optim.clip_value)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                it = self._rollback(f"the loss was {loss} and the gradient norm {norm}")
+                continue
+
+            # 6. update
+            opt.step(model.grads)
+            self.step_s = time.perf_counter() - work_started
+            threads.observe(N * T // self.comm.size, self.step_s)
+            if c.step == self.first_step and self.compiling:
+                self.say(f"compiled in {self.step_s:.1f} s")
+            run.state = state
+            c.step += 1
+            c.batch += 1
+            self.folder.stepped = True
+            if c.batch == nb:               # end of a pass: the next one starts afresh
+                c.epoch, c.batch = c.epoch + 1, 0
+                run.state = model.init_state(N // self.comm.size)
+                it = self._iterate()
+            c.elapsed = elapsed0 + time.monotonic() - started
+
+            # 7. log
+            window_loss, window_steps = window_loss + loss, window_steps + 1
+            now = time.monotonic()
+            rate = N * T * window_steps / max(now - tick, 1e-9)
+            if c.step % t_cfg.log_every == 0 and self.main:
+                self.metrics.write(step=c.step, epoch=c.epoch + c.batch / nb,
+                                   train_loss=window_loss / window_steps, lr=lr, grad_norm=norm,
+                                   tokens_per_s=rate, elapsed=c.elapsed)
+                tick, window_loss, window_steps = now, 0.0, 0
+            self.bar.update(c.step, loss, rate, self._eta(now - started, c.step))
+
+            # 8. stop?
+            reason = self.comm.decide(self._limit_reason(signals))
+            if reason:
+                break
+        return self._finish(reason, signals)
+
+    # -- the parts of a step -------------------------------------------------------------------
+    def _start(self, resumed, nb):
+        run, c = self.run, self.run.counters
+        m = run.cfg.model
+        if self.main:
+            self.metrics.truncate_after(c.step)
+            self.metrics.write(event="resume" if resumed else "start", step=c.step)
+        what = f"resuming at step {c.step}" if resumed else "new run"
+        self.say(f"{m.cell} {m.layers}x{m.hidden}, {run.model.num_params():,} parameters; "
+                 f"{self.corpus.len_split(run.cfg.data.train_split):,} training tokens, "
+                 f"{nb:,} batches per epoch; {what} in {self.run_dir}")
+        if self.val_split and self.val_split not in self.corpus.splits:
+            self.say(f"note: the corpus has no {self.val_split!r} split; no validation")
+            self.val_split = ""
+        if not resumed:
+            self._save(best=False)      # the rollback point, and proof that saving works
+        self.compiling = not cached(m.cell, threads.partition() > 1)
+        if self.compiling:
+            self.say(f"compiling the {m.cell} kernels for this machine: the first step waits "
+                     f"for it; they are cached for later runs")
+
+    def _iterate(self):
+        c, cfg = self.run.counters, self.cfg
+        return iter(self.corpus.batches(cfg.data.train_split, cfg.data.batch_size,
+                                        cfg.data.seq_len, start=c.batch, rank=self.comm.rank,
+                                        world=self.comm.size))
+
+    def _due_eval(self):
+        """Validate after every eval_every steps, or at the end of each pass when it is 0."""
+        c, every = self.run.counters, self.cfg.train.eval_every
+        return c.step > 0 and c.step != c.last_eval_step and (
+            c.step % every == 0 if every else c.batch == 0)
+
+    def _validate(self, lr):
+        """Validation loss, best-so-far bookkeeping, schedule; returns (stop reason or None,
+        whether this is the best model so far)."""
+        run, c, t_cfg = self.run, self.run.counters, self.cfg.train
+        c.last_eval_step = c.step
+        if not self.val_split:
+            return None, False
+        loss, _ = self._val_loss()
+        improved = loss < c.best_val_loss
+        if improved:
+            c.best_val_loss, c.bad_evals = loss, 0
+        else:
+            c.bad_evals += 1
+        run.schedule.observe(loss)
+        numbers = val_metrics(loss)
+        if self.main:
+            self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
+                               **numbers, lr=lr, elapsed=c.elapsed)
+        self.say(f"step {c.step}: val loss {loss:.4f}, ppl {_number(numbers['val_ppl'])}, "
+                 f"{numbers['val_bpc']:.3f} bits/token{' (best)' if improved else ''}")
+        reason = None
+        if t_cfg.patience and c.bad_evals >= t_cfg.patience:
+            reason = f"early stopping: no better validation loss in {c.bad_evals} evaluations"
+        elif run.schedule.stop:
+            reason = "plateau: the validation loss stopped improving after the last lr decay"
+        return self.comm.decide(reason), improved
+
+    def _val_batches(self):
+        cfg = self.cfg
+        N, T = cfg.data.batch_size, cfg.data.seq_len
+        L = self.corpus.len_split(self.val_split)
+        N = max(self.comm.size, min(N, (L - 1) // T // self.comm.size * self.comm.size))
+        T = min(T, (L - 1) // N)
+        batches = self.corpus.batches(self.val_split, N, T, rank=self.comm.rank,
+                                      world=self.comm.size)
+        limit = cfg.train.eval_batches
+        count = min(len(batches), limit) if limit else len(batches)
+        return batches, N, count
+
+    def _val_loss(self, max_batches=0):
+        """(mean validation loss over ranks, batches evaluated)."""
+        batches, N, count = self._val_batches()
+        if max_batches:
+            count = min(count, max_batches)
+        started = time.perf_counter()
+        total, tokens = evaluate_batches(self.run.model, batches, N // self.comm.size, count)
+        self.val_batch_s = (time.perf_counter() - started) / max(1, count)
+        return self.comm.mean(total / tokens), count
+
+    def _save(self, best):
+        self.rollbacks, self.saved_step = 0, self.run.counters.step
+        if self.main:
+            started = time.perf_counter()
+            checkpoint.save_run(self.run_dir, self.run.checkpoint(), keep=self.cfg.train.keep,
+                                best=best)
+            self.folder.write_config(self.cfg)
+            self.save_s = time.perf_counter() - started
+        self.comm.barrier()         # nobody reads latest.h5 before it is whole
+
+    def _rollback(self, what):
+        run, c = self.run, self.run.counters
+        bad_step = c.step + 1           # the step that went wrong
+        self.rollbacks += 1
+        if self.rollbacks > MAX_ROLLBACKS:
+            raise Diverged(f"training diverged: {what} at step {bad_step} after {MAX_ROLLBACKS} "
+                           f"rollbacks, each halving the learning rate; the last good "
+                           f"checkpoint is {self.run_dir / 'latest.h5'}; try a lower --lr or "
+                           f"--clip-norm")
+        ck = checkpoint.load(self.run_dir / "latest.h5")
+        run.restore(ck)
+        self.saved_step = c.step
+        run.schedule.scale *= 0.5 ** self.rollbacks
+        self.say(f"warning: {what} at step {bad_step}; rolled back to step {c.step} and "
+                 f"halved the learning rate ({run.schedule.lr(c.step, c.epoch):.3g})")
+        if self.main:
+            self.metrics.truncate_after(c.step)
+            self.metrics.write(event="rollback", step=c.step, from_step=bad_step,
+                               lr_scale=run.schedule.scale)
+        return self._iterate()
+
+    def _finish_reserve(self):
+        """Seconds to keep for the final validation and checkpoint before a deadline."""
+        if not self.deadline:
+            return 0.0
+        val = 0.0
+        if self.val_split and self._due_final_validation():
+            _, _, count = self._val_batches()
+            per = self.val_batch_s if self.val_batch_s is not None else self.step_s / 2
+            val = count * per
+        # never keep more than a tenth of the budget: a long validation gets cut instead
+        return min(val, 0.1 * self.deadline.seconds) + self.save_s + self._margin()
+
+    def _margin(self):
+        return min(MARGIN_S, 0.05 * self.deadline.seconds)
+
+    def _due_final_validation(self):
+        c = self.run.counters
+        return c.step != c.last_eval_step
+
+    def _limit_reason(self, signals):
+        c, t = self.run.counters, self.cfg.train
+        if signals.received:
+            return f"stopped by {signals.received}"
+        if t.epochs and c.epoch >= t.epochs:
+            return f"{t.epochs} epochs done"
+        if t.max_steps and c.step >= t.max_steps:
+            return f"{t.max_steps} steps done"
+        if self.deadline and self.deadline.left() < self.step_s + self._finish_reserve():
+            return f"time limit of {_duration(t.max_time)} reached"
+        return None
+
+    def _eta(self, session_s, step):
+        done = step - self.first_step
+        left = [math.inf]
+        if self.total and done:
+            left = [max(0, self.total - step) * session_s / done]
+        if self.deadline:
+            left.append(max(0.0, self.deadline.left()))
+        return min(left)
+
+    def _finish(self, reason, signals):
+        run, c = self.run, self.run.counters
+        interrupted = bool(signals.received)
+        best = False
+        if not interrupted and self._due_eval():
+            best = self._validate(run.schedule.lr(c.step, c.epoch))[1]
+        elif not interrupted and self._due_final_validation() and self.val_split:
+            best = self._final_validation()
+        if not np.isfinite(run.model.params).all():     # never saved; latest.h5 stays good
+            reason += f"; the weights at step {c.step} were NaN or inf and were not saved"
+        elif c.step != self.saved_step:
+            self._save(best=best)
+        self.bar.close()
+        if self.main:
+            self.metrics.write(event="stop", step=c.step, reason=reason)
+        self.say(f"{reason}; checkpoint {self.run_dir / 'latest.h5'} (step {self.saved_step})" +
+                 (f"; continue with: rnnkit train --resume {self.run_dir}" if interrupted else ""))
+        return TrainResult(str(self.run_dir), c.step, c.epoch, c.best_val_loss, reason,
+                           interrupted)
+
+    def _final_validation(self):
+        """A last report; the schedule and patience do not see it. Under a deadline it covers
+        the batches that fit, and then it does not decide best.h5. Returns whether best."""
+        c = self.run.counters
+        _, _, count = self._val_batches()
+        allowed = count
+        if self.deadline and self.val_batch_s:
+            room = self.deadline.left() - self.save_s - self._margin()
+            allowed = max(0, min(count, int(room / self.val_batch_s)))
+        if allowed == 0:
+            self.say(f"step {c.step}: no time left for a final validation")
+            return False
+        loss, done = self._val_loss(max_batches=allowed)
+        partial = done < count
+        best = not partial and loss < c.best_val_loss
+        if best:
+            c.best_val_loss = loss
+        if self.main:
+            self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
+                               **val_metrics(loss), elapsed=c.elapsed,
+                               **({"val_batches": done} if partial else {}))
+        self.say(f"step {c.step}: val loss {loss:.4f}" +
+                 (f" (on {done} of {count} batches: the time limit)" if partial else
+                  " (best)" if best else ""))
+        return best
+
+
+def _number(x):
+    """A perplexity for people: 12.34, 1.2e+05, inf."""
+    if not math.isfinite(x):
+        return "inf"
+    return f"{x:.2f}" if x < 1e5 else f"{x:.3g}"
+
+
+def _duration(seconds):
+    seconds = float(seconds)
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g} s"

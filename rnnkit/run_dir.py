@@ -1,0 +1,116 @@
+"""A run folder while a training process uses it: created, locked, cleaned, and left as found
+when a new run ends before its first step.
+
+    with RunFolder("runs/x", new=True) as folder:   # creates runs/x if needed and locks it
+        ...                     # training: folder.write_config(cfg) at each save,
+        folder.stepped = True   # after the first step
+
+On entry: the folder is created (or must be writable), locked (rnnkit/lock.py), and the
+temporaries that killed writers left there are removed and reported. A new run that ends
+before its first step (an error, a signal) removes the files it made (the step-0 checkpoint,
+config.toml, metrics.jsonl), and the folder too if it created it: a run that never started
+leaves nothing behind. A resumed run never removes anything.
+
+config.toml is written next to each checkpoint whose config differs from the file's, so the
+two agree; `check_config` finds a config.toml edited by hand since (a resumed run takes its
+config from the checkpoint, and would otherwise overwrite the edit without a word).
+"""
+import contextlib
+import tempfile
+from pathlib import Path
+
+from rnnkit import checkpoint, files
+from rnnkit.errors import TrainError
+from rnnkit.lock import NAME as LOCK_NAME, RunLock
+from rnnkit.train_config import ConfigError, dump_toml, load_toml
+
+CONFIG = "config.toml"
+METRICS = "metrics.jsonl"
+
+
+class RunFolderError(TrainError):
+    """The run folder cannot be used (one line)."""
+
+
+class RunFolder:
+    def __init__(self, path, new):
+        self.path = Path(path)
+        self.new = new
+        self.stepped = False         # set by the loop after its first step
+        self.created = False
+        self.lock = RunLock(self.path)
+        self.removed = []            # (path, bytes) of temporaries cleaned on entry
+        self.config_text = None      # what config.toml holds, as this process wrote or read it
+
+    def __enter__(self):
+        try:
+            self.created = not self.path.exists()
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.path):
+                pass
+        except OSError as err:
+            raise RunFolderError(f"cannot write to run folder {self.path}: "
+                                 f"{err.strerror}") from None
+        try:
+            self.lock.acquire()
+        except OSError as err:
+            self._remove_if_created()
+            raise files.write_error(self.path / LOCK_NAME, err) from None
+        except BaseException:
+            self._remove_if_created()
+            raise
+        self.removed = checkpoint.clean_temporaries(self.path)
+        return self
+
+    def __exit__(self, kind, err, tb):
+        try:
+            if self.new and not self.stepped:
+                ours = [CONFIG, METRICS, "latest.h5", "best.h5", checkpoint.step_name(0)]
+                for name in ours:
+                    with contextlib.suppress(OSError):
+                        (self.path / name).unlink()
+                self.lock.release()
+                with contextlib.suppress(OSError):
+                    (self.path / LOCK_NAME).unlink()
+                self._remove_if_created()
+        finally:
+            self.lock.release()
+
+    def _remove_if_created(self):
+        if self.created:
+            with contextlib.suppress(OSError):
+                (self.path / LOCK_NAME).unlink()
+            with contextlib.suppress(OSError):
+                self.path.rmdir()       # only if empty: never someone else's files
+
+    def write_config(self, cfg):
+        """Write config.toml when it does not say what `cfg` says."""
+        text = dump_toml(cfg)
+        if text != self.config_text:
+            files.write_text(self.path / CONFIG, text)
+            self.config_text = text
+
+    def check_config(self, stored):
+        """Refuse when config.toml says something else than `stored` (the checkpoint's
+        config): edited by hand since the run wrote it."""
+        path = self.path / CONFIG
+        if not path.exists():
+            return
+        try:
+            edited = load_toml(path)
+        except ConfigError as err:
+            raise RunFolderError(f"{err}; {path} was edited since the run wrote it: undo the "
+                                 f"edit (the run's config is in latest.h5)") from None
+        changes = []
+        for section, values in edited.to_dict().items():
+            for key, value in values.items():
+                before = stored.to_dict()[section][key]
+                if value != before and not (section == "data" and key == "corpus"):
+                    changes.append(f"[{section}] {key} {before!r} -> {value!r}")
+        if changes:
+            raise RunFolderError(
+                f"{path} was edited since the run wrote it ({'; '.join(changes)}); a resumed "
+                f"run takes its config from latest.h5: undo the edit, give [train] settings as "
+                f"flags (--max-time ...), or start a new run from the file with --config "
+                f"{path} -o NEW_FOLDER")
+        self.config_text = path.read_text(encoding="utf-8")

@@ -1,0 +1,247 @@
+"""Faults: full disks, damaged files, busy and stale run folders, odd outputs, signals.
+
+Each ends in one line on stderr and a non-zero exit, with nothing existing lost: the last
+good checkpoint stays and resumes, no partial file appears under a final name.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import pytest
+from click.testing import CliRunner
+
+from rnnkit import checkpoint, files
+from rnnkit.cli.main import main
+from rnnkit.lock import Busy, RunLock
+from rnnkit.train import TrainError, resume, train
+from tests.tiny_run import make_corpus, tiny_config
+
+SMALL = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8", "--layers",
+         "1", "--threads", "1", "--quiet"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result, *words, code=1):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1, result.output
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return make_corpus(tmp_path)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs (root and mount(8) needed; skipped elsewhere)."""
+    path = tmp_path / "small"
+    path.mkdir()
+    if not shutil.which("mount") or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)],
+            capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(folder, leave):
+    """Fill `folder`'s filesystem but `leave` bytes."""
+    free = files.free_bytes(folder)
+    with open(os.path.join(folder, "ballast"), "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+
+
+def flip_byte(path, dataset):
+    """Flip a byte in the middle of the first chunk of `dataset`."""
+    with h5py.File(path, "r") as f:
+        chunk = f[dataset].id.get_chunk_info(0)
+    with open(path, "r+b") as fh:
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+# -- full disks ------------------------------------------------------------------------------
+
+def test_checkpoint_on_a_full_disk_is_one_line_and_loses_nothing(corpus, small_disk, tmp_path):
+    run = small_disk / "run"
+    first = invoke("train", corpus, "-o", run, *SMALL, "--max-steps", 4)
+    assert first.exit_code == 0, first.output
+    fill(small_disk, leave=4096)
+    result = invoke("train", "--resume", run, "--max-steps", 8, "--checkpoint-every", 2)
+    line = one_line_error(result, "cannot write", "disk is full", "free")
+    assert str(run) in line
+    assert checkpoint.load(run / "latest.h5").step == 4         # the last good one, whole
+    assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
+    os.unlink(small_disk / "ballast")
+    again = invoke("train", "--resume", run, "--max-steps", 8)
+    assert again.exit_code == 0, again.output
+    assert checkpoint.load(run / "latest.h5").step == 8
+
+
+def test_new_run_on_a_full_disk_leaves_no_folder(corpus, small_disk):
+    fill(small_disk, leave=2048)
+    result = invoke("train", corpus, "-o", small_disk / "run", *SMALL, "--max-steps", 2)
+    one_line_error(result, "disk is full")
+    assert not (small_disk / "run").exists()
+
+
+def test_preprocess_on_a_full_disk(tmp_path, small_disk):
+    text = tmp_path / "big.txt"
+    text.write_bytes(os.urandom(1 << 20).hex().encode())        # 2 MB that barely compress
+    result = invoke("preprocess", text, "-o", small_disk / "c.h5")
+    one_line_error(result, "c.h5", "disk is full", "it needs")
+    assert os.listdir(small_disk) == []
+
+
+def test_a_write_error_is_one_line_with_the_space_needed(tmp_path, monkeypatch):
+    """Without a mount: os.write reports ENOSPC."""
+    import errno
+
+    def no_space(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "write", no_space)
+    with pytest.raises(files.WriteError, match=r"cannot write .*x\.bin: the disk is full "
+                                                r"\(it needs 3 B, .* free in"):
+        files.write_bytes(tmp_path / "x.bin", b"abc")
+    assert os.listdir(tmp_path) == []
+
+
+# -- damaged files ---------------------------------------------------------------------------
+
+def test_a_flipped_byte_in_a_corpus_is_named(corpus, tmp_path):
+    flip_byte(corpus, "train")
+    result = invoke("train", corpus, "-o", tmp_path / "run", *SMALL, "--max-steps", 2)
+    one_line_error(result, corpus, "/train", "checksum")
+    assert not (tmp_path / "run").exists()
+    assert invoke("info", corpus).exit_code == 0        # the description reads no tokens
+    one_line_error(invoke("info", "--verify", corpus), "/train", "checksum")
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_named(corpus, tmp_path):
+    assert invoke("train", corpus, "-o", tmp_path / "run", *SMALL, "--max-steps", 2).exit_code == 0
+    ck = tmp_path / "run" / "latest.h5"
+    flip_byte(ck, "weights/embed")
+    one_line_error(invoke("generate", ck, "--length", 5), "weights/embed", "checksum")
+    one_line_error(invoke("info", "--verify", tmp_path / "run"), "weights/embed")
+    one_line_error(invoke("train", "--resume", tmp_path / "run", "--max-steps", 3),
+                   "weights/embed")
+
+
+def test_truncated_files(corpus, tmp_path):
+    cut = tmp_path / "cut.h5"
+    data = open(corpus, "rb").read()
+    cut.write_bytes(data[:len(data) // 2])
+    one_line_error(invoke("info", cut), "cut.h5")
+    one_line_error(invoke("train", cut, "-o", tmp_path / "run", *SMALL), "cut.h5")
+
+
+# -- run folders -----------------------------------------------------------------------------
+
+def test_a_second_process_in_a_run_folder_is_refused(corpus, tmp_path):
+    train(tiny_config(corpus, steps=2), tmp_path / "run")
+    with RunLock(tmp_path / "run"):
+        with pytest.raises(Busy, match=rf"in use by PID {os.getpid()}"):
+            resume(tmp_path / "run", {"train": {"max_steps": 4}})
+        result = invoke("train", "--resume", tmp_path / "run", "--max-steps", 4)
+        one_line_error(result, "in use by PID")
+    assert resume(tmp_path / "run", {"train": {"max_steps": 4}}).step == 4
+
+
+def dead_pid():
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_stale_lock_and_temporaries_are_taken_over(corpus, tmp_path):
+    train(tiny_config(corpus, steps=2), tmp_path / "run")
+    pid = dead_pid()
+    (tmp_path / "run" / ".lock").write_text(f"{pid} somehost\n")       # no flock held
+    stale = tmp_path / "run" / f".latest.h5.{pid}.0badf00d.tmp"
+    stale.write_bytes(b"x" * 1000)
+    live = tmp_path / "run" / f".latest.h5.{os.getpid()}.0badf00d.tmp"
+    live.write_bytes(b"y")
+    result = invoke("train", "--resume", tmp_path / "run", "--max-steps", 3)
+    assert result.exit_code == 0, result.output
+    assert f"removed {stale.name} (1.0 kB), left by a killed process" in result.output
+    assert not stale.exists() and live.exists()         # a running writer's stays
+
+
+def test_hand_edited_config_is_not_overwritten(corpus, tmp_path):
+    train(tiny_config(corpus, steps=2), tmp_path / "run")
+    path = tmp_path / "run" / "config.toml"
+    path.write_text(path.read_text().replace("lr = 0.02", "lr = 0.5"))
+    with pytest.raises(TrainError, match=r"edited .*\[optim\] lr 0.02 -> 0.5"):
+        resume(tmp_path / "run", {"train": {"max_steps": 4}})
+    assert "lr = 0.5" in path.read_text()
+
+
+def test_checkpoints_follow_the_umask(corpus, tmp_path):
+    old = os.umask(0o022)
+    try:
+        train(tiny_config(corpus, steps=2), tmp_path / "run")
+    finally:
+        os.umask(old)
+    for name in ("latest.h5", "best.h5", "config.toml"):
+        assert os.stat(tmp_path / "run" / name).st_mode & 0o777 == 0o644, name
+
+
+# -- outputs that must not be replaced -------------------------------------------------------
+
+def test_force_replaces_only_regular_files(tmp_path, corpus):
+    text = tmp_path / "t.txt"
+    one_line_error(invoke("preprocess", text, "-o", "/dev/null", "-f"), "device")
+    os.mkfifo(tmp_path / "fifo")
+    one_line_error(invoke("preprocess", text, "-o", tmp_path / "fifo", "-f"), "FIFO")
+    (tmp_path / "target.h5").write_bytes(b"keep")
+    os.symlink(tmp_path / "target.h5", tmp_path / "link.h5")
+    one_line_error(invoke("preprocess", text, "-o", tmp_path / "link.h5", "-f"),
+                   "symbolic link")
+    assert (tmp_path / "target.h5").read_bytes() == b"keep"
+    one_line_error(invoke("preprocess", text, "-o", text, "-f"), "also an input")
+    assert text.read_text().startswith("line 0")
+    one_line_error(invoke("preprocess", text, "--vocab-from", corpus, "-o", corpus, "-f"),
+                   "also an input")
+
+
+# -- signals ---------------------------------------------------------------------------------
+
+def rnnkit(*args):
+    return [sys.executable, "-m", "rnnkit", *map(str, args)]
+
+
+def test_preprocess_killed_by_sigterm_leaves_no_temporary(tmp_path):
+    text = tmp_path / "big.txt"
+    text.write_bytes(b"the quick brown fox jumps over the lazy dog\n" * 2_000_000)  # 88 MB
+    p = subprocess.Popen(rnnkit("preprocess", text, "-o", tmp_path / "c.h5", "--level", "word"),
+                         stderr=subprocess.PIPE)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+    assert p.returncode != 0
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp") or n == "c.h5"]
+
+
+def test_sigterm_during_start_up_exits_75(corpus, tmp_path):
+    p = subprocess.Popen(rnnkit("train", corpus, "-o", tmp_path / "run", *SMALL,
+                                "--max-steps", 1000), stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)                 # importing, before the first step
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 75, err
+    assert "Traceback" not in err
