@@ -1,45 +1,72 @@
 """`rnnkit eval`: loss, perplexity and bits per token of a checkpoint on a split or a file."""
+import sys
+
 import click
+
+from rnnkit.textcodec import UNKNOWN
 
 
 @click.command("eval")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.argument("corpus", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test",
-              show_default=True, help="Split of CORPUS to evaluate.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
+              help="Split of CORPUS to evaluate.  [default: test, else val]")
 @click.option("--text", "text", type=click.Path(exists=True, dir_okay=False),
               help="A text file to evaluate instead, tokenized with the checkpoint's vocabulary.")
 @click.option("--encoding", default=None, help="Encoding of --text.  [default: the corpus's]")
+@click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
+              help="Characters (bytes) of --text that the vocabulary lacks: stop and name the "
+                   "first, leave them out, or replace them by a known one.")
 @click.option("--batch-size", type=click.IntRange(1), default=10, show_default=True,
               help="Parallel streams (fewer: more context per token, slower).")
 @click.option("--seq-len", type=click.IntRange(0), default=0, show_default=True,
               help="Steps per batch (0: the training seq-len).")
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
-              help="Threads for the kernels (0: all cores).")
-def command(checkpoint, corpus, split, text, encoding, batch_size, seq_len, threads):
+              help="Threads for the kernels (0: the cores this process may use).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no notes on stderr.")
+def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_len, threads,
+            quiet):
     """Evaluate CHECKPOINT on a split of CORPUS or on a text file: loss in nats per token,
     perplexity and bits per token (one line each on stdout, as name value).
 
     \b
-    rnnkit eval runs/char/best.h5 corpus.h5 --split test
-    rnnkit eval runs/char/best.h5 --text other.txt
+    rnnkit eval runs/char/best.h5 corpus.h5                 # its test split, else val
+    rnnkit eval runs/char/best.h5 --text other.txt --unknown skip
     """
-    from rnnkit.checkpoint import CheckpointError
-    from rnnkit.evaluate import evaluate_checkpoint
+    from rnnkit.eval_checkpoint import evaluate_checkpoint
     from rnnkit.threads import set_threads
 
     if (corpus is None) == (text is None):
         raise click.UsageError("give either CORPUS (with --split) or --text FILE")
     set_threads(threads)
+    notes = []
+    bars = []
+
+    def progress(total):
+        if quiet or not sys.stderr.isatty():
+            return None
+        bar = click.progressbar(length=total, label="eval", file=sys.stderr, show_eta=True)
+        bar.__enter__()
+        bars.append(bar)
+        return bar.update
+
     try:
         result = evaluate_checkpoint(checkpoint, corpus=corpus, split=split, text=text,
-                                     batch_size=batch_size, seq_len=seq_len, encoding=encoding)
-    except (CheckpointError, ValueError, OSError) as err:
-        raise click.ClickException(str(err)) from None
+                                     batch_size=batch_size, seq_len=seq_len, encoding=encoding,
+                                     unknown=unknown, progress=progress, notes=notes)
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)
+    if not quiet:
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
+    from rnnkit.metrics import show_perplexity
+
+    ppl = result["perplexity"]
     click.echo(f"source {result['source']}")
     click.echo(f"tokens {result['tokens']}")
     click.echo(f"loss {result['loss']:.6f}")
-    click.echo(f"perplexity {result['perplexity']:.4f}")
+    click.echo(f"perplexity {ppl:.4f}" if ppl < 1e5 else f"perplexity {show_perplexity(ppl)}")
     click.echo(f"bits_per_token {result['bits_per_token']:.6f}")
     click.echo(f"seconds {result['seconds']:.3f}")
     click.echo(f"tokens_per_s {result['tokens'] / max(result['seconds'], 1e-9):.0f}")

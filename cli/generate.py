@@ -4,6 +4,8 @@ import sys
 
 import click
 
+from rnnkit.textcodec import UNKNOWN
+
 
 @click.command("generate")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
@@ -24,7 +26,11 @@ import click
               "printed on stderr]")
 @click.option("--num-samples", type=click.IntRange(1), default=1, show_default=True,
               help="Independent samples, one after the other.")
-def command(checkpoint, length, prime, temperature, top_k, top_p, greedy, seed, num_samples):
+@click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
+              help="Prime characters (bytes) that the vocabulary lacks: stop and name the "
+                   "first, leave them out, or replace them by a known one.")
+def command(checkpoint, length, prime, temperature, top_k, top_p, greedy, seed, num_samples,
+            unknown):
     """Generate text from a trained CHECKPOINT (best.h5, latest.h5 or step-N.h5).
 
     \b
@@ -39,7 +45,11 @@ def command(checkpoint, length, prime, temperature, top_k, top_p, greedy, seed, 
     try:
         check_options(temperature, top_k, top_p, length, num_samples)
         model, codec, _ = load_model(checkpoint)
-        codec.encode(prime)             # a bad prime fails before anything is printed
+        _, dropped, symbol = codec.encode_text(prime, unknown, where="the prime")
+        if dropped:                     # a bad prime fails before anything is printed
+            what = "left out" if symbol is None else f"replaced by {symbol!r}"
+            click.echo(f"note: {dropped} prime symbols not in the vocabulary were {what}",
+                       err=True)
         if seed is None:
             seed = random.SystemRandom().randrange(2 ** 32)
             click.echo(f"seed {seed}", err=True)
@@ -47,7 +57,7 @@ def command(checkpoint, length, prime, temperature, top_k, top_p, greedy, seed, 
             if num_samples > 1:
                 click.echo(f"--- sample {n + 1} of {num_samples} ---", err=True)
             pieces = generate(model, codec, length, prime, temperature, top_k, top_p, greedy,
-                              seed=[seed, n])
+                              seed=[seed, n], unknown=unknown)
             for piece in pieces:
                 sys.stdout.write(piece)
                 sys.stdout.flush()

@@ -35,6 +35,7 @@ import numpy as np
 
 from rnnkit import __version__, files, h5
 from rnnkit.errors import RnnkitError
+from rnnkit.metrics import bits, perplexity, show_perplexity
 from rnnkit.tokenize import Vocabulary
 
 FORMAT = "rnnkit-checkpoint"
@@ -287,8 +288,8 @@ def describe(path):
              f"{'tied, ' if model.get('tie_weights') else ''}{size:,} parameters "
              f"({model.get('dtype', 'float32')})"]
     best = meta.get("best_val_loss", math.inf)
-    best_text = (f"{best:.4f} nats/token (perplexity {math.exp(min(best, 700)):.2f}, "
-                 f"{best / math.log(2):.3f} bits)" if math.isfinite(best) else "none yet")
+    best_text = (f"{best:.4f} nats/token (perplexity {show_perplexity(perplexity(best))}, "
+                 f"{bits(best):.3f} bits)" if math.isfinite(best) else "none yet")
     lines.append(f"progress: step {meta['step']:,}, epoch {meta['epoch']} + {meta['batch']} "
                  f"batches, {meta['elapsed']:.0f} s of training; best validation loss "
                  f"{best_text}")

@@ -64,11 +64,12 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0, greedy=False):
     return np.minimum((cdf < u * cdf[:, -1:]).sum(axis=1), p.shape[1] - 1)
 
 
-def start_tokens(codec, prime):
+def start_tokens(codec, prime, unknown="error"):
     """Ids to feed before sampling: the prime, or a start symbol (<eos> for words, a newline
-    for characters and bytes) when there is no prime. Raises UnknownSymbol for a bad prime."""
+    for characters and bytes) when there is no prime. A prime symbol the vocabulary lacks is
+    treated by `unknown` (rnnkit/textcodec.py): UnknownSymbol by default."""
     if prime:
-        ids = codec.encode(prime)
+        ids = codec.encode(prime, unknown, where="the prime")
         if len(ids):
             return ids, True
     index = codec.vocabulary.index
@@ -79,11 +80,11 @@ def start_tokens(codec, prime):
 
 
 def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p=1.0,
-             greedy=False, seed=None):
+             greedy=False, seed=None, unknown="error"):
     """Yield the text of one sample piece by piece: the prime first, then `length` tokens."""
     check_options(temperature, top_k, top_p, length)
     rng = np.random.default_rng(seed)
-    ids, echo = start_tokens(codec, prime)
+    ids, echo = start_tokens(codec, prime, unknown)
     decode = codec.decoder()
     if echo:
         yield "".join(decode(int(i)) for i in ids)

@@ -7,11 +7,11 @@ latest.h5 and metrics.jsonl. `verify` reads every dataset so that HDF5 checks ev
 """
 import importlib
 import json
-import math
 import os
 
 from rnnkit import h5
 from rnnkit.errors import RnnkitError
+from rnnkit.metrics import perplexity, show_perplexity
 
 # format attribute -> "module:function(path) -> str"
 DESCRIBERS = {
@@ -129,5 +129,4 @@ def _records(path):
 
 
 def _ppl(loss):
-    value = math.exp(min(loss, 700.0))
-    return "inf" if not math.isfinite(value) else f"{value:.2f}" if value < 1e5 else f"{value:.3g}"
+    return show_perplexity(perplexity(loss))

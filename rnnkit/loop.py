@@ -25,6 +25,7 @@ from rnnkit import checkpoint, threads
 from rnnkit.config import cached
 from rnnkit.errors import TrainError
 from rnnkit.evaluate import evaluate_batches
+from rnnkit.metrics import show_perplexity
 from rnnkit.optim import clip_gradients
 from rnnkit.run_dir import METRICS
 from rnnkit.train_log import Metrics, ProgressBar, val_metrics
@@ -204,7 +205,7 @@ class Loop:
         if self.main:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                **numbers, lr=lr, elapsed=c.elapsed)
-        self.say(f"step {c.step}: val loss {loss:.4f}, ppl {_number(numbers['val_ppl'])}, "
+        self.say(f"step {c.step}: val loss {loss:.4f}, ppl {show_perplexity(numbers['val_ppl'])}, "
                  f"{numbers['val_bpc']:.3f} bits/token{' (best)' if improved else ''}")
         reason = None
         if t_cfg.patience and c.bad_evals >= t_cfg.patience:
@@ -351,13 +352,6 @@ class Loop:
                  (f" (on {done} of {count} batches: the time limit)" if partial else
                   " (best)" if best else ""))
         return best
-
-
-def _number(x):
-    """A perplexity for people: 12.34, 1.2e+05, inf."""
-    if not math.isfinite(x):
-        return "inf"
-    return f"{x:.2f}" if x < 1e5 else f"{x:.3g}"
 
 
 def _duration(seconds):

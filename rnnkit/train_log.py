@@ -13,13 +13,13 @@ import sys
 import time
 
 from rnnkit import files
+from rnnkit.metrics import bits, perplexity
 
-LN2 = math.log(2)
 
 
 def val_metrics(loss):
     """Loss in nats/token -> the dict of validation numbers we report."""
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), "val_bpc": loss / LN2}
+    return {"val_loss": loss, "val_ppl": perplexity(loss), "val_bpc": bits(loss)}
 
 
 class Metrics:

@@ -70,7 +70,7 @@ def test_cli_streams_text(run):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--prime", "Zebra"], "character 'Z' (U+005A) at position 0 is not in the model's vocab"),
+    (["--prime", "Zebra"], "character 'Z' (U+005A) at line 1, column 1 of the prime is not in the model's vocab"),
     (["--temperature", "0"], "Invalid value for '--temperature'"),
     (["--top-p", "1.5"], "Invalid value for '--top-p'"),
 ])

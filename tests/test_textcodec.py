@@ -28,8 +28,19 @@ def test_matches_the_corpus_and_streams(tmp_path, level):
 def test_unknown_symbols(tmp_path):
     with Corpus(make_corpus(tmp_path, "char", TEXT)) as corpus:
         codec = TextCodec(corpus.vocabulary)
-        with pytest.raises(UnknownSymbol, match=r"character 'Z' \(U\+005A\) at position 2"):
-            codec.encode("naZ")
+        with pytest.raises(UnknownSymbol, match=r"character 'Z' \(U\+005A\) at line 2, "
+                                                r"column 3 of x.txt .*\(1 more unknown"):
+            codec.encode("na\nnaZ Q", where="x.txt")
+        ids, dropped, symbol = codec.encode_text("naZ\nZ", "skip")
+        assert codec.decode(ids) == "na\n" and dropped == 2 and symbol is None
+        ids, dropped, symbol = codec.encode_text("naZ", "replace")
+        assert codec.decode(ids) == "na " and dropped == 1 and symbol == " "
+    with Corpus(make_corpus(tmp_path, "byte", "abc\n" * 20)) as corpus:
+        codec = TextCodec(corpus.vocabulary)
+        with pytest.raises(UnknownSymbol, match="byte 0xc3 at line 1, column 2"):
+            codec.encode("aé")
+        with pytest.raises(UnknownSymbol, match="use --unknown skip"):
+            codec.encode("aé", "replace")     # no replacement symbol in this vocabulary
     with Corpus(make_corpus(tmp_path, "word", TEXT)) as corpus:
         codec = TextCodec(corpus.vocabulary)
         assert codec.decode(codec.encode("café zebra")) == "café <unk>"

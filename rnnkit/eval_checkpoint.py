@@ -1,0 +1,71 @@
+"""`rnnkit eval`: a checkpoint on a corpus split or on a text file.
+
+    from rnnkit.eval_checkpoint import evaluate_checkpoint
+    evaluate_checkpoint("runs/x/best.h5", corpus="corpus.h5")          # test, else val
+    evaluate_checkpoint("runs/x/best.h5", text="other.txt", unknown="skip")
+
+A corpus is evaluated on its test split when it has one, else on val (the README's own
+example makes corpora without a test split). A text file is read with the checkpoint's
+encoding unless told otherwise and tokenized with its vocabulary; characters the vocabulary
+lacks are an error naming line and column, or left out or replaced (`unknown`).
+"""
+from rnnkit.errors import RnnkitError
+from rnnkit.evaluate import evaluate_ids
+
+
+class EvalError(RnnkitError, ValueError):
+    """The evaluation cannot run (one line)."""
+
+
+def pick_split(corpus, split):
+    """`split`, or test when present, else val, else train; with the reason for the choice."""
+    if split:
+        return split, None
+    for name in ("test", "val", "train"):
+        if name in corpus.splits:
+            if name == "test":
+                return name, None
+            return name, f"{corpus.path} has no test split; evaluating its {name} split"
+    raise EvalError(f"{corpus.path} has no splits")
+
+
+def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10, seq_len=0,
+                        encoding=None, unknown="error", progress=None, notes=None):
+    """Evaluate checkpoint `path` on a corpus split or a text file; returns report() plus
+    'source' and 'seconds'. `progress(total_tokens)` may return a callable of tokens done;
+    `notes` (a list) gets lines for the user. Raises RnnkitError (one line) for bad input."""
+    from rnnkit.corpus import Corpus
+    from rnnkit.run import load_model
+    from rnnkit.textcodec import read_text
+
+    notes = [] if notes is None else notes
+    model, codec, ck = load_model(path)
+    T = seq_len or ck.config["data"]["seq_len"]
+    if (corpus is None) == (text is None):
+        raise EvalError("give either a corpus (with a split) or a text file")
+    if corpus is not None:
+        with Corpus(corpus) as c:
+            if c.vocab != codec.tokens or c.level != codec.level:
+                raise EvalError(f"{corpus} has another vocabulary than the checkpoint "
+                                f"({c.level}, {c.vocab_size} tokens vs {codec.level}, "
+                                f"{len(codec)}); preprocess it with --vocab-from")
+            split, note = pick_split(c, split)
+            if note:
+                notes.append(note)
+            try:
+                ids = c.tokens(split)
+            except ValueError as err:
+                raise EvalError(str(err)) from None
+        source = f"{corpus} [{split}]"
+    else:
+        data = read_text(text, codec.level, encoding or codec.encoding)
+        ids, dropped, symbol = codec.encode_text(data, unknown, where=str(text))
+        if dropped:
+            what = "left out" if symbol is None else f"replaced by {symbol!r}"
+            notes.append(f"{dropped:,} symbols of {text} that the vocabulary lacks were {what}")
+        source = str(text)
+    if len(ids) < 2:
+        raise EvalError(f"{source} has {len(ids)} token(s); at least 2 are needed")
+    N = max(1, min(batch_size, len(ids) - 1))
+    tick = progress((len(ids) - 1) // N * N) if progress else None
+    return {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source}
