@@ -1,10 +1,10 @@
-"""The per-step recurrent product in its two layouts, through rnnkit's gemm (kernels/blas.py).
+"""The per-step recurrent product in its two layouts, through rnnkit's gemm (kernels/cpu/blas.py).
 
 One thread's share of a step: h_{t-1} of N streams times the W_h columns of J gate rows
 (J = 4H / threads). `stream-major` is np.dot's h (N, H) @ W (H, J) -> (N, J); `feature-major`
 is what the LSTM kernel does: W.T (J, H) @ h.T (H, N) -> (J, N). Same numbers, same BLAS,
 single-threaded; GFLOP/s, best of 5 repeats. A second table does the same for the GRU's and
-RNN's stream-major caches, where the fast layout needs a transpose back (kernels/blocks.py).
+RNN's stream-major caches, where the fast layout needs a transpose back (kernels/cpu/blocks.py).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/gemm_layout.py
 """
@@ -13,9 +13,9 @@ import time
 from numba import njit
 import numpy as np
 
-import rnnkit.kernels  # noqa: F401  (limits BLAS to one thread)
-from rnnkit.kernels.blas import gemm
-from rnnkit.kernels.blocks import transpose_into
+from rnnkit.threads import limit_blas
+from rnnkit.kernels.cpu.blas import gemm
+from rnnkit.kernels.cpu.blocks import transpose_into
 
 SHAPES = [(32, 512, 1024), (64, 512, 1024), (32, 256, 512), (64, 256, 512), (32, 128, 256),
           (64, 128, 256), (20, 200, 400)]

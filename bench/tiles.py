@@ -1,4 +1,4 @@
-"""The register-tiled products of kernels/tiles.py against OpenBLAS, one thread, float32.
+"""The register-tiled products of kernels/cpu/tiles.py against OpenBLAS, one thread, float32.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/tiles.py
 
@@ -16,8 +16,8 @@ import numpy as np
 def main():
     from numba import njit
 
-    from rnnkit.kernels import tiles
-    from rnnkit.kernels.blas import gemm
+    from rnnkit.kernels.cpu import tiles
+    from rnnkit.kernels.cpu.blas import gemm
     from rnnkit.threads import set_threads
 
     set_threads(1)

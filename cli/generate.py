@@ -39,7 +39,7 @@ def command(checkpoint, length, prime, temperature, top_k, top_p, greedy, seed, 
     """
     from rnnkit.checkpoint import CheckpointError
     from rnnkit.generate import check_options, generate
-    from rnnkit.run import load_model
+    from rnnkit.load import load_model
     from rnnkit.textcodec import UnknownSymbol
 
     try:

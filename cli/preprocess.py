@@ -4,8 +4,7 @@ import sys
 import click
 
 from rnnkit.sources import BLOCK
-
-LEVELS = ("char", "byte", "word")
+from rnnkit.tokenize import LEVELS
 SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to help
 
 

@@ -1,86 +1,81 @@
-"""The four cells behind one interface, so the model never branches on the cell type.
+"""The four cells, each one registered object: what the model and every backend need to know.
 
-Each cell knows its gate count G, which extra per-step caches it keeps, and how to call its
-forward and backward kernels on one layer's buffers (a dict of arrays, see model.Workspace).
+A Cell declares its gate count G (the weights are W_x (D, G*H), W_h (H, G*H), b (G*H,)), any
+extra per-layer parameters, the state it carries between batches, and the buffers its kernels
+use: `buffers` (per layer: forward caches that backward reads, and the state at both ends) and
+`scratch` (backward work space shared by the layers), each as name -> shape for inputs of size
+D, H units, N streams and T steps. A backend allocates from these specs and its kernels check
+their arguments against the same specs (rnnkit/kernels/checks.py), so a shape is written once.
+The equations and layouts are in docs/cells.md; the model never branches on a cell's name.
 """
-import numpy as np
-
-from rnnkit import kernels as K
-
-CELLS = ("rnn-tanh", "rnn-relu", "lstm", "gru")
-GATES = {"rnn-tanh": 1, "rnn-relu": 1, "lstm": 4, "gru": 3}
+from dataclasses import dataclass, field
 
 
-def forward(cell, x, p, buf):
-    if cell == "lstm":
-        K.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
-                       buf["cs"], buf["z"], buf["wt"])
-    elif cell == "gru":
-        K.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
-                      buf["hs"], buf["work"], buf["work_t"], buf["wt"])
-    else:
-        K.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], buf["work"],
-                      buf["work_t"], buf["wt"], relu=cell == "rnn-relu")
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    gates: int                              # G
+    state: tuple = ("h",)                   # carried between batches: (L, N, H) each
+    extra: tuple = ()                       # per-layer parameters of shape (H,)
+    relu: bool = False
+    buffers: object = field(default=None, compare=False)   # (T, N, D, H) -> {name: shape}
+    scratch: object = field(default=None, compare=False)
+
+    def params(self, D, H):
+        """Name -> shape of one layer's parameters, in storage order."""
+        G = self.gates
+        out = {"w_x": (D, G * H), "w_h": (H, G * H), "b": (G * H,)}
+        out.update({name: (H,) for name in self.extra})
+        return out
 
 
-def backward(cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
-    """Gradients accumulate into g; dh (and dc) go from final-state to initial-state grads."""
-    if cell == "lstm":
-        (N, H), D = dh.shape, x.shape[2]
-        dwt = scratch["dwt"][:4 * H * (D + H)].reshape(4 * H, D + H)  # this layer's D
-        dxt = scratch["dxt"][:D * N].reshape(D, N)
-        K.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc,
-                        dx, g["w_x"], g["w_h"], g["b"], scratch["dg"], scratch["dht"],
-                        scratch["dct"], dwt, dxt)
-    elif cell == "gru":
-        K.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
-                       g["w_x"], g["w_h"], g["b"], g["b_hn"], scratch["dg"], scratch["dgh"],
-                       scratch["work_h"])
-    else:
-        K.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"],
-                       g["b"], scratch["dg"], scratch["work_h"], relu=cell == "rnn-relu")
+def _lstm_buffers(T, N, D, H):
+    """Feature-major caches, streams last, contiguous per step (kernels/cpu/lstm.py says why):
+    activated gates, cell states, [x_t; h_{t-1}]; hs (T + 1, N, H) as for every cell, with
+    hs[0] the initial state; c the cell state in and out; wt: W.T, packed once per call."""
+    return {"gates": (T, 4 * H, N), "hs": (T + 1, N, H), "c": (N, H), "cs": (T + 1, H, N),
+            "z": (T + 1, D + H, N), "wt": (4 * H, D + H)}
 
 
-def zeros(shape, dtype):
-    """Zeros whose first byte starts a cache line. numpy puts large arrays 16 bytes past one,
-    so where two threads split a row at a multiple of 16 floats (the LSTM's hs rows by units,
-    the GRU's and RNN's feature-major scratch by streams) they would share the line at the
-    cut. Measured on the LSTM training step: 1-3% faster in the machine's fast phase, 3-9% in
-    its slow one (bench/RESULTS.md), where moving a line between cores costs more."""
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
-    raw = np.zeros(size + 64, np.uint8)
-    start = -raw.ctypes.data % 64
-    return raw[start:start + size].view(dtype).reshape(shape)
+def _lstm_scratch(T, N, D, H):
+    return {"dg": (T, 4 * H, N), "dht": (H, N), "dct": (H, N), "dwt": (4 * H, D + H),
+            "dxt": (D, N)}
 
 
-def _zeros(dtype):
-    return lambda shape: zeros(shape, dtype)
+def _time_major_buffers(G):
+    """The GRU's and Elman RNN's caches, time-major: gates (T, N, G*H) and hs; per-step
+    product scratch (work, work_t) and W_h.T (wt)."""
+    def buffers(T, N, D, H):
+        out = {"gates": (T, N, G * H), "hs": (T + 1, N, H), "work": (N, G * H),
+               "work_t": (G * H, N), "wt": (G * H, H)}
+        if G == 3:
+            out["a"] = (T, N, H)         # h W_hn + b_hn, for the reset gate's gradient
+        return out
+    return buffers
 
 
-def layer_buffers(cell, T, N, D, H, dtype):
-    """Per-layer forward caches (what backward reads back) and state, for inputs of size D.
-    hs[0] holds the initial h, and for LSTM c the initial cell state; after forward, hs[-1]
-    and c the final ones. The LSTM keeps its caches feature-major (kernels/lstm.py says why)."""
-    G, empty = GATES[cell], _zeros(dtype)
-    if cell == "lstm":
-        return {"gates": empty((T, 4 * H, N)), "hs": empty((T + 1, N, H)), "c": empty((N, H)),
-                "cs": empty((T + 1, H, N)), "z": empty((T + 1, D + H, N)),
-                "wt": empty((4 * H, D + H))}
-    buf = {"gates": empty((T, N, G * H)), "hs": empty((T + 1, N, H)), "work": empty((N, G * H)),
-           "work_t": empty((G * H, N)), "wt": empty((G * H, H))}
-    if cell == "gru":
-        buf["a"] = empty((T, N, H))
-    return buf
+def _time_major_scratch(G):
+    def scratch(T, N, D, H):
+        out = {"dg": (T, N, G * H), "work_h": (H, N)}
+        if G == 3:
+            out["dgh"] = (T, N, G * H)
+        return out
+    return scratch
 
 
-def scratch_buffers(cell, T, N, D, H, dtype):
-    """Backward scratch, shared by all layers; D: the largest input size."""
-    G, empty = GATES[cell], _zeros(dtype)
-    if cell == "lstm":
-        return {"dg": empty((T, 4 * H, N)), "dht": empty((H, N)), "dct": empty((H, N)),
-                "dwt": empty((4 * H * (D + H),)), "dxt": empty((D * N,))}
-    s = {"dg": empty((T, N, G * H)), "work_h": empty((H, N))}
-    if cell == "gru":
-        s["dgh"] = empty((T, N, G * H))
-    return s
+CELLS = {c.name: c for c in (
+    Cell("rnn-tanh", 1, buffers=_time_major_buffers(1), scratch=_time_major_scratch(1)),
+    Cell("rnn-relu", 1, relu=True, buffers=_time_major_buffers(1),
+         scratch=_time_major_scratch(1)),
+    Cell("lstm", 4, state=("h", "c"), buffers=_lstm_buffers, scratch=_lstm_scratch),
+    Cell("gru", 3, extra=("b_hn",), buffers=_time_major_buffers(3),
+         scratch=_time_major_scratch(3)),
+)}
+NAMES = tuple(CELLS)
+
+
+def get(name):
+    """The registered cell called `name` (ValueError naming the known ones)."""
+    if name not in CELLS:
+        raise ValueError(f"cell must be one of {', '.join(NAMES)}, not {name!r}")
+    return CELLS[name]

@@ -277,9 +277,14 @@ def clean_temporaries(run_dir):
 
 def describe(path):
     """Lines for `rnnkit info`: the model, training progress, optimizer and vocabulary."""
+    from rnnkit.config import ConfigError, from_dict
+
     meta = read_meta(path)
-    cfg = meta["config"]
-    model, optim = cfg.get("model", {}), cfg.get("optim", {})
+    try:
+        cfg = from_dict(meta["config"]).to_dict()     # the keys of today, whatever version
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: the stored config is not usable: {err}") from None
+    model, optim = cfg["model"], cfg["optim"]
     size = sum(int(np.prod(shape)) for shape in meta["parameters"].values())
     lines = [f"{path}: rnnkit checkpoint, format version {meta.get('format_version')}, "
              f"made by rnnkit {meta.get('rnnkit_version', '?')} at {meta.get('created', '?')}",
@@ -294,8 +299,8 @@ def describe(path):
                  f"batches, {meta['elapsed']:.0f} s of training; best validation loss "
                  f"{best_text}")
     if meta["has_optimizer"]:
-        lines.append(f"optimizer: {optim.get('name')}, lr {optim.get('lr')}, clip-norm "
-                     f"{optim.get('clip_norm')}; schedule {cfg.get('schedule', {}).get('name')}")
+        lines.append(f"optimizer: {optim['optimizer']}, lr {optim['lr']}, clip-norm "
+                     f"{optim['clip_norm']}; schedule {cfg['schedule']['schedule']}")
     data = cfg.get("data", {})
     with open_checkpoint(path) as f:
         vocab = f["vocab"].shape[0] if "vocab" in f else 0

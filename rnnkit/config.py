@@ -1,89 +1,374 @@
-"""Compile flags for every kernel, read from here and nowhere else.
+"""The configuration of a run: one dataclass per TOML table, each field with its help text.
 
-Numba's on-disk cache keys a function on its own file only: it misses edits in modules the
-function calls, and it ignores flags chosen at run time. So the cache lives in a folder named by
-a hash of all kernel sources, the flags and the Numba version; any change gives a fresh folder.
+    [model]                   # what is trained: ModelConfig
+    cell = "lstm"
+    hidden = 256
+    [data]                    # what it is trained on: DataConfig
+    batch_size = 64
+    [optim]                   # how: OptimConfig
+    optimizer = "adam"
+    lr = 2e-3
+    [schedule]                # the learning rate over time: ScheduleConfig
+    schedule = "cosine"
+    [train]                   # how long, how often to validate and save: LoopConfig
+    max_time = "30m"
+
+A key and its `rnnkit train` flag share their name ([optim] lr is --lr, [train] max_steps is
+--max-steps); the flags are generated from these fields (rnnkit/cli/train.py), and dump_toml
+writes the same help text as comments. Unknown sections or keys and values of the wrong type are
+errors (ConfigError, one line). The resolved config (defaults, file and flags together) is
+written to RUN_DIR/config.toml and stored in every checkpoint, and a resumed run takes
+everything but [train] from there. Defaults follow torch-rnn's train.lua unless the help says
+otherwise. Files and checkpoints of rnnkit 0.1 used other names for a few keys (OLD_KEYS);
+they still load.
 """
-import hashlib
-import os
-import types
-from pathlib import Path
+import dataclasses
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Optional, get_type_hints
 
-import numba
+from rnnkit.errors import RnnkitError
 
-# No fast-math flags at all. With reassociation or contraction, LLVM's result depends on what
-# it inlines, and a kernel compiled in this process inlines its callees while one loaded from
-# the cache calls them: the same run gave different losses on a fresh and a warm cache. With
-# IEEE semantics every build (cached or not, serial or parallel, any optimisation level) gives
-# the same bits; kernels/lanes.py supplies the fused multiply-adds and the vector reductions
-# that the flags used to buy.
-FASTMATH = False
-CACHE = os.environ.get("RNNKIT_NO_CACHE", "") == ""
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
-# error_model="numpy": no zero-division checks, which would stop loops from vectorising.
-JIT = dict(cache=CACHE, fastmath=FASTMATH, error_model="numpy", nogil=True)
-# Drivers split the batch (or the rows of a product) into one block per thread with prange;
-# BLAS itself runs single-threaded inside each block (rnnkit/threads.py says why).
-PARALLEL = dict(JIT, parallel=True)
+CELLS = ("rnn-tanh", "rnn-relu", "lstm", "gru")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULES = ("constant", "step", "cosine", "plateau")
 
 
-class Twin:
-    """One driver built twice: serial (prange runs as range) and parallel. `twin(blocks, *args)`
-    runs the parallel build when the work is cut into several blocks and more than one thread
-    runs (rnnkit/threads.py), else the serial one; both give the same bits.
-
-    The parallel build gets its own function name: Numba's cache keys on the name, not the
-    flags, and would otherwise hand one build's machine code to the other.
-
-    In the parallel build, an array expression outside prange (`a += b[i]` on slices) becomes
-    a parallel region of its own; in a loop that is one region per iteration (seen here: the
-    GRU's bias sum ran 4096 regions a call and halved its backward). Such loops belong in a
-    serial @njit helper.
-    """
-
-    def __init__(self, fn):
-        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
-                                  fn.__defaults__, fn.__closure__)
-        twin.__qualname__ = fn.__qualname__ + "_parallel"
-        twin.__module__ = fn.__module__
-        self.serial, self.parallel = numba.njit(**JIT)(fn), numba.njit(**PARALLEL)(twin)
-        self.__doc__ = fn.__doc__
-
-    def __call__(self, blocks, *args):
-        if blocks > 1 and numba.get_num_threads() > 1:
-            return self.parallel(*args)
-        return self.serial(*args)
+class ConfigError(RnnkitError, ValueError):
+    """A config that cannot be used; the message is one line for the user."""
 
 
-# OpenMP first: it starts a parallel region in ~1 us here, the workqueue layer in ~120 us
-# (sleeping threads), which costs more than a sampling step's whole work. Its workers spin
-# between regions, but only on cores that our single-threaded BLAS leaves idle.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+def setting(default, help, kind=None, aliases=(), show=None, key=True):
+    """A config field. kind: ("choice", values), ("range", low, high, low_open, high_open) or
+    ("duration",), else the annotation's type; aliases: more flags for it; show: how the flag's
+    help shows the default; key=False: not a key or flag (set by rnnkit itself)."""
+    return field(default=default, metadata=dict(help=help, kind=kind, aliases=tuple(aliases),
+                                                 show=show, key=key))
 
 
-def _cache_dir():
-    digest = hashlib.sha256(numba.__version__.encode() + repr(FASTMATH).encode())
-    for path in sorted((Path(__file__).parent / "kernels").glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rnnkit", "numba")
-    return os.path.join(base, digest.hexdigest()[:16])
+def at_least(low, open_=False):
+    return ("range", low, None, open_, False)
 
 
-if CACHE:
-    numba.config.CACHE_DIR = _cache_dir()
+def between(low, high, low_open=False, high_open=False):
+    return ("range", low, high, low_open, high_open)
 
 
-DRIVERS = {"lstm": "lstm._forward", "gru": "gru._forward", "rnn-tanh": "rnn._forward",
-           "rnn-relu": "rnn._forward"}
+@dataclass(slots=True)
+class ModelConfig:
+    cell: str = setting("lstm", "Recurrent cell; LSTM learns text best.", ("choice", CELLS),
+                        aliases=("--model",))
+    embed: int = setting(64, "Token embedding size E (torch-rnn's wordvec_size).", at_least(1))
+    hidden: int = setting(128, "State size H of each layer (torch-rnn's rnn_size).", at_least(1))
+    layers: int = setting(2, "Recurrent layers L.", at_least(1))
+    dropout: float = setting(0.0, "Dropout on the embedding, between layers and before the "
+                             "output (0: off, as torch-rnn; exact small models).",
+                             between(0, 1, high_open=True))
+    tie_weights: bool = setting(False, "Share the embedding and output matrix (needs embed = "
+                                "hidden).")
+    dtype: str = setting("float32", "Parameter type: float32 trains, float64 checks.",
+                         ("choice", ("float32", "float64")))
+    vocab_size: int = setting(0, "V, from the corpus.", key=False)
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self):
+        """ConfigError (one line) unless every field has a usable value."""
+        if self.cell not in CELLS:
+            raise ConfigError(f"[model] cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        for name in ("embed", "hidden", "layers"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"[model] {name} must be at least 1")
+        if self.vocab_size < 0:
+            raise ConfigError("[model] vocab_size must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("[model] dropout must be in [0, 1)")
+        if self.tie_weights and self.embed != self.hidden:
+            raise ConfigError(f"[model] tie_weights needs embed == hidden ({self.embed} != "
+                              f"{self.hidden})")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"[model] dtype must be float32 or float64, not {self.dtype!r}")
+
+    def shapes(self):
+        """Name -> shape of every parameter, in storage order (rnnkit/cells.py)."""
+        from rnnkit import cells
+
+        if self.vocab_size < 1:
+            raise ConfigError("[model] vocab_size must be at least 1")
+        V, E, H = self.vocab_size, self.embed, self.hidden
+        out = {"embed": (V, E)}
+        for layer in range(self.layers):
+            for name, shape in cells.get(self.cell).params(E if layer == 0 else H, H).items():
+                out[f"l{layer}.{name}"] = shape
+        if not self.tie_weights:
+            out["out.w"] = (V, H)
+        out["out.b"] = (V,)
+        return out
 
 
-def cached(cell, parallel):
-    """Whether the on-disk cache holds this cell's forward driver (so the first step need not
-    wait for the compiler): a look for its index file."""
-    if not CACHE:
-        return False
-    name = DRIVERS[cell] + ("_parallel" if parallel else "")
-    root = Path(numba.config.CACHE_DIR)
-    return any(root.glob(f"**/{name}-*.nbi"))
+@dataclass(slots=True)
+class DataConfig:
+    corpus: str = setting("", "The corpus .h5 written by `rnnkit preprocess` (CORPUS).")
+    batch_size: int = setting(50, "Parallel streams N per batch.", at_least(1))
+    seq_len: int = setting(50, "Steps T of truncated backpropagation through time.", at_least(1))
+    train_split: str = setting("train", "Split to train on.")
+    val_split: str = setting("val", "Split to validate on (\"\": none).")
+
+
+@dataclass(slots=True)
+class OptimConfig:
+    optimizer: str = setting("adam", "Optimizer: PyTorch's equations and defaults.",
+                             ("choice", OPTIMIZERS))
+    lr: float = setting(2e-3, "Base learning rate (torch-rnn's; PTB with SGD wants ~1).",
+                        at_least(0, open_=True))
+    momentum: float = setting(0.0, "Momentum (sgd, rmsprop).", at_least(0))
+    nesterov: bool = setting(False, "Nesterov momentum (sgd).")
+    weight_decay: Optional[float] = setting(None, "Weight decay: L2 added to the gradient, "
+                                            "decoupled for adamw.", at_least(0),
+                                            show="0, 0.01 for adamw")
+    beta1: float = setting(0.9, "Adam's beta1.", between(0, 1, high_open=True))
+    beta2: float = setting(0.999, "Adam's beta2.", between(0, 1, high_open=True))
+    alpha: float = setting(0.99, "RMSprop's smoothing.", between(0, 1, high_open=True))
+    centered: bool = setting(False, "Centered RMSprop.")
+    eps: Optional[float] = setting(None, "Term added to denominators.", at_least(0),
+                                   show="1e-8, 1e-10 for adagrad")
+    clip_norm: float = setting(5.0, "Scale the gradient down to this global L2 norm (0: off).",
+                               at_least(0))
+    clip_value: float = setting(0.0, "Clamp each gradient element to [-v, v] (0: off; "
+                                "torch-rnn's grad_clip).", at_least(0))
+
+
+@dataclass(slots=True)
+class ScheduleConfig:
+    schedule: str = setting("constant", "Learning-rate schedule.", ("choice", SCHEDULES))
+    lr_decay_every: int = setting(5, "step: decay every this many epochs (torch-rnn).",
+                                  at_least(1))
+    lr_decay_start: int = setting(-1, "step: first decay after this many epochs (-1: "
+                                  "lr_decay_every).", at_least(-1))
+    lr_decay_factor: float = setting(0.5, "step, plateau: multiply the lr by this.",
+                                     between(0, 1, low_open=True))
+    warmup: int = setting(0, "cosine: linear warm-up steps.", at_least(0))
+    decay_steps: int = setting(0, "cosine: steps to reach min_lr (0: the run's step budget).",
+                               at_least(0))
+    min_lr: float = setting(0.0, "cosine: final learning rate.", at_least(0))
+    plateau_threshold: float = setting(0.003, "plateau: decay when validation improves by less "
+                                       "than this fraction (rnnlm).", at_least(0))
+    max_decays: int = setting(6, "plateau: stop at the plateau after this many decays.",
+                              at_least(0))
+
+
+@dataclass(slots=True)
+class LoopConfig:
+    epochs: int = setting(50, "Passes over the training split (0: no limit; torch-rnn's "
+                          "max_epochs).", at_least(0))
+    max_steps: int = setting(0, "Stop after this many updates (0: no limit).", at_least(0))
+    max_time: float = setting(0.0, "Stop this long after launch, compiling and the final "
+                              "validation included: 90s, 30m, 2h (0: no limit).", ("duration",),
+                              show="0, no limit")
+    eval_every: int = setting(0, "Validate every this many steps (0: after each epoch).",
+                              at_least(0))
+    eval_batches: int = setting(0, "Validation batches per evaluation (0: the whole split).",
+                                at_least(0))
+    patience: int = setting(0, "Stop after this many validations without a new best (0: off).",
+                            at_least(0))
+    checkpoint_every: int = setting(1000, "Also checkpoint every this many steps (0: only at "
+                                    "validations).", at_least(0))
+    keep: int = setting(0, "Keep this many step-N.h5 checkpoints besides latest.h5 and best.h5.",
+                        at_least(0))
+    log_every: int = setting(10, "Steps per line of metrics.jsonl.", at_least(1))
+    seed: int = setting(0, "Seed of the weights and dropout: same seed, same run.", at_least(0))
+    threads: int = setting(0, "Kernel threads (0: the cores this process may use: affinity, "
+                           "cgroup quota, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS).", at_least(0),
+                           show="0, all it may use")
+    device: str = setting("cpu", "Where the model runs: cpu, cuda or cuda:N.")
+    progress: bool = setting(True, "Progress bar on stderr.", aliases=(" /-q", " /--quiet"))
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+    def to_dict(self):
+        """{section: {key: value}} of the keys a file may hold (not those rnnkit sets)."""
+        return {name: {f.name: getattr(getattr(self, name), f.name) for f in keys(cls)}
+                for name, cls in SECTIONS.items()}
+
+
+SECTIONS = get_type_hints(TrainConfig)    # section name -> its dataclass
+
+# keys of rnnkit 0.1 -> today's, per section: old config files and checkpoints still load
+OLD_KEYS = {"optim": {"name": "optimizer"},
+            "schedule": {"name": "schedule", "every": "lr_decay_every", "start": "lr_decay_start",
+                         "factor": "lr_decay_factor", "total": "decay_steps",
+                         "threshold": "plateau_threshold", "max_halvings": "max_decays"}}
+
+
+def keys(cls):
+    """The fields of a section that are config keys (and flags)."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("key", True)]
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d)?\s*$")
+_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text):
+    """'90', '90s', '30m', '1.5h', '2d' -> seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if not (math.isfinite(text) and text >= 0):
+            raise ValueError(f"{text!r} is not a duration (e.g. 90s, 30m, 1.5h)")
+        return float(text)
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 30m, 1.5h)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _coerce(where, kind, value, meta):
+    """Check `value` against the annotation `kind` and the field's range or choices; ints are
+    accepted as floats."""
+    optional = getattr(kind, "__args__", None)
+    if optional:
+        if value is None:
+            return None
+        kind = next(k for k in optional if k is not type(None))
+    if meta.get("kind") == ("duration",) and isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+        ok = ok and math.isfinite(value)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    spec = meta.get("kind")
+    if spec and spec[0] == "choice" and value not in spec[1]:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(spec[1])}")
+    if spec and spec[0] == "range":
+        _, low, high, low_open, high_open = spec
+        if (low is not None and (value < low or (low_open and value == low))) or \
+                (high is not None and (value > high or (high_open and value == high))):
+            raise ConfigError(f"{where}: {value!r} is out of range ({describe_range(spec)})")
+    return value
+
+
+def describe_range(spec):
+    _, low, high, low_open, high_open = spec
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    return " and ".join(parts)
+
+
+def from_dict(data, base=None):
+    """A TrainConfig from nested dicts, on top of `base` (default: the defaults)."""
+    cfg = dataclasses.replace(base) if base else TrainConfig()
+    if not isinstance(data, dict):
+        raise ConfigError("config: expected tables [model], [data], [optim], [schedule], [train]")
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section [{section}]; known: "
+                              f"{', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table of keys")
+        fields = {f.name: f for f in keys(SECTIONS[section])}
+        kinds = get_type_hints(SECTIONS[section])
+        current = dataclasses.replace(getattr(cfg, section)) if section != "model" else \
+            _replace_model(getattr(cfg, section))
+        for key, value in values.items():
+            key = OLD_KEYS.get(section, {}).get(key, key)
+            if key not in fields:
+                raise ConfigError(f"unknown key {key!r} in [{section}]; known: "
+                                  f"{', '.join(fields)}")
+            object.__setattr__(current, key, _coerce(f"[{section}] {key}", kinds[key], value,
+                                                     fields[key].metadata))
+        if section == "model":
+            current.check()
+        setattr(cfg, section, current)
+    return cfg
+
+
+def _replace_model(model):
+    """A copy of a ModelConfig without its checks (they run once every key is set: embed =
+    hidden may arrive one key at a time)."""
+    copy = object.__new__(ModelConfig)
+    for f in dataclasses.fields(ModelConfig):
+        object.__setattr__(copy, f.name, getattr(model, f.name))
+    return copy
+
+
+def load_toml(path):
+    """Read a TOML config file into a TrainConfig."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text)") from None
+    try:
+        return from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def flag_table():
+    """The table of every key, its flag and its default, as docs/training.md shows it."""
+    rows = ["| key | flag | default | what |", "|---|---|---|---|"]
+    for section, cls in SECTIONS.items():
+        for f in keys(cls):
+            name = "CORPUS (the argument)" if (section, f.name) == ("data", "corpus") else \
+                "--" + f.name.replace("_", "-")
+            default = f.metadata.get("show") or (
+                ("on" if f.default else "off") if isinstance(f.default, bool) else
+                f"{f.default:g}" if isinstance(f.default, float) else
+                f.default if f.default != "" else '""')
+            rows.append(f"| `[{section}] {f.name}` | `{name}` | {default} | "
+                        f"{f.metadata['help']} |")
+    return "\n".join(rows)
+
+
+def dump_toml(cfg):
+    """The config as TOML text with each key's help as a comment (None values, meaning 'the
+    default', are left out)."""
+    lines = ["# Resolved rnnkit training config; `rnnkit train --config` reads it back."]
+    for section, cls in SECTIONS.items():
+        lines.append(f"\n[{section}]")
+        for f in keys(cls):
+            value = getattr(getattr(cfg, section), f.name)
+            if value is not None:
+                text = f"{f.name} = {_toml_value(value)}"
+                lines.append(f"{text:<28} # {f.metadata['help']}")
+    return "\n".join(lines) + "\n"

@@ -28,6 +28,12 @@ BLOCK_TOKENS = 1 << 18   # tokens read per stream at a time (one HDF5 chunk)...
 BUFFER_TOKENS = 1 << 23  # ...but at most this many for all streams together
 
 
+def stream_length(tokens, N):
+    """Tokens per stream S when `tokens` ids are cut into N streams (the layout above): each
+    stream needs one more id, its last target."""
+    return (tokens - 1) // N
+
+
 class CorpusError(RnnkitError, ValueError):
     """The file is not a corpus this version of rnnkit can read."""
 
@@ -177,12 +183,12 @@ class Corpus:
         if world < 1 or N % world:
             raise ValueError(f"N={N} streams cannot be shared evenly by {world} ranks; "
                              f"use a multiple of {world}")
-        if (L - 1) // N >= T:
+        if stream_length(L, N) >= T:
             return
         hints = []
         if (n := (L - 1) // T // world * world) >= 1:
             hints.append(f"N={n} with T={T}")
-        if (t := (L - 1) // N) >= 1:
+        if (t := stream_length(L, N)) >= 1:
             hints.append(f"T={t} with N={N}")
         if not hints and (t := (L - 1) // world) >= 1:
             hints.append(f"N={world} with T={t}")
@@ -208,7 +214,7 @@ class Batches:
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} is not in 0..{world - 1}")
         self.dataset, self.N, self.T = dataset, N, T
-        self.S = (dataset.shape[0] - 1) // N          # tokens per stream
+        self.S = stream_length(dataset.shape[0], N)   # tokens per stream
         self.num_batches = self.S // T                # batches in a full pass
         if not 0 <= start <= self.num_batches:
             raise ValueError(f"start batch {start} is not in 0..{self.num_batches}")

@@ -48,9 +48,9 @@ def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidd
          length=800):
     from rnnkit.generate import generate
     from rnnkit.preprocess import preprocess
-    from rnnkit.run import load_model
+    from rnnkit.load import load_model
     from rnnkit.train import train
-    from rnnkit.train_config import load_toml, parse_duration
+    from rnnkit.config import load_toml, parse_duration
 
     out = Path(out)
     if (out / "latest.h5").exists():
@@ -88,26 +88,26 @@ def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidd
 def warm_up(cfg):
     """Compile (or load from the cache) every kernel a training step and a validation of this
     config call, on a throwaway model of the same shapes, saying so when that takes time."""
+    import dataclasses
+
     import numpy as np
 
-    from rnnkit import threads
-    from rnnkit.config import cached
-    from rnnkit.model import Model, ModelConfig
+    from rnnkit.backends import get_backend
+    from rnnkit.model import Model
     from rnnkit.optim import clip_gradients, make_optimizer
 
-    threads.set_threads(cfg.train.threads)
-    m = cfg.model
-    if not cached(m.cell, threads.partition() > 1):
+    backend = get_backend(cfg.train.device, cfg.train.threads)
+    m = dataclasses.replace(cfg.model, vocab_size=8)
+    model = Model(m, backend=backend)
+    if not backend.compiled(model.cell):
         say(f"    compiling the {m.cell} kernels for this machine first (this run only: they "
             f"are cached for later runs)")
     started = time.monotonic()
-    model = Model(ModelConfig(cell=m.cell, vocab_size=8, embed=m.embed, hidden=m.hidden,
-                              layers=m.layers, dropout=m.dropout), dtype=np.dtype(m.dtype))
     N, T = cfg.data.batch_size, cfg.data.seq_len
     x = np.zeros((N, T), np.int64)
-    model.forward_backward(x, x, model.init_state(N), np.random.default_rng(0))
-    clip_gradients(model.grads, cfg.optim.clip_norm, cfg.optim.clip_value)
-    make_optimizer(cfg.optim.name, model.params).step(model.grads)
+    model.forward_backward(x, x, model.init_state(N), backend.rng(0))
+    clip_gradients(model.grads, cfg.optim.clip_norm, cfg.optim.clip_value, backend)
+    make_optimizer(cfg.optim.optimizer, model.params, backend).step(model.grads)
     model.evaluate(x, x, model.init_state(N))
     if time.monotonic() - started > 2:
         say(f"    compiled in {time.monotonic() - started:.0f} s; training starts now")

@@ -15,6 +15,7 @@ class SingleProcess:
 
     rank = 0
     size = 1
+    local_size = 1          # ranks of this job on this node
 
     def average(self, array):
         """Average `array` in place over all ranks (here: leave it as it is)."""

@@ -10,7 +10,7 @@ encoding unless told otherwise and tokenized with its vocabulary; characters the
 lacks are an error naming line and column, or left out or replaced (`unknown`).
 """
 from rnnkit.errors import RnnkitError
-from rnnkit.evaluate import evaluate_ids
+from rnnkit.evaluate import evaluate_ids, scored_tokens
 
 
 class EvalError(RnnkitError, ValueError):
@@ -35,7 +35,7 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
     'source' and 'seconds'. `progress(total_tokens)` may return a callable of tokens done;
     `notes` (a list) gets lines for the user. Raises RnnkitError (one line) for bad input."""
     from rnnkit.corpus import Corpus
-    from rnnkit.run import load_model
+    from rnnkit.load import load_model
     from rnnkit.textcodec import read_text
 
     notes = [] if notes is None else notes
@@ -66,6 +66,5 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
         source = str(text)
     if len(ids) < 2:
         raise EvalError(f"{source} has {len(ids)} token(s); at least 2 are needed")
-    N = max(1, min(batch_size, len(ids) - 1))
-    tick = progress((len(ids) - 1) // N * N) if progress else None
+    tick = progress(scored_tokens(len(ids), batch_size)) if progress else None
     return {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source}

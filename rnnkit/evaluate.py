@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from rnnkit import threads
+from rnnkit.corpus import stream_length
 from rnnkit.metrics import bits, perplexity
 
 
@@ -26,7 +26,7 @@ def report(loss_sum, count):
 def batches_of(ids, N, T):
     """(x, y) batches of an in-memory id array laid out as N streams (the last may be short)."""
     ids = np.asarray(ids)
-    S = (len(ids) - 1) // N
+    S = stream_length(len(ids), N)
     if S < 1:
         raise ValueError(f"{len(ids)} tokens are too few for {N} streams (need {N + 1})")
     xs = ids[:N * S].reshape(N, S)            # stream i is ids[i*S : (i+1)*S]
@@ -42,13 +42,13 @@ def evaluate_batches(model, batches, N, limit=0, progress=None):
     all). `progress(tokens)` is called after each batch."""
     state = model.init_state(N)
     total, count = 0.0, 0
-    threads.begin()
+    model.backend.begin()
     for i, (x, y) in enumerate(batches):
         if limit and i >= limit:
             break
         started = time.perf_counter()
         loss_sum, n, state = model.evaluate(x, y, state)
-        threads.observe(int(n), time.perf_counter() - started)
+        model.backend.observe(int(n), time.perf_counter() - started)
         total += float(loss_sum)
         count += int(n)
         if progress is not None:
@@ -66,7 +66,6 @@ def evaluate_ids(model, ids, N=10, T=50, progress=None):
 
 
 def scored_tokens(length, N):
-    """Tokens that evaluate_ids predicts in an id array of `length`: N streams of
-    (length - 1) // N."""
+    """Tokens that evaluate_ids predicts in an id array of `length`."""
     N = max(1, min(N, length - 1))
-    return (length - 1) // N * N
+    return stream_length(length, N) * N

@@ -6,12 +6,12 @@ the module is imported only when such a file is shown). A run folder is summaris
 latest.h5 and metrics.jsonl. `verify` reads every dataset so that HDF5 checks every checksum.
 """
 import importlib
-import json
 import os
 
 from rnnkit import h5
 from rnnkit.errors import RnnkitError
 from rnnkit.metrics import perplexity, show_perplexity
+from rnnkit.train_log import read_records
 
 # format attribute -> "module:function(path) -> str"
 DESCRIBERS = {
@@ -87,7 +87,7 @@ def describe_run(run_dir, verify=False):
         raise InfoError(f"{run_dir} is a folder but not a run folder of rnnkit train "
                         f"(no latest.h5, no metrics.jsonl)")
     lines = [f"{run_dir}: run folder"]
-    records = _records(metrics)
+    records = read_records(metrics)
     vals = [r for r in records if "val_loss" in r]
     events = [r for r in records if "event" in r]
     if vals:
@@ -113,19 +113,6 @@ def describe_run(run_dir, verify=False):
     if verify and os.path.exists(best_file):
         lines.append(f"{best_file}: " + checksums(best_file, True))
     return "\n".join(lines)
-
-
-def _records(path):
-    if not os.path.exists(path):
-        return []
-    out = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue                # a line cut short by a kill
-    return out
 
 
 def _ppl(loss):

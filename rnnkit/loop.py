@@ -19,10 +19,8 @@ import dataclasses
 import math
 import time
 
-import numpy as np
 
-from rnnkit import checkpoint, threads
-from rnnkit.config import cached
+from rnnkit import checkpoint
 from rnnkit.errors import TrainError
 from rnnkit.evaluate import evaluate_batches
 from rnnkit.metrics import show_perplexity
@@ -85,7 +83,7 @@ class Loop:
                                "limit reached before resuming")
         self._start(resumed, nb)
         it = self._iterate()
-        threads.begin()
+        model.backend.begin()
         started, elapsed0 = time.monotonic(), c.elapsed
         tick, window_loss, window_steps, norm = time.monotonic(), 0.0, 0, 0.0
         reason = None
@@ -98,7 +96,7 @@ class Loop:
             due_eval = self._due_eval()
             due_save = t_cfg.checkpoint_every and c.step % t_cfg.checkpoint_every == 0
             if (due_eval or due_save) and c.step != self.saved_step:
-                if not np.isfinite(model.params).all():
+                if not model.backend.all_finite(model.params):
                     it = self._rollback("the weights are NaN or inf")
                     continue
                 reason, improved = self._validate(lr) if due_eval else (None, False)
@@ -116,7 +114,8 @@ class Loop:
             loss = self.comm.mean(loss)
 
             # 5. clip
-            norm = clip_gradients(model.grads, cfg.optim.clip_norm, cfg.optim.clip_value)
+            norm = clip_gradients(model.grads, cfg.optim.clip_norm, cfg.optim.clip_value,
+                                  model.backend)
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 it = self._rollback(f"the loss was {loss} and the gradient norm {norm}")
                 continue
@@ -124,7 +123,7 @@ class Loop:
             # 6. update
             opt.step(model.grads)
             self.step_s = time.perf_counter() - work_started
-            threads.observe(N * T // self.comm.size, self.step_s)
+            model.backend.observe(N * T // self.comm.size, self.step_s)
             if c.step == self.first_step and self.compiling:
                 self.say(f"compiled in {self.step_s:.1f} s")
             run.state = state
@@ -170,7 +169,7 @@ class Loop:
             self.val_split = ""
         if not resumed:
             self._save(best=False)      # the rollback point, and proof that saving works
-        self.compiling = not cached(m.cell, threads.partition() > 1)
+        self.compiling = not run.model.backend.compiled(run.model.cell)
         if self.compiling:
             self.say(f"compiling the {m.cell} kernels for this machine: the first step waits "
                      f"for it; they are cached for later runs")
@@ -315,7 +314,7 @@ class Loop:
             best = self._validate(run.schedule.lr(c.step, c.epoch))[1]
         elif not interrupted and self._due_final_validation() and self.val_split:
             best = self._final_validation()
-        if not np.isfinite(run.model.params).all():     # never saved; latest.h5 stays good
+        if not run.model.backend.all_finite(run.model.params):  # never saved: latest.h5 stays
             reason += f"; the weights at step {c.step} were NaN or inf and were not saved"
         elif c.step != self.saved_step:
             self._save(best=best)

@@ -1,23 +1,25 @@
 """Optimizers on one flat parameter array, with PyTorch's defaults and update equations.
 
 A model keeps all its parameters in one contiguous 1-D array and its gradients in another of
-the same size, so an optimizer is one fused loop over P numbers (rnnkit/kernels/optim.py) and
-its state is a few arrays of length P. The equations are those of torch.optim's SGD, Adam,
-AdamW, RMSprop and Adagrad (maximize=False, no amsgrad), and each class's defaults are
-PyTorch's, so timings against torch.optim compare like with like.
+the same size, so an optimizer is one fused loop over P numbers (the backend's: on the CPU
+rnnkit/kernels/cpu/optim.py) and its state is a few arrays of length P on the same backend.
+The equations are those of torch.optim's SGD, Adam, AdamW, RMSprop and Adagrad (maximize=False,
+no amsgrad), and each class's defaults are PyTorch's, so timings against torch.optim compare
+like with like.
 
-    opt = make_optimizer("adam", model.params, lr=2e-3)
-    norm = clip_gradients(model.grads, max_norm=5.0)
+    opt = make_optimizer("adam", model.params, lr=2e-3, backend=model.backend)
+    norm = clip_gradients(model.grads, max_norm=5.0, backend=model.backend)
     opt.step(model.grads)            # lr may be changed between steps: opt.lr = ...
 
-`state_dict()` gives plain numbers and numpy arrays (written to HDF5 by rnnkit/checkpoint.py):
-{"name": str, "step": int, "hyper": {name: number}, "buffers": {name: array}}.
+`state_dict()` gives plain numbers and host numpy arrays (written to HDF5 by
+rnnkit/checkpoint.py): {"name": str, "step": int, "hyper": {name: number}, "buffers": {name:
+array}}.
 """
 import math
 
 import numpy as np
 
-from rnnkit.kernels import optim as k
+from rnnkit.backends import get_backend
 
 # PyTorch 2.x defaults, per optimizer. Every accepted keyword is listed here.
 DEFAULTS = {
@@ -36,10 +38,10 @@ class Optimizer:
 
     name = ""
 
-    def __init__(self, params, **hyper):
-        if not isinstance(params, np.ndarray) or params.ndim != 1 or \
-                not params.flags.c_contiguous or params.dtype not in (np.float32, np.float64):
+    def __init__(self, params, backend=None, **hyper):
+        if getattr(params, "ndim", 0) != 1 or params.dtype not in (np.float32, np.float64):
             raise ValueError("params must be a contiguous 1-D float32 or float64 array")
+        self.backend = backend or get_backend()
         unknown = set(hyper) - set(DEFAULTS[self.name])
         if unknown:
             raise ValueError(f"{self.name}: unknown hyper-parameter(s) {sorted(unknown)}; "
@@ -70,8 +72,16 @@ class Optimizer:
         pass
 
     def _buffer(self, name, fill=0.0):
-        self.buffers[name] = np.full(self.params.shape, fill, dtype=self.params.dtype)
+        self.buffers[name] = self.backend.zeros(self.params.shape, self.params.dtype)
+        if fill:
+            self.backend.fill(self.buffers[name], fill)
         return self.buffers[name]
+
+    def _empty(self):
+        """Stands in for a buffer a setting does not use."""
+        if not hasattr(self, "_none"):
+            self._none = self.backend.zeros((0,), self.params.dtype)
+        return self._none
 
     def _s(self, x):
         """A scalar in the parameters' dtype, so float32 updates stay float32."""
@@ -79,8 +89,7 @@ class Optimizer:
 
     def step(self, grads):
         """Update the parameters in place from `grads` (same shape and dtype)."""
-        if grads.shape != self.params.shape or grads.dtype != self.params.dtype or \
-                not grads.flags.c_contiguous:
+        if grads.shape != self.params.shape or grads.dtype != self.params.dtype:
             raise ValueError(f"grads must be contiguous {self.params.dtype} of shape "
                              f"{self.params.shape}, got {grads.dtype} {grads.shape}")
         self.t += 1
@@ -88,7 +97,7 @@ class Optimizer:
 
     def state_dict(self):
         return {"name": self.name, "step": self.t, "hyper": dict(self.hyper),
-                "buffers": {key: buf.copy() for key, buf in self.buffers.items()}}
+                "buffers": {key: self.backend.to_host(buf) for key, buf in self.buffers.items()}}
 
     def load_state_dict(self, state):
         """Restore from `state_dict()` output; buffers are copied into the existing arrays."""
@@ -101,15 +110,11 @@ class Optimizer:
             if buf.shape != self.buffers[key].shape:
                 raise ValueError(f"{self.name} buffer {key!r} has shape {buf.shape}, "
                                  f"expected {self.buffers[key].shape}")
-            self.buffers[key][...] = buf
+            self.backend.copy(self.buffers[key], np.asarray(buf, self.params.dtype))
         for key, value in state["hyper"].items():
             if key in self.hyper:
                 self.hyper[key] = type(self.hyper[key])(value)
         self.t = int(state["step"])
-
-
-def _empty(dtype):
-    return np.zeros(0, dtype=dtype)
 
 
 class SGD(Optimizer):
@@ -124,8 +129,8 @@ class SGD(Optimizer):
 
     def _update(self, g):
         h = self.hyper
-        buf = self.buffers.get("momentum_buffer", _empty(self.params.dtype))
-        k.sgd_update(self.params, g, buf, self._s(h["lr"]), self._s(h["momentum"]),
+        buf = self.buffers.get("momentum_buffer", self._empty())
+        self.backend.sgd_update(self.params, g, buf, self._s(h["lr"]), self._s(h["momentum"]),
                      self._s(1.0 - h["dampening"]), self._s(h["weight_decay"]),
                      h["nesterov"], self.t == 1)
 
@@ -146,7 +151,7 @@ class Adam(Optimizer):
         b1, b2, t = h["beta1"], h["beta2"], self.t
         wd = h["weight_decay"]
         shrink = 1.0 - h["lr"] * wd if self.decoupled else 1.0
-        k.adam_update(self.params, g, self.buffers["exp_avg"], self.buffers["exp_avg_sq"],
+        self.backend.adam_update(self.params, g, self.buffers["exp_avg"], self.buffers["exp_avg_sq"],
                       self._s(h["lr"] / (1 - b1 ** t)), self._s(1 - b1), self._s(b2),
                       self._s(1 - b2), self._s(math.sqrt(1 - b2 ** t)), self._s(h["eps"]),
                       self._s(0.0 if self.decoupled else wd), self._s(shrink))
@@ -169,8 +174,8 @@ class RMSprop(Optimizer):
 
     def _update(self, g):
         h = self.hyper
-        empty = _empty(self.params.dtype)
-        k.rmsprop_update(self.params, g, self.buffers["square_avg"],
+        empty = self._empty()
+        self.backend.rmsprop_update(self.params, g, self.buffers["square_avg"],
                          self.buffers.get("grad_avg", empty),
                          self.buffers.get("momentum_buffer", empty), self._s(h["lr"]),
                          self._s(h["alpha"]), self._s(1.0 - h["alpha"]), self._s(h["eps"]),
@@ -186,21 +191,22 @@ class Adagrad(Optimizer):
     def _update(self, g):
         h = self.hyper
         clr = h["lr"] / (1 + (self.t - 1) * h["lr_decay"])
-        k.adagrad_update(self.params, g, self.buffers["sum"], self._s(clr), self._s(h["eps"]),
+        self.backend.adagrad_update(self.params, g, self.buffers["sum"], self._s(clr), self._s(h["eps"]),
                          self._s(h["weight_decay"]))
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 
-def make_optimizer(name, params, **hyper):
-    """An optimizer by name ('sgd', 'adam', 'adamw', 'rmsprop', 'adagrad') on `params`."""
+def make_optimizer(name, params, backend=None, **hyper):
+    """An optimizer by name ('sgd', 'adam', 'adamw', 'rmsprop', 'adagrad') on `params`, whose
+    buffers and updates live on `backend` (default: the CPU)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, **hyper)
+    return OPTIMIZERS[name](params, backend, **hyper)
 
 
-def clip_gradients(grads, max_norm=0.0, max_value=0.0):
+def clip_gradients(grads, max_norm=0.0, max_value=0.0, backend=None):
     """Clip a flat gradient in place and return its global L2 norm before any clipping.
 
     max_value > 0 clamps every element to [-max_value, max_value] (torch's clip_grad_value_);
@@ -208,15 +214,16 @@ def clip_gradients(grads, max_norm=0.0, max_value=0.0):
     one (torch's clip_grad_norm_). A NaN or inf norm is returned as is and nothing is scaled,
     so the caller sees the bad gradient.
     """
-    norm = math.sqrt(k.sum_squares(grads))
+    b = backend or get_backend()
+    norm = math.sqrt(b.sum_squares(grads))
     if not math.isfinite(norm):
         return norm
     clipped = norm
     if max_value > 0:
-        k.clamp(grads, grads.dtype.type(-max_value), grads.dtype.type(max_value))
-        clipped = math.sqrt(k.sum_squares(grads))
+        b.clamp(grads, grads.dtype.type(-max_value), grads.dtype.type(max_value))
+        clipped = math.sqrt(b.sum_squares(grads))
     if max_norm > 0:
         coef = max_norm / (clipped + 1e-6)
         if coef < 1:
-            k.scale(grads, grads.dtype.type(coef))
+            b.scale(grads, grads.dtype.type(coef))
     return norm

@@ -2,10 +2,10 @@
 
 matplotlib is an optional extra (`pip install 'rnnkit[plot]'`); reading the metrics is not.
 """
-import json
 import os
 
 from rnnkit.errors import RnnkitError
+from rnnkit.train_log import read_records
 
 
 class PlotError(RnnkitError, ValueError):
@@ -19,15 +19,10 @@ def read_metrics(run_dir):
     if not os.path.isfile(path):
         raise PlotError(f"{run_dir} has no metrics.jsonl (is it a run folder of rnnkit train?)")
     curves = {"train": {}, "val": {}}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue                # a line cut short by a kill
-            for name in curves:
-                if f"{name}_loss" in record:
-                    curves[name][record["step"]] = record[f"{name}_loss"]
+    for record in read_records(path):
+        for name in curves:
+            if f"{name}_loss" in record:
+                curves[name][record["step"]] = record[f"{name}_loss"]
     return {name: sorted(points.items()) for name, points in curves.items()}
 
 

@@ -1,45 +1,34 @@
 """A training run's state: everything that changes as it trains and goes into a checkpoint.
 
-`Run.build` makes the model, optimizer, schedule and dropout RNG from a TrainConfig;
-`run.checkpoint()` captures the whole state and `run.restore(ck)` puts it back, so a run
-resumed from a checkpoint continues bit for bit (with one thread) where it stopped.
-`load_model(path)` gives a trained model and its text codec from any checkpoint.
+`Run.build` makes the model, optimizer, schedule and dropout RNG from a TrainConfig on a
+backend; `run.checkpoint()` captures the whole state on the host and `run.restore(ck)` puts it
+back, so a run resumed from a checkpoint continues bit for bit where it stopped. (A trained
+model alone, for generate and eval: rnnkit/load.py.)
 """
 import dataclasses
 import math
 
 import numpy as np
 
-from rnnkit.checkpoint import Checkpoint, CheckpointError, load
-from rnnkit.model import Model, ModelConfig, State
+from rnnkit.checkpoint import Checkpoint
+from rnnkit.config import ConfigError, OptimConfig, TrainConfig, from_dict
+from rnnkit.model import Model
 from rnnkit.optim import DEFAULTS, make_optimizer
 from rnnkit.schedule import make_schedule
-from rnnkit.textcodec import TextCodec
-from rnnkit.train_config import ConfigError, OptimSection, TrainConfig, from_dict
-
-
-def model_config(cfg, vocab_size):
-    """The ModelConfig of a TrainConfig for a vocabulary of `vocab_size` tokens."""
-    fields = dataclasses.asdict(cfg.model)
-    fields.pop("dtype")
-    try:
-        return ModelConfig(vocab_size=vocab_size, **fields)
-    except ValueError as err:
-        raise ConfigError(f"[model] {err}") from None
 
 
 def optimizer_options(section):
     """Hyper-parameters for the chosen optimizer. A setting that it does not use, changed from
     its default, is an error rather than silently ignored (momentum with adam, say)."""
-    name = section.name
+    name = section.optimizer
     if name not in DEFAULTS:
-        raise ConfigError(f"[optim] name: unknown optimizer {name!r}; choose one of "
+        raise ConfigError(f"[optim] optimizer: unknown optimizer {name!r}; choose one of "
                           f"{', '.join(DEFAULTS)}")
-    defaults = OptimSection()
+    defaults = OptimConfig()
     options = {}
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
-        if f.name in ("name", "clip_norm", "clip_value") or value is None:
+        if f.name in ("optimizer", "clip_norm", "clip_value") or value is None:
             continue
         if f.name in DEFAULTS[name]:
             options[f.name] = value
@@ -50,17 +39,17 @@ def optimizer_options(section):
     return options
 
 
-def schedule_options(section):
-    s = section
-    options = {"constant": {}, "step": dict(every=s.every, factor=s.factor,
-                                                  start=None if s.start < 0 else s.start),
-               "cosine": dict(warmup=s.warmup, total=s.total, min_lr=s.min_lr),
-               "plateau": dict(threshold=s.threshold, factor=s.factor,
-                               max_halvings=s.max_halvings)}
-    if s.name not in options:
-        raise ConfigError(f"[schedule] name: unknown schedule {s.name!r}; choose one of "
+def schedule_options(s):
+    options = {"constant": {},
+               "step": dict(every=s.lr_decay_every, factor=s.lr_decay_factor,
+                            start=None if s.lr_decay_start < 0 else s.lr_decay_start),
+               "cosine": dict(warmup=s.warmup, total=s.decay_steps, min_lr=s.min_lr),
+               "plateau": dict(threshold=s.plateau_threshold, factor=s.lr_decay_factor,
+                               max_halvings=s.max_decays)}
+    if s.schedule not in options:
+        raise ConfigError(f"[schedule] schedule: unknown schedule {s.schedule!r}; choose one of "
                           f"{', '.join(options)}")
-    return options[s.name]
+    return options[s.schedule]
 
 
 @dataclasses.dataclass
@@ -83,46 +72,44 @@ class Run:
         self.state = None           # carried hidden state, set by the loop
 
     @classmethod
-    def build(cls, cfg, vocab, encoding):
-        if cfg.model.dtype not in ("float32", "float64"):
-            raise ConfigError("[model] dtype must be float32 or float64")
-        model = Model(model_config(cfg, len(vocab)), dtype=np.dtype(cfg.model.dtype),
-                      seed=cfg.train.seed)
+    def build(cls, cfg, vocab, encoding, backend):
+        cfg.model.vocab_size = len(vocab)
+        cfg.model.check()
+        model = Model(cfg.model, seed=cfg.train.seed, backend=backend)
         try:
-            optimizer = make_optimizer(cfg.optim.name, model.params,
+            optimizer = make_optimizer(cfg.optim.optimizer, model.params, backend,
                                        **optimizer_options(cfg.optim))
-            schedule = make_schedule(cfg.schedule.name, cfg.optim.lr,
+            schedule = make_schedule(cfg.schedule.schedule, cfg.optim.lr,
                                      **schedule_options(cfg.schedule))
         except ValueError as err:
             raise ConfigError(str(err)) from None
         # its own stream: the model's initial weights use default_rng(seed) already.
-        rng = np.random.default_rng([cfg.train.seed, 1])
+        rng = backend.rng([cfg.train.seed, 1])
         return cls(cfg, model, optimizer, schedule, rng, vocab, encoding)
 
     def checkpoint(self):
-        c = self.counters
+        c, b = self.counters, self.model.backend
         return Checkpoint(
             config=self.cfg.to_dict(),
-            weights={name: w.copy() for name, w in self.model.p.items()},
+            weights={name: b.to_host(w) for name, w in self.model.p.items()},
             optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
-            rng=self.rng.bit_generator.state,
-            state={k: v.copy() for k, v in self.state.arrays().items()},
+            rng=b.rng_state(self.rng), state=self.model.state_to_host(self.state),
             vocab=self.vocab, encoding=self.encoding, step=c.step, epoch=c.epoch,
             batch=c.batch, elapsed=c.elapsed, best_val_loss=c.best_val_loss,
             meta={"bad_evals": c.bad_evals, "last_eval_step": c.last_eval_step})
 
     def restore(self, ck):
         """Put the state of checkpoint `ck` back (same architecture and settings)."""
-        for name, w in self.model.p.items():
-            if name not in ck.weights or ck.weights[name].shape != w.shape:
+        model, b = self.model, self.model.backend
+        for name, w in model.p.items():
+            if name not in ck.weights or ck.weights[name].shape != tuple(w.shape):
                 raise ConfigError(f"checkpoint parameter {name!r} is missing or has another "
                                   f"shape; was the model changed?")
-            w[...] = ck.weights[name]
+            b.copy(w, np.asarray(ck.weights[name], model.dtype))
         self.optimizer.load_state_dict(ck.optimizer)
         self.schedule.load_state_dict(ck.schedule)
-        self.rng.bit_generator.state = ck.rng
-        self.state = State.from_arrays({k: v.astype(self.model.dtype)
-                                        for k, v in ck.state.items()})
+        b.set_rng_state(self.rng, ck.rng)
+        self.state = model.state_from_host(ck.state)
         restored = Counters(
             step=ck.step, epoch=ck.epoch, batch=ck.batch, elapsed=ck.elapsed,
             best_val_loss=ck.best_val_loss, bad_evals=int(ck.meta.get("bad_evals", 0)),
@@ -133,24 +120,10 @@ class Run:
 
 def config_from_checkpoint(ck):
     """The TrainConfig stored in a checkpoint."""
+    from rnnkit.checkpoint import CheckpointError
+
     try:
         return from_dict(ck.config, TrainConfig())
     except ConfigError as err:
         raise CheckpointError(f"the config stored in the checkpoint is not usable: {err}") \
             from None
-
-
-def load_model(path):
-    """(model, codec, checkpoint) from a checkpoint file: all that generate and eval need.
-    Raises CheckpointError (one line) for a file that is not a usable checkpoint."""
-    ck = load(path, weights_only=True)
-    if ck.vocab is None:
-        raise CheckpointError(f"{path}: the checkpoint has no vocabulary")
-    cfg = config_from_checkpoint(ck)
-    model = Model(model_config(cfg, len(ck.vocab)), dtype=np.dtype(cfg.model.dtype))
-    for name, w in model.p.items():
-        if name not in ck.weights or ck.weights[name].shape != w.shape:
-            raise CheckpointError(f"{path}: parameter {name!r} is missing or has the wrong "
-                                  f"shape for the stored model config")
-        w[...] = ck.weights[name]
-    return model, TextCodec(ck.vocab, ck.encoding), ck

@@ -22,7 +22,7 @@ from pathlib import Path
 from rnnkit import checkpoint, files
 from rnnkit.errors import TrainError
 from rnnkit.lock import NAME as LOCK_NAME, RunLock
-from rnnkit.train_config import ConfigError, dump_toml, load_toml
+from rnnkit.config import ConfigError, dump_toml, load_toml
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"

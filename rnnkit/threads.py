@@ -16,8 +16,7 @@ times its own steps, now and then tries half (or twice) as many threads, and kee
 faster.
 
 BLAS always runs single-threaded inside a block: its own threads would spin between the small
-per-step products and fight ours for the cores (parallel=True plus OpenBLAS threads ran
-10-80x slower here).
+per-step products and fight ours for the cores (bench/RESULTS.md, "Design figures").
 """
 import math
 import os
@@ -25,7 +24,7 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-import rnnkit.config  # noqa: F401  picks the threading layer before Numba starts one
+import rnnkit.kernels.cpu.jit  # noqa: F401  picks the threading layer before Numba starts one
 
 _limits = None
 _partition = None              # set_threads, or the budget at first use

@@ -80,7 +80,7 @@ def code_points(text):
     """The code points of `text` as a uint8 (ASCII), uint16 (all below U+10000) or uint32 array."""
     if text.isascii():
         return np.frombuffer(text.encode("ascii"), np.uint8)
-    data = text.encode("utf-16-le", "surrogatepass")  # ~8x faster to make than UTF-32
+    data = text.encode("utf-16-le", "surrogatepass")  # far faster to make than UTF-32
     if len(data) == 2 * len(text):  # no surrogate pairs, so one unit per code point
         return np.frombuffer(data, "<u2")
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
@@ -144,7 +144,7 @@ class CharTokenizer:
 
         def encode(units):
             if small is not None and units.dtype == np.uint8:
-                # bytes.translate is a 256-entry lookup, ~5x faster than np.take on uint8
+                # bytes.translate is a 256-entry lookup, faster than np.take on uint8
                 return np.frombuffer(units.tobytes().translate(small), np.uint8)
             return lookup(table, units)
 

@@ -1,7 +1,7 @@
 """Training runs: start one, or resume one, in a run folder; the loop itself is rnnkit/loop.py.
 
     from rnnkit.train import train, resume
-    from rnnkit.train_config import TrainConfig
+    from rnnkit.config import TrainConfig
     cfg = TrainConfig()
     cfg.data.corpus = "corpus.h5"
     result = train(cfg, "runs/x")
@@ -18,7 +18,8 @@ intact). `--max-time` bounds the whole process, from its launch (rnnkit/clock.py
 import copy
 import dataclasses
 
-from rnnkit import checkpoint, threads
+from rnnkit import checkpoint
+from rnnkit.backends import get_backend
 from rnnkit.clock import Deadline
 from rnnkit.corpus import Corpus, CorpusError
 from rnnkit.distributed import communicator
@@ -27,7 +28,7 @@ from rnnkit.loop import Diverged, Loop, TrainError, TrainResult
 from rnnkit.run import Run, config_from_checkpoint
 from rnnkit.run_dir import RunFolder
 from rnnkit.stop_signals import StopSignals
-from rnnkit.train_config import from_dict
+from rnnkit.config import from_dict
 
 EXIT_INTERRUPTED = 75
 RESUMABLE = {"train"}            # config sections a resumed run may change (limits, not the math)
@@ -72,9 +73,8 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
     cfg = copy.deepcopy(cfg)        # resolved below; the caller's stays as it was
     comm = comm or communicator()
     deadline = Deadline(cfg.train.max_time, start)
-    count, why = threads.set_threads(cfg.train.threads)
-    notes = [f"threads: {count} ({why})" +
-             ("; fewer while other work slows them" if count > 1 else "")]
+    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size)
+    notes = [backend.describe()]
     notes += [f"removed {p.name} ({human(size)}), left by a killed process"
               for p, size in folder.removed]
     if not cfg.data.corpus:
@@ -98,13 +98,13 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
             raise TrainError("set at least one limit: epochs, max_steps or max_time")
         budget = min([n for n in (limits.max_steps, limits.epochs * batches.num_batches)
                       if n > 0], default=None)
-        if cfg.schedule.name == "cosine" and not cfg.schedule.total:
+        if cfg.schedule.schedule == "cosine" and not cfg.schedule.decay_steps:
             if not budget:
-                raise TrainError("the cosine schedule needs a length: set [schedule] total, "
+                raise TrainError("the cosine schedule needs a length: set --decay-steps, "
                                  "--max-steps or --epochs")
             # resolved now and saved, so that a resumed run with other limits keeps its curve
-            cfg.schedule = dataclasses.replace(cfg.schedule, total=budget)
-        run = Run.build(cfg, corpus.vocabulary, corpus.encoding)
+            cfg.schedule = dataclasses.replace(cfg.schedule, decay_steps=budget)
+        run = Run.build(cfg, corpus.vocabulary, corpus.encoding, backend)
         if ck is not None:
             run.restore(ck)
         else:

@@ -22,6 +22,21 @@ def val_metrics(loss):
     return {"val_loss": loss, "val_ppl": perplexity(loss), "val_bpc": bits(loss)}
 
 
+def read_records(path):
+    """The records of a metrics.jsonl file (none if it does not exist); a line cut short by a
+    kill is left out."""
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
 class Metrics:
     """Appends records to RUN_DIR/metrics.jsonl, flushing each line."""
 
@@ -32,16 +47,7 @@ class Metrics:
         """Drop records of steps after `step`: a resumed or rolled-back run redoes them."""
         if not os.path.exists(self.path):
             return
-        with open(self.path, encoding="utf-8") as f:
-            lines = f.readlines()
-        keep = []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue            # a line cut short by a kill
-            if record.get("step", 0) <= step:
-                keep.append(line if line.endswith("\n") else line + "\n")
+        keep = [json.dumps(r) + "\n" for r in read_records(self.path) if r.get("step", 0) <= step]
         files.write_text(self.path, "".join(keep))
 
     def write(self, **record):

@@ -1,9 +1,9 @@
 """Append token ids to chunked, gzip-compressed HDF5 datasets, compressing on worker threads.
 
 HDF5 runs its deflate filter on the calling thread while holding the GIL, and deflate is the
-slowest step of preprocessing (about 110 MB/s per core). So whole chunks are compressed with
+slowest step of preprocessing (bench/RESULTS.md, "Preprocess"). So whole chunks are compressed with
 `zlib.compress` on a thread pool (zlib releases the GIL), given their Fletcher-32 checksum
-(rnnkit/checksum.py), and stored with `write_direct_chunk`; the file is the same as if HDF5's
+(rnnkit/kernels/cpu/checksum.py), and stored with `write_direct_chunk`; the file is the same as if HDF5's
 deflate and fletcher32 filters had run, and any HDF5 reader decompresses and checks it. Only a
 final partial chunk goes through HDF5's own filters.
 """
@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from rnnkit.checksum import with_checksum
+from rnnkit.kernels.cpu.checksum import with_checksum
 
 CHUNK = 1 << 18     # elements per HDF5 chunk: big enough to compress well, small to read
 RESERVE = 1 << 20   # bytes kept free for HDF5's own metadata at close
-LEVEL = 1           # gzip level: level 4 saves ~5% more space at half the speed
+LEVEL = 1           # gzip level: higher levels save little space at a large cost in speed
 IN_FLIGHT = 32      # compressed chunks waiting to be written, at most
 
 
@@ -95,8 +95,6 @@ def _compress(data):
 
 
 def compression_pool():
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        cores = os.cpu_count() or 1
-    return ThreadPoolExecutor(max_workers=max(2, cores), thread_name_prefix="rnnkit-deflate")
+    from rnnkit.threads import budget
+
+    return ThreadPoolExecutor(max_workers=max(2, budget()[0]), thread_name_prefix="rnnkit-deflate")

@@ -2,7 +2,9 @@
 
 Written to be read, not to be fast: one Python loop over time, the equations of docs/cells.md
 as they are written there, float64. Forward only; gradients come from finite differences of
-these functions, or from comparing with the kernels' own backward.
+these functions, or from comparing with the kernels' own backward. Also torch.optim's updates
+and gradient clipping, written out. Every backend is tested against these
+(tests/test_backend.py).
 """
 import numpy as np
 
@@ -59,11 +61,9 @@ def cross_entropy(logits, targets):
     return -logp[np.arange(len(targets)), targets].sum()
 
 
-def model_loss(cfg, p, x, y, h0, c0=None, emb=None):
-    """Mean loss over the (N, T) batch, no dropout. emb (T, N, E) overrides the lookup.
-
-    Returns (loss, final h (L, N, H), final c or None).
-    """
+def model_logits(cfg, p, x, h0, c0=None, emb=None):
+    """Logits (T*N, V) of an (N, T) batch, no dropout, and the final h (L, N, H) and c.
+    emb (T, N, E) overrides the lookup."""
     N, T = x.shape
     inp = p["embed"][x.T] if emb is None else emb
     hs_final, cs_final = [], []
@@ -79,5 +79,83 @@ def model_loss(cfg, p, x, y, h0, c0=None, emb=None):
         hs_final.append(h)
     w_out = p["embed"] if cfg.tie_weights else p["out.w"]
     logits = inp.reshape(T * N, -1) @ w_out.T + p["out.b"]
+    return logits, np.stack(hs_final), (np.stack(cs_final) if cs_final else None)
+
+
+def model_loss(cfg, p, x, y, h0, c0=None, emb=None):
+    """Mean loss over the (N, T) batch, no dropout. emb (T, N, E) overrides the lookup.
+
+    Returns (loss, final h (L, N, H), final c or None).
+    """
+    N, T = x.shape
+    logits, h, c = model_logits(cfg, p, x, h0, c0, emb)
     loss = cross_entropy(logits, y.T.reshape(-1)) / (N * T)
-    return loss, np.stack(hs_final), (np.stack(cs_final) if cs_final else None)
+    return loss, h, c
+
+
+def optimizer_steps(name, p, grads, hyper):
+    """torch.optim's for-loop update, written out in numpy (float64), one step per gradient;
+    hyper: the optimizer's settings, PyTorch's defaults filled in (rnnkit.optim.DEFAULTS)."""
+    h = hyper
+    p = p.astype(np.float64).copy()
+    lr, wd = h["lr"], h["weight_decay"]
+    st = {}
+    for t, g in enumerate(grads, start=1):
+        g = g.astype(np.float64)
+        if name == "sgd":
+            if wd:
+                g = g + wd * p
+            if h["momentum"]:
+                if t == 1:
+                    st["buf"] = g.copy()
+                else:
+                    st["buf"] = h["momentum"] * st["buf"] + (1 - h["dampening"]) * g
+                g = g + h["momentum"] * st["buf"] if h["nesterov"] else st["buf"]
+            p = p - lr * g
+        elif name in ("adam", "adamw"):
+            if name == "adamw":
+                p = p * (1 - lr * wd)
+            elif wd:
+                g = g + wd * p
+            b1, b2 = h["beta1"], h["beta2"]
+            st["m"] = st.get("m", 0 * p) * b1 + (1 - b1) * g
+            st["v"] = st.get("v", 0 * p) * b2 + (1 - b2) * g * g
+            mhat = st["m"] / (1 - b1 ** t)
+            denom = np.sqrt(st["v"]) / np.sqrt(1 - b2 ** t) + h["eps"]
+            p = p - lr * mhat / denom
+        elif name == "rmsprop":
+            if wd:
+                g = g + wd * p
+            a = h["alpha"]
+            st["s"] = a * st.get("s", 0 * p) + (1 - a) * g * g
+            if h["centered"]:
+                st["ga"] = a * st.get("ga", 0 * p) + (1 - a) * g
+                avg = np.sqrt(st["s"] - st["ga"] ** 2) + h["eps"]
+            else:
+                avg = np.sqrt(st["s"]) + h["eps"]
+            if h["momentum"] > 0:
+                st["buf"] = h["momentum"] * st.get("buf", 0 * p) + g / avg
+                p = p - lr * st["buf"]
+            else:
+                p = p - lr * g / avg
+        elif name == "adagrad":
+            if wd:
+                g = g + wd * p
+            clr = lr / (1 + (t - 1) * h["lr_decay"])
+            st["sum"] = st.get("sum", 0 * p + h["initial_accumulator_value"]) + g * g
+            p = p - clr * g / (np.sqrt(st["sum"]) + h["eps"])
+    return p
+
+
+def clip(g, max_norm=0.0, max_value=0.0):
+    """torch's clip_grad_value_ then clip_grad_norm_ (rnnkit's order), on a copy; and the
+    norm before clipping."""
+    g = g.astype(np.float64).copy()
+    norm = float(np.sqrt((g * g).sum()))
+    if max_value > 0:
+        g = np.clip(g, -max_value, max_value)
+    if max_norm > 0:
+        coef = max_norm / (np.sqrt((g * g).sum()) + 1e-6)
+        if coef < 1:
+            g = g * coef
+    return g, norm

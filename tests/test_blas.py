@@ -1,9 +1,9 @@
-"""kernels/blas.py: gemm on strided views, every transpose, beta 0 and 1, against numpy."""
+"""kernels/cpu/blas.py: gemm on strided views, every transpose, beta 0 and 1, against numpy."""
 from numba import njit
 import numpy as np
 import pytest
 
-from rnnkit.kernels.blas import gemm
+from rnnkit.kernels.cpu.blas import gemm
 
 
 @njit

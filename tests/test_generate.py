@@ -4,8 +4,9 @@ import pytest
 from click.testing import CliRunner
 
 from rnnkit.cli.main import main
-from rnnkit.generate import generate, probabilities, sample
-from rnnkit.run import load_model
+from rnnkit.generate import generate
+from rnnkit.sampling import probabilities
+from rnnkit.load import load_model
 from tests.tiny_run import make_corpus, make_run
 
 
@@ -32,17 +33,6 @@ def test_probabilities():
     assert hot[0, 3] > 0.999
     flat = probabilities(logits, temperature=100.0)
     assert np.ptp(flat) < 0.01
-
-
-def test_sample_follows_the_distribution_and_the_seed():
-    logits = np.log(np.array([[0.1, 0.2, 0.3, 0.4]] * 20000))
-    draws = sample(logits, np.random.default_rng(0))
-    np.testing.assert_allclose(np.bincount(draws, minlength=4) / 20000, [0.1, 0.2, 0.3, 0.4],
-                               atol=0.015)
-    again = sample(logits, np.random.default_rng(0))
-    np.testing.assert_array_equal(draws, again)
-    assert (sample(logits[:3], None, greedy=True) == 3).all()
-    assert set(sample(logits, np.random.default_rng(1), top_k=1)) == {3}
 
 
 def test_same_seed_same_text(run):

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from rnnkit.train import train
-from rnnkit.train_config import TrainConfig
+from rnnkit.config import TrainConfig
 from tests.tiny_run import make_corpus
 
 FIGURES = {

@@ -1,8 +1,8 @@
-"""The register-tiled products (kernels/tiles.py) against numpy."""
+"""The register-tiled products (kernels/cpu/tiles.py) against numpy."""
 import numpy as np
 import pytest
 
-from rnnkit.kernels import tiles
+from rnnkit.kernels.cpu import tiles
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -48,7 +48,7 @@ def test_product_runs_sums_over_steps(dtype):
 @pytest.mark.parametrize("add", [False, True])
 def test_transpose_into(dtype, P, Q, add):
     """Whole blocks through registers and the edges one by one, on strided views."""
-    from rnnkit.kernels.blocks import transpose_into
+    from rnnkit.kernels.cpu.blocks import transpose_into
 
     rng = np.random.default_rng(P * Q)
     big = rng.standard_normal((P + 2, Q + 3)).astype(dtype)

@@ -11,7 +11,7 @@ from rnnkit import checkpoint
 from rnnkit.model import Model
 from rnnkit.preprocess import preprocess
 from rnnkit.train import Diverged, TrainError, resume, train
-from rnnkit.train_config import TrainConfig
+from rnnkit.config import TrainConfig
 
 TEXT = "".join(f"line {i}: the quick brown fox {'jumps' if i % 3 else 'naps'} over it.\n"
                for i in range(60))
@@ -30,7 +30,7 @@ def config(corpus, **train):
     cfg.data.corpus, cfg.data.batch_size, cfg.data.seq_len = corpus, 8, 32   # 8 batches an epoch
     cfg.model.embed, cfg.model.hidden, cfg.model.layers, cfg.model.dropout = 8, 16, 2, 0.2
     cfg.optim.lr = 0.01
-    cfg.schedule.name, cfg.schedule.warmup, cfg.schedule.total = "cosine", 3, 24
+    cfg.schedule.schedule, cfg.schedule.warmup, cfg.schedule.decay_steps = "cosine", 3, 24
     cfg.train.threads, cfg.train.progress, cfg.train.log_every = 1, False, 1
     cfg.train.eval_every, cfg.train.max_steps = 5, 24
     for key, value in train.items():
@@ -87,7 +87,7 @@ def test_resume_after_a_limit_is_exact(corpus, tmp_path):
 @pytest.mark.parametrize("signame", ["SIGUSR1", "SIGTERM", "SIGINT"])
 def test_signal_checkpoints_and_resume_is_exact(corpus, tmp_path, monkeypatch, signame):
     cfg = config(corpus)
-    cfg.schedule.name = "plateau"
+    cfg.schedule.schedule = "plateau"
     train(cfg, tmp_path / "full")
     real = Model.forward_backward
     calls = []
@@ -122,7 +122,7 @@ def test_nan_rolls_back_and_halves_the_lr(corpus, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Model, "forward_backward", forward_backward)
     cfg = config(corpus)
-    cfg.schedule.name = "constant"
+    cfg.schedule.schedule = "constant"
     result = train(cfg, tmp_path / "run")
     assert result.step == 24
     events = [r for r in records(tmp_path / "run") if r.get("event") == "rollback"]

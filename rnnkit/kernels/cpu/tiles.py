@@ -1,14 +1,11 @@
 """Register-tiled matrix products for the recurrences' per-step work.
 
 A recurrence runs T small products a layer (32-64 streams, K = 64-2048), each through a BLAS
-call that packs its operands again and runs at 190-225 GFLOP/s on one core here. The kernel
-below reads its operands where they lie, A by any two strides (a row-major matrix, or one read
-as its transpose) and B by rows, and keeps an MR x (NV vectors) block of C in registers over
-the whole summed dimension: each k loads NV vectors of B's row and broadcasts MR numbers of
-A's column. Measured here on one core (AMD Zen 5, float32, bench/tiles.py) at the LSTM's
-shapes, M = 256-1024 rows, K = 128-512, N = 32-64 streams: 257-261 GFLOP/s with A row-major,
-207-262 with A read as its transpose, where OpenBLAS gets 195-220; at N = 20 (a masked
-vector) 161 against 152.
+call that packs its operands again. The kernel below reads its operands where they lie, A by
+any two strides (a row-major matrix, or one read as its transpose) and B by rows, and keeps an
+MR x (NV vectors) block of C in registers over the whole summed dimension: each k loads NV
+vectors of B's row and broadcasts MR numbers of A's column. At the LSTM's shapes it is faster
+than OpenBLAS on one core (bench/tiles.py; figures in bench/RESULTS.md).
 
 It is written in LLVM IR (a Numba intrinsic) because Numba has no vector type: as plain
 loops, LLVM keeps the accumulators in memory. Its vectors are as wide as the CPU's (AVX-512:
@@ -20,8 +17,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from rnnkit.config import JIT
-from rnnkit.kernels.lanes import REGISTERS as _REGISTERS, VECTOR_BYTES
+from rnnkit.kernels.cpu.jit import JIT
+from rnnkit.kernels.cpu.lanes import REGISTERS as _REGISTERS, VECTOR_BYTES
 
 
 # Rows per panel: MR x NV accumulators plus NV state vectors and one broadcast fill the
@@ -131,8 +128,8 @@ def _make_tile(vectors):
                             panel(1, builder.gep(ap, [builder.mul(r, ars)]),
                                   builder.gep(cp, [builder.mul(r, crs)]), masked)
 
-            # Whole vectors need no mask: masking them too looked 5-8% slower on the LSTM step
-            # in one (noisy) A/B, though not in bench/tiles.py alone.
+            # Whole vectors need no mask: masking them too looked slower on the LSTM step in
+            # one (noisy) A/B, though not in bench/tiles.py alone (bench/RESULTS.md).
             whole = builder.icmp_signed("==", cols, const(vectors * lanes))
             with builder.if_else(whole) as (then, otherwise):
                 with then:
@@ -192,7 +189,7 @@ def transpose_block(typingctx, src, s0, sld, dst, d0, dld, add):
     """dst[d0 + q*dld + p] = (or +=, when add) src[s0 + p*sld + q] for p, q < lanes, the CPU's
     vector width in the arrays' dtype: a square block transposed in registers, log2(lanes)
     rounds of two-vector shuffles, each swapping the off-diagonal quarters of blocks twice
-    as wide (measured: 0.05 ns a number, where the scalar loop takes 0.3-0.6)."""
+    as wide (about ten times faster than the scalar loop: bench/RESULTS.md)."""
     sig = types.void(src, s0, sld, dst, d0, dld, add)
 
     def codegen(context, builder, sig, args):

@@ -14,8 +14,8 @@ Arrays: p, g and every state buffer are 1-D, contiguous, of one dtype, of the sa
 import numpy as np
 from numba import njit
 
-from rnnkit.config import JIT
-from rnnkit.kernels.lanes import vsumsq
+from rnnkit.kernels.cpu.jit import JIT
+from rnnkit.kernels.cpu.lanes import vsumsq
 
 
 @njit(**JIT)

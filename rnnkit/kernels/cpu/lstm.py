@@ -9,24 +9,27 @@ z (T + 1, D + H, N) holds [x_t; h_{t-1}] for each step, gates (T, 4H, N) the act
 cs (T + 1, H, N) the cell states. The input projection of all T steps is one product pass
 before the recurrence, each thread its block of gate rows for every step; then each step adds
 W_h.T @ h_{t-1} and runs the gate math over contiguous blocks of its threads' units, which
-LLVM vectorises (per row of 32-64 streams it ran mostly scalar: 3-4x slower). All products
-run in kernels/tiles.py (1.2-1.35x OpenBLAS on these shapes). Each thread owns a block of
+LLVM vectorises (per row of 32-64 streams it ran mostly scalar). All products run in
+kernels/cpu/tiles.py, faster than OpenBLAS on these shapes (bench/RESULTS.md). Each thread owns a block of
 hidden units with their four gates and meets the others once per step. BPTT mirrors it: per
 step only dh from the next step's dgates and the gate math; then dW and dx over all steps.
 Memory kept for backward: T*N*(4H + H + D + H) floats, plus hs.
 """
 from numba import njit, prange
 
-from rnnkit.config import JIT, Twin
-from rnnkit.kernels.activations import sigmoid, tanh
-from rnnkit.kernels.blas import gemm
-from rnnkit.kernels.blocks import MIN_STREAMS, parts_for, span, transpose_into
-from rnnkit.kernels.checks import check, shape
-from rnnkit.kernels.lanes import vsum
-from rnnkit.kernels.tiles import product, product_runs
+from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.activations import sigmoid, tanh
+from rnnkit.kernels.cpu.blas import gemm
+from rnnkit.kernels.cpu.blocks import MIN_STREAMS, parts_for, span, transpose_into
+from rnnkit.cells import CELLS
+from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cpu.lanes import vsum
+from rnnkit.kernels.cpu.tiles import product, product_runs
+
+LSTM = CELLS["lstm"]
 
 # The recurrence splits across threads by blocks of hidden units (each thread then reads only
-# its share of W per step; measured faster than blocks of streams from H=128 on, by 5-17%),
+# its share of W per step; faster than blocks of streams from H=128 on: bench/RESULTS.md),
 # or by blocks of streams when H is too small to share. Per thread at least MIN_UNITS units or
 # MIN_STREAMS streams (the other cells' figure, from blocks.py).
 MIN_UNITS = 32
@@ -37,12 +40,12 @@ CUT = 16
 
 # dW.T sums over all steps in blocks of about this many of the product's rows ([x_t, h_{t-1}]
 # of a few steps): a block then stays in cache while every row panel of dW.T passes it, and
-# dW.T moves in and out of cache once per block. Measured on backward at H=512: at N=64, 4
-# steps a block 10% faster than 8 or 16 and 3% faster than 2; at N=32, 4 and 8 equal.
+# dW.T moves in and out of cache once per block (the size that ran fastest: bench/RESULTS.md,
+# "Design figures").
 DW_ROWS = 256
 
-# From this many T*N on, the products run in kernels/tiles.py against W.T copied once per
-# forward (about 1 ns a number); below it, as when evaluating a short tail, through BLAS
+# From this many T*N on, the products run in kernels/cpu/tiles.py against W.T copied once per
+# forward (a cheap copy); below it, as when evaluating a short tail, through BLAS
 # against the weights as they are.
 TILE_FROM = 256
 
@@ -215,8 +218,7 @@ def weight_grads(x, hs, dg, dwt, tiled, r0, r1):
 @njit(**JIT)
 def input_grads(dg, w_x, dx, dxt, tiled, t, d0, d1):
     """dx[t][:, d0:d1] = (dgates_t.T @ W_x.T) there, computed as W_x @ dgates_t into dxt (D, N)
-    and transposed (W_x's rows are the long side: measured 1.1-1.5x faster than
-    dgates_t.T @ W_x.T)."""
+    and transposed (W_x's rows are the long side: faster than dgates_t.T @ W_x.T)."""
     N = dx.shape[1]
     H4 = dg.shape[1]
     if tiled:
@@ -310,13 +312,9 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt):
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    check(dict(x=x, w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z, wt=wt),
-          x.dtype)
-    for name, a, s in (("w_x", w_x, (D, 4 * H)), ("w_h", w_h, (H, 4 * H)), ("b", b, (4 * H,)),
-                       ("hs", hs, (T + 1, N, H)), ("c", c, (N, H)),
-                       ("gates", gates, (T, 4 * H, N)), ("cs", cs, (T + 1, H, N)),
-                       ("z", z, (T + 1, D + H, N)), ("wt", wt, (4 * H, D + H))):
-        shape(name, a, s)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z, wt=wt)
+    check(dict(arrays, x=x), x.dtype)
+    spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N)
     _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, T * N >= TILE_FROM, su, ss)
 
@@ -332,19 +330,13 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    check(dict(x=x, w_x=w_x, w_h=w_h, hs=hs, gates=gates, cs=cs, dhs=dhs, dh=dh, dc=dc, dx=dx,
-               dw_x=dw_x, dw_h=dw_h, db=db, dgates=dgates, dht=dht, dct=dct, dwt=dwt, dxt=dxt),
-          x.dtype)
-    for name, a, s in (("w_x", w_x, (D, 4 * H)), ("w_h", w_h, (H, 4 * H)),
-                       ("hs", hs, (T + 1, N, H)), ("gates", gates, (T, 4 * H, N)),
-                       ("cs", cs, (T + 1, H, N)),
-                       ("dhs", dhs, (T, N, H)), ("dh", dh, (N, H)), ("dc", dc, (N, H)),
-                       ("dx", dx, (T, N, D)), ("dw_x", dw_x, w_x.shape),
-                       ("dw_h", dw_h, w_h.shape), ("db", db, (4 * H,)),
-                       ("dgates", dgates, gates.shape), ("dht", dht, (H, N)),
-                       ("dct", dct, (H, N)), ("dwt", dwt, (4 * H, D + H)),
-                       ("dxt", dxt, (D, N))):
-        shape(name, a, s)
+    arrays = dict(w_x=w_x, w_h=w_h, hs=hs, gates=gates, cs=cs, dg=dgates, dht=dht, dct=dct,
+                  dwt=dwt, dxt=dxt)
+    check(dict(arrays, x=x, dhs=dhs, dh=dh, dc=dc, dx=dx, dw_x=dw_x, dw_h=dw_h, db=db), x.dtype)
+    spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H), **LSTM.scratch(T, N, D, H),
+          "dhs": (T, N, H), "dh": (N, H), "dc": (N, H), "dx": (T, N, D)},
+         dict(arrays, dhs=dhs, dh=dh, dc=dc, dx=dx))
+    spec(LSTM.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
     su, ss = split(H, N)
     _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h, db, dwt, dxt,
         T * N >= TILE_FROM, su, ss)

@@ -1,9 +1,9 @@
 """Scalar activations for the kernels, fast in float32 and exact in float64.
 
-Numba's float32 `math.tanh`/`math.exp` are scalar libm calls (~80 M/s here: the pip llvmlite has
-no SVML), which would make gate math cost as much as the matrix products. In float32 we use
-Eigen's rational tanh (max error 2.6e-7, float32's own rounding) and a Cephes-style exp: plain
-arithmetic (with explicit fused multiply-adds, kernels/lanes.py) that LLVM vectorises (~6,000 M/s).
+Numba's float32 `math.tanh`/`math.exp` are scalar libm calls (the pip llvmlite has no SVML),
+which would make gate math cost as much as the matrix products. In float32 we use Eigen's
+rational tanh (max error 2.6e-7, float32's own rounding) and a Cephes-style exp: plain
+arithmetic (with explicit fused multiply-adds, kernels/cpu/lanes.py) that LLVM vectorises.
 float64, used by the gradient checks, calls libm.
 The overloads are inlined, so they take the calling kernel's compile flags.
 """
@@ -13,7 +13,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from rnnkit.kernels.lanes import fma
+from rnnkit.kernels.cpu.lanes import fma
 
 _F32 = np.float32
 _CLAMP = _F32(7.90531110763549805)  # tanh(x) rounds to +-1 in float32 beyond this

@@ -4,16 +4,20 @@ Shapes: x (T, N, D), w_x (D, H), w_h (H, H), b (H,); hs (T + 1, N, H) with the i
 at index 0. Backward reads only hs: both derivatives are functions of the output
 (tanh' = 1 - h^2, relu' = [h > 0]). Memory kept for backward: T*N*H floats.
 Threads own blocks of streams and run all steps on their own; each step's product runs in
-blas.py's fast layout from H = FAST_FROM (blocks.py), in backward too (taken from H=128 on,
-as the GRU does, it made this cell's step 1-7% slower there).
+kernels/cpu/blas.py's fast layout from H = FAST_FROM (kernels/cpu/blocks.py), in backward too (taken from H=128 on,
+as the GRU does, it made this cell's step slower there: bench/RESULTS.md).
 """
 from numba import njit, prange
 
-from rnnkit.config import JIT, Twin
-from rnnkit.kernels.blocks import (FAST_FROM, plan, project, span, step_grad, step_product,
+from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.blocks import (FAST_FROM, plan, project, span, step_grad, step_product,
                                    transpose_into, weight_grads)
-from rnnkit.kernels.activations import tanh
-from rnnkit.kernels.checks import check, shape
+from rnnkit.kernels.cpu.activations import tanh
+from rnnkit.cells import CELLS
+from rnnkit.kernels.checks import check, spec
+
+
+RNN = CELLS["rnn-tanh"]
 
 
 @njit(**JIT)
@@ -93,12 +97,9 @@ def rnn_forward(x, w_x, w_h, b, hs, pre, work, work_t, wt, relu=False):
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    check(dict(x=x, w_x=w_x, w_h=w_h, b=b, hs=hs, pre=pre, work=work, work_t=work_t, wt=wt),
-          x.dtype)
-    for name, a, s in (("w_x", w_x, (D, H)), ("w_h", w_h, (H, H)), ("b", b, (H,)),
-                       ("hs", hs, (T + 1, N, H)), ("pre", pre, (T, N, H)), ("work", work, (N, H)),
-                       ("work_t", work_t, (H, N)), ("wt", wt, (H, H))):
-        shape(name, a, s)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, gates=pre, work=work, work_t=work_t, wt=wt)
+    check(dict(arrays, x=x), x.dtype)
+    spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H)}, arrays)
     rows, streams = plan(T, N)
     project(x, w_x, b, pre, rows)
     _forward(streams, pre, hs, w_h, wt, work, work_t, H >= FAST_FROM, bool(relu), streams)
@@ -112,12 +113,11 @@ def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, work, rel
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    check(dict(x=x, w_x=w_x, w_h=w_h, hs=hs, dhs=dhs, dh=dh, dx=dx, dw_x=dw_x, dw_h=dw_h, db=db,
-               dgates=dgates, work=work), x.dtype)
-    for name, a, s in (("hs", hs, (T + 1, N, H)), ("dhs", dhs, (T, N, H)), ("dh", dh, (N, H)),
-                       ("dx", dx, (T, N, D)), ("dw_x", dw_x, w_x.shape), ("dw_h", dw_h, (H, H)),
-                       ("db", db, (H,)), ("dgates", dgates, (T, N, H)), ("work", work, (H, N))):
-        shape(name, a, s)
+    arrays = dict(w_x=w_x, w_h=w_h, hs=hs, dg=dgates, work_h=work, dhs=dhs, dh=dh, dx=dx)
+    check(dict(arrays, x=x, dw_x=dw_x, dw_h=dw_h, db=db), x.dtype)
+    spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H), **RNN.scratch(T, N, D, H),
+          "dhs": (T, N, H), "dh": (N, H), "dx": (T, N, D)}, arrays)
+    spec(RNN.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
     rows, streams = plan(T, N)
     _backward(streams, w_h, hs, dhs, dh, dgates, work, H >= FAST_FROM, bool(relu), streams)
     weight_grads(x, hs[:T], dgates, dgates, w_x, dx, dw_x, dw_h, db, rows)

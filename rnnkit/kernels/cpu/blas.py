@@ -2,10 +2,10 @@
 
 Numba's np.dot takes contiguous arrays and always overwrites its output. The LSTM needs more:
 products into strided views (one step's slice of a (4H, T, N) array), accumulation on top of
-what is there (beta = 1), and a choice of operand layout. That choice is worth 1.2-1.5x here:
-single-threaded OpenBLAS runs the per-step product of few streams (N = 20-64) at 150-225
-GFLOP/s when the output is feature-major (N contiguous) and the weight is contiguous along the
-summed dimension, and at 100-185 GFLOP/s as np.dot lays it out (bench/gemm_layout.py).
+what is there (beta = 1), and a choice of operand layout: single-threaded OpenBLAS runs the
+per-step product of few streams faster when the output is feature-major (N contiguous) and the
+weight is contiguous along the summed dimension than as np.dot lays it out
+(bench/gemm_layout.py; figures in bench/RESULTS.md).
 
 This calls the same BLAS as np.dot (scipy's, through Numba's `numba_xxgemm` helper), by symbol
 name, so kernels that use it still cache to disk.
@@ -15,7 +15,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 import numpy as np
 
-from rnnkit.config import JIT
+from rnnkit.kernels.cpu.jit import JIT
 
 _SIG = types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
                   types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,

@@ -11,11 +11,11 @@ import math
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT, Twin
-from rnnkit.kernels.activations import exp
-from rnnkit.kernels.blocks import parts_for, span
+from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.activations import exp
+from rnnkit.kernels.cpu.blocks import parts_for, span
 from rnnkit.kernels.checks import check
-from rnnkit.kernels.lanes import vmax, vsum
+from rnnkit.kernels.cpu.lanes import vmax, vsum
 
 
 @njit(**JIT)

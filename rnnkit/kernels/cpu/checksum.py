@@ -9,15 +9,17 @@ arithmetic), checked against files that HDF5 itself wrote (tests/test_corpus.py)
 import numpy as np
 from numba import njit
 
+from rnnkit.kernels.cpu.jit import JIT
+
 MASK = np.uint64(0xFFFFFFFF)
 
 
-@njit(cache=True, nogil=True)
+@njit(**JIT)
 def _fold(s):
     return (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
 
 
-@njit(cache=True, nogil=True)
+@njit(**JIT)
 def fletcher32(data):
     """The checksum of a uint8 array, as an int."""
     n = data.size // 2

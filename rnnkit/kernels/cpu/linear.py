@@ -7,9 +7,9 @@ strided view or accumulation, kernels/blas.py (see rnnkit/threads.py). The outpu
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT, Twin
-from rnnkit.kernels.blas import gemm
-from rnnkit.kernels.blocks import parts_for, span
+from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.blas import gemm
+from rnnkit.kernels.cpu.blocks import parts_for, span
 
 
 def _forward(x, w, b, y, parts):

@@ -8,21 +8,24 @@ Shapes: x (T, N, D), w_x (D, 3H), w_h (H, 3H), b (3H,) (input and hidden biases 
 summed; b_n is the input one), b_hn (H,). hs (T + 1, N, H) with the initial state at index 0.
 gates (T, N, 3H) keeps r, z, n and a (T, N, H) keeps h W_hn + b_hn for backward.
 Threads own blocks of streams and run all steps on their own; each step's product runs in
-blas.py's fast layout from H = FAST_FROM (blocks.py), FAST_BACKWARD_FROM in backward.
+kernels/cpu/blas.py's fast layout from H = FAST_FROM (kernels/cpu/blocks.py), FAST_BACKWARD_FROM in backward.
 The reset gate makes the two products' gradients differ in the n block, so BPTT keeps one
 gradient for the input side (dgx) and one for the hidden side (dgh).
 Memory kept for backward: T*N*(3H + 2H) floats.
 """
 from numba import njit, prange
 
-from rnnkit.config import JIT, Twin
-from rnnkit.kernels.blocks import (FAST_FROM, plan, project, span, step_grad, step_product,
+from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.blocks import (FAST_FROM, plan, project, span, step_grad, step_product,
                                    transpose_into, weight_grads)
-from rnnkit.kernels.activations import sigmoid, tanh
-from rnnkit.kernels.checks import check, shape
+from rnnkit.kernels.cpu.activations import sigmoid, tanh
+from rnnkit.cells import CELLS
+from rnnkit.kernels.checks import check, spec
 
-# The backward's per-step product gains from H=128 on (1.2x alone, 4-15% on the whole GRU
-# step there); the Elman cell's, a third as wide, does not (rnn.py).
+GRU = CELLS["gru"]
+
+# The backward's per-step product gains from the fast layout from H=128 on; the Elman cell's, a
+# third as wide, does not (rnn.py; bench/RESULTS.md, "Design figures").
 FAST_BACKWARD_FROM = 128
 
 
@@ -131,14 +134,10 @@ def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work, work_t, wt):
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    check(dict(x=x, w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs, work=work,
-               work_t=work_t, wt=wt), x.dtype)
-    for name, arr, s in (("w_x", w_x, (D, 3 * H)), ("w_h", w_h, (H, 3 * H)), ("b", b, (3 * H,)),
-                         ("b_hn", b_hn, (H,)), ("gates", gates, (T, N, 3 * H)),
-                         ("a", a, (T, N, H)), ("hs", hs, (T + 1, N, H)),
-                         ("work", work, (N, 3 * H)), ("work_t", work_t, (3 * H, N)),
-                         ("wt", wt, (3 * H, H))):
-        shape(name, arr, s)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs, work=work,
+                  work_t=work_t, wt=wt)
+    check(dict(arrays, x=x), x.dtype)
+    spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H)}, arrays)
     rows, streams = plan(T, N)
     project(x, w_x, b, gates, rows)
     _forward(streams, gates, a, hs, w_h, wt, b_hn, work, work_t, H >= FAST_FROM, streams)
@@ -152,14 +151,12 @@ def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, 
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    check(dict(x=x, w_x=w_x, w_h=w_h, gates=gates, a=a, hs=hs, dhs=dhs, dh=dh, dx=dx, dw_x=dw_x,
-               dw_h=dw_h, db=db, db_hn=db_hn, dgx=dgx, dgh=dgh, work=work), x.dtype)
-    for name, arr, s in (("dhs", dhs, (T, N, H)), ("dh", dh, (N, H)), ("dx", dx, (T, N, D)),
-                         ("dw_x", dw_x, w_x.shape), ("dw_h", dw_h, w_h.shape),
-                         ("db", db, (3 * H,)), ("db_hn", db_hn, (H,)),
-                         ("dgx", dgx, gates.shape), ("dgh", dgh, gates.shape),
-                         ("work", work, (H, N))):
-        shape(name, arr, s)
+    arrays = dict(w_x=w_x, w_h=w_h, gates=gates, a=a, hs=hs, dg=dgx, dgh=dgh, work_h=work,
+                  dhs=dhs, dh=dh, dx=dx)
+    check(dict(arrays, x=x, dw_x=dw_x, dw_h=dw_h, db=db, db_hn=db_hn), x.dtype)
+    spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H), **GRU.scratch(T, N, D, H),
+          "dhs": (T, N, H), "dh": (N, H), "dx": (T, N, D)}, arrays)
+    spec(GRU.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db, b_hn=db_hn))
     rows, streams = plan(T, N)
     _backward(streams, w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, H >= FAST_BACKWARD_FROM, streams)
     weight_grads(x, hs[:T], dgx, dgh, w_x, dx, dw_x, dw_h, db, rows)

@@ -6,10 +6,10 @@ parallelism is ours, one block per thread, with nothing spinning in between.
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT, Twin
+from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.threads import partition
-from rnnkit.kernels.blas import gemm
-from rnnkit.kernels.tiles import VECTOR_BYTES, transpose_block
+from rnnkit.kernels.cpu.blas import gemm
+from rnnkit.kernels.cpu.tiles import VECTOR_BYTES, transpose_block
 
 
 @njit(**JIT)
@@ -89,11 +89,10 @@ def parts_for(n):
     return max(1, min(partition(), n))
 
 
-# The GRU's and RNN's per-step products run in kernels/blas.py's fast layout (output
+# The GRU's and RNN's per-step products run in kernels/cpu/kernels/cpu/blas.py's fast layout (output
 # feature-major, weight contiguous along the summed dimension) and are transposed back to the
 # streams' rows from this hidden size on; below it np.dot's layout is as fast or faster.
-# Measured (bench/gemm_layout.py, one thread, 10-32 streams): 1.2-1.7x from H=256 on; at
-# H=128 0.35-1.05x forward, and 0.99-1.26x backward (the GRU's backward takes it from 128).
+# (bench/gemm_layout.py; its figures in bench/RESULTS.md: the GRU's backward takes it from 128).
 FAST_FROM = 256
 
 
@@ -120,7 +119,7 @@ def step_grad(dg, w, d, d_t, fast, add):
 
 
 # Per thread, at least this many streams in the recurrence and rows in the big products.
-# Measured on the OpenMP layer: at H=200, N=20 two blocks of 10 streams beat one of 20 by 10%.
+# (Two blocks of 10 streams beat one of 20 at H=200: bench/RESULTS.md, "Design figures".)
 MIN_STREAMS, MIN_ROWS = 8, 256
 
 

@@ -9,10 +9,10 @@ No allocation per step: acc is (parts, 2, N, G*H) scratch.
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.config import JIT, Twin
-from rnnkit.kernels.activations import sigmoid, tanh
-from rnnkit.kernels.blocks import parts_for, span
-from rnnkit.kernels.lanes import vdot
+from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.activations import sigmoid, tanh
+from rnnkit.kernels.cpu.blocks import parts_for, span
+from rnnkit.kernels.cpu.lanes import vdot
 
 CELL_CODES = {"rnn-tanh": 0, "rnn-relu": 1, "lstm": 2, "gru": 3}
 

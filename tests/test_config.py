@@ -1,6 +1,6 @@
 import pytest
 
-from rnnkit.train_config import (ConfigError, TrainConfig, dump_toml, from_dict, load_toml,
+from rnnkit.config import (ConfigError, TrainConfig, dump_toml, from_dict, load_toml,
                                  parse_duration)
 
 
@@ -60,3 +60,50 @@ def test_durations():
     assert parse_duration(30) == 30.0 and parse_duration("1d") == 86400
     with pytest.raises(ValueError):
         parse_duration("-5m")
+
+
+def test_every_key_is_a_flag_of_the_same_name_and_help():
+    from rnnkit.cli.train import OPTIONS, command
+    from rnnkit.config import SECTIONS, keys
+
+    options = {p.name: p for p in command.params}
+    for section, cls in SECTIONS.items():
+        for f in keys(cls):
+            if (section, f.name) == ("data", "corpus"):
+                continue
+            opt = options[f"opt_{section}_{f.name}"]
+            assert "--" + f.name.replace("_", "-") in opt.opts
+            assert opt.help == f.metadata["help"]
+            assert opt.default == f.default
+    assert len(OPTIONS) == sum(len(keys(c)) for c in SECTIONS.values()) - 1
+
+
+def test_old_keys_still_load(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text('[optim]\nname = "sgd"\n[schedule]\nname = "step"\nevery = 2\nstart = 3\n'
+                    'factor = 0.25\ntotal = 9\nthreshold = 0.1\nmax_halvings = 2\n')
+    cfg = load_toml(path)
+    assert cfg.optim.optimizer == "sgd" and cfg.schedule.schedule == "step"
+    s = cfg.schedule
+    assert (s.lr_decay_every, s.lr_decay_start, s.lr_decay_factor, s.decay_steps,
+            s.plateau_threshold, s.max_decays) == (2, 3, 0.25, 9, 0.1, 2)
+
+
+def test_sections_refuse_unknown_attributes():
+    cfg = TrainConfig()
+    with pytest.raises(AttributeError):
+        cfg.schedule.name = "cosine"            # a key of rnnkit 0.1: now `schedule`
+
+
+def test_dumped_toml_carries_the_help_as_comments():
+    text = dump_toml(TrainConfig())
+    assert 'optimizer = "adam"' in text and "# Optimizer: PyTorch's equations" in text
+
+
+def test_docs_table_of_keys_and_flags_is_current():
+    from pathlib import Path
+
+    from rnnkit.config import flag_table
+
+    docs = (Path(__file__).parent.parent / "docs" / "training.md").read_text()
+    assert flag_table() in docs, "docs/training.md: paste rnnkit.config.flag_table() again"

@@ -1,0 +1,45 @@
+"""Backends: where a model's arrays live and its kernels run.
+
+    backend = get_backend("cpu", threads=4)        # or "cuda", "cuda:1"
+    model = Model(cfg, backend=backend)
+
+A backend owns every array of a model (parameters, gradients, optimizer state, activations,
+the carried state) and every operation on them: each cell's forward and backward, embedding,
+output projection, softmax cross-entropy, dropout masks from its own RNG, the optimizer
+updates, gradient norm and clipping, sampling, and the copies between host and backend. The
+model (rnnkit/model.py), optimizers (rnnkit/optim.py) and loops call only these methods; the
+CPU backend (cpu.py) is the reference, and docs/backends.md lists the interface. Only a
+backend imports its kernels (rnnkit/kernels/cpu, rnnkit/kernels/cuda).
+"""
+from rnnkit.errors import RnnkitError
+
+
+class BackendError(RnnkitError):
+    """A backend cannot be used here (one line: what is missing and how to get it)."""
+
+
+def parse_device(device):
+    """("cpu", None) or ("cuda", index) from "cpu", "cuda", "cuda:N"."""
+    text = str(device or "cpu").strip().lower()
+    if text == "cpu":
+        return "cpu", None
+    if text == "cuda":
+        return "cuda", 0
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return "cuda", int(text[5:])
+    raise BackendError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+
+
+def get_backend(device="cpu", threads=None, local_ranks=1):
+    """The backend for `device`. threads: the CPU backend's partition (rnnkit/threads.py; 0:
+    the cores this process may use, shared by `local_ranks` processes of one job on a node;
+    None: leave the process's thread settings as they are)."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        from rnnkit.backends.cpu import CPUBackend
+        return CPUBackend(threads, local_ranks)
+    try:
+        from rnnkit.backends.cuda import CUDABackend
+    except ImportError:
+        raise BackendError(f"--device {device}: this rnnkit has no CUDA backend") from None
+    return CUDABackend(index)

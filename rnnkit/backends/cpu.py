@@ -1,0 +1,192 @@
+"""The CPU backend: numpy arrays on the host, the Numba kernels of rnnkit/kernels/cpu.
+
+Arrays start on a cache line (`zeros`): numpy puts large arrays 16 bytes past one, so where two
+threads split a row at a multiple of 16 floats (the LSTM's rows by units, the GRU's and RNN's
+feature-major scratch by streams) they would share the line at the cut. Threads: the
+partition and the governor of rnnkit/threads.py. Sampling and dropout masks use numpy's
+Generator (PCG64), whose state a checkpoint stores exactly.
+"""
+import numpy as np
+
+from rnnkit import sampling, threads
+from rnnkit.kernels.cpu import gru, jit, linear, loss, lstm, optim, rnn, step
+
+# Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
+# per-unit step kernels (kernels/cpu/step.py), and an output projection of that many rows
+# the per-row logits kernel.
+STEP_MAX_N = 8
+
+CELL_DRIVERS = {"lstm": "lstm._forward", "gru": "gru._forward", "rnn-tanh": "rnn._forward",
+                "rnn-relu": "rnn._forward"}
+
+
+class CPUBackend:
+    name = "cpu"
+
+    def __init__(self, threads_=None, local_ranks=1):
+        if threads_ is not None:
+            self.threads, self.threads_why = threads.set_threads(threads_, local_ranks)
+        else:
+            self.threads, self.threads_why = threads.partition(), "as set for this process"
+        threads.limit_blas()
+        self._step_scratch = {}
+
+    def describe(self):
+        """What the first line of a run says about where it runs."""
+        busy = "; fewer while other work slows them" if self.threads > 1 else ""
+        return f"cpu, threads: {self.threads} ({self.threads_why}){busy}"
+
+    def compiled(self, cell):
+        """Whether this cell's kernels load from the cache (else the first step compiles)."""
+        name = CELL_DRIVERS[cell.name] + ("_parallel" if threads.partition() > 1 else "")
+        return jit.in_cache(name)
+
+    # -- pacing (rnnkit/threads.py) ----------------------------------------------------------
+    def begin(self):
+        threads.begin()
+
+    def observe(self, work, seconds):
+        threads.observe(work, seconds)
+
+    # -- arrays ------------------------------------------------------------------------------
+    def zeros(self, shape, dtype):
+        """Zeros whose first byte starts a cache line."""
+        dtype = np.dtype(dtype)
+        shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(n) for n in shape)
+        size = int(np.prod(shape)) * dtype.itemsize
+        raw = np.zeros(size + 64, np.uint8)
+        start = -raw.ctypes.data % 64
+        return raw[start:start + size].view(dtype).reshape(shape)
+
+    def from_host(self, host):
+        out = self.zeros(np.shape(host), np.asarray(host).dtype)
+        out[...] = host
+        return out
+
+    def to_host(self, a):
+        return np.array(a)
+
+    def copy(self, dst, src):
+        dst[...] = src
+
+    def fill(self, a, value):
+        a[...] = value
+
+    def mul(self, a, b):
+        """a *= b, in place."""
+        a *= b
+
+    def all_finite(self, a):
+        return bool(np.isfinite(a).all())
+
+    def ids(self, x):
+        """(N, T) host token ids -> (T, N) int64 ids on the backend."""
+        return np.ascontiguousarray(np.asarray(x).T, dtype=np.int64)
+
+    # -- layers ------------------------------------------------------------------------------
+    def cell_forward(self, cell, x, p, buf, train=True):
+        """Run one layer over x (T, N, D); buf: its buffers (cell.buffers), hs[0] (and c)
+        holding the initial state. Without train, caches need not be kept: T = 1 with few
+        streams (sampling) takes the step kernels."""
+        T, N, _ = x.shape
+        if not train and T == 1 and N <= STEP_MAX_N:
+            H = buf["hs"].shape[2]
+            key = (N, H, cell.gates, x.dtype)
+            if key not in self._step_scratch:
+                self._step_scratch[key] = step.step_scratch(N, H, cell.gates, x.dtype)
+            c = buf["c"] if "c" in buf else buf["hs"][0]
+            step.layer_step(cell.name, x[0], p["w_x"], p["w_h"], p["b"],
+                            p.get("b_hn", p["b"]), buf["hs"][0], c, buf["hs"][1], c,
+                            self._step_scratch[key])
+            return
+        if cell.name == "lstm":
+            lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
+                              buf["cs"], buf["z"], buf["wt"])
+        elif cell.name == "gru":
+            gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
+                            buf["hs"], buf["work"], buf["work_t"], buf["wt"])
+        else:
+            rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], buf["work"],
+                            buf["work_t"], buf["wt"], relu=cell.relu)
+
+    def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
+        """BPTT through one layer: gradients accumulate into g; dh (and dc) go from the final
+        state's gradient to the initial state's; dx is overwritten."""
+        if cell.name == "lstm":
+            lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs,
+                               dh, dc, dx, g["w_x"], g["w_h"], g["b"], scratch["dg"],
+                               scratch["dht"], scratch["dct"], scratch["dwt"], scratch["dxt"])
+        elif cell.name == "gru":
+            gru.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh,
+                             dx, g["w_x"], g["w_h"], g["b"], g["b_hn"], scratch["dg"],
+                             scratch["dgh"], scratch["work_h"])
+        else:
+            rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"],
+                             g["b"], scratch["dg"], scratch["work_h"], relu=cell.relu)
+
+    def embed_forward(self, table, ids, out):
+        linear.embed_forward(table, ids, out)
+
+    def embed_backward(self, ids, dout, dtable):
+        linear.embed_backward(ids, dout, dtable)
+
+    def linear_forward(self, x, w, b, y):
+        """y (M, V) = x (M, H) @ w.T + b."""
+        if x.shape[0] <= STEP_MAX_N:
+            step.logits_step(x, w, b, y)
+        else:
+            linear.linear_forward(x, w, b, y)
+
+    def linear_backward(self, x, w, dy, dx, dw, db):
+        linear.linear_backward(x, w, dy, dx, dw, db)
+
+    def softmax_xent(self, logits, targets, scale=1.0, grad=False):
+        """Summed cross-entropy in nats, a host float; overwrites logits (with grad: by
+        scale * dloss/dlogits)."""
+        return float(loss.softmax_xent(logits, targets, scale, grad))
+
+    # -- randomness --------------------------------------------------------------------------
+    def rng(self, seed):
+        return np.random.default_rng(seed)
+
+    def rng_state(self, rng):
+        return rng.bit_generator.state
+
+    def set_rng_state(self, rng, state):
+        rng.bit_generator.state = state
+
+    def dropout(self, x, p, rng, mask, out):
+        """Inverted dropout: mask = keep / (1 - p) with keep drawn from rng; out = x * mask."""
+        dtype = x.dtype
+        keep = rng.random(x.shape, dtype=dtype) >= p
+        mask[...] = keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+        np.multiply(x, mask, out=out)
+
+    def sample(self, logits, rng, temperature=1.0, top_k=0, top_p=1.0, greedy=False):
+        """Next token of each of the N rows of (N, V) logits, as host ints."""
+        return sampling.sample(np.asarray(logits), rng, temperature, top_k, top_p, greedy)
+
+    # -- optimizers and clipping (the equations: rnnkit/kernels/cpu/optim.py) ----------------
+    def scalar(self, dtype, x):
+        return np.dtype(dtype).type(x)
+
+    def sgd_update(self, *args):
+        optim.sgd_update(*args)
+
+    def adam_update(self, *args):
+        optim.adam_update(*args)
+
+    def rmsprop_update(self, *args):
+        optim.rmsprop_update(*args)
+
+    def adagrad_update(self, *args):
+        optim.adagrad_update(*args)
+
+    def sum_squares(self, g):
+        return float(optim.sum_squares(g))
+
+    def scale(self, g, factor):
+        optim.scale(g, factor)
+
+    def clamp(self, g, low, high):
+        optim.clamp(g, low, high)

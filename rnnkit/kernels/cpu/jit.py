@@ -1,0 +1,82 @@
+"""Compile flags for every CPU kernel, read from here and nowhere else.
+
+Numba's on-disk cache keys a function on its own file only: it misses edits in modules the
+function calls, and it ignores flags chosen at run time. So the cache lives in a folder named by
+a hash of every kernel source (all of rnnkit/kernels/), the flags and the Numba version; any
+change gives a fresh folder.
+"""
+import hashlib
+import os
+import types
+from pathlib import Path
+
+import numba
+
+# No fast-math flags at all. With reassociation or contraction, LLVM's result depends on what
+# it inlines, and a kernel compiled in this process inlines its callees while one loaded from
+# the cache calls them: the same run gave different losses on a fresh and a warm cache. With
+# IEEE semantics every build (cached or not, serial or parallel, any optimisation level) gives
+# the same bits; kernels/cpu/lanes.py supplies the fused multiply-adds and the vector reductions
+# that the flags used to buy.
+FASTMATH = False
+CACHE = os.environ.get("RNNKIT_NO_CACHE", "") == ""
+
+# error_model="numpy": no zero-division checks, which would stop loops from vectorising.
+JIT = dict(cache=CACHE, fastmath=FASTMATH, error_model="numpy", nogil=True)
+# Drivers split the batch (or the rows of a product) into one block per thread with prange;
+# BLAS itself runs single-threaded inside each block (rnnkit/threads.py says why).
+PARALLEL = dict(JIT, parallel=True)
+
+
+class Twin:
+    """One driver built twice: serial (prange runs as range) and parallel. `twin(blocks, *args)`
+    runs the parallel build when the work is cut into several blocks and more than one thread
+    runs (rnnkit/threads.py), else the serial one; both give the same bits.
+
+    The parallel build gets its own function name: Numba's cache keys on the name, not the
+    flags, and would otherwise hand one build's machine code to the other.
+
+    In the parallel build, an array expression outside prange (`a += b[i]` on slices) becomes
+    a parallel region of its own; in a loop that is one region per iteration (the GRU's bias
+    sum once ran thousands of regions a call). Such loops belong in a serial @njit helper.
+    """
+
+    def __init__(self, fn):
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
+                                  fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_parallel"
+        twin.__module__ = fn.__module__
+        self.serial, self.parallel = numba.njit(**JIT)(fn), numba.njit(**PARALLEL)(twin)
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, blocks, *args):
+        if blocks > 1 and numba.get_num_threads() > 1:
+            return self.parallel(*args)
+        return self.serial(*args)
+
+
+# OpenMP first: it starts a parallel region a hundred times sooner than the workqueue layer
+# (whose threads sleep), which matters with a region per time step. Its workers spin between
+# regions; the governor (rnnkit/threads.py) runs fewer when other work needs the cores.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+def _cache_dir():
+    digest = hashlib.sha256(numba.__version__.encode() + repr(FASTMATH).encode())
+    root = Path(__file__).resolve().parents[1]          # rnnkit/kernels
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rnnkit", "numba")
+    return os.path.join(base, digest.hexdigest()[:16])
+
+
+if CACHE:
+    numba.config.CACHE_DIR = _cache_dir()
+
+
+def in_cache(qualname):
+    """Whether the on-disk cache holds a compiled `module.function` of these kernels (a look
+    for its index file), e.g. "lstm._forward_parallel"."""
+    return CACHE and any(Path(numba.config.CACHE_DIR).glob(f"**/{qualname}-*.nbi"))

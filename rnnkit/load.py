@@ -1,0 +1,37 @@
+"""A trained model from a checkpoint, for generate, eval and score: no optimizer, no schedule.
+
+    from rnnkit.load import load_model
+    model, codec, ck = load_model("runs/x/best.h5")                  # on the CPU
+    model, codec, ck = load_model("runs/x/best.h5", device="cuda")
+"""
+import numpy as np
+
+from rnnkit.backends import get_backend
+from rnnkit.checkpoint import CheckpointError, load
+from rnnkit.config import ConfigError, TrainConfig, from_dict
+from rnnkit.model import Model
+from rnnkit.textcodec import TextCodec
+
+
+def load_model(path, device="cpu", threads=None, backend=None):
+    """(model, codec, checkpoint) from a checkpoint file, the model on `device` (or on
+    `backend`). Raises CheckpointError (one line) for a file that is not a usable
+    checkpoint."""
+    ck = load(path, weights_only=True)
+    if ck.vocab is None:
+        raise CheckpointError(f"{path}: the checkpoint has no vocabulary")
+    try:
+        cfg = from_dict(ck.config, TrainConfig())
+        cfg.model.vocab_size = len(ck.vocab)
+        cfg.model.check()
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: the config stored in the checkpoint is not usable: "
+                              f"{err}") from None
+    backend = backend or get_backend(device, threads)
+    model = Model(cfg.model, backend=backend)
+    for name, w in model.p.items():
+        if name not in ck.weights or ck.weights[name].shape != tuple(w.shape):
+            raise CheckpointError(f"{path}: parameter {name!r} is missing or has the wrong "
+                                  f"shape for the stored model config")
+        backend.copy(w, np.asarray(ck.weights[name], model.dtype))
+    return model, TextCodec(ck.vocab, ck.encoding), ck

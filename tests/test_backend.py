@@ -1,0 +1,385 @@
+"""Every backend against the oracle (tests/naive.py): whole models, gradients by float64 finite
+differences, a training step, dropout, every optimizer, clipping, the loss and sampling.
+
+The same tests run for each backend in BACKENDS: "cpu" always; "cuda" where a GPU or Numba's
+CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set before Python starts) is there. Shapes are
+torch-rnn's test sizes, small enough for the simulator.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from rnnkit import sampling
+from rnnkit.backends import BackendError, get_backend
+from rnnkit.model import Model, ModelConfig, State
+from rnnkit.optim import DEFAULTS, clip_gradients, make_optimizer
+from tests import naive
+
+CELLS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
+N, T, V, E, H = 2, 3, 7, 4, 5   # torch-rnn's test sizes
+BACKENDS = ["cpu", "cuda"]
+
+
+@pytest.fixture(params=BACKENDS, scope="module")
+def backend(request):
+    try:
+        return get_backend(request.param)
+    except BackendError as err:
+        pytest.skip(str(err))
+
+
+def host(backend, a):
+    return backend.to_host(a)
+
+
+def make(backend, cell, layers=1, dtype=np.float64, seed=0, **kw):
+    cfg = ModelConfig(cell=cell, vocab_size=V, embed=kw.pop("embed", E), hidden=H,
+                      layers=layers, **kw)
+    model = Model(cfg, dtype=dtype, seed=seed, backend=backend)
+    rng = np.random.default_rng(seed + 1)
+    backend.copy(model.params, rng.uniform(-0.5, 0.5, model.params.shape).astype(dtype))
+    x = rng.integers(0, V, (N, T))
+    y = rng.integers(0, V, (N, T))
+    arrays = {name: rng.uniform(-0.5, 0.5, (layers, N, H)) for name in model.cell.state}
+    return model, x, y, model.state_from_host(arrays)
+
+
+def weights(model):
+    """Host copies of the named parameters."""
+    return {k: host(model.backend, v) for k, v in model.p.items()}
+
+
+def rel_error(a, b):
+    """torch-rnn's elementwise relative error, max over entries. Entries that are zero in
+    both (unused embedding rows) meet the floor: there the bound is 1e-12 absolute."""
+    return float(np.max(np.abs(a - b) / np.maximum(1e-6, np.abs(a) + np.abs(b))))
+
+
+def numeric_grad(f, get, put, eps=1e-3):
+    """Five-point central differences of f() in every entry of the array that get() returns
+    and put(array) writes back: truncation error O(eps^4), rounding ~1e-16 / eps."""
+    base = get().copy()
+    grad = np.zeros_like(base)
+    flat, gflat = base.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        values = []
+        for step in (2, 1, -1, -2):
+            flat[i] = old + step * eps
+            put(base)
+            values.append(f())
+        flat[i] = old
+        put(base)
+        gflat[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * eps)
+    return grad
+
+
+def fd_errors(model, x, y, state, seed=None):
+    """Relative errors of every analytic gradient against finite differences of the loss (with
+    dropout: the same masks in every evaluation, from the same seed)."""
+    b = model.backend
+
+    def rng():
+        return None if seed is None else b.rng(seed)
+
+    def loss():
+        return model.forward_backward(x, y, state.copy(), rng())[0]
+
+    model.forward_backward(x, y, state.copy(), rng())
+    analytic = {k: host(b, v) for k, v in model.g.items()}
+    dstate = {k: host(b, v) for k, v in model.dstate.arrays.items()}
+    errors = {}
+    for name, w in model.p.items():
+        errors[name] = rel_error(analytic[name], numeric_grad(
+            loss, lambda w=w: host(b, w), lambda a, w=w: b.copy(w, a)))
+    for name, a in state.arrays.items():
+        errors[f"{name}0"] = rel_error(dstate[name], numeric_grad(
+            loss, lambda a=a: host(b, a), lambda v, a=a: b.copy(a, v)))
+    return errors
+
+
+def host_state(model, state):
+    return {k: host(model.backend, v) for k, v in state.arrays.items()}
+
+
+# -- the model against the oracle ------------------------------------------------------------
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_matches_naive(backend, cell, layers):
+    model, x, y, state = make(backend, cell, layers)
+    s = host_state(model, state)
+    loss, new = model.forward_backward(x, y, state.copy())
+    ref_loss, ref_h, ref_c = naive.model_loss(model.cfg, weights(model), x, y, s["h"], s.get("c"))
+    assert abs(loss - ref_loss) < 1e-12
+    new = host_state(model, new)
+    np.testing.assert_allclose(new["h"], ref_h, rtol=0, atol=1e-12)
+    if cell == "lstm":
+        np.testing.assert_allclose(new["c"], ref_c, rtol=0, atol=1e-12)
+    total, count, _ = model.evaluate(x, y, state)
+    assert count == N * T and abs(total / count - ref_loss) < 1e-12
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradients_finite_differences(backend, cell, layers):
+    model, x, y, state = make(backend, cell, layers)
+    errors = fd_errors(model, x, y, state)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gradients_with_dropout_and_tied_weights(backend, cell):
+    model, x, y, state = make(backend, cell, 2, embed=H, tie_weights=True, dropout=0.3)
+    errors = fd_errors(model, x, y, state, seed=5)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_input_embedding_gradient(backend, cell):
+    model, x, y, state = make(backend, cell, 2)
+    s = host_state(model, state)
+    model.forward_backward(x, y, state.copy())
+    p = weights(model)
+    emb = p["embed"][x.T].copy()
+    f = lambda: naive.model_loss(model.cfg, p, x, y, s["h"], s.get("c"), emb=emb)[0]  # noqa
+    numeric = numeric_grad(f, lambda: emb, lambda a: emb.__setitem__(Ellipsis, a))
+    assert rel_error(host(backend, model.dinputs), numeric) < 1e-6
+
+
+def test_gradient_on_the_final_state(backend):
+    """A gradient arriving on the final state (dstate) flows back through every step."""
+    model, x, y, state = make(backend, "lstm", 2)
+    rng = np.random.default_rng(3)
+    dh, dc = rng.normal(size=(2, N, H)), rng.normal(size=(2, N, H))
+    dstate = model.state_from_host({"h": dh, "c": dc})
+
+    def objective():
+        lo, new = model.forward_backward(x, y, state.copy())
+        new = host_state(model, new)
+        return lo + np.sum(new["h"] * dh) + np.sum(new["c"] * dc)
+
+    model.forward_backward(x, y, state.copy(), dstate=dstate)
+    analytic = host(backend, model.g["l1.w_h"])
+    w = model.p["l1.w_h"]
+    numeric = numeric_grad(objective, lambda: host(backend, w), lambda a: backend.copy(w, a))
+    assert rel_error(analytic, numeric) < 1e-6
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_agrees_with_float64(backend, cell):
+    m64, x, y, state = make(backend, cell, 2)
+    m32 = Model(m64.cfg, dtype=np.float32, backend=backend)
+    backend.copy(m32.params, host(backend, m64.params).astype(np.float32))
+    s32 = m32.state_from_host(host_state(m64, state))
+    l64, n64 = m64.forward_backward(x, y, state)
+    l32, n32 = m32.forward_backward(x, y, s32)
+    assert abs(l32 - l64) / abs(l64) < 1e-5
+    g64, g32 = host(backend, m64.grads), host(backend, m32.grads)
+    assert np.abs(g32 - g64).max() / np.abs(g64).max() < 1e-5
+    np.testing.assert_allclose(host(backend, n32.h), host(backend, n64.h), atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_sampling_steps_match_the_batched_forward(backend, cell):
+    """Forward with T = 1, token by token, gives the naive model's logits and the state a
+    whole batch reaches."""
+    model, x, _, state = make(backend, cell, 2)
+    s = host_state(model, state)
+    ref_logits, ref_h, _ = naive.model_logits(model.cfg, weights(model), x, s["h"], s.get("c"))
+    ref_logits = ref_logits.reshape(T, N, V)
+    stepped = state.copy()
+    for t in range(T):
+        logits = host(backend, model.step(x[:, t], stepped))
+        np.testing.assert_allclose(logits, ref_logits[t], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(host(backend, stepped.h), ref_h, rtol=0, atol=1e-12)
+
+
+# -- a training step, dropout ----------------------------------------------------------------
+
+def test_training_step(backend):
+    """forward, backward, clipping and Adam against the same on the host from the gradient."""
+    model, x, y, state = make(backend, "lstm", 2)
+    before = host(backend, model.params)
+    opt = make_optimizer("adam", model.params, backend, lr=0.01)
+    model.forward_backward(x, y, state)
+    grads = host(backend, model.grads)
+    norm = clip_gradients(model.grads, max_norm=0.5, backend=backend)
+    clipped, ref_norm = naive.clip(grads, max_norm=0.5)
+    assert norm == pytest.approx(ref_norm, rel=1e-12)
+    opt.step(model.grads)
+    want = naive.optimizer_steps("adam", before, [clipped], {**DEFAULTS["adam"], "lr": 0.01})
+    np.testing.assert_allclose(host(backend, model.params), want, rtol=1e-12, atol=1e-12)
+
+
+def test_dropout_statistics_and_repeats(backend):
+    shape, p = (50, 40, 30), 0.3
+    for dtype in (np.float32, np.float64):
+        x = backend.from_host(np.ones(shape, dtype))
+        mask, out = backend.zeros(shape, dtype), backend.zeros(shape, dtype)
+        rng = backend.rng(7)
+        saved = backend.rng_state(rng)
+        backend.dropout(x, p, rng, mask, out)
+        first = host(backend, out)
+        kept = first != 0
+        assert abs(kept.mean() - (1 - p)) < 0.01
+        np.testing.assert_allclose(first[kept], 1 / (1 - p), rtol=1e-6)
+        np.testing.assert_array_equal(first, host(backend, mask))
+        backend.dropout(x, p, rng, mask, out)
+        second = host(backend, out)
+        assert (second != first).any()              # the RNG moved on
+        assert abs((second != 0).mean() - (1 - p)) < 0.01
+        backend.set_rng_state(rng, saved)
+        backend.dropout(x, p, rng, mask, out)
+        np.testing.assert_array_equal(host(backend, out), first)   # its state restores it
+
+
+def test_model_dropout_zero_is_identity_and_seeded_runs_repeat(backend):
+    model, x, y, state = make(backend, "lstm", 2)
+    a, _ = model.forward_backward(x, y, state.copy(), None)
+    ga = host(backend, model.grads)
+    b, _ = model.forward_backward(x, y, state.copy(), backend.rng(9))
+    assert a == b and np.array_equal(ga, host(backend, model.grads))
+    model, x, y, state = make(backend, "gru", 2, dropout=0.5, dtype=np.float32)
+    runs = [model.forward_backward(x, y, state.copy(), backend.rng(9))[0] for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert model.forward_backward(x, y, state.copy(), backend.rng(10))[0] != runs[0]
+
+
+# -- optimizers and clipping -----------------------------------------------------------------
+
+CASES = [
+    ("sgd", {}),
+    ("sgd", dict(lr=0.1, momentum=0.9)),
+    ("sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+    ("sgd", dict(lr=0.1, momentum=0.5, dampening=0.3)),
+    ("adam", {}),
+    ("adam", dict(lr=2e-3, beta1=0.8, beta2=0.99, weight_decay=0.01)),
+    ("adamw", {}),
+    ("adamw", dict(lr=0.01, weight_decay=0.1, eps=1e-6)),
+    ("rmsprop", {}),
+    ("rmsprop", dict(momentum=0.9, centered=True, weight_decay=1e-3)),
+    ("rmsprop", dict(alpha=0.9, centered=True)),
+    ("adagrad", {}),
+    ("adagrad", dict(lr_decay=0.1, weight_decay=1e-2, initial_accumulator_value=0.1)),
+]
+
+
+def _data(dtype, P=257, steps=6, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal(P).astype(dtype)
+    grads = [rng.standard_normal(P).astype(dtype) for _ in range(steps)]
+    return p, grads
+
+
+@pytest.mark.parametrize("name,hyper", CASES)
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_optimizer_matches_reference(backend, name, hyper, dtype, tol):
+    p, grads = _data(dtype)
+    want = naive.optimizer_steps(name, p, grads, {**DEFAULTS[name], **hyper})
+    params = backend.from_host(p)
+    opt = make_optimizer(name, params, backend, **hyper)
+    for g in grads:
+        opt.step(backend.from_host(g))
+    got = host(backend, params)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("name,hyper", CASES)
+def test_optimizer_state_dict_resumes_exactly(backend, name, hyper):
+    p, grads = _data(np.float32)
+    full = backend.from_host(p)
+    opt = make_optimizer(name, full, backend, **hyper)
+    for g in grads:
+        opt.step(backend.from_host(g))
+    part = backend.from_host(p)
+    opt = make_optimizer(name, part, backend, **hyper)
+    for g in grads[:3]:
+        opt.step(backend.from_host(g))
+    state = opt.state_dict()
+    assert all(isinstance(buf, np.ndarray) for buf in state["buffers"].values())
+    assert all(isinstance(v, (int, float, bool, str)) for v in state["hyper"].values())
+    resumed = backend.from_host(host(backend, part))
+    opt2 = make_optimizer(name, resumed, backend, **hyper)
+    opt2.load_state_dict(state)
+    for g in grads[3:]:
+        opt2.step(backend.from_host(g))
+    np.testing.assert_array_equal(host(backend, resumed), host(backend, full))
+
+
+@pytest.mark.parametrize("max_norm,max_value", [(10.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
+def test_clipping(backend, max_norm, max_value):
+    g = np.array([3.0, -4.0, 0.5, 0.25])
+    want, want_norm = naive.clip(g, max_norm, max_value)
+    d = backend.from_host(g)
+    assert clip_gradients(d, max_norm, max_value, backend) == pytest.approx(want_norm)
+    np.testing.assert_allclose(host(backend, d), want, rtol=1e-12)
+
+
+def test_clipping_keeps_nan_visible(backend):
+    g = backend.from_host(np.array([1.0, np.nan, 2.0], np.float32))
+    assert math.isnan(clip_gradients(g, max_norm=1.0, max_value=0.5, backend=backend))
+    assert math.isnan(host(backend, g)[1])
+    g = backend.from_host(np.array([1.0, np.inf], np.float32))
+    assert clip_gradients(g, max_norm=1.0, backend=backend) == math.inf
+    assert not backend.all_finite(g)
+
+
+# -- the loss, the embedding, sampling -------------------------------------------------------
+
+def test_softmax_xent_matches_naive(backend):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=8.0, size=(13, 100))
+    targets = rng.integers(0, 100, 13)
+    ref = naive.cross_entropy(logits, targets)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(13), targets] -= 1.0
+    t = backend.ids(targets[None, :]).reshape(-1)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-6)):
+        lg = backend.from_host(logits.astype(dtype))
+        assert abs(backend.softmax_xent(lg, t) - ref) / ref < tol
+        lg = backend.from_host(logits.astype(dtype))
+        total = backend.softmax_xent(lg, t, scale=0.5, grad=True)
+        assert abs(total - ref) / ref < tol
+        assert np.abs(host(backend, lg) - 0.5 * p).max() < tol
+    huge = backend.from_host(np.array([[1e4, 0.0, -1e4]], np.float32))
+    assert backend.softmax_xent(huge, backend.ids(np.array([[1]])).reshape(-1)) == 1e4
+
+
+def test_embedding_scatter_accumulates_repeats(backend):
+    table = backend.from_host(np.arange(12.0).reshape(4, 3))
+    x = np.array([[1, 3], [1, 1]])            # (N, T): ids (T, N) = [[1, 1], [3, 1]]
+    ids = backend.ids(x)
+    out = backend.zeros((2, 2, 3), np.float64)
+    backend.embed_forward(table, ids, out)
+    np.testing.assert_array_equal(host(backend, out), np.arange(12.0).reshape(4, 3)[x.T])
+    dtable = backend.zeros((4, 3), np.float64)
+    backend.embed_backward(ids, backend.from_host(np.ones((2, 2, 3))), dtable)
+    np.testing.assert_array_equal(host(backend, dtable)[:, 0], [0, 3, 0, 1])
+
+
+def test_sampling_follows_the_distribution_and_the_seed(backend):
+    probs = np.array([0.1, 0.2, 0.3, 0.4])
+    logits = backend.from_host(np.log(np.tile(probs, (20000, 1))).astype(np.float32))
+    draws = backend.sample(logits, backend.rng(0))
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / 20000, probs, atol=0.015)
+    np.testing.assert_array_equal(draws, backend.sample(logits, backend.rng(0)))
+    assert (backend.sample(logits, backend.rng(1), greedy=True) == 3).all()
+    assert set(backend.sample(logits, backend.rng(1), top_k=1)) == {3}
+    for kw in (dict(top_k=2), dict(top_p=0.65), dict(top_p=0.75), dict(temperature=0.5)):
+        want = sampling.probabilities(np.log(probs)[None], **kw)[0]
+        got = np.bincount(backend.sample(logits, backend.rng(2), **kw), minlength=4) / 20000
+        np.testing.assert_allclose(got, want, atol=0.015)
+
+
+def test_state_round_trips_through_the_host(backend):
+    model, _, _, state = make(backend, "lstm", 2)
+    arrays = host_state(model, state)
+    again = host_state(model, model.state_from_host(arrays))
+    assert set(again) == {"h", "c"}
+    for k in arrays:
+        np.testing.assert_array_equal(again[k], arrays[k])
+    assert isinstance(state, State)

@@ -1,0 +1,208 @@
+"""The CPU backend's own choices: every layout its kernels pick by size, threads, tiles,
+aligned buffers, the float32 activations and the step kernels (tests/test_backend.py covers
+what every backend shares)."""
+import numba
+import numpy as np
+import pytest
+from numba import njit
+
+from rnnkit.backends import get_backend
+from rnnkit.kernels.cpu.activations import exp, sigmoid, tanh
+from rnnkit.model import Model, ModelConfig
+from rnnkit.threads import set_threads
+from tests import naive
+from tests.test_backend import CELLS, E, H, N, T, V, fd_errors, make, numeric_grad, rel_error
+
+CPU = get_backend("cpu")
+
+
+@pytest.fixture(params=["default", "other"], ids=["layouts-default", "layouts-other"])
+def layouts(request, monkeypatch):
+    """Each kernel picks some layouts by size, and the test sizes are small: "other" flips
+    every such choice (GRU/RNN per-step products in blas.py's fast layout, LSTM products in
+    kernels/cpu/tiles.py), so both sides of each threshold are tested."""
+    from rnnkit.kernels.cpu import gru, lstm, rnn
+
+    if request.param == "other":
+        for mod in (gru, rnn):
+            monkeypatch.setattr(mod, "FAST_FROM", 0)
+        monkeypatch.setattr(gru, "FAST_BACKWARD_FROM", 0)
+        monkeypatch.setattr(lstm, "TILE_FROM", 0)
+        monkeypatch.setattr(lstm, "DW_ROWS", 2 * N)  # two steps a block
+    return request.param
+
+
+@pytest.fixture
+def two_threads():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads")
+    set_threads(2, adaptive=False)
+    yield
+    set_threads(1, adaptive=False)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradients_in_the_other_layouts(cell, layers, layouts):
+    model, x, y, state = make(CPU, cell, layers)
+    errors = fd_errors(model, x, y, state)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_lstm_tiles_match_naive(layouts):
+    """H = 2 * MR + 3: the products run whole panels of MR rows and single rows, and N = 3
+    streams fill only part of a vector, so every kind of tile runs (kernels/cpu/tiles.py)."""
+    from rnnkit.kernels.cpu import tiles
+
+    hidden = 2 * tiles.MR + 3
+    cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=hidden, layers=2)
+    model = Model(cfg, dtype=np.float64, seed=3)
+    rng = np.random.default_rng(4)
+    model.params[:] = rng.uniform(-0.3, 0.3, model.params.size)
+    x, y = rng.integers(0, V, (3, T)), rng.integers(0, V, (3, T))
+    state = model.state_from_host({k: rng.uniform(-0.5, 0.5, (2, 3, hidden)) for k in "hc"})
+    loss, new = model.forward_backward(x, y, state.copy())
+    ref_loss, ref_h, ref_c = naive.model_loss(cfg, model.p, x, y, state.h, state.c)
+    assert abs(loss - ref_loss) < 1e-12
+    np.testing.assert_allclose(new.h, ref_h, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(new.c, ref_c, rtol=0, atol=1e-12)
+    analytic, dh0 = model.g["l1.w_h"].copy(), model.dstate.h.copy()
+
+    def f():
+        return model.forward_backward(x, y, state.copy())[0]
+
+    w = model.p["l1.w_h"]
+    assert rel_error(analytic, numeric_grad(f, lambda: w, lambda a: w.__setitem__(..., a))) < 1e-6
+    h = state.h
+    assert rel_error(dh0, numeric_grad(f, lambda: h, lambda a: h.__setitem__(..., a))) < 1e-6
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_threaded_blocks_match_one_thread_and_naive(cell, layouts, two_threads):
+    """A batch big enough for the threaded drivers (blocks of streams and of rows)."""
+    cfg = ModelConfig(cell=cell, vocab_size=V, embed=E, hidden=H, layers=2)
+    model = Model(cfg, dtype=np.float64, seed=3)
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, V, (24, 24)), rng.integers(0, V, (24, 24))
+    state = model.init_state(24)
+    results = []
+    for threads in (1, 2):
+        set_threads(threads, adaptive=False)
+        loss, new = model.forward_backward(x, y, state.copy())
+        results.append((loss, model.grads.copy(), new.h))
+    ref_loss, ref_h, _ = naive.model_loss(cfg, model.p, x, y, state.h, state.c)
+    assert abs(results[1][0] - ref_loss) < 1e-12
+    np.testing.assert_allclose(results[1][2], ref_h, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-12)
+
+
+def test_lstm_blocks_match_one_block_and_naive(monkeypatch, two_threads):
+    """The LSTM recurrence split by hidden units (uneven blocks here), and by streams, against
+    one block and the reference; each with its products in kernels/cpu/tiles.py and through
+    BLAS."""
+    from rnnkit.kernels.cpu import lstm
+
+    cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=131, layers=2)
+    model = Model(cfg, dtype=np.float64, seed=1)
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
+    state = model.state_from_host({k: rng.normal(scale=0.3, size=(2, N, 131)) for k in "hc"})
+    runs = []
+    for min_units, min_streams, expect in ((64, 1, (2, 1)), (10 ** 9, 1, (1, 2)),
+                                           (10 ** 9, 10 ** 9, (1, 1))):
+        for tile_from in (0, 10 ** 9):
+            monkeypatch.setattr(lstm, "MIN_UNITS", min_units)
+            monkeypatch.setattr(lstm, "MIN_STREAMS", min_streams)
+            monkeypatch.setattr(lstm, "TILE_FROM", tile_from)
+            assert lstm.split(cfg.hidden, N) == expect
+            loss, new = model.forward_backward(x, y, state.copy())
+            runs.append((loss, model.grads.copy(), new, model.dstate.copy()))
+    ref_loss = naive.model_loss(cfg, model.p, x, y, state.h, state.c)[0]
+    for run in runs:
+        assert abs(run[0] - ref_loss) < 1e-12
+        np.testing.assert_allclose(run[1], runs[-1][1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run[2].c, runs[-1][2].c, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run[3].h, runs[-1][3].h, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run[3].c, runs[-1][3].c, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_kernels_match_the_batched_kernels(cell, monkeypatch):
+    """Sampling's per-unit step kernels (forward with T = 1, few streams) against the batched
+    kernels with T = 1."""
+    from rnnkit.backends import cpu
+
+    model, x, _, state = make(CPU, cell, 2)
+    runs = []
+    for max_n in (8, 0):
+        monkeypatch.setattr(cpu, "STEP_MAX_N", max_n)
+        s = state.copy()
+        logits = [model.step(x[:, t], s).copy() for t in range(T)]
+        runs.append((np.stack(logits), s))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(runs[0][1].h, runs[1][1].h, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_workspace_buffers_start_cache_lines(cell):
+    model = make(CPU, cell, 2)[0]
+    ws = model.workspace(N, T)
+    arrays = [ws["emb"], ws["logits"], *ws["dtop"], ws["demb"], ws["dh"], ws["dc"],
+              *ws["scratch"].values(), *(a for layer in ws["layers"] for a in layer.values())]
+    assert all(a.ctypes.data % 64 == 0 for a in arrays)
+    assert all(not a.any() for a in arrays)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="cell"):
+        ModelConfig(cell="transformer", vocab_size=5)
+    with pytest.raises(ValueError, match="tie_weights"):
+        ModelConfig(vocab_size=5, embed=3, hidden=4, tie_weights=True)
+    with pytest.raises(ValueError, match="dropout"):
+        ModelConfig(vocab_size=5, dropout=1.0)
+
+
+@njit
+def _apply(x, out, which):
+    for i in range(x.size):
+        if which == 0:
+            out[i] = tanh(x[i])
+        elif which == 1:
+            out[i] = sigmoid(x[i])
+        else:
+            out[i] = exp(x[i])
+
+
+def test_float32_activations_are_float32_accurate():
+    x = np.linspace(-40, 40, 200_001).astype(np.float32)
+    x64 = x.astype(np.float64)
+    out = np.empty_like(x)
+    _apply(x, out, 0)
+    assert np.abs(out - np.tanh(x64)).max() < 4e-7  # a few float32 ulps at 1
+    _apply(x, out, 1)
+    assert np.abs(out - naive.sigmoid(x64)).max() < 4e-7
+    _apply(x, out, 2)
+    ref = np.exp(x64)
+    assert (np.abs(out - ref) / ref).max() < 2e-7
+
+
+def test_lanes_reductions_in_a_fixed_order():
+    from rnnkit.kernels.cpu.lanes import vdot, vmax, vsum, vsumsq
+
+    @njit
+    def f(x, y, lo, hi):
+        return vsum(x, lo, hi), vmax(x, lo, hi), vsumsq(x, lo, hi), vdot(x, y, lo, hi)
+
+    r = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for n in (1, 3, 17, 64, 65, 1000):
+            x, y = r.standard_normal(n).astype(dtype), r.standard_normal(n).astype(dtype)
+            for lo, hi in ((0, n), (min(1, n - 1), n)):
+                s, m, q, d = f(x, y, lo, hi)
+                xs, ys = x[lo:hi].astype(np.float64), y[lo:hi].astype(np.float64)
+                tol = 1e-4 if dtype == np.float32 else 1e-12
+                assert abs(s - xs.sum()) <= tol * (1 + np.abs(xs).sum())
+                assert m == x[lo:hi].max()
+                assert abs(q - (xs ** 2).sum()) <= 1e-6 * (xs ** 2).sum() + 1e-12
+                assert abs(d - xs @ ys) <= tol * (1 + np.abs(xs * ys).sum())
+                assert f(x, y, lo, hi) == (s, m, q, d)
