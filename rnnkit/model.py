@@ -23,8 +23,9 @@ class State:
     """What a model carries between batches: per name of its cell's state ("h", and "c" for
     the LSTM), an (L, N, H) array on the model's backend."""
 
-    def __init__(self, arrays):
+    def __init__(self, arrays, backend):
         self.arrays = dict(arrays)
+        self.backend = backend
 
     def __getattr__(self, name):
         arrays = self.__dict__.get("arrays", {})
@@ -33,7 +34,7 @@ class State:
         raise AttributeError(name)
 
     def copy(self):
-        return State({k: v.copy() for k, v in self.arrays.items()})
+        return State({k: self.backend.clone(v) for k, v in self.arrays.items()}, self.backend)
 
 
 def _views(flat, shapes):
@@ -90,12 +91,13 @@ class Model:
 
     def init_state(self, N):
         shape = (self.cfg.layers, N, self.cfg.hidden)
-        return State({name: self.backend.zeros(shape, self.dtype) for name in self.cell.state})
+        return State({name: self.backend.zeros(shape, self.dtype) for name in self.cell.state},
+                     self.backend)
 
     def state_from_host(self, arrays):
         """A State on this model's backend from host arrays (a checkpoint's)."""
         return State({name: self.backend.from_host(np.asarray(arrays[name], self.dtype))
-                      for name in self.cell.state})
+                      for name in self.cell.state}, self.backend)
 
     def state_to_host(self, state):
         return {name: self.backend.to_host(a) for name, a in state.arrays.items()}
