@@ -37,6 +37,25 @@ class State:
         return State({k: self.backend.clone(v) for k, v in self.arrays.items()}, self.backend)
 
 
+def memory_bytes(cfg, N, T, dtype, optimizer_buffers=2):
+    """Bytes a model of `cfg` needs to train on (N, T) batches: parameters, gradients,
+    `optimizer_buffers` optimizer arrays of the parameters' size, and the workspace of
+    Model.workspace (what it allocates, from the same specs), before any is allocated."""
+    item = np.dtype(dtype).itemsize
+    cell = cells.get(cfg.cell)
+    P = sum(int(np.prod(s)) for s in cfg.shapes().values())
+    H, E, L, V = cfg.hidden, cfg.embed, cfg.layers, cfg.vocab_size
+    inputs = [E if i == 0 else H for i in range(L)]
+    numbers = P * (2 + optimizer_buffers)
+    numbers += sum(int(np.prod(s)) for D in inputs for s in cell.buffers(T, N, D, H).values())
+    numbers += max(sum(int(np.prod(s)) for s in cell.scratch(T, N, D, H).values())
+                   for D in inputs)
+    numbers += T * N * (2 * E + 2 * H + V) + 2 * N * H
+    if cfg.dropout:
+        numbers += 2 * T * N * (sum(inputs) + H)
+    return numbers * item
+
+
 def _views(flat, shapes):
     views, at = {}, 0
     for name, shape in shapes.items():

@@ -51,6 +51,7 @@ class RunFolder:
         except OSError as err:
             raise RunFolderError(f"cannot write to run folder {self.path}: "
                                  f"{err.strerror}") from None
+        self.lock_existed = (self.path / LOCK_NAME).exists()
         try:
             self.lock.acquire()
         except OSError as err:
@@ -73,6 +74,10 @@ class RunFolder:
                 with contextlib.suppress(OSError):
                     (self.path / LOCK_NAME).unlink()
                 self._remove_if_created()
+            elif not self.lock_existed and not (self.path / "latest.h5").exists():
+                self.lock.release()     # not a run folder (nothing to resume): leave no trace
+                with contextlib.suppress(OSError):
+                    (self.path / LOCK_NAME).unlink()
         finally:
             self.lock.release()
 

@@ -25,6 +25,7 @@ from rnnkit.corpus import Corpus, CorpusError
 from rnnkit.distributed import communicator
 from rnnkit.files import human
 from rnnkit.loop import Diverged, Loop, TrainError, TrainResult
+from rnnkit.model import memory_bytes
 from rnnkit.run import Run, config_from_checkpoint
 from rnnkit.run_dir import RunFolder
 from rnnkit.stop_signals import StopSignals
@@ -104,6 +105,7 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
                                  "--max-steps or --epochs")
             # resolved now and saved, so that a resumed run with other limits keeps its curve
             cfg.schedule = dataclasses.replace(cfg.schedule, decay_steps=budget)
+        _check_memory(cfg, len(corpus.vocabulary), N // comm.size, T, backend)
         run = Run.build(cfg, corpus.vocabulary, corpus.encoding, backend)
         if ck is not None:
             run.restore(ck)
@@ -113,6 +115,25 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
         for note in notes:
             loop.say(note)
         return loop.go(signals, resumed=ck is not None)
+
+
+OPTIMIZER_BUFFERS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 3, "adagrad": 1}
+
+
+def _check_memory(cfg, vocab_size, N, T, backend):
+    """A one-line error, before anything is allocated, for a model that cannot fit."""
+    available = getattr(backend, "available_bytes", lambda: None)()
+    if available is None:
+        return
+    try:
+        model = dataclasses.replace(cfg.model, vocab_size=vocab_size)
+    except ValueError as err:
+        raise TrainError(str(err)) from None
+    need = memory_bytes(model, N, T, model.dtype, OPTIMIZER_BUFFERS.get(cfg.optim.optimizer, 3))
+    if need > 0.9 * available:
+        raise TrainError(f"this model needs about {human(need)} for its parameters, gradients, "
+                         f"optimizer state and activations (N={N}, T={T}); {human(available)} "
+                         f"is available: lower --hidden, --layers, --batch-size or --seq-len")
 
 
 __all__ = ["EXIT_INTERRUPTED", "Diverged", "TrainError", "TrainResult", "train", "resume"]

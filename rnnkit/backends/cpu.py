@@ -36,6 +36,27 @@ class CPUBackend:
         busy = "; fewer while other work slows them" if self.threads > 1 else ""
         return f"cpu, threads: {self.threads} ({self.threads_why}){busy}"
 
+    def available_bytes(self):
+        """Memory this process may still take: the kernel's MemAvailable, within any cgroup
+        limit (None where unknown)."""
+        found = []
+        try:
+            with open("/proc/meminfo", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        found.append(int(line.split()[1]) * 1024)
+        except OSError:
+            pass
+        for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+            try:
+                with open(path, encoding="ascii") as f:
+                    text = f.read().strip()
+                if text.isdigit() and int(text) < 1 << 60:
+                    found.append(int(text))
+            except OSError:
+                pass
+        return min(found) if found else None
+
     def compiled(self, cell):
         """Whether this cell's kernels load from the cache (else the first step compiles)."""
         name = CELL_DRIVERS[cell.name] + ("_parallel" if threads.partition() > 1 else "")
