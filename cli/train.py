@@ -105,6 +105,21 @@ def _options(function):
     return function
 
 
+def _stored_model(path):
+    """The [model] keys of checkpoint `path` (for --init-from)."""
+    from rnnkit.checkpoint import read_meta
+    from rnnkit.config import from_dict
+
+    return from_dict(read_meta(path)["config"]).to_dict()["model"]
+
+
+def _file_model(path):
+    """The [model] keys a --config file itself sets."""
+    from rnnkit.config import read_toml
+
+    return read_toml(path).get("model", {})
+
+
 @click.command("train")
 @click.argument("corpus", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(file_okay=False),
@@ -150,6 +165,11 @@ def command(ctx, corpus, output, resume_dir, config_file, **flags):
         if not output:
             raise click.UsageError("give the run folder with -o/--output")
         cfg = load_toml(config_file) if config_file else TrainConfig()
+        init = overrides.get("train", {}).get("init_from") or cfg.train.init_from
+        if init:                    # the model's settings come from there unless given
+            cfg = from_dict({"model": _stored_model(init)}, cfg)
+            if config_file:
+                cfg = from_dict({"model": _file_model(config_file)}, cfg)
         cfg = from_dict(overrides, cfg)
         if not cfg.data.corpus:
             raise click.UsageError("give a CORPUS (or [data] corpus in --config)")

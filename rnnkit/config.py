@@ -185,6 +185,9 @@ class LoopConfig:
                         at_least(0))
     log_every: int = setting(10, "Steps per line of metrics.jsonl.", at_least(1))
     seed: int = setting(0, "Seed of the weights and dropout: same seed, same run.", at_least(0))
+    init_from: str = setting("", "A checkpoint whose weights start a new run (fine-tuning): "
+                             "fresh optimizer, schedule and counters; same vocabulary and "
+                             "model shape.")
     threads: int = setting(0, "Kernel threads (0: the cores this process may use: affinity, "
                            "cgroup quota, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS).", at_least(0),
                            show="0, all it may use")
@@ -319,17 +322,22 @@ def _replace_model(model):
     return copy
 
 
-def load_toml(path):
-    """Read a TOML config file into a TrainConfig."""
+def read_toml(path):
+    """The tables of a TOML file, as written (ConfigError when it cannot be read)."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid TOML (not UTF-8 text)") from None
+
+
+def load_toml(path):
+    """Read a TOML config file into a TrainConfig."""
+    data = read_toml(path)
     try:
         return from_dict(data)
     except ConfigError as err:

@@ -18,6 +18,8 @@ intact). `--max-time` bounds the whole process, from its launch (rnnkit/clock.py
 import copy
 import dataclasses
 
+import numpy as np
+
 from rnnkit import checkpoint
 from rnnkit.backends import get_backend
 from rnnkit.clock import Deadline
@@ -110,11 +112,38 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
         if ck is not None:
             run.restore(ck)
         else:
+            if cfg.train.init_from:
+                _init_from(run, cfg.train.init_from, corpus)
+                notes.append(f"weights from {cfg.train.init_from}")
             run.state = run.model.init_state(N // comm.size)
         loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
         for note in notes:
             loop.say(note)
         return loop.go(signals, resumed=ck is not None)
+
+
+def _init_from(run, path, corpus):
+    """The weights of checkpoint `path` into a new run's model: one line naming what differs
+    when its vocabulary or model shape does not match."""
+    init = checkpoint.load(path, weights_only=True)
+    if init.vocab is None or init.vocab.tokens != corpus.vocab or \
+            init.vocab.level != corpus.level:
+        raise TrainError(f"--init-from {path}: its vocabulary differs from {corpus.path}'s; "
+                         f"make the corpus with rnnkit preprocess --vocab-from (the corpus "
+                         f"{path} was trained on)")
+    stored = config_from_checkpoint(init).model
+    mine = run.cfg.model
+    for key in ("cell", "embed", "hidden", "layers", "tie_weights"):
+        if getattr(stored, key) != getattr(mine, key):
+            raise TrainError(f"--init-from {path}: --{key.replace('_', '-')} "
+                             f"{getattr(mine, key)} does not match its {getattr(stored, key)}; "
+                             f"a run that starts from its weights needs its model shape")
+    model, b = run.model, run.model.backend
+    for name, w in model.p.items():
+        if name not in init.weights or init.weights[name].shape != tuple(w.shape):
+            raise TrainError(f"--init-from {path}: parameter {name} is missing or has another "
+                             f"shape")
+        b.copy(w, np.asarray(init.weights[name], model.dtype))
 
 
 OPTIMIZER_BUFFERS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 3, "adagrad": 1}

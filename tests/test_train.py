@@ -227,3 +227,42 @@ def test_real_process_sigterm_then_kill_9(corpus, tmp_path):
     ck = checkpoint.load(run / "latest.h5")
     assert ck.step >= stopped + 40 and all(np.isfinite(w).all() for w in ck.weights.values())
     assert resume(run, {"train": {"max_steps": ck.step + 2}}).step == ck.step + 2
+
+
+def test_init_from_starts_a_new_run_from_the_weights(corpus, tmp_path):
+    base = train(config(corpus, max_steps=6), tmp_path / "base")
+    assert base.step == 6
+    cfg = config(corpus, max_steps=3, init_from=str(tmp_path / "base" / "latest.h5"))
+    result = train(cfg, tmp_path / "ft")
+    assert result.step == 3                     # fresh counters
+    ck = checkpoint.load(tmp_path / "ft" / "latest.h5")
+    assert ck.optimizer["step"] == 3
+    first = checkpoint.load(tmp_path / "ft" / checkpoint.step_name(0)) \
+        if (tmp_path / "ft" / checkpoint.step_name(0)).exists() else None
+    assert first is None or first.step == 0
+    # the new run's first loss is the trained model's, far below a fresh model's
+    assert losses(tmp_path / "ft")[1] < losses(tmp_path / "base")[1] - 0.1
+    cfg = config(corpus, max_steps=3, init_from=str(tmp_path / "base" / "latest.h5"))
+    cfg.model.hidden = 24
+    with pytest.raises(TrainError, match="--hidden 24 does not match its 16"):
+        train(cfg, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_init_from_on_the_command_line_takes_the_model_from_the_checkpoint(corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from rnnkit.cli.main import main
+
+    train(config(corpus, max_steps=2), tmp_path / "base")
+    result = CliRunner().invoke(main, ["train", corpus, "-o", str(tmp_path / "ft"), "--init-from",
+                                       str(tmp_path / "base" / "latest.h5"), "--max-steps", "2",
+                                       "--batch-size", "8", "--seq-len", "32", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "weights from" in result.output
+    ck = checkpoint.load(tmp_path / "ft" / "latest.h5")
+    assert ck.config["model"]["hidden"] == 16 and ck.config["model"]["layers"] == 2
+    bad = CliRunner().invoke(main, ["train", corpus, "-o", str(tmp_path / "x"), "--init-from",
+                                    str(tmp_path / "base" / "latest.h5"), "--layers", "3",
+                                    "--batch-size", "8", "--seq-len", "32"])
+    assert bad.exit_code == 1 and "--layers 3 does not match its 2" in bad.output
