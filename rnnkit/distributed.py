@@ -1,13 +1,37 @@
-"""Data-parallel training hooks: where gradients are averaged and decisions shared.
+"""Data-parallel training over MPI: the gradients averaged, the decisions shared.
 
-Training calls `comm.average(model.grads)` once per step, between backward and clipping. Each
-process (rank) reads its own contiguous share of the batch's N streams, so averaging the
-gradients of the equal-sized shares gives the gradient of the whole batch. Decisions (stop or
-go on) are rank 0's, sent to all (`decide`), and `barrier` orders file writes before reads.
-With one process every call is a no-op. An MPI communicator (mpi4py, the `mpi` extra)
-implements the same members: rank, size, average(array) in place, mean(float), decide(value),
-barrier().
+    mpiexec -n 4 rnnkit train corpus.h5 -o runs/x --batch-size 64     # or: srun rnnkit train
+    comm = communicator()        # MPI when launched by mpiexec/srun with several ranks
+
+Each process (rank) reads its own contiguous share of the batch's N streams, so averaging the
+gradients of the equal-sized shares gives the gradient of the whole batch: training calls
+`comm.average(model.grads)` once per step (one in-place allreduce of the flat gradient),
+between backward and clipping. Every decision (stop or go on, roll back) is rank 0's, sent to
+all (`decide`); a signal to any rank counts (`first`); `barrier` orders rank 0's file writes
+before the others read. With one process every call is a no-op.
+
+MPI is mpi4py over the system's MPI (the `mpi` extra; the `mpich` wheel for tests). A rank
+that dies must not leave the others waiting forever: collectives return errors instead of
+aborting, and a watchdog ends a rank that waits longer than HANG_S in a collective once
+training runs, each with one line on stderr and a non-zero exit; the last checkpoint stays.
 """
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+from rnnkit.errors import RnnkitError
+
+HANG_S = 30.0                   # longest wait in a collective once the first step is done
+FIRST_HANG_S = 900.0            # ... and before it (compiling takes minutes on a cold cache)
+# world size as launchers set it: Open MPI, MPICH's hydra (PMI), srun (one job step)
+LAUNCHER_SIZE = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS")
+
+
+class DistributedError(RnnkitError):
+    """MPI cannot be used, or a rank is gone (one line)."""
 
 
 class SingleProcess:
@@ -17,7 +41,7 @@ class SingleProcess:
     size = 1
     local_size = 1          # ranks of this job on this node
 
-    def average(self, array):
+    def average(self, array, backend=None):
         """Average `array` in place over all ranks (here: leave it as it is)."""
         return array
 
@@ -29,10 +53,152 @@ class SingleProcess:
         """Rank 0's value, on every rank (here: the value)."""
         return value
 
-    def barrier(self):
+    def first(self, value):
+        """The first rank's value that is not None (here: the value)."""
+        return value
+
+    def gather(self, value):
+        """Every rank's value, in rank order, on every rank (here: [value])."""
+        return [value]
+
+    def barrier(self, seconds=0.0):
         """Wait until every rank gets here (here: nothing to wait for)."""
+
+    def armed(self):
+        """Training runs: from now on a rank that waits too long ends the job."""
+
+
+class MPIComm:
+    """MPI_COMM_WORLD through mpi4py; see the module docstring."""
+
+    def __init__(self, world):
+        from mpi4py import MPI
+
+        self.MPI = MPI
+        self.world = world
+        world.Set_errhandler(MPI.ERRORS_RETURN)
+        self.rank, self.size = world.Get_rank(), world.Get_size()
+        node = world.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_size = node.Get_size()
+        node.Free()
+        self.waiting = None         # (what, since) while in a collective
+        self._armed = False
+        threading.Thread(target=self._watch, daemon=True, name="rnnkit-watchdog").start()
+
+    def _call(self, what, fn, *args, limit=None):
+        self.waiting = (what, time.monotonic(), limit)
+        try:
+            return fn(*args)
+        except self.MPI.Exception as err:
+            self._fail(f"{what} failed ({err.Get_error_string().splitlines()[0]}): another "
+                       f"rank has stopped")
+        finally:
+            self.waiting = None
+
+    def _fail(self, why):
+        print(f"Error: rank {self.rank} of {self.size}: {why}; the job ends here, the last "
+              f"checkpoint is intact (resume with --resume)", file=sys.stderr, flush=True)
+        os._exit(1)                 # MPI_Finalize would wait for the missing rank
+
+    def _watch(self):
+        while True:
+            time.sleep(1.0)
+            waiting = self.waiting
+            limit = (waiting and waiting[2]) or (HANG_S if self._armed else FIRST_HANG_S)
+            if waiting and time.monotonic() - waiting[1] > limit:
+                self._fail(f"no answer from the other ranks for {limit:.0f} s in "
+                           f"{waiting[0]}")
+
+    def armed(self):
+        self._armed = True
+
+    def average(self, array, backend=None):
+        """In place, over all ranks: one allreduce of the whole array (a device array goes
+        through a host copy)."""
+        MPI = self.MPI
+        host = array if isinstance(array, np.ndarray) else backend.to_host(array)
+        self._call("allreduce", self.world.Allreduce, MPI.IN_PLACE, host, MPI.SUM)
+        host *= host.dtype.type(1.0 / self.size)
+        if host is not array:
+            backend.copy(array, host)
+        return array
+
+    def mean(self, value):
+        total = self._call("allreduce", self.world.allreduce, float(value), self.MPI.SUM)
+        return total / self.size
+
+    def decide(self, value):
+        return self._call("broadcast", self.world.bcast, value, 0)
+
+    def first(self, value):
+        return next((v for v in self.gather(value) if v is not None), None)
+
+    def gather(self, value):
+        return self._call("allgather", self.world.allgather, value)
+
+    def barrier(self, seconds=0.0):
+        """`seconds`: how long rank 0 may take to get here beyond the usual wait."""
+        self._call("barrier", self.world.Barrier, limit=HANG_S + seconds)
+
+
+def agreed(comm, fn):
+    """fn() on every rank; if it raises an RnnkitError on any rank, the same error on all (so
+    no rank goes on to wait for one that stopped)."""
+    try:
+        result, error = fn(), None
+    except RnnkitError as err:
+        result, error = None, err
+    messages = comm.gather(None if error is None else str(error))
+    first = next((m for m in messages if m), None)
+    if first is not None:
+        if error is not None and str(error) == first:
+            raise error
+        raise type(error)(first) if error is not None else RnnkitError(first)
+    return result
+
+
+def world_rank():
+    """This process's rank as the launcher set it (0 without one)."""
+    for var in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and launched_ranks() > 1:
+            return int(value)
+    return 0
+
+
+def launched_ranks():
+    """How many ranks the launcher (mpiexec, srun) started, from its environment."""
+    for var in LAUNCHER_SIZE:
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 1
 
 
 def communicator():
-    """The communicator for this process: for now always a single process."""
-    return SingleProcess()
+    """MPI when launched with several ranks, else a single process."""
+    ranks = launched_ranks()
+    if ranks <= 1:
+        return SingleProcess()
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise DistributedError(f"started as {ranks} ranks, but mpi4py is not installed: "
+                               f"pip install 'rnnkit[mpi]'") from None
+    world = MPI.COMM_WORLD
+    if world.Get_size() != ranks:
+        raise DistributedError(f"the launcher started {ranks} ranks but MPI sees "
+                               f"{world.Get_size()}: mpi4py is not built for this launcher's "
+                               f"MPI (srun needs --mpi=pmi2 with MPICH)")
+    if world.Get_size() == 1:
+        return SingleProcess()
+    return MPIComm(world)
+
+
+def split_streams(array, rank, size, axis=1):
+    """Rank `rank`'s contiguous share of `array`'s streams (axis 1 of an (L, N, H) state)."""
+    N = array.shape[axis]
+    if N % size:
+        raise DistributedError(f"{N} streams cannot be shared evenly by {size} ranks")
+    share = N // size
+    return np.take(array, range(rank * share, (rank + 1) * share), axis=axis)

@@ -71,12 +71,13 @@ class Loop:
         model, opt, t_cfg = run.model, run.optimizer, cfg.train
         N, T = cfg.data.batch_size, cfg.data.seq_len
         nb = self.batches.num_batches
-        early = self._limit_reason(signals)
+        early = self.comm.decide(self._limit_reason(signals))
         if early:
-            if signals.received or not resumed:
+            stopped = early.startswith("stopped by")
+            if stopped or not resumed:
                 self.say(f"stopped before the first step: {early}")
                 return TrainResult(str(self.run_dir), c.step, c.epoch, c.best_val_loss, early,
-                                   interrupted=bool(signals.received))
+                                   interrupted=stopped)
             self.say(f"nothing to do: {early} already; raise --epochs, --max-steps or "
                      f"--max-time to train further")
             return TrainResult(str(self.run_dir), c.step, c.epoch, c.best_val_loss,
@@ -96,7 +97,7 @@ class Loop:
             due_eval = self._due_eval()
             due_save = t_cfg.checkpoint_every and c.step % t_cfg.checkpoint_every == 0
             if (due_eval or due_save) and c.step != self.saved_step:
-                if not model.backend.all_finite(model.params):
+                if self.comm.decide(not model.backend.all_finite(model.params)):
                     it = self._rollback("the weights are NaN or inf")
                     continue
                 reason, improved = self._validate(lr) if due_eval else (None, False)
@@ -110,13 +111,13 @@ class Loop:
             loss, state = model.forward_backward(x, y, run.state, run.rng)
 
             # 4. average gradients over processes (a no-op with one process)
-            self.comm.average(model.grads)
+            self.comm.average(model.grads, model.backend)
             loss = self.comm.mean(loss)
 
             # 5. clip
             norm = clip_gradients(model.grads, cfg.optim.clip_norm, cfg.optim.clip_value,
                                   model.backend)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
+            if self.comm.decide(not (math.isfinite(loss) and math.isfinite(norm))):
                 it = self._rollback(f"the loss was {loss} and the gradient norm {norm}")
                 continue
 
@@ -124,8 +125,10 @@ class Loop:
             opt.step(model.grads)
             self.step_s = time.perf_counter() - work_started
             model.backend.observe(N * T // self.comm.size, self.step_s)
-            if c.step == self.first_step and self.compiling:
-                self.say(f"compiled in {self.step_s:.1f} s")
+            if c.step == self.first_step:
+                self.comm.armed()       # compiling is over: a rank that waits long is lost
+                if self.compiling:
+                    self.say(f"compiled in {self.step_s:.1f} s")
             run.state = state
             c.step += 1
             c.batch += 1
@@ -237,13 +240,15 @@ class Loop:
 
     def _save(self, best):
         self.rollbacks, self.saved_step = 0, self.run.counters.step
+        started = time.perf_counter()
+        ck = self.run.checkpoint()      # every rank: the state and RNGs are gathered
+        # the others wait for rank 0's write: allow them ten times its last one
+        allowance = 10 * self.comm.decide(self.save_s)
         if self.main:
-            started = time.perf_counter()
-            checkpoint.save_run(self.run_dir, self.run.checkpoint(), keep=self.cfg.train.keep,
-                                best=best)
+            checkpoint.save_run(self.run_dir, ck, keep=self.cfg.train.keep, best=best)
             self.folder.write_config(self.cfg)
-            self.save_s = time.perf_counter() - started
-        self.comm.barrier()         # nobody reads latest.h5 before it is whole
+        self.save_s = time.perf_counter() - started
+        self.comm.barrier(allowance)    # nobody reads latest.h5 before it is whole
 
     def _rollback(self, what):
         run, c = self.run, self.run.counters
@@ -287,8 +292,9 @@ class Loop:
 
     def _limit_reason(self, signals):
         c, t = self.run.counters, self.cfg.train
-        if signals.received:
-            return f"stopped by {signals.received}"
+        received = self.comm.first(signals.received)    # a signal to any rank stops all
+        if received:
+            return f"stopped by {received}"
         if t.epochs and c.epoch >= t.epochs:
             return f"{t.epochs} epochs done"
         if t.max_steps and c.step >= t.max_steps:
@@ -308,13 +314,13 @@ class Loop:
 
     def _finish(self, reason, signals):
         run, c = self.run, self.run.counters
-        interrupted = bool(signals.received)
+        interrupted = reason.startswith("stopped by")
         best = False
         if not interrupted and self._due_eval():
             best = self._validate(run.schedule.lr(c.step, c.epoch))[1]
         elif not interrupted and self._due_final_validation() and self.val_split:
             best = self._final_validation()
-        if not run.model.backend.all_finite(run.model.params):  # never saved: latest.h5 stays
+        if self.comm.decide(not run.model.backend.all_finite(run.model.params)):  # not saved
             reason += f"; the weights at step {c.step} were NaN or inf and were not saved"
         elif c.step != self.saved_step:
             self._save(best=best)
@@ -334,7 +340,7 @@ class Loop:
         allowed = count
         if self.deadline and self.val_batch_s:
             room = self.deadline.left() - self.save_s - self._margin()
-            allowed = max(0, min(count, int(room / self.val_batch_s)))
+            allowed = self.comm.decide(max(0, min(count, int(room / self.val_batch_s))))
         if allowed == 0:
             self.say(f"step {c.step}: no time left for a final validation")
             return False

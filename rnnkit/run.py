@@ -4,13 +4,22 @@
 backend; `run.checkpoint()` captures the whole state on the host and `run.restore(ck)` puts it
 back, so a run resumed from a checkpoint continues bit for bit where it stopped. (A trained
 model alone, for generate and eval: rnnkit/load.py.)
+
+With several ranks (rnnkit/distributed.py) each holds its share of the N streams' carried
+state and its own dropout RNG; a checkpoint holds the whole (L, N, H) state and every rank's
+RNG state, so a resume with as many ranks is exact, and one with another number of ranks that
+divides N takes each rank's share of the state (and, with dropout, RNG streams derived from
+the stored ones).
 """
 import dataclasses
+import hashlib
+import json
 import math
 
 import numpy as np
 
 from rnnkit.checkpoint import Checkpoint
+from rnnkit.distributed import split_streams
 from rnnkit.config import ConfigError, OptimConfig, TrainConfig, from_dict
 from rnnkit.model import Model
 from rnnkit.optim import DEFAULTS, make_optimizer
@@ -64,15 +73,15 @@ class Counters:
 
 
 class Run:
-    def __init__(self, cfg, model, optimizer, schedule, rng, vocab, encoding):
+    def __init__(self, cfg, model, optimizer, schedule, rng, vocab, encoding, comm):
         self.cfg, self.model, self.optimizer = cfg, model, optimizer
-        self.schedule, self.rng = schedule, rng
+        self.schedule, self.rng, self.comm = schedule, rng, comm
         self.vocab, self.encoding = vocab, encoding
         self.counters = Counters()
         self.state = None           # carried hidden state, set by the loop
 
     @classmethod
-    def build(cls, cfg, vocab, encoding, backend):
+    def build(cls, cfg, vocab, encoding, backend, comm):
         cfg.model.vocab_size = len(vocab)
         cfg.model.check()
         model = Model(cfg.model, seed=cfg.train.seed, backend=backend)
@@ -83,17 +92,26 @@ class Run:
                                      **schedule_options(cfg.schedule))
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        # its own stream: the model's initial weights use default_rng(seed) already.
-        rng = backend.rng([cfg.train.seed, 1])
-        return cls(cfg, model, optimizer, schedule, rng, vocab, encoding)
+        # its own stream: the model's initial weights use default_rng(seed) already; one
+        # stream per rank (a single process keeps the stream it always had)
+        rng = backend.rng(rng_seed(cfg.train.seed, comm.rank, comm.size))
+        return cls(cfg, model, optimizer, schedule, rng, vocab, encoding, comm)
 
     def checkpoint(self):
-        c, b = self.counters, self.model.backend
+        """The run's state, whole: on every rank (collective: all ranks call it together)."""
+        c, b, comm = self.counters, self.model.backend, self.comm
+        rng = b.rng_state(self.rng)
+        state = self.model.state_to_host(self.state)
+        if comm.size > 1:
+            rngs = comm.gather(rng)
+            rng = {"bit_generator": rngs[0]["bit_generator"], "ranks": rngs}
+            shares = comm.gather(state)
+            state = {k: np.concatenate([s[k] for s in shares], axis=1) for k in state}
         return Checkpoint(
             config=self.cfg.to_dict(),
             weights={name: b.to_host(w) for name, w in self.model.p.items()},
             optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
-            rng=b.rng_state(self.rng), state=self.model.state_to_host(self.state),
+            rng=rng, state=state,
             vocab=self.vocab, encoding=self.encoding, step=c.step, epoch=c.epoch,
             batch=c.batch, elapsed=c.elapsed, best_val_loss=c.best_val_loss,
             meta={"bad_evals": c.bad_evals, "last_eval_step": c.last_eval_step})
@@ -108,14 +126,27 @@ class Run:
             b.copy(w, np.asarray(ck.weights[name], model.dtype))
         self.optimizer.load_state_dict(ck.optimizer)
         self.schedule.load_state_dict(ck.schedule)
-        b.set_rng_state(self.rng, ck.rng)
-        self.state = model.state_from_host(ck.state)
+        comm = self.comm
+        stored = ck.rng.get("ranks", [ck.rng])
+        if len(stored) == comm.size:
+            b.set_rng_state(self.rng, stored[comm.rank])
+        else:                       # another number of ranks: streams derived from the stored
+            text = json.dumps(stored[comm.rank % len(stored)], sort_keys=True).encode()
+            seed = int.from_bytes(hashlib.sha256(text).digest()[:8], "little")
+            self.rng = b.rng([seed, comm.rank, comm.size])
+        self.state = model.state_from_host(
+            {k: split_streams(np.asarray(v), comm.rank, comm.size) for k, v in ck.state.items()})
         restored = Counters(
             step=ck.step, epoch=ck.epoch, batch=ck.batch, elapsed=ck.elapsed,
             best_val_loss=ck.best_val_loss, bad_evals=int(ck.meta.get("bad_evals", 0)),
             last_eval_step=int(ck.meta.get("last_eval_step", -1)))
         for f in dataclasses.fields(Counters):      # in place: the loop holds self.counters
             setattr(self.counters, f.name, getattr(restored, f.name))
+
+
+def rng_seed(seed, rank, size):
+    """The dropout RNG's seed of one rank."""
+    return [seed, 1] if size == 1 else [seed, 1, rank]
 
 
 def config_from_checkpoint(ck):

@@ -33,9 +33,10 @@ class RunFolderError(TrainError):
 
 
 class RunFolder:
-    def __init__(self, path, new):
+    def __init__(self, path, new, main=True):
         self.path = Path(path)
         self.new = new
+        self.main = main             # rank 0: the one rank that writes here
         self.stepped = False         # set by the loop after its first step
         self.created = False
         self.lock = RunLock(self.path)
@@ -43,6 +44,8 @@ class RunFolder:
         self.config_text = None      # what config.toml holds, as this process wrote or read it
 
     def __enter__(self):
+        if not self.main:
+            return self
         try:
             self.created = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
@@ -64,6 +67,8 @@ class RunFolder:
         return self
 
     def __exit__(self, kind, err, tb):
+        if not self.main:
+            return
         try:
             if self.new and not self.stepped:
                 ours = [CONFIG, METRICS, "latest.h5", "best.h5", checkpoint.step_name(0)]

@@ -15,6 +15,7 @@ EXIT_INTERRUPTED (75, sysexits' EX_TEMPFAIL: "try again"), and `rnnkit train --r
 continues exactly where it stopped. A second SIGINT stops at once (the last checkpoint is
 intact). `--max-time` bounds the whole process, from its launch (rnnkit/clock.py).
 """
+import contextlib
 import copy
 import dataclasses
 
@@ -24,7 +25,7 @@ from rnnkit import checkpoint
 from rnnkit.backends import get_backend
 from rnnkit.clock import Deadline
 from rnnkit.corpus import Corpus, CorpusError
-from rnnkit.distributed import communicator
+from rnnkit.distributed import agreed, communicator
 from rnnkit.files import human
 from rnnkit.loop import Diverged, Loop, TrainError, TrainResult
 from rnnkit.model import memory_bytes
@@ -40,86 +41,113 @@ RESUMABLE = {"train"}            # config sections a resumed run may change (lim
 def train(cfg, run_dir, comm=None, stream=None, start=None):
     """Train a new run in `run_dir` (created if needed; refused if it holds a run already).
     `start`: the time.monotonic() from which --max-time counts (default: process launch)."""
-    with StopSignals() as signals, RunFolder(run_dir, new=True) as folder:
-        latest = folder.path / "latest.h5"
-        if latest.exists():
-            folder.new = False          # someone else's run: leave it as it is
-            step = checkpoint.read_meta(latest)["step"]
-            raise TrainError(f"{folder.path} already holds a run (latest.h5 at step {step}); "
-                             f"continue it with --resume {folder.path} or choose another "
-                             f"output folder")
+    comm = comm or communicator()
+    with StopSignals() as signals, contextlib.ExitStack() as stack:
+        folder = agreed(comm, lambda: stack.enter_context(
+            RunFolder(run_dir, new=True, main=comm.rank == 0)))
+
+        def fresh():
+            latest = folder.path / "latest.h5"
+            if latest.exists():
+                folder.new = False      # someone else's run: leave it as it is
+                step = checkpoint.read_meta(latest)["step"]
+                raise TrainError(f"{folder.path} already holds a run (latest.h5 at step "
+                                 f"{step}); continue it with --resume {folder.path} or choose "
+                                 f"another output folder")
+        agreed(comm, fresh)
         return _session(cfg, folder, None, comm, stream, signals, start)
 
 
 def resume(run_dir, overrides=None, comm=None, stream=None, start=None):
     """Continue the run in `run_dir` from latest.h5. `overrides` may change the [train] section
     (limits, evaluation, logging) and [data] corpus (a moved file with the same vocabulary)."""
-    with StopSignals() as signals, RunFolder(run_dir, new=False) as folder:
-        latest = folder.path / "latest.h5"
-        if not latest.exists():
-            raise TrainError(f"{folder.path} has no latest.h5 to resume from")
-        ck = checkpoint.load(latest)
-        stored = config_from_checkpoint(ck)
-        folder.check_config(stored)
-        cfg = from_dict(overrides or {}, stored)
-        for section, values in (overrides or {}).items():
-            for key in values:
-                allowed = section in RESUMABLE or (section, key) == ("data", "corpus")
-                if not allowed and getattr(getattr(cfg, section), key) != \
-                        getattr(getattr(stored, section), key):
-                    raise TrainError(f"[{section}] {key} comes from the checkpoint when "
-                                     f"resuming and cannot change; start a new run to change it")
+    comm = comm or communicator()
+    with StopSignals() as signals, contextlib.ExitStack() as stack:
+        folder = agreed(comm, lambda: stack.enter_context(
+            RunFolder(run_dir, new=False, main=comm.rank == 0)))
+
+        def load():
+            latest = folder.path / "latest.h5"
+            if not latest.exists():
+                raise TrainError(f"{folder.path} has no latest.h5 to resume from")
+            ck = checkpoint.load(latest)
+            stored = config_from_checkpoint(ck)
+            if comm.rank == 0:
+                folder.check_config(stored)
+            cfg = from_dict(overrides or {}, stored)
+            for section, values in (overrides or {}).items():
+                for key in values:
+                    allowed = section in RESUMABLE or (section, key) == ("data", "corpus")
+                    if not allowed and getattr(getattr(cfg, section), key) != \
+                            getattr(getattr(stored, section), key):
+                        raise TrainError(f"[{section}] {key} comes from the checkpoint when "
+                                         f"resuming and cannot change; start a new run to "
+                                         f"change it")
+            return cfg, ck
+        cfg, ck = agreed(comm, load)
         return _session(cfg, folder, ck, comm, stream, signals, start)
 
 
 def _session(cfg, folder, ck, comm, stream, signals, start):
+    """Set up on every rank (an error on one is an error on all), then run the loop."""
     cfg = copy.deepcopy(cfg)        # resolved below; the caller's stays as it was
-    comm = comm or communicator()
     deadline = Deadline(cfg.train.max_time, start)
-    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size)
-    notes = [backend.describe()]
+    backend, corpus, batches, budget = agreed(comm, lambda: _open(cfg, folder, ck, comm))
+    notes = [backend.describe() + (f"; {comm.size} ranks" if comm.size > 1 else "")]
     notes += [f"removed {p.name} ({human(size)}), left by a killed process"
               for p, size in folder.removed]
+    with corpus:
+        run = agreed(comm, lambda: _build(cfg, ck, comm, backend, corpus, notes))
+        loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
+        for note in notes:
+            loop.say(note)
+        return loop.go(signals, resumed=ck is not None)
+
+
+def _open(cfg, folder, ck, comm):
+    """The backend, the corpus and this rank's batches, checked; cfg resolved in place."""
+    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size)
     if not cfg.data.corpus:
         raise TrainError("no corpus given")
     try:
         corpus = Corpus(cfg.data.corpus)
     except (CorpusError, OSError) as err:
         raise TrainError(str(err)) from None
-    with corpus:
-        if ck is not None and (ck.vocab.tokens != corpus.vocab or ck.vocab.level != corpus.level):
-            raise TrainError(f"{cfg.data.corpus} has another vocabulary than the run in "
-                             f"{folder.path}")
-        N, T = cfg.data.batch_size, cfg.data.seq_len
-        try:
-            corpus.check_fit(cfg.data.train_split, N, T, comm.size)
-        except ValueError as err:
-            raise TrainError(f"--batch-size/--seq-len: {err}") from None
-        batches = corpus.batches(cfg.data.train_split, N, T, rank=comm.rank, world=comm.size)
-        limits = cfg.train
-        if limits.epochs < 1 and limits.max_steps < 1 and limits.max_time <= 0:
-            raise TrainError("set at least one limit: epochs, max_steps or max_time")
-        budget = min([n for n in (limits.max_steps, limits.epochs * batches.num_batches)
-                      if n > 0], default=None)
-        if cfg.schedule.schedule == "cosine" and not cfg.schedule.decay_steps:
-            if not budget:
-                raise TrainError("the cosine schedule needs a length: set --decay-steps, "
-                                 "--max-steps or --epochs")
-            # resolved now and saved, so that a resumed run with other limits keeps its curve
-            cfg.schedule = dataclasses.replace(cfg.schedule, decay_steps=budget)
-        _check_memory(cfg, len(corpus.vocabulary), N // comm.size, T, backend)
-        run = Run.build(cfg, corpus.vocabulary, corpus.encoding, backend)
-        if ck is not None:
-            run.restore(ck)
-        else:
-            if cfg.train.init_from:
-                _init_from(run, cfg.train.init_from, corpus)
-                notes.append(f"weights from {cfg.train.init_from}")
-            run.state = run.model.init_state(N // comm.size)
-        loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
-        for note in notes:
-            loop.say(note)
-        return loop.go(signals, resumed=ck is not None)
+    if ck is not None and (ck.vocab.tokens != corpus.vocab or ck.vocab.level != corpus.level):
+        raise TrainError(f"{cfg.data.corpus} has another vocabulary than the run in "
+                         f"{folder.path}")
+    N, T = cfg.data.batch_size, cfg.data.seq_len
+    try:
+        corpus.check_fit(cfg.data.train_split, N, T, comm.size)
+    except ValueError as err:
+        raise TrainError(f"--batch-size/--seq-len: {err}") from None
+    batches = corpus.batches(cfg.data.train_split, N, T, rank=comm.rank, world=comm.size)
+    limits = cfg.train
+    if limits.epochs < 1 and limits.max_steps < 1 and limits.max_time <= 0:
+        raise TrainError("set at least one limit: epochs, max_steps or max_time")
+    budget = min([n for n in (limits.max_steps, limits.epochs * batches.num_batches)
+                  if n > 0], default=None)
+    if cfg.schedule.schedule == "cosine" and not cfg.schedule.decay_steps:
+        if not budget:
+            raise TrainError("the cosine schedule needs a length: set --decay-steps, "
+                             "--max-steps or --epochs")
+        # resolved now and saved, so that a resumed run with other limits keeps its curve
+        cfg.schedule = dataclasses.replace(cfg.schedule, decay_steps=budget)
+    _check_memory(cfg, len(corpus.vocabulary), N // comm.size, T, backend)
+    return backend, corpus, batches, budget
+
+
+def _build(cfg, ck, comm, backend, corpus, notes):
+    """The run: restored from `ck`, or new (from --init-from's weights if given)."""
+    run = Run.build(cfg, corpus.vocabulary, corpus.encoding, backend, comm)
+    if ck is not None:
+        run.restore(ck)
+    else:
+        if cfg.train.init_from:
+            _init_from(run, cfg.train.init_from, corpus)
+            notes.append(f"weights from {cfg.train.init_from}")
+        run.state = run.model.init_state(cfg.data.batch_size // comm.size)
+    return run
 
 
 def _init_from(run, path, corpus):

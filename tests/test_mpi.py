@@ -1,0 +1,142 @@
+"""Data-parallel training over MPI (`mpiexec -n 2`, the mpich and mpi4py wheels): exactly the
+single-process run, checkpoints that hold every rank, decisions that all ranks share, and a
+dead rank that ends the job instead of hanging it."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnkit import checkpoint
+from tests.tiny_run import make_corpus
+
+MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+pytest.importorskip("mpi4py")
+
+ARGS = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8", "--layers", "2",
+        "--dtype", "float64", "--threads", "1", "--eval-every", "10", "--log-every", "1", "-q"]
+
+
+def rnnkit(ranks, *args, check=True, **kw):
+    cmd = [sys.executable, "-m", "rnnkit", *map(str, args)]
+    if ranks > 1:
+        cmd = [MPIEXEC, "-n", str(ranks), *cmd]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "OMPI_", "SLURM_"))}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, **kw)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def losses(run, key="train_loss"):
+    records = [json.loads(line) for line in open(Path(run) / "metrics.jsonl")]
+    return {r["step"]: r[key] for r in records if key in r}
+
+
+def close(a, b, rel=1e-9):
+    assert a.keys() == b.keys()
+    worst = max(abs(a[k] - b[k]) / abs(b[k]) for k in a)
+    assert worst < rel, worst
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("mpi"))
+
+
+def test_two_ranks_are_the_one_process_run_across_resumes(corpus, tmp_path):
+    rnnkit(1, "train", corpus, "-o", tmp_path / "one", *ARGS, "--max-steps", 30)
+    two = rnnkit(2, "train", corpus, "-o", tmp_path / "two", *ARGS, "--max-steps", 30)
+    assert "2 ranks" in two.stderr and two.stderr.count("30 steps done") == 1   # rank 0 speaks
+    close(losses(tmp_path / "two"), losses(tmp_path / "one"))
+    close(losses(tmp_path / "two", "val_loss"), losses(tmp_path / "one", "val_loss"))
+    # stop at 15, resume with 2 ranks; and with 1 rank from the 2-rank checkpoint
+    rnnkit(2, "train", corpus, "-o", tmp_path / "a", *ARGS, "--max-steps", 15)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    rnnkit(2, "train", "--resume", tmp_path / "a", "--max-steps", 30, "-q")
+    rnnkit(1, "train", "--resume", tmp_path / "b", "--max-steps", 30, "-q")
+    close(losses(tmp_path / "a"), losses(tmp_path / "one"))
+    close(losses(tmp_path / "b"), losses(tmp_path / "one"))
+    # and with 2 ranks from a 1-rank checkpoint
+    rnnkit(1, "train", corpus, "-o", tmp_path / "c", *ARGS, "--max-steps", 15)
+    rnnkit(2, "train", "--resume", tmp_path / "c", "--max-steps", 30, "-q")
+    close(losses(tmp_path / "c"), losses(tmp_path / "one"))
+
+
+def test_the_checkpoint_holds_every_rank(corpus, tmp_path):
+    dropout = ["--dropout", "0.2"]
+    rnnkit(2, "train", corpus, "-o", tmp_path / "full", *ARGS, *dropout, "--max-steps", 20)
+    rnnkit(2, "train", corpus, "-o", tmp_path / "part", *ARGS, *dropout, "--max-steps", 10)
+    ck = checkpoint.load(tmp_path / "part" / "latest.h5")
+    assert ck.state["h"].shape == (2, 4, 16) and ck.state["c"].shape == (2, 4, 16)
+    assert len(ck.rng["ranks"]) == 2 and ck.rng["ranks"][0] != ck.rng["ranks"][1]
+    rnnkit(2, "train", "--resume", tmp_path / "part", "--max-steps", 20, "-q")
+    assert losses(tmp_path / "part") == losses(tmp_path / "full")       # exact, with dropout
+    assert np.array_equal(checkpoint.load(tmp_path / "part" / "latest.h5").weights["embed"],
+                          checkpoint.load(tmp_path / "full" / "latest.h5").weights["embed"])
+
+
+def rank_pids(run_dir):
+    """PIDs of the python processes training into `run_dir`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"rnnkit" in cmd and str(run_dir).encode() in cmd and b"mpiexec" not in cmd[0]:
+            found.append(int(pid))
+    return sorted(found)
+
+
+def start_long(corpus, run, extra=()):
+    cmd = [MPIEXEC, *extra, "-n", "2", sys.executable, "-m", "rnnkit", "train", str(corpus),
+           "-o", str(run), *ARGS, "--max-steps", "1000000", "--checkpoint-every", "20"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM_"))}
+    p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (run / "latest.h5").exists() or checkpoint.read_meta(run / "latest.h5")["step"] < 20:
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.2)
+    return p
+
+
+def test_a_signal_to_one_rank_stops_all_at_the_same_step(corpus, tmp_path):
+    p = start_long(corpus, tmp_path / "run")
+    os.kill(rank_pids(tmp_path / "run")[-1], signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 75, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    ck = checkpoint.load(tmp_path / "run" / "latest.h5")
+    assert ck.state["h"].shape[1] == 4 and len(ck.rng["ranks"]) == 2
+
+
+@pytest.mark.parametrize("cleanup", ["launcher", "ours"])
+def test_a_dead_rank_ends_the_job(corpus, tmp_path, cleanup):
+    """kill -9 one rank: the job ends non-zero within 60 s (mpiexec ends the others; with its
+    cleanup off, the rank left says so in one line), and latest.h5 resumes."""
+    run = tmp_path / "run"
+    extra = ["-disable-auto-cleanup"] if cleanup == "ours" else []
+    p = start_long(corpus, run, extra)
+    pids = rank_pids(run)
+    assert len(pids) == 2
+    killed = time.monotonic()
+    os.kill(pids[-1], signal.SIGKILL)
+    _, err = p.communicate(timeout=90)
+    assert p.returncode != 0 and time.monotonic() - killed < 60
+    if cleanup == "ours":
+        lines = [line for line in err.splitlines() if line.startswith("Error: rank")]
+        assert len(lines) == 1 and "checkpoint is intact" in lines[0], err
+    step = checkpoint.read_meta(run / "latest.h5")["step"]
+    again = rnnkit(1, "train", "--resume", run, "--max-steps", step + 2, "-q")
+    assert "Traceback" not in again.stderr
