@@ -13,9 +13,11 @@ import time
 from numba import njit
 import numpy as np
 
-from rnnkit.threads import limit_blas
+from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.blas import gemm
 from rnnkit.kernels.cpu.blocks import transpose_into
+
+leaf.ready(np.float32)
 
 SHAPES = [(32, 512, 1024), (64, 512, 1024), (32, 256, 512), (64, 256, 512), (32, 128, 256),
           (64, 128, 256), (20, 200, 400)]

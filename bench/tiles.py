@@ -16,11 +16,12 @@ import numpy as np
 def main():
     from numba import njit
 
-    from rnnkit.kernels.cpu import tiles
+    from rnnkit.kernels.cpu import leaf, tiles
     from rnnkit.kernels.cpu.blas import gemm
     from rnnkit.threads import set_threads
 
     set_threads(1)
+    leaf.ready(np.float32)
 
     @njit
     def rowmajor(a, b, c, reps):

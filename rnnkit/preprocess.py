@@ -14,7 +14,6 @@ import hashlib
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,7 @@ from rnnkit.corpus import FORMAT, FORMAT_VERSION, Corpus, CorpusError
 from rnnkit.errors import RnnkitError
 from rnnkit.sources import BLOCK, InputError, check_encoding, find_inputs, read_blocks, read_text
 from rnnkit.tokenize import EOS, LEVELS, TOKENIZERS, UNK
-from rnnkit.writer import SplitWriter, compression_pool
+from rnnkit.writer import SplitWriter, compression_pool, thread_pool
 
 DEFAULT_FRAC = 0.1   # torch-rnn's default for both val and test
 MIN_TOKENS = 2       # a split needs one input and one target token at least
@@ -257,7 +256,7 @@ def _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors
         if tokenizer.caches_units:
             cache = cleanup.enter_context(_temporary(folder, lambda: tempfile.TemporaryFile(
                 dir=folder)))
-        hasher = cleanup.enter_context(ThreadPoolExecutor(1, thread_name_prefix="rnnkit-sha256"))
+        hasher = cleanup.enter_context(thread_pool(1, "rnnkit-sha256"))
         reader = Reader(tokenizer, encoding, errors, block,
                         getattr(bar, "update", None) or (lambda n: None), hasher, cache)
         for source in sources:

@@ -29,6 +29,7 @@ import rnnkit.kernels.cpu.jit  # noqa: F401  picks the threading layer before Nu
 _limits = None
 _partition = None              # set_threads, or the budget at first use
 _governor = None
+_cap = None                    # most threads allowed to run for now (None: the partition)
 
 
 def _cgroup_quota():
@@ -134,6 +135,20 @@ def partition():
     return _partition
 
 
+def cap(k):
+    """Run at most k threads until cap(None) (the threaded builds are still compiling)."""
+    global _cap
+    import numba
+
+    _cap = k
+    if k is not None:
+        numba.set_num_threads(max(1, min(k, numba.get_num_threads())))
+    elif _governor is not None:
+        _governor.next_probe = _governor.busy      # try more threads at once
+    elif _partition:
+        numba.set_num_threads(_partition)
+
+
 def running():
     """Threads running the blocks right now."""
     import numba
@@ -201,7 +216,7 @@ class Governor:
         free = self._free_cores()
         if free is None:
             return
-        k = max(1, min(self.parts, int(free + 0.5)))
+        k = max(1, min(self.parts, _cap or self.parts, int(free + 0.5)))
         while k not in self.ladder():
             k -= 1
         if k != self.current:
@@ -222,7 +237,7 @@ class Governor:
         out = []
         if k > 1:
             out.append(max(1, k // 2))
-        if k < self.parts:
+        if k < min(self.parts, _cap or self.parts):
             out.append(min(self.parts, k * 2))
         return out
 

@@ -7,7 +7,9 @@ slowest step of preprocessing (bench/RESULTS.md, "Preprocess"). So whole chunks 
 deflate and fletcher32 filters had run, and any HDF5 reader decompresses and checks it. Only a
 final partial chunk goes through HDF5's own filters.
 """
+import contextlib
 import errno
+import gc
 import os
 import zlib
 from collections import deque
@@ -97,4 +99,22 @@ def _compress(data):
 def compression_pool():
     from rnnkit.threads import budget
 
-    return ThreadPoolExecutor(max_workers=max(2, budget()[0]), thread_name_prefix="rnnkit-deflate")
+    return thread_pool(max(2, budget()[0]), "rnnkit-deflate")
+
+
+@contextlib.contextmanager
+def thread_pool(workers, name):
+    """A thread pool, with the cyclic garbage collector paused while it lives. h5py frees its
+    objects under a global lock: a collection that runs on a worker thread and meets an h5py
+    object waits for that lock, and deadlocks if the lock's holder waits for the worker
+    (h5py issue 2019). Garbage is collected here, on the calling thread, before and after."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix=name) as pool:
+            yield pool
+    finally:
+        if enabled:
+            gc.enable()
+            gc.collect()

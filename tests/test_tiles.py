@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rnnkit.kernels.cpu import tiles
+from rnnkit.kernels.cpu import leaf, tiles
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -22,6 +22,7 @@ def test_product_matches_numpy(dtype, ncols, transposed):
     want = c.copy()
     want[4:M + 1, 2:2 + ncols] += w[3:] @ b[:, 1:1 + ncols]
     # Rows 3:M of A into c from row 1, column 2 (c's row r is c row 1 + r).
+    leaf.ready(dtype)
     tiles.product(a, 0, ars, aks, 3, M, K, b, 1, ncols + 3, ncols, c, (ncols + 4) + 2,
                   ncols + 4)
     tol = 1e-5 if dtype == np.float32 else 1e-13
@@ -38,6 +39,7 @@ def test_product_runs_sums_over_steps(dtype):
     x = rng.standard_normal((T, N, D)).astype(dtype)
     c = rng.standard_normal((R, D)).astype(dtype)
     want = c + np.einsum("trn,tnd->rd", dg, x)
+    leaf.ready(dtype)
     tiles.product_runs(dg, 0, N, 1, R * N, 0, R, N, T, x, 0, D, N * D, D, c, 0, D)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
@@ -56,5 +58,6 @@ def test_transpose_into(dtype, P, Q, add):
     src, dst = big[1:P + 1, 2:Q + 2], out[3:Q + 3, 1:P + 1]
     want = out.copy()
     want[3:Q + 3, 1:P + 1] = src.T + (want[3:Q + 3, 1:P + 1] if add else 0)
+    leaf.ready(dtype)
     transpose_into(src, dst, add)
     np.testing.assert_array_equal(out, want)

@@ -9,7 +9,7 @@ Generator (PCG64), whose state a checkpoint stores exactly.
 import numpy as np
 
 from rnnkit import sampling, threads
-from rnnkit.kernels.cpu import gru, jit, linear, loss, lstm, optim, rnn, step
+from rnnkit.kernels.cpu import gru, jit, linear, loss, lstm, optim, rnn, step, warm
 
 # Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
 # per-unit step kernels (kernels/cpu/step.py), and an output projection of that many rows
@@ -30,6 +30,8 @@ class CPUBackend:
             self.threads, self.threads_why = threads.partition(), "as set for this process"
         threads.limit_blas()
         self._step_scratch = {}
+        self._workers = {}          # compile workers by group (prepare)
+        self._parallel = None       # the threaded builds' worker, not started yet
 
     def describe(self):
         """What the first line of a run says about where it runs."""
@@ -57,16 +59,57 @@ class CPUBackend:
                 pass
         return min(found) if found else None
 
-    def compiled(self, cell):
-        """Whether this cell's kernels load from the cache (else the first step compiles)."""
-        name = CELL_DRIVERS[cell.name] + ("_parallel" if threads.partition() > 1 else "")
-        return jit.in_cache(name)
+    def compiled(self, cell, parallel=None):
+        """Whether this cell's kernels load from the cache; parallel: the threaded builds
+        (default: whether the first step needs no compiling, whatever build it runs)."""
+        name = CELL_DRIVERS[cell.name]
+        if parallel is None:
+            return (threads.partition() > 1 and jit.in_cache(name + "_parallel")) or \
+                jit.in_cache(name)
+        return jit.in_cache(name + ("_parallel" if parallel else ""))
+
+    def prepare(self, model, N, T, optimizer):
+        """Before a first step on a cold cache (rnnkit/kernels/cpu/warm.py): the backward
+        kernels compile in a worker process while this one compiles the forward ones, and
+        with several threads the run starts on the serial builds while another worker
+        compiles the threaded ones."""
+        if not jit.CACHE:
+            return
+        spec = {"model": {f: getattr(model.cfg, f) for f in
+                          ("cell", "vocab_size", "embed", "hidden", "layers", "dropout",
+                           "tie_weights")} | {"dtype": str(model.dtype)},
+                "N": N, "T": T, "optimizer": optimizer, "partition": threads.partition()}
+        if threads.partition() > 1:
+            if self.compiled(model.cell, parallel=True):
+                return              # the first step runs the threaded builds, all cached
+            threads.cap(1)
+            self._parallel = {**spec, "group": "parallel"}
+        if not self.compiled(model.cell, parallel=False):
+            self._workers["backward"] = warm.spawn({**spec, "group": "backward"})
+
+    def _await_backward(self):
+        worker = self._workers.pop("backward", None)
+        if worker is not None:
+            worker.wait()           # it failed? then this process compiles what it lacks
+
+    def _tend_workers(self):
+        """After a step: start the threaded builds' worker once the backward one is done;
+        when it is done too, let the governor run more threads."""
+        if self._parallel is not None and "backward" not in self._workers:
+            self._workers["parallel"] = warm.spawn(self._parallel)
+            self._parallel = None
+        worker = self._workers.get("parallel")
+        if worker is not None and worker.poll() is not None:
+            del self._workers["parallel"]
+            threads.cap(None)
 
     # -- pacing (rnnkit/threads.py) ----------------------------------------------------------
     def begin(self):
         threads.begin()
 
     def observe(self, work, seconds):
+        if self._workers or self._parallel is not None:
+            self._tend_workers()
         threads.observe(work, seconds)
 
     # -- arrays ------------------------------------------------------------------------------
@@ -137,6 +180,7 @@ class CPUBackend:
     def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
         """BPTT through one layer: gradients accumulate into g; dh (and dc) go from the final
         state's gradient to the initial state's; dx is overwritten."""
+        self._await_backward()
         if cell.name == "lstm":
             lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs,
                                dh, dc, dx, g["w_x"], g["w_h"], g["b"], scratch["dg"],
@@ -163,6 +207,7 @@ class CPUBackend:
             linear.linear_forward(x, w, b, y)
 
     def linear_backward(self, x, w, dy, dx, dw, db):
+        self._await_backward()
         linear.linear_backward(x, w, dy, dx, dw, db)
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):

@@ -65,21 +65,21 @@ def _is32(x):
     return isinstance(x, types.Float) and x.bitwidth == 32
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _ov_tanh(x):
     if _is32(x):
         return _tanh32
     return lambda x: math.tanh(x)
 
 
-@overload(sigmoid, inline="always")
+@overload(sigmoid)
 def _ov_sigmoid(x):
     if _is32(x):
         return lambda x: _F32(0.5) * tanh(_F32(0.5) * x) + _F32(0.5)
     return lambda x: 0.5 * math.tanh(0.5 * x) + 0.5
 
 
-@overload(exp, inline="always")
+@overload(exp)
 def _ov_exp(x):
     if _is32(x):
         return _exp32

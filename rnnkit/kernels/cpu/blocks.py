@@ -3,12 +3,14 @@
 They run inside a prange body, so every call here is serial and BLAS is single-threaded: the
 parallelism is ours, one block per thread, with nothing spinning in between.
 """
-from numba import njit, prange
+from numba import carray, njit, prange
+from numba.extending import overload
 import numpy as np
 
 from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.threads import partition
 from rnnkit.kernels.cpu.blas import gemm
+from rnnkit.kernels.cpu.leaf import Leaf, data_pointer
 from rnnkit.kernels.cpu.tiles import VECTOR_BYTES, transpose_block
 
 
@@ -18,69 +20,136 @@ def span(total, parts, i):
     return i * total // parts, (i + 1) * total // parts
 
 
+# Element loops written out: numba compiles an array expression (`a += b` on arrays) through
+# its ufunc machinery, once per combination of array types, which cost seconds of the first
+# run's compiling; these loops compile in a fraction of that and run as fast.
+@njit(**JIT)
+def add_rows(dst, src):
+    """dst += src, 2-D of one shape."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] += src[i, j]
+
+
+@njit(**JIT)
+def add_row(dst, src):
+    """dst += src, 1-D of one length."""
+    for j in range(dst.shape[0]):
+        dst[j] += src[j]
+
+
+@njit(**JIT)
+def add_bias(dst, b):
+    """dst[i] += b for every row i of dst."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] += b[j]
+
+
+@njit(**JIT)
+def fill_rows(dst, value):
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] = value
+
+
 @njit(**JIT)
 def project_rows(x, w, b, out, lo, hi):
     """out[lo:hi] = x[lo:hi] @ w + b."""
     if hi > lo:
         o = out[lo:hi]
         np.dot(x[lo:hi], w, o)
-        o += b
+        add_bias(o, b)
 
 
 @njit(**JIT)
 def layer_grads_rows(x, hprev, dgx, dgh, w_x, dx, pw_x, pw_h, pb, lo, hi):
     """One row block's share of a layer's weight gradients, into per-block partials:
     pw_x = x.T @ dgx, pw_h = hprev.T @ dgh, pb = sum(dgx); and dx = dgx @ w_x.T."""
-    pb[:] = 0.0
+    for j in range(pb.shape[0]):
+        pb[j] = 0.0
     if hi <= lo:
-        pw_x[:] = 0.0
-        pw_h[:] = 0.0
+        fill_rows(pw_x, 0.0)
+        fill_rows(pw_h, 0.0)
         return
     np.dot(x[lo:hi].T, dgx[lo:hi], pw_x)
     np.dot(hprev[lo:hi].T, dgh[lo:hi], pw_h)
     for r in range(lo, hi):
-        pb += dgx[r]
+        add_row(pb, dgx[r])
     np.dot(dgx[lo:hi], w_x.T, dx[lo:hi])
 
 
 @njit(**JIT)
 def transpose_into(src, dst, add=False):
-    """dst = src.T (dst += src.T when add). Rows must be contiguous: square blocks of the
-    CPU's vector width go through registers (tiles.transpose_block), the edges one number at
-    a time in 16 x 16 tiles so both sides stay in cache lines already loaded."""
-    P, Q = src.shape
-    item = src.itemsize
-    W = VECTOR_BYTES // item
-    P0, Q0 = 0, 0
-    if (P >= W and Q >= W and src.strides[1] == item and dst.strides[1] == item
-            and src.strides[0] % item == 0 and dst.strides[0] % item == 0):
-        sld, dld = src.strides[0] // item, dst.strides[0] // item
-        P0, Q0 = P - P % W, Q - Q % W
-        for p in range(0, P0, W):
-            for q in range(0, Q0, W):
-                transpose_block(src, p * sld + q, sld, dst, q * dld + p, dld, add)
-    # The edges: rows P0: of src, then columns Q0: of the rows above.
-    _transpose_scalar(src[P0:], dst[:, P0:], add)
-    _transpose_scalar(src[:P0, Q0:], dst[Q0:, :P0], add)
+    """dst = src.T (dst += src.T when add), 2-D views of one dtype, through the transpose
+    leaf (kernels/cpu/leaf.py; call leaf.ready(dtype) before the first call)."""
+    _transpose_leaf(src, dst, add)
+
+
+def _transpose_leaf(src, dst, add):
+    raise TypeError("_transpose_leaf runs in @njit code only")
+
+
+@overload(_transpose_leaf, jit_options=dict(nogil=True))
+def _ov_transpose_leaf(src, dst, add):
+    leaf = TRANSPOSE.call(src.dtype)
+
+    def impl(src, dst, add):
+        P, Q = src.shape
+        if P == 0 or Q == 0:
+            return
+        item = src.itemsize
+        sld, scol = src.strides[0] // item, src.strides[1] // item
+        dld, dcol = dst.strides[0] // item, dst.strides[1] // item
+        leaf(data_pointer(src), (P - 1) * sld + (Q - 1) * scol + 1, data_pointer(dst),
+             (Q - 1) * dld + (P - 1) * dcol + 1, sld, scol, dld, dcol, P, Q, 1 if add else 0)
+    return impl
 
 
 @njit(**JIT)
-def _transpose_scalar(src, dst, add):
-    P, Q = src.shape
-    for p0 in range(0, P, 16):
-        for q0 in range(0, Q, 16):
-            for q in range(q0, min(q0 + 16, Q)):
-                for p in range(p0, min(p0 + 16, P)):
+def _transpose_flat(src, dst, sld, scol, dld, dcol, P, Q, add):
+    """dst[q*dld + p*dcol] = (+=) src[p*sld + q*scol] for p < P, q < Q. Square blocks of the
+    CPU's vector width go through registers (tiles.transpose_block) where rows are
+    contiguous, the edges one number at a time in 16 x 16 tiles so both sides stay in cache
+    lines already loaded."""
+    W = VECTOR_BYTES // src.itemsize
+    P0, Q0 = 0, 0
+    if P >= W and Q >= W and scol == 1 and dcol == 1:
+        P0, Q0 = P - P % W, Q - Q % W
+        for p in range(0, P0, W):
+            for q in range(0, Q0, W):
+                transpose_block(src, p * sld + q, sld, dst, q * dld + p, dld, add != 0)
+    # The edges: rows P0: of src, then columns Q0: of the rows above.
+    _transpose_scalar(src, dst, sld, scol, dld, dcol, P0, P, 0, Q, add)
+    _transpose_scalar(src, dst, sld, scol, dld, dcol, 0, P0, Q0, Q, add)
+
+
+@njit(**JIT)
+def _transpose_scalar(src, dst, sld, scol, dld, dcol, pa, pb, qa, qb, add):
+    for p0 in range(pa, pb, 16):
+        for q0 in range(qa, qb, 16):
+            for q in range(q0, min(q0 + 16, qb)):
+                for p in range(p0, min(p0 + 16, pb)):
                     if add:
-                        dst[q, p] += src[p, q]
+                        dst[q * dld + p * dcol] += src[p * sld + q * scol]
                     else:
-                        dst[q, p] = src[p, q]
+                        dst[q * dld + p * dcol] = src[p * sld + q * scol]
+
+
+def _transpose_entry(src, ns, dst, nd, sld, scol, dld, dcol, P, Q, add):
+    """The leaf's entry: pointers and lengths in, flat arrays to _transpose_flat."""
+    _transpose_flat(carray(src, (ns,)), carray(dst, (nd,)), sld, scol, dld, dcol, P, Q, add)
+
+
+TRANSPOSE = Leaf("rnnkit_transpose", _transpose_entry, arrays=2, scalars=7)
 
 
 @njit(**JIT)
 def add_parts(parts, out):
+    """out += parts[i] for each i; C-contiguous arrays, one shape (parts: one more axis)."""
+    flat = out.reshape(out.size)
     for i in range(parts.shape[0]):
-        out += parts[i]
+        add_row(flat, parts[i].reshape(flat.size))
 
 
 def parts_for(n):

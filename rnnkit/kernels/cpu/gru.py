@@ -15,8 +15,10 @@ Memory kept for backward: T*N*(3H + 2H) floats.
 """
 from numba import njit, prange
 
+from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.kernels.cpu.blocks import (FAST_FROM, plan, project, span, step_grad, step_product,
+from rnnkit.kernels.cpu.blocks import (FAST_FROM, add_rows, plan, project, span, step_grad,
+                                       step_product,
                                    transpose_into, weight_grads)
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.cells import CELLS
@@ -98,7 +100,7 @@ def _backward_step(g, a, h_prev, dh, dgx, dgh):
 def _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, fast, lo, hi):
     for t in range(dhs.shape[0] - 1, -1, -1):
         d = dh[lo:hi]
-        d += dhs[t][lo:hi]
+        add_rows(d, dhs[t][lo:hi])
         _backward_step(gates[t][lo:hi], a[t][lo:hi], hs[t][lo:hi], d, dgx[t][lo:hi],
                        dgh[t][lo:hi])
         step_grad(dgh[t][lo:hi], w_h, d, work[:, lo:hi], fast, True)
@@ -111,7 +113,9 @@ def _add_rows(dgh, db_hn):
     H = db_hn.shape[0]
     for t in range(dgh.shape[0]):
         for n in range(dgh.shape[1]):
-            db_hn += dgh[t, n, 2 * H:]
+            row = dgh[t, n]
+            for j in range(H):
+                db_hn[j] += row[2 * H + j]
 
 
 def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, fast, streams):
@@ -139,6 +143,7 @@ def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work, work_t, wt):
     check(dict(arrays, x=x), x.dtype)
     spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H)}, arrays)
     rows, streams = plan(T, N)
+    leaf.ready(x.dtype)
     project(x, w_x, b, gates, rows)
     _forward(streams, gates, a, hs, w_h, wt, b_hn, work, work_t, H >= FAST_FROM, streams)
 
@@ -158,5 +163,6 @@ def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, 
           "dhs": (T, N, H), "dh": (N, H), "dx": (T, N, D)}, arrays)
     spec(GRU.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db, b_hn=db_hn))
     rows, streams = plan(T, N)
+    leaf.ready(x.dtype)
     _backward(streams, w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, H >= FAST_BACKWARD_FROM, streams)
     weight_grads(x, hs[:T], dgx, dgh, w_x, dx, dw_x, dw_h, db, rows)

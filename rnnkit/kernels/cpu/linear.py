@@ -9,7 +9,7 @@ import numpy as np
 
 from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.kernels.cpu.blas import gemm
-from rnnkit.kernels.cpu.blocks import parts_for, span
+from rnnkit.kernels.cpu.blocks import add_bias, add_row, parts_for, span
 
 
 def _forward(x, w, b, y, parts):
@@ -18,7 +18,7 @@ def _forward(x, w, b, y, parts):
         if hi > lo:
             o = y[lo:hi]
             np.dot(x[lo:hi], w.T, o)
-            o += b
+            add_bias(o, b)
 
 
 def _backward(x, w, dy, dx, dw, db, parts):
@@ -30,7 +30,7 @@ def _backward(x, w, dy, dx, dw, db, parts):
         gemm(dy[:, v0:v1], x, dw[v0:v1], True, False, 1.0)
         d = db[v0:v1]
         for r in range(M):
-            d += dy[r, v0:v1]
+            add_row(d, dy[r, v0:v1])
         lo, hi = span(M, parts, i)
         gemm(dy[lo:hi], w, dx[lo:hi], False, False, 0.0)
 
@@ -57,7 +57,9 @@ def embed_forward(table, ids, out):
     T, N = ids.shape
     for t in range(T):
         for n in range(N):
-            out[t, n, :] = table[ids[t, n]]
+            row, o = table[ids[t, n]], out[t, n]
+            for k in range(o.shape[0]):
+                o[k] = row[k]
 
 
 @njit(**JIT)
@@ -66,4 +68,4 @@ def embed_backward(ids, dout, dtable):
     T, N = ids.shape
     for t in range(T):
         for n in range(N):
-            dtable[ids[t, n]] += dout[t, n]
+            add_row(dtable[ids[t, n]], dout[t, n])

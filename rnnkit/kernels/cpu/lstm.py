@@ -20,10 +20,11 @@ from numba import njit, prange
 from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.blas import gemm
-from rnnkit.kernels.cpu.blocks import MIN_STREAMS, parts_for, span, transpose_into
+from rnnkit.kernels.cpu.blocks import MIN_STREAMS, fill_rows, parts_for, span, transpose_into
 from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.lanes import vsum
+from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.tiles import product, product_runs
 
 LSTM = CELLS["lstm"]
@@ -127,7 +128,9 @@ def project(z, wt, w_x, b, gates, tiled, r0, r1):
     for t in range(T):
         a = gates[t]
         for r in range(r0, r1):
-            a[r] = b[r]
+            row, value = a[r], b[r]
+            for n in range(N):
+                row[n] = value
         if tiled:
             product(wt, 0, wt.shape[1], 1, r0, r1, D, z[t], 0, N, N, a, 0, N)
         else:
@@ -199,8 +202,7 @@ def weight_grads(x, hs, dg, dwt, tiled, r0, r1):
     in blocks of steps (DW_ROWS)."""
     T, N, D = x.shape
     H, G, ld = hs.shape[2], dg.shape[1] * N, dwt.shape[1]
-    for r in range(r0, r1):
-        dwt[r] = 0.0
+    fill_rows(dwt[r0:r1], 0.0)
     steps = max(1, DW_ROWS // N)
     for t0 in range(0, T, steps):
         t1 = min(T, t0 + steps)
@@ -222,8 +224,7 @@ def input_grads(dg, w_x, dx, dxt, tiled, t, d0, d1):
     N = dx.shape[1]
     H4 = dg.shape[1]
     if tiled:
-        for d in range(d0, d1):
-            dxt[d] = 0.0
+        fill_rows(dxt[d0:d1], 0.0)
         product(w_x, 0, H4, 1, d0, d1, H4, dg[t], 0, N, N, dxt, 0, N)
         transpose_into(dxt[d0:d1], dx[t][:, d0:d1], False)
     else:
@@ -284,8 +285,7 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
         j0, j1, n0, n1 = block(H, N, su, ss, i)
         # The initial state's gradients: dh_0 = W_h @ dgates_0 (dhs plays no part there).
         if tiled:
-            for j in range(j0, j1):
-                dht[j, n0:n1] = 0.0
+            fill_rows(dht[j0:j1, n0:n1], 0.0)
             product(w_h, 0, 4 * H, 1, j0, j1, 4 * H, dgates[0], n0, N, n1 - n0, dht, n0, N)
         else:
             gemm(w_h[j0:j1], dgates[0][:, n0:n1], dht[j0:j1, n0:n1], False, False, 0.0)
@@ -316,6 +316,7 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt):
     check(dict(arrays, x=x), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N)
+    leaf.ready(x.dtype)
     _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, T * N >= TILE_FROM, su, ss)
 
 
@@ -338,5 +339,6 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
          dict(arrays, dhs=dhs, dh=dh, dc=dc, dx=dx))
     spec(LSTM.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
     su, ss = split(H, N)
+    leaf.ready(x.dtype)
     _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h, db, dwt, dxt,
         T * N >= TILE_FROM, su, ss)

@@ -9,8 +9,10 @@ as the GRU does, it made this cell's step slower there: bench/RESULTS.md).
 """
 from numba import njit, prange
 
+from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.kernels.cpu.blocks import (FAST_FROM, plan, project, span, step_grad, step_product,
+from rnnkit.kernels.cpu.blocks import (FAST_FROM, add_rows, plan, project, span, step_grad,
+                                       step_product,
                                    transpose_into, weight_grads)
 from rnnkit.kernels.cpu.activations import tanh
 from rnnkit.cells import CELLS
@@ -74,7 +76,7 @@ def _backward_step(h, dh, dg, relu):
 def _backward_rows(w_h, hs, dhs, dh, dgates, work, fast, relu, lo, hi):
     for t in range(dhs.shape[0] - 1, -1, -1):
         d = dh[lo:hi]
-        d += dhs[t][lo:hi]
+        add_rows(d, dhs[t][lo:hi])
         _backward_step(hs[t + 1][lo:hi], d, dgates[t][lo:hi], relu)
         step_grad(dgates[t][lo:hi], w_h, d, work[:, lo:hi], fast, False)
 
@@ -101,6 +103,7 @@ def rnn_forward(x, w_x, w_h, b, hs, pre, work, work_t, wt, relu=False):
     check(dict(arrays, x=x), x.dtype)
     spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H)}, arrays)
     rows, streams = plan(T, N)
+    leaf.ready(x.dtype)
     project(x, w_x, b, pre, rows)
     _forward(streams, pre, hs, w_h, wt, work, work_t, H >= FAST_FROM, bool(relu), streams)
 
@@ -119,5 +122,6 @@ def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, work, rel
           "dhs": (T, N, H), "dh": (N, H), "dx": (T, N, D)}, arrays)
     spec(RNN.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
     rows, streams = plan(T, N)
+    leaf.ready(x.dtype)
     _backward(streams, w_h, hs, dhs, dh, dgates, work, H >= FAST_FROM, bool(relu), streams)
     weight_grads(x, hs[:T], dgates, dgates, w_x, dx, dw_x, dw_h, db, rows)

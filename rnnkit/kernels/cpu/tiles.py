@@ -13,12 +13,13 @@ loops, LLVM keeps the accumulators in memory. Its vectors are as wide as the CPU
 """
 import llvmlite.binding as ll
 from llvmlite import ir
-from numba import njit, types
+from numba import carray, njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from rnnkit.kernels.cpu.jit import JIT
 from rnnkit.kernels.cpu.lanes import REGISTERS as _REGISTERS, VECTOR_BYTES
+from rnnkit.kernels.cpu.leaf import Leaf, data_pointer
 
 
 # Rows per panel: MR x NV accumulators plus NV state vectors and one broadcast fill the
@@ -152,13 +153,37 @@ def _tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols
         _one(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols)
 
 
+def _product_runs_flat(a, na, b, nb, c, nc, a0, ars, aks, aks2, lo, hi, K, K2, b0, ldb, ldb2,
+                       ncols, c0, ldc):
+    """The leaf's entry: pointers and lengths in, flat arrays to _product_runs."""
+    _product_runs(carray(a, (na,)), a0, ars, aks, aks2, lo, hi, K, K2, carray(b, (nb,)), b0,
+                  ldb, ldb2, ncols, carray(c, (nc,)), c0, ldc)
+
+
+LEAF = Leaf("rnnkit_product_runs", _product_runs_flat, arrays=3, scalars=14)
+
+
 @njit(**JIT)
 def product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
     """See _product_runs; a, b and c: C-contiguous arrays of any shape, offsets into their
-    data. They are passed on flat, so the tiles compile once per dtype, not once per
-    combination of shapes."""
-    _product_runs(a.reshape(a.size), a0, ars, aks, aks2, lo, hi, K, K2, b.reshape(b.size), b0,
-                  ldb, ldb2, ncols, c.reshape(c.size), c0, ldc)
+    data. It runs the leaf (kernels/cpu/leaf.py: compiled once per dtype, called by name;
+    call leaf.ready(dtype) before the first call)."""
+    _product_runs_leaf(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc)
+
+
+def _product_runs_leaf(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0,
+                       ldc):
+    raise TypeError("_product_runs_leaf runs in @njit code only")
+
+
+@overload(_product_runs_leaf, jit_options=dict(nogil=True))
+def _ov_product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
+    leaf = LEAF.call(c.dtype)
+
+    def impl(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
+        leaf(data_pointer(a), a.size, data_pointer(b), b.size, data_pointer(c), c.size, a0, ars,
+             aks, aks2, lo, hi, K, K2, b0, ldb, ldb2, ncols, c0, ldc)
+    return impl
 
 
 @njit(**JIT)
