@@ -10,7 +10,7 @@ import math
 from numba import cuda, float64
 
 from rnnkit.kernels.cuda import launch as L
-from rnnkit.kernels.cuda.launch import MAX_THREADS, jit
+from rnnkit.kernels.cuda.launch import jit
 from rnnkit.kernels.cuda.reduce import block_sum
 
 
@@ -55,7 +55,7 @@ def nonfinite(a, flag):
 @jit
 def sumsq_blocks(g, partial):
     """partial[b] = this block's share of sum(g^2), in float64."""
-    buf = cuda.shared.array(MAX_THREADS, float64)
+    buf = cuda.shared.array(0, float64)
     acc = float64(0.0)
     for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
         x = float64(g[i])
@@ -68,7 +68,7 @@ def sumsq_blocks(g, partial):
 @jit
 def sum_into(values, count, out, at):
     """out[at] = sum(values[:count]), one block, in a fixed order."""
-    buf = cuda.shared.array(MAX_THREADS, float64)
+    buf = cuda.shared.array(0, float64)
     acc = float64(0.0)
     for i in range(cuda.threadIdx.x, count, cuda.blockDim.x):
         acc += values[i]
@@ -96,8 +96,8 @@ def run(kernel, n, *args):
 def sum_squares(g, partial, out):
     """sum(g^2) in float64 into out[0] (device); partial: float64 scratch of REDUCE_BLOCKS."""
     blocks = L.blocks_for(g.shape[0], cap=L.REDUCE_BLOCKS)
-    L.launch(sumsq_blocks, blocks, L.THREADS, g, partial)
-    L.launch(sum_into, 1, L.THREADS, partial, blocks, out, 0)
+    L.launch(sumsq_blocks, blocks, L.THREADS, g, partial, shared=8 * L.THREADS)
+    L.launch(sum_into, 1, L.THREADS, partial, blocks, out, 0, shared=8 * L.THREADS)
 
 
 def transpose(src, dst, B, I, J, s_off=0, d_off=0):

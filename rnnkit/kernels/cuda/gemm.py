@@ -25,8 +25,9 @@ PAD = BM + 1            # a row of a staged tile: one more than BM keeps column 
 @jit
 def gemm(A, a_off, a_b, a_i, a_kb, a_k, B, b_off, b_b, b_kb, b_k, b_j, C, c_off, c_b, c_i, c_j,
          bias, bias_i, bias_j, use_bias, batches, M, N, KB, K, accumulate):
-    As = cuda.shared.array((BK, PAD), C.dtype)        # As[k, i]
-    Bs = cuda.shared.array((BK, PAD), C.dtype)        # Bs[k, j]
+    staged = cuda.shared.array(0, C.dtype)
+    As = staged[:BK * PAD]                            # As[k PAD + i]
+    Bs = staged[BK * PAD:2 * BK * PAD]                # Bs[k PAD + j]
     acc = cuda.local.array((R, R), C.dtype)
     af = cuda.local.array(R, C.dtype)
     bf = cuda.local.array(R, C.dtype)
@@ -57,7 +58,7 @@ def gemm(A, a_off, a_b, a_i, a_kb, a_k, B, b_off, b_b, b_kb, b_k, b_j, C, c_off,
                 if i < M and k < KT:
                     kb, kr = (0, k) if KB == 1 else (k // K, k % K)
                     v = A[a_off + b * a_b + i * a_i + kb * a_kb + kr * a_k]
-                As[kk, ii] = v
+                As[kk * PAD + ii] = v
             for q in range(tid, BK * BM, NT):
                 if b_j == 1:
                     jj, kk = q % BM, q // BM
@@ -68,13 +69,13 @@ def gemm(A, a_off, a_b, a_i, a_kb, a_k, B, b_off, b_b, b_kb, b_k, b_j, C, c_off,
                 if j < N and k < KT:
                     kb, kr = (0, k) if KB == 1 else (k // K, k % K)
                     v = B[b_off + b * b_b + kb * b_kb + kr * b_k + j * b_j]
-                Bs[kk, jj] = v
+                Bs[kk * PAD + jj] = v
             cuda.syncthreads()
             for kk in range(BK):
                 for r in range(R):
-                    af[r] = As[kk, ty + r * TS]
+                    af[r] = As[kk * PAD + ty + r * TS]
                 for s in range(R):
-                    bf[s] = Bs[kk, tx + s * TS]
+                    bf[s] = Bs[kk * PAD + tx + s * TS]
                 for r in range(R):
                     for s in range(R):
                         acc[r, s] += af[r] * bf[s]
@@ -121,7 +122,8 @@ def product(C, A, B, batches, M, N, K, KB=1, bias=None, bias_ij=(0, 0), accumula
     L.launch(gemm, min(tiles, L.GEMM_BLOCKS), NT,
              A.a, A.off, *A.strides, B.a, B.off, *B.strides, C.a, C.off, *C.strides,
              bias.reshape(bias.size) if use_bias else C.a, bias_ij[0], bias_ij[1], use_bias,
-             batches, M, N, KB, K, bool(accumulate))
+             batches, M, N, KB, K, bool(accumulate),
+             shared=2 * BK * PAD * C.a.dtype.itemsize)
 
 
 def row_sums(src, out, I, B, K, off, s_i, s_b, s_k):

@@ -28,8 +28,9 @@ BLOCKS = 3 if SIMULATOR else 4096
 # Reductions split into at most this many block sums, a function of the length only, so the
 # order of additions is the same on every device.
 REDUCE_BLOCKS = 3 if SIMULATOR else 512
-# Static shared buffers of the reductions hold one value per thread of a block.
-MAX_THREADS = 1024
+# Every shared buffer is dynamic (sized at launch): the simulator hands out a static
+# `cuda.shared.array(shape, ...)` lazily per thread without a lock, so two threads of a block
+# can get different arrays and a reduction reads garbage (seen as rare wrong losses).
 
 # Tiled products (gemm.py): TS x TS threads, each an R x R tile of C, K in steps of BK. (The
 # simulator's single thread per block keeps its barriers cheap; tests/test_cuda_kernels.py
@@ -51,7 +52,7 @@ STEP_UNITS = 2 if SIMULATOR else 0
 # block each (sample.py).
 ROW_V = 256
 
-# Set to a list by tests: each launch appends (kernel name, argument types).
+# Set to a list by tests: each launch appends (kernel, argument types).
 RECORD = None
 
 
@@ -64,7 +65,7 @@ def blocks_for(n, threads=None, cap=None):
 def launch(kernel, blocks, threads, *args, shared=0):
     """kernel[blocks, threads, 0, shared](*args), recorded when RECORD is a list."""
     if RECORD is not None:
-        RECORD.append((kernel.__name__, tuple(arg_type(a) for a in args)))
+        RECORD.append((kernel, tuple(arg_type(a) for a in args)))
     kernel[blocks, threads, 0, shared](*args)
 
 

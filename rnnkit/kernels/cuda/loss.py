@@ -12,13 +12,13 @@ import math
 from numba import cuda, float64
 
 from rnnkit.kernels.cuda import launch as L
-from rnnkit.kernels.cuda.launch import MAX_THREADS, jit
+from rnnkit.kernels.cuda.launch import jit
 from rnnkit.kernels.cuda.reduce import block_max, block_sum
 
 
 @jit
 def xent_rows(logits, targets, M, V, scale, want_grad, losses):
-    buf = cuda.shared.array(MAX_THREADS, float64)
+    buf = cuda.shared.array(0, float64)
     tid, nt = cuda.threadIdx.x, cuda.blockDim.x
     for m in range(cuda.blockIdx.x, M, cuda.gridDim.x):
         base = m * V
@@ -51,7 +51,7 @@ def xent_rows(logits, targets, M, V, scale, want_grad, losses):
 def finish(losses, M, flags, out):
     """out[0] = the sum of the row losses, out[1] = how many rows had a bad target, out[2] =
     flags[1] (the recurrence barrier's timeout flag: one transfer brings all three)."""
-    buf = cuda.shared.array(MAX_THREADS, float64)
+    buf = cuda.shared.array(0, float64)
     total, bad = float64(0.0), float64(0.0)
     for m in range(cuda.threadIdx.x, M, cuda.blockDim.x):
         if losses[m] < 0:
@@ -75,10 +75,11 @@ def softmax_xent(logits, targets, scale, grad, losses, out=None, flags=None):
     """Row losses into losses (M,) float64; with `out` (and `flags`), finish's three numbers
     into out (float64)."""
     M, V = logits.shape
-    L.launch(xent_rows, L.blocks_for(M, 1), row_threads(V), logits.reshape(M * V), targets,
-             M, V, logits.dtype.type(scale), bool(grad), losses)
+    threads = row_threads(V)
+    L.launch(xent_rows, L.blocks_for(M, 1), threads, logits.reshape(M * V), targets, M, V,
+             logits.dtype.type(scale), bool(grad), losses, shared=8 * threads)
     if out is not None:
-        L.launch(finish, 1, L.THREADS, losses, M, flags, out)
+        L.launch(finish, 1, L.THREADS, losses, M, flags, out, shared=8 * L.THREADS)
 
 
 SIGNATURES = [(xent_rows, "aIiifbd", L.FLOATS), (finish, "diId", L.F64)]

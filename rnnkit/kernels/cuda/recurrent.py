@@ -118,6 +118,7 @@ class Plan:
     blocks: int
     NS: int            # streams per pass
     KS: int            # threads per stream (input slices)
+    K: int             # inputs: H (forward) or G H (BPTT)
     KC: int            # inputs per chunk of the W_h slice (K: all of it)
     C: int             # rows of the slice: gate columns (forward) or units (BPTT)
     threads: int
@@ -146,7 +147,7 @@ def make_plan(cols, K, H, N, itemsize, sms, shared_max, resident, mode="auto"):
         while U > 1 and need(U, K) > shared_max:
             U -= 1
         blocks = -(-H // U)
-        plan = Plan(True, U, blocks, NS, KS, K, cols * U, NT, need(U, K))
+        plan = Plan(True, U, blocks, NS, KS, K, K, cols * U, NT, need(U, K))
         if need(U, K) <= shared_max and (blocks == 1 or resident(NT, blocks, need(U, K))):
             return plan
         if mode == "persistent":
@@ -155,7 +156,7 @@ def make_plan(cols, K, H, N, itemsize, sms, shared_max, resident, mode="auto"):
     U = L.STEP_UNITS or max(1, min(L.UNITS, -(-H // sms)))
     KC = (SHARED // itemsize // (cols * U) - KS * NS) // KS * KS
     KC = K if KC >= K else max(KS, KC)
-    return Plan(False, U, -(-H // U), NS, KS, KC, cols * U, NT, need(U, KC))
+    return Plan(False, U, -(-H // U), NS, KS, K, KC, cols * U, NT, need(U, KC))
 
 
 class Recurrence:

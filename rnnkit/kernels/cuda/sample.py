@@ -5,10 +5,12 @@ Per row, in float64: z = logits / temperature; top-k keeps z >= the k-th largest
 the k-th all kept); p = exp(z - max) over what is kept; top-p keeps the most likely tokens,
 in order of probability and then of index, while the mass before each is < top_p; the draw
 is the first token whose running sum reaches u times the kept total, u uniform from the
-device's Philox stream (counter + row). The k-th largest value and the top-p cut are found by
-bisection on the floats' bits read as ordered integers (64 halvings at most), so no sort and
-no scratch the size of the vocabulary. Rows of at most ROW_V tokens take one thread each;
-longer rows take one block each, with the same steps as block-wide reductions and scans.
+device's Philox stream (counter + row). For long rows the k-th largest value and the top-p
+cut are found by bisection on the floats' bits read as ordered integers (64 halvings at
+most), so no sort and
+no scratch the size of the vocabulary. Rows of at most ROW_V tokens take one thread each,
+which applies the definitions pairwise (V^2 comparisons); longer rows take one block each,
+which bisects with block-wide reductions and scans.
 """
 import math
 
@@ -16,11 +18,12 @@ import numpy as np
 from numba import cuda, float64, int64
 
 from rnnkit.kernels.cuda import launch as L
-from rnnkit.kernels.cuda.launch import MAX_THREADS, device, jit
+from rnnkit.kernels.cuda.launch import device, jit
 from rnnkit.kernels.cuda.reduce import block_argmax, block_max, block_scan, block_sum
 from rnnkit.kernels.cuda.rng import uniform
 
 _FLIP = np.int64(0x7FFFFFFFFFFFFFFF)
+LOWEST = np.int64(-0x8000000000000000)           # below every order_key: top-k off
 
 if L.SIMULATOR:
     def _bits(x):
@@ -53,9 +56,10 @@ def zval(logits, base, v, temperature):
 
 @device
 def prob(logits, base, v, temperature, kth, mx, total):
-    """The token's probability after temperature and top-k (0 when cut)."""
+    """The token's probability after temperature and top-k (0 when cut; kth == LOWEST: no
+    top-k)."""
     z = zval(logits, base, v, temperature)
-    if order_key(z) < kth:
+    if kth != LOWEST and order_key(z) < kth:
         return float64(0.0)
     return math.exp(z - mx) / total
 
@@ -67,94 +71,66 @@ def kept(q, key, cut, rank, ties):
     return q > 0 and (key > cut or (key == cut and rank < ties))
 
 
-# -- one thread per row ---------------------------------------------------------------------
+# -- one thread per row: the definitions, pairwise (V^2 steps for V <= ROW_V) --------------
+
+@device
+def row_q(logits, base, V, temperature, kth, mx, total, v):
+    z = zval(logits, base, v, temperature)
+    return math.exp(z - mx) / total if z >= kth else float64(0.0)
+
+
+@device
+def row_kept(logits, base, V, temperature, kth, mx, total, top_p, v):
+    """Top-p's test for token v: the mass of the tokens before it (more likely, or as likely
+    with a lower index) is below top_p."""
+    q = row_q(logits, base, V, temperature, kth, mx, total, v)
+    if q <= 0:
+        return False
+    if top_p >= 1:
+        return True
+    before = float64(0.0)
+    for w in range(V):
+        r = row_q(logits, base, V, temperature, kth, mx, total, w)
+        if r > q or (r == q and w < v):
+            before += r
+    return before < top_p
+
 
 @device
 def row_draw(logits, base, V, temperature, top_k, top_p, u):
     """The token of one row, drawn by this thread alone."""
-    kth = -(1 << 62) * 2
+    kth = -math.inf
     if 0 < top_k < V:
-        lo, hi = kth, kth
         for v in range(V):
-            k = order_key(zval(logits, base, v, temperature))
-            hi = k if v == 0 or k > hi else hi
-            lo = k if v == 0 or k < lo else lo
-        count = 0
-        for v in range(V):
-            count += order_key(zval(logits, base, v, temperature)) >= hi
-        if count < top_k:
-            while lo < hi - 1:
-                mid = midpoint(lo, hi)
-                count = 0
-                for v in range(V):
-                    count += order_key(zval(logits, base, v, temperature)) >= mid
-                if count >= top_k:
-                    lo = mid
-                else:
-                    hi = mid
-            hi = lo
-        kth = hi
+            z = zval(logits, base, v, temperature)
+            if z > kth:
+                ge = 0
+                for w in range(V):
+                    ge += zval(logits, base, w, temperature) >= z
+                if ge >= top_k:
+                    kth = z
     mx = -math.inf
     for v in range(V):
         z = zval(logits, base, v, temperature)
-        if order_key(z) >= kth:
+        if z >= kth:
             mx = max(mx, z)
     total = float64(0.0)
     for v in range(V):
         z = zval(logits, base, v, temperature)
-        if order_key(z) >= kth:
+        if z >= kth:
             total += math.exp(z - mx)
-    cut, ties = int64(-1), V
-    if top_p < 1:
-        lo, hi = int64(-1), int64(0)
-        for v in range(V):
-            hi = max(hi, order_key(prob(logits, base, v, temperature, kth, mx, total)))
-        mass = float64(0.0)
-        for v in range(V):
-            mass += prob(logits, base, v, temperature, kth, mx, total)
-        if mass >= top_p:
-            while lo < hi - 1:
-                mid = midpoint(lo, hi)
-                mass = float64(0.0)
-                for v in range(V):
-                    q = prob(logits, base, v, temperature, kth, mx, total)
-                    if order_key(q) > mid:
-                        mass += q
-                if mass < top_p:
-                    hi = mid
-                else:
-                    lo = mid
-            cut = hi
-            above, w, count = float64(0.0), float64(0.0), 0
-            for v in range(V):
-                q = prob(logits, base, v, temperature, kth, mx, total)
-                k = order_key(q)
-                if k > cut:
-                    above += q
-                elif k == cut:
-                    w = q
-                    count += 1
-            ties = 0
-            while ties < count and above + ties * w < top_p:
-                ties += 1
-    kept_total, rank = float64(0.0), 0
+    kept_total = float64(0.0)
     for v in range(V):
-        q = prob(logits, base, v, temperature, kth, mx, total)
-        k = order_key(q)
-        if kept(q, k, cut, rank, ties):
-            kept_total += q
-        rank += k == cut
+        if row_kept(logits, base, V, temperature, kth, mx, total, top_p, v):
+            kept_total += row_q(logits, base, V, temperature, kth, mx, total, v)
     x = u * kept_total
-    acc, rank, last = float64(0.0), 0, 0
+    acc, last = float64(0.0), 0
     for v in range(V):
-        q = prob(logits, base, v, temperature, kth, mx, total)
-        k = order_key(q)
-        if kept(q, k, cut, rank, ties):
-            acc += q
+        if row_kept(logits, base, V, temperature, kth, mx, total, top_p, v):
+            acc += row_q(logits, base, V, temperature, kth, mx, total, v)
             last = v
             if acc >= x:
                 return v
-        rank += k == cut
     return last
 
 
@@ -195,9 +171,9 @@ def mass_above(fbuf, logits, base, V, temperature, kth, mx, total, key):
 
 @jit
 def sample_blocks(logits, M, V, temperature, top_k, top_p, greedy, key, counter, out):
-    fbuf = cuda.shared.array(MAX_THREADS, float64)
-    ibuf = cuda.shared.array(MAX_THREADS, int64)
     tid, nt = cuda.threadIdx.x, cuda.blockDim.x
+    fbuf = cuda.shared.array(0, float64)[:nt]
+    ibuf = cuda.shared.array(0, int64)[nt:2 * nt]
     chunk = (V + nt - 1) // nt
     v0, v1 = min(V, tid * chunk), min(V, (tid + 1) * chunk)
     for m in range(cuda.blockIdx.x, M, cuda.gridDim.x):
@@ -212,7 +188,7 @@ def sample_blocks(logits, M, V, temperature, top_k, top_p, greedy, key, counter,
             if tid == 0:
                 out[m] = min(at, V - 1)
             continue
-        kth = -(1 << 62) * 2
+        kth = LOWEST
         if 0 < top_k < V:
             hi, nlo = kth, kth
             for v in range(tid, V, nt):
@@ -311,7 +287,7 @@ def sample(logits, temperature, top_k, top_p, greedy, key, counter, out):
         L.launch(sample_rows, L.blocks_for(M), L.THREADS, *args)
     else:
         threads = min(L.THREADS, max(1, 1 << (int(V) - 1).bit_length()))
-        L.launch(sample_blocks, L.blocks_for(M, 1), threads, *args)
+        L.launch(sample_blocks, L.blocks_for(M, 1), threads, *args, shared=16 * threads)
 
 
 SIGNATURES = [(sample_rows, "aiiDiDbiiI", L.FLOATS), (sample_blocks, "aiiDiDbiiI", L.FLOATS)]
