@@ -407,6 +407,29 @@ def test_sampling_follows_the_distribution_and_the_seed(backend):
         np.testing.assert_allclose(got, want, atol=atol)
 
 
+def test_rng_state_of_another_backend_seeds_a_stream(backend):
+    """Its own state restores exactly; another backend's (the CPU's PCG64 on a GPU, the GPU's
+    Philox on the CPU: a checkpoint moved between devices) seeds the same stream each time."""
+    x = backend.from_host(np.ones(64))
+    mask, out = backend.zeros(64, np.float64), backend.zeros(64, np.float64)
+
+    def masks(state):
+        rng = backend.rng(0)
+        backend.set_rng_state(rng, state)
+        backend.dropout(x, 0.5, rng, mask, out)
+        return host(backend, mask)
+
+    own = backend.rng_state(backend.rng(3))
+    other = (np.random.default_rng(3).bit_generator.state
+             if own["bit_generator"] != "PCG64" else
+             {"bit_generator": "Philox4x32-10", "key": 3, "counter": 0})
+    np.testing.assert_array_equal(masks(other), masks(other))
+    assert not np.array_equal(masks(other), masks(own))
+    rng = backend.rng(0)
+    backend.set_rng_state(rng, own)
+    assert backend.rng_state(rng) == own
+
+
 def test_state_round_trips_through_the_host(backend):
     model, _, _, state = make(backend, "lstm", 2)
     arrays = host_state(model, state)

@@ -1,5 +1,5 @@
-"""Whole-array kernels: fill, product, scale, clamp, the finite check, the float64 sum of
-squares (gradient norm), and the strided copy that moves states between layouts.
+"""Whole-array kernels: fill, product, scale, clamp, the finite check and the float64 sum of
+squares (the gradient norm).
 
 Arrays are flat (1-D, contiguous); each kernel is a grid-stride loop, so any grid covers any
 length. The sum of squares adds in a fixed order: REDUCE_BLOCKS block sums (a function of the
@@ -77,18 +77,6 @@ def sum_into(values, count, out, at):
         out[at] = total
 
 
-@jit
-def copy2d(src, s_off, s_b, s_i, s_j, dst, d_off, d_b, d_i, d_j, B, I, J):
-    """dst[b, i, j] = src[b, i, j] for strided views of two flat arrays (a transpose when the
-    strides swap)."""
-    n = B * I * J
-    for q in range(cuda.grid(1), n, cuda.gridsize(1)):
-        j = q % J
-        i = (q // J) % I
-        b = q // (I * J)
-        dst[d_off + b * d_b + i * d_i + j * d_j] = src[s_off + b * s_b + i * s_i + j * s_j]
-
-
 def run(kernel, n, *args):
     L.launch(kernel, L.blocks_for(n), L.THREADS, *args)
 
@@ -100,15 +88,9 @@ def sum_squares(g, partial, out):
     L.launch(sum_into, 1, L.THREADS, partial, blocks, out, 0, shared=8 * L.THREADS)
 
 
-def transpose(src, dst, B, I, J, s_off=0, d_off=0):
-    """dst (B, J, I) = src (B, I, J) transposed per b, both contiguous from their offsets."""
-    run(copy2d, B * I * J, src.reshape(src.size), s_off, I * J, J, 1, dst.reshape(dst.size),
-        d_off, I * J, 1, I, B, I, J)
-
-
 # (kernel, argument letters (launch.signature), the float dtypes it runs with)
 SIGNATURES = [
     (fill, "af", L.FLOATS), (mul, "aa", L.FLOATS), (scale, "af", L.FLOATS),
     (clamp, "aff", L.FLOATS), (nonfinite, "aI", L.FLOATS), (sumsq_blocks, "ad", L.FLOATS),
-    (sum_into, "didi", L.F64), (copy2d, "aiiiiaiiiiiii", L.FLOATS),
+    (sum_into, "didi", L.F64),
 ]

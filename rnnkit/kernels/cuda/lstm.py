@@ -20,7 +20,6 @@ from numba import cuda
 from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cuda import launch as L
-from rnnkit.kernels.cuda.elementwise import transpose
 from rnnkit.kernels.cuda.gemm import View, product, row_sums
 from rnnkit.kernels.cuda.launch import jit
 from rnnkit.kernels.cuda.recurrent import (CMAX, accumulate, grid_sync, load_w, reduce_parts,
@@ -33,7 +32,8 @@ LSTM = CELLS["lstm"]
 def forward_steps(w_h, gates, cs, z, hs, c_out, T, N, H, D, t0, t1, U, KC, NS, KS, bar, base,
                   blocks):
     """Steps t0 <= t < t1 for units j0 = blockIdx.x U ... j0 + U - 1 (a grid barrier between
-    steps). gates[t] holds the input projection and becomes the activated gates."""
+    steps). gates[t] holds the input projection and becomes the activated gates; step 0 reads
+    the initial state from hs[0] and c_out and copies it into z[0] and cs[0]."""
     sm = cuda.shared.array(0, gates.dtype)
     acc = cuda.local.array(CMAX, gates.dtype)
     zero, half = gates.dtype.type(0.0), gates.dtype.type(0.5)
@@ -56,7 +56,9 @@ def forward_steps(w_h, gates, cs, z, hs, c_out, T, N, H, D, t0, t1, U, KC, NS, K
                 if not whole:
                     load_w(ws, w_h, C, U, j0, H, H, 1, k0, KC, H, G * H)
                     cuda.syncthreads()
-                if live:
+                if live and t == 0:         # h_0 from hs: z[0] is written below
+                    accumulate(acc, ws, C, KC, min(KC, H - k0), hs, n * H + k0, 1, ks, KS)
+                elif live:
                     accumulate(acc, ws, C, KC, min(KC, H - k0), z, (t * DH + D + k0) * N + n, N,
                                ks, KS)
                 if not whole:
@@ -75,6 +77,10 @@ def forward_steps(w_h, gates, cs, z, hs, c_out, T, N, H, D, t0, t1, U, KC, NS, K
                     f = half * math.tanh(half * gf) + half
                     g = math.tanh(gg)
                     o = half * math.tanh(half * go) + half
+                    if t == 0:              # the initial state into the caches
+                        c0 = c_out[n * H + j]
+                        cs[j * N + n] = c0
+                        z[(D + j) * N + n] = hs[n * H + j]
                     c = f * cs[(t * H + j) * N + n] + i * g
                     h = o * math.tanh(c)
                     gates[a], gates[a + H * N] = i, f
@@ -160,8 +166,6 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, rec):
     check(dict(arrays, x=x), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     G = 4 * H
-    transpose(hs, z, 1, N, H, 0, D * N)                 # z[0][D:] = h_0^T
-    transpose(c, cs, 1, N, H)                           # cs[0] = c_0^T
     product(View(gates, 0, G * N, N, 1), View(w_x, 0, 0, 1, 0, G), View(x, 0, N * D, 0, 1, D),
             T, G, N, D, bias=b, bias_ij=(1, 0))
     rec.forward(forward_steps, 4, T, N, H, (w_h, gates, cs, z, hs, c), (D,))
