@@ -6,10 +6,14 @@ The signatures are each kernel module's SIGNATURES list; tests/test_cuda_kernels
 under the simulator that every launch's argument types are among them. Beyond compiling: the
 float32 kernels that hold no float64 by design do no float64 arithmetic (a Python float
 literal in a body would promote it), and the hot kernels keep their accumulators in
-registers (no local memory).
+registers (no local memory) and, assembled by the toolkit's ptxas where it is installed,
+spill nothing and fit a block of the threads they launch with.
 """
 import importlib
+import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -66,11 +70,23 @@ def cc(request, monkeypatch):
     return request.param
 
 
+_COMPILED = {}
+
+
+def compile_ptx(kernel, argtypes, cc):
+    """PTX of kernel for argtypes on cc, compiled once for both tests."""
+    from numba import types
+    key = (kernel, argtypes, cc)
+    if key not in _COMPILED:
+        ptx, restype = cuda.compile_ptx(kernel.py_func, types.void(*argtypes), cc=cc)
+        assert restype == types.void
+        _COMPILED[key] = ptx
+    return _COMPILED[key]
+
+
 @pytest.mark.parametrize("kernel,argtypes,dtype", kernels() if _usable() is None else [])
 def test_kernel_compiles_to_ptx(kernel, argtypes, dtype, cc):
-    from numba import types
-    ptx, restype = cuda.compile_ptx(kernel.py_func, types.void(*argtypes), cc=cc)
-    assert restype == types.void
+    ptx = compile_ptx(kernel, argtypes, cc)
     assert f".target sm_{cc[0]}{cc[1]}" in ptx
     assert ".entry" in ptx
     name = kernel.__name__
@@ -78,3 +94,25 @@ def test_kernel_compiles_to_ptx(kernel, argtypes, dtype, cc):
         assert not F64_MATH.findall(ptx), f"{name}: float64 arithmetic in a float32 kernel"
     if name in REGISTERS:
         assert "ld.local" not in ptx and "st.local" not in ptx, f"{name}: local memory"
+
+
+def _ptxas():
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+    found = shutil.which("ptxas") or os.path.join(home, "bin", "ptxas")
+    return found if os.path.exists(found) else None
+
+
+@pytest.mark.skipif(_ptxas() is None, reason="ptxas (CUDA toolkit) not found")
+@pytest.mark.parametrize("kernel,argtypes,dtype", [
+    k for k in (kernels() if _usable() is None else [])
+    if k.values[0].__name__ in REGISTERS])
+def test_hot_kernels_fit_a_block_without_spilling(kernel, argtypes, dtype, cc, tmp_path):
+    from rnnkit.kernels.cuda import gemm, launch
+    (tmp_path / "k.ptx").write_text(compile_ptx(kernel, argtypes, cc))
+    out = subprocess.run([_ptxas(), "-v", f"-arch=sm_{cc[0]}{cc[1]}", str(tmp_path / "k.ptx"),
+                          "-o", str(tmp_path / "k.cubin")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "0 bytes spill stores" in out.stderr, out.stderr
+    registers = int(re.search(r"Used (\d+) registers", out.stderr).group(1))
+    threads = gemm.NT if kernel.__name__ == "gemm" else launch.REC_THREADS
+    assert registers * threads <= 65536, (registers, threads)
