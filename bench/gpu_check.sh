@@ -20,7 +20,7 @@ run() {   # run LIMIT_SECONDS CMD...: output into the file, one line with its st
     local started=$SECONDS
     timeout "$limit" "$@" >> "$RESULT" 2>&1
     local rc=$?
-    say "== exit $rc after $((SECONDS - started)) s: $*"
+    say "== exit $rc after $((SECONDS - started)) s: $(printf '%q ' "$@")"
 }
 
 say "== rnnkit GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -36,6 +36,6 @@ else
     # across blocks, then the PTX list
     run 180 "$PY" -m pytest -q --maxfail=10 -p no:cacheprovider tests/test_cuda_device.py \
         tests/test_backend.py -k cuda
-    run 200 "$PY" bench/gpu_bench.py
+    run 200 "$PY" bench/gpu_bench.py --budget 150
 fi
 say "== done in ${SECONDS} s; results in $RESULT"
