@@ -15,6 +15,7 @@ The recurrences run persistent where W_h fits on chip, else one launch per step
 (NUMBA_ENABLE_CUDASIM=1) the same code runs as Python, for the tests.
 """
 import importlib.util
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -74,10 +75,10 @@ class CUDABackend:
         self.cuda = _cuda(index)
         from rnnkit.kernels.cuda import (elementwise, embed, gemm, gru, launch, loss, lstm,
                                          optim, recurrent, rnn, rng, sample)
-        self.k = dict(elementwise=elementwise, embed=embed, gemm=gemm, gru=gru, loss=loss,
-                      lstm=lstm, optim=optim, recurrent=recurrent, rnn=rnn, rng=rng,
-                      sample=sample)
-        self.launch, self.index = launch, index
+        self.k = SimpleNamespace(elementwise=elementwise, embed=embed, gemm=gemm, gru=gru,
+                                 loss=loss, lstm=lstm, optim=optim, recurrent=recurrent,
+                                 rnn=rnn, rng=rng, sample=sample)
+        self.index = index
         self.simulator = bool(launch.SIMULATOR)
         if self.simulator:
             self.gpu, sms, shared = "Numba's CUDA simulator (kernels run as Python)", 1, \
@@ -152,16 +153,16 @@ class CUDABackend:
 
     def fill(self, a, value):
         flat = a.reshape(a.size)
-        self.k["elementwise"].run(self.k["elementwise"].fill, a.size, flat, a.dtype.type(value))
+        self.k.elementwise.run(self.k.elementwise.fill, a.size, flat, a.dtype.type(value))
 
     def mul(self, a, b):
         """a *= b, in place."""
-        self.k["elementwise"].run(self.k["elementwise"].mul, a.size, a.reshape(a.size),
+        self.k.elementwise.run(self.k.elementwise.mul, a.size, a.reshape(a.size),
                                   b.reshape(b.size))
 
     def all_finite(self, a):
         self._flag.copy_to_device(np.zeros(1, np.int64))
-        self.k["elementwise"].run(self.k["elementwise"].nonfinite, a.size, a.reshape(a.size),
+        self.k.elementwise.run(self.k.elementwise.nonfinite, a.size, a.reshape(a.size),
                                   self._flag)
         return not self._flag.copy_to_host()[0]
 
@@ -185,14 +186,14 @@ class CUDABackend:
         """Run one layer over x (T, N, D); buf: its buffers (cell.buffers), hs[0] (and c)
         holding the initial state. Caches are written with or without train."""
         if cell.name == "lstm":
-            self.k["lstm"].lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"],
+            self.k.lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"],
                                         buf["gates"], buf["cs"], buf["z"], buf["wt"], self.rec)
         elif cell.name == "gru":
-            self.k["gru"].gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"],
+            self.k.gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"],
                                       buf["a"], buf["hs"], buf["work"], buf["work_t"],
                                       buf["wt"], self.rec)
         else:
-            self.k["rnn"].rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"],
+            self.k.rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"],
                                       buf["work"], buf["work_t"], buf["wt"], self.rec,
                                       relu=cell.relu)
 
@@ -200,30 +201,30 @@ class CUDABackend:
         """BPTT through one layer: gradients accumulate into g; dh (and dc) go from the final
         state's gradient to the initial state's; dx is overwritten."""
         if cell.name == "lstm":
-            self.k["lstm"].lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"],
+            self.k.lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"],
                                          buf["cs"], buf["z"], dhs, dh, dc, dx, g["w_x"],
                                          g["w_h"], g["b"], scratch["dg"], self.rec)
         elif cell.name == "gru":
-            self.k["gru"].gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"],
+            self.k.gru.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"],
                                        buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"], g["b"],
                                        g["b_hn"], scratch["dg"], scratch["dgh"], self.rec)
         else:
-            self.k["rnn"].rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx,
+            self.k.rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx,
                                        g["w_x"], g["w_h"], g["b"], scratch["dg"], self.rec,
                                        relu=cell.relu)
 
     def embed_forward(self, table, ids, out):
-        self.k["embed"].embed_forward(table, ids, out)
+        self.k.embed.embed_forward(table, ids, out)
 
     def embed_backward(self, ids, dout, dtable):
         """dtable[ids] += dout, a segmented sum by id in a fixed order (no atomics)."""
         host = getattr(ids, "host", None)
-        plan, S = self.k["embed"].segments(host if host is not None else ids.copy_to_host())
-        self.k["embed"].embed_backward(self.cuda.to_device(plan), S, dout, dtable)
+        plan, S = self.k.embed.segments(host if host is not None else ids.copy_to_host())
+        self.k.embed.embed_backward(self.cuda.to_device(plan), S, dout, dtable)
 
     def linear_forward(self, x, w, b, y):
         """y (M, V) = x (M, H) @ w.T + b, the bias added as each tile is stored."""
-        g = self.k["gemm"]
+        g = self.k.gemm
         M, H = x.shape
         V = w.shape[0]
         g.product(g.View(y, 0, 0, V, 1), g.View(x, 0, 0, H, 0, 1), g.View(w, 0, 0, 0, 1, H),
@@ -231,7 +232,7 @@ class CUDABackend:
 
     def linear_backward(self, x, w, dy, dx, dw, db):
         """dw += dy.T @ x; db += the sum of dy's rows; dx = dy @ w (overwritten)."""
-        g = self.k["gemm"]
+        g = self.k.gemm
         M, H = x.shape
         V = w.shape[0]
         g.product(g.View(dw, 0, 0, H, 1), g.View(dy, 0, 0, 1, 0, V), g.View(x, 0, 0, 0, H, 1),
@@ -245,7 +246,7 @@ class CUDABackend:
         scale * dloss/dlogits). The one transfer also brings the barrier's timeout flag."""
         M, V = logits.shape
         rows = self.scratch("xent", (M,), np.float64)
-        self.k["loss"].softmax_xent(logits, targets, scale, grad, rows, self._sums,
+        self.k.loss.softmax_xent(logits, targets, scale, grad, rows, self._sums,
                                     self.rec.bar)
         total, bad, timeout = self._sums.copy_to_host()
         self._barrier_check(timeout)
@@ -258,7 +259,7 @@ class CUDABackend:
         are left as scratch."""
         M, V = logits.shape
         rows = self.scratch("xent", (M,), np.float64)
-        self.k["loss"].softmax_xent(logits, targets, 1.0, False, rows)
+        self.k.loss.softmax_xent(logits, targets, 1.0, False, rows)
         out = rows.copy_to_host()
         self._barrier_check(self.rec.bar.copy_to_host()[1])
         if (out < 0).any():
@@ -279,11 +280,12 @@ class CUDABackend:
             return blocks == 1          # the simulator runs blocks one after another
         try:
             compiled = kernel.compile(argtypes)
-            if shared > self.k["recurrent"].SHARED:
+            if shared > self.k.recurrent.SHARED:
                 from numba.cuda.cudadrv.driver import binding, driver
                 fn = compiled._codelibrary.get_cufunc()
-                attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-                driver.cuKernelSetAttribute(attr, int(shared), fn.handle, fn.device.id)
+                attrs = binding.CUfunction_attribute
+                driver.cuKernelSetAttribute(attrs.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                            int(shared), fn.handle, fn.device.id)
             return compiled.max_cooperative_grid_blocks(threads, shared) >= blocks
         except Exception:               # noqa: BLE001  (no occupancy answer: per step)
             return False
@@ -306,7 +308,7 @@ class CUDABackend:
     def dropout(self, x, p, rng, mask, out):
         """Inverted dropout: mask = keep / (1 - p), keep drawn from rng; out = x * mask."""
         dt = x.dtype.type
-        self.k["rng"].run_dropout(x.reshape(x.size), dt(p), dt(1.0 / (1.0 - p)), rng.key,
+        self.k.rng.run_dropout(x.reshape(x.size), dt(p), dt(1.0 / (1.0 - p)), rng.key,
                                   rng.take(x.size), mask.reshape(mask.size),
                                   out.reshape(out.size))
 
@@ -315,7 +317,7 @@ class CUDABackend:
         M = logits.shape[0]
         out = self.scratch("tokens", (M,), np.int64)
         counter = rng.counter if greedy else rng.take(M)
-        self.k["sample"].sample(logits, temperature, top_k, top_p, greedy, rng.key, counter,
+        self.k.sample.sample(logits, temperature, top_k, top_p, greedy, rng.key, counter,
                                 out)
         return out.copy_to_host()
 
@@ -324,26 +326,26 @@ class CUDABackend:
         return np.dtype(dtype).type(x)
 
     def sgd_update(self, *args):
-        self.k["optim"].update(self.k["optim"].sgd_update, *args)
+        self.k.optim.update(self.k.optim.sgd_update, *args)
 
     def adam_update(self, *args):
-        self.k["optim"].update(self.k["optim"].adam_update, *args)
+        self.k.optim.update(self.k.optim.adam_update, *args)
 
     def rmsprop_update(self, *args):
-        self.k["optim"].update(self.k["optim"].rmsprop_update, *args)
+        self.k.optim.update(self.k.optim.rmsprop_update, *args)
 
     def adagrad_update(self, *args):
-        self.k["optim"].update(self.k["optim"].adagrad_update, *args)
+        self.k.optim.update(self.k.optim.adagrad_update, *args)
 
     def sum_squares(self, g):
         """sum(g^2) accumulated in float64 in a fixed order, as a host float."""
-        self.k["elementwise"].sum_squares(g.reshape(g.size), self._partial, self._sums)
+        self.k.elementwise.sum_squares(g.reshape(g.size), self._partial, self._sums)
         return float(self._sums.copy_to_host()[0])
 
     def scale(self, g, factor):
-        self.k["elementwise"].run(self.k["elementwise"].scale, g.size, g.reshape(g.size),
+        self.k.elementwise.run(self.k.elementwise.scale, g.size, g.reshape(g.size),
                                   g.dtype.type(factor))
 
     def clamp(self, g, low, high):
-        self.k["elementwise"].run(self.k["elementwise"].clamp, g.size, g.reshape(g.size),
+        self.k.elementwise.run(self.k.elementwise.clamp, g.size, g.reshape(g.size),
                                   g.dtype.type(low), g.dtype.type(high))
