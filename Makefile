@@ -16,8 +16,11 @@ $(STAMP): $(PY) pyproject.toml
 
 venv: $(STAMP)
 
+# The second pass runs the CUDA backend's tests in Numba's CUDA simulator (no GPU needed).
 test: $(STAMP)
 	$(PY) -m pytest
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/test_backend.py tests/test_cuda_kernels.py \
+		tests/test_cuda_train.py tests/test_cuda_device.py -k cuda
 
 demo: $(STAMP)
 	$(PY) -m rnnkit.demo

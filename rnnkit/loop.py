@@ -84,8 +84,7 @@ class Loop:
                                "limit reached before resuming")
         self._start(resumed, nb)
         it = self._iterate()
-        getattr(model.backend, "prepare", lambda *a: None)(
-            model, N // self.comm.size, T, cfg.optim.optimizer)
+        model.backend.prepare(model, N // self.comm.size, T, cfg.optim.optimizer)
         model.backend.begin()
         started, elapsed0 = time.monotonic(), c.elapsed
         tick, window_loss, window_steps, norm = time.monotonic(), 0.0, 0, 0.0

@@ -11,11 +11,22 @@ model (rnnkit/model.py), optimizers (rnnkit/optim.py) and loops call only these 
 CPU backend (cpu.py) is the reference, and docs/backends.md lists the interface. Only a
 backend imports its kernels (rnnkit/kernels/cpu, rnnkit/kernels/cuda).
 """
+import hashlib
+import json
+
 from rnnkit.errors import RnnkitError
 
 
 class BackendError(RnnkitError):
     """A backend cannot be used here (one line: what is missing and how to get it)."""
+
+
+def derived_seed(state):
+    """A seed (a 128-bit int) derived from another backend's RNG state, so that a backend
+    given a state it cannot restore (the CPU's PCG64 on a GPU, the GPU's Philox on the CPU)
+    starts a stream that is the same for the same state: a SHA-256 of the state as JSON."""
+    text = json.dumps(state, sort_keys=True, default=int)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "little")
 
 
 def parse_device(device):

@@ -4,11 +4,13 @@ Arrays start on a cache line (`zeros`): numpy puts large arrays 16 bytes past on
 threads split a row at a multiple of 16 floats (the LSTM's rows by units, the GRU's and RNN's
 feature-major scratch by streams) they would share the line at the cut. Threads: the
 partition and the governor of rnnkit/threads.py. Sampling and dropout masks use numpy's
-Generator (PCG64), whose state a checkpoint stores exactly.
+Generator (PCG64), whose state a checkpoint stores exactly; another backend's state (a
+checkpoint written on a GPU) seeds a fresh stream (rnnkit.backends.derived_seed).
 """
 import numpy as np
 
 from rnnkit import sampling, threads
+from rnnkit.backends import derived_seed
 from rnnkit.kernels.cpu import gru, jit, linear, loss, lstm, optim, rnn, step, warm
 
 # Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
@@ -223,6 +225,10 @@ class CPUBackend:
         return rng.bit_generator.state
 
     def set_rng_state(self, rng, state):
+        """Restore numpy's state exactly; another backend's (the GPU's Philox) seeds a fresh
+        stream from it, the same for the same state."""
+        if state.get("bit_generator") != rng.bit_generator.state["bit_generator"]:
+            state = np.random.default_rng(derived_seed(state)).bit_generator.state
         rng.bit_generator.state = state
 
     def dropout(self, x, p, rng, mask, out):

@@ -1,0 +1,112 @@
+"""Launch shapes and compile flags for every CUDA kernel, read from here and nowhere else.
+
+Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) a kernel runs as Python, one Python
+thread per CUDA thread and one block after another, so the shapes shrink there: a few threads
+per block and a few blocks per grid, which still makes tiny test inputs span several blocks
+and several grid-stride passes. Tests may patch these names (as stumpy patches
+THREADS_PER_BLOCK); kernels read them at launch, or, in compiled code, as constants.
+
+Every launch goes through `launch()`, so the tests can record the argument types of each one
+and check them against the signatures that tests/test_cuda_ptx.py compiles to PTX.
+"""
+import numpy as np
+from numba import cuda, types
+from numba.core.config import ENABLE_CUDASIM as SIMULATOR
+from numba.np.numpy_support import from_dtype
+
+# One folder of compiled kernels for both backends (its name hashes all of rnnkit/kernels).
+from rnnkit.kernels.cpu.jit import CACHE
+
+# IEEE arithmetic, as on the CPU (kernels/cpu/jit.py): the same build gives the same bits.
+JIT = dict(cache=CACHE and not SIMULATOR, fastmath=False)
+DEVICE = dict(device=True, fastmath=False)
+
+# 1-D kernels: threads per block (a power of two: the reductions are trees) and the most
+# blocks of a grid-stride launch.
+THREADS = 2 if SIMULATOR else 256
+BLOCKS = 3 if SIMULATOR else 4096
+# Reductions split into at most this many block sums, a function of the length only, so the
+# order of additions is the same on every device.
+REDUCE_BLOCKS = 3 if SIMULATOR else 512
+# Every shared buffer is dynamic (sized at launch): the simulator hands out a static
+# `cuda.shared.array(shape, ...)` lazily per thread without a lock, so two threads of a block
+# can get different arrays and a reduction reads garbage (seen as rare wrong losses).
+
+# Tiled products (gemm.py): TS x TS threads, each an R x R tile of C, K in steps of BK. (The
+# simulator's single thread per block keeps its barriers cheap; tests/test_cuda_kernels.py
+# runs the products with several.)
+TS = 1 if SIMULATOR else 16
+R = 4
+BK = 8 if SIMULATOR else 16
+GEMM_BLOCKS = 3 if SIMULATOR else 65535
+
+# Recurrences (recurrent.py): threads per block, and the most hidden units one block owns
+# (its accumulators are registers, so the bound is a compile-time constant).
+REC_THREADS = 4 if SIMULATOR else 256
+UNITS = 8
+# Units per block of the per-step path (0: as many as spread H over the multiprocessors); the
+# simulator's few make tiny layers span several blocks.
+STEP_UNITS = 2 if SIMULATOR else 0
+
+# Sampling: rows of at most this many tokens are drawn by one thread each, longer ones by a
+# block each (sample.py).
+ROW_V = 256
+
+# Set to a list by tests: each launch appends (kernel, argument types).
+RECORD = None
+
+
+def blocks_for(n, threads=None, cap=None):
+    """Blocks of a grid-stride launch over n items."""
+    threads = threads or THREADS
+    return max(1, min(cap or BLOCKS, -(-int(n) // threads)))
+
+
+def launch(kernel, blocks, threads, *args, shared=0):
+    """kernel[blocks, threads, 0, shared](*args), recorded when RECORD is a list."""
+    if RECORD is not None:
+        RECORD.append((kernel, tuple(arg_type(a) for a in args)))
+    kernel[blocks, threads, 0, shared](*args)
+
+
+def arg_type(a):
+    """The Numba type a launch argument takes: 1-D C arrays and scalars only."""
+    if isinstance(a, (bool, np.bool_)):
+        return types.boolean
+    if isinstance(a, (int, np.integer)):
+        return types.int64 if not isinstance(a, np.integer) else from_dtype(a.dtype)
+    if isinstance(a, float):
+        return types.float64
+    if isinstance(a, np.floating):
+        return from_dtype(a.dtype)
+    if a.ndim != 1:
+        raise TypeError(f"kernels take flat arrays, got {a.ndim}-D")
+    return types.Array(from_dtype(np.dtype(a.dtype)), 1, "C")
+
+
+_CODES = {"i": types.int64, "u": types.uint32, "b": types.boolean, "D": types.float64,
+          "I": types.Array(types.int64, 1, "C"), "d": types.Array(types.float64, 1, "C")}
+
+
+def signature(codes, dtype):
+    """Argument types from one letter per argument: a, a 1-D C array of `dtype`; f, a scalar of
+    `dtype`; d, a float64 array; D, a float64 scalar; I, an int64 array; i, an int64; u, a
+    uint32; b, a boolean."""
+    dt = from_dtype(np.dtype(dtype))
+    out = []
+    for c in codes.replace(" ", ""):
+        out.append(types.Array(dt, 1, "C") if c == "a" else dt if c == "f" else _CODES[c])
+    return tuple(out)
+
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+F64 = (np.dtype(np.float64),)
+
+
+def jit(fn):
+    return cuda.jit(**JIT)(fn)
+
+
+def device(fn):
+    return cuda.jit(**DEVICE)(fn)
+
