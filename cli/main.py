@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "train",
     "generate": "generate",
     "eval": "evaluate",
+    "score": "score",
     "plot": "plot",
 }
 

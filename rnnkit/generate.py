@@ -37,11 +37,7 @@ def start_tokens(codec, prime, unknown="error"):
         ids = codec.encode(prime, unknown, where="the prime")
         if len(ids):
             return ids, True
-    index = codec.vocabulary.index
-    for symbol in (EOS, "\n"):
-        if symbol in index:
-            return np.array([index[symbol]], np.int64), False
-    return np.array([0], np.int64), False
+    return np.array([codec.start_id()], np.int64), False
 
 
 def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p=1.0,
