@@ -21,6 +21,8 @@ COMMANDS = {
     "eval": "evaluate",
     "score": "score",
     "plot": "plot",
+    "export": "export",
+    "import": "import_",
 }
 
 
