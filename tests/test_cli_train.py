@@ -153,7 +153,7 @@ def test_plot(run, tmp_path, monkeypatch):
 
 
 def test_help_has_examples():
-    for name in ("train", "generate", "eval", "plot"):
+    for name in ("train", "generate", "eval", "plot", "score", "export", "import"):
         result = invoke(name, "-h")
         assert result.exit_code == 0 and f"rnnkit {name} " in result.output
 
