@@ -21,11 +21,13 @@ from rnnkit.textcodec import UNKNOWN
               help="Parallel streams (fewer: more context per token, slower).")
 @click.option("--seq-len", type=click.IntRange(0), default=0, show_default=True,
               help="Steps per batch (0: the training seq-len).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the model runs: cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
               help="Threads for the kernels (0: the cores this process may use).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no notes on stderr.")
-def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_len, threads,
-            quiet):
+def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_len, device,
+            threads, quiet):
     """Evaluate CHECKPOINT on a split of CORPUS or on a text file: loss in nats per token,
     perplexity and bits per token (one line each on stdout, as name value).
 
@@ -53,7 +55,8 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
     try:
         result = evaluate_checkpoint(checkpoint, corpus=corpus, split=split, text=text,
                                      batch_size=batch_size, seq_len=seq_len, encoding=encoding,
-                                     unknown=unknown, progress=progress, notes=notes)
+                                     unknown=unknown, progress=progress, notes=notes,
+                                     device=device)
     finally:
         for bar in bars:
             bar.__exit__(None, None, None)

@@ -1,4 +1,6 @@
-"""`rnnkit generate`: sample text from a checkpoint, streamed to stdout as it is produced."""
+"""`rnnkit generate`: sample text from a checkpoint, streamed to stdout (or -o FILE) as it is
+produced; --interactive: a prime per line of standard input, a continuation for each."""
+import contextlib
 import random
 import sys
 
@@ -10,9 +12,13 @@ from rnnkit.textcodec import UNKNOWN
 @click.command("generate")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--length", type=click.IntRange(0), default=2000, show_default=True,
-              help="Tokens to generate after the prime.")
+              help="Tokens to generate after the prime (at most, with --stop or --until-eos).")
 @click.option("--prime", default="", show_default=True,
               help="Text to start from (echoed first).")
+@click.option("--prime-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from the text of this file instead (echoed first).")
+@click.option("--encoding", default=None,
+              help="Encoding of --prime-file.  [default: the corpus's]")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
               show_default=True, help="Below 1: safer text; above 1: more varied.")
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
@@ -21,6 +27,11 @@ from rnnkit.textcodec import UNKNOWN
               show_default=True, help="Sample from the smallest set of tokens whose "
               "probabilities add up to p (1: all).")
 @click.option("--greedy", is_flag=True, help="Always take the most likely token.")
+@click.option("--stop", multiple=True, metavar="STRING",
+              help="Stop once the text after the prime contains STRING (it ends the text); "
+                   "give it again for more.")
+@click.option("--until-eos", is_flag=True,
+              help="Word level: stop after the first <eos> (the end of a line).")
 @click.option("--seed", type=click.IntRange(0), default=None,
               help="Random seed; the same seed gives the same text.  [default: a fresh one, "
               "printed on stderr]")
@@ -29,38 +40,127 @@ from rnnkit.textcodec import UNKNOWN
 @click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
               help="Prime characters (bytes) that the vocabulary lacks: stop and name the "
                    "first, leave them out, or replace them by a known one.")
-def command(checkpoint, length, prime, temperature, top_k, top_p, greedy, seed, num_samples,
-            unknown):
+@click.option("-i", "--interactive", is_flag=True,
+              help="Read a prime per line of standard input; write its continuation (the "
+                   "prime not echoed) and a newline, then read the next.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the text to this file (when complete) instead of stdout.")
+@click.option("-f", "--force", is_flag=True, default=False, show_default=True,
+              help="Overwrite OUTPUT if it exists.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the model runs: cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
+              help="Threads for the kernels (0: the cores this process may use).")
+def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k, top_p, greedy,
+            stop, until_eos, seed, num_samples, unknown, interactive, output, force, device,
+            threads):
     """Generate text from a trained CHECKPOINT (best.h5, latest.h5 or step-N.h5).
 
     \b
     rnnkit generate runs/char/best.h5 --length 500 --prime "ROMEO:" --temperature 0.8
-    rnnkit generate runs/ptb/best.h5 --prime "the market" --top-p 0.9 --seed 1
+    rnnkit generate runs/char/best.h5 --prime-file start.txt --stop $'\\n\\n' -o out.txt
+    rnnkit generate runs/ptb/best.h5 --prime "the market" --top-p 0.9 --until-eos
+    echo "the market" | rnnkit generate runs/ptb/best.h5 --interactive --until-eos
     """
-    from rnnkit.checkpoint import CheckpointError
-    from rnnkit.generate import check_options, generate
+    from rnnkit import files
+    from rnnkit.generate import check_options, check_until_eos, generate
     from rnnkit.load import load_model
-    from rnnkit.textcodec import UnknownSymbol
+    from rnnkit.textcodec import UnknownSymbol, read_text
+
+    if prime and prime_file:
+        raise click.UsageError("give --prime or --prime-file, not both")
+    if interactive and (prime or prime_file or output):
+        raise click.UsageError("--interactive reads its primes from standard input and "
+                               "writes to stdout: no --prime, --prime-file or -o")
+    try:
+        check_options(temperature, top_k, top_p, length, num_samples, stop)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    if output is not None:
+        files.check_output(output, force, inputs=[checkpoint] + ([prime_file] if prime_file
+                                                                 else []))
+    model, codec, _ = load_model(checkpoint, device=device, threads=threads)
+    try:
+        check_until_eos(codec, until_eos)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    if prime_file:
+        prime = read_text(prime_file, codec.level, encoding or codec.encoding)
+    if seed is None:
+        seed = random.SystemRandom().randrange(2 ** 32)
+        click.echo(f"seed {seed}", err=True)
+
+    def sample(prime, seed, echo=True):
+        return generate(model, codec, length, prime, temperature, top_k, top_p, greedy,
+                        seed=seed, unknown=unknown, stop=stop, until_eos=until_eos, echo=echo)
 
     try:
-        check_options(temperature, top_k, top_p, length, num_samples)
-        model, codec, _ = load_model(checkpoint)
+        if interactive:
+            failed = _interactive(sample, num_samples, seed)
+            if failed:
+                raise click.ClickException(f"{failed} prime(s) could not be used (above)")
+            return
         _, dropped, symbol = codec.encode_text(prime, unknown, where="the prime")
         if dropped:                     # a bad prime fails before anything is printed
             what = "left out" if symbol is None else f"replaced by {symbol!r}"
             click.echo(f"note: {dropped} prime symbols not in the vocabulary were {what}",
                        err=True)
-        if seed is None:
-            seed = random.SystemRandom().randrange(2 ** 32)
-            click.echo(f"seed {seed}", err=True)
-        for n in range(num_samples):
-            if num_samples > 1:
-                click.echo(f"--- sample {n + 1} of {num_samples} ---", err=True)
-            pieces = generate(model, codec, length, prime, temperature, top_k, top_p, greedy,
-                              seed=[seed, n], unknown=unknown)
-            for piece in pieces:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-            click.echo()
-    except (CheckpointError, UnknownSymbol, ValueError) as err:
+        with _sink(output, codec.encoding) as out:
+            for n in range(num_samples):
+                if num_samples > 1:
+                    click.echo(f"--- sample {n + 1} of {num_samples} ---", err=True)
+                _write(out, sample(prime, [seed, n]))
+        if output is not None:
+            click.echo(f"wrote {output}", err=True)
+    except (UnknownSymbol, ValueError) as err:
         raise click.ClickException(str(err)) from None
+
+
+def _write(out, pieces):
+    """Stream the pieces to `out`, then end the line unless the text ended one."""
+    last = "\n"
+    for piece in pieces:
+        out.write(piece)
+        out.flush()
+        last = piece[-1:] or last
+    if last != "\n":
+        out.write("\n")
+        out.flush()
+
+
+@contextlib.contextmanager
+def _sink(output, encoding):
+    """stdout, or a temporary file that becomes `output` when the block ends without error."""
+    if output is None:
+        yield sys.stdout
+        return
+    from rnnkit import files
+
+    with files.atomic(output) as tmp:
+        with open(tmp, "w", encoding=encoding, errors="replace", newline="") as f:
+            yield f
+
+
+def _interactive(sample, num_samples, seed):
+    """A continuation for each line of standard input; returns how many primes failed."""
+    from rnnkit.textcodec import UnknownSymbol
+
+    stdin = sys.stdin
+    tty = stdin.isatty()
+    failed = 0
+    for i in range(sys.maxsize):
+        if tty:
+            click.echo("> ", nl=False, err=True)
+        line = stdin.readline()
+        if not line:
+            break
+        for n in range(num_samples):
+            try:
+                _write(sys.stdout, sample(line.rstrip("\r\n"), [seed, i, n], echo=False))
+            except UnknownSymbol as err:        # tell, and read the next prime
+                click.echo(f"Error: {err}", err=True)
+                failed += 1
+                break
+    if tty:
+        click.echo(err=True)
+    return failed

@@ -19,7 +19,10 @@ COMMANDS = {
     "train": "train",
     "generate": "generate",
     "eval": "evaluate",
+    "score": "score",
     "plot": "plot",
+    "export": "export",
+    "import": "import_",
 }
 
 

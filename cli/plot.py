@@ -1,23 +1,33 @@
-"""`rnnkit plot`: training and validation curves of a run as an image."""
+"""`rnnkit plot`: training curves of one or more runs in one image."""
 import click
+
+from rnnkit.plot import X_AXES
 
 
 @click.command("plot")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="curves.png",
-              show_default=True, help="Image to write (.png, .svg or .pdf).")
-def command(run_dir, output):
-    """Plot the train and validation loss of RUN_DIR (from its metrics.jsonl).
+              show_default=True, help="Image to write (.png, .svg or .pdf); replaced if it "
+              "exists.")
+@click.option("--x", "x_axis", type=click.Choice(X_AXES), default="step", show_default=True,
+              help="The x axis: optimizer steps, or training time (runs of different batch "
+                   "sizes compare better by time).")
+def command(run_dirs, output, x_axis):
+    """Plot the curves of one or more runs (from each RUN_DIR's metrics.jsonl): train and
+    validation loss, learning rate, gradient norm and tokens/s, a panel each, a colour per
+    run labelled with its folder's name.
 
     Needs matplotlib: pip install 'rnnkit[plot]'.
 
     \b
     rnnkit plot runs/char -o curves.png
+    rnnkit plot runs/lstm runs/gru runs/rnn --x time -o compare.svg
     """
-    from rnnkit.plot import PlotError, plot_run
+    from rnnkit.plot import plot_runs
 
-    try:
-        plot_run(run_dir, output)
-    except (PlotError, OSError) as err:
-        raise click.ClickException(str(err)) from None
+    notes = []
+    plot_runs(run_dirs, output, x_axis, notes)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {output}", err=True)

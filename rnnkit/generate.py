@@ -9,16 +9,16 @@
 The prime is run through the model in one batch; then each step feeds the last token (a forward
 with T = 1), turns the logits into probabilities (temperature, then top-k, then top-p:
 rnnkit/sampling.py) and draws the next token on the model's backend, with its RNG seeded from
-`seed`: the same seed gives the same text.
+`seed`: the same seed gives the same text. It stops after `length` tokens, or sooner: once
+the text produced after the prime contains one of the `stop` strings (the text ends with it),
+or, with `until_eos` at word level, after an <eos> (the text ends with the line).
 """
 import time
 
 import numpy as np
 
-from rnnkit.tokenize import EOS
 
-
-def check_options(temperature=1.0, top_k=0, top_p=1.0, length=1, num_samples=1):
+def check_options(temperature=1.0, top_k=0, top_p=1.0, length=1, num_samples=1, stop=()):
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0 (use greedy for argmax), got {temperature}")
     if top_k < 0:
@@ -27,6 +27,32 @@ def check_options(temperature=1.0, top_k=0, top_p=1.0, length=1, num_samples=1):
         raise ValueError(f"top-p must be in (0, 1] (1 is off), got {top_p}")
     if length < 0 or num_samples < 1:
         raise ValueError("length must be >= 0 and num-samples >= 1")
+    if any(not s for s in stop):
+        raise ValueError("a stop string must not be empty")
+
+
+def check_until_eos(codec, until_eos):
+    if until_eos and codec.vocabulary.eos_id is None:
+        raise ValueError(f"--until-eos needs a word-level model with <eos> (this one is "
+                         f"{codec.level} level); use --stop, e.g. --stop $'\\n'")
+
+
+class StopStrings:
+    """Cuts streamed text at the end of the first of `stops` to appear in it."""
+
+    def __init__(self, stops):
+        self.stops = list(stops)
+        self.keep = max(map(len, self.stops), default=1) - 1
+        self.tail = ""              # the last keep characters seen: a match may start there
+
+    def cut(self, piece):
+        """(the part of `piece` to emit, whether a stop string ended in it)."""
+        window = self.tail + piece
+        ends = [i + len(s) for s in self.stops for i in [window.find(s)] if i >= 0]
+        if ends:
+            return piece[:min(ends) - len(self.tail)], True
+        self.tail = window[len(window) - self.keep:] if self.keep else ""
+        return piece, False
 
 
 def start_tokens(codec, prime, unknown="error"):
@@ -37,28 +63,28 @@ def start_tokens(codec, prime, unknown="error"):
         ids = codec.encode(prime, unknown, where="the prime")
         if len(ids):
             return ids, True
-    index = codec.vocabulary.index
-    for symbol in (EOS, "\n"):
-        if symbol in index:
-            return np.array([index[symbol]], np.int64), False
-    return np.array([0], np.int64), False
+    return np.array([codec.start_id()], np.int64), False
 
 
 def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p=1.0,
-             greedy=False, seed=None, unknown="error"):
-    """Yield the text of one sample piece by piece: the prime first, then `length` tokens."""
-    check_options(temperature, top_k, top_p, length)
+             greedy=False, seed=None, unknown="error", stop=(), until_eos=False, echo=True):
+    """Yield the text of one sample piece by piece: the prime first (unless not `echo`), then
+    up to `length` tokens, fewer with `stop` or `until_eos` (module docstring)."""
+    check_options(temperature, top_k, top_p, length, stop=stop)
+    check_until_eos(codec, until_eos)
     b = model.backend
     rng = b.rng(seed)
-    ids, echo = start_tokens(codec, prime, unknown)
+    ids, given = start_tokens(codec, prime, unknown)
     decode = codec.decoder()
-    if echo:
-        yield "".join(decode(int(i)) for i in ids)
+    text = "".join(decode(int(i)) for i in ids)        # also sets where the decoder stands
+    if given and echo:
+        yield text
     state = model.init_state(1)
     if len(ids) > 1:                # all but the last prime token in one batch
         x = ids[None, :-1].astype(np.int32)
         _, _, state = model.evaluate(x, ids[None, 1:].astype(np.int32), state)
     token = int(ids[-1])
+    stops = StopStrings(stop) if stop else None
     b.begin()
     for _ in range(length):
         started = time.perf_counter()
@@ -66,8 +92,14 @@ def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p
         token = int(b.sample(logits, rng, temperature, top_k, top_p, greedy)[0])
         b.observe(1, time.perf_counter() - started)
         piece = decode(token)
+        done = until_eos and token == codec.vocabulary.eos_id
+        if stops is not None and piece:
+            piece, hit = stops.cut(piece)
+            done = done or hit
         if piece:
             yield piece
+        if done:
+            return
     tail = decode(None)
     if tail:
         yield tail

@@ -7,6 +7,7 @@ latest.h5 and metrics.jsonl. `verify` reads every dataset so that HDF5 checks ev
 """
 import importlib
 import os
+import shlex
 
 from rnnkit import h5
 from rnnkit.errors import RnnkitError
@@ -80,7 +81,8 @@ def checksums(path, verify):
 
 
 def describe_run(run_dir, verify=False):
-    """A run folder: where it stands (latest.h5), its best validation, and its time."""
+    """A run folder: its best validation, where it stands, its training time, its config as
+    the command that makes it, then its latest.h5."""
     latest = os.path.join(run_dir, "latest.h5")
     metrics = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(latest) and not os.path.exists(metrics):
@@ -90,22 +92,33 @@ def describe_run(run_dir, verify=False):
     records = read_records(metrics)
     vals = [r for r in records if "val_loss" in r]
     events = [r for r in records if "event" in r]
+    meta = _latest_meta(latest)
     if vals:
         best = min(vals, key=lambda r: r["val_loss"])
         lines.append(f"best validation: {best['val_loss']:.4f} nats/token at step {best['step']}"
                      f" (perplexity {_ppl(best['val_loss'])}); last: {vals[-1]['val_loss']:.4f} "
                      f"at step {vals[-1]['step']}")
+    else:
+        lines.append("best validation: none yet")
     trains = [r for r in records if "train_loss" in r]
+    elapsed = max([r.get("elapsed", 0.0) for r in records if "step" in r and "event" not in r]
+                  + [meta.get("elapsed", 0.0) if meta else 0.0])
     if trains:
         last = trains[-1]
         lines.append(f"training: step {last['step']:,}, epoch {last['epoch']:.2f}, "
-                     f"{last.get('elapsed', 0):.0f} s, last loss {last['train_loss']:.4f}, "
+                     f"last loss {last['train_loss']:.4f}, "
                      f"{last.get('tokens_per_s', 0):,.0f} tokens/s")
+    elif meta:
+        lines.append(f"training: step {meta['step']:,}")
+    sessions = sum(e["event"] in ("start", "resume") for e in events)
+    stop = [e for e in events if e["event"] == "stop"]
+    time_line = f"training time: {clock(elapsed)}"
     if events:
-        stop = [e for e in events if e["event"] == "stop"]
-        sessions = sum(e["event"] in ("start", "resume") for e in events)
-        lines.append(f"sessions: {sessions}" +
-                     (f"; last stop: {stop[-1].get('reason')}" if stop else "; running or killed"))
+        time_line += f" in {sessions} session{'s' if sessions != 1 else ''}" + (
+            f"; last stop: {stop[-1].get('reason')}" if stop else "; running or killed")
+    lines.append(time_line)
+    if meta:
+        lines.append(f"config: {config_line(meta['config'])}")
     if os.path.exists(latest):
         lines.append("")
         lines.append(describe(latest, verify))
@@ -113,6 +126,54 @@ def describe_run(run_dir, verify=False):
     if verify and os.path.exists(best_file):
         lines.append(f"{best_file}: " + checksums(best_file, True))
     return "\n".join(lines)
+
+
+def _latest_meta(path):
+    """The root attributes of the run's latest.h5 (None when it has none or is unreadable:
+    describing it below says why)."""
+    from rnnkit.checkpoint import read_meta
+
+    if not os.path.exists(path):
+        return None
+    try:
+        return read_meta(path)
+    except RnnkitError:
+        return None
+
+
+def config_line(config):
+    """A checkpoint's config as the command that trains it: CORPUS and the flags whose
+    values differ from the defaults."""
+    from rnnkit.config import ConfigError, TrainConfig, from_dict
+
+    try:
+        values = from_dict(config).to_dict()
+    except ConfigError as err:
+        return f"not usable ({err})"
+    defaults = TrainConfig().to_dict()
+    flags = []
+    for section, keys in values.items():
+        for key, value in keys.items():
+            if (section, key) == ("data", "corpus") or value is None or \
+                    value == defaults[section][key]:
+                continue
+            name = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                flags.append(name if value else f"--no-{name[2:]}")
+            else:
+                flags.append(f"{name} {shlex.quote(f'{value:g}' if isinstance(value, float) else str(value))}")
+    corpus = values["data"]["corpus"] or "CORPUS"
+    return " ".join(["rnnkit train", shlex.quote(corpus), *flags])
+
+
+def clock(seconds):
+    """Seconds as 45 s, 12 min 5 s, or 3 h 02 min."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
 
 
 def _ppl(loss):

@@ -250,6 +250,15 @@ class Model:
         targets = b.ids(y).reshape(-1)
         return b.softmax_xent(ws["logits"], targets), N * T, self._final_state(ws, N)
 
+    def evaluate_tokens(self, x, y, state):
+        """(each token's loss in nats, a host float64 (N, T) array; carried state): evaluate()
+        token by token, for rnnkit score."""
+        b = self.backend
+        N, T = x.shape
+        ws, _ = self._forward(x, state, None, train=False)
+        rows = b.softmax_xent_rows(ws["logits"], b.ids(y).reshape(-1))    # (T * N,), t-major
+        return rows.reshape(T, N).T, self._final_state(ws, N)
+
     def step(self, tokens, state):
         """Feed one token per stream (forward with T = 1); advances `state` in place; returns
         the (N, V) logits on the backend (a buffer that the next call overwrites)."""

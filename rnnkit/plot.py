@@ -1,11 +1,21 @@
-"""Training curves from a run's metrics.jsonl: train and validation loss against the step.
+"""Training curves of one or more runs, from their metrics.jsonl, in one image.
 
-matplotlib is an optional extra (`pip install 'rnnkit[plot]'`); reading the metrics is not.
+One panel per quantity a run logs (PANELS: train and validation loss, learning rate, gradient
+norm, tokens/s), one colour per run, labelled with its folder's name; the x axis is the step
+or the training time. matplotlib is an optional extra (`pip install 'rnnkit[plot]'`); reading
+the metrics is not. The image is written under a temporary name and renamed into place.
 """
 import os
 
+from rnnkit import files
 from rnnkit.errors import RnnkitError
 from rnnkit.train_log import read_records
+
+# metrics.jsonl key -> panel title
+PANELS = {"train_loss": "train loss (nats/token)", "val_loss": "validation loss (nats/token)",
+          "lr": "learning rate", "grad_norm": "gradient norm (before clipping)",
+          "tokens_per_s": "tokens/s"}
+X_AXES = ("step", "time")
 
 
 class PlotError(RnnkitError, ValueError):
@@ -13,24 +23,51 @@ class PlotError(RnnkitError, ValueError):
 
 
 def read_metrics(run_dir):
-    """{'train': [(step, loss)], 'val': [(step, loss)]} from RUN_DIR/metrics.jsonl. A step seen
-    twice (a run rolled back and redid it) keeps its last value."""
+    """{key of PANELS: [(step, elapsed seconds, value)]} from RUN_DIR/metrics.jsonl, by step.
+    A step seen twice (a run rolled back and redid it) keeps its last value; the learning
+    rate is read from the training lines (validation lines repeat it)."""
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.isfile(path):
         raise PlotError(f"{run_dir} has no metrics.jsonl (is it a run folder of rnnkit train?)")
-    curves = {"train": {}, "val": {}}
+    curves = {key: {} for key in PANELS}
     for record in read_records(path):
-        for name in curves:
-            if f"{name}_loss" in record:
-                curves[name][record["step"]] = record[f"{name}_loss"]
-    return {name: sorted(points.items()) for name, points in curves.items()}
+        if "step" not in record or "event" in record:
+            continue
+        for key in PANELS:
+            if key in record and (key != "lr" or "train_loss" in record):
+                curves[key][record["step"]] = (record.get("elapsed", 0.0), record[key])
+    return {key: [(step, t, v) for step, (t, v) in sorted(points.items())]
+            for key, points in curves.items()}
 
 
-def plot_run(run_dir, output):
-    """Draw the curves of `run_dir` into the image file `output` (PNG, SVG, PDF by suffix)."""
-    curves = read_metrics(run_dir)
-    if not curves["train"] and not curves["val"]:
-        raise PlotError(f"{run_dir}/metrics.jsonl has no losses yet")
+def labels(run_dirs):
+    """Each run's folder name, or its path where two share a name."""
+    names = [os.path.basename(os.path.abspath(d)) for d in run_dirs]
+    return [n if names.count(n) == 1 else os.path.normpath(d) for n, d in zip(names, run_dirs)]
+
+
+def _time_axis(seconds):
+    """(divisor, label) for the training time: seconds, minutes or hours."""
+    if seconds < 600:
+        return 1.0, "training time (s)"
+    if seconds < 3 * 3600:
+        return 60.0, "training time (min)"
+    return 3600.0, "training time (h)"
+
+
+def plot_runs(run_dirs, output, x="step", notes=None):
+    """Draw the curves of `run_dirs` into the image file `output` (PNG, SVG or PDF by its
+    suffix). `notes` (a list) gets a line for each run that has nothing to show yet."""
+    if x not in X_AXES:
+        raise PlotError(f"x must be one of {', '.join(X_AXES)}, not {x!r}")
+    runs = [read_metrics(d) for d in run_dirs]
+    notes = [] if notes is None else notes
+    for d, curves in zip(run_dirs, runs):
+        if not any(curves.values()):
+            notes.append(f"{d}/metrics.jsonl has no metrics yet")
+    shown = [key for key in PANELS if any(curves[key] for curves in runs)]
+    if not shown:
+        raise PlotError(f"{', '.join(map(str, run_dirs))}: no metrics to plot yet")
     try:
         import matplotlib
     except ImportError:
@@ -38,16 +75,40 @@ def plot_run(run_dir, output):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name, style in (("train", "-"), ("val", "o-")):
-        if curves[name]:
-            steps, losses = zip(*curves[name])
-            ax.plot(steps, losses, style, label=f"{name} loss", markersize=3)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.set_title(os.path.basename(os.path.abspath(run_dir)))
-    ax.grid(alpha=0.3)
-    ax.legend()
+    kind = os.path.splitext(str(output))[1][1:].lower()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if kind not in FigureCanvasBase.get_supported_filetypes():
+        raise PlotError(f"{output}: unknown image type {kind!r}; use .png, .svg or .pdf")
+    files.check_output(output, True, inputs=[os.path.join(d, "metrics.jsonl")
+                                             for d in run_dirs])
+    cols = 1 if len(shown) == 1 else 2
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.6 * rows), squeeze=False)
+    last = max((t for curves in runs for points in curves.values() for _, t, _ in points),
+               default=0.0)
+    scale, time_label = _time_axis(last)
+    for ax, key in zip(axes.flat, shown):
+        for i, (curves, name) in enumerate(zip(runs, labels(run_dirs))):
+            if curves[key]:
+                steps, times, values = zip(*curves[key])
+                xs = steps if x == "step" else [t / scale for t in times]
+                ax.plot(xs, values, "o-" if key == "val_loss" else "-", color=f"C{i % 10}",
+                        label=name, markersize=3, linewidth=1.2)
+        ax.set_title(PANELS[key], fontsize=10)
+        ax.set_xlabel("step" if x == "step" else time_label)
+        if x == "step":
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(output)
+    with files.atomic(output) as tmp:
+        fig.savefig(tmp, format=kind)
     plt.close(fig)
+
+
+def plot_run(run_dir, output):
+    """One run's curves (plot_runs of one folder)."""
+    plot_runs([run_dir], output)

@@ -17,6 +17,7 @@ from rnnkit.tokenize import EOS, code_points
 
 UNKNOWN = ("error", "skip", "replace")
 REPLACEMENTS = ("\ufffd", "?", " ", "_")    # tried in this order for --unknown replace
+NEWLINE = 10                                # "\n" as a code point and as a byte
 
 
 class UnknownSymbol(RnnkitError, ValueError):
@@ -43,15 +44,57 @@ class TextCodec:
         unknown words to <unk>. `where` names the text in messages."""
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
-        index = self.vocabulary.index
         if self.level == "word":
-            words = text.replace("\n", f" {EOS} ").split()
-            unk = self.vocabulary.unk_id
-            if unk is None and any(w not in index for w in words):
-                bad = next(w for w in words if w not in index)
-                raise UnknownSymbol(f"word {bad!r} in {where} is not in the vocabulary (which "
-                                    f"has no <unk>)")
-            return np.array([index.get(w, unk) for w in words], np.int64), 0, None
+            return self._word_ids(text.replace("\n", f" {EOS} ").split(), where), 0, None
+        units, ids = self._symbol_ids(text)
+        ids, _, dropped, symbol = self._resolve(units, ids, unknown, where)
+        return ids, dropped, symbol
+
+    def encode_lines(self, text, unknown="error", where="the text"):
+        """The ids of each line of `text`, as (ids, ends, dropped, symbol): the lines' ids one
+        after the other, line i being ids[ends[i - 1]:ends[i]]. A line ends after its newline
+        (char and byte level keep it; a last line without one counts too); at word level every
+        line ends with <eos>, the last one too, as preprocessing makes it. Unknown symbols: as
+        encode_text."""
+        if unknown not in UNKNOWN:
+            raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+        if self.level == "word":
+            lines = text.split("\n")
+            if lines[-1] == "":             # the text ends with a newline, or is empty
+                lines.pop()
+            words = [line.split() + [EOS] for line in lines]
+            ends = np.cumsum([len(w) for w in words], dtype=np.int64)
+            return self._word_ids([w for line in words for w in line], where), ends, 0, None
+        units, ids = self._symbol_ids(text)
+        newline = units == NEWLINE
+        line_of = np.cumsum(newline) - newline          # a newline belongs to the line it ends
+        lines = int(newline.sum()) + int(len(units) > 0 and not newline[-1])
+        ids, kept, dropped, symbol = self._resolve(units, ids, unknown, where)
+        if kept is not None:
+            line_of = line_of[kept]
+        ends = np.cumsum(np.bincount(line_of, minlength=lines)).astype(np.int64)
+        return ids, ends, dropped, symbol
+
+    def start_id(self):
+        """The id a text follows, as every line follows the one before in training: <eos> at
+        word level, a newline at char and byte level (0 when the vocabulary has neither)."""
+        index = self.vocabulary.index
+        for symbol in (EOS, "\n"):
+            if symbol in index:
+                return index[symbol]
+        return 0
+
+    def _word_ids(self, words, where):
+        index, unk = self.vocabulary.index, self.vocabulary.unk_id
+        if unk is None and any(w not in index for w in words):
+            bad = next(w for w in words if w not in index)
+            raise UnknownSymbol(f"word {bad!r} in {where} is not in the vocabulary (which "
+                                f"has no <unk>)")
+        return np.array([index.get(w, unk) for w in words], np.int64)
+
+    def _symbol_ids(self, text):
+        """(units, ids) of char or byte text: its code points (bytes) and their ids, -1 where
+        the vocabulary lacks the symbol."""
         if self.level == "byte":
             data = text if isinstance(text, bytes) else text.encode(self.encoding)
             units = np.frombuffer(data, np.uint8)
@@ -60,26 +103,31 @@ class TextCodec:
         table = np.full(max(int(units.max(initial=0)), max(map(ord, self.tokens), default=0))
                         + 1, -1, np.int64)
         table[[ord(t) for t in self.tokens]] = np.arange(len(self.tokens))
-        ids = table[units]
+        return units, table[units]
+
+    def _resolve(self, units, ids, unknown, where):
+        """(ids, the mask of units kept or None for all, symbols left out or replaced, the
+        replacement or None) after treating the unknown symbols (ids -1) by `unknown`."""
         bad = np.flatnonzero(ids < 0)
         if not len(bad):
-            return ids, 0, None
+            return ids, None, 0, None
         if unknown == "error":
             raise UnknownSymbol(self._unknown_message(units, bad, where))
         if unknown == "skip":
-            return ids[ids >= 0], len(bad), None
+            kept = ids >= 0
+            return ids[kept], kept, len(bad), None
+        index = self.vocabulary.index
         symbol = next((s for s in REPLACEMENTS if s in index), None)
         if symbol is None:
             raise UnknownSymbol(f"{self._unknown_message(units, bad, where)}; and it has none "
                                 f"of {' '.join(map(repr, REPLACEMENTS))} to replace them by: "
                                 f"use --unknown skip")
         ids[bad] = index[symbol]
-        return ids, len(bad), symbol
+        return ids, None, len(bad), symbol
 
     def _unknown_message(self, units, bad, where):
         first = int(bad[0])
-        newline = 10
-        line_starts = np.flatnonzero(units[:first] == newline)
+        line_starts = np.flatnonzero(units[:first] == NEWLINE)
         line = len(line_starts) + 1
         column = first - (int(line_starts[-1]) + 1 if len(line_starts) else 0) + 1
         value = int(units[first])
@@ -129,6 +177,13 @@ def read_text(path, level, encoding):
             data = f.read()
     except OSError as err:
         raise RnnkitError(f"cannot read {path}: {err.strerror}") from None
+    return decode_text(data, level, encoding, path)
+
+
+def decode_text(data, level, encoding, name):
+    """Bytes read from `name` (a file, standard input) as a model of `level` reads them:
+    unchanged at byte level, else decoded with `encoding` (one-line RnnkitError if they are
+    not valid in it)."""
     if level == "byte":
         return data
     try:
@@ -138,6 +193,6 @@ def read_text(path, level, encoding):
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
-        raise RnnkitError(f"{path} is not valid {encoding} at byte {err.start} "
+        raise RnnkitError(f"{name} is not valid {encoding} at byte {err.start} "
                           f"({err.object[err.start:err.start + 1].hex()}); give its encoding "
                           f"with --encoding (latin-1 reads any bytes)") from None

@@ -54,11 +54,16 @@ def gru_layer(x, w_x, w_h, b, b_hn, h0):
     return np.stack(hs), h
 
 
-def cross_entropy(logits, targets):
-    """Summed -log softmax(logits)[target] over rows, with the max subtracted."""
+def cross_entropy_rows(logits, targets):
+    """-log softmax(logits)[target] of each row, with the max subtracted."""
     z = logits - logits.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return -logp[np.arange(len(targets)), targets].sum()
+    return -logp[np.arange(len(targets)), targets]
+
+
+def cross_entropy(logits, targets):
+    """Summed -log softmax(logits)[target] over rows."""
+    return cross_entropy_rows(logits, targets).sum()
 
 
 def model_logits(cfg, p, x, h0, c0=None, emb=None):

@@ -379,6 +379,27 @@ def test_softmax_xent_matches_naive(backend):
     assert backend.softmax_xent(huge, backend.ids(np.array([[1]])).reshape(-1)) == 1e4
 
 
+def test_softmax_xent_rows_matches_naive(backend):
+    rng = np.random.default_rng(1)
+    M, V = 150, 37                  # rows enough for several blocks of the parallel driver
+    logits = rng.normal(scale=8.0, size=(M, V))
+    targets = rng.integers(0, V, M)
+    ref = naive.cross_entropy_rows(logits, targets)
+    t = backend.ids(targets[None, :]).reshape(-1)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        rows = backend.softmax_xent_rows(backend.from_host(logits.astype(dtype)), t)
+        assert isinstance(rows, np.ndarray) and rows.shape == (M,) and rows.dtype == np.float64
+        # float32: an absolute error of a few ulps of the logits (~20) where a loss is ~0
+        np.testing.assert_allclose(rows, ref, rtol=tol, atol=tol)
+        total = backend.softmax_xent(backend.from_host(logits.astype(dtype)), t)
+        assert abs(rows.sum() - total) <= 1e-12 * abs(total)     # the same numbers, summed
+    huge = backend.from_host(np.array([[1e4, 0.0, -1e4], [0.0, 0.0, 0.0]], np.float32))
+    rows = backend.softmax_xent_rows(huge, backend.ids(np.array([[1, 2]])).reshape(-1))
+    np.testing.assert_allclose(rows, [1e4, math.log(3)], rtol=1e-6)
+    with pytest.raises(ValueError):
+        backend.softmax_xent_rows(backend.from_host(logits), backend.ids(np.full((1, M), V)).reshape(-1))
+
+
 def test_embedding_scatter_accumulates_repeats(backend):
     table = backend.from_host(np.arange(12.0).reshape(4, 3))
     x = np.array([[1, 3], [1, 1]])            # (N, T): ids (T, N) = [[1, 1], [3, 1]]

@@ -142,8 +142,9 @@ def test_plot(run, tmp_path, monkeypatch):
     from rnnkit.plot import read_metrics
 
     curves = read_metrics(run)
-    assert [s for s, _ in curves["train"]] == list(range(1, 21))
-    assert [s for s, _ in curves["val"]] == [10, 20]
+    assert [s for s, _, _ in curves["train_loss"]] == list(range(1, 21))
+    assert [s for s, _, _ in curves["val_loss"]] == [10, 20]
+    assert [s for s, _, _ in curves["lr"]] == list(range(1, 21))
     monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if not installed
     result = invoke("plot", run, "-o", tmp_path / "c.png")
     assert result.exit_code == 1 and "pip install 'rnnkit[plot]'" in result.output
@@ -152,7 +153,7 @@ def test_plot(run, tmp_path, monkeypatch):
 
 
 def test_help_has_examples():
-    for name in ("train", "generate", "eval", "plot"):
+    for name in ("train", "generate", "eval", "plot", "score", "export", "import"):
         result = invoke(name, "-h")
         assert result.exit_code == 0 and f"rnnkit {name} " in result.output
 

@@ -81,3 +81,134 @@ def test_word_model_maps_unknown_words_to_unk(word_run):
                                        "the zebra", "--length", "5", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("the <unk>")
+
+
+def gen(*args, input=None):
+    return CliRunner().invoke(main, ["generate", *[str(a) for a in args]], input=input)
+
+
+def test_stop_strings_cut_across_pieces():
+    from rnnkit.generate import StopStrings
+
+    stops = StopStrings(["bc", "xyz"])
+    assert stops.cut("ab") == ("ab", False)
+    assert stops.cut("cd") == ("c", True)              # "bc" spans the two pieces
+    assert StopStrings(["xyz", "b"]).cut("abxyz") == ("ab", True)    # the first to end
+    assert StopStrings(["b"]).cut("aaa") == ("aaa", False)
+
+
+def test_stop_ends_the_text_at_the_first_match(run):
+    args = [run / "latest.h5", "--greedy", "--prime", "the", "--length", "60"]
+    full = gen(*args).stdout[len("the"):-1]
+    stop = full[12:14]                          # a string the greedy text reaches
+    end = full.index(stop) + len(stop)
+    result = gen(*args, "--stop", stop, "--stop", "not in it")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "the" + full[:end] + ("" if full[end - 1] == "\n" else "\n")
+    empty = gen(*args, "--stop", "")
+    assert empty.exit_code == 2 and "stop string must not be empty" in empty.output
+
+
+def test_until_eos_at_word_level(word_run, run):
+    args = [word_run / "latest.h5", "--seed", "4", "--prime", "the", "--length", "200"]
+    full = gen(*args).stdout
+    assert full.count("\n") > 1
+    line = gen(*args, "--until-eos")
+    assert line.exit_code == 0 and line.stdout == full[:full.index("\n") + 1]
+    char = gen(run / "latest.h5", "--until-eos")
+    assert char.exit_code == 1 and "--until-eos needs a word-level model" in char.output
+    assert "Traceback" not in char.output and char.stdout == ""
+
+
+def test_output_file_and_prime_file(run, tmp_path, monkeypatch):
+    (tmp_path / "p.txt").write_text("line 1: the")
+    args = [run / "latest.h5", "--length", "30", "--seed", "3"]
+    shown = gen(*args, "--prime", "line 1: the").stdout
+    result = gen(*args, "--prime-file", tmp_path / "p.txt", "-o", tmp_path / "out.txt")
+    assert result.exit_code == 0 and result.stdout == "" and "wrote" in result.stderr
+    assert (tmp_path / "out.txt").read_text() == shown
+    again = gen(*args, "-o", tmp_path / "out.txt")
+    assert again.exit_code == 1 and "exists; use --force" in again.output
+    assert (tmp_path / "out.txt").read_text() == shown
+    both = gen(*args, "--prime", "x", "--prime-file", tmp_path / "p.txt")
+    assert both.exit_code == 2 and "not both" in both.output
+
+    import rnnkit.generate
+
+    def broken(*a, **k):                        # fails half-way through the text
+        yield "some text"
+        raise ValueError("the model broke")
+
+    monkeypatch.setattr(rnnkit.generate, "generate", broken)
+    failed = gen(*args, "-o", tmp_path / "new.txt")
+    assert failed.exit_code == 1 and "the model broke" in failed.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "p.txt"]  # no part
+
+
+def test_interactive_reads_a_prime_per_line(run):
+    args = [run / "latest.h5", "--length", "12", "--seed", "7", "--interactive"]
+    result = gen(*args, input="the \nZebra\nline 2")
+    assert result.exit_code == 1 and "1 prime(s) could not be used" in result.output
+    assert "character 'Z'" in result.stderr and "Traceback" not in result.output
+    model, codec, _ = load_model(run / "latest.h5")
+    want = ""
+    for i, prime in ((0, "the "), (2, "line 2")):        # line 1 failed; the seeds go on
+        alone = "".join(generate(model, codec, 12, prime, seed=[7, i, 0], echo=False))
+        want += alone + ("" if alone.endswith("\n") else "\n")
+    assert result.stdout == want
+    mixed = gen(*args, "--prime", "x")
+    assert mixed.exit_code == 2 and "--interactive reads its primes" in mixed.output
+
+
+def test_interactive_on_a_terminal(run):
+    """Through a pseudo-terminal: a prompt, a continuation per line, Ctrl-D ends it."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "generate", str(run / "latest.h5"),
+                             "-i", "--length", "8", "--seed", "5", "--greedy"],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(prompts, timeout=120):
+        """Read until `prompts` prompts were shown, or the child ended; True in the first case."""
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while seen.count(b"> ") < prompts and time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:                 # the child closed the terminal
+                    break
+        return seen.count(b"> ") >= prompts
+
+    try:
+        assert read_until(1), seen
+        os.write(master, b"the \n")
+        assert read_until(2, 60), seen
+        os.write(master, b"\x04")               # Ctrl-D: end of input
+        assert proc.wait(timeout=60) == 0
+        read_until(3, 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    model, codec, _ = load_model(run / "latest.h5")
+    text = "".join(generate(model, codec, 8, "the ", greedy=True, echo=False))
+    out = seen.decode().replace("\r\n", "\n")
+    assert f"the \n{text}\n> " in out           # the typed line (echoed), its continuation
+
+
+def test_device_and_threads(run):
+    result = gen(run / "latest.h5", "--length", "5", "--seed", "1", "--threads", "1")
+    assert result.exit_code == 0 and len(result.stdout) == 6
+    for command in (["generate"], ["eval", "--text", run / "metrics.jsonl"]):
+        bad = CliRunner().invoke(main, [*command[:1], str(run / "latest.h5"),
+                                        *map(str, command[1:]), "--device", "cuda"])
+        assert bad.exit_code == 1 and "cuda" in bad.output and "Traceback" not in bad.output

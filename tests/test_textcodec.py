@@ -44,3 +44,21 @@ def test_unknown_symbols(tmp_path):
     with Corpus(make_corpus(tmp_path, "word", TEXT)) as corpus:
         codec = TextCodec(corpus.vocabulary)
         assert codec.decode(codec.encode("café zebra")) == "café <unk>"
+
+
+def test_encode_lines(tmp_path):
+    with Corpus(make_corpus(tmp_path, "char", TEXT)) as corpus:
+        codec = TextCodec(corpus.vocabulary)
+        ids, ends, dropped, _ = codec.encode_lines("na\n\nZnaZ\nna", "skip")
+        assert codec.decode(ids) == "na\n\nna\nna" and dropped == 2
+        np.testing.assert_array_equal(ends, [3, 4, 7, 9])
+        assert codec.encode_lines("na\n")[1].tolist() == [3]
+        assert len(codec.encode_lines("")[1]) == 0
+        with pytest.raises(UnknownSymbol, match="line 3, column 1 of x"):
+            codec.encode_lines("na\n\nZ", where="x")
+        assert codec.tokens[codec.start_id()] == "\n"
+    with Corpus(make_corpus(tmp_path, "word", TEXT)) as corpus:
+        codec = TextCodec(corpus.vocabulary)
+        ids, ends, _, _ = codec.encode_lines("café text\n\nsecond zebra")
+        assert codec.decode(ids) == "café text\n\nsecond <unk>\n" and ends.tolist() == [3, 4, 7]
+        assert codec.tokens[codec.start_id()] == "<eos>"

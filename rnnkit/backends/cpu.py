@@ -217,6 +217,10 @@ class CPUBackend:
         scale * dloss/dlogits)."""
         return float(loss.softmax_xent(logits, targets, scale, grad))
 
+    def softmax_xent_rows(self, logits, targets):
+        """Each row's cross-entropy in nats, a host float64 array (M,); overwrites logits."""
+        return loss.softmax_xent_rows(logits, targets)
+
     # -- randomness --------------------------------------------------------------------------
     def rng(self, seed):
         return np.random.default_rng(seed)

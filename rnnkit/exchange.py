@@ -1,0 +1,290 @@
+"""Weights to and from PyTorch: safetensors files with word_language_model's names.
+
+    from rnnkit.exchange import export_checkpoint, import_safetensors
+    export_checkpoint("runs/x/best.h5", "model.safetensors")    # and model.json beside it
+    import_safetensors("model.safetensors", "model.h5")         # reads model.json too
+
+PyTorch's examples/word_language_model (`RNNModel`: encoder, rnn, decoder) names and lays out
+the parameters as below; the gate order is the same (docs/cells.md), so each maps by a
+transpose. k is the layer, G the gate blocks (LSTM 4, GRU 3, RNN 1).
+
+    rnnkit                  PyTorch
+    embed (V, E)            encoder.weight (V, E)
+    lk.w_x (D, G*H)         rnn.weight_ih_lk (G*H, D), the transpose
+    lk.w_h (H, G*H)         rnn.weight_hh_lk (G*H, H), the transpose
+    lk.b (G*H)              rnn.bias_ih_lk = b; rnn.bias_hh_lk = 0 (GRU: [0, 0, b_hn])
+    lk.b_hn (H), GRU        (the last block of rnn.bias_hh_lk)
+    out.w (V, H)            decoder.weight (tied: a copy of encoder.weight)
+    out.b (V)               decoder.bias
+
+Import adds bias_ih and bias_hh (the GRU's n blocks stay apart: b_n and b_hn); a missing bias
+(bias=False) is zero. Exported and imported again, every weight comes back bit for bit.
+
+What the weights do not say goes in a JSON file beside them (NAME.json for NAME.safetensors):
+{"format": "rnnkit-export", "format_version": 1, "cell", "rnn_type" (word_language_model's
+--model), "level", "encoding", "tie_weights", "dtype", "tokens" (the vocabulary in id order;
+a byte token is its latin-1 character), "config" (rnnkit's training config)}. A file made in
+PyTorch imports with such a JSON holding at least "level" and "tokens" (and "cell" for an
+Elman RNN, whose weights do not tell tanh from relu). safetensors is the optional extra
+`rnnkit[safetensors]`.
+"""
+import codecs
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from rnnkit import __version__, files
+from rnnkit.checkpoint import Checkpoint, load, save
+from rnnkit.config import ConfigError, ModelConfig, TrainConfig, from_dict
+from rnnkit.errors import RnnkitError
+from rnnkit.tokenize import LEVELS, Vocabulary
+
+FORMAT, FORMAT_VERSION = "rnnkit-export", 1
+RNN_TYPES = {"lstm": "LSTM", "gru": "GRU", "rnn-tanh": "RNN_TANH", "rnn-relu": "RNN_RELU"}
+GATES = {4: "lstm", 3: "gru"}
+
+
+class ExchangeError(RnnkitError, ValueError):
+    """A file that cannot be exported or imported (one line)."""
+
+
+def _safetensors():
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise ExchangeError("safetensors files need the safetensors package: pip install "
+                            "'rnnkit[safetensors]'") from None
+    return safetensors.numpy
+
+
+def sidecar(path):
+    """The JSON file that goes with a weights file: NAME.json for NAME.safetensors."""
+    return Path(path).with_suffix(".json")
+
+
+def model_config(ck, path):
+    """The TrainConfig of a loaded checkpoint, its vocabulary size set."""
+    try:
+        cfg = from_dict(ck.config, TrainConfig())
+        cfg.model.vocab_size = len(ck.vocab)
+        cfg.model.check()
+    except ConfigError as err:
+        raise ExchangeError(f"{path}: the stored config is not usable: {err}") from None
+    return cfg
+
+
+# -------------------------------------------------------------------------------- export
+
+def to_pytorch(weights, cfg):
+    """rnnkit's named weights -> word_language_model's state dict (contiguous arrays)."""
+    H = cfg.hidden
+    out = {"encoder.weight": weights["embed"]}
+    for k in range(cfg.layers):
+        b = weights[f"l{k}.b"]
+        bias_hh = np.zeros_like(b)
+        if cfg.cell == "gru":
+            bias_hh[2 * H:] = weights[f"l{k}.b_hn"]
+        out[f"rnn.weight_ih_l{k}"] = weights[f"l{k}.w_x"].T
+        out[f"rnn.weight_hh_l{k}"] = weights[f"l{k}.w_h"].T
+        out[f"rnn.bias_ih_l{k}"] = b
+        out[f"rnn.bias_hh_l{k}"] = bias_hh
+    out["decoder.weight"] = weights["embed" if cfg.tie_weights else "out.w"]
+    out["decoder.bias"] = weights["out.b"]
+    return {name: np.ascontiguousarray(a) for name, a in out.items()}
+
+
+def export_checkpoint(path, output, force=False):
+    """Write the weights of checkpoint `path` to `output` (safetensors, PyTorch's names) and
+    the vocabulary and settings to sidecar(output); returns the two paths written."""
+    st = _safetensors()
+    meta_path = sidecar(output)
+    if os.path.abspath(meta_path) == os.path.abspath(output):
+        raise ExchangeError(f"output {output} ends in .json, the name of the file that goes "
+                            f"with it; name it NAME.safetensors")
+    for out in (output, meta_path):
+        files.check_output(out, force, inputs=[path])
+    ck = load(path, weights_only=True)
+    if ck.vocab is None:
+        raise ExchangeError(f"{path}: the checkpoint has no vocabulary")
+    cfg = model_config(ck, path).model
+    tensors = to_pytorch({k: np.asarray(v) for k, v in ck.weights.items()}, cfg)
+    info = {"format": FORMAT, "format_version": FORMAT_VERSION, "cell": cfg.cell,
+            "rnn_type": RNN_TYPES[cfg.cell], "level": ck.vocab.level, "encoding": ck.encoding,
+            "tie_weights": bool(cfg.tie_weights), "dtype": cfg.dtype}
+    weights = st.save(tensors, metadata={**{k: str(v) for k, v in info.items()},
+                                         "producer": f"rnnkit {__version__}"})
+    sidecar_text = json.dumps({**info, "tokens": ck.vocab.tokens, "config": ck.config},
+                              indent=1) + "\n"
+    _write_both(output, weights, meta_path, sidecar_text.encode("utf-8"))
+    return Path(output), meta_path
+
+
+def _write_both(path, data, meta_path, meta):
+    """Both files or neither: each to a temporary name; the JSON renamed into place first,
+    the weights last (a failure before then removes both temporaries)."""
+    files.check_space(path, len(data) + len(meta))
+    with files.atomic(path, needed=len(data)) as tmp:
+        Path(tmp).write_bytes(data)
+        with files.atomic(meta_path, needed=len(meta)) as tmp_meta:
+            Path(tmp_meta).write_bytes(meta)
+
+
+# -------------------------------------------------------------------------------- import
+
+def read_safetensors(path):
+    """(tensors, the header's metadata) of a safetensors file."""
+    st = _safetensors()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ExchangeError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        tensors = st.load(data)
+        size = struct.unpack("<Q", data[:8])[0]
+        meta = json.loads(data[8:8 + size]).get("__metadata__") or {}
+    except Exception as err:            # safetensors raises its own errors, or numpy's
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ExchangeError(f"{path} is not a safetensors file rnnkit can read ({first})") \
+            from None
+    return tensors, meta
+
+
+def read_sidecar(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        raise ExchangeError(f"{path} not found: the vocabulary that goes with the weights "
+                            f"(rnnkit export writes it; give another with --vocab)") from None
+    except (OSError, ValueError) as err:
+        raise ExchangeError(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("tokens"), list):
+        raise ExchangeError(f"{path}: expected a JSON object with \"tokens\", the vocabulary "
+                            f"in id order")
+    return info
+
+
+def _cell(info, meta, gates, path):
+    cell = info.get("cell") or meta.get("cell")
+    if cell is None and info.get("rnn_type"):
+        cell = {v: k for k, v in RNN_TYPES.items()}.get(info["rnn_type"])
+    cell = cell or GATES.get(gates)
+    if cell is None:
+        raise ExchangeError(f"{path}: an Elman RNN's weights do not say tanh or relu; put "
+                            f"\"cell\": \"rnn-tanh\" or \"rnn-relu\" in its JSON file")
+    if cell not in RNN_TYPES or {"lstm": 4, "gru": 3}.get(cell, 1) != gates:
+        raise ExchangeError(f"{path}: cell {cell!r} does not fit weights of {gates} gate "
+                            f"blocks")
+    return cell
+
+
+def _tensor(tensors, name, shape, path, dtype):
+    if name not in tensors:
+        raise ExchangeError(f"{path}: tensor {name} is missing")
+    a = tensors[name]
+    if tuple(a.shape) != tuple(shape):
+        raise ExchangeError(f"{path}: tensor {name} has shape {tuple(a.shape)}, expected "
+                            f"{tuple(shape)}")
+    return np.asarray(a, dtype)
+
+
+def from_pytorch(tensors, info, meta, path):
+    """(ModelConfig, rnnkit's named weights) from word_language_model's state dict."""
+    for name in ("encoder.weight", "rnn.weight_hh_l0", "decoder.bias"):
+        if name not in tensors:
+            raise ExchangeError(f"{path}: tensor {name} is missing (expected PyTorch "
+                                f"word_language_model's names: encoder., rnn., decoder.)")
+    kinds = {np.dtype(a.dtype) for a in tensors.values()}
+    if not kinds <= {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}:
+        raise ExchangeError(f"{path}: tensors of type {', '.join(map(str, kinds))}; rnnkit "
+                            f"reads float16, float32 and float64")
+    dtype = np.float64 if kinds == {np.dtype(np.float64)} else np.float32
+    V, E = tensors["encoder.weight"].shape
+    GH, H = tensors["rnn.weight_hh_l0"].shape
+    layers = 0
+    while f"rnn.weight_ih_l{layers}" in tensors:
+        layers += 1
+    cell = _cell(info, meta, GH // H if GH % H == 0 else 0, path)
+    tied = info.get("tie_weights")
+    if tied is None:      # a PyTorch file: tied when the decoder is the encoder
+        dec = tensors.get("decoder.weight")
+        tied = dec is None or (dec.shape == (V, E) and np.array_equal(dec, tensors[
+            "encoder.weight"]))
+    try:
+        cfg = ModelConfig(cell=cell, vocab_size=V, embed=E, hidden=H, layers=max(layers, 1),
+                          tie_weights=bool(tied), dtype=np.dtype(dtype).name)
+    except ConfigError as err:
+        raise ExchangeError(f"{path}: {err}") from None
+    used = {"encoder.weight", "decoder.bias"} | ({"decoder.weight"} if "decoder.weight" in
+                                                 tensors else set())
+    weights = {"embed": _tensor(tensors, "encoder.weight", (V, E), path, dtype)}
+    for k in range(cfg.layers):
+        D = E if k == 0 else H
+        names = [f"rnn.{w}_l{k}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        used.update(names)
+        w_ih = _tensor(tensors, names[0], (GH, D), path, dtype)
+        w_hh = _tensor(tensors, names[1], (GH, H), path, dtype)
+        b_ih, b_hh = (_tensor(tensors, n, (GH,), path, dtype) if n in tensors else
+                      np.zeros(GH, dtype) for n in names[2:])
+        weights[f"l{k}.w_x"] = np.ascontiguousarray(w_ih.T)
+        weights[f"l{k}.w_h"] = np.ascontiguousarray(w_hh.T)
+        if cell == "gru":
+            weights[f"l{k}.b"] = np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:]])
+            weights[f"l{k}.b_hn"] = b_hh[2 * H:].copy()
+        else:
+            weights[f"l{k}.b"] = b_ih + b_hh
+    if not cfg.tie_weights:
+        weights["out.w"] = _tensor(tensors, "decoder.weight", (V, H), path, dtype)
+    weights["out.b"] = _tensor(tensors, "decoder.bias", (V,), path, dtype)
+    extra = sorted(set(tensors) - used)
+    if extra:
+        raise ExchangeError(f"{path}: tensor {extra[0]} has no place in an rnnkit model "
+                            f"(bidirectional and projected RNNs are not supported)")
+    return cfg, weights
+
+
+def _vocabulary(info, meta, V, path):
+    level = info.get("level") or meta.get("level")
+    if level not in LEVELS:
+        raise ExchangeError(f"{path}: \"level\" must be one of {', '.join(LEVELS)}, not "
+                            f"{level!r}")
+    tokens = info["tokens"]
+    if len(tokens) != V or len(set(tokens)) != len(tokens):
+        raise ExchangeError(f"{path}: {len(tokens)} tokens ({len(set(tokens))} distinct) for "
+                            f"an embedding of {V} rows")
+    if level != "word" and not all(isinstance(t, str) and len(t) == 1 and
+                                   (level == "char" or ord(t) < 256) for t in tokens):
+        raise ExchangeError(f"{path}: a {level}-level vocabulary holds single characters"
+                            f"{' below U+0100' if level == 'byte' else ''}")
+    if level == "word" and not all(isinstance(t, str) and t for t in tokens):
+        raise ExchangeError(f"{path}: a word-level vocabulary holds non-empty strings")
+    return Vocabulary(level, tokens)
+
+
+def import_safetensors(path, output, vocab=None, force=False):
+    """Write an rnnkit checkpoint to `output` from the safetensors file `path` and its JSON
+    (vocab, by default sidecar(path)); returns the ModelConfig."""
+    vocab = vocab or sidecar(path)
+    files.check_output(output, force, inputs=[path, vocab])
+    tensors, meta = read_safetensors(path)
+    info = read_sidecar(vocab)
+    cfg, weights = from_pytorch(tensors, info, meta, path)
+    vocabulary = _vocabulary(info, meta, cfg.vocab_size, vocab)
+    try:
+        train = from_dict(info.get("config") or {}, TrainConfig())
+    except ConfigError as err:
+        raise ExchangeError(f"{vocab}: its \"config\" is not usable: {err}") from None
+    train.model = ModelConfig(**{**{f: getattr(cfg, f) for f in (
+        "cell", "embed", "hidden", "layers", "tie_weights", "dtype")},
+        "dropout": train.model.dropout})
+    encoding = info.get("encoding") or meta.get("encoding") or "utf-8"
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ExchangeError(f"{vocab}: unknown encoding {encoding!r}") from None
+    save(output, Checkpoint(config=train.to_dict(), weights=weights, vocab=vocabulary,
+                            encoding=encoding))
+    return cfg

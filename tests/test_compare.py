@@ -1,0 +1,95 @@
+"""Runs side by side: `rnnkit plot RUN_A RUN_B ...` and `rnnkit info RUN_DIR`."""
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from rnnkit.cli.main import main
+from rnnkit.plot import labels, read_metrics
+from tests.tiny_run import make_corpus, make_run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("compare")
+    corpus = make_corpus(folder)
+    (folder / "b").mkdir()
+    return make_run(folder, corpus, steps=12), make_run(folder / "b", corpus, steps=6)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_reads_every_panel_and_names_the_runs(runs, tmp_path):
+    curves = read_metrics(runs[0])
+    assert set(curves) == {"train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s"}
+    assert [s for s, _, _ in curves["grad_norm"]] == list(range(1, 13))
+    assert [s for s, _, _ in curves["val_loss"]] == [10, 12]
+    assert all(t > 0 for _, t, _ in curves["train_loss"])
+    assert labels([runs[0], tmp_path / "other"]) == ["run", "other"]
+    assert labels(list(runs)) == [str(runs[0]), str(runs[1])]      # same name: the paths
+
+
+def test_plot_overlays_runs(runs, tmp_path):
+    pytest.importorskip("matplotlib")
+    for x, name in (("step", "c.png"), ("time", "c.svg")):
+        result = invoke("plot", *runs, "--x", x, "-o", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    svg = (tmp_path / "c.svg").read_text()
+    assert "training time (s)" in svg and "gradient norm" in svg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "c.svg"]
+
+
+def test_plot_errors_are_one_line(runs, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "started").mkdir()
+    (tmp_path / "started" / "metrics.jsonl").write_text(json.dumps({"event": "start",
+                                                                    "step": 0}) + "\n")
+    result = invoke("plot", runs[0], tmp_path / "started", "-o", tmp_path / "c.png")
+    assert result.exit_code == 0 and "started/metrics.jsonl has no metrics yet" in \
+        result.stderr
+    alone = invoke("plot", tmp_path / "started", "-o", tmp_path / "d.png")
+    assert alone.exit_code == 1 and "no metrics to plot yet" in alone.output
+    bad = invoke("plot", runs[0], "-o", tmp_path / "c.xyz")
+    assert bad.exit_code == 1 and "unknown image type 'xyz'" in bad.output
+    (tmp_path / "folder.png").mkdir()
+    folder = invoke("plot", runs[0], "-o", tmp_path / "folder.png")
+    assert folder.exit_code in (1, 2) and "Traceback" not in folder.output
+    assert invoke("plot", "-o", tmp_path / "e.png").exit_code == 2      # no run given
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    missing = invoke("plot", *runs, "-o", tmp_path / "f.png")
+    assert missing.exit_code == 1 and "pip install 'rnnkit[plot]'" in missing.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "folder.png", "started"]
+
+
+def test_info_summarises_a_run(runs):
+    result = invoke("info", runs[0])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    vals = [r for r in map(json.loads, open(runs[0] / "metrics.jsonl")) if "val_loss" in r]
+    best = min(vals, key=lambda r: r["val_loss"])
+    assert lines[1].startswith(f"best validation: {best['val_loss']:.4f} nats/token at step "
+                               f"{best['step']}")
+    assert lines[2].startswith("training: step 12, epoch")
+    assert lines[3].startswith("training time: ") and "in 1 session; last stop: 12 steps " \
+        "done" in lines[3]
+    config = lines[4]
+    assert config.startswith("config: rnnkit train ") and "char.h5 --embed 8 --hidden 16 " \
+        "--layers 1 --batch-size 4 --seq-len 8 --lr 0.02 --max-steps 12" in config
+    assert "--cell" not in config and "--no-progress" in config     # defaults left out
+
+
+def test_the_config_line_trains_the_same_config(runs, tmp_path):
+    import shlex
+
+    from rnnkit import checkpoint
+
+    line = invoke("info", runs[1]).stdout.splitlines()[4]
+    args = shlex.split(line[len("config: rnnkit "):])
+    result = invoke(*args, "-o", tmp_path / "again")
+    assert result.exit_code == 0, result.output
+    assert checkpoint.load(tmp_path / "again" / "latest.h5").config == \
+        checkpoint.load(runs[1] / "latest.h5").config

@@ -1,0 +1,205 @@
+"""`rnnkit export` / `rnnkit import`: safetensors with word_language_model's names, checked
+against torch.nn modules, and a round trip that keeps every bit."""
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rnnkit import checkpoint
+from rnnkit.checkpoint import Checkpoint
+from rnnkit.cli.main import main
+from rnnkit.config import TrainConfig
+from rnnkit.load import load_model
+from rnnkit.model import Model
+from rnnkit.tokenize import Vocabulary
+
+needs_safetensors = pytest.mark.skipif(importlib.util.find_spec("safetensors") is None,
+                                       reason="needs the safetensors extra")
+V, E, H, L = 11, 6, 8, 2
+TOKENS = list("\n abcdefghi")
+CASES = [("lstm", False), ("gru", False), ("rnn-tanh", False), ("rnn-relu", False),
+         ("lstm", True), ("gru", True)]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def make_checkpoint(path, cell, tied=False, dtype="float32", seed=0):
+    """A checkpoint of a model with every weight drawn at random (biases too)."""
+    cfg = TrainConfig()
+    cfg.model.cell, cfg.model.embed, cfg.model.hidden, cfg.model.layers = cell, \
+        H if tied else E, H, L
+    cfg.model.tie_weights, cfg.model.dtype = tied, dtype
+    cfg.model.vocab_size = V
+    model = Model(cfg.model, seed=seed)
+    rng = np.random.default_rng(seed)
+    model.params[...] = rng.uniform(-0.4, 0.4, model.params.shape)
+    weights = {k: np.array(v) for k, v in model.p.items()}
+    checkpoint.save(path, Checkpoint(config=cfg.to_dict(), weights=weights,
+                                     vocab=Vocabulary("char", TOKENS)))
+    return weights
+
+
+def torch_model(cell, tied):
+    import torch
+
+    class RNNModel(torch.nn.Module):        # word_language_model's names
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Embedding(V, H if tied else E)
+            D = H if tied else E
+            if cell == "lstm":
+                self.rnn = torch.nn.LSTM(D, H, L)
+            elif cell == "gru":
+                self.rnn = torch.nn.GRU(D, H, L)
+            else:
+                self.rnn = torch.nn.RNN(D, H, L, nonlinearity=cell[4:])
+            self.decoder = torch.nn.Linear(H, V)
+            if tied:
+                self.decoder.weight = self.encoder.weight
+
+        def forward(self, x):                   # x (T, N) -> logits (T, N, V)
+            out, _ = self.rnn(self.encoder(x))
+            return self.decoder(out)
+
+    return RNNModel()
+
+
+@needs_safetensors
+@pytest.mark.parametrize("cell,tied", CASES)
+def test_pytorch_gets_the_same_logits(tmp_path, cell, tied):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(1)
+    make_checkpoint(tmp_path / "m.h5", cell, tied)
+    result = invoke("export", tmp_path / "m.h5", "-o", tmp_path / "m.safetensors")
+    assert result.exit_code == 0, result.output
+    net = torch_model(cell, tied)
+    net.load_state_dict(load_file(tmp_path / "m.safetensors"), strict=True)
+    if tied:
+        assert torch.equal(net.decoder.weight, net.encoder.weight)
+    x = np.random.default_rng(1).integers(0, V, (2, 150))           # (N, T): 300 tokens
+    with torch.no_grad():
+        want = net(torch.from_numpy(x.T.copy())).numpy()             # (T, N, V)
+    model, _, _ = load_model(tmp_path / "m.h5")
+    state = model.init_state(2)
+    got = np.stack([np.array(model.step(x[:, t], state)) for t in range(x.shape[1])])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    # the batched kernels too: each token's loss against torch's log-softmax
+    losses, _ = model.evaluate_tokens(x[:, :-1], x[:, 1:], model.init_state(2))
+    logp = torch.log_softmax(torch.from_numpy(want[:-1]), -1).numpy()
+    ref = -np.take_along_axis(logp, x.T[1:, :, None], axis=2)[..., 0].T
+    np.testing.assert_allclose(losses, ref, rtol=0, atol=1e-5)
+    info = json.loads((tmp_path / "m.json").read_text())
+    assert info["cell"] == cell and info["level"] == "char" and info["tokens"] == TOKENS
+    assert info["tie_weights"] == tied and info["rnn_type"] == {
+        "lstm": "LSTM", "gru": "GRU", "rnn-tanh": "RNN_TANH", "rnn-relu": "RNN_RELU"}[cell]
+
+
+@needs_safetensors
+@pytest.mark.parametrize("cell,tied,dtype", [(c, t, "float32") for c, t in CASES] +
+                         [("gru", False, "float64")])
+def test_round_trip_keeps_every_bit(tmp_path, cell, tied, dtype):
+    weights = make_checkpoint(tmp_path / "m.h5", cell, tied, dtype)
+    assert invoke("export", tmp_path / "m.h5", "-o", tmp_path / "m.safetensors").exit_code == 0
+    result = invoke("import", tmp_path / "m.safetensors", "-o", tmp_path / "back.h5")
+    assert result.exit_code == 0, result.output
+    back = checkpoint.load(tmp_path / "back.h5")
+    assert set(back.weights) == set(weights)
+    for name, w in weights.items():
+        assert back.weights[name].dtype == w.dtype
+        np.testing.assert_array_equal(back.weights[name], w)
+    assert back.vocab.tokens == TOKENS and back.config["model"]["tie_weights"] == tied
+    model, codec, _ = load_model(tmp_path / "back.h5")               # usable as it is
+    assert model.cell.name == cell and len(codec) == V
+
+
+@needs_safetensors
+def test_a_pytorch_file_imports(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = torch_model("gru", False)                 # nonzero bias_hh: the sums are tested
+    save_file(net.state_dict(), tmp_path / "gru.safetensors")
+    (tmp_path / "gru.json").write_text(json.dumps({"level": "char", "tokens": TOKENS}))
+    result = invoke("import", tmp_path / "gru.safetensors", "-o", tmp_path / "gru.h5")
+    assert result.exit_code == 0, result.output
+    x = np.random.default_rng(2).integers(0, V, (1, 120))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x.T.copy())).numpy()[:, 0]
+    model, _, _ = load_model(tmp_path / "gru.h5")
+    state = model.init_state(1)
+    got = np.stack([np.array(model.step(x[:, t], state))[0] for t in range(x.shape[1])])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    generated = invoke("generate", tmp_path / "gru.h5", "--length", "5", "--seed", "1")
+    assert generated.exit_code == 0, generated.output
+
+
+@needs_safetensors
+def test_outputs_are_checked_and_atomic(tmp_path):
+    make_checkpoint(tmp_path / "m.h5", "lstm")
+    out = tmp_path / "m.safetensors"
+    assert invoke("export", tmp_path / "m.h5", "-o", out).exit_code == 0
+    again = invoke("export", tmp_path / "m.h5", "-o", out)
+    assert again.exit_code == 1 and "exists; use --force" in again.output
+    assert invoke("export", tmp_path / "m.h5", "-o", out, "-f").exit_code == 0
+    os.mkfifo(tmp_path / "fifo.safetensors")
+    fifo = invoke("export", tmp_path / "m.h5", "-o", tmp_path / "fifo.safetensors", "-f")
+    assert fifo.exit_code == 1 and "is a FIFO" in fifo.output
+    assert not (tmp_path / "fifo.json").exists()
+    (tmp_path / "m2.h5").write_text("x")
+    refused = invoke("import", out, "-o", tmp_path / "m2.h5")
+    assert refused.exit_code == 1 and "exists; use --force" in refused.output
+    same = invoke("import", out, "-o", out, "-f")
+    assert same.exit_code == 1 and "is also an input" in same.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fifo.safetensors", "m.h5", "m.json", "m.safetensors", "m2.h5"]     # no temporaries
+
+
+@needs_safetensors
+@pytest.mark.parametrize("change,message", [
+    (lambda info: info.update(tokens=TOKENS[:-1]), "10 tokens (10 distinct) for an embedding "
+                                                   "of 11 rows"),
+    (lambda info: info.update(level="phoneme"), "\"level\" must be one of"),
+    (lambda info: info.update(cell="gru"), "cell 'gru' does not fit weights of 4 gate"),
+    (lambda info: info.pop("tokens"), "expected a JSON object with \"tokens\""),
+])
+def test_bad_imports_are_one_line(tmp_path, change, message):
+    make_checkpoint(tmp_path / "m.h5", "lstm")
+    assert invoke("export", tmp_path / "m.h5", "-o", tmp_path / "m.safetensors").exit_code == 0
+    info = json.loads((tmp_path / "m.json").read_text())
+    change(info)
+    (tmp_path / "m.json").write_text(json.dumps(info))
+    result = invoke("import", tmp_path / "m.safetensors", "-o", tmp_path / "back.h5")
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "back.h5").exists()
+
+
+@needs_safetensors
+def test_not_safetensors_and_missing_json(tmp_path):
+    (tmp_path / "x.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    result = invoke("import", tmp_path / "x.safetensors", "-o", tmp_path / "x.h5")
+    assert result.exit_code == 1 and "is not a safetensors file" in result.output
+    make_checkpoint(tmp_path / "m.h5", "lstm")
+    invoke("export", tmp_path / "m.h5", "-o", tmp_path / "m.safetensors")
+    os.unlink(tmp_path / "m.json")
+    result = invoke("import", tmp_path / "m.safetensors", "-o", tmp_path / "x.h5")
+    assert result.exit_code == 1 and "m.json not found" in result.output
+
+
+def test_without_safetensors(tmp_path, monkeypatch):
+    make_checkpoint(tmp_path / "m.h5", "lstm")
+    monkeypatch.setitem(sys.modules, "safetensors", None)       # as if not installed
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    for args in (["export", tmp_path / "m.h5", "-o", tmp_path / "m.safetensors"],
+                 ["import", tmp_path / "m.h5", "-o", tmp_path / "x.h5"]):
+        result = invoke(*args)
+        assert result.exit_code == 1 and "pip install 'rnnkit[safetensors]'" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]

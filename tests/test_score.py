@@ -1,0 +1,144 @@
+"""`rnnkit score`: per-line log-probabilities, batched lines, per-token surprisal, stdin."""
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rnnkit.cli.main import main
+from rnnkit.evaluate import evaluate_ids
+from rnnkit.load import load_model
+from rnnkit.model import Model
+from rnnkit.score import score_text
+from tests.tiny_run import make_corpus, make_run
+
+LINES = "line 4: the quick brown fox naps over it.\nthe fox\n\nline 7: jumps over it.\nfox"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("score")
+    return make_run(folder, make_corpus(folder))
+
+
+@pytest.fixture(scope="module")
+def word_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scoreword")
+    return make_run(folder, make_corpus(folder, "word"), steps=5)
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+def table(stdout):
+    rows = [line.split("\t") for line in stdout.splitlines()]
+    return [(float(a), float(b), int(n), p) for a, b, n, p in rows]
+
+
+def test_never_agrees_with_eval_on_one_stream(run, tmp_path):
+    (tmp_path / "x.txt").write_text(LINES * 3)
+    (tmp_path / "eval.txt").write_text("\n" + LINES * 3)     # score starts after a newline
+    scored = invoke("score", run / "best.h5", tmp_path / "x.txt", "--reset-state", "never",
+                    "--seq-len", "7")
+    assert scored.exit_code == 0, scored.output
+    ev = invoke("eval", run / "best.h5", "--text", tmp_path / "eval.txt", "--batch-size", "1",
+                "--seq-len", "7")
+    numbers = dict(line.split(" ", 1) for line in ev.stdout.splitlines())
+    rows = table(scored.stdout)
+    assert len(rows) == 13 and sum(n for *_, n, _ in rows) == int(numbers["tokens"])
+    logprob = sum(lp for lp, *_ in rows)
+    assert math.isclose(-logprob / int(numbers["tokens"]), float(numbers["loss"]), rel_tol=2e-6)
+    assert f"13 lines, {numbers['tokens']} tokens" in scored.stderr
+    for lp, l10, n, ppl in rows:
+        assert math.isclose(l10, lp / math.log(10), abs_tol=2e-6)
+        assert ppl == "nan" if n == 0 else math.isclose(float(ppl), math.exp(-lp / n),
+                                                        rel_tol=1e-3)
+
+
+def test_per_line_is_each_line_alone_whatever_the_batch(run, monkeypatch):
+    model, codec, _ = load_model(run / "best.h5")
+    calls = []
+    real = Model.evaluate_tokens
+
+    def spy(self, x, y, state):
+        calls.append(x.shape)
+        return real(self, x, y, state)
+
+    monkeypatch.setattr(Model, "evaluate_tokens", spy)
+    text = LINES * 4
+    scores = score_text(model, codec, text, "per-line", batch=8, seq_len=16)
+    lines = text.split("\n")
+    assert len(scores.ends) == len(lines)
+    # batched: 17 lines as 3 batches of up to 8 streams, in chunks of at most 16 steps
+    assert max(n for n, _ in calls) == 8 and max(t for _, t in calls) == 16
+    assert len(calls) <= 3 + 3 + 1
+    lengths = [len(line) + 1 for line in lines[:-1]] + [len(lines[-1])]
+    np.testing.assert_array_equal(scores.line_tokens(), lengths)
+    start = codec.start_id()
+    for i, line in enumerate(lines):
+        ids = codec.encode(line + ("\n" if i < len(lines) - 1 else ""))
+        alone = evaluate_ids(model, np.concatenate([[start], ids]), N=1, T=16)
+        assert math.isclose(-scores.line_logprobs()[i], alone["loss"] * alone["tokens"],
+                            rel_tol=1e-5)
+    again = score_text(model, codec, text, "per-line", batch=3, seq_len=5)
+    np.testing.assert_allclose(again.losses, scores.losses, rtol=1e-5, atol=1e-6)
+    never = score_text(model, codec, text, "never", seq_len=16)
+    assert not np.allclose(never.line_logprobs(), scores.line_logprobs())   # context counts
+
+
+def test_per_token_jsonl_and_stdin(run):
+    result = invoke("score", run / "best.h5", "--per-token", input=LINES)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["line"] for r in records] == [1, 2, 3, 4, 5]
+    assert "".join("".join(r["token_text"]) for r in records) == LINES
+    plain = table(invoke("score", run / "best.h5", "-", input=LINES).stdout)
+    for record, (lp, _, n, _) in zip(records, plain):
+        assert record["tokens"] == n == len(record["surprisal"])
+        assert math.isclose(sum(record["surprisal"]), -lp, abs_tol=1e-5)
+        assert math.isclose(record["logprob"], lp, abs_tol=1e-6)
+    assert records[2]["token_text"] == ["\n"] and records[4]["token_text"] == ["f", "o", "x"]
+
+
+def test_word_level_counts_eos(word_run, tmp_path):
+    text = "the quick fox\nthe zebra naps\nover it."
+    result = invoke("score", word_run / "best.h5", "--per-token", "-q", input=text)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["token_text"] for r in records] == [
+        ["the", "quick", "fox", "<eos>"], ["the", "<unk>", "naps", "<eos>"],
+        ["over", "it.", "<eos>"]]                    # the last line too, as preprocessing
+    assert result.stderr == ""
+
+
+def test_byte_level(tmp_path):
+    corpus = make_corpus(tmp_path, "byte", "naïve café\nthe end\n" * 30)
+    run = make_run(tmp_path, corpus, steps=2)
+    result = invoke("score", run / "latest.h5", "--per-token", input="café\nnaïve")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["tokens"] for r in records] == [6, 6]          # é is two bytes; \n ends line 1
+
+
+@pytest.mark.parametrize("args,input,message", [
+    ([], "the Zebra\n", "character 'Z' (U+005A) at line 1, column 5 of standard input"),
+    (["--device", "cuda"], "the\n", "cuda"),
+    (["--reset-state", "sometimes"], "", "Invalid value for '--reset-state'"),
+    (["{tmp}/missing.txt"], "", "does not exist"),
+])
+def test_errors_are_one_line(run, tmp_path, args, input, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = invoke("score", run / "best.h5", *args, input=input)
+    assert result.exit_code in (1, 2) and message in result.output
+    assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_skip_and_empty_input(run):
+    result = invoke("score", run / "best.h5", "--unknown", "skip", input="the Zebra\n")
+    assert result.exit_code == 0 and table(result.stdout)[0][2] == len("the ebra\n")
+    assert "1 symbols of standard input that the vocabulary lacks were left out" in \
+        result.stderr
+    empty = invoke("score", run / "best.h5", input="")
+    assert empty.exit_code == 0 and empty.stdout == "" and "0 lines, 0 tokens" in empty.stderr
