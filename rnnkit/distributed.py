@@ -40,6 +40,7 @@ class SingleProcess:
     rank = 0
     size = 1
     local_size = 1          # ranks of this job on this node
+    local_rank = 0          # this rank's place among them
 
     def average(self, array, backend=None):
         """Average `array` in place over all ranks (here: leave it as it is)."""
@@ -79,7 +80,7 @@ class MPIComm:
         world.Set_errhandler(MPI.ERRORS_RETURN)
         self.rank, self.size = world.Get_rank(), world.Get_size()
         node = world.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-        self.local_size = node.Get_size()
+        self.local_size, self.local_rank = node.Get_size(), node.Get_rank()
         node.Free()
         self.waiting = None         # (what, since) while in a collective
         self._armed = False

@@ -106,7 +106,7 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
 
 def _open(cfg, folder, ck, comm):
     """The backend, the corpus and this rank's batches, checked; cfg resolved in place."""
-    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size)
+    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size, comm.local_rank)
     if not cfg.data.corpus:
         raise TrainError("no corpus given")
     try:

@@ -44,6 +44,30 @@ def test_without_a_gpu_the_error_is_one_line():
     assert "no CUDA GPU found" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_plain_cuda_is_the_ranks_own_gpu(monkeypatch):
+    """--device cuda on MPI rank r of a node selects GPU r modulo those seen; cuda:N is N."""
+    from numba.core.config import ENABLE_CUDASIM
+    if ENABLE_CUDASIM:
+        pytest.skip("the simulator has one device")
+    from types import SimpleNamespace
+
+    from numba import cuda
+    from numba.cuda.cudadrv import driver, nvvm
+
+    from rnnkit.backends import parse_device
+    from rnnkit.backends.cuda import _cuda
+    assert parse_device("cuda") == ("cuda", None) and parse_device("CUDA:1") == ("cuda", 1)
+    chosen = []
+    monkeypatch.setattr(driver, "driver", SimpleNamespace(is_available=True))
+    monkeypatch.setattr(nvvm, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "gpus", [0, 1])
+    monkeypatch.setattr(cuda, "select_device", chosen.append)
+    assert [_cuda(None, rank)[1] for rank in range(4)] == [0, 1, 0, 1] == chosen
+    assert _cuda(1, 0)[1] == 1
+    with pytest.raises(BackendError, match="has 2 CUDA GPU"):
+        _cuda(2, 0)
+
+
 def _model(cell, H, N, T, layers=2, seed=0):
     from rnnkit.model import Model, ModelConfig
     cfg = ModelConfig(cell=cell, vocab_size=65, embed=64, hidden=H, layers=layers)

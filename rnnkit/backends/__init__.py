@@ -30,21 +30,24 @@ def derived_seed(state):
 
 
 def parse_device(device):
-    """("cpu", None) or ("cuda", index) from "cpu", "cuda", "cuda:N"."""
+    """("cpu", None) or ("cuda", index) from "cpu", "cuda", "cuda:N" (index None for "cuda":
+    the process's own GPU, get_backend)."""
     text = str(device or "cpu").strip().lower()
     if text == "cpu":
         return "cpu", None
     if text == "cuda":
-        return "cuda", 0
+        return "cuda", None
     if text.startswith("cuda:") and text[5:].isdigit():
         return "cuda", int(text[5:])
     raise BackendError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
-def get_backend(device="cpu", threads=None, local_ranks=1):
+def get_backend(device="cpu", threads=None, local_ranks=1, local_rank=0):
     """The backend for `device`. threads: the CPU backend's partition (rnnkit/threads.py; 0:
     the cores this process may use, shared by `local_ranks` processes of one job on a node;
-    None: leave the process's thread settings as they are)."""
+    None: leave the process's thread settings as they are). Plain "cuda" is GPU `local_rank`
+    modulo the GPUs this process sees: one GPU per MPI rank on a node (under SLURM's
+    --gpus-per-task each rank sees only its own, GPU 0)."""
     kind, index = parse_device(device)
     if kind == "cpu":
         from rnnkit.backends.cpu import CPUBackend
@@ -53,4 +56,4 @@ def get_backend(device="cpu", threads=None, local_ranks=1):
         from rnnkit.backends.cuda import CUDABackend
     except ImportError:
         raise BackendError(f"--device {device}: this rnnkit has no CUDA backend") from None
-    return CUDABackend(index)
+    return CUDABackend(index, local_rank)

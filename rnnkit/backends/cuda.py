@@ -25,14 +25,15 @@ PHILOX = "Philox4x32-10"
 KEY_MASK = (1 << 63) - 1             # keys travel as int64 kernel arguments
 
 
-def _cuda(index):
-    """numba.cuda, with device `index` selected; BackendError (one line) when it cannot run."""
+def _cuda(index, local_rank=0):
+    """numba.cuda and the index of the device it selected (`index`; None: `local_rank`
+    modulo the devices seen); BackendError (one line) when it cannot run."""
     if importlib.util.find_spec("numba_cuda") is None:
         raise BackendError("--device cuda needs numba-cuda: pip install 'rnnkit[cuda]'")
     from numba import cuda
     from numba.core.config import ENABLE_CUDASIM
     if ENABLE_CUDASIM:
-        return cuda
+        return cuda, index or 0
     from numba.cuda.cudadrv import driver, nvvm
     if not driver.driver.is_available or not len(cuda.gpus):
         raise BackendError("--device cuda: no CUDA GPU found (no NVIDIA driver, or it sees no "
@@ -40,11 +41,13 @@ def _cuda(index):
     if not nvvm.is_available():
         raise BackendError("--device cuda: the CUDA compiler (NVVM) is missing: "
                            "pip install 'rnnkit[cuda]', or install the CUDA toolkit")
+    if index is None:
+        index = local_rank % len(cuda.gpus)
     if index >= len(cuda.gpus):
         raise BackendError(f"--device cuda:{index}: this machine has {len(cuda.gpus)} "
                            f"CUDA GPU(s), numbered from 0")
     cuda.select_device(index)
-    return cuda
+    return cuda, index
 
 
 def _on_device(a):
@@ -71,8 +74,8 @@ def _key(seed):
 class CUDABackend:
     name = "cuda"
 
-    def __init__(self, index=0):
-        self.cuda = _cuda(index)
+    def __init__(self, index=None, local_rank=0):
+        self.cuda, index = _cuda(index, local_rank)
         from rnnkit.kernels.cuda import (elementwise, embed, gemm, gru, launch, loss, lstm,
                                          optim, recurrent, rnn, rng, sample)
         self.k = SimpleNamespace(elementwise=elementwise, embed=embed, gemm=gemm, gru=gru,

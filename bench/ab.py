@@ -1,0 +1,98 @@
+"""Training-step tokens/s of two (or more) source trees, side by side in one run.
+
+    git worktree add /tmp/before <commit>
+    python bench/ab.py --threads 2 --rounds 4 /tmp/before .
+
+Each round runs every tree once in a fresh process (PYTHONPATH=tree), in alternating order, so
+the machine's drift falls on all alike; each process times the configs below (LSTM, GRU,
+RNN at H=128 and 512, a word-level LSTM; L=2, Adam, clipping) for --min-time seconds each after
+two warm-up steps, and prints the median step's tokens/s. The table gives each config's median
+over rounds (min-max) and the per-round ratio to the first tree. OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE are unset for all trees (they slow numpy's BLAS here).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+CONFIGS = [dict(name=f"{cell} H={H} N={N}", cell=cell, V=65, E=64, H=H, N=N, T=64)
+           for cell in ("lstm", "gru", "rnn-tanh") for H, N in ((128, 32), (512, 64))]
+CONFIGS.append(dict(name="word lstm 200", cell="lstm", V=10000, E=200, H=200, N=20, T=35))
+
+CHILD = r"""
+import json, sys, time
+import numpy as np
+from rnnkit.threads import set_threads
+cfgs, threads, min_time = json.loads(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+set_threads(threads)
+from rnnkit.model import Model, ModelConfig
+from rnnkit.optim import clip_gradients, make_optimizer
+out = {}
+for c in cfgs:
+    m = Model(ModelConfig(cell=c["cell"], vocab_size=c["V"], embed=c["E"], hidden=c["H"],
+                          layers=2))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, c["V"], (c["N"], c["T"]))
+    y = rng.integers(0, c["V"], (c["N"], c["T"]))
+    opt = make_optimizer("adam", m.params)
+    state = [m.init_state(c["N"])]
+    def step():
+        _, state[0] = m.forward_backward(x, y, state[0])
+        clip_gradients(m.grads, max_norm=5.0)
+        opt.step(m.grads)
+    for _ in range(2):
+        step()
+    times, t0 = [], time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - t0 < min_time:
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    out[c["name"]] = c["N"] * c["T"] / float(np.median(times))
+print(json.dumps(out))
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("trees", nargs="+", help="source trees (the first is the baseline)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--min-time", type=float, default=1.0, help="seconds per config")
+    ap.add_argument("--only", default="", help="configs whose name contains any of these "
+                                               "comma-separated words")
+    args = ap.parse_args()
+    cfgs = [c for c in CONFIGS if not args.only or
+            any(w in c["name"] for w in args.only.split(","))]
+    trees = [os.path.abspath(t) for t in args.trees]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    results = {t: [] for t in trees}
+    for r in range(args.rounds):
+        for tree in (trees if r % 2 == 0 else trees[::-1]):
+            p = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfgs), str(args.threads),
+                                str(args.min_time)], env=dict(env, PYTHONPATH=tree),
+                               capture_output=True, text=True, cwd=tree)
+            if p.returncode:
+                sys.exit(f"{tree}: {p.stderr.strip().splitlines()[-1:]}")
+            results[tree].append(json.loads(p.stdout.strip().splitlines()[-1]))
+        print(f"round {r + 1} of {args.rounds} done", file=sys.stderr, flush=True)
+    print(f"threads={args.threads} rounds={args.rounds}: tokens/s median (min-max); "
+          f"x median ratio to {args.trees[0]} per round [min-max]")
+    for c in cfgs:
+        name = c["name"]
+        base = [x[name] for x in results[trees[0]]]
+        line = f"{name:<16}"
+        for tree in trees:
+            v = [x[name] for x in results[tree]]
+            line += f" | {statistics.median(v):>8.0f} ({min(v):.0f}-{max(v):.0f})"
+            if tree != trees[0]:
+                ratios = [a / b for a, b in zip(v, base)]
+                line += (f" x{statistics.median(ratios):.3f} "
+                         f"[{min(ratios):.3f}-{max(ratios):.3f}]")
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
