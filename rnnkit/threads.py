@@ -100,8 +100,11 @@ def budget(local_ranks=1):
 
 
 def limit_blas():
-    """BLAS runs single-threaded inside the kernels' blocks (applied when kernels load)."""
+    """BLAS runs single-threaded inside the kernels' blocks (applied when kernels load; once:
+    threadpoolctl reads /proc/self/maps, about a millisecond)."""
     global _limits
+    if _limits is not None:
+        return
     import scipy.linalg.cython_blas  # noqa: F401  numba's BLAS: load it so the limit reaches it
 
     _limits = threadpool_limits(limits=1, user_api="blas")

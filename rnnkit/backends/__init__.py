@@ -17,6 +17,9 @@ import json
 from rnnkit.errors import RnnkitError
 
 
+_default_cpu = None
+
+
 class BackendError(RnnkitError):
     """A backend cannot be used here (one line: what is missing and how to get it)."""
 
@@ -51,6 +54,10 @@ def get_backend(device="cpu", threads=None, local_ranks=1, local_rank=0):
     kind, index = parse_device(device)
     if kind == "cpu":
         from rnnkit.backends.cpu import CPUBackend
+        if threads is None:     # the default of Model, optimizers, clipping: made once
+            global _default_cpu
+            _default_cpu = _default_cpu or CPUBackend()
+            return _default_cpu
         return CPUBackend(threads, local_ranks)
     try:
         from rnnkit.backends.cuda import CUDABackend

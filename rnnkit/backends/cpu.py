@@ -26,10 +26,9 @@ class CPUBackend:
     name = "cpu"
 
     def __init__(self, threads_=None, local_ranks=1):
+        self.threads_why = "as set for this process"
         if threads_ is not None:
-            self.threads, self.threads_why = threads.set_threads(threads_, local_ranks)
-        else:
-            self.threads, self.threads_why = threads.partition(), "as set for this process"
+            _, self.threads_why = threads.set_threads(threads_, local_ranks)
         threads.limit_blas()
         self._step_scratch = {}
         self._workers = {}          # compile workers by group (prepare)
@@ -37,8 +36,9 @@ class CPUBackend:
 
     def describe(self):
         """What the first line of a run says about where it runs."""
-        busy = "; fewer while other work slows them" if self.threads > 1 else ""
-        return f"cpu, threads: {self.threads} ({self.threads_why}){busy}"
+        n = threads.partition()
+        busy = "; fewer while other work slows them" if n > 1 else ""
+        return f"cpu, threads: {n} ({self.threads_why}){busy}"
 
     def available_bytes(self):
         """Memory this process may still take: the kernel's MemAvailable, within any cgroup
