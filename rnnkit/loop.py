@@ -57,6 +57,9 @@ class Loop:
         self.rollbacks = 0          # rollbacks since the last checkpoint
         self.saved_step = run.counters.step     # step of latest.h5
         self.val_split = run.cfg.data.val_split
+        self.missing_val = self.val_split not in corpus.splits and self.val_split
+        if self.missing_val:
+            self.val_split = ""     # said in _start
         self.first_step = run.counters.step
         self.step_s = 0.0           # seconds of the last step, of the last checkpoint, ...
         self.save_s = 0.0
@@ -168,9 +171,8 @@ class Loop:
         self.say(f"{m.cell} {m.layers}x{m.hidden}, {run.model.num_params():,} parameters; "
                  f"{self.corpus.len_split(run.cfg.data.train_split):,} training tokens, "
                  f"{nb:,} batches per epoch; {what} in {self.run_dir}")
-        if self.val_split and self.val_split not in self.corpus.splits:
-            self.say(f"note: the corpus has no {self.val_split!r} split; no validation")
-            self.val_split = ""
+        if self.missing_val:
+            self.say(f"note: the corpus has no {self.missing_val!r} split; no validation")
         if not resumed:
             self._save(best=False)      # the rollback point, and proof that saving works
         self.compiling = not run.model.backend.compiled(run.model.cell)

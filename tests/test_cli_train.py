@@ -50,6 +50,18 @@ def test_train_flags_and_config_file(corpus, tmp_path):
     assert again.exit_code == 0, again.output
 
 
+def test_a_corpus_without_validation_trains_to_a_time_limit(tmp_path):
+    from rnnkit.preprocess import preprocess
+    from tests.tiny_run import TEXT
+    (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
+    preprocess([str(tmp_path / "t.txt")], str(tmp_path / "c.h5"), val_frac=0, test_frac=0)
+    result = invoke("train", tmp_path / "c.h5", "-o", tmp_path / "run", *SMALL,
+                    "--max-time", "3s", "--max-steps", "5")
+    assert result.exit_code == 0, result.output
+    assert "no 'val' split; no validation" in result.stderr
+    assert checkpoint.load(tmp_path / "run" / "latest.h5").step == 5
+
+
 def test_resume_continues(corpus, tmp_path):
     first = invoke("train", corpus, "-o", tmp_path / "run", *SMALL, "--max-steps", "4",
                    "--log-every", "1")
