@@ -29,6 +29,7 @@ SlurmdLogFile={d}/slurmd.log
 ReturnToService=2
 MpiDefault=pmi2
 JobRequeue=1
+FirstJobId={first}
 NodeName={host} CPUs={cpus} State=UNKNOWN
 PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
@@ -67,8 +68,11 @@ class Cluster:
     def start(self):
         for sub in ("state", "spool"):
             (self.d / sub).mkdir(parents=True, exist_ok=True)
+        # job ids of their own: MPICH names its shared memory after the job step, and a
+        # step left by an earlier cluster must not meet this one's
         (self.d / "slurm.conf").write_text(CONF.format(host=socket.gethostname(), d=self.d,
-                                                       cpus=os.cpu_count()))
+                                                       cpus=os.cpu_count(),
+                                                       first=1000 + os.getpid() % 1000000))
         _munge()
         for daemon in ("slurmctld", "slurmd"):
             path = shutil.which(daemon) or f"/usr/sbin/{daemon}"
@@ -82,6 +86,11 @@ class Cluster:
         return self
 
     def stop(self):
+        # the jobs first: their steps outlive slurmd
+        self.run("scancel", "--full", "--signal=KILL", "--partition=main")
+        deadline = time.monotonic() + 20
+        while self.run("squeue", "-h").stdout.strip() and time.monotonic() < deadline:
+            time.sleep(0.5)
         for name in ("slurmd", "slurmctld"):
             pid = self.d / f"{name}.pid"
             if pid.exists():

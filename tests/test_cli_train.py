@@ -56,7 +56,7 @@ def test_a_corpus_without_validation_trains_to_a_time_limit(tmp_path):
     (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
     preprocess([str(tmp_path / "t.txt")], str(tmp_path / "c.h5"), val_frac=0, test_frac=0)
     result = invoke("train", tmp_path / "c.h5", "-o", tmp_path / "run", *SMALL,
-                    "--max-time", "3s", "--max-steps", "5")
+                    "--max-time", "10m", "--max-steps", "5")
     assert result.exit_code == 0, result.output
     assert "no 'val' split; no validation" in result.stderr
     assert checkpoint.load(tmp_path / "run" / "latest.h5").step == 5
