@@ -104,6 +104,9 @@ def warm_up(cfg):
             f"are cached for later runs)")
     started = time.monotonic()
     N, T = cfg.data.batch_size, cfg.data.seq_len
+    # as `rnnkit train` does: the backward kernels compile in another process meanwhile, and
+    # the threaded builds after them, in the background, while training starts
+    backend.prepare(model, N, T, cfg.optim.optimizer)
     x = np.zeros((N, T), np.int64)
     model.forward_backward(x, x, model.init_state(N), backend.rng(0))
     clip_gradients(model.grads, cfg.optim.clip_norm, cfg.optim.clip_value, backend)

@@ -54,8 +54,13 @@ def test_signal_requeue_resume(cluster, tmp_path):
     wait(lambda: cluster.state(job)[1] >= 1 and cluster.state(job)[0] in ("PENDING", "REQUEUED",
          "REQUEUE_HOLD", "CONFIGURING", "RUNNING", "COMPLETING"), 120, "the requeue", log)
 
-    def started():      # SLURM delays a requeued job's start; skip that (again until it takes)
-        cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+    # SLURM delays a requeued job's start; skip that, but not within the second the first
+    # run's credential was revoked: slurmd refuses a credential made in that second
+    time.sleep(2)
+
+    def started():
+        if cluster.state(job)[0] == "PENDING":
+            cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
         return "resuming" in log()
 
     wait(started, 120, "the requeued job to start", log)
