@@ -101,7 +101,10 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
         loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
         for note in notes:
             loop.say(note)
-        return loop.go(signals, resumed=ck is not None)
+        try:
+            return loop.go(signals, resumed=ck is not None)
+        finally:
+            backend.end()       # what prepare() held for this run (the CPU's thread cap)
 
 
 def _open(cfg, folder, ck, comm):

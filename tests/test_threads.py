@@ -80,7 +80,38 @@ def drive(gov, machine, units, work=1000):
         gov.observe(work, work * machine.speed[machine.k])
 
 
-def test_governor_drops_threads_under_load_and_comes_back():
+class FakeWorker:
+    def poll(self):
+        return None
+
+    def wait(self):
+        return 0
+
+
+def test_a_run_lifts_the_thread_cap_it_set(monkeypatch):
+    """On a cold cache prepare() caps the process at one thread while the threaded builds
+    compile; the run's end lifts it, or later work in the process stays on one thread."""
+    from rnnkit.backends.cpu import CPUBackend
+    from rnnkit.kernels.cpu import jit, warm
+    spawned = []
+    monkeypatch.setattr(warm, "spawn", lambda spec: spawned.append(spec["group"]) or FakeWorker())
+    monkeypatch.setattr(jit, "CACHE", True)
+    monkeypatch.setattr(threads, "partition", lambda: 2)
+    monkeypatch.setattr(threads, "_cap", None)
+    backend = CPUBackend()
+    monkeypatch.setattr(backend, "compiled", lambda cell, parallel=None: False)
+    model = Model(ModelConfig(cell="gru", vocab_size=8, embed=4, hidden=4, layers=1),
+                  backend=backend)
+    backend.prepare(model, 2, 3, "adam")
+    assert threads._cap == 1 and spawned == ["backward"]
+    backend.end()
+    assert threads._cap is None
+    backend.end()                   # twice is harmless
+    assert threads._cap is None
+
+
+def test_governor_drops_threads_under_load_and_comes_back(monkeypatch):
+    monkeypatch.setattr(threads, "_cap", None)      # no cap left by an earlier test's run
     machine = FakeMachine({4: 1e-4, 2: 2e-4, 1: 3e-4})   # alone: more threads are faster
     gov = threads.Governor(4, apply=machine.apply, sampler=lambda: None)
     machine.k = 4
@@ -110,9 +141,10 @@ def test_governor_cost_when_nothing_changes():
     assert spent < 1.02 * 6000 * 0.1
 
 
-def test_governor_starts_with_the_free_cores():
+def test_governor_starts_with_the_free_cores(monkeypatch):
     """Others use 1.5 of our 2 cores: start with one thread, and do not probe two while they
     still do; once they stop, probe and take two."""
+    monkeypatch.setattr(threads, "_cap", None)
     clock = {"t": 0.0, "others": 1.5}
 
     def sampler():  # one second passes between looks; we use 0.1 of a core

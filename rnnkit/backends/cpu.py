@@ -33,6 +33,7 @@ class CPUBackend:
         self._step_scratch = {}
         self._workers = {}          # compile workers by group (prepare)
         self._parallel = None       # the threaded builds' worker, not started yet
+        self._capped = False        # prepare() capped the process's threads
 
     def describe(self):
         """What the first line of a run says about where it runs."""
@@ -85,9 +86,18 @@ class CPUBackend:
             if self.compiled(model.cell, parallel=True):
                 return              # the first step runs the threaded builds, all cached
             threads.cap(1)
+            self._capped = True
             self._parallel = {**spec, "group": "parallel"}
         if not self.compiled(model.cell, parallel=False):
             self._workers["backward"] = warm.spawn({**spec, "group": "backward"})
+
+    def end(self):
+        """The run is over (or its threaded builds are cached): lift prepare()'s cap on threads,
+        which is the process's, not this backend's. A worker still compiling goes on (its
+        builds serve the next run) and ends with this process."""
+        if self._capped:
+            self._capped = False
+            threads.cap(None)
 
     def _await_backward(self):
         worker = self._workers.pop("backward", None)
@@ -103,7 +113,7 @@ class CPUBackend:
         worker = self._workers.get("parallel")
         if worker is not None and worker.poll() is not None:
             del self._workers["parallel"]
-            threads.cap(None)
+            self.end()
 
     # -- pacing (rnnkit/threads.py) ----------------------------------------------------------
     def begin(self):

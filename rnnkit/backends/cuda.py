@@ -116,6 +116,9 @@ class CUDABackend:
         """Cold-cache compiling ahead of the first step is the CPU's concern (its compile
         workers); the GPU kernels compile at their first launch."""
 
+    def end(self):
+        """See prepare()."""
+
     def begin(self):
         """Pacing is the CPU's concern (its thread governor); nothing to do here."""
 
