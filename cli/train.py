@@ -142,6 +142,9 @@ def command(ctx, corpus, output, resume_dir, config_file, **flags):
     rnnkit train corpus.h5 -o runs/char --cell lstm --hidden 256 --max-time 30m
     rnnkit train corpus.h5 -o runs/ptb --optimizer sgd --lr 1 --clip-norm 5 --epochs 13
     rnnkit train --resume runs/char --max-time 2h
+    rnnkit train more.h5 -o runs/tuned --init-from runs/char/best.h5 --lr 3e-4
+    rnnkit train corpus.h5 -o runs/gpu --device cuda
+    mpiexec -n 4 rnnkit train corpus.h5 -o runs/big --batch-size 128   # or srun
     """
     from rnnkit import stop_signals
 
