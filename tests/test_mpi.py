@@ -103,7 +103,8 @@ def start_long(corpus, run, extra=()):
     cmd = [MPIEXEC, *extra, "-n", "2", sys.executable, "-m", "rnnkit", "train", str(corpus),
            "-o", str(run), *ARGS, "--max-steps", "1000000", "--checkpoint-every", "20"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM_"))}
-    p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
     deadline = time.monotonic() + 300
     while not (run / "latest.h5").exists() or checkpoint.read_meta(run / "latest.h5")["step"] < 20:
         assert time.monotonic() < deadline and p.poll() is None
@@ -132,11 +133,15 @@ def test_a_dead_rank_ends_the_job(corpus, tmp_path, cleanup):
     assert len(pids) == 2
     killed = time.monotonic()
     os.kill(pids[-1], signal.SIGKILL)
-    _, err = p.communicate(timeout=90)
+    out, err = p.communicate(timeout=90)
     assert p.returncode != 0 and time.monotonic() - killed < 60
+    lines = [line for line in err.splitlines() if line.startswith("Error: rank")]
+    assert len(lines) <= 1 and all("checkpoint is intact" in line for line in lines), err
     if cleanup == "ours":
-        lines = [line for line in err.splitlines() if line.startswith("Error: rank")]
-        assert len(lines) == 1 and "checkpoint is intact" in lines[0], err
+        # hydra's -disable-auto-cleanup does not always hold: in about half the runs here the
+        # launcher still kills the rank left at once (no line from it); otherwise that rank
+        # ends itself with its one line (an MPI error, or the watchdog)
+        assert lines or "TERMINATED" in out, (out, err)
     step = checkpoint.read_meta(run / "latest.h5")["step"]
     again = rnnkit(1, "train", "--resume", run, "--max-steps", step + 2, "-q")
     assert "Traceback" not in again.stderr
