@@ -1,7 +1,7 @@
 """Throughput and memory of `rnnkit preprocess`, against torch-rnn's scripts/preprocess.py loop.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        .venv/bin/python bench/preprocess.py /work/shared/corpora/tinyshakespeare.txt
+        .venv/bin/python bench/preprocess.py ../shared/corpora/tinyshakespeare.txt
 
 Repeats the given text to --size-mb (default 200 MB) in a temporary folder and times
 `rnnkit preprocess` on it at char, byte and word level, and at char level on a non-ASCII variant
@@ -92,7 +92,9 @@ def preprocess_command(input_path, output, level):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("text", nargs="?", default="/work/shared/corpora/tinyshakespeare.txt")
+    parser.add_argument("text", nargs="?", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "corpora",
+        "tinyshakespeare.txt"), help="default: ../shared/corpora/tinyshakespeare.txt")
     parser.add_argument("--size-mb", type=float, default=200, help="input size for throughput")
     parser.add_argument("--torch-mb", type=float, default=20, help="input size for torch-rnn")
     parser.add_argument("--big-mb", type=float, default=1024, help="input size for peak RSS")
