@@ -3,6 +3,7 @@ import sys
 
 import click
 
+from rnnkit.cli.options import placement
 from rnnkit.textcodec import UNKNOWN
 
 
@@ -21,10 +22,7 @@ from rnnkit.textcodec import UNKNOWN
               help="Parallel streams (fewer: more context per token, slower).")
 @click.option("--seq-len", type=click.IntRange(0), default=0, show_default=True,
               help="Steps per batch (0: the training seq-len).")
-@click.option("--device", default="cpu", show_default=True,
-              help="Where the model runs: cpu, cuda or cuda:N.")
-@click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
-              help="Threads for the kernels (0: the cores this process may use).")
+@placement
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no notes on stderr.")
 def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_len, device,
             threads, quiet):

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from rnnkit.cli.options import placement
 from rnnkit.textcodec import UNKNOWN
 
 
@@ -47,10 +48,7 @@ from rnnkit.textcodec import UNKNOWN
               help="Write the text to this file (when complete) instead of stdout.")
 @click.option("-f", "--force", is_flag=True, default=False, show_default=True,
               help="Overwrite OUTPUT if it exists.")
-@click.option("--device", default="cpu", show_default=True,
-              help="Where the model runs: cpu, cuda or cuda:N.")
-@click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
-              help="Threads for the kernels (0: the cores this process may use).")
+@placement
 def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k, top_p, greedy,
             stop, until_eos, seed, num_samples, unknown, interactive, output, force, device,
             threads):
