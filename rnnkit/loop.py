@@ -57,9 +57,10 @@ class Loop:
         self.rollbacks = 0          # rollbacks since the last checkpoint
         self.saved_step = run.counters.step     # step of latest.h5
         self.val_split = run.cfg.data.val_split
-        self.missing_val = self.val_split not in corpus.splits and self.val_split
+        # a validation split the corpus lacks: none (said in _start)
+        self.missing_val = "" if self.val_split in corpus.splits else self.val_split
         if self.missing_val:
-            self.val_split = ""     # said in _start
+            self.val_split = ""
         self.first_step = run.counters.step
         self.step_s = 0.0           # seconds of the last step, of the last checkpoint, ...
         self.save_s = 0.0

@@ -16,7 +16,6 @@ needs from there. Groups:
 A worker runs the kernels on zeros of the run's shapes (the same types, so the same builds).
 """
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,10 +23,11 @@ import sys
 
 def spawn(spec):
     """Start a worker for `spec` (a dict: group, model, N, T, optimizer, partition)."""
-    env = dict(os.environ)
+    # nothing reads its output (a pipe nobody drains would stop a chatty worker when full);
+    # a worker that fails leaves its kernels to this process
     return subprocess.Popen([sys.executable, "-m", "rnnkit.kernels.cpu.warm", json.dumps(spec)],
-                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def _die_with_parent():
