@@ -7,6 +7,8 @@ partition and the governor of rnnkit/threads.py. Sampling and dropout masks use 
 Generator (PCG64), whose state a checkpoint stores exactly; another backend's state (a
 checkpoint written on a GPU) seeds a fresh stream (rnnkit.backends.derived_seed).
 """
+import dataclasses
+
 import numpy as np
 
 from rnnkit import sampling, threads
@@ -78,9 +80,7 @@ class CPUBackend:
         compiles the threaded ones."""
         if not jit.CACHE:
             return
-        spec = {"model": {f: getattr(model.cfg, f) for f in
-                          ("cell", "vocab_size", "embed", "hidden", "layers", "dropout",
-                           "tie_weights")} | {"dtype": str(model.dtype)},
+        spec = {"model": dataclasses.asdict(model.cfg) | {"dtype": str(model.dtype)},
                 "N": N, "T": T, "optimizer": optimizer, "partition": threads.partition()}
         if threads.partition() > 1:
             if self.compiled(model.cell, parallel=True):
