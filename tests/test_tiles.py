@@ -1,8 +1,16 @@
 """The register-tiled products (kernels/cpu/tiles.py) against numpy."""
 import numpy as np
 import pytest
+from numba import njit
 
 from rnnkit.kernels.cpu import leaf, tiles
+from rnnkit.kernels.cpu.blocks import transpose_add, transpose_into
+
+# The kernels are intrinsics, callable from @njit code only.
+product = njit(lambda *args: tiles.product(*args))
+product_runs = njit(lambda *args: tiles.product_runs(*args))
+transpose = {False: njit(lambda src, dst: transpose_into(src, dst)),
+             True: njit(lambda src, dst: transpose_add(src, dst))}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -23,7 +31,7 @@ def test_product_matches_numpy(dtype, ncols, transposed):
     want[4:M + 1, 2:2 + ncols] += w[3:] @ b[:, 1:1 + ncols]
     # Rows 3:M of A into c from row 1, column 2 (c's row r is c row 1 + r).
     leaf.ready(dtype)
-    tiles.product(a, 0, ars, aks, 3, M, K, b, 1, ncols + 3, ncols, c, (ncols + 4) + 2,
+    product(a, 0, ars, aks, 3, M, K, b, 1, ncols + 3, ncols, c, (ncols + 4) + 2,
                   ncols + 4)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
@@ -40,7 +48,7 @@ def test_product_runs_sums_over_steps(dtype):
     c = rng.standard_normal((R, D)).astype(dtype)
     want = c + np.einsum("trn,tnd->rd", dg, x)
     leaf.ready(dtype)
-    tiles.product_runs(dg, 0, N, 1, R * N, 0, R, N, T, x, 0, D, N * D, D, c, 0, D)
+    product_runs(dg, 0, N, 1, R * N, 0, R, N, T, x, 0, D, N * D, D, c, 0, D)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
 
@@ -50,8 +58,6 @@ def test_product_runs_sums_over_steps(dtype):
 @pytest.mark.parametrize("add", [False, True])
 def test_transpose_into(dtype, P, Q, add):
     """Whole blocks through registers and the edges one by one, on strided views."""
-    from rnnkit.kernels.cpu.blocks import transpose_into
-
     rng = np.random.default_rng(P * Q)
     big = rng.standard_normal((P + 2, Q + 3)).astype(dtype)
     out = rng.standard_normal((Q + 4, P + 1)).astype(dtype)
@@ -59,5 +65,5 @@ def test_transpose_into(dtype, P, Q, add):
     want = out.copy()
     want[3:Q + 3, 1:P + 1] = src.T + (want[3:Q + 3, 1:P + 1] if add else 0)
     leaf.ready(dtype)
-    transpose_into(src, dst, add)
+    transpose[add](src, dst)
     np.testing.assert_array_equal(out, want)

@@ -3,14 +3,16 @@
 They run inside a prange body, so every call here is serial and BLAS is single-threaded: the
 parallelism is ours, one block per thread, with nothing spinning in between.
 """
-from numba import carray, njit, prange
-from numba.extending import overload
+from llvmlite import ir
+from numba import carray, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 import numpy as np
 
 from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.threads import partition
 from rnnkit.kernels.cpu.blas import gemm
-from rnnkit.kernels.cpu.leaf import Leaf, data_pointer
+from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
 from rnnkit.kernels.cpu.tiles import VECTOR_BYTES, transpose_block
 
 
@@ -79,39 +81,50 @@ def layer_grads_rows(x, hprev, dgx, dgh, w_x, dx, pw_x, pw_h, pb, lo, hi):
     np.dot(dgx[lo:hi], w_x.T, dx[lo:hi])
 
 
-@njit(**JIT)
-def transpose_into(src, dst, add=False):
-    """dst = src.T (dst += src.T when add), 2-D views of one dtype, through the transpose
-    leaf (kernels/cpu/leaf.py; call leaf.ready(dtype) before the first call)."""
-    _transpose_leaf(src, dst, add)
+def _transposer(add):
+    """An intrinsic (src, dst): dst = src.T, or dst += src.T when `add`; 2-D views of one float
+    dtype, rows or columns strided. It calls the transpose leaf (kernels/cpu/leaf.py; call
+    leaf.ready(dtype) before the first call)."""
+    @intrinsic
+    def transpose(typingctx, src, dst):
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and
+                src.ndim == dst.ndim == 2 and src.dtype == dst.dtype and
+                src.dtype in DTYPES.values()):
+            return None
+
+        def codegen(context, builder, sig, args):
+            intp = context.get_value_type(types.intp)
+            const = lambda v: ir.Constant(intp, v)  # noqa: E731
+            item = const(context.get_abi_sizeof(context.get_value_type(src.dtype)))
+            s, d = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
+            P, Q = cgutils.unpack_tuple(builder, s.shape, 2)
+            sld, scol = (builder.sdiv(x, item) for x in cgutils.unpack_tuple(builder, s.strides))
+            dld, dcol = (builder.sdiv(x, item) for x in cgutils.unpack_tuple(builder, d.strides))
+
+            def extent(rows, ld, cols, col):    # (rows - 1)*ld + (cols - 1)*col + 1
+                return builder.add(builder.add(builder.mul(builder.sub(rows, const(1)), ld),
+                                               builder.mul(builder.sub(cols, const(1)), col)),
+                                   const(1))
+            TRANSPOSE.emit(context, builder, src.dtype,
+                           [s.data, extent(P, sld, Q, scol), d.data, extent(Q, dld, P, dcol),
+                            sld, scol, dld, dcol, P, Q, const(int(add))])
+            return context.get_dummy_value()
+        return types.void(src, dst), codegen
+    return transpose
 
 
-def _transpose_leaf(src, dst, add):
-    raise TypeError("_transpose_leaf runs in @njit code only")
+transpose_into, transpose_add = _transposer(False), _transposer(True)
 
 
-@overload(_transpose_leaf, jit_options=dict(nogil=True))
-def _ov_transpose_leaf(src, dst, add):
-    leaf = TRANSPOSE.call(src.dtype)
-
-    def impl(src, dst, add):
-        P, Q = src.shape
-        if P == 0 or Q == 0:
-            return
-        item = src.itemsize
-        sld, scol = src.strides[0] // item, src.strides[1] // item
-        dld, dcol = dst.strides[0] // item, dst.strides[1] // item
-        leaf(data_pointer(src), (P - 1) * sld + (Q - 1) * scol + 1, data_pointer(dst),
-             (Q - 1) * dld + (P - 1) * dcol + 1, sld, scol, dld, dcol, P, Q, 1 if add else 0)
-    return impl
-
-
-@njit(**JIT)
-def _transpose_flat(src, dst, sld, scol, dld, dcol, P, Q, add):
-    """dst[q*dld + p*dcol] = (+=) src[p*sld + q*scol] for p < P, q < Q. Square blocks of the
-    CPU's vector width go through registers (tiles.transpose_block) where rows are
-    contiguous, the edges one number at a time in 16 x 16 tiles so both sides stay in cache
-    lines already loaded."""
+def _transpose_entry(src, ns, dst, nd, sld, scol, dld, dcol, P, Q, add):
+    """The leaf: dst[q*dld + p*dcol] = (+=) src[p*sld + q*scol] for p < P, q < Q; src, dst:
+    pointers and lengths. Square blocks of the CPU's vector width go through registers
+    (tiles.transpose_block) where rows are contiguous, the edges one number at a time in
+    16 x 16 tiles so both sides stay in cache lines already loaded. One function, so that it
+    compiles once (a helper it called would compile on its own and again inside it)."""
+    if P == 0 or Q == 0:
+        return
+    src, dst = carray(src, (ns,)), carray(dst, (nd,))
     W = VECTOR_BYTES // src.itemsize
     P0, Q0 = 0, 0
     if P >= W and Q >= W and scol == 1 and dcol == 1:
@@ -120,25 +133,16 @@ def _transpose_flat(src, dst, sld, scol, dld, dcol, P, Q, add):
             for q in range(0, Q0, W):
                 transpose_block(src, p * sld + q, sld, dst, q * dld + p, dld, add != 0)
     # The edges: rows P0: of src, then columns Q0: of the rows above.
-    _transpose_scalar(src, dst, sld, scol, dld, dcol, P0, P, 0, Q, add)
-    _transpose_scalar(src, dst, sld, scol, dld, dcol, 0, P0, Q0, Q, add)
-
-
-@njit(**JIT)
-def _transpose_scalar(src, dst, sld, scol, dld, dcol, pa, pb, qa, qb, add):
-    for p0 in range(pa, pb, 16):
-        for q0 in range(qa, qb, 16):
-            for q in range(q0, min(q0 + 16, qb)):
-                for p in range(p0, min(p0 + 16, pb)):
-                    if add:
-                        dst[q * dld + p * dcol] += src[p * sld + q * scol]
-                    else:
-                        dst[q * dld + p * dcol] = src[p * sld + q * scol]
-
-
-def _transpose_entry(src, ns, dst, nd, sld, scol, dld, dcol, P, Q, add):
-    """The leaf's entry: pointers and lengths in, flat arrays to _transpose_flat."""
-    _transpose_flat(carray(src, (ns,)), carray(dst, (nd,)), sld, scol, dld, dcol, P, Q, add)
+    for edge in range(2):
+        pa, pb, qa = (P0, P, 0) if edge == 0 else (0, P0, Q0)
+        for p0 in range(pa, pb, 16):
+            for q0 in range(qa, Q, 16):
+                for q in range(q0, min(q0 + 16, Q)):
+                    for p in range(p0, min(p0 + 16, pb)):
+                        if add:
+                            dst[q * dld + p * dcol] += src[p * sld + q * scol]
+                        else:
+                            dst[q * dld + p * dcol] = src[p * sld + q * scol]
 
 
 TRANSPOSE = Leaf("rnnkit_transpose", _transpose_entry, arrays=2, scalars=7)
@@ -182,7 +186,10 @@ def step_grad(dg, w, d, d_t, fast, add):
     d_t (H, M), then transposed into d."""
     if fast:
         gemm(w, dg, d_t, False, True, 0.0)
-        transpose_into(d_t, d, add)
+        if add:
+            transpose_add(d_t, d)
+        else:
+            transpose_into(d_t, d)
     else:
         gemm(dg, w, d, False, True, 1.0 if add else 0.0)
 

@@ -5,17 +5,25 @@ compiles it all again there: a helper that six drivers call is compiled seven ti
 chain of wrappers around it more. For the few big shared helpers (the register tiles) that is
 most of the compile time. A Leaf compiles such a helper once per dtype as a C-callable function
 (numba.cfunc, cached on disk like every kernel), registers its address under a symbol name, and
-@njit code calls it through `leaf.call(dtype)`: the callers' machine code holds only a call to
-that symbol, resolved when they are compiled or loaded from the cache. Arrays cross as a pointer
-to their first element and their length.
+@njit code calls it through an intrinsic that emits the call (`Leaf.emit`): the callers'
+machine code holds only a call to that symbol, resolved when they are compiled or loaded from
+the cache. An intrinsic, not an @njit wrapper: a wrapper compiles once per combination of its
+arguments' types (array layouts), each a fraction of a second of the first run. Arrays cross
+as a pointer to their first element and their length.
 
 A leaf's symbol must exist before any caller is compiled or loaded: the kernels' Python
 wrappers call `ready(dtype)` first (it compiles or loads every leaf the first time only).
 """
+import contextlib
+import fcntl
+import os
+
 import llvmlite.binding as ll
+import numba
 import numpy as np
+from llvmlite import ir
 from numba import cfunc, types
-from numba.extending import intrinsic
+from numba.core import cgutils
 
 from rnnkit.kernels.cpu.jit import CACHE, FASTMATH
 
@@ -24,30 +32,48 @@ LEAVES = []
 
 
 def ready(dtype):
-    """Every leaf for `dtype`, compiled or loaded, its symbol registered."""
-    for leaf in LEAVES:
-        leaf.ready(dtype)
+    """Every leaf for `dtype`, compiled or loaded, its symbol registered. Processes sharing the
+    cache (a run and its compile workers, the ranks of a node) take turns: the first compiles,
+    the others wait and load what it wrote instead of compiling the same code again."""
+    todo = [leaf for leaf in LEAVES if DTYPES[np.dtype(dtype)] not in leaf.compiled]
+    if todo:
+        with _turn():
+            for leaf in todo:
+                leaf.ready(dtype)
 
 
-@intrinsic
-def data_pointer(typingctx, arr):
-    """A typed pointer to an array's first element."""
-    def codegen(context, builder, sig, args):
-        return context.make_array(sig.args[0])(context, builder, args[0]).data
-    return types.CPointer(arr.dtype)(arr), codegen
+@contextlib.contextmanager
+def _turn():
+    """An exclusive lock on a file in the kernel cache (none without a cache); the kernel
+    releases it if its holder dies."""
+    fd = None
+    if CACHE:
+        try:
+            os.makedirs(numba.config.CACHE_DIR, exist_ok=True)
+            fd = os.open(os.path.join(numba.config.CACHE_DIR, "leaves.lock"),
+                         os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:             # a read-only cache: compile here, as without one
+            if fd is not None:
+                os.close(fd)
+            fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)            # closing releases the lock
 
 
 class Leaf:
     """`adapter`: a module-level function of (pointer, length) per array, then `scalars`
-    integers, which wraps the pointers in carrays and calls the helper."""
+    integers, which wraps the pointers in carrays and does the work itself (a helper it called
+    would compile on its own and again inside it)."""
 
     def __init__(self, name, adapter, arrays, scalars):
         self.name, self.adapter = name, adapter
         self.signatures = {dt: types.void(*([types.CPointer(dt), types.intp] * arrays),
                                           *([types.intp] * scalars))
                            for dt in DTYPES.values()}
-        self.externals = {dt: types.ExternalFunction(f"{name}_{dt}", sig)
-                          for dt, sig in self.signatures.items()}
         self.compiled = {}
         LEAVES.append(self)
 
@@ -60,6 +86,10 @@ class Leaf:
             ll.add_symbol(f"{self.name}_{dt}", cf.address)
             self.compiled[dt] = cf
 
-    def call(self, dtype):
-        """The external function for @njit code (a typing-time constant)."""
-        return self.externals[dtype]
+    def emit(self, context, builder, dtype, args):
+        """In an intrinsic's codegen: call the leaf for `dtype` (a Numba type) with `args`, LLVM
+        values in the signature's order."""
+        fnty = ir.FunctionType(ir.VoidType(), [context.get_value_type(t)
+                                               for t in self.signatures[dtype].args])
+        builder.call(cgutils.get_or_insert_function(builder.module, fnty,
+                                                    f"{self.name}_{dtype}"), args)

@@ -20,7 +20,8 @@ from numba import njit, prange
 from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.blas import gemm
-from rnnkit.kernels.cpu.blocks import MIN_STREAMS, fill_rows, parts_for, span, transpose_into
+from rnnkit.kernels.cpu.blocks import (MIN_STREAMS, fill_rows, parts_for, span, transpose_add,
+                                       transpose_into)
 from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.lanes import vsum
@@ -46,8 +47,11 @@ CUT = 16
 DW_ROWS = 256
 
 # From this many T*N on, the products run in kernels/cpu/tiles.py against W.T copied once per
-# forward (a cheap copy); below it, as when evaluating a short tail, through BLAS
-# against the weights as they are.
+# forward (a cheap copy); below it, as when evaluating a short tail or priming one stream,
+# through BLAS against the weights as they are. The kernels take this as `small`: None for
+# the tiles, True for BLAS. None, because Numba drops a branch on a None argument before it
+# compiles anything, so the two cases compile apart and a first training step waits for the
+# tiled build only (a False would compile both).
 TILE_FROM = 256
 
 
@@ -120,7 +124,7 @@ def cell_backward(i, f, g, o, c_prev, c, dh, dc, di, df, dg, do):
 
 
 @njit(**JIT)
-def project(z, wt, w_x, b, gates, tiled, r0, r1):
+def project(z, wt, w_x, b, gates, small, r0, r1):
     """Rows r0:r1 of every step's gates = b + W_x.T @ x_t, x_t feature-major in z[t][:D]: this
     block of the input projection of all T steps, in one pass (W_x.T's rows stay in cache)."""
     T, N = gates.shape[0], gates.shape[2]
@@ -131,23 +135,23 @@ def project(z, wt, w_x, b, gates, tiled, r0, r1):
             row, value = a[r], b[r]
             for n in range(N):
                 row[n] = value
-        if tiled:
+        if small is None:
             product(wt, 0, wt.shape[1], 1, r0, r1, D, z[t], 0, N, N, a, 0, N)
         else:
             gemm(w_x[:, r0:r1], z[t][:D], a[r0:r1], True, False, 1.0)
 
 
 @njit(**JIT)
-def forward_step(z, wt, w_h, gates, cs, hs, tiled, t, j0, j1, n0, n1):
+def forward_step(z, wt, w_h, gates, cs, hs, small, t, j0, j1, n0, n1):
     """Units j0:j1 of streams n0:n1 at step t: their gates += W_h.T @ h_{t-1} (from z[t]), then
-    c_t and h_t (into z[t + 1] and hs[t + 1]). tiled: multiply by wt = W.T (4H, D + H), else
-    through BLAS."""
+    c_t and h_t (into z[t + 1] and hs[t + 1]). Multiplies by wt = W.T (4H, D + H), or when
+    small through BLAS."""
     H, N = cs.shape[1], cs.shape[2]
     D = z.shape[1] - H
     zt, a = z[t], gates[t]
     for k in range(4):
         r0, r1 = k * H + j0, k * H + j1
-        if tiled:
+        if small is None:
             product(wt, D, D + H, 1, r0, r1, H, zt, D * N + n0, N, n1 - n0, a, n0, N)
         else:
             gemm(w_h[:, r0:r1], zt[D:, n0:n1], a[r0:r1, n0:n1], True, False, 1.0)
@@ -163,7 +167,7 @@ def forward_step(z, wt, w_h, gates, cs, hs, tiled, t, j0, j1, n0, n1):
     transpose_into(z[t + 1][D + j0:D + j1, n0:n1], hs[t + 1][n0:n1, j0:j1])
 
 
-def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, tiled, su, ss):
+def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, small, su, ss):
     """su, ss: the recurrence's unit and stream blocks (split)."""
     T, N, D = x.shape
     H = w_h.shape[0]
@@ -174,7 +178,7 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, tiled, su, ss):
         t0, t1 = span(T, parts, i)
         for t in range(t0, t1):
             transpose_into(x[t], z[t][:D])
-        if tiled:
+        if small is None:
             r0, r1 = span(4 * H, parts, i)
             transpose_into(w_x[:, r0:r1], wt[r0:r1, :D])
             transpose_into(w_h[:, r0:r1], wt[r0:r1, D:])
@@ -183,11 +187,11 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, tiled, su, ss):
         transpose_into(c[:, j0:j1], cs[0][j0:j1])
     for i in prange(parts):
         r0, r1 = span(4 * H, parts, i)
-        project(z, wt, w_x, b, gates, tiled, r0, r1)
+        project(z, wt, w_x, b, gates, small, r0, r1)
     for t in range(T):
         for i in prange(parts):
             j0, j1, n0, n1 = block(H, N, su, ss, i)
-            forward_step(z, wt, w_h, gates, cs, hs, tiled, t, j0, j1, n0, n1)
+            forward_step(z, wt, w_h, gates, cs, hs, small, t, j0, j1, n0, n1)
     for i in prange(parts):
         j0, j1 = span(H, parts, i)
         transpose_into(cs[T][j0:j1], c[:, j0:j1])
@@ -197,7 +201,7 @@ _forward = Twin(_forward)
 
 
 @njit(**JIT)
-def weight_grads(x, hs, dg, dwt, tiled, r0, r1):
+def weight_grads(x, hs, dg, dwt, small, r0, r1):
     """Rows r0:r1 of dW.T (4H, D + H) = the sum over all steps of dgates_t @ [x_t, h_{t-1}],
     in blocks of steps (DW_ROWS)."""
     T, N, D = x.shape
@@ -206,7 +210,7 @@ def weight_grads(x, hs, dg, dwt, tiled, r0, r1):
     steps = max(1, DW_ROWS // N)
     for t0 in range(0, T, steps):
         t1 = min(T, t0 + steps)
-        if tiled:
+        if small is None:
             product_runs(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, x, t0 * N * D, D, N * D, D,
                          dwt, 0, ld)
             product_runs(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, hs, t0 * N * H, H, N * H,
@@ -218,31 +222,31 @@ def weight_grads(x, hs, dg, dwt, tiled, r0, r1):
 
 
 @njit(**JIT)
-def input_grads(dg, w_x, dx, dxt, tiled, t, d0, d1):
+def input_grads(dg, w_x, dx, dxt, small, t, d0, d1):
     """dx[t][:, d0:d1] = (dgates_t.T @ W_x.T) there, computed as W_x @ dgates_t into dxt (D, N)
     and transposed (W_x's rows are the long side: faster than dgates_t.T @ W_x.T)."""
     N = dx.shape[1]
     H4 = dg.shape[1]
-    if tiled:
+    if small is None:
         fill_rows(dxt[d0:d1], 0.0)
         product(w_x, 0, H4, 1, d0, d1, H4, dg[t], 0, N, N, dxt, 0, N)
-        transpose_into(dxt[d0:d1], dx[t][:, d0:d1], False)
+        transpose_into(dxt[d0:d1], dx[t][:, d0:d1])
     else:
         gemm(dg[t], w_x[d0:d1], dx[t][:, d0:d1], True, True, 0.0)
 
 
 @njit(**JIT)
-def backward_step(w_h, gates, cs, dhs, dgates, dht, dct, tiled, t, j0, j1, n0, n1):
+def backward_step(w_h, gates, cs, dhs, dgates, dht, dct, small, t, j0, j1, n0, n1):
     """Units j0:j1 of streams n0:n1 at BPTT step t. dht (H, N): the recurrent gradient on h_t
     (set by the caller for the last step); dct (H, N): on c_t in, on c_{t-1} out."""
     T, H, N = gates.shape[0], cs.shape[1], cs.shape[2]
     above = dhs[t][n0:n1, j0:j1]
     if t == T - 1:
-        transpose_into(above, dht[j0:j1, n0:n1], True)
+        transpose_add(above, dht[j0:j1, n0:n1])
     else:
         transpose_into(above, dht[j0:j1, n0:n1])
         nxt = dgates[t + 1]
-        if tiled:
+        if small is None:
             product(w_h, 0, 4 * H, 1, j0, j1, 4 * H, nxt, n0, N, n1 - n0, dht, n0, N)
         else:
             gemm(w_h[j0:j1], nxt[:, n0:n1], dht[j0:j1, n0:n1], False, False, 1.0)
@@ -262,7 +266,7 @@ def backward_step(w_h, gates, cs, dhs, dgates, dht, dct, tiled, t, j0, j1, n0, n
 
 
 def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h,
-              db, dwt, dxt, tiled, su, ss):
+              db, dwt, dxt, small, su, ss):
     """su, ss: the recurrence's unit and stream blocks."""
     T, N, D = x.shape
     H = w_h.shape[0]
@@ -274,17 +278,17 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
     for t in range(T - 1, -1, -1):
         for i in prange(parts):
             j0, j1, n0, n1 = block(H, N, su, ss, i)
-            backward_step(w_h, gates, cs, dhs, dgates, dht, dct, tiled, t, j0, j1, n0, n1)
+            backward_step(w_h, gates, cs, dhs, dgates, dht, dct, small, t, j0, j1, n0, n1)
     for i in prange(parts):
         # dW and dx over all steps, by blocks of dW.T's rows and of dx's columns.
         r0, r1 = span(4 * H, parts, i)
-        weight_grads(x, hs, dgates, dwt, tiled, r0, r1)
+        weight_grads(x, hs, dgates, dwt, small, r0, r1)
         d0, d1 = span(D, parts, i)
         for t in range(T):
-            input_grads(dgates, w_x, dx, dxt, tiled, t, d0, d1)
+            input_grads(dgates, w_x, dx, dxt, small, t, d0, d1)
         j0, j1, n0, n1 = block(H, N, su, ss, i)
         # The initial state's gradients: dh_0 = W_h @ dgates_0 (dhs plays no part there).
-        if tiled:
+        if small is None:
             fill_rows(dht[j0:j1, n0:n1], 0.0)
             product(w_h, 0, 4 * H, 1, j0, j1, 4 * H, dgates[0], n0, N, n1 - n0, dht, n0, N)
         else:
@@ -296,8 +300,8 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
             for t in range(T):
                 total += vsum(dgates[t, r], 0, N)
             db[r] += total
-        transpose_into(dwt[r0:r1, :D], dw_x[:, r0:r1], True)
-        transpose_into(dwt[r0:r1, D:], dw_h[:, r0:r1], True)
+        transpose_add(dwt[r0:r1, :D], dw_x[:, r0:r1])
+        transpose_add(dwt[r0:r1, D:], dw_h[:, r0:r1])
 
 
 _backward = Twin(_backward)
@@ -317,7 +321,8 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt):
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N)
     leaf.ready(x.dtype)
-    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, T * N >= TILE_FROM, su, ss)
+    small = None if T * N >= TILE_FROM else True
+    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, small, su, ss)
 
 
 def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, dht,
@@ -340,5 +345,6 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
     spec(LSTM.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
     su, ss = split(H, N)
     leaf.ready(x.dtype)
-    _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h, db, dwt, dxt,
-        T * N >= TILE_FROM, su, ss)
+    small = None if T * N >= TILE_FROM else True
+    _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x,
+              dw_h, db, dwt, dxt, small, su, ss)

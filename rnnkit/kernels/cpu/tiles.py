@@ -13,13 +13,12 @@ loops, LLVM keeps the accumulators in memory. Its vectors are as wide as the CPU
 """
 import llvmlite.binding as ll
 from llvmlite import ir
-from numba import carray, njit, types
+from numba import carray, types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
-from rnnkit.kernels.cpu.jit import JIT
 from rnnkit.kernels.cpu.lanes import REGISTERS as _REGISTERS, VECTOR_BYTES
-from rnnkit.kernels.cpu.leaf import Leaf, data_pointer
+from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
 
 
 # Rows per panel: MR x NV accumulators plus NV state vectors and one broadcast fill the
@@ -145,68 +144,82 @@ def _make_tile(vectors):
 _wide, _one = _make_tile(NV), _make_tile(1)
 
 
-@njit(**JIT)
-def _tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols):
-    if cols > VECTOR_BYTES // c.itemsize:
-        _wide(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols)
-    else:
-        _one(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols)
-
-
 def _product_runs_flat(a, na, b, nb, c, nc, a0, ars, aks, aks2, lo, hi, K, K2, b0, ldb, ldb2,
                        ncols, c0, ldc):
-    """The leaf's entry: pointers and lengths in, flat arrays to _product_runs."""
-    _product_runs(carray(a, (na,)), a0, ars, aks, aks2, lo, hi, K, K2, carray(b, (nb,)), b0,
-                  ldb, ldb2, ncols, carray(c, (nc,)), c0, ldc)
+    """The leaf: C[r, :ncols] += A[r] @ B[:, :ncols] for rows lo:hi, where the summed dimension
+    comes in K2 runs of K: A[r, (k2, k)] = a[a0 + r*ars + k*aks + k2*aks2], B[(k2, k), n] =
+    b[b0 + k*ldb + k2*ldb2 + n], C[r, n] = c[c0 + r*ldc + n]; a, b, c: pointers and lengths,
+    offsets into them in numbers. One function, so that it compiles once (a helper it called
+    would compile on its own and again inside it)."""
+    a, b, c = carray(a, (na,)), carray(b, (nb,)), carray(c, (nc,))
+    chunk = NV * VECTOR_BYTES // c.itemsize
+    for r in range(lo, hi, MR):
+        rows = min(MR, hi - r)
+        for n in range(0, ncols, chunk):
+            cols = min(chunk, ncols - n)
+            ra, rb, rc = a0 + r * ars, b0 + n, c0 + r * ldc + n
+            if cols > VECTOR_BYTES // c.itemsize:
+                _wide(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
+            else:
+                _one(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
 
 
 LEAF = Leaf("rnnkit_product_runs", _product_runs_flat, arrays=3, scalars=14)
 
 
-@njit(**JIT)
-def product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
-    """See _product_runs; a, b and c: C-contiguous arrays of any shape, offsets into their
-    data. It runs the leaf (kernels/cpu/leaf.py: compiled once per dtype, called by name;
-    call leaf.ready(dtype) before the first call)."""
-    _product_runs_leaf(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc)
+def _signature(args, arrays):
+    """A leaf caller's signature: the arguments at positions `arrays` as they are (they must
+    be C-contiguous, of one float dtype), every other one intp; None if the arrays do not fit."""
+    arys = [args[i] for i in arrays]
+    if not all(isinstance(x, types.Array) and x.layout == "C" for x in arys) or \
+            len({x.dtype for x in arys}) != 1 or arys[0].dtype not in DTYPES.values():
+        return None
+    return types.void(*[x if i in arrays else types.intp for i, x in enumerate(args)])
 
 
-def _product_runs_leaf(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0,
-                       ldc):
-    raise TypeError("_product_runs_leaf runs in @njit code only")
+def _call_leaf(context, builder, sig, args, arrays, scalars):
+    """Codegen: the leaf's call with the arrays at positions `arrays` each as its data pointer
+    and size, then `scalars` (LLVM intp values, the leaf's order)."""
+    values = []
+    for i in arrays:
+        ary = context.make_array(sig.args[i])(context, builder, args[i])
+        values += [ary.data, ary.nitems]
+    LEAF.emit(context, builder, sig.args[arrays[0]].dtype, values + scalars)
+    return context.get_dummy_value()
 
 
-@overload(_product_runs_leaf, jit_options=dict(nogil=True))
-def _ov_product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
-    leaf = LEAF.call(c.dtype)
+@intrinsic
+def product_runs(typingctx, a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c,
+                 c0, ldc):
+    """See _product_runs_flat; a, b and c: C-contiguous arrays of any shape and one dtype,
+    offsets into their data. It calls the leaf (kernels/cpu/leaf.py: compiled once per dtype,
+    called by name; call leaf.ready(dtype) before the first call)."""
+    arrays = (0, 9, 14)
+    sig = _signature((a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0,
+                      ldc), arrays)
 
-    def impl(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
-        leaf(data_pointer(a), a.size, data_pointer(b), b.size, data_pointer(c), c.size, a0, ars,
-             aks, aks2, lo, hi, K, K2, b0, ldb, ldb2, ncols, c0, ldc)
-    return impl
-
-
-@njit(**JIT)
-def _product_runs(a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0, ldc):
-    """C[r, :ncols] += A[r] @ B[:, :ncols] for rows lo:hi, where the summed dimension comes in
-    K2 runs of K: A[r, (k2, k)] = a[a0 + r*ars + k*aks + k2*aks2], B[(k2, k), n] =
-    b[b0 + k*ldb + k2*ldb2 + n], C[r, n] = c[c0 + r*ldc + n]. Offsets are into the arrays'
-    data, in numbers."""
-    chunk = NV * VECTOR_BYTES // c.itemsize
-    for r in range(lo, hi, MR):
-        rows = min(MR, hi - r)
-        for n in range(0, ncols, chunk):
-            _tile(a, a0 + r * ars, ars, aks, aks2, b, b0 + n, ldb, ldb2, c, c0 + r * ldc + n,
-                  ldc, K, K2, rows, min(chunk, ncols - n))
+    def codegen(context, builder, sig, args):
+        scalars = [v for i, v in enumerate(args) if i not in arrays]
+        return _call_leaf(context, builder, sig, args, arrays, scalars)
+    return None if sig is None else (sig, codegen)
 
 
-@njit(**JIT)
-def product(a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc):
+@intrinsic
+def product(typingctx, a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc):
     """c[r, :ncols] += A[r] @ b[:, :ncols] for rows lo:hi of an A laid out by strides,
     A[r, k] = a[a0 + r*ars + k*aks] (a row-major matrix: ars = its row length, aks = 1; one
     read as its transpose: ars = 1, aks = its row length); b's row k starts at b0 + k*ldb,
-    c's row r at c0 + r*ldc."""
-    product_runs(a, a0, ars, aks, 0, lo, hi, K, 1, b, b0, ldb, 0, ncols, c, c0, ldc)
+    c's row r at c0 + r*ldc: product_runs with one run."""
+    arrays = (0, 7, 11)
+    sig = _signature((a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc), arrays)
+
+    def codegen(context, builder, sig, args):
+        zero, one = (context.get_constant(types.intp, n) for n in (0, 1))
+        v = args
+        scalars = [v[1], v[2], v[3], zero, v[4], v[5], v[6], one, v[8], v[9], zero, v[10],
+                   v[12], v[13]]
+        return _call_leaf(context, builder, sig, args, arrays, scalars)
+    return None if sig is None else (sig, codegen)
 
 
 @intrinsic

@@ -63,12 +63,8 @@ def run(spec):
     numba.set_num_threads(1)        # the serial builds
     ws = model.workspace(N, T)
     H = model.cfg.hidden
-    for layer in range(model.cfg.layers):
-        x_in = ws["emb"] if layer == 0 else ws["dtop"][0]
-        scratch = model._scratch(ws, T, N, x_in.shape[2])
-        backend.cell_backward(model.cell, x_in, model.lp[layer], model.lg[layer],
-                              ws["layers"][layer], ws["dtop"][1], ws["dh"], ws["dc"],
-                              ws["demb"] if layer == 0 else ws["dtop"][0], scratch)
+    # First what needs no leaf (kernels/cpu/leaf.py): meanwhile the training process compiles
+    # the leaves, which this one then loads.
     backend.linear_backward(ws["dtop"][1].reshape(T * N, H), model.out_w, ws["logits"],
                             ws["dtop"][0].reshape(T * N, H),
                             model.g["embed"] if model.cfg.tie_weights else model.g["out.w"],
@@ -76,6 +72,12 @@ def run(spec):
     backend.embed_backward(backend.ids(np.zeros((N, T), np.int64)), ws["demb"], model.g["embed"])
     clip_gradients(model.grads, 1.0, 1.0, backend)
     opt.step(model.grads)
+    for layer in range(model.cfg.layers):
+        x_in = ws["emb"] if layer == 0 else ws["dtop"][0]
+        scratch = model._scratch(ws, T, N, x_in.shape[2])
+        backend.cell_backward(model.cell, x_in, model.lp[layer], model.lg[layer],
+                              ws["layers"][layer], ws["dtop"][1], ws["dh"], ws["dc"],
+                              ws["demb"] if layer == 0 else ws["dtop"][0], scratch)
 
 
 if __name__ == "__main__":
