@@ -49,3 +49,11 @@ def test_cold_warm_and_across(tmp_path):
     train(other, corpus, "-o", tmp_path / "c", *ARGS, "--max-steps", 6)
     train(cold, "--resume", tmp_path / "c", "--max-steps", 12, "-q")
     assert losses(tmp_path / "a") == losses(tmp_path / "b") == losses(tmp_path / "c")
+    # after the sampling worker, generating from the run compiles nothing: no new cache file
+    subprocess.run([sys.executable, "-m", "rnnkit.kernels.cpu.warm",
+                    json.dumps(dict(spec, group="sampling"))], env=env, check=True, timeout=900)
+    files = sorted(p.name for p in cold.rglob("*.nb*"))
+    subprocess.run([sys.executable, "-m", "rnnkit", "generate", tmp_path / "a" / "latest.h5",
+                    "--prime", "line 1", "--length", "20", "--threads", "2"], env=env,
+                   check=True, capture_output=True, timeout=900)
+    assert sorted(p.name for p in cold.rglob("*.nb*")) == files

@@ -81,10 +81,14 @@ def drive(gov, machine, units, work=1000):
 
 
 class FakeWorker:
+    def __init__(self, group=None):
+        self.group, self.done = group, False
+
     def poll(self):
-        return None
+        return 0 if self.done else None
 
     def wait(self):
+        self.done = True
         return 0
 
 
@@ -108,6 +112,36 @@ def test_a_run_lifts_the_thread_cap_it_set(monkeypatch):
     assert threads._cap is None
     backend.end()                   # twice is harmless
     assert threads._cap is None
+
+
+def test_later_workers_start_in_turn(monkeypatch):
+    """After the backward worker (which the first backward waits for) the threaded builds'
+    worker starts; the cap on threads lifts when it is done, and the sampling worker starts."""
+    from rnnkit.backends.cpu import CPUBackend
+    from rnnkit.kernels.cpu import jit, warm
+    workers = []
+    monkeypatch.setattr(warm, "spawn", lambda spec: workers.append(FakeWorker(spec["group"]))
+                        or workers[-1])
+    monkeypatch.setattr(jit, "CACHE", True)
+    monkeypatch.setattr(threads, "partition", lambda: 2)
+    monkeypatch.setattr(threads, "_cap", None)
+    backend = CPUBackend()
+    monkeypatch.setattr(backend, "compiled", lambda cell, parallel=None: False)
+    model = Model(ModelConfig(cell="lstm", vocab_size=8, embed=4, hidden=4, layers=1),
+                  backend=backend)
+    backend.prepare(model, 2, 3, "adam")
+
+    def started():
+        backend._tend_workers()     # what each step's observe() does while workers remain
+        return [w.group for w in workers]
+    assert started() == ["backward"]
+    backend._await_backward()
+    assert started() == ["backward", "parallel"] and threads._cap == 1
+    assert started() == ["backward", "parallel"]
+    workers[1].done = True
+    assert started() == ["backward", "parallel", "sampling"] and threads._cap is None
+    workers[2].done = True
+    assert started() == ["backward", "parallel", "sampling"] and not backend._workers
 
 
 def test_governor_drops_threads_under_load_and_comes_back(monkeypatch):

@@ -34,7 +34,7 @@ class CPUBackend:
         threads.limit_blas()
         self._step_scratch = {}
         self._workers = {}          # compile workers by group (prepare)
-        self._parallel = None       # the threaded builds' worker, not started yet
+        self._later = []            # groups for workers after the backward one, in turn
         self._capped = False        # prepare() capped the process's threads
 
     def describe(self):
@@ -75,9 +75,9 @@ class CPUBackend:
 
     def prepare(self, model, N, T, optimizer):
         """Before a first step on a cold cache (rnnkit/kernels/cpu/warm.py): the backward
-        kernels compile in a worker process while this one compiles the forward ones, and
-        with several threads the run starts on the serial builds while another worker
-        compiles the threaded ones."""
+        kernels compile in a worker process while this one compiles the forward ones; with
+        several threads the run starts on the serial builds while another worker compiles the
+        threaded ones; then one compiles what sampling will need (generate after training)."""
         if not jit.CACHE:
             return
         spec = {"model": dataclasses.asdict(model.cfg) | {"dtype": str(model.dtype)},
@@ -87,9 +87,11 @@ class CPUBackend:
                 return              # the first step runs the threaded builds, all cached
             threads.cap(1)
             self._capped = True
-            self._parallel = {**spec, "group": "parallel"}
+            self._later.append({**spec, "group": "parallel"})
         if not self.compiled(model.cell, parallel=False):
             self._workers["backward"] = warm.spawn({**spec, "group": "backward"})
+        if self._workers or self._later:
+            self._later.append({**spec, "group": "sampling"})
 
     def end(self):
         """The run is over (or its threaded builds are cached): lift prepare()'s cap on threads,
@@ -105,22 +107,23 @@ class CPUBackend:
             worker.wait()           # it failed? then this process compiles what it lacks
 
     def _tend_workers(self):
-        """After a step: start the threaded builds' worker once the backward one is done;
-        when it is done too, let the governor run more threads."""
-        if self._parallel is not None and "backward" not in self._workers:
-            self._workers["parallel"] = warm.spawn(self._parallel)
-            self._parallel = None
-        worker = self._workers.get("parallel")
-        if worker is not None and worker.poll() is not None:
-            del self._workers["parallel"]
-            self.end()
+        """After a step: start the later workers one at a time once the backward one is done;
+        when the threaded builds' worker is done, let the governor run more threads."""
+        for group, worker in list(self._workers.items()):
+            if group != "backward" and worker.poll() is not None:
+                del self._workers[group]
+                if group == "parallel":
+                    self.end()
+        if self._later and not self._workers:
+            spec = self._later.pop(0)
+            self._workers[spec["group"]] = warm.spawn(spec)
 
     # -- pacing (rnnkit/threads.py) ----------------------------------------------------------
     def begin(self):
         threads.begin()
 
     def observe(self, work, seconds):
-        if self._workers or self._parallel is not None:
+        if self._workers or self._later:
             self._tend_workers()
         threads.observe(work, seconds)
 

@@ -2,8 +2,10 @@
 
 One module per job: `lstm.py`, `gru.py`, `rnn.py` (each cell's forward and BPTT), `step.py`
 (one time step for a few streams: sampling), `linear.py` (output projection, embedding),
-`loss.py` (softmax cross-entropy), `optim.py` (fused optimizer updates), `dropout.py`; and
-what they share: `jit.py` (compile flags, the serial/parallel Twin, the cache), `blocks.py`
-(row blocks per thread), `tiles.py` (register-tiled products), `blas.py` (gemm from @njit
-code), `lanes.py` (fma and fixed-order reductions), `activations.py`.
+`loss.py` (softmax cross-entropy), `optim.py` (fused optimizer updates), `checksum.py` (HDF5's
+Fletcher-32 for the corpus writer); and what they share: `jit.py` (compile flags, the
+serial/parallel Twin, the cache), `blocks.py` (row blocks per thread, the transpose),
+`tiles.py` (register-tiled products), `leaf.py` (kernels compiled once and called by name),
+`blas.py` (gemm from @njit code), `lanes.py` (fma and fixed-order reductions),
+`activations.py`, `warm.py` (compiling in other processes on a cold cache).
 """

@@ -12,7 +12,10 @@ cache. A worker writes to the on-disk cache and exits; the training process then
 needs from there. Groups:
 - "backward": each layer's BPTT, the output projection's and embedding's backward, the
   optimizer update and clipping, serial builds;
-- "parallel": a whole training step and a validation on the threaded builds.
+- "parallel": a whole training step and a validation on the threaded builds;
+- "sampling": what `rnnkit generate` runs, the prime as one short batch (its products through
+  BLAS: another build of the cell's forward) and a sampling step (the step kernels), so that
+  generating after the run needs no compiling.
 A worker runs the kernels on zeros of the run's shapes (the same types, so the same builds).
 """
 import json
@@ -53,6 +56,11 @@ def run(spec):
     model = Model(ModelConfig(**spec["model"]), backend=backend)
     N, T = spec["N"], spec["T"]
     opt = make_optimizer(spec["optimizer"], model.params, backend)
+    if spec["group"] == "sampling":
+        x = np.zeros((1, 2), np.int64)
+        model.evaluate(x, x, model.init_state(1))
+        model.step(np.zeros(1, np.int64), model.init_state(1))
+        return
     if spec["group"] == "parallel":
         x = np.zeros((N, T), np.int64)
         model.forward_backward(x, x, model.init_state(N), backend.rng(0))
