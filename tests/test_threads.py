@@ -1,4 +1,6 @@
 """Threads: the budget, the partition that fixes the numbers, and the governor."""
+import threading
+
 import numba
 import numpy as np
 import pytest
@@ -115,8 +117,8 @@ def test_a_run_lifts_the_thread_cap_it_set(monkeypatch):
 
 
 def test_later_workers_start_in_turn(monkeypatch):
-    """After the backward worker (which the first backward waits for) the threaded builds'
-    worker starts; the cap on threads lifts when it is done, and the sampling worker starts."""
+    """After the backward worker the threaded builds' worker starts; the cap on threads lifts
+    when it is done, and the sampling worker starts."""
     from rnnkit.backends.cpu import CPUBackend
     from rnnkit.kernels.cpu import jit, warm
     workers = []
@@ -135,13 +137,42 @@ def test_later_workers_start_in_turn(monkeypatch):
         backend._tend_workers()     # what each step's observe() does while workers remain
         return [w.group for w in workers]
     assert started() == ["backward"]
-    backend._await_backward()
+    workers[0].done = True
     assert started() == ["backward", "parallel"] and threads._cap == 1
     assert started() == ["backward", "parallel"]
     workers[1].done = True
     assert started() == ["backward", "parallel", "sampling"] and threads._cap is None
     workers[2].done = True
     assert started() == ["backward", "parallel", "sampling"] and not backend._workers
+
+
+def test_backward_tasks_go_to_whichever_process_is_free(tmp_path, monkeypatch):
+    """A task another process holds is skipped by a worker and waited for by the run; a
+    free one is taken (the run's first backward takes every free one at once)."""
+    from rnnkit.backends.cpu import CPUBackend
+    from rnnkit.kernels.cpu import jit, warm
+    monkeypatch.setattr(jit, "CACHE", True)
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+    spec = {"group": "backward", "N": 2, "T": 3}
+    with warm.turn(spec, "linear", wait=False) as mine:
+        assert mine
+        with warm.turn(spec, "linear", wait=False) as again:    # another open file: held
+            assert not again
+        with warm.turn(dict(spec, N=4), "linear", wait=False) as other_shapes:
+            assert other_shapes
+    ran = []
+    monkeypatch.setattr(warm, "task", lambda spec, name: ran.append(name))
+    backend = CPUBackend()
+    backend._spec, backend._tasks = spec, set(warm.TASKS)
+    first_backward = threading.Thread(target=backend._backward_tasks)
+    with warm.turn(spec, "cell", wait=False):           # a worker compiling the cell's BPTT
+        first_backward.start()
+        first_backward.join(1.0)
+        assert first_backward.is_alive() and ran == ["linear", "rest"]    # waits for "cell"
+    first_backward.join(30)
+    assert ran == ["linear", "rest", "cell"] and not backend._tasks
+    backend._backward_tasks()                           # later steps: nothing left
+    assert ran == ["linear", "rest", "cell"]
 
 
 def test_governor_drops_threads_under_load_and_comes_back(monkeypatch):

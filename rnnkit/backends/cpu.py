@@ -35,6 +35,8 @@ class CPUBackend:
         self._step_scratch = {}
         self._workers = {}          # compile workers by group (prepare)
         self._later = []            # groups for workers after the backward one, in turn
+        self._spec = None           # the backward worker's spec, while tasks remain
+        self._tasks = set()         # its tasks that this process has not run yet
         self._capped = False        # prepare() capped the process's threads
 
     def describe(self):
@@ -89,7 +91,8 @@ class CPUBackend:
             self._capped = True
             self._later.append({**spec, "group": "parallel"})
         if not self.compiled(model.cell, parallel=False):
-            self._workers["backward"] = warm.spawn({**spec, "group": "backward"})
+            self._spec, self._tasks = {**spec, "group": "backward"}, set(warm.TASKS)
+            self._workers["backward"] = warm.spawn(self._spec)
         if self._workers or self._later:
             self._later.append({**spec, "group": "sampling"})
 
@@ -101,16 +104,25 @@ class CPUBackend:
             self._capped = False
             threads.cap(None)
 
-    def _await_backward(self):
-        worker = self._workers.pop("backward", None)
-        if worker is not None:
-            worker.wait()           # it failed? then this process compiles what it lacks
+    def _backward_tasks(self):
+        """At the first step's first backward call on a cold cache: run every backward task
+        (warm.TASKS) that no other process holds, compiling it here, then wait for those that
+        another process is compiling; after that their kernels load from the cache."""
+        if not self._tasks:
+            return
+        for wait in (False, True):
+            for name in warm.TASKS:
+                if name in self._tasks:
+                    with warm.turn(self._spec, name, wait) as mine:
+                        if mine:
+                            warm.task(self._spec, name)
+                            self._tasks.discard(name)
 
     def _tend_workers(self):
         """After a step: start the later workers one at a time once the backward one is done;
         when the threaded builds' worker is done, let the governor run more threads."""
         for group, worker in list(self._workers.items()):
-            if group != "backward" and worker.poll() is not None:
+            if worker.poll() is not None:
                 del self._workers[group]
                 if group == "parallel":
                     self.end()
@@ -195,7 +207,7 @@ class CPUBackend:
     def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
         """BPTT through one layer: gradients accumulate into g; dh (and dc) go from the final
         state's gradient to the initial state's; dx is overwritten."""
-        self._await_backward()
+        self._backward_tasks()
         if cell.name == "lstm":
             lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs,
                                dh, dc, dx, g["w_x"], g["w_h"], g["b"], scratch["dg"],
@@ -212,6 +224,7 @@ class CPUBackend:
         linear.embed_forward(table, ids, out)
 
     def embed_backward(self, ids, dout, dtable):
+        self._backward_tasks()
         linear.embed_backward(ids, dout, dtable)
 
     def linear_forward(self, x, w, b, y):
@@ -222,7 +235,7 @@ class CPUBackend:
             linear.linear_forward(x, w, b, y)
 
     def linear_backward(self, x, w, dy, dx, dw, db):
-        self._await_backward()
+        self._backward_tasks()
         linear.linear_backward(x, w, dy, dx, dw, db)
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):
@@ -264,22 +277,29 @@ class CPUBackend:
         return np.dtype(dtype).type(x)
 
     def sgd_update(self, *args):
+        self._backward_tasks()
         optim.sgd_update(*args)
 
     def adam_update(self, *args):
+        self._backward_tasks()
         optim.adam_update(*args)
 
     def rmsprop_update(self, *args):
+        self._backward_tasks()
         optim.rmsprop_update(*args)
 
     def adagrad_update(self, *args):
+        self._backward_tasks()
         optim.adagrad_update(*args)
 
     def sum_squares(self, g):
+        self._backward_tasks()
         return float(optim.sum_squares(g))
 
     def scale(self, g, factor):
+        self._backward_tasks()
         optim.scale(g, factor)
 
     def clamp(self, g, low, high):
+        self._backward_tasks()
         optim.clamp(g, low, high)

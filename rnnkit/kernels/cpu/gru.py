@@ -17,9 +17,8 @@ from numba import njit, prange
 
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.kernels.cpu.blocks import (FAST_FROM, add_rows, plan, project, span, step_grad,
-                                       step_product,
-                                   transpose_into, weight_grads)
+from rnnkit.kernels.cpu.blocks import (FAST_FROM, TRANSPOSE, add_rows, plan, project, span,
+                                       step_grad, step_product, transpose_into, weight_grads)
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
@@ -143,7 +142,7 @@ def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work, work_t, wt):
     check(dict(arrays, x=x), x.dtype)
     spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H)}, arrays)
     rows, streams = plan(T, N)
-    leaf.ready(x.dtype)
+    leaf.ready(x.dtype, [TRANSPOSE])
     project(x, w_x, b, gates, rows)
     _forward(streams, gates, a, hs, w_h, wt, b_hn, work, work_t, H >= FAST_FROM, streams)
 
@@ -163,6 +162,6 @@ def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, 
           "dhs": (T, N, H), "dh": (N, H), "dx": (T, N, D)}, arrays)
     spec(GRU.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db, b_hn=db_hn))
     rows, streams = plan(T, N)
-    leaf.ready(x.dtype)
+    leaf.ready(x.dtype, [TRANSPOSE])
     _backward(streams, w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, H >= FAST_BACKWARD_FROM, streams)
     weight_grads(x, hs[:T], dgx, dgh, w_x, dx, dw_x, dw_h, db, rows)

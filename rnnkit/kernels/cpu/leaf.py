@@ -12,7 +12,8 @@ arguments' types (array layouts), each a fraction of a second of the first run. 
 as a pointer to their first element and their length.
 
 A leaf's symbol must exist before any caller is compiled or loaded: the kernels' Python
-wrappers call `ready(dtype)` first (it compiles or loads every leaf the first time only).
+wrappers call `ready(dtype, the leaves they use)` first (it compiles or loads each leaf the
+first time only).
 """
 import contextlib
 import fcntl
@@ -31,11 +32,12 @@ DTYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float
 LEAVES = []
 
 
-def ready(dtype):
-    """Every leaf for `dtype`, compiled or loaded, its symbol registered. Processes sharing the
-    cache (a run and its compile workers, the ranks of a node) take turns: the first compiles,
-    the others wait and load what it wrote instead of compiling the same code again."""
-    todo = [leaf for leaf in LEAVES if DTYPES[np.dtype(dtype)] not in leaf.compiled]
+def ready(dtype, leaves=None):
+    """The leaves for `dtype` (default: all) compiled or loaded, their symbols registered.
+    Processes sharing the cache (a run and its compile workers, the ranks of a node) take
+    turns: the first compiles, the others wait and load what it wrote instead of compiling the
+    same code again."""
+    todo = [leaf for leaf in leaves or LEAVES if DTYPES[np.dtype(dtype)] not in leaf.compiled]
     if todo:
         with _turn():
             for leaf in todo:

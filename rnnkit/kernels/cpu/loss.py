@@ -53,12 +53,16 @@ def _xent_each_rows(logits, targets, one, out, lo, hi):
         out[m] = _xent_row(logits[m], targets[m], one, False)
 
 
-def _xent(logits, targets, scale, want_grad, parts):
-    totals = np.zeros(parts)
+def _xent(logits, targets, scale, want_grad, totals, parts):
+    """totals (parts,): scratch, from the caller (np.zeros and .sum() here would compile
+    numpy's implementations, a second of a first run's compiling)."""
     for i in prange(parts):
         lo, hi = span(logits.shape[0], parts, i)
         totals[i] = _xent_rows(logits, targets, scale, want_grad, lo, hi)
-    return totals.sum()
+    total = 0.0
+    for i in range(parts):
+        total += totals[i]
+    return total
 
 
 _xent = Twin(_xent)
@@ -87,8 +91,8 @@ def softmax_xent(logits, targets, scale=1.0, grad=False):
     dloss/dlogits, else by scratch."""
     _check_targets(logits, targets)
     parts = parts_for(logits.shape[0] // 64)
-    return _xent(parts, logits, np.ascontiguousarray(targets, dtype=np.int64), logits.dtype.type(scale),
-               bool(grad), parts)
+    return _xent(parts, logits, np.ascontiguousarray(targets, dtype=np.int64),
+                 logits.dtype.type(scale), bool(grad), np.zeros(parts), parts)
 
 
 def softmax_xent_rows(logits, targets):

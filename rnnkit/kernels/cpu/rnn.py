@@ -11,9 +11,8 @@ from numba import njit, prange
 
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.kernels.cpu.blocks import (FAST_FROM, add_rows, plan, project, span, step_grad,
-                                       step_product,
-                                   transpose_into, weight_grads)
+from rnnkit.kernels.cpu.blocks import (FAST_FROM, TRANSPOSE, add_rows, plan, project, span,
+                                       step_grad, step_product, transpose_into, weight_grads)
 from rnnkit.kernels.cpu.activations import tanh
 from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
@@ -103,7 +102,7 @@ def rnn_forward(x, w_x, w_h, b, hs, pre, work, work_t, wt, relu=False):
     check(dict(arrays, x=x), x.dtype)
     spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H)}, arrays)
     rows, streams = plan(T, N)
-    leaf.ready(x.dtype)
+    leaf.ready(x.dtype, [TRANSPOSE])
     project(x, w_x, b, pre, rows)
     _forward(streams, pre, hs, w_h, wt, work, work_t, H >= FAST_FROM, bool(relu), streams)
 
@@ -122,6 +121,6 @@ def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, work, rel
           "dhs": (T, N, H), "dh": (N, H), "dx": (T, N, D)}, arrays)
     spec(RNN.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
     rows, streams = plan(T, N)
-    leaf.ready(x.dtype)
+    leaf.ready(x.dtype, [TRANSPOSE])
     _backward(streams, w_h, hs, dhs, dh, dgates, work, H >= FAST_FROM, bool(relu), streams)
     weight_grads(x, hs[:T], dgates, dgates, w_x, dx, dw_x, dw_h, db, rows)

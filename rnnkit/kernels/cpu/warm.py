@@ -11,14 +11,19 @@ builds give the same bits (rnnkit/threads.py), and the run switches when they ar
 cache. A worker writes to the on-disk cache and exits; the training process then loads what it
 needs from there. Groups:
 - "backward": each layer's BPTT, the output projection's and embedding's backward, the
-  optimizer update and clipping, serial builds;
+  optimizer update and clipping, serial builds, as tasks that the training process may take
+  instead (TASKS below);
 - "parallel": a whole training step and a validation on the threaded builds;
 - "sampling": what `rnnkit generate` runs, the prime as one short batch (its products through
   BLAS: another build of the cell's forward) and a sampling step (the step kernels), so that
   generating after the run needs no compiling.
 A worker runs the kernels on zeros of the run's shapes (the same types, so the same builds).
 """
+import contextlib
+import fcntl
+import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -42,52 +47,118 @@ def _die_with_parent():
 
 
 def run(spec):
-    import numpy as np
     import numba
 
     from rnnkit import threads
-    from rnnkit.backends.cpu import CPUBackend
-    from rnnkit.config import ModelConfig
-    from rnnkit.model import Model
-    from rnnkit.optim import clip_gradients, make_optimizer
 
     threads.set_threads(spec["partition"], adaptive=False)
-    backend = CPUBackend()
-    model = Model(ModelConfig(**spec["model"]), backend=backend)
-    N, T = spec["N"], spec["T"]
-    opt = make_optimizer(spec["optimizer"], model.params, backend)
+    if spec["group"] == "backward":
+        numba.set_num_threads(1)        # the serial builds
+        for name in TASKS:
+            with turn(spec, name, wait=False) as mine:
+                if mine:
+                    task(spec, name)
+        return
+    import numpy as np
+
+    from rnnkit.optim import clip_gradients, make_optimizer
+
+    model = _model(spec)
+    backend, N, T = model.backend, spec["N"], spec["T"]
     if spec["group"] == "sampling":
         x = np.zeros((1, 2), np.int64)
         model.evaluate(x, x, model.init_state(1))
         model.step(np.zeros(1, np.int64), model.init_state(1))
         return
-    if spec["group"] == "parallel":
-        x = np.zeros((N, T), np.int64)
-        model.forward_backward(x, x, model.init_state(N), backend.rng(0))
-        clip_gradients(model.grads, 1.0, 1.0, backend)
-        opt.step(model.grads)
-        model.evaluate(x, x, model.init_state(N))
-        return
-    numba.set_num_threads(1)        # the serial builds
-    ws = model.workspace(N, T)
-    H = model.cfg.hidden
-    # First what needs no leaf (kernels/cpu/leaf.py): meanwhile the training process compiles
-    # the leaves, which this one then loads.
-    backend.linear_backward(ws["dtop"][1].reshape(T * N, H), model.out_w, ws["logits"],
-                            ws["dtop"][0].reshape(T * N, H),
-                            model.g["embed"] if model.cfg.tie_weights else model.g["out.w"],
-                            model.g["out.b"])
-    backend.embed_backward(backend.ids(np.zeros((N, T), np.int64)), ws["demb"], model.g["embed"])
+    x = np.zeros((N, T), np.int64)      # "parallel"
+    model.forward_backward(x, x, model.init_state(N), backend.rng(0))
     clip_gradients(model.grads, 1.0, 1.0, backend)
-    opt.step(model.grads)
-    for layer in range(model.cfg.layers):
-        x_in = ws["emb"] if layer == 0 else ws["dtop"][0]
-        scratch = model._scratch(ws, T, N, x_in.shape[2])
-        backend.cell_backward(model.cell, x_in, model.lp[layer], model.lg[layer],
-                              ws["layers"][layer], ws["dtop"][1], ws["dh"], ws["dc"],
-                              ws["demb"] if layer == 0 else ws["dtop"][0], scratch)
+    make_optimizer(spec["optimizer"], model.params, backend).step(model.grads)
+    model.evaluate(x, x, model.init_state(N))
 
 
+# The "backward" group's tasks, in the order the worker takes each that no process sharing
+# the cache holds (a lock per task). "linear" first: it needs no leaf (kernels/cpu/leaf.py),
+# which the training process is compiling meanwhile. That process, when its first step
+# reaches the backward (CPUBackend), takes every task still free, then waits for the others:
+# whichever of the two is free first takes what is left.
+TASKS = ("linear", "cell", "rest")
+
+
+@contextlib.contextmanager
+def turn(spec, name, wait):
+    """Hold task `name` of this spec: yields True once held (with wait, after any process
+    holding it lets go: its kernels are then in the cache), False if another holds it."""
+    import numba
+
+    from rnnkit.kernels.cpu.jit import CACHE
+
+    fd = None
+    if CACHE:
+        key = hashlib.sha256(json.dumps({**spec, "group": None}, sort_keys=True).encode())
+        try:
+            os.makedirs(numba.config.CACHE_DIR, exist_ok=True)
+            fd = os.open(os.path.join(numba.config.CACHE_DIR,
+                                      f"task-{name}-{key.hexdigest()[:12]}.lock"),
+                         os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = None                   # a read-only cache: every process compiles its own
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+        yield True
+    finally:
+        if fd is not None:
+            os.close(fd)                # closing releases the lock
+
+
+_models = {}
+
+
+def _model(spec):
+    """A model of the spec's config on a CPU backend of this process (one per spec)."""
+    key = json.dumps({**spec, "group": None}, sort_keys=True)
+    if key not in _models:
+        from rnnkit.backends.cpu import CPUBackend
+        from rnnkit.config import ModelConfig
+        from rnnkit.model import Model
+
+        _models[key] = Model(ModelConfig(**spec["model"]), backend=CPUBackend())
+    return _models[key]
+
+
+def task(spec, name):
+    """Run task `name`'s kernels on zeros of the spec's shapes (the same types, so the same
+    builds as the run's): "cell", every layer's BPTT; "linear", the output projection's
+    backward; "rest", the embedding's backward, clipping and the optimizer update."""
+    import numpy as np
+
+    from rnnkit.optim import clip_gradients, make_optimizer
+
+    model = _model(spec)
+    backend, N, T, H = model.backend, spec["N"], spec["T"], model.cfg.hidden
+    ws = model.workspace(N, T)
+    if name == "cell":
+        for layer in range(model.cfg.layers):
+            x_in = ws["emb"] if layer == 0 else ws["dtop"][0]
+            backend.cell_backward(model.cell, x_in, model.lp[layer], model.lg[layer],
+                                  ws["layers"][layer], ws["dtop"][1], ws["dh"], ws["dc"],
+                                  ws["demb"] if layer == 0 else ws["dtop"][0],
+                                  model._scratch(ws, T, N, x_in.shape[2]))
+    elif name == "linear":
+        backend.linear_backward(ws["dtop"][1].reshape(T * N, H), model.out_w, ws["logits"],
+                                ws["dtop"][0].reshape(T * N, H),
+                                model.g["embed"] if model.cfg.tie_weights else model.g["out.w"],
+                                model.g["out.b"])
+    else:
+        backend.embed_backward(backend.ids(np.zeros((N, T), np.int64)), ws["demb"],
+                               model.g["embed"])
+        clip_gradients(model.grads, 1.0, 1.0, backend)
+        make_optimizer(spec["optimizer"], model.params, backend).step(model.grads)
 if __name__ == "__main__":
     _die_with_parent()
     run(json.loads(sys.argv[1]))
