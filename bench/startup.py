@@ -6,6 +6,11 @@ cache folder (NUMBA_CACHE_DIR), so every kernel the step needs compiles; warm: t
 again, the usual case after the first run.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/startup.py --threads 2
+
+--trees A B ...: source trees (git worktrees) compared in one run, each round running every
+tree in turn from inside it (Python then imports that tree's rnnkit). --sampling S: also, per
+cell, a cold run that trains for S seconds (time for the background compile workers to
+finish), then the seconds of a first `rnnkit generate` from it.
 """
 import argparse
 import os
@@ -19,15 +24,20 @@ TEXT = "".join(f"line {i}: the quick brown fox {'jumps' if i % 3 else 'naps'} ov
                for i in range(3000))
 
 
-def first_step(corpus, run, cache, cell, threads):
-    """Seconds from launch to the first training step's metrics line, and to the exit."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+def rnnkit(tree, cache, *args, **kw):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONPATH")}
     env["NUMBA_CACHE_DIR"] = cache
-    cmd = [sys.executable, "-m", "rnnkit", "train", corpus, "-o", run, "--cell", cell,
-           "--hidden", "128", "--batch-size", "32", "--seq-len", "64", "--max-steps", "2",
-           "--log-every", "1", "--threads", str(threads), "-q"]
+    return subprocess.Popen([sys.executable, "-m", "rnnkit", *map(str, args)], env=env,
+                            cwd=tree, **kw)
+
+
+def first_step(tree, corpus, run, cache, cell, threads):
+    """Seconds from launch to the first training step's metrics line, and to the exit."""
     start = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    p = rnnkit(tree, cache, "train", corpus, "-o", run, "--cell", cell, "--hidden", 128,
+               "--batch-size", 32, "--seq-len", 64, "--max-steps", 2, "--log-every", 1,
+               "--threads", threads, "-q", stderr=subprocess.PIPE, text=True)
     metrics, seen = Path(run) / "metrics.jsonl", None
     while p.poll() is None:
         if seen is None and metrics.exists() and "train_loss" in metrics.read_text():
@@ -36,28 +46,52 @@ def first_step(corpus, run, cache, cell, threads):
     total = time.perf_counter() - start
     if p.returncode:
         sys.exit(p.stderr.read())
-    if seen is None:
-        seen = total
-    return seen, total
+    return seen if seen is not None else total, total
+
+
+def sampling(tree, corpus, run, cache, cell, threads, seconds):
+    """Seconds of a first `rnnkit generate` after a cold run of `seconds` of training."""
+    rnnkit(tree, cache, "train", corpus, "-o", run, "--cell", cell, "--hidden", 128,
+           "--batch-size", 32, "--seq-len", 64, "--max-time", f"{seconds}s", "--threads",
+           threads, "-q", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
+    start = time.perf_counter()
+    rnnkit(tree, cache, "generate", Path(run) / "latest.h5", "--length", 200, "--prime",
+           "line 1", "--threads", threads, stdout=subprocess.DEVNULL,
+           stderr=subprocess.DEVNULL).wait()
+    return time.perf_counter() - start
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--cells", default="lstm,gru,rnn-tanh")
+    ap.add_argument("--trees", nargs="+", default=[str(Path(__file__).resolve().parents[1])])
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--sampling", type=float, default=0, metavar="S")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "t.txt").write_text(TEXT)
         corpus = str(Path(tmp) / "c.h5")
-        subprocess.run([sys.executable, "-m", "rnnkit", "preprocess", str(Path(tmp) / "t.txt"),
-                        "-o", corpus, "-q"], check=True)
-        print(f"{'cell':<10}{'cold first step s':>20}{'warm first step s':>20}{'cold exit s':>14}")
-        for cell in args.cells.split(","):
-            cache = tempfile.mkdtemp(dir=tmp)
-            cold, cold_total = first_step(corpus, f"{tmp}/{cell}-c", cache, cell, args.threads)
-            warm = min(first_step(corpus, f"{tmp}/{cell}-w{i}", cache, cell, args.threads)[0]
-                       for i in range(2))
-            print(f"{cell:<10}{cold:>20.1f}{warm:>20.2f}{cold_total:>14.1f}", flush=True)
+        rnnkit(args.trees[0], tmp, "preprocess", Path(tmp) / "t.txt", "-o", corpus, "-q").wait()
+        head = f"{'cell':<10}{'cold first step s':>20}{'warm first step s':>20}{'cold exit s':>14}"
+        print(("round  tree" + " " * 20 if args.rounds > 1 or len(args.trees) > 1 else "") +
+              head + ("   generate after training s" if args.sampling else ""))
+        for r in range(args.rounds):
+            for tree in args.trees:
+                for cell in args.cells.split(","):
+                    cache = tempfile.mkdtemp(dir=tmp)
+                    cold, cold_total = first_step(tree, corpus, f"{cache}/c", cache, cell,
+                                                  args.threads)
+                    warm = min(first_step(tree, corpus, f"{cache}/w{i}", cache, cell,
+                                          args.threads)[0] for i in range(2))
+                    line = f"{cell:<10}{cold:>20.1f}{warm:>20.2f}{cold_total:>14.1f}"
+                    if args.rounds > 1 or len(args.trees) > 1:
+                        line = f"{r + 1:<7}{tree[-24:]:<24}" + line
+                    if args.sampling:
+                        gen = sampling(tree, corpus, f"{cache}/s", tempfile.mkdtemp(dir=tmp),
+                                       cell, args.threads, args.sampling)
+                        line += f"{gen:>29.1f}"
+                    print(line, flush=True)
 
 
 if __name__ == "__main__":
