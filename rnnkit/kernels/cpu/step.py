@@ -11,7 +11,7 @@ import numpy as np
 
 from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
-from rnnkit.kernels.cpu.blocks import parts_for, span
+from rnnkit.kernels.cpu.blocks import add_row, parts_for, span
 from rnnkit.kernels.cpu.lanes import vdot
 
 CELL_CODES = {"rnn-tanh": 0, "rnn-relu": 1, "lstm": 2, "gru": 3}
@@ -36,8 +36,9 @@ def _units(cell, acc, b, b_hn, h, c, h_out, c_out):
     parts, _, N, GH = acc.shape
     H = h.shape[1]
     one, zero = h.dtype.type(1.0), h.dtype.type(0.0)
-    for i in range(1, parts):
-        acc[0] += acc[i]
+    flat = acc.reshape(parts, acc[0].size)
+    for i in range(1, parts):       # a loop: `acc[0] += acc[i]` compiled numpy's broadcasting
+        add_row(flat[0], flat[i])   # and its errors, 4 s of a first run
     ax, ah = acc[0, 0], acc[0, 1]
     for n in range(N):
         for j in range(H):
