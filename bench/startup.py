@@ -10,7 +10,9 @@ again, the usual case after the first run.
 --trees A B ...: source trees (git worktrees) compared in one run, each round running every
 tree in turn from inside it (Python then imports that tree's rnnkit). --sampling S: also, per
 cell, a cold run that trains for S seconds (time for the background compile workers to
-finish), then the seconds of a first `rnnkit generate` from it.
+finish), then the seconds of a first `rnnkit generate` from it. --generate: also the seconds
+of a first `rnnkit generate` on an empty cache (from the cold run's checkpoint), as for a
+checkpoint trained elsewhere.
 """
 import argparse
 import os
@@ -49,16 +51,21 @@ def first_step(tree, corpus, run, cache, cell, threads):
     return seen if seen is not None else total, total
 
 
-def sampling(tree, corpus, run, cache, cell, threads, seconds):
-    """Seconds of a first `rnnkit generate` after a cold run of `seconds` of training."""
-    rnnkit(tree, cache, "train", corpus, "-o", run, "--cell", cell, "--hidden", 128,
-           "--batch-size", 32, "--seq-len", 64, "--max-time", f"{seconds}s", "--threads",
-           threads, "-q", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
+def generate(tree, run, cache, threads):
+    """Seconds of a `rnnkit generate` from the run's checkpoint."""
     start = time.perf_counter()
     rnnkit(tree, cache, "generate", Path(run) / "latest.h5", "--length", 200, "--prime",
            "line 1", "--threads", threads, stdout=subprocess.DEVNULL,
            stderr=subprocess.DEVNULL).wait()
     return time.perf_counter() - start
+
+
+def sampling(tree, corpus, run, cache, cell, threads, seconds):
+    """Seconds of a first `rnnkit generate` after a cold run of `seconds` of training."""
+    rnnkit(tree, cache, "train", corpus, "-o", run, "--cell", cell, "--hidden", 128,
+           "--batch-size", 32, "--seq-len", 64, "--max-time", f"{seconds}s", "--threads",
+           threads, "-q", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
+    return generate(tree, run, cache, threads)
 
 
 def main():
@@ -68,6 +75,7 @@ def main():
     ap.add_argument("--trees", nargs="+", default=[str(Path(__file__).resolve().parents[1])])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--sampling", type=float, default=0, metavar="S")
+    ap.add_argument("--generate", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "t.txt").write_text(TEXT)
@@ -75,7 +83,8 @@ def main():
         rnnkit(args.trees[0], tmp, "preprocess", Path(tmp) / "t.txt", "-o", corpus, "-q").wait()
         head = f"{'cell':<10}{'cold first step s':>20}{'warm first step s':>20}{'cold exit s':>14}"
         print(("round  tree" + " " * 20 if args.rounds > 1 or len(args.trees) > 1 else "") +
-              head + ("   generate after training s" if args.sampling else ""))
+              head + ("   generate after training s" if args.sampling else "") +
+              ("   generate cold s" if args.generate else ""))
         for r in range(args.rounds):
             for tree in args.trees:
                 for cell in args.cells.split(","):
@@ -91,6 +100,10 @@ def main():
                         gen = sampling(tree, corpus, f"{cache}/s", tempfile.mkdtemp(dir=tmp),
                                        cell, args.threads, args.sampling)
                         line += f"{gen:>29.1f}"
+                    if args.generate:
+                        gen = generate(tree, f"{cache}/c", tempfile.mkdtemp(dir=tmp),
+                                       args.threads)
+                        line += f"{gen:>19.1f}"
                     print(line, flush=True)
 
 
