@@ -80,6 +80,7 @@ def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p
     if given and echo:
         yield text
     state = model.init_state(1)
+    b.prepare_sampling(model)
     if len(ids) > 1:                # all but the last prime token in one batch
         x = ids[None, :-1].astype(np.int32)
         _, _, state = model.evaluate(x, ids[None, 1:].astype(np.int32), state)

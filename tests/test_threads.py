@@ -175,6 +175,28 @@ def test_backward_tasks_go_to_whichever_process_is_free(tmp_path, monkeypatch):
     assert ran == ["linear", "rest", "cell"]
 
 
+def test_generating_on_a_cold_cache_waits_for_its_step_worker(monkeypatch):
+    """prepare_sampling() starts a worker for the step kernels when none is cached; the first
+    sampling step waits for it instead of compiling them too; nothing starts when cached."""
+    from rnnkit.backends.cpu import CPUBackend
+    from rnnkit.kernels.cpu import jit, warm
+    workers = []
+    monkeypatch.setattr(warm, "spawn", lambda spec: workers.append(FakeWorker(spec["group"]))
+                        or workers[-1])
+    monkeypatch.setattr(jit, "CACHE", True)
+    monkeypatch.setattr(jit, "in_cache", lambda name: False)
+    backend = CPUBackend()
+    model = Model(ModelConfig(cell="gru", vocab_size=8, embed=4, hidden=4, layers=1),
+                  backend=backend)
+    backend.prepare_sampling(model)
+    assert [w.group for w in workers] == ["step"] and not workers[0].done
+    model.step(np.zeros(1, np.int64), model.init_state(1))
+    assert workers[0].done and not backend._workers
+    monkeypatch.setattr(jit, "in_cache", lambda name: name == "step._layer_step")
+    CPUBackend().prepare_sampling(model)
+    assert len(workers) == 1
+
+
 def test_governor_drops_threads_under_load_and_comes_back(monkeypatch):
     monkeypatch.setattr(threads, "_cap", None)      # no cap left by an earlier test's run
     machine = FakeMachine({4: 1e-4, 2: 2e-4, 1: 3e-4})   # alone: more threads are faster

@@ -96,6 +96,22 @@ class CPUBackend:
         if self._workers or self._later:
             self._later.append({**spec, "group": "sampling"})
 
+    def prepare_sampling(self, model):
+        """Before generating on a cold cache: a worker compiles the sampling step's kernels
+        (rnnkit/kernels/cpu/warm.py, "step") while this process runs the prime."""
+        if jit.CACHE and not (jit.in_cache("step._layer_step") or
+                              jit.in_cache("step._layer_step_parallel")):
+            self._workers["step"] = warm.spawn({
+                "model": dataclasses.asdict(model.cfg) | {"dtype": str(model.dtype)},
+                "N": 1, "T": 1, "optimizer": "sgd", "partition": threads.partition(),
+                "group": "step"})
+
+    def _await(self, group):
+        """Wait for a worker's builds (rather than compile them here too)."""
+        worker = self._workers.pop(group, None)
+        if worker is not None:
+            worker.wait()           # it failed? then this process compiles what it lacks
+
     def end(self):
         """The run is over (or its threaded builds are cached): lift prepare()'s cap on threads,
         which is the process's, not this backend's. A worker still compiling goes on (its
@@ -185,6 +201,7 @@ class CPUBackend:
         streams (sampling) takes the step kernels."""
         T, N, _ = x.shape
         if not train and T == 1 and N <= STEP_MAX_N:
+            self._await("step")
             H = buf["hs"].shape[2]
             key = (N, H, cell.gates, x.dtype)
             if key not in self._step_scratch:
@@ -230,6 +247,7 @@ class CPUBackend:
     def linear_forward(self, x, w, b, y):
         """y (M, V) = x (M, H) @ w.T + b."""
         if x.shape[0] <= STEP_MAX_N:
+            self._await("step")
             step.logits_step(x, w, b, y)
         else:
             linear.linear_forward(x, w, b, y)

@@ -119,6 +119,9 @@ class CUDABackend:
     def end(self):
         """See prepare()."""
 
+    def prepare_sampling(self, model):
+        """See prepare()."""
+
     def begin(self):
         """Pacing is the CPU's concern (its thread governor); nothing to do here."""
 

@@ -16,7 +16,8 @@ needs from there. Groups:
 - "parallel": a whole training step and a validation on the threaded builds;
 - "sampling": what `rnnkit generate` runs, the prime as one short batch (its products through
   BLAS: another build of the cell's forward) and a sampling step (the step kernels), so that
-  generating after the run needs no compiling.
+  generating after the run needs no compiling;
+- "step": the sampling step alone, while `rnnkit generate` on a cold cache runs its prime.
 A worker runs the kernels on zeros of the run's shapes (the same types, so the same builds).
 """
 import contextlib
@@ -65,6 +66,9 @@ def run(spec):
 
     model = _model(spec)
     backend, N, T = model.backend, spec["N"], spec["T"]
+    if spec["group"] == "step":
+        model.step(np.zeros(1, np.int64), model.init_state(1))
+        return
     if spec["group"] == "sampling":
         x = np.zeros((1, 2), np.int64)
         model.evaluate(x, x, model.init_state(1))
