@@ -94,22 +94,30 @@ class FakeWorker:
         return 0
 
 
-def test_a_run_lifts_the_thread_cap_it_set(monkeypatch):
-    """On a cold cache prepare() caps the process at one thread while the threaded builds
-    compile; the run's end lifts it, or later work in the process stays on one thread."""
+def cold_cpu(monkeypatch, cell):
+    """A CPU backend that sees an empty kernel cache and two threads, a model on it, and the
+    list of the (fake) compile workers it starts."""
     from rnnkit.backends.cpu import CPUBackend
     from rnnkit.kernels.cpu import jit, warm
-    spawned = []
-    monkeypatch.setattr(warm, "spawn", lambda spec: spawned.append(spec["group"]) or FakeWorker())
+    workers = []
+    monkeypatch.setattr(warm, "spawn", lambda spec: workers.append(FakeWorker(spec["group"]))
+                        or workers[-1])
     monkeypatch.setattr(jit, "CACHE", True)
+    monkeypatch.setattr(jit, "in_cache", lambda name: False)
     monkeypatch.setattr(threads, "partition", lambda: 2)
     monkeypatch.setattr(threads, "_cap", None)
     backend = CPUBackend()
-    monkeypatch.setattr(backend, "compiled", lambda cell, parallel=None: False)
-    model = Model(ModelConfig(cell="gru", vocab_size=8, embed=4, hidden=4, layers=1),
+    model = Model(ModelConfig(cell=cell, vocab_size=8, embed=4, hidden=4, layers=1),
                   backend=backend)
+    return backend, model, workers
+
+
+def test_a_run_lifts_the_thread_cap_it_set(monkeypatch):
+    """On a cold cache prepare() caps the process at one thread while the threaded builds
+    compile; the run's end lifts it, or later work in the process stays on one thread."""
+    backend, model, workers = cold_cpu(monkeypatch, "gru")
     backend.prepare(model, 2, 3, "adam")
-    assert threads._cap == 1 and spawned == ["backward"]
+    assert threads._cap == 1 and [w.group for w in workers] == ["backward"]
     backend.end()
     assert threads._cap is None
     backend.end()                   # twice is harmless
@@ -119,18 +127,7 @@ def test_a_run_lifts_the_thread_cap_it_set(monkeypatch):
 def test_later_workers_start_in_turn(monkeypatch):
     """After the backward worker the threaded builds' worker starts; the cap on threads lifts
     when it is done, and the sampling worker starts."""
-    from rnnkit.backends.cpu import CPUBackend
-    from rnnkit.kernels.cpu import jit, warm
-    workers = []
-    monkeypatch.setattr(warm, "spawn", lambda spec: workers.append(FakeWorker(spec["group"]))
-                        or workers[-1])
-    monkeypatch.setattr(jit, "CACHE", True)
-    monkeypatch.setattr(threads, "partition", lambda: 2)
-    monkeypatch.setattr(threads, "_cap", None)
-    backend = CPUBackend()
-    monkeypatch.setattr(backend, "compiled", lambda cell, parallel=None: False)
-    model = Model(ModelConfig(cell="lstm", vocab_size=8, embed=4, hidden=4, layers=1),
-                  backend=backend)
+    backend, model, workers = cold_cpu(monkeypatch, "lstm")
     backend.prepare(model, 2, 3, "adam")
 
     def started():
@@ -179,15 +176,8 @@ def test_generating_on_a_cold_cache_waits_for_its_step_worker(monkeypatch):
     """prepare_sampling() starts a worker for the step kernels when none is cached; the first
     sampling step waits for it instead of compiling them too; nothing starts when cached."""
     from rnnkit.backends.cpu import CPUBackend
-    from rnnkit.kernels.cpu import jit, warm
-    workers = []
-    monkeypatch.setattr(warm, "spawn", lambda spec: workers.append(FakeWorker(spec["group"]))
-                        or workers[-1])
-    monkeypatch.setattr(jit, "CACHE", True)
-    monkeypatch.setattr(jit, "in_cache", lambda name: False)
-    backend = CPUBackend()
-    model = Model(ModelConfig(cell="gru", vocab_size=8, embed=4, hidden=4, layers=1),
-                  backend=backend)
+    from rnnkit.kernels.cpu import jit
+    backend, model, workers = cold_cpu(monkeypatch, "gru")
     backend.prepare_sampling(model)
     assert [w.group for w in workers] == ["step"] and not workers[0].done
     model.step(np.zeros(1, np.int64), model.init_state(1))

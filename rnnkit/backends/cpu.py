@@ -82,8 +82,7 @@ class CPUBackend:
         threaded ones; then one compiles what sampling will need (generate after training)."""
         if not jit.CACHE:
             return
-        spec = {"model": dataclasses.asdict(model.cfg) | {"dtype": str(model.dtype)},
-                "N": N, "T": T, "optimizer": optimizer, "partition": threads.partition()}
+        spec = self._spec_for(model, N, T, optimizer)
         if threads.partition() > 1:
             if self.compiled(model.cell, parallel=True):
                 return              # the first step runs the threaded builds, all cached
@@ -101,10 +100,14 @@ class CPUBackend:
         (rnnkit/kernels/cpu/warm.py, "step") while this process runs the prime."""
         if jit.CACHE and not (jit.in_cache("step._layer_step") or
                               jit.in_cache("step._layer_step_parallel")):
-            self._workers["step"] = warm.spawn({
-                "model": dataclasses.asdict(model.cfg) | {"dtype": str(model.dtype)},
-                "N": 1, "T": 1, "optimizer": "sgd", "partition": threads.partition(),
-                "group": "step"})
+            self._workers["step"] = warm.spawn({**self._spec_for(model, 1, 1, "sgd"),
+                                                "group": "step"})
+
+    @staticmethod
+    def _spec_for(model, N, T, optimizer):
+        """What a compile worker needs to build the kernels of this model and shapes."""
+        return {"model": dataclasses.asdict(model.cfg) | {"dtype": str(model.dtype)},
+                "N": N, "T": T, "optimizer": optimizer, "partition": threads.partition()}
 
     def _await(self, group):
         """Wait for a worker's builds (rather than compile them here too)."""
@@ -121,7 +124,9 @@ class CPUBackend:
             threads.cap(None)
 
     def _backward_tasks(self):
-        """At the first step's first backward call on a cold cache: run every backward task
+        """At the first step's first backward call (the output layer's, then the cells' and the
+        embedding's; clipping and the update come after them) on a cold cache: run every
+        backward task
         (warm.TASKS) that no other process holds, compiling it here, then wait for those that
         another process is compiling; after that their kernels load from the cache."""
         if not self._tasks:
@@ -295,29 +300,22 @@ class CPUBackend:
         return np.dtype(dtype).type(x)
 
     def sgd_update(self, *args):
-        self._backward_tasks()
         optim.sgd_update(*args)
 
     def adam_update(self, *args):
-        self._backward_tasks()
         optim.adam_update(*args)
 
     def rmsprop_update(self, *args):
-        self._backward_tasks()
         optim.rmsprop_update(*args)
 
     def adagrad_update(self, *args):
-        self._backward_tasks()
         optim.adagrad_update(*args)
 
     def sum_squares(self, g):
-        self._backward_tasks()
         return float(optim.sum_squares(g))
 
     def scale(self, g, factor):
-        self._backward_tasks()
         optim.scale(g, factor)
 
     def clamp(self, g, low, high):
-        self._backward_tasks()
         optim.clamp(g, low, high)

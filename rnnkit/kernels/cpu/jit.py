@@ -5,6 +5,8 @@ function calls, and it ignores flags chosen at run time. So the cache lives in a
 a hash of every kernel source (all of rnnkit/kernels/), the flags and the Numba version; any
 change gives a fresh folder.
 """
+import contextlib
+import fcntl
 import hashlib
 import os
 import types
@@ -74,6 +76,36 @@ def _cache_dir():
 
 if CACHE:
     numba.config.CACHE_DIR = _cache_dir()
+
+
+@contextlib.contextmanager
+def cache_lock(name, wait=True):
+    """An exclusive lock on the file `name` in the cache folder, for compiling that processes
+    sharing the cache take in turn. Yields True once held (with wait: after its holder lets
+    go, its kernels then in the cache), False while another holds it (without wait). No cache,
+    a read-only one or a filesystem without locks: True at once, each process on its own. The
+    kernel releases a dead holder's lock."""
+    fd = None
+    if CACHE:
+        try:
+            os.makedirs(numba.config.CACHE_DIR, exist_ok=True)
+            fd = os.open(os.path.join(numba.config.CACHE_DIR, name), os.O_RDWR | os.O_CREAT,
+                         0o644)
+        except OSError:
+            fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            except OSError:
+                pass
+        yield True
+    finally:
+        if fd is not None:
+            os.close(fd)            # closing releases the lock
 
 
 def in_cache(qualname):

@@ -15,18 +15,13 @@ A leaf's symbol must exist before any caller is compiled or loaded: the kernels'
 wrappers call `ready(dtype, the leaves they use)` first (it compiles or loads each leaf the
 first time only).
 """
-import contextlib
-import fcntl
-import os
-
 import llvmlite.binding as ll
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import cfunc, types
 from numba.core import cgutils
 
-from rnnkit.kernels.cpu.jit import CACHE, FASTMATH
+from rnnkit.kernels.cpu.jit import CACHE, FASTMATH, cache_lock
 
 DTYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 LEAVES = []
@@ -39,31 +34,9 @@ def ready(dtype, leaves=None):
     same code again."""
     todo = [leaf for leaf in leaves or LEAVES if DTYPES[np.dtype(dtype)] not in leaf.compiled]
     if todo:
-        with _turn():
+        with cache_lock("leaves.lock"):
             for leaf in todo:
                 leaf.ready(dtype)
-
-
-@contextlib.contextmanager
-def _turn():
-    """An exclusive lock on a file in the kernel cache (none without a cache); the kernel
-    releases it if its holder dies."""
-    fd = None
-    if CACHE:
-        try:
-            os.makedirs(numba.config.CACHE_DIR, exist_ok=True)
-            fd = os.open(os.path.join(numba.config.CACHE_DIR, "leaves.lock"),
-                         os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:             # a read-only cache: compile here, as without one
-            if fd is not None:
-                os.close(fd)
-            fd = None
-    try:
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)            # closing releases the lock
 
 
 class Leaf:

@@ -49,13 +49,18 @@ DW_ROWS = 256
 # From this many T*N on, or this many streams, the products run in kernels/cpu/tiles.py against
 # W.T copied once per forward (a cheap copy); below both, as when priming one stream, through
 # BLAS against the weights as they are. From 8 streams the tiles run even a short batch (an
-# evaluation's last few steps) about as fast as BLAS at H=128 (0.1 ms slower) and 1.4-3x
+# evaluation's last few steps) about as fast as BLAS at H=128 (about 0.1 ms slower) and 1.4-3x
 # faster from H=512 (bench/RESULTS.md, "Design figures"), so such a tail needs no build of its
 # own. The kernels
 # take this as `small`: None for the tiles, True for BLAS. None, because Numba drops a branch
 # on a None argument before it compiles anything, so the two cases compile apart and a first
 # training step waits for the tiled build only (a False would compile both).
 TILE_FROM, TILE_STREAMS = 256, 8
+
+
+def _small(T, N):
+    """The kernels' `small`: None for the tiles, True for BLAS."""
+    return None if T * N >= TILE_FROM or N >= TILE_STREAMS else True
 
 
 @njit(**JIT)
@@ -324,8 +329,7 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt):
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N)
     leaf.ready(x.dtype)
-    small = None if T * N >= TILE_FROM or N >= TILE_STREAMS else True
-    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, small, su, ss)
+    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, _small(T, N), su, ss)
 
 
 def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, dht,
@@ -348,6 +352,5 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
     spec(LSTM.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
     su, ss = split(H, N)
     leaf.ready(x.dtype)
-    small = None if T * N >= TILE_FROM or N >= TILE_STREAMS else True
     _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x,
-              dw_h, db, dwt, dxt, small, su, ss)
+              dw_h, db, dwt, dxt, _small(T, N), su, ss)

@@ -20,11 +20,8 @@ needs from there. Groups:
 - "step": the sampling step alone, while `rnnkit generate` on a cold cache runs its prime.
 A worker runs the kernels on zeros of the run's shapes (the same types, so the same builds).
 """
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -89,43 +86,26 @@ def run(spec):
 TASKS = ("linear", "cell", "rest")
 
 
-@contextlib.contextmanager
 def turn(spec, name, wait):
-    """Hold task `name` of this spec: yields True once held (with wait, after any process
-    holding it lets go: its kernels are then in the cache), False if another holds it."""
-    import numba
+    """Hold task `name` of this spec (jit.cache_lock): True once held, with wait after any
+    process holding it lets go (its kernels are then in the cache); False if another holds it."""
+    from rnnkit.kernels.cpu.jit import cache_lock
 
-    from rnnkit.kernels.cpu.jit import CACHE
-
-    fd = None
-    if CACHE:
-        key = hashlib.sha256(json.dumps({**spec, "group": None}, sort_keys=True).encode())
-        try:
-            os.makedirs(numba.config.CACHE_DIR, exist_ok=True)
-            fd = os.open(os.path.join(numba.config.CACHE_DIR,
-                                      f"task-{name}-{key.hexdigest()[:12]}.lock"),
-                         os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            fd = None                   # a read-only cache: every process compiles its own
-    try:
-        if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-        yield True
-    finally:
-        if fd is not None:
-            os.close(fd)                # closing releases the lock
+    key = hashlib.sha256(_key(spec).encode()).hexdigest()[:12]
+    return cache_lock(f"task-{name}-{key}.lock", wait)
 
 
 _models = {}
 
 
+def _key(spec):
+    """The spec without its group: the same model and shapes, whichever worker."""
+    return json.dumps({**spec, "group": None}, sort_keys=True)
+
+
 def _model(spec):
     """A model of the spec's config on a CPU backend of this process (one per spec)."""
-    key = json.dumps({**spec, "group": None}, sort_keys=True)
+    key = _key(spec)
     if key not in _models:
         from rnnkit.backends.cpu import CPUBackend
         from rnnkit.config import ModelConfig
