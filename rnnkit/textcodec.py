@@ -146,27 +146,39 @@ class TextCodec:
     def decoder(self):
         """A function of one id giving the text to emit now; call it with None at the end to
         flush what is held back."""
-        tokens = self.tokens
-        if self.level == "char":
-            return lambda i: "" if i is None else tokens[i]
-        if self.level == "byte":
-            inc = codecs.getincrementaldecoder(self.encoding)(errors="replace")
-            return lambda i: inc.decode(b"", final=True) if i is None else \
-                inc.decode(bytes([ord(tokens[i])]))
-        eos = self.vocabulary.eos_id
-        state = {"line_start": True}
+        state = self.start_state()
 
-        def word(i):
-            if i is None:
-                return ""
-            if i == eos:
-                state["line_start"] = True
-                return "\n"
-            text = tokens[i] if state["line_start"] else " " + tokens[i]
-            state["line_start"] = False
+        def step(i):
+            nonlocal state
+            text, state = self.piece(state, i)
             return text
 
-        return word
+        return step
+
+    def start_state(self):
+        """What decoding has to remember before the first id (see piece)."""
+        if self.level == "byte":
+            return codecs.getincrementaldecoder(self.encoding)().getstate()
+        return True if self.level == "word" else None
+
+    def piece(self, state, i):
+        """(the text id `i` emits after `state`, the state after it); i None flushes. A state
+        is a value, so texts that share a past share it (beam search): a byte-level model's
+        incomplete UTF-8 character, whether a word-level model is at the start of a line."""
+        tokens = self.tokens
+        if self.level == "char":
+            return ("" if i is None else tokens[i]), None
+        if self.level == "byte":
+            inc = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+            inc.setstate(state)
+            text = inc.decode(b"", final=True) if i is None else \
+                inc.decode(bytes([ord(tokens[i])]))
+            return text, inc.getstate()
+        if i is None:
+            return "", state
+        if i == self.vocabulary.eos_id:
+            return "\n", True
+        return (tokens[i] if state else " " + tokens[i]), False
 
 
 def read_text(path, level, encoding):

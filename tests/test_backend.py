@@ -459,3 +459,18 @@ def test_state_round_trips_through_the_host(backend):
     for k in arrays:
         np.testing.assert_array_equal(again[k], arrays[k])
     assert isinstance(state, State)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gather_streams_reorders_the_state(backend, dtype):
+    """Beam search's reorder: dst[:, n] = src[:, rows[n]], from as many streams or from one."""
+    rng = np.random.default_rng(3)
+    L, K, H_ = 2, 4, 3
+    src = rng.standard_normal((L, K, H_)).astype(dtype)
+    rows = np.array([2, 2, 0, 3])
+    dst = backend.zeros((L, K, H_), dtype)
+    backend.gather_streams(dst, backend.from_host(src), rows)
+    np.testing.assert_array_equal(host(backend, dst), src[:, rows])
+    one = backend.from_host(src[:, 1:2].copy())
+    backend.gather_streams(dst, one, np.zeros(K, np.int64))
+    np.testing.assert_array_equal(host(backend, dst), np.repeat(src[:, 1:2], K, axis=1))

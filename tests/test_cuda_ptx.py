@@ -22,7 +22,7 @@ cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 from numba.core.config import ENABLE_CUDASIM  # noqa: E402
 
 MODULES = ["elementwise", "embed", "gemm", "gru", "loss", "lstm", "optim", "rnn", "rng",
-           "sample"]
+           "sample", "streams"]
 CCS = [(8, 0), (9, 0)]
 # float32 kernels allowed float64 arithmetic: sums kept in float64 on purpose, and the
 # draws of the RNG (uniforms in [0, 1) as float64)

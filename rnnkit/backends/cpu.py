@@ -188,6 +188,11 @@ class CPUBackend:
     def fill(self, a, value):
         a[...] = value
 
+    def gather_streams(self, dst, src, rows):
+        """dst[:, n] = src[:, rows[n]] for (L, N, H) states (beam search's reorder); rows: host
+        int64 (N,), each < src's N (src may have another N)."""
+        np.take(src, rows, axis=1, out=dst)
+
     def mul(self, a, b):
         """a *= b, in place."""
         a *= b

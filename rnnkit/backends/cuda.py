@@ -77,10 +77,10 @@ class CUDABackend:
     def __init__(self, index=None, local_rank=0):
         self.cuda, index = _cuda(index, local_rank)
         from rnnkit.kernels.cuda import (elementwise, embed, gemm, gru, launch, loss, lstm,
-                                         optim, recurrent, rnn, rng, sample)
+                                         optim, recurrent, rnn, rng, sample, streams)
         self.k = SimpleNamespace(elementwise=elementwise, embed=embed, gemm=gemm, gru=gru,
                                  loss=loss, lstm=lstm, optim=optim, recurrent=recurrent,
-                                 rnn=rnn, rng=rng, sample=sample)
+                                 rnn=rnn, rng=rng, sample=sample, streams=streams)
         self.index = index
         self.simulator = bool(launch.SIMULATOR)
         if self.simulator:
@@ -167,6 +167,14 @@ class CUDABackend:
     def fill(self, a, value):
         flat = a.reshape(a.size)
         self.k.elementwise.run(self.k.elementwise.fill, a.size, flat, a.dtype.type(value))
+
+    def gather_streams(self, dst, src, rows):
+        """dst[:, n] = src[:, rows[n]] for (L, N, H) states (beam search's reorder); rows: host
+        int64 (N,), each < src's N (src may have another N); dst must not be src."""
+        L, N, H = dst.shape
+        rows = self.cuda.to_device(np.ascontiguousarray(rows, np.int64))
+        self.k.streams.gather(dst.reshape(dst.size), src.reshape(src.size), rows, L, N,
+                              src.shape[1], H)
 
     def mul(self, a, b):
         """a *= b, in place."""
