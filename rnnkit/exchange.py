@@ -100,29 +100,45 @@ def export_checkpoint(path, output, force=False):
     """Write the weights of checkpoint `path` to `output` (safetensors, PyTorch's names) and
     the vocabulary and settings to sidecar(output); returns the two paths written."""
     st = _safetensors()
-    meta_path = sidecar(output)
-    if os.path.abspath(meta_path) == os.path.abspath(output):
-        raise ExchangeError(f"output {output} ends in .json, the name of the file that goes "
-                            f"with it; name it NAME.safetensors")
-    for out in (output, meta_path):
-        files.check_output(out, force, inputs=[path])
-    ck = load(path, weights_only=True)
-    if ck.vocab is None:
-        raise ExchangeError(f"{path}: the checkpoint has no vocabulary")
-    cfg = model_config(ck, path).model
+    meta_path = check_outputs(path, output, force, "safetensors")
+    ck, cfg = load_export(path)
     tensors = to_pytorch({k: np.asarray(v) for k, v in ck.weights.items()}, cfg)
-    info = {"format": FORMAT, "format_version": FORMAT_VERSION, "cell": cfg.cell,
-            "rnn_type": RNN_TYPES[cfg.cell], "level": ck.vocab.level, "encoding": ck.encoding,
-            "tie_weights": bool(cfg.tie_weights), "dtype": cfg.dtype}
+    info = export_info(ck, cfg)
     weights = st.save(tensors, metadata={**{k: str(v) for k, v in info.items()},
                                          "producer": f"rnnkit {__version__}"})
     sidecar_text = json.dumps({**info, "tokens": ck.vocab.tokens, "config": ck.config},
                               indent=1) + "\n"
-    _write_both(output, weights, meta_path, sidecar_text.encode("utf-8"))
+    write_both(output, weights, meta_path, sidecar_text.encode("utf-8"))
     return Path(output), meta_path
 
 
-def _write_both(path, data, meta_path, meta):
+def check_outputs(path, output, force, suffix):
+    """sidecar(output), once neither it nor `output` is in the way of an export of `path`."""
+    meta_path = sidecar(output)
+    if os.path.abspath(meta_path) == os.path.abspath(output):
+        raise ExchangeError(f"output {output} ends in .json, the name of the file that goes "
+                            f"with it; name it NAME.{suffix}")
+    for out in (output, meta_path):
+        files.check_output(out, force, inputs=[path])
+    return meta_path
+
+
+def load_export(path):
+    """(checkpoint, ModelConfig) of a checkpoint to export."""
+    ck = load(path, weights_only=True)
+    if ck.vocab is None:
+        raise ExchangeError(f"{path}: the checkpoint has no vocabulary")
+    return ck, model_config(ck, path).model
+
+
+def export_info(ck, cfg):
+    """What the JSON beside an export says of the model, but the tokens and the config."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "cell": cfg.cell,
+            "rnn_type": RNN_TYPES[cfg.cell], "level": ck.vocab.level, "encoding": ck.encoding,
+            "tie_weights": bool(cfg.tie_weights), "dtype": cfg.dtype}
+
+
+def write_both(path, data, meta_path, meta):
     """Both files or neither: each to a temporary name; the JSON renamed into place first,
     the weights last (a failure before then removes both temporaries)."""
     files.check_space(path, len(data) + len(meta))

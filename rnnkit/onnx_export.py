@@ -1,0 +1,142 @@
+"""A checkpoint as a standard ONNX graph, for inference servers (onnxruntime and others).
+
+    from rnnkit.onnx_export import export_onnx
+    export_onnx("runs/x/best.h5", "model.onnx")        # and model.json beside it
+
+The graph (opset 17, float32) uses ONNX's own operators, so any runtime runs it:
+
+    tokens (N, T) int64 -> Gather(embed) -> Transpose to (T, N, E)
+      -> per layer k: LSTM / GRU / RNN (one direction), initial state h0[k] (and c0[k])
+      -> MatMul(W_out^T) + b_out -> Transpose -> logits (N, T, V)
+
+Inputs tokens, h0 (L, N, H) and, for the LSTM, c0 (L, N, H); outputs logits, h and c, the
+state after the last step: feed h (and c) back as h0 (c0) with the next tokens to go on, as a
+server streaming text does (zeros start a text). N and T are free. The JSON file beside it is
+the one rnnkit export writes (rnnkit/exchange.py: the vocabulary in id order, cell, level,
+encoding, the training config) plus the graph's inputs and outputs and start_id, the token a
+text follows (<eos> or a newline).
+
+The gate blocks are converted from PyTorch's layout, which rnnkit uses (docs/cells.md), to
+ONNX's: the LSTM's i, f, g, o become i, o, f, c; the GRU's r, z, n become z, r, h, with
+linear_before_reset=1 (PyTorch's formulation: the reset gate multiplies h W_hn + b_hn). The
+bias b goes in ONNX's input bias Wb and b_hn in the recurrent bias Rb's h block; the rest of
+Rb is zero. Built with the `onnx` package's helper API (the optional extra rnnkit[onnx]).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rnnkit.exchange import ExchangeError, check_outputs, export_info, load_export, write_both
+from rnnkit.textcodec import TextCodec
+
+OPSET, IR_VERSION = 17, 8       # what onnxruntime 1.14 and later run
+LSTM_ORDER = (0, 3, 1, 2)       # PyTorch's i, f, g, o -> ONNX's i, o, f, c
+GRU_ORDER = (1, 0, 2)           # PyTorch's r, z, n -> ONNX's z, r, h
+OPS = {"lstm": "LSTM", "gru": "GRU", "rnn-tanh": "RNN", "rnn-relu": "RNN"}
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ExchangeError("ONNX export needs the onnx package: pip install "
+                            "'rnnkit[onnx]'") from None
+    return onnx
+
+
+def _blocks(a, order, H):
+    """The gate blocks of a's last axis (each H wide) in `order`."""
+    return np.concatenate([a[..., g * H:(g + 1) * H] for g in order], axis=-1)
+
+
+def layer_weights(cell, p, H):
+    """ONNX's W (1, G*H, D), R (1, G*H, H), B (1, 2*G*H) of one layer from rnnkit's w_x
+    (D, G*H), w_h (H, G*H), b (G*H,) and the GRU's b_hn (H,)."""
+    order = {"lstm": LSTM_ORDER, "gru": GRU_ORDER}.get(cell, (0,))
+    W = _blocks(p["w_x"], order, H).T
+    R = _blocks(p["w_h"], order, H).T
+    recurrent = np.zeros_like(p["b"])
+    if cell == "gru":
+        recurrent[2 * H:] = p["b_hn"]
+    B = np.concatenate([_blocks(p["b"], order, H), _blocks(recurrent, order, H)])
+    return [np.ascontiguousarray(a[None], np.float32) for a in (W, R, B)]
+
+
+def build_graph(weights, cfg):
+    """The ONNX ModelProto of a model of ModelConfig `cfg` with named weights (host arrays)."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    L, H = cfg.layers, cfg.hidden
+    lstm = cfg.cell == "lstm"
+    states = ["h", "c"] if lstm else ["h"]
+    init = {"embed": weights["embed"],
+            "out_wt": weights["embed" if cfg.tie_weights else "out.w"].T,
+            "out_b": weights["out.b"], "axis1": np.array([1], np.int64)}
+    nodes = [helper.make_node("Gather", ["embed", "tokens"], ["emb"], axis=0),
+             helper.make_node("Transpose", ["emb"], ["x0"], perm=[1, 0, 2])]
+    first = {}
+    for s in states:                    # each layer's initial state, (1, N, H)
+        first[s] = [f"{s}0"] if L == 1 else [f"{s}0_{k}" for k in range(L)]
+        if L > 1:
+            nodes.append(helper.make_node("Split", [f"{s}0"], first[s], axis=0))
+    attrs = {"hidden_size": H}
+    if cfg.cell == "gru":
+        attrs["linear_before_reset"] = 1
+    if cfg.cell.startswith("rnn"):
+        attrs["activations"] = ["Relu" if cfg.cell == "rnn-relu" else "Tanh"]
+    for k in range(L):
+        W, R, B = layer_weights(cfg.cell, {n: np.asarray(weights[f"l{k}.{n}"], np.float64)
+                                           for n in ("w_x", "w_h", "b", "b_hn")
+                                           if f"l{k}.{n}" in weights}, H)
+        init.update({f"W{k}": W, f"R{k}": R, f"B{k}": B})
+        inputs = [f"x{k}", f"W{k}", f"R{k}", f"B{k}", "", first["h"][k]]
+        outputs = [f"y{k}", f"h_last{k}"]
+        if lstm:
+            inputs.append(first["c"][k])
+            outputs.append(f"c_last{k}")
+        nodes.append(helper.make_node(OPS[cfg.cell], inputs, outputs, **attrs))
+        nodes.append(helper.make_node("Squeeze", [f"y{k}", "axis1"], [f"x{k + 1}"]))
+    for s in states:
+        parts = [f"{s}_last{k}" for k in range(L)]
+        nodes.append(helper.make_node("Concat", parts, [s], axis=0) if L > 1 else
+                     helper.make_node("Identity", parts, [s]))
+    nodes += [helper.make_node("MatMul", [f"x{L}", "out_wt"], ["proj"]),
+              helper.make_node("Add", ["proj", "out_b"], ["logits_tn"]),
+              helper.make_node("Transpose", ["logits_tn"], ["logits"], perm=[1, 0, 2])]
+    f32 = TensorProto.FLOAT
+    state_shape = [L, "batch", H]
+    graph = helper.make_graph(
+        nodes, f"rnnkit_{cfg.cell.replace('-', '_')}",
+        [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "steps"])] +
+        [helper.make_tensor_value_info(f"{s}0", f32, state_shape) for s in states],
+        [helper.make_tensor_value_info("logits", f32, ["batch", "steps", cfg.vocab_size])] +
+        [helper.make_tensor_value_info(s, f32, state_shape) for s in states],
+        [numpy_helper.from_array(np.ascontiguousarray(a, np.float32 if a.dtype.kind == "f"
+                                                      else a.dtype), name)
+         for name, a in init.items()])
+    model = helper.make_model(graph, producer_name="rnnkit", ir_version=IR_VERSION,
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_onnx(path, output, force=False):
+    """Write checkpoint `path` as the ONNX graph `output` and its JSON beside it (sidecar);
+    returns the two paths."""
+    _onnx()
+    meta_path = check_outputs(path, output, force, "onnx")
+    ck, cfg = load_export(path)
+    model = build_graph({k: np.asarray(v) for k, v in ck.weights.items()}, cfg)
+    states = ["h", "c"] if cfg.cell == "lstm" else ["h"]
+    info = {**export_info(ck, cfg), "dtype": "float32",
+            "start_id": TextCodec(ck.vocab, ck.encoding).start_id(),
+            "inputs": {"tokens": "(N, T) int64", **{f"{s}0": f"({cfg.layers}, N, "
+                                                           f"{cfg.hidden}) float32"
+                                                   for s in states}},
+            "outputs": {"logits": f"(N, T, {cfg.vocab_size}) float32",
+                        **{s: f"({cfg.layers}, N, {cfg.hidden}) float32" for s in states}}}
+    text = json.dumps({**info, "tokens": ck.vocab.tokens, "config": ck.config}, indent=1)
+    write_both(output, model.SerializeToString(), meta_path, (text + "\n").encode("utf-8"))
+    return Path(output), meta_path
