@@ -56,6 +56,22 @@ def memory_bytes(cfg, N, T, dtype, optimizer_buffers=2):
     return numbers * item
 
 
+def _tree(shapes, leaf, other):
+    """leaf(shape, other's node) over a tree (dicts, lists) of shapes; None stays None."""
+    if isinstance(shapes, dict):
+        return {k: _tree(v, leaf, other[k] if isinstance(other, dict) else other)
+                for k, v in shapes.items()}
+    if isinstance(shapes, list):
+        return [_tree(v, leaf, other[i] if isinstance(other, list) else other)
+                for i, v in enumerate(shapes)]
+    return None if shapes is None else leaf(shapes, other)
+
+
+def _prefix(shape, array):
+    """A view of the first prod(shape) numbers of `array` in `shape`."""
+    return array.reshape(array.size)[:int(np.prod(shape))].reshape(shape)
+
+
 def _views(flat, shapes):
     views, at = {}, 0
     for name, shape in shapes.items():
@@ -76,7 +92,8 @@ class Model:
         self.params = self.backend.zeros((size,), self.dtype)
         self.grads = self.backend.zeros((size,), self.dtype)
         self.p, self.g = _views(self.params, shapes), _views(self.grads, shapes)
-        self._ws = {}
+        self._ws = {}                   # (N, T) -> the workspace of that batch shape
+        self._bases = {}                # N -> (T, the arrays its workspaces view)
         self.lp = [self.layer(self.p, i) for i in range(cfg.layers)]
         self.lg = [self.layer(self.g, i) for i in range(cfg.layers)]
         self.init_weights(seed)
@@ -123,37 +140,50 @@ class Model:
 
     # -- buffers ---------------------------------------------------------------------------
     def workspace(self, N, T):
-        """Buffers for an (N, T) batch, kept for the next batch of the same shape: large
-        arrays allocated afresh each step cost page faults (what malloc tuning fixes in
-        PyTorch)."""
+        """Buffers for an (N, T) batch, kept for later batches: large arrays allocated afresh
+        each step cost page faults (what malloc tuning fixes in PyTorch). A batch of fewer
+        steps than an earlier one of N streams (an evaluation's last batch, rnnkit score's
+        shorter lines) takes views of the first len(view) numbers of that one's arrays, which
+        are scratch: each call writes them before it reads them."""
         if (N, T) not in self._ws:
-            if len(self._ws) >= 3:  # training, evaluation and sampling shapes
-                self._ws.pop(next(iter(self._ws)))
-            cfg, b, dt = self.cfg, self.backend, self.dtype
-            H, E, L = cfg.hidden, cfg.embed, cfg.layers
-            inputs = [E if i == 0 else H for i in range(L)]
-            scratch = {}                # one flat array per name, as large as any layer needs
-            for D in inputs:
-                for name, shape in self.cell.scratch(T, N, D, H).items():
-                    scratch[name] = max(scratch.get(name, 0), int(np.prod(shape)))
-            self._ws[N, T] = {
-                "emb": b.zeros((T, N, E), dt),
-                "layers": [{k: b.zeros(s, dt) for k, s in self.cell.buffers(T, N, D, H).items()}
-                           for D in inputs],
-                "inputs": [None] * (L + 1),     # what each layer and the output projection read
-                # dropout's masks and masked inputs, per stage (none without dropout)
-                "dropped": [b.zeros((T, N, D), dt) if cfg.dropout else None
-                            for D in inputs + [H]],
-                "masks": [b.zeros((T, N, D), dt) if cfg.dropout else None
-                          for D in inputs + [H]],
-                "use_mask": [False] * (L + 1),
-                "logits": b.zeros((T * N, cfg.vocab_size), dt),
-                "scratch": {k: b.zeros((n,), dt) for k, n in scratch.items()},
-                "dtop": [b.zeros((T, N, H), dt), b.zeros((T, N, H), dt)],
-                "demb": b.zeros((T, N, E), dt),
-                "dh": b.zeros((N, H), dt), "dc": b.zeros((N, H), dt),
-            }
+            base = self._bases.get(N)
+            if base is None or base[0] < T:
+                if N not in self._bases and len(self._bases) >= 3:     # training, evaluation
+                    self._drop(next(iter(self._bases)))                  # and sampling
+                self._drop(N)
+                base = self._bases[N] = (T, _tree(self._shapes(N, T), self.backend.zeros,
+                                                  self.dtype))
+            self._ws[N, T] = _tree(self._shapes(N, T), _prefix, base[1]) | {
+                "inputs": [None] * (self.cfg.layers + 1),   # what each stage reads
+                "use_mask": [False] * (self.cfg.layers + 1)}
         return self._ws[N, T]
+
+    def _drop(self, N):
+        self._bases.pop(N, None)
+        for key in [k for k in self._ws if k[0] == N]:
+            del self._ws[key]
+
+    def _shapes(self, N, T):
+        """The workspace's arrays as a tree of shapes (None: no array)."""
+        cfg = self.cfg
+        H, E, L = cfg.hidden, cfg.embed, cfg.layers
+        inputs = [E if i == 0 else H for i in range(L)]
+        scratch = {}                    # one flat array per name, as large as any layer needs
+        for D in inputs:
+            for name, shape in self.cell.scratch(T, N, D, H).items():
+                scratch[name] = max(scratch.get(name, 0), int(np.prod(shape)))
+        return {
+            "emb": (T, N, E),
+            "layers": [self.cell.buffers(T, N, D, H) for D in inputs],
+            # dropout's masks and masked inputs, per stage (none without dropout)
+            "dropped": [(T, N, D) if cfg.dropout else None for D in inputs + [H]],
+            "masks": [(T, N, D) if cfg.dropout else None for D in inputs + [H]],
+            "logits": (T * N, cfg.vocab_size),
+            "scratch": {k: (n,) for k, n in scratch.items()},
+            "dtop": [(T, N, H), (T, N, H)],
+            "demb": (T, N, E),
+            "dh": (N, H), "dc": (N, H),
+        }
 
     def _scratch(self, ws, T, N, D):
         """This layer's views of the shared backward scratch."""

@@ -474,3 +474,18 @@ def test_gather_streams_reorders_the_state(backend, dtype):
     one = backend.from_host(src[:, 1:2].copy())
     backend.gather_streams(dst, one, np.zeros(K, np.int64))
     np.testing.assert_array_equal(host(backend, dst), np.repeat(src[:, 1:2], K, axis=1))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_shorter_batch_runs_in_views_of_a_longer_ones_buffers(backend, cell):
+    """Model.workspace: after (N, T), an (N, T - 1) batch takes views (no new arrays) and
+    gives what a fresh model gives, gradients included."""
+    model, x, y, state = make(backend, cell, 2)
+    fresh, *_ = make(backend, cell, 2)
+    model.forward_backward(x, y, state)
+    loss, _ = model.forward_backward(x[:, 1:], y[:, 1:], state)
+    want, _ = fresh.forward_backward(x[:, 1:], y[:, 1:], state)
+    assert loss == want and list(model._bases) == [N]
+    np.testing.assert_array_equal(host(backend, model.grads), host(backend, fresh.grads))
+    rows, _ = model.evaluate_tokens(x[:, :1], y[:, :1], state)
+    np.testing.assert_array_equal(rows, fresh.evaluate_tokens(x[:, :1], y[:, :1], state)[0])
