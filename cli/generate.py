@@ -1,10 +1,10 @@
 """`rnnkit generate`: sample text from a checkpoint, streamed to stdout (or -o FILE) as it is
 produced; --interactive: a prime per line of standard input, a continuation for each."""
 import contextlib
-import random
 import sys
 
 import click
+from click.core import ParameterSource
 
 from rnnkit.cli.options import placement
 from rnnkit.textcodec import UNKNOWN
@@ -37,7 +37,13 @@ from rnnkit.textcodec import UNKNOWN
               help="Random seed; the same seed gives the same text.  [default: a fresh one, "
               "printed on stderr]")
 @click.option("--num-samples", type=click.IntRange(1), default=1, show_default=True,
-              help="Independent samples, one after the other.")
+              help="Independent samples, one after the other; with --beam, the best "
+                   "hypotheses, each with its score on stderr.")
+@click.option("--beam", type=click.IntRange(0), default=0, show_default=True, metavar="K",
+              help="Beam search: the most likely text by K hypotheses (no sampling; 0: off).")
+@click.option("--length-penalty", type=click.FloatRange(0), default=0.0, show_default=True,
+              metavar="ALPHA", help="--beam: rank by log-probability / ((5 + tokens) / 6) ** "
+              "ALPHA (GNMT); 0: by log-probability, above 0: longer texts fare better.")
 @click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
               help="Prime characters (bytes) that the vocabulary lacks: stop and name the "
                    "first, leave them out, or replace them by a known one.")
@@ -49,20 +55,24 @@ from rnnkit.textcodec import UNKNOWN
 @click.option("-f", "--force", is_flag=True, default=False, show_default=True,
               help="Overwrite OUTPUT if it exists.")
 @placement
-def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k, top_p, greedy,
-            stop, until_eos, seed, num_samples, unknown, interactive, output, force, device,
-            threads):
+@click.pass_context
+def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, top_k, top_p,
+            greedy, stop, until_eos, seed, num_samples, beam, length_penalty, unknown,
+            interactive, output, force, device, threads):
     """Generate text from a trained CHECKPOINT (best.h5, latest.h5 or step-N.h5).
 
     \b
     rnnkit generate runs/char/best.h5 --length 500 --prime "ROMEO:" --temperature 0.8
     rnnkit generate runs/char/best.h5 --prime-file start.txt --stop $'\\n\\n' -o out.txt
     rnnkit generate runs/ptb/best.h5 --prime "the market" --top-p 0.9 --until-eos
+    rnnkit generate runs/ptb/best.h5 --prime "the market" --beam 8 --num-samples 3 --until-eos
     echo "the market" | rnnkit generate runs/ptb/best.h5 --interactive --until-eos
     """
     from rnnkit import files
-    from rnnkit.generate import check_options, check_until_eos, generate
-    from rnnkit.load import load_model
+    from rnnkit.api import load
+    from rnnkit.beam import check_beam
+    from rnnkit.generate import check_options, check_until_eos
+    from rnnkit.language_model import fresh_seed
     from rnnkit.textcodec import UnknownSymbol, read_text
 
     if prime and prime_file:
@@ -72,29 +82,55 @@ def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k,
                                "writes to stdout: no --prime, --prime-file or -o")
     try:
         check_options(temperature, top_k, top_p, length, num_samples, stop)
+        if beam:
+            check_beam(beam, num_samples, length_penalty)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
+    sampling = [f"--{name.replace('_', '-')}" for name in ("temperature", "top_k", "top_p",
+                                                            "greedy", "seed")
+                if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT]
+    if beam and sampling:
+        raise click.UsageError(f"--beam searches for the most likely text: {sampling[0]} "
+                               f"(sampling) does not apply")
+    if length_penalty and not beam:
+        raise click.UsageError("--length-penalty ranks the hypotheses of --beam; give --beam K")
     if output is not None:
         files.check_output(output, force, inputs=[checkpoint] + ([prime_file] if prime_file
                                                                  else []))
-    model, codec, _ = load_model(checkpoint, device=device, threads=threads)
+    lm = load(checkpoint, device=device, threads=threads)
+    codec = lm.codec
     try:
         check_until_eos(codec, until_eos)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     if prime_file:
         prime = read_text(prime_file, codec.level, encoding or codec.encoding)
-    if seed is None:
-        seed = random.SystemRandom().randrange(2 ** 32)
+    if seed is None and not beam:
+        seed = fresh_seed()
         click.echo(f"seed {seed}", err=True)
 
-    def sample(prime, seed, echo=True):
-        return generate(model, codec, length, prime, temperature, top_k, top_p, greedy,
-                        seed=seed, unknown=unknown, stop=stop, until_eos=until_eos, echo=echo)
+    def samples(prime, key, echo=True, headers=False):
+        """The pieces of each sample (each hypothesis of --beam, its score on stderr)."""
+        if beam:
+            found = lm.beam_search(prime, length, beam, length_penalty=length_penalty,
+                                   stop=stop, until_eos=until_eos, unknown=unknown,
+                                   num_samples=num_samples)
+            head = lm._echo(prime, unknown) if echo else ""
+            for n, h in enumerate(found):
+                click.echo(f"--- hypothesis {n + 1} of {len(found)}: logprob {h.logprob:.4f}, "
+                           f"score {h.score:.4f}, {len(h.ids)} tokens ---", err=True)
+                yield [head + h.text]
+            return
+        for n in range(num_samples):
+            if headers and num_samples > 1:
+                click.echo(f"--- sample {n + 1} of {num_samples} ---", err=True)
+            yield lm.pieces(prime, length, temperature=temperature, top_k=top_k, top_p=top_p,
+                            greedy=greedy, seed=key + [n], stop=stop, until_eos=until_eos,
+                            unknown=unknown, echo=echo)
 
     try:
         if interactive:
-            failed = _interactive(sample, num_samples, seed)
+            failed = _interactive(samples, seed)
             if failed:
                 raise click.ClickException(f"{failed} prime(s) could not be used (above)")
             return
@@ -104,10 +140,8 @@ def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k,
             click.echo(f"note: {dropped} prime symbols not in the vocabulary were {what}",
                        err=True)
         with _sink(output, codec.encoding) as out:
-            for n in range(num_samples):
-                if num_samples > 1:
-                    click.echo(f"--- sample {n + 1} of {num_samples} ---", err=True)
-                _write(out, sample(prime, [seed, n]))
+            for pieces in samples(prime, [seed], headers=True):
+                _write(out, pieces)
         if output is not None:
             click.echo(f"wrote {output}", err=True)
     except (UnknownSymbol, ValueError) as err:
@@ -139,7 +173,7 @@ def _sink(output, encoding):
             yield f
 
 
-def _interactive(sample, num_samples, seed):
+def _interactive(samples, seed):
     """A continuation for each line of standard input; returns how many primes failed."""
     from rnnkit.textcodec import UnknownSymbol
 
@@ -152,13 +186,12 @@ def _interactive(sample, num_samples, seed):
         line = stdin.readline()
         if not line:
             break
-        for n in range(num_samples):
-            try:
-                _write(sys.stdout, sample(line.rstrip("\r\n"), [seed, i, n], echo=False))
-            except UnknownSymbol as err:        # tell, and read the next prime
-                click.echo(f"Error: {err}", err=True)
-                failed += 1
-                break
+        try:
+            for pieces in samples(line.rstrip("\r\n"), [seed, i], echo=False):
+                _write(sys.stdout, pieces)
+        except UnknownSymbol as err:        # tell, and read the next prime
+            click.echo(f"Error: {err}", err=True)
+            failed += 1
     if tty:
         click.echo(err=True)
     return failed

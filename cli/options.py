@@ -1,5 +1,20 @@
-"""Options shared by the commands that run a model (eval, generate, score)."""
+"""Options shared by the commands that run a model (eval, generate, score), and an option
+that shows its default as written."""
 import click
+
+
+class ConfigOption(click.Option):
+    """An option that shows its default as written (5, 0.002, off, "val"): default_text."""
+
+    def __init__(self, *args, default_text=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_text = default_text
+
+    def get_help_extra(self, ctx):
+        extra = super().get_help_extra(ctx)
+        if self.default_text is not None:
+            extra["default"] = self.default_text
+        return extra
 
 
 def placement(command):

@@ -3,20 +3,18 @@ import sys
 
 import click
 
+from rnnkit.cli.options import ConfigOption
 from rnnkit.sources import BLOCK
 from rnnkit.tokenize import LEVELS
 SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to help
-
-
-def _given(ctx, name):
-    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
 
 
 @click.command("preprocess")
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Corpus file to write (HDF5).")
-@click.option("--level", type=click.Choice(LEVELS), default="char", show_default=True,
+@click.option("--level", type=click.Choice(LEVELS), default=None, cls=ConfigOption,
+              show_default=True, default_text="char, or --vocab-from's",
               help="Tokens: Unicode code points, raw bytes, or whitespace-separated words "
                    "(each newline an <eos> token).")
 @click.option("--encoding", type=str, default="utf-8", show_default=True,
@@ -25,12 +23,12 @@ def _given(ctx, name):
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
               show_default=True,
               help="Invalid bytes: stop with the file and byte offset, or replace them by U+FFFD.")
-@click.option("--val-frac", type=click.FloatRange(0, 1, max_open=True), default=0.1,
-              show_default=True,
+@click.option("--val-frac", type=click.FloatRange(0, 1, max_open=True), default=None,
+              cls=ConfigOption, show_default=True, default_text="0.1",
               help="Fraction of the tokens cut from the end of the input for validation "
                    "(0 when --val or --test FILE is given).")
-@click.option("--test-frac", type=click.FloatRange(0, 1, max_open=True), default=0.1,
-              show_default=True,
+@click.option("--test-frac", type=click.FloatRange(0, 1, max_open=True), default=None,
+              cls=ConfigOption, show_default=True, default_text="0.1",
               help="Fraction cut from the very end for testing (0 when --val or --test FILE "
                    "is given).")
 @click.option("--val", "val", type=str, default=None, show_default=True, metavar="FILE",
@@ -50,8 +48,7 @@ def _given(ctx, name):
               help="Overwrite OUTPUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, default=False, show_default=True,
               help="No progress bar and no summary on stderr.")
-@click.pass_context
-def command(ctx, inputs, output, level, encoding, errors, val_frac, test_frac, val, test,
+def command(inputs, output, level, encoding, errors, val_frac, test_frac, val, test,
             vocab_from, max_vocab, min_count, force, quiet):
     """Turn text files into a corpus of token ids for `rnnkit train`.
 
@@ -78,11 +75,8 @@ def command(ctx, inputs, output, level, encoding, errors, val_frac, test_frac, v
     try:
         summary = preprocess(
             inputs, output,
-            level=level if _given(ctx, "level") or not vocab_from else None,
-            encoding=encoding, errors=errors,
-            val_frac=val_frac if _given(ctx, "val_frac") else None,
-            test_frac=test_frac if _given(ctx, "test_frac") else None,
-            val=val, test=test, vocab_from=vocab_from, max_vocab=max_vocab,
+            level=level, encoding=encoding, errors=errors, val_frac=val_frac,
+            test_frac=test_frac, val=val, test=test, vocab_from=vocab_from, max_vocab=max_vocab,
             min_count=min_count, force=force,
             progress=progress)
     except InputError as err:

@@ -6,7 +6,7 @@ import sys
 import click
 
 from rnnkit.cli.options import placement
-from rnnkit.score import RESETS
+from rnnkit.score import BATCH, RESETS
 from rnnkit.textcodec import UNKNOWN
 
 
@@ -23,7 +23,7 @@ from rnnkit.textcodec import UNKNOWN
               help="Characters (bytes) that the vocabulary lacks: stop and name the first, "
                    "leave them out, or replace them by a known one.")
 @click.option("--encoding", default=None, help="Encoding of TEXT.  [default: the corpus's]")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1), default=BATCH, show_default=True,
               help="per-line: lines scored at once as parallel streams.")
 @click.option("--seq-len", type=click.IntRange(0), default=0, show_default=True,
               help="Steps per batch (0: the training seq-len).")
@@ -44,11 +44,12 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
     rnnkit score runs/ptb/best.h5 sentences.txt > scores.tsv
     cat sentences.txt | rnnkit score runs/ptb/best.h5 --per-token > tokens.jsonl
     """
-    from rnnkit.load import load_model
-    from rnnkit.score import log10, score_text
+    from rnnkit.api import load
+    from rnnkit.score import log10
     from rnnkit.textcodec import decode_text, read_text
 
-    model, codec, ck = load_model(checkpoint, device=device, threads=threads)
+    lm = load(checkpoint, device=device, threads=threads)
+    codec = lm.codec
     if text == "-":
         where = "standard input"
         data = decode_text(sys.stdin.buffer.read(), codec.level,
@@ -56,8 +57,7 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
     else:
         where = text
         data = read_text(text, codec.level, encoding or codec.encoding)
-    scores = score_text(model, codec, data, reset, batch_size,
-                        seq_len or ck.config["data"]["seq_len"], unknown, where)
+    scores = lm.scores(data, reset, batch_size, seq_len, unknown, where)
     logprobs, counts = scores.line_logprobs(), scores.line_tokens()
     out = sys.stdout
     if per_token:

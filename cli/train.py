@@ -8,6 +8,7 @@ import typing
 import click
 from click.core import ParameterSource
 
+from rnnkit.cli.options import ConfigOption
 from rnnkit.config import SECTIONS, TrainConfig, keys, parse_duration
 
 D = TrainConfig()
@@ -61,20 +62,6 @@ def show_default(f):
 _owner = {}
 
 
-class ConfigOption(click.Option):
-    """An option that shows its config field's default as written (5, 0.002, off, "val")."""
-
-    def __init__(self, *args, default_text=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.default_text = default_text
-
-    def get_help_extra(self, ctx):
-        extra = super().get_help_extra(ctx)
-        if self.default_text is not None:
-            extra["default"] = self.default_text
-        return extra
-
-
 def options():
     """(section, field, click option decorator) for every config key that is a flag."""
     out = []
@@ -103,21 +90,6 @@ def _options(function):
     for _, _, option in reversed(OPTIONS):
         function = option(function)
     return function
-
-
-def _stored_model(path):
-    """The [model] keys of checkpoint `path` (for --init-from)."""
-    from rnnkit.checkpoint import read_meta
-    from rnnkit.config import from_dict
-
-    return from_dict(read_meta(path)["config"]).to_dict()["model"]
-
-
-def _file_model(path):
-    """The [model] keys a --config file itself sets."""
-    from rnnkit.config import read_toml
-
-    return read_toml(path).get("model", {})
 
 
 @click.command("train")
@@ -149,7 +121,7 @@ def command(ctx, corpus, output, resume_dir, config_file, **flags):
     from rnnkit import stop_signals
 
     stop_signals.defer()            # a signal from here on stops the run as after a step
-    from rnnkit.config import from_dict, load_toml
+    from rnnkit.api import train_config
     from rnnkit.train import EXIT_INTERRUPTED, resume, train
 
     overrides = {}
@@ -167,13 +139,7 @@ def command(ctx, corpus, output, resume_dir, config_file, **flags):
     else:
         if not output:
             raise click.UsageError("give the run folder with -o/--output")
-        cfg = load_toml(config_file) if config_file else TrainConfig()
-        init = overrides.get("train", {}).get("init_from") or cfg.train.init_from
-        if init:                    # the model's settings come from there unless given
-            cfg = from_dict({"model": _stored_model(init)}, cfg)
-            if config_file:
-                cfg = from_dict({"model": _file_model(config_file)}, cfg)
-        cfg = from_dict(overrides, cfg)
+        cfg = train_config(overrides, config_file)
         if not cfg.data.corpus:
             raise click.UsageError("give a CORPUS (or [data] corpus in --config)")
         result = train(cfg, output)

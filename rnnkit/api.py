@@ -1,0 +1,112 @@
+"""rnnkit from Python: what `import rnnkit` offers (docs/api.md is the guide).
+
+    import rnnkit
+    rnnkit.preprocess("shakespeare.txt", "corpus.h5")
+    rnnkit.train("corpus.h5", "runs/x", hidden=256, max_time="30m")
+    lm = rnnkit.load("runs/x/best.h5")
+    lm.generate("ROMEO:", 200, temperature=0.8, seed=1)
+
+The commands call the same functions: `rnnkit train` turns its flags into the settings of
+train_config, `rnnkit preprocess` calls preprocess, and `generate` and `score` run on the
+LanguageModel that load returns (rnnkit/language_model.py). Settings are the config's keys
+(rnnkit/config.py), one name each, whatever their section: hidden, lr, max_steps. This module
+imports nothing heavy, so `import rnnkit` stays quick; numpy, h5py and Numba load on first use.
+"""
+from rnnkit.errors import RnnkitError
+
+
+class SettingError(RnnkitError, TypeError):
+    """A setting that rnnkit does not know (one line, with the nearest known ones)."""
+
+
+def load(path, device="cpu", threads=None):
+    """The trained model of checkpoint `path` (best.h5, latest.h5, step-N.h5) on `device`
+    (cpu, cuda, cuda:N), as a LanguageModel. threads: the CPU kernels' threads (0: the cores
+    this process may use; None: as the process is set)."""
+    from rnnkit.language_model import LanguageModel
+
+    return LanguageModel.open(path, device=device, threads=threads)
+
+
+def sections(settings):
+    """{section: {key: value}} from flat settings {key: value}: each key of the training
+    config belongs to one section (rnnkit/config.py). SettingError for an unknown key."""
+    import difflib
+
+    from rnnkit.config import SECTIONS, keys
+
+    owner = {f.name: section for section, cls in SECTIONS.items() for f in keys(cls)}
+    out = {}
+    for key, value in settings.items():
+        if key not in owner:
+            near = difflib.get_close_matches(key, owner, n=3)
+            hint = f"; did you mean {' or '.join(near)}?" if near else \
+                " (docs/training.md lists them)"
+            raise SettingError(f"unknown setting {key!r}{hint}")
+        out.setdefault(owner[key], {})[key] = value
+    return out
+
+
+def train_config(overrides=None, config_file=None):
+    """The TrainConfig of a new run: the defaults, then the TOML `config_file`, then
+    `overrides` ({section: {key: value}}); with [train] init_from, the model's settings come
+    from that checkpoint unless the file or the overrides give them."""
+    from rnnkit.checkpoint import read_meta
+    from rnnkit.config import TrainConfig, from_dict, load_toml, read_toml
+
+    overrides = overrides or {}
+    cfg = load_toml(config_file) if config_file else TrainConfig()
+    init = overrides.get("train", {}).get("init_from") or cfg.train.init_from
+    if init:
+        stored = from_dict(read_meta(init)["config"]).to_dict()["model"]
+        cfg = from_dict({"model": stored}, cfg)
+        if config_file:
+            cfg = from_dict({"model": read_toml(config_file).get("model", {})}, cfg)
+    return from_dict(overrides, cfg)
+
+
+def train(corpus=None, out=None, *, config=None, **settings):
+    """Train a new run on `corpus` (made by preprocess) into the folder `out`; returns a
+    TrainResult (run_dir, step, epoch, best_val_loss, reason, interrupted). `config`: a TOML
+    file of settings; `settings`: the flags of `rnnkit train` as keywords (hidden=256,
+    max_time="30m", lr=1e-3), which override it. The defaults are the command's."""
+    from rnnkit.train import TrainError, train as run
+
+    overrides = sections(settings)
+    if corpus is not None:
+        overrides.setdefault("data", {})["corpus"] = str(corpus)
+    cfg = train_config(overrides, config)
+    if not cfg.data.corpus:
+        raise TrainError("give a corpus (or [data] corpus in the config file)")
+    if out is None:
+        raise TrainError("give the run folder (out)")
+    return run(cfg, str(out))
+
+
+def resume(run_dir, **settings):
+    """Continue the run in `run_dir` from its latest.h5; settings may change its limits
+    ([train]: max_steps, max_time, epochs, ...) and the corpus's path."""
+    from rnnkit.train import resume as run
+
+    return run(str(run_dir), sections(settings))
+
+
+def preprocess(inputs, output, **settings):
+    """Write the corpus `output` (HDF5) from `inputs` (a path, folder or glob, or a list of
+    them); returns a summary dict. Settings are the flags of `rnnkit preprocess` as keywords
+    (level="word", val_frac=0.05, vocab_from="other.h5", force=True), with its defaults."""
+    from rnnkit.preprocess import preprocess as run
+
+    if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__"):
+        inputs = [inputs]
+    unknown = set(settings) - set(PREPROCESS_SETTINGS)
+    if unknown:
+        raise SettingError(f"unknown setting {sorted(unknown)[0]!r}; preprocess takes "
+                           f"{', '.join(PREPROCESS_SETTINGS)}")
+    return run([str(p) for p in inputs], str(output), **settings)
+
+
+# rnnkit.preprocess.preprocess's settings (its keywords; a test checks the list and that the
+# command's flags have their defaults)
+PREPROCESS_SETTINGS = ("level", "encoding", "errors", "val_frac", "test_frac", "val", "test",
+                       "vocab_from", "max_vocab", "min_count", "force")

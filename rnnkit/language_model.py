@@ -1,0 +1,213 @@
+"""A trained model for use from Python; `rnnkit.load(path)` makes one (docs/api.md).
+
+    lm = rnnkit.load("runs/x/best.h5")
+    lm.generate("ROMEO:", 200, temperature=0.8, seed=1)     # as rnnkit generate
+    lm.generate("ROMEO:", 50, beam=8)                       # the most likely text
+    lm.score(["the cat sat", "sat cat the"])                # as rnnkit score: ln p per line
+    tokens, nats = lm.surprisal("the cat sat")              # -ln p of each token
+    s = lm.stream()
+    p = s.feed("t")                                         # p(next token | "t")
+
+`rnnkit generate` streams the pieces of LanguageModel.pieces and `rnnkit score` writes the
+Scores of LanguageModel.scores: the commands and this class run the same code.
+"""
+import random
+
+import numpy as np
+
+from rnnkit import generate as sampler
+from rnnkit.beam import beam_search, decode_prime
+from rnnkit.generate import check_options, start_tokens
+from rnnkit.load import load_model
+from rnnkit.sampling import probabilities
+from rnnkit.score import BATCH, score_text
+
+
+def fresh_seed():
+    """A seed for a run that was given none (rnnkit generate prints it)."""
+    return random.SystemRandom().randrange(2 ** 32)
+
+
+def _stops(stop):
+    return (stop,) if isinstance(stop, str) else tuple(stop or ())
+
+
+class LanguageModel:
+    """A model, its vocabulary and its checkpoint's settings."""
+
+    def __init__(self, model, codec, checkpoint, path=None):
+        self.model, self.codec, self.checkpoint, self.path = model, codec, checkpoint, path
+
+    @classmethod
+    def open(cls, path, device="cpu", threads=None):
+        model, codec, ck = load_model(path, device=device, threads=threads)
+        return cls(model, codec, ck, str(path))
+
+    def __repr__(self):
+        cfg = self.model.cfg
+        return (f"<LanguageModel {self.path}: {cfg.cell} {cfg.layers}x{cfg.hidden}, "
+                f"{self.level} level, {len(self.vocab)} tokens, {self.model.backend.name}>")
+
+    @property
+    def vocab(self):
+        """The tokens in id order (a byte-level token is its latin-1 character)."""
+        return list(self.codec.tokens)
+
+    @property
+    def level(self):
+        return self.codec.level
+
+    @property
+    def config(self):
+        """The training config stored in the checkpoint, as {section: {key: value}}."""
+        return self.checkpoint.config
+
+    # -- text and ids ------------------------------------------------------------------------
+    def encode(self, text, unknown="error"):
+        """Token ids (int64) of `text`; unknown: what to do with characters (bytes) the
+        vocabulary lacks: "error", "skip" or "replace" (words: <unk>)."""
+        return self.codec.encode(text, unknown)
+
+    def decode(self, ids):
+        return self.codec.decode(ids)
+
+    # -- generating --------------------------------------------------------------------------
+    def pieces(self, prime="", length=200, *, temperature=1.0, top_k=0, top_p=1.0,
+               greedy=False, seed=None, stop=(), until_eos=False, unknown="error", echo=True):
+        """One sample's text piece by piece as it is made: the prime (if `echo`), then up to
+        `length` tokens (rnnkit/generate.py). What rnnkit generate streams."""
+        return sampler.generate(self.model, self.codec, length, prime, temperature, top_k, top_p,
+                        greedy, seed=seed, unknown=unknown, stop=_stops(stop),
+                        until_eos=until_eos, echo=echo)
+
+    def generate(self, prime="", length=200, *, temperature=1.0, top_k=0, top_p=1.0,
+                 greedy=False, seed=None, stop=(), until_eos=False, unknown="error",
+                 num_samples=1, beam=0, length_penalty=0.0, echo=False):
+        """The text after `prime` (with it if `echo`): a str, or a list of `num_samples`.
+
+        Sampling (beam 0): temperature, then top_k, then top_p; greedy takes the argmax;
+        sample n draws from seed [seed, n], so `seed=3` gives what `rnnkit generate --seed 3`
+        prints. beam K: beam search for the most likely texts (beam_search). stop: a string
+        or several that end the text (included); until_eos: word level, end at a line's end.
+        """
+        check_options(temperature, top_k, top_p, length, num_samples, _stops(stop))
+        if beam:
+            texts = [h.text for h in self.beam_search(
+                prime, length, beam, length_penalty=length_penalty, stop=stop,
+                until_eos=until_eos, unknown=unknown, num_samples=num_samples)]
+            if echo:
+                texts = [self._echo(prime, unknown) + t for t in texts]
+        else:
+            seed = fresh_seed() if seed is None else seed
+            texts = ["".join(self.pieces(prime, length, temperature=temperature, top_k=top_k,
+                                         top_p=top_p, greedy=greedy, seed=[seed, n],
+                                         stop=stop, until_eos=until_eos, unknown=unknown,
+                                         echo=echo))
+                     for n in range(num_samples)]
+        return texts[0] if num_samples == 1 else texts
+
+    def beam_search(self, prime="", length=200, beam=4, *, length_penalty=0.0, stop=(),
+                    until_eos=False, unknown="error", num_samples=None):
+        """The `num_samples` (default: all `beam`) most likely continuations of `prime`, best
+        first, as Hypothesis(text, logprob, score, ids); score is logprob divided by GNMT's
+        length penalty ((5 + tokens) / 6) ** length_penalty (rnnkit/beam.py)."""
+        return beam_search(self.model, self.codec, prime, length, beam, length_penalty,
+                           _stops(stop), until_eos, unknown, num_samples)
+
+    def _echo(self, prime, unknown):
+        """The prime as generate echoes it: its tokens decoded."""
+        ids, given = start_tokens(self.codec, prime, unknown)
+        return decode_prime(self.codec, ids)[0] if given else ""
+
+    # -- scoring -----------------------------------------------------------------------------
+    def scores(self, text, reset="per-line", batch_size=BATCH, seq_len=0, unknown="error",
+               where="the text", progress=None):
+        """Scores (rnnkit/score.py) of each line of `text`: what rnnkit score writes. reset:
+        "per-line" (each line from a zero state) or "never" (one stream); seq_len 0: the
+        training seq_len."""
+        seq_len = seq_len or self.checkpoint.config["data"]["seq_len"]
+        return score_text(self.model, self.codec, text, reset, batch_size, seq_len, unknown,
+                          where, progress)
+
+    def score(self, lines, reset="per-line", batch_size=BATCH, unknown="error"):
+        """The natural log-probability of each line (a list of lines, or a text of lines), its
+        newline (word level: <eos>) included, as the first column of rnnkit score."""
+        return self.scores(_lines_text(lines), reset, batch_size, unknown=unknown
+                           ).line_logprobs()
+
+    def surprisal(self, text, reset="never", unknown="error"):
+        """(tokens, surprisal): each token of `text` and its -ln p in nats (divide by ln 2 for
+        bits), the state carried across lines unless reset is "per-line". The first token is
+        predicted from a line break (word level: <eos>), and each line's newline (<eos>) is a
+        token, as in rnnkit score --per-token."""
+        scores = self.scores(_lines_text(text), reset, unknown=unknown)
+        tokens = self.codec.tokens
+        return [tokens[i] for i in scores.ids.tolist()], scores.losses
+
+    def stream(self, prime="", unknown="error"):
+        """A Stream: feed it tokens one at a time, read the next token's probabilities."""
+        return Stream(self, prime, unknown)
+
+
+def _lines_text(lines):
+    if isinstance(lines, (str, bytes)):
+        return lines
+    lines = list(lines)
+    bad = next((i for i, line in enumerate(lines) if "\n" in line), None)
+    if bad is not None:
+        raise ValueError(f"line {bad} holds a newline; give a list of single lines, or one "
+                         f"text")
+    return "".join(line + "\n" for line in lines)
+
+
+class Stream:
+    """The model reading one token at a time: `probs` is the distribution of the next token.
+
+        s = lm.stream()                 # after a line break (word level: <eos>), as score
+        p = s.feed("T")                 # a token (or its id): p[i] = p(token i | "T")
+        p = s.feed_text("he")           # several at once
+        s.copy()                        # a stream that goes on from here on its own
+    """
+
+    def __init__(self, lm, prime="", unknown="error"):
+        self.lm, self.unknown = lm, unknown
+        self.state = lm.model.init_state(1)
+        self.ids = []                   # the tokens fed, the start symbol first
+        self.probs = None
+        self._feed([lm.codec.start_id()] + lm.encode(prime, unknown).tolist())
+
+    def feed(self, token):
+        """Feed one token (a vocabulary token, or its id); returns the next one's
+        probabilities, float64 (V,)."""
+        tokens = self.lm.codec.tokens
+        if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
+            if not 0 <= token < len(tokens):
+                raise ValueError(f"token id {token} is not in [0, {len(tokens)})")
+            return self._feed([int(token)])
+        index = self.lm.codec.vocabulary.index
+        if token not in index:
+            raise ValueError(f"{token!r} is not a token of the vocabulary")
+        return self._feed([index[token]])
+
+    def feed_text(self, text):
+        """Feed the tokens of `text`; returns the probabilities after its last."""
+        return self._feed(self.lm.encode(text, self.unknown).tolist())
+
+    def _feed(self, ids):
+        if not ids:
+            return self.probs
+        model = self.lm.model
+        if len(ids) > 1:            # all but the last in one batch, as generate's prime
+            x = np.array([ids[:-1]], np.int32)
+            _, _, self.state = model.evaluate(x, np.array([ids[1:]], np.int32), self.state)
+        logits = model.backend.to_host(model.step(np.array(ids[-1:]), self.state))
+        self.probs = probabilities(logits)[0]
+        self.ids += ids
+        return self.probs
+
+    def copy(self):
+        other = Stream.__new__(Stream)
+        other.lm, other.unknown, other.ids, other.probs = self.lm, self.unknown, \
+            list(self.ids), self.probs.copy()
+        other.state = self.state.copy()
+        return other

@@ -1,0 +1,151 @@
+"""The Python API (rnnkit/api.py, rnnkit/language_model.py) against the commands, which run
+the same code: generate, beam search, score, surprisal and streams, preprocess and train."""
+import inspect
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import rnnkit
+from rnnkit.api import PREPROCESS_SETTINGS, SettingError
+from rnnkit.cli.main import main
+from rnnkit.corpus import Corpus
+from tests.tiny_run import TEXT, make_corpus, make_run
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("api")
+    return make_run(folder, make_corpus(folder))
+
+
+@pytest.fixture(scope="module")
+def lm(run):
+    return rnnkit.load(run / "latest.h5", threads=1)
+
+
+def printed(texts):
+    """What rnnkit generate writes for these texts: each ends its line."""
+    return "".join(t if t.endswith("\n") else t + "\n" for t in texts)
+
+
+def test_import_is_cheap_and_the_functions_keep_their_names():
+    code = ("import sys, rnnkit; heavy = [m for m in ('numpy', 'numba', 'h5py') if m in "
+            "sys.modules]; import rnnkit.train, rnnkit.load, rnnkit.preprocess; "
+            "print(heavy, callable(rnnkit.train), callable(rnnkit.load), "
+            "callable(rnnkit.preprocess))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["[]", "True", "True", "True"]
+
+
+def test_generate_is_what_the_command_prints(lm, run):
+    text = lm.generate("line", 30, temperature=0.8, top_k=5, seed=3, echo=True)
+    cli = invoke("generate", run / "latest.h5", "--prime", "line", "--length", "30",
+                 "--temperature", "0.8", "--top-k", "5", "--seed", "3")
+    assert cli.exit_code == 0 and cli.stdout == printed([text])
+    assert lm.generate("line", 30, temperature=0.8, top_k=5, seed=3) == text[4:]
+    assert "".join(lm.pieces("line", 30, temperature=0.8, top_k=5, seed=[3, 0])) == text
+    two = lm.generate("line", 10, seed=3, num_samples=2, echo=True)
+    cli = invoke("generate", run / "latest.h5", "--prime", "line", "--length", "10",
+                 "--seed", "3", "--num-samples", "2")
+    assert isinstance(two, list) and cli.stdout == printed(two)
+
+
+def test_beam_search_is_what_the_command_prints(lm, run):
+    found = lm.beam_search("line", 20, beam=3, stop="\n")
+    cli = invoke("generate", run / "latest.h5", "--prime", "line", "--length", "20",
+                 "--beam", "3", "--num-samples", "3", "--stop", "\n")
+    assert cli.exit_code == 0 and cli.stdout == printed(["line" + h.text for h in found])
+    assert [h.score for h in found] == sorted((h.score for h in found), reverse=True)
+    assert lm.generate("line", 20, beam=3, stop="\n") == found[0].text
+    assert lm.generate("line", 20, beam=3, stop="\n", num_samples=2, echo=True) == \
+        ["line" + h.text for h in found[:2]]
+
+
+def test_score_is_the_commands_first_column(lm, run):
+    lines = ["line 4: the quick brown fox naps over it.", "the fox", "", "fox"]
+    logprobs = lm.score(lines)
+    cli = invoke("score", run / "latest.h5", "-q", input="\n".join(lines) + "\n")
+    column = [float(row.split("\t")[0]) for row in cli.stdout.splitlines()]
+    assert len(logprobs) == 4
+    np.testing.assert_allclose(logprobs, column, rtol=0, atol=2e-6)
+    np.testing.assert_array_equal(lm.score("\n".join(lines) + "\n"), logprobs)
+    with pytest.raises(ValueError, match="newline"):
+        lm.score(["two\nlines"])
+
+
+def test_surprisal_and_a_stream_agree(lm):
+    text = "the fox\nnaps over"
+    tokens, nats = lm.surprisal(text)
+    assert "".join(tokens) == text and len(nats) == len(tokens)
+    s = lm.stream()
+    for token, n in zip(tokens, nats):
+        assert -np.log(s.probs[lm.vocab.index(token)]) == pytest.approx(n, abs=2e-5)
+        s.feed(token)
+    batch = lm.stream()
+    np.testing.assert_allclose(batch.feed_text(text), s.probs, rtol=0, atol=1e-6)
+    by_id = lm.stream()
+    for i in lm.encode(text):
+        by_id.feed(int(i))
+    np.testing.assert_allclose(by_id.probs, s.probs, rtol=0, atol=1e-6)
+    other = s.copy()
+    other.feed("t")
+    np.testing.assert_allclose(by_id.probs, s.probs, rtol=0, atol=1e-6)   # s unchanged
+    assert not np.allclose(other.probs, s.probs)
+    with pytest.raises(ValueError, match="not a token"):
+        s.feed("Z")
+    with pytest.raises(ValueError, match="not in"):
+        s.feed(len(lm.vocab))
+    assert lm.decode(lm.encode(text)) == text
+
+
+def test_preprocess_flags_have_the_functions_defaults():
+    from rnnkit.cli.preprocess import command
+    from rnnkit.preprocess import preprocess
+
+    params = inspect.signature(preprocess).parameters
+    assert set(PREPROCESS_SETTINGS) == {name for name, p in params.items()
+                                        if p.kind is p.KEYWORD_ONLY} - {"progress", "block"}
+    flags = {option.name: option.default for option in command.params}
+    for name in PREPROCESS_SETTINGS:
+        assert flags[name] == params[name].default, name
+
+
+def test_train_from_python_is_the_command(tmp_path):
+    (tmp_path / "t.txt").write_text(TEXT)
+    summary = rnnkit.preprocess(tmp_path / "t.txt", tmp_path / "c.h5", val_frac=0.1,
+                                test_frac=0.1)
+    assert summary["level"] == "char" and summary["splits"]["val"] > 0
+    cli = invoke("preprocess", tmp_path / "t.txt", "-o", tmp_path / "d.h5", "--val-frac",
+                 "0.1", "--test-frac", "0.1", "-q")
+    assert cli.exit_code == 0
+    with Corpus(str(tmp_path / "c.h5")) as a, Corpus(str(tmp_path / "d.h5")) as b:
+        assert a.vocab == b.vocab
+        for split in ("train", "val", "test"):
+            np.testing.assert_array_equal(a.tokens(split), b.tokens(split))
+    settings = dict(embed=8, hidden=16, layers=1, batch_size=4, seq_len=8, lr=0.02,
+                    threads=1, max_steps=6, eval_every=3)
+    result = rnnkit.train(tmp_path / "c.h5", tmp_path / "py", progress=False, **settings)
+    assert result.step == 6 and not result.interrupted
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+    cli = invoke("train", tmp_path / "c.h5", "-o", tmp_path / "cli", "-q", *flags)
+    assert cli.exit_code == 0, cli.output
+    assert (tmp_path / "py" / "config.toml").read_text() == \
+        (tmp_path / "cli" / "config.toml").read_text()
+    py, command = (rnnkit.load(tmp_path / d / "latest.h5") for d in ("py", "cli"))
+    np.testing.assert_array_equal(py.model.params, command.model.params)
+    assert rnnkit.resume(tmp_path / "py", max_steps=8, progress=False).step == 8
+
+
+def test_unknown_settings_name_the_nearest(tmp_path):
+    with pytest.raises(SettingError, match="did you mean hidden"):
+        rnnkit.train(tmp_path / "c.h5", tmp_path / "x", hiden=3)
+    with pytest.raises(SettingError, match="'levle'"):
+        rnnkit.preprocess(tmp_path / "t.txt", tmp_path / "c.h5", levle="word")
