@@ -19,7 +19,7 @@ Two state policies:
   fed `seq_len` steps at a time with the state carried; the padding's losses are dropped. A
   line's score does not depend on the others. Sorted, a batch's lines differ little in length
   (about 1% padding on Shakespeare's lines), and a batch shorter than the one before runs in
-  views of its buffers (Model.workspace): at the speed of eval with as many streams.
+  views of its buffers (Model.workspace), so the kernels run as fast per token as eval's.
 - "never": the lines are one stream, the state carried from each line into the next, fed
   `seq_len` steps at a time (as eval with one stream).
 """
@@ -113,6 +113,7 @@ def score_per_line(model, ids, ends, start, batch, seq_len, progress=None):
     lengths = ends - starts
     order = np.argsort(-lengths, kind="stable")     # longest first: a batch too big fails early
     order = order[lengths[order] > 0]
+    zero = None
     model.backend.begin()
     for k in range(0, len(order), batch):
         rows = order[k:k + batch]
@@ -123,7 +124,9 @@ def score_per_line(model, ids, ends, start, batch, seq_len, progress=None):
         x = np.empty_like(y)
         x[:, 0] = start
         x[:, 1:] = y[:, :-1]
-        state = model.init_state(len(rows))
+        if zero is None or zero.h.shape[1] != len(rows):
+            zero = model.init_state(len(rows))          # read, never written: one will do
+        state = zero
         for t in range(0, width, seq_len):
             began = time.perf_counter()
             out, state = model.evaluate_tokens(x[:, t:t + seq_len], y[:, t:t + seq_len], state)
