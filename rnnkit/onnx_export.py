@@ -27,13 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnkit import cells
 from rnnkit.exchange import ExchangeError, check_outputs, export_info, load_export, write_both
 from rnnkit.textcodec import TextCodec
 
 OPSET, IR_VERSION = 17, 8       # what onnxruntime 1.14 and later run
-LSTM_ORDER = (0, 3, 1, 2)       # PyTorch's i, f, g, o -> ONNX's i, o, f, c
-GRU_ORDER = (1, 0, 2)           # PyTorch's r, z, n -> ONNX's z, r, h
-OPS = {"lstm": "LSTM", "gru": "GRU", "rnn-tanh": "RNN", "rnn-relu": "RNN"}
+# cell -> ONNX's operator, the order of its gate blocks as rnnkit's (PyTorch's) blocks, and
+# its attributes
+OPS = {
+    "lstm": ("LSTM", (0, 3, 1, 2), {}),                         # i, f, g, o -> i, o, f, c
+    "gru": ("GRU", (1, 0, 2), {"linear_before_reset": 1}),      # r, z, n -> z, r, h
+    "rnn-tanh": ("RNN", (0,), {"activations": ["Tanh"]}),
+    "rnn-relu": ("RNN", (0,), {"activations": ["Relu"]}),
+}
 
 
 def _onnx():
@@ -50,15 +56,15 @@ def _blocks(a, order, H):
     return np.concatenate([a[..., g * H:(g + 1) * H] for g in order], axis=-1)
 
 
-def layer_weights(cell, p, H):
+def layer_weights(order, p, H):
     """ONNX's W (1, G*H, D), R (1, G*H, H), B (1, 2*G*H) of one layer from rnnkit's w_x
-    (D, G*H), w_h (H, G*H), b (G*H,) and the GRU's b_hn (H,)."""
-    order = {"lstm": LSTM_ORDER, "gru": GRU_ORDER}.get(cell, (0,))
+    (D, G*H), w_h (H, G*H), b (G*H,) and the GRU's b_hn (H,), the recurrent bias of the last
+    block; order: OPS's."""
     W = _blocks(p["w_x"], order, H).T
     R = _blocks(p["w_h"], order, H).T
     recurrent = np.zeros_like(p["b"])
-    if cell == "gru":
-        recurrent[2 * H:] = p["b_hn"]
+    if "b_hn" in p:
+        recurrent[-H:] = p["b_hn"]
     B = np.concatenate([_blocks(p["b"], order, H), _blocks(recurrent, order, H)])
     return [np.ascontiguousarray(a[None], np.float32) for a in (W, R, B)]
 
@@ -69,8 +75,8 @@ def build_graph(weights, cfg):
     from onnx import TensorProto, helper, numpy_helper
 
     L, H = cfg.layers, cfg.hidden
-    lstm = cfg.cell == "lstm"
-    states = ["h", "c"] if lstm else ["h"]
+    states = list(cells.get(cfg.cell).state)
+    op, order, attrs = OPS[cfg.cell]
     init = {"embed": weights["embed"],
             "out_wt": weights["embed" if cfg.tie_weights else "out.w"].T,
             "out_b": weights["out.b"], "axis1": np.array([1], np.int64)}
@@ -81,22 +87,14 @@ def build_graph(weights, cfg):
         first[s] = [f"{s}0"] if L == 1 else [f"{s}0_{k}" for k in range(L)]
         if L > 1:
             nodes.append(helper.make_node("Split", [f"{s}0"], first[s], axis=0))
-    attrs = {"hidden_size": H}
-    if cfg.cell == "gru":
-        attrs["linear_before_reset"] = 1
-    if cfg.cell.startswith("rnn"):
-        attrs["activations"] = ["Relu" if cfg.cell == "rnn-relu" else "Tanh"]
     for k in range(L):
-        W, R, B = layer_weights(cfg.cell, {n: np.asarray(weights[f"l{k}.{n}"], np.float64)
-                                           for n in ("w_x", "w_h", "b", "b_hn")
-                                           if f"l{k}.{n}" in weights}, H)
+        W, R, B = layer_weights(order, {n: np.asarray(weights[f"l{k}.{n}"], np.float64)
+                                        for n in ("w_x", "w_h", "b", "b_hn")
+                                        if f"l{k}.{n}" in weights}, H)
         init.update({f"W{k}": W, f"R{k}": R, f"B{k}": B})
-        inputs = [f"x{k}", f"W{k}", f"R{k}", f"B{k}", "", first["h"][k]]
-        outputs = [f"y{k}", f"h_last{k}"]
-        if lstm:
-            inputs.append(first["c"][k])
-            outputs.append(f"c_last{k}")
-        nodes.append(helper.make_node(OPS[cfg.cell], inputs, outputs, **attrs))
+        inputs = [f"x{k}", f"W{k}", f"R{k}", f"B{k}", ""] + [first[s][k] for s in states]
+        outputs = [f"y{k}"] + [f"{s}_last{k}" for s in states]
+        nodes.append(helper.make_node(op, inputs, outputs, hidden_size=H, **attrs))
         nodes.append(helper.make_node("Squeeze", [f"y{k}", "axis1"], [f"x{k + 1}"]))
     for s in states:
         parts = [f"{s}_last{k}" for k in range(L)]
@@ -129,7 +127,7 @@ def export_onnx(path, output, force=False):
     meta_path = check_outputs(path, output, force, "onnx")
     ck, cfg = load_export(path)
     model = build_graph({k: np.asarray(v) for k, v in ck.weights.items()}, cfg)
-    states = ["h", "c"] if cfg.cell == "lstm" else ["h"]
+    states = cells.get(cfg.cell).state
     info = {**export_info(ck, cfg), "dtype": "float32",
             "start_id": TextCodec(ck.vocab, ck.encoding).start_id(),
             "inputs": {"tokens": "(N, T) int64", **{f"{s}0": f"({cfg.layers}, N, "
