@@ -115,7 +115,7 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
             found = lm.beam_search(prime, length, beam, length_penalty=length_penalty,
                                    stop=stop, until_eos=until_eos, unknown=unknown,
                                    num_samples=num_samples)
-            head = lm._echo(prime, unknown) if echo else ""
+            head = lm.prime_text(prime, unknown) if echo else ""
             for n, h in enumerate(found):
                 click.echo(f"--- hypothesis {n + 1} of {len(found)}: logprob {h.logprob:.4f}, "
                            f"score {h.score:.4f}, {len(h.ids)} tokens ---", err=True)

@@ -91,12 +91,16 @@ class LanguageModel:
         or several that end the text (included); until_eos: word level, end at a line's end.
         """
         check_options(temperature, top_k, top_p, length, num_samples, _stops(stop))
+        if beam and (temperature != 1.0 or top_k or top_p != 1.0 or greedy or
+                     seed is not None):
+            raise ValueError("beam search looks for the most likely text: temperature, "
+                             "top_k, top_p, greedy and seed (sampling) do not apply")
         if beam:
             texts = [h.text for h in self.beam_search(
                 prime, length, beam, length_penalty=length_penalty, stop=stop,
                 until_eos=until_eos, unknown=unknown, num_samples=num_samples)]
             if echo:
-                texts = [self._echo(prime, unknown) + t for t in texts]
+                texts = [self.prime_text(prime, unknown) + t for t in texts]
         else:
             seed = fresh_seed() if seed is None else seed
             texts = ["".join(self.pieces(prime, length, temperature=temperature, top_k=top_k,
@@ -114,7 +118,7 @@ class LanguageModel:
         return beam_search(self.model, self.codec, prime, length, beam, length_penalty,
                            _stops(stop), until_eos, unknown, num_samples)
 
-    def _echo(self, prime, unknown):
+    def prime_text(self, prime, unknown="error"):
         """The prime as generate echoes it: its tokens decoded."""
         ids, given = start_tokens(self.codec, prime, unknown)
         return decode_prime(self.codec, ids)[0] if given else ""

@@ -67,6 +67,8 @@ def test_beam_search_is_what_the_command_prints(lm, run):
     assert lm.generate("line", 20, beam=3, stop="\n") == found[0].text
     assert lm.generate("line", 20, beam=3, stop="\n", num_samples=2, echo=True) == \
         ["line" + h.text for h in found[:2]]
+    with pytest.raises(ValueError, match="do not apply"):
+        lm.generate("line", 20, beam=3, temperature=0.5)
 
 
 def test_score_is_the_commands_first_column(lm, run):
