@@ -14,7 +14,7 @@
     max_time = "30m"
 
 A key and its `rnnkit train` flag share their name ([optim] lr is --lr, [train] max_steps is
---max-steps); the flags are generated from these fields (rnnkit/cli/train.py), and dump_toml
+--max-steps); the flags are generated from these fields (cli/train.py), and dump_toml
 writes the same help text as comments. Unknown sections or keys and values of the wrong type are
 errors (ConfigError, one line). The resolved config (defaults, file and flags together) is
 written to RUN_DIR/config.toml and stored in every checkpoint, and a resumed run takes

@@ -171,8 +171,8 @@ class Model:
         return ws["dropped"][i]
 
     # -- forward / backward ----------------------------------------------------------------
-    def _forward(self, x, state, rng, train):
-        """Embedding, layers and output projection; the layers' final states into `out`."""
+    def _forward(self, x, state, rng, train, project=True):
+        """Embedding, layers and (with project) output projection."""
         b = self.backend
         N, T = x.shape
         ws = self.workspace(N, T)
@@ -189,7 +189,8 @@ class Model:
             inp = buf["hs"][1:]
         inp = self._dropout(ws, self.cfg.layers, inp, rng)
         ws["inputs"][-1] = inp
-        b.linear_forward(inp.reshape(T * N, -1), self.out_w, self.p["out.b"], ws["logits"])
+        if project:
+            b.linear_forward(inp.reshape(T * N, -1), self.out_w, self.p["out.b"], ws["logits"])
         return ws, ids
 
     def _final_state(self, ws, N):
@@ -259,6 +260,11 @@ class Model:
         ws, _ = self._forward(x, state, None, train=False)
         rows = b.softmax_xent_rows(ws["logits"], b.ids(y).reshape(-1))    # (T * N,), t-major
         return rows.reshape(T, N).T, self._final_state(ws, N)
+
+    def advance(self, x, state):
+        """The carried state after (N, T) host ids, without logits or loss (a prime)."""
+        ws, _ = self._forward(x, state, None, train=False, project=False)
+        return self._final_state(ws, x.shape[0])
 
     def step(self, tokens, state):
         """Feed one token per stream (forward with T = 1); advances `state` in place; returns

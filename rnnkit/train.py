@@ -101,10 +101,7 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
         loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
         for note in notes:
             loop.say(note)
-        try:
-            return loop.go(signals, resumed=ck is not None)
-        finally:
-            backend.end()       # what prepare() held for this run (the CPU's thread cap)
+        return loop.go(signals, resumed=ck is not None)
 
 
 def _open(cfg, folder, ck, comm):
