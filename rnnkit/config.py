@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, get_type_hints
 
-from rnnkit import cells
+from rnnkit import cells, optim, schedule
 from rnnkit.errors import RnnkitError
 
 if sys.version_info >= (3, 11):
@@ -38,8 +38,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CELLS = cells.NAMES
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-SCHEDULES = ("constant", "step", "cosine", "plateau")
+OPTIMIZERS = tuple(optim.OPTIMIZERS)
+SCHEDULES = tuple(schedule.SCHEDULES)
 
 
 class ConfigError(RnnkitError, ValueError):

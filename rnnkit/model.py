@@ -19,6 +19,15 @@ from rnnkit.backends import get_backend
 from rnnkit.config import ModelConfig
 
 
+class WeightsMismatch(ValueError):
+    """Named weights that do not fit a model: `name` is the first parameter missing from them
+    or of another shape."""
+
+    def __init__(self, name):
+        super().__init__(f"parameter {name!r} is missing or has another shape")
+        self.name = name
+
+
 class State:
     """What a model carries between batches: per name of its cell's state ("h", and "c" for
     the LSTM), an (L, N, H) array on the model's backend."""
@@ -96,6 +105,16 @@ class Model:
         for layer in range(self.cfg.layers):
             self.cell.init_bias(views[f"l{layer}.b"], H)
         self.backend.copy(self.params, host)
+
+    def load_weights(self, weights):
+        """Copy named host weights (a checkpoint's) into the parameters, converted to the
+        model's dtype; WeightsMismatch, with nothing copied, unless every parameter is there
+        with its shape."""
+        for name, w in self.p.items():
+            if name not in weights or tuple(weights[name].shape) != tuple(w.shape):
+                raise WeightsMismatch(name)
+        for name, w in self.p.items():
+            self.backend.copy(w, np.asarray(weights[name], self.dtype))
 
     def num_params(self):
         return int(self.params.size)
@@ -279,4 +298,4 @@ class Model:
         return ws["logits"]
 
 
-__all__ = ["Model", "ModelConfig", "State"]
+__all__ = ["Model", "ModelConfig", "State", "WeightsMismatch"]
