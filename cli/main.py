@@ -5,7 +5,8 @@ import sys
 
 import click
 
-from rnnkit import __version__, stop_signals
+from rnnkit import stop_signals
+from rnnkit.version import __version__
 from rnnkit.errors import RnnkitError
 
 stop_signals.install()

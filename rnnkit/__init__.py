@@ -12,9 +12,8 @@ and Numba load when first needed.
 import sys
 import types
 
-__version__ = "0.1.0"
-
-from rnnkit.api import load, preprocess, resume, train  # noqa: E402
+from rnnkit.api import load, preprocess, resume, train
+from rnnkit.version import __version__
 
 __all__ = ["load", "preprocess", "resume", "train", "__version__"]
 

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnkit.generate import StopStrings, check_options, check_until_eos, start_tokens
+from rnnkit.generate import (StopStrings, check_options, check_until_eos, prime_state,
+                             start_tokens)
+from rnnkit.runtime import Runtime
 
 
 @dataclass
@@ -82,11 +84,8 @@ def beam_search(model, codec, prime="", length=200, beam=4, alpha=0.0, stop=(),
     _, start = decode_prime(codec, ids)
     if length == 0:
         return [Hypothesis("", 0.0, 0.0, [])]
-    b.prepare_sampling(model)
-    state = model.init_state(1)
-    if len(ids) > 1:                    # the prime, as generate runs it
-        x = ids[None, :-1].astype(np.int32)
-        _, _, state = model.evaluate(x, ids[None, 1:].astype(np.int32), state)
+    runtime = Runtime(b)
+    state = prime_state(model, ids, runtime)
     buffers = [model.init_state(K), model.init_state(K)]
     stops = StopStrings(stop)
     eos = codec.vocabulary.eos_id if until_eos else None
@@ -94,7 +93,7 @@ def beam_search(model, codec, prime="", length=200, beam=4, alpha=0.0, stop=(),
     live = [(0.0, [], start, "")]
     last = np.array([ids[-1]], np.int64)
     finished = []                       # (score, logprob, tokens), best first, at most K
-    b.begin()
+    runtime.begin()
     for t in range(length):
         began = time.perf_counter()
         logp = log_softmax(b.to_host(model.step(last, state))[:len(live)])
@@ -120,7 +119,7 @@ def beam_search(model, codec, prime="", length=200, beam=4, alpha=0.0, stop=(),
             if len(survivors) == K or (ended == K and t == length - 1):
                 break
         finished = sorted(finished, key=lambda f: -f[0])[:K]     # stable: earlier first
-        b.observe(len(live), time.perf_counter() - began)
+        runtime.observe(len(live), time.perf_counter() - began)
         if not survivors or _settled(finished, K, survivors, length, alpha):
             break
         rows = np.array(parents + [0] * (K - len(parents)), np.int64)

@@ -33,7 +33,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from rnnkit import __version__, files, h5
+from rnnkit import files, h5
+from rnnkit.version import __version__
 from rnnkit.errors import RnnkitError
 from rnnkit.metrics import bits, perplexity, show_perplexity
 from rnnkit.tokenize import Vocabulary

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit import __version__, cells, files
+from rnnkit import cells, files
+from rnnkit.version import __version__
 from rnnkit.checkpoint import Checkpoint, load, save
 from rnnkit.config import ConfigError, ModelConfig, TrainConfig, from_dict
 from rnnkit.errors import RnnkitError

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from rnnkit.runtime import Runtime
+
 
 def check_options(temperature=1.0, top_k=0, top_p=1.0, length=1, num_samples=1, stop=()):
     if not temperature > 0:
@@ -66,6 +68,20 @@ def start_tokens(codec, prime, unknown="error"):
     return np.array([codec.start_id()], np.int64), False
 
 
+def prime_state(model, ids, runtime):
+    """The state after all but the last of the prime's `ids` (the last is the first step's
+    input), from a zero state: in one batch, or a single id by the sampling step; on a cold
+    cache the step's kernels compile meanwhile (runtime.prepare_sampling)."""
+    state = model.init_state(1)
+    runtime.prepare_sampling(model)
+    if len(ids) > 2:                # all but the last prime token in one batch
+        state = model.advance(ids[None, :-1].astype(np.int32), state)
+    runtime.sampling_ready()
+    if len(ids) == 2:               # a batch of one step: the sampling step's kernels
+        model.step(ids[:1], state)
+    return state
+
+
 def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p=1.0,
              greedy=False, seed=None, unknown="error", stop=(), until_eos=False, echo=True):
     """Yield the text of one sample piece by piece: the prime first (unless not `echo`), then
@@ -79,19 +95,16 @@ def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p
     text = "".join(decode(int(i)) for i in ids)        # also sets where the decoder stands
     if given and echo:
         yield text
-    state = model.init_state(1)
-    b.prepare_sampling(model)
-    if len(ids) > 1:                # all but the last prime token in one batch
-        x = ids[None, :-1].astype(np.int32)
-        _, _, state = model.evaluate(x, ids[None, 1:].astype(np.int32), state)
+    runtime = Runtime(b)
+    state = prime_state(model, ids, runtime)
     token = int(ids[-1])
     stops = StopStrings(stop) if stop else None
-    b.begin()
+    runtime.begin()
     for _ in range(length):
         started = time.perf_counter()
         logits = model.step(np.array([token]), state)
         token = int(b.sample(logits, rng, temperature, top_k, top_p, greedy)[0])
-        b.observe(1, time.perf_counter() - started)
+        runtime.observe(1, time.perf_counter() - started)
         piece = decode(token)
         done = until_eos and token == codec.vocabulary.eos_id
         if stops is not None and piece:

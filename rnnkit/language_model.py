@@ -17,8 +17,9 @@ import numpy as np
 
 from rnnkit import generate as sampler
 from rnnkit.beam import beam_search, decode_prime
-from rnnkit.generate import check_options, start_tokens
+from rnnkit.generate import check_options, prime_state, start_tokens
 from rnnkit.load import load_model
+from rnnkit.runtime import Runtime
 from rnnkit.sampling import probabilities
 from rnnkit.score import BATCH, score_text
 
@@ -175,10 +176,10 @@ class Stream:
 
     def __init__(self, lm, prime="", unknown="error"):
         self.lm, self.unknown = lm, unknown
-        self.state = lm.model.init_state(1)
-        self.ids = []                   # the tokens fed, the start symbol first
-        self.probs = None
-        self._feed([lm.codec.start_id()] + lm.encode(prime, unknown).tolist())
+        ids = np.array([lm.codec.start_id()] + lm.encode(prime, unknown).tolist())
+        self.state = prime_state(lm.model, ids, Runtime(lm.model.backend))
+        self.ids = ids[:-1].tolist()    # the tokens fed, the start symbol first
+        self._feed(ids[-1:].tolist())
 
     def feed(self, token):
         """Feed one token (a vocabulary token, or its id); returns the next one's
@@ -201,9 +202,8 @@ class Stream:
         if not ids:
             return self.probs
         model = self.lm.model
-        if len(ids) > 1:            # all but the last in one batch, as generate's prime
-            x = np.array([ids[:-1]], np.int32)
-            _, _, self.state = model.evaluate(x, np.array([ids[1:]], np.int32), self.state)
+        if len(ids) > 1:            # all but the last in one batch
+            self.state = model.advance(np.array([ids[:-1]], np.int32), self.state)
         logits = model.backend.to_host(model.step(np.array(ids[-1:]), self.state))
         self.probs = probabilities(logits)[0]
         self.ids += ids

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnkit import __version__, files, writer
+from rnnkit import files, writer
+from rnnkit.version import __version__
 from rnnkit.corpus import FORMAT, FORMAT_VERSION, Corpus, CorpusError
 from rnnkit.errors import RnnkitError
 from rnnkit.sources import BLOCK, InputError, check_encoding, find_inputs, read_blocks, read_text

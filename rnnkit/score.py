@@ -31,6 +31,7 @@ import numpy as np
 
 from rnnkit.errors import RnnkitError
 from rnnkit.evaluate import report
+from rnnkit.runtime import Runtime
 
 RESETS = ("per-line", "never")
 BATCH = 32      # per-line: lines scored at once as parallel streams
@@ -95,12 +96,13 @@ def score_one_stream(model, ids, ends, start, batch, seq_len, progress=None):
     x = np.concatenate([[start], ids[:-1]]).astype(np.int32)[None, :]
     y = ids.astype(np.int32)[None, :]
     state = model.init_state(1)
-    model.backend.begin()
+    runtime = Runtime(model.backend)
+    runtime.begin()
     for t in range(0, len(ids), seq_len):
         began = time.perf_counter()
         out, state = model.evaluate_tokens(x[:, t:t + seq_len], y[:, t:t + seq_len], state)
         losses[t:t + seq_len] = out[0]
-        model.backend.observe(out.size, time.perf_counter() - began)
+        runtime.observe(out.size, time.perf_counter() - began)
         if progress is not None:
             progress(out.size)
     return losses
@@ -114,7 +116,8 @@ def score_per_line(model, ids, ends, start, batch, seq_len, progress=None):
     order = np.argsort(-lengths, kind="stable")     # longest first: a batch too big fails early
     order = order[lengths[order] > 0]
     zero = None
-    model.backend.begin()
+    runtime = Runtime(model.backend)
+    runtime.begin()
     for k in range(0, len(order), batch):
         rows = order[k:k + batch]
         width = int(lengths[rows[0]])
@@ -130,7 +133,7 @@ def score_per_line(model, ids, ends, start, batch, seq_len, progress=None):
         for t in range(0, width, seq_len):
             began = time.perf_counter()
             out, state = model.evaluate_tokens(x[:, t:t + seq_len], y[:, t:t + seq_len], state)
-            model.backend.observe(out.size, time.perf_counter() - began)
+            runtime.observe(out.size, time.perf_counter() - began)
             mine = real[:, t:t + seq_len]
             losses[at[:, t:t + seq_len][mine]] = out[mine]
             if progress is not None:
