@@ -42,7 +42,8 @@ def _usable():
     return None
 
 
-pytestmark = pytest.mark.skipif(_usable() is not None, reason=str(_usable()))
+pytestmark = [pytest.mark.skipif(_usable() is not None, reason=str(_usable())),
+              pytest.mark.slow]      # compiles every kernel to PTX, each time
 
 
 def kernels():

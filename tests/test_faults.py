@@ -225,6 +225,7 @@ def rnnkit(*args):
     return [sys.executable, "-m", "rnnkit", *map(str, args)]
 
 
+@pytest.mark.slow               # a fresh process
 def test_preprocess_killed_by_sigterm_leaves_no_temporary(tmp_path):
     text = tmp_path / "big.txt"
     text.write_bytes(b"the quick brown fox jumps over the lazy dog\n" * 2_000_000)  # 88 MB
@@ -237,6 +238,7 @@ def test_preprocess_killed_by_sigterm_leaves_no_temporary(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp") or n == "c.h5"]
 
 
+@pytest.mark.slow               # a fresh process
 def test_sigterm_during_start_up_exits_75(corpus, tmp_path):
     p = subprocess.Popen(rnnkit("train", corpus, "-o", tmp_path / "run", *SMALL,
                                 "--max-steps", 1000), stderr=subprocess.PIPE, text=True)

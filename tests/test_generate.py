@@ -160,6 +160,7 @@ def test_interactive_reads_a_prime_per_line(run):
     assert mixed.exit_code == 2 and "--interactive reads its primes" in mixed.output
 
 
+@pytest.mark.slow               # a fresh process on a terminal
 def test_interactive_on_a_terminal(run):
     """Through a pseudo-terminal: a prompt, a continuation per line, Ctrl-D ends it."""
     import os

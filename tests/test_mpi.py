@@ -17,7 +17,8 @@ from rnnkit import checkpoint
 from tests.tiny_run import make_corpus
 
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
-pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+pytestmark = [pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)"),
+              pytest.mark.slow]
 pytest.importorskip("mpi4py")
 
 ARGS = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8", "--layers", "2",
