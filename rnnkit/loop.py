@@ -96,11 +96,10 @@ class Loop:
                                "limit reached before resuming")
         self._start(resumed, nb)
         it = self._iterate()
-        compile_started = time.perf_counter()
+        started, elapsed0 = time.monotonic(), c.elapsed     # compiling ahead counts, as before
         self.runtime.prepare(model, N // self.comm.size, T, cfg.optim.optimizer)
         self.runtime.begin()
-        started, elapsed0 = time.monotonic(), c.elapsed
-        tick, window_loss, window_steps, norm = time.monotonic(), 0.0, 0, 0.0
+        tick, window_loss, window_steps, norm = started, 0.0, 0, 0.0
         reason = None
         while True:
             # 1. the learning rate of this step
@@ -142,7 +141,7 @@ class Loop:
             if c.step == self.first_step:
                 self.comm.armed()       # compiling is over: a rank that waits long is lost
                 if self.compiling:
-                    self.say(f"compiled in {time.perf_counter() - compile_started:.1f} s")
+                    self.say(f"compiled in {time.monotonic() - started:.1f} s")
             run.state = state
             c.step += 1
             c.batch += 1
