@@ -134,8 +134,9 @@ def _file_model(path):
 def command(ctx, corpus, output, resume_dir, config_file, **flags):
     """Train a language model on CORPUS (made by `rnnkit preprocess`).
 
-    Checkpoints go to RUN_DIR/latest.h5 and best.h5. Ctrl-C, SIGTERM or SIGUSR1 finish the
-    step, write latest.h5 and exit with code 75; --resume continues exactly from there.
+    Checkpoints go to RUN_DIR/latest.h5 and best.h5. Ctrl-C, SIGTERM, SIGHUP (the terminal
+    closed) or SIGUSR1 finish the step, write latest.h5 and exit with code 75; --resume
+    continues exactly from there.
     Every flag is also a key of a --config file: --max-steps is [train] max_steps.
 
     \b

@@ -8,8 +8,8 @@
     result = resume("runs/x", {"train": {"epochs": 100}})
 
 A run folder is used by one process at a time (rnnkit/run_dir.py); a run that fails before its
-first checkpoint leaves no folder behind. SIGINT, SIGTERM and SIGUSR1 (which SLURM sends before
-the time limit), from the moment training starts setting up, let the current step finish,
+first checkpoint leaves no folder behind. SIGINT, SIGTERM, SIGHUP and SIGUSR1 (which SLURM sends
+before the time limit), from the moment training starts setting up, let the current step finish,
 write latest.h5 and return a result with `interrupted` set; `rnnkit train` then exits with
 EXIT_INTERRUPTED (75, sysexits' EX_TEMPFAIL: "try again"), and `rnnkit train --resume RUN_DIR`
 continues exactly where it stopped. A second SIGINT stops at once (the last checkpoint is

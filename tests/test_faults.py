@@ -225,22 +225,34 @@ def rnnkit(*args):
     return [sys.executable, "-m", "rnnkit", *map(str, args)]
 
 
-def test_preprocess_killed_by_sigterm_leaves_no_temporary(tmp_path):
+@pytest.mark.parametrize("sig,code,said", [(signal.SIGTERM, 143, ""), (signal.SIGHUP, 129, ""),
+                                           (signal.SIGINT, 130, "interrupted")])
+def test_preprocess_stopped_by_a_signal_leaves_no_temporary(tmp_path, sig, code, said):
     text = tmp_path / "big.txt"
     text.write_bytes(b"the quick brown fox jumps over the lazy dog\n" * 2_000_000)  # 88 MB
     p = subprocess.Popen(rnnkit("preprocess", text, "-o", tmp_path / "c.h5", "--level", "word"),
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, text=True)
     time.sleep(2.0)
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=60)
-    assert p.returncode != 0
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code and err.strip() == said, err
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp") or n == "c.h5"]
+
+
+def handles(pid, sig):
+    """Whether process `pid` has a handler for `sig` (from /proc: its caught-signals mask)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+    return bool(int(mask, 16) >> (sig - 1) & 1)
 
 
 def test_sigterm_during_start_up_exits_75(corpus, tmp_path):
     p = subprocess.Popen(rnnkit("train", corpus, "-o", tmp_path / "run", *SMALL,
                                 "--max-steps", 1000), stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)                 # importing, before the first step
+    while not handles(p.pid, signal.SIGTERM):   # rnnkit's handlers are in place...
+        assert p.poll() is None
+        time.sleep(0.01)
+    time.sleep(0.3)                 # ... and train's: importing, before the first step
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 75, err
