@@ -26,17 +26,19 @@ from rnnkit.textcodec import UNKNOWN
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no notes on stderr.")
 def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_len, device,
             threads, quiet):
-    """Evaluate CHECKPOINT on a split of CORPUS or on a text file: loss in nats per token,
-    perplexity and bits per token (one line each on stdout, as name value).
+    """Evaluate CHECKPOINT on a split of CORPUS (by default the corpus it was trained on) or
+    on a text file: loss in nats per token, perplexity and bits per token (one line each on
+    stdout, as name value).
 
     \b
-    rnnkit eval runs/char/best.h5 corpus.h5                 # its test split, else val
+    rnnkit eval runs/char/best.h5                           # its corpus: test, else val
+    rnnkit eval runs/char/best.h5 corpus.h5 --split val
     rnnkit eval runs/char/best.h5 --text other.txt --unknown skip
     """
     from rnnkit.eval_checkpoint import evaluate_checkpoint
     from rnnkit.threads import set_threads
 
-    if (corpus is None) == (text is None):
+    if corpus is not None and text is not None:
         raise click.UsageError("give either CORPUS (with --split) or --text FILE")
     set_threads(threads)
     notes = []

@@ -3,12 +3,17 @@
     from rnnkit.eval_checkpoint import evaluate_checkpoint
     evaluate_checkpoint("runs/x/best.h5", corpus="corpus.h5")          # test, else val
     evaluate_checkpoint("runs/x/best.h5", text="other.txt", unknown="skip")
+    evaluate_checkpoint("runs/x/best.h5")                              # the run's corpus
 
 A corpus is evaluated on its test split when it has one, else on val (the README's own
-example makes corpora without a test split). A text file is read with the checkpoint's
-encoding unless told otherwise and tokenized with its vocabulary; characters the vocabulary
-lacks are an error naming line and column, or left out or replaced (`unknown`).
+example makes corpora without a test split); without a corpus or a text, the one the run
+trained on (its path is stored relative to the run folder: rnnkit/run_dir.py). A text file is
+read with the checkpoint's encoding unless told otherwise and tokenized with its vocabulary;
+characters the vocabulary lacks are an error naming line and column, or left out or replaced
+(`unknown`).
 """
+import os
+
 from rnnkit.errors import RnnkitError
 from rnnkit.evaluate import evaluate_ids, scored_tokens
 
@@ -43,8 +48,11 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
     notes = [] if notes is None else notes
     model, codec, ck = load_model(path, device=device)
     T = seq_len or ck.config["data"]["seq_len"]
-    if (corpus is None) == (text is None):
+    if corpus is not None and text is not None:
         raise EvalError("give either a corpus (with a split) or a text file")
+    if corpus is None and text is None:
+        corpus = _run_corpus(path, ck)
+        notes.append(f"the run's corpus: {corpus}")
     if corpus is not None:
         with Corpus(corpus) as c:
             if c.vocab != codec.tokens or c.level != codec.level:
@@ -70,3 +78,15 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
         raise EvalError(f"{source} has {len(ids)} token(s); at least 2 are needed")
     tick = progress(scored_tokens(len(ids), batch_size)) if progress else None
     return {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source}
+
+
+def _run_corpus(path, ck):
+    """The corpus checkpoint `path` was trained on, or EvalError."""
+    from rnnkit.paths import locate
+
+    stored = ck.config.get("data", {}).get("corpus")
+    corpus = locate(stored, os.path.dirname(os.path.abspath(path)))
+    if not corpus or not os.path.exists(corpus):
+        raise EvalError(f"cannot find the corpus {path} was trained on ({stored!r}); give a "
+                        f"CORPUS or --text FILE")
+    return corpus

@@ -25,6 +25,7 @@ from rnnkit.errors import TrainError
 from rnnkit.evaluate import evaluate_batches
 from rnnkit.metrics import show_perplexity
 from rnnkit.optim import clip_gradients
+from rnnkit.paths import portable
 from rnnkit.run_dir import METRICS
 from rnnkit.train_log import Metrics, ProgressBar, val_metrics
 
@@ -246,11 +247,12 @@ class Loop:
         self.rollbacks, self.saved_step = 0, self.run.counters.step
         started = time.perf_counter()
         ck = self.run.checkpoint()      # every rank: the state and RNGs are gathered
+        ck.config = portable(ck.config, self.run_dir)
         # the others wait for rank 0's write: allow them ten times its last one
         allowance = 10 * self.comm.decide(self.save_s)
         if self.main:
             checkpoint.save_run(self.run_dir, ck, keep=self.cfg.train.keep, best=best)
-            self.folder.write_config(self.cfg)
+            self.folder.write_config(ck.config)
         self.save_s = time.perf_counter() - started
         self.comm.barrier(allowance)    # nobody reads latest.h5 before it is whole
 
