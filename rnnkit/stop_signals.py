@@ -7,8 +7,8 @@ once: the last checkpoint on disk is intact either way.
 
 Before training is set up (imports, compiling), `defer()` makes the same signals wait: the
 loop then sees them before its first step and the run exits with 75 as it would later. Every
-other command gets SystemExit on SIGTERM, SIGHUP and SIGUSR1 (`install`), so the stack
-unwinds and temporary outputs are removed instead of left behind.
+other command gets SystemExit on SIGTERM, SIGHUP and SIGUSR1, and KeyboardInterrupt on SIGINT
+(`install`), so the stack unwinds and temporary outputs are removed instead of left behind.
 """
 import os
 import signal
@@ -69,8 +69,9 @@ def _ours(names):
 
 def install():
     """SIGTERM, SIGHUP and SIGUSR1 unwind the stack (SystemExit) instead of killing
-    outright."""
-    for sig in _ours(NAMES[1:]):
+    outright; SIGINT raises KeyboardInterrupt as Python's own handler does, but never where it
+    would be lost (_stop)."""
+    for sig in _ours(NAMES):
         signal.signal(sig, _early)
 
 
