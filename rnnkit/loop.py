@@ -212,8 +212,7 @@ class Loop:
         if self.main:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                **numbers, lr=lr, elapsed=c.elapsed)
-        self.say(f"step {c.step}: val loss {loss:.4f}, ppl {show_perplexity(numbers['val_ppl'])}, "
-                 f"{numbers['val_bpc']:.3f} bits/token{' (best)' if improved else ''}")
+        self.say(_val_line(c.step, loss, " (best)" if improved else ""))
         reason = None
         if t_cfg.patience and c.bad_evals >= t_cfg.patience:
             reason = f"early stopping: no better validation loss in {c.bad_evals} evaluations"
@@ -359,10 +358,15 @@ class Loop:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                **val_metrics(loss), elapsed=c.elapsed,
                                **({"val_batches": done} if partial else {}))
-        self.say(f"step {c.step}: val loss {loss:.4f}" +
-                 (f" (on {done} of {count} batches: the time limit)" if partial else
-                  " (best)" if best else ""))
+        self.say(_val_line(c.step, loss, f" (on {done} of {count} batches: the time limit)"
+                           if partial else " (best)" if best else ""))
         return best
+
+
+def _val_line(step, loss, tail=""):
+    numbers = val_metrics(loss)
+    return (f"step {step}: val loss {loss:.4f}, ppl {show_perplexity(numbers['val_ppl'])}, "
+            f"{numbers['val_bpc']:.3f} bits/token{tail}")
 
 
 def _duration(seconds):

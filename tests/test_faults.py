@@ -142,6 +142,20 @@ def test_a_flipped_byte_in_a_checkpoint_is_named(corpus, tmp_path):
                    "weights/embed")
 
 
+def test_info_verify_checks_every_checkpoint_of_a_run(corpus, tmp_path):
+    assert checkpoint.step_name(80) in " ".join(invoke("train", "-h").output.split())
+    assert invoke("train", corpus, "-o", tmp_path / "run", *SMALL, "--max-steps", 6, "--keep",
+                  2, "--checkpoint-every", 2).exit_code == 0
+    kept = checkpoint.step_files(tmp_path / "run")
+    assert [p.name for p in kept] == ["step-00000004.h5", "step-00000006.h5"]
+    shown = invoke("info", "--verify", tmp_path / "run")
+    assert shown.exit_code == 0 and "2 kept: step-00000004.h5, step-00000006.h5" in shown.output
+    assert f"{kept[0]}: checksums: verified" in shown.output
+    flip_byte(kept[0], "weights/embed")     # the older: latest.h5 and best.h5 are intact
+    one_line_error(invoke("info", "--verify", tmp_path / "run"), "step-00000004.h5",
+                   "weights/embed")
+
+
 def test_truncated_files(corpus, tmp_path):
     cut = tmp_path / "cut.h5"
     data = open(corpus, "rb").read()
