@@ -186,3 +186,9 @@ def test_plot_writes_an_image(run, tmp_path):
     result = invoke("plot", run, "-o", tmp_path / "c.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "c.png").write_bytes(b"mine")
+    again = invoke("plot", run, "-o", tmp_path / "c.png")     # asks for -f, as every command
+    assert again.exit_code == 1 and "c.png exists; use --force to overwrite it" in again.output
+    assert (tmp_path / "c.png").read_bytes() == b"mine"
+    assert invoke("plot", run, "-o", tmp_path / "c.png", "-f").exit_code == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
