@@ -38,7 +38,8 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
                         encoding=None, unknown="error", progress=None, notes=None,
                         device="cpu"):
     """Evaluate checkpoint `path` on a corpus split or a text file, on `device` (cpu, cuda,
-    cuda:N); returns report() plus 'source' and 'seconds'. `progress(total_tokens)` may return
+    cuda:N); returns report() plus 'source', 'seconds' and, for a vocabulary with <unk>,
+    'unk_tokens' (the <unk> tokens of the text, its unknown words included). `progress(total_tokens)` may return
     a callable of tokens done; `notes` (a list) gets lines for the user. Raises RnnkitError
     (one line) for bad input."""
     from rnnkit.corpus import Corpus
@@ -72,12 +73,15 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
         ids, dropped, symbol = codec.encode_text(data, unknown, where=str(text))
         if dropped:
             what = "left out" if symbol is None else f"replaced by {symbol!r}"
-            notes.append(f"{dropped:,} symbols of {text} that the vocabulary lacks were {what}")
+            unit = "words" if codec.level == "word" else "symbols"
+            notes.append(f"{dropped:,} {unit} of {text} that the vocabulary lacks were {what}")
         source = str(text)
     if len(ids) < 2:
         raise EvalError(f"{source} has {len(ids)} token(s); at least 2 are needed")
     tick = progress(scored_tokens(len(ids), batch_size)) if progress else None
-    return {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source}
+    unk = codec.vocabulary.unk_id
+    return {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source,
+            **({"unk_tokens": int((ids == unk).sum())} if unk is not None else {})}
 
 
 def _run_corpus(path, ck):
