@@ -15,6 +15,7 @@ import codecs
 import numpy as np
 
 from rnnkit.errors import RnnkitError
+from rnnkit.sources import bom_hint
 from rnnkit.tokenize import EOS, UNK, code_points
 
 UNKNOWN = ("error", "skip", "replace")
@@ -152,6 +153,9 @@ class TextCodec:
                 f"character {chr(value)!r} (U+{value:04X})")
         others = len(bad) - 1
         more = f" ({others:,} more unknown symbols follow)" if others else ""
+        if first == 0 and value == 0xFEFF:
+            return f"{what} at the start of {where} is not in the model's vocabulary" + \
+                bom_hint("\ufeff")
         return (f"{what} at line {line}, column {column} of {where} is not in the model's "
                 f"vocabulary{more}; --unknown skip leaves such symbols out, --unknown replace "
                 f"puts a known one in their place")
@@ -210,6 +214,8 @@ def decode_text(data, level, encoding, name):
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
+        hint = bom_hint(data) if err.start < 4 else ""
         raise RnnkitError(f"{name} is not valid {encoding} at byte {err.start} "
-                          f"({err.object[err.start:err.start + 1].hex()}); give its encoding "
-                          f"with --encoding (latin-1 reads any bytes)") from None
+                          f"({err.object[err.start:err.start + 1].hex()})" +
+                          (hint or "; give its encoding with --encoding (latin-1 reads any "
+                           "bytes)")) from None
