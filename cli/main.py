@@ -47,6 +47,10 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as err:
+            from rnnkit.distributed import world_rank
+
+            if world_rank():        # MPI: every rank has the same flags; rank 0 says it
+                ctx.exit(err.exit_code)
             if err.ctx is None or err.ctx.command is self:
                 raise
             raise click.UsageError(f"{err.format_message()} "
@@ -54,6 +58,8 @@ class LazyGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except RnnkitError as err:
+            if err.quiet:           # MPI: rank 0 says it, for every rank
+                ctx.exit(1)
             raise click.ClickException(str(err)) from None
         except BrokenPipeError:     # `rnnkit generate | head`: the reader left; so do we
             for stream in (sys.stdout, sys.stderr):
