@@ -171,3 +171,28 @@ def test_generate_stopped_removes_its_temporary(corpus, tmp_path, sig, code, sai
     _, err = p.communicate(timeout=120)
     assert p.returncode == code and err.strip() == said, err
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp") or n == "out.txt"]
+
+
+# -- the progress line -------------------------------------------------------------------------
+
+def test_the_progress_line_fits_the_terminal():
+    import fcntl
+    import struct
+    import termios
+
+    from rnnkit.train_log import ProgressBar
+
+    master, slave = pty.openpty()
+    try:
+        with open(slave, "w", closefd=False) as stream:
+            for cols in (100, 60, 30):
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+                bar = ProgressBar(65200, stream=stream)
+                bar.update(1234, 3.5845, 171134.0, 18000.0)
+                shown = os.read(master, 4096).decode().split("\x1b[2K")[-1]
+                assert 0 < len(shown) < cols, (cols, shown)
+                assert ("[" in shown) == (cols == 100), shown     # the bar goes first
+                assert shown.startswith("step 1234/65200")
+    finally:
+        os.close(master)
+        os.close(slave)
