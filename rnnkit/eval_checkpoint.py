@@ -7,7 +7,7 @@
 
 A corpus is evaluated on its test split when it has one, else on val (the README's own
 example makes corpora without a test split); without a corpus or a text, the one the run
-trained on (its path is stored relative to the run folder: rnnkit/run_dir.py). A text file is
+trained on (its path is stored relative to the run folder: rnnkit/paths.py). A text file is
 read with the checkpoint's encoding unless told otherwise and tokenized with its vocabulary;
 characters the vocabulary lacks are an error naming line and column, or left out or replaced
 (`unknown`).
@@ -39,9 +39,9 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
                         device="cpu"):
     """Evaluate checkpoint `path` on a corpus split or a text file, on `device` (cpu, cuda,
     cuda:N); returns report() plus 'source', 'seconds' and, for a vocabulary with <unk>,
-    'unk_tokens' (the <unk> tokens of the text, its unknown words included). `progress(total_tokens)` may return
-    a callable of tokens done; `notes` (a list) gets lines for the user. Raises RnnkitError
-    (one line) for bad input."""
+    'unk_tokens' (the <unk> tokens of the text, its unknown words included).
+    `progress(total_tokens)` may return a callable of tokens done; `notes` (a list) gets lines
+    for the user. Raises RnnkitError (one line) for bad input."""
     from rnnkit.corpus import Corpus
     from rnnkit.load import load_model
     from rnnkit.textcodec import read_text

@@ -92,8 +92,8 @@ def describe_run(run_dir, verify=False):
                         f"(no latest.h5, no metrics.jsonl)")
     lines = [f"{run_dir}: run folder"]
     records = read_records(metrics)
-    meta = _latest_meta(latest)
-    best_meta = _latest_meta(os.path.join(run_dir, "best.h5"))
+    meta = _meta(latest)
+    best_meta = _meta(os.path.join(run_dir, "best.h5"))
     saved = meta["step"] if meta else 0
     past = max([r["step"] for r in records if "step" in r and "event" not in r], default=0)
     lines.append(_checkpoints_line(run_dir, meta, best_meta))
@@ -157,9 +157,9 @@ def _checkpoints_line(run_dir, meta, best_meta):
     return "checkpoints: " + "; ".join(parts)
 
 
-def _latest_meta(path):
-    """The root attributes of the run's latest.h5 (None when it has none or is unreadable:
-    describing it below says why)."""
+def _meta(path):
+    """The root attributes of a checkpoint of the run (None when it has none or is
+    unreadable: describing it below says why)."""
     from rnnkit.checkpoint import read_meta
 
     if not os.path.exists(path):

@@ -13,7 +13,8 @@ leaves nothing behind. A resumed run never removes anything.
 
 config.toml is written next to each checkpoint whose config differs from the file's, so the
 two agree; `check_config` finds a config.toml edited by hand since (a resumed run takes its
-config from the checkpoint, and would otherwise overwrite the edit without a word).Both keep the config's paths relative to the run folder (rnnkit/paths.py).
+config from the checkpoint, and would otherwise overwrite the edit without a word). Both keep
+the config's paths relative to the run folder (rnnkit/paths.py).
 """
 import contextlib
 import tempfile
@@ -26,6 +27,8 @@ from rnnkit.config import ConfigError, dump_toml, from_dict, load_toml
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
+
+
 class RunFolderError(TrainError):
     """The run folder cannot be used (one line)."""
 
