@@ -42,6 +42,14 @@ class LazyGroup(click.Group):
                     stream.flush()
             os._exit(done.code if isinstance(done.code, int) else 1)
 
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if getattr(command, "defers_signals", False):
+            stop_signals.defer()        # train: a signal in its set-up stops it after a step
+        else:
+            stop_signals.undefer()      # the others: a signal stops them at once
+        return name, command, rest
+
     def invoke(self, ctx):
         # A bad flag or value in a command: one line that says where help is, no usage block.
         try:

@@ -152,9 +152,6 @@ def command(ctx, corpus, output, resume_dir, new_corpus, config_file, **flags):
     rnnkit train corpus.h5 -o runs/gpu --device cuda
     mpiexec -n 4 rnnkit train corpus.h5 -o runs/big --batch-size 128   # or srun
     """
-    from rnnkit import stop_signals
-
-    stop_signals.defer()            # a signal from here on stops the run as after a step
     from rnnkit.config import from_dict, load_toml
     from rnnkit.train import EXIT_INTERRUPTED, resume, train
 
@@ -192,3 +189,5 @@ def command(ctx, corpus, output, resume_dir, new_corpus, config_file, **flags):
     if result.interrupted:
         ctx.exit(EXIT_INTERRUPTED)
 
+
+command.defers_signals = True       # rnnkit/stop_signals.py: see cli/main.py

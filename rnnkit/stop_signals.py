@@ -5,10 +5,12 @@ window shut) and SIGUSR1 (what SLURM sends ahead of the time limit with --signal
 set a flag that the loop reads after each step. A second SIGINT raises KeyboardInterrupt at
 once: the last checkpoint on disk is intact either way.
 
-Before training is set up (imports, compiling), `defer()` makes the same signals wait: the
-loop then sees them before its first step and the run exits with 75 as it would later. Every
-other command gets SystemExit on SIGTERM, SIGHUP and SIGUSR1, and KeyboardInterrupt on SIGINT
-(`install`), so the stack unwinds and temporary outputs are removed instead of left behind.
+From the program's start (`install`) until the command is known, the same signals wait: `rnnkit
+train` keeps them waiting (`defer`) through its set-up (imports, compiling), so that the loop
+sees them before its first step and the run exits with 75 as it would later. Every other
+command takes them at once (`undefer`): SystemExit on SIGTERM, SIGHUP and SIGUSR1,
+KeyboardInterrupt on SIGINT, so the stack unwinds and temporary outputs are removed instead of
+left behind.
 """
 import os
 import signal
@@ -68,11 +70,22 @@ def _ours(names):
 
 
 def install():
-    """SIGTERM, SIGHUP and SIGUSR1 unwind the stack (SystemExit) instead of killing
-    outright; SIGINT raises KeyboardInterrupt as Python's own handler does, but never where it
-    would be lost (_stop)."""
+    """At the program's start: the signals wait until the command says what they do (defer or
+    undefer)."""
+    defer()
+
+
+def undefer():
+    """From now on SIGTERM, SIGHUP and SIGUSR1 unwind the stack (SystemExit) instead of
+    killing outright, and SIGINT raises KeyboardInterrupt as Python's own handler does but
+    never where it would be lost (_stop); a signal that came while they waited does so now."""
+    global _deferring, _pending
+    _deferring = False
     for sig in _ours(NAMES):
         signal.signal(sig, _early)
+    pending, _pending = _pending, None
+    if pending:
+        _stop(getattr(signal, pending), None)
 
 
 def defer():
