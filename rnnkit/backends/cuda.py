@@ -50,6 +50,19 @@ def _cuda(index, local_rank=0):
     return cuda, index
 
 
+def _opt_in(compiled, shared):
+    """Let a compiled kernel launch with `shared` bytes of dynamic shared memory (above the
+    48 KB every kernel may have). Numba has no public call for it: its function handle is a
+    CUkernel (library-loaded, numba-cuda >= 0.2x) or a CUfunction (older)."""
+    from numba.cuda.cudadrv.driver import binding, driver
+    fn = compiled._codelibrary.get_cufunc()
+    attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    if type(fn.handle).__name__ == "CUkernel":
+        driver.cuKernelSetAttribute(attr, int(shared), fn.handle, fn.device.id)
+    else:
+        driver.cuFuncSetAttribute(fn.handle, attr, int(shared))
+
+
 def _on_device(a):
     return hasattr(a, "copy_to_host")        # numba device arrays (and the simulator's)
 
@@ -74,13 +87,13 @@ def _key(seed):
 class CUDABackend:
     name = "cuda"
 
-    def __init__(self, index=None, local_rank=0):
+    def __init__(self, index=None, local_rank=0, precision="fp32"):
         self.cuda, index = _cuda(index, local_rank)
         from rnnkit.kernels.cuda import (elementwise, embed, gemm, gru, launch, loss, lstm,
-                                         optim, recurrent, rnn, rng, sample)
+                                         optim, products, recurrent, rnn, rng, sample)
         self.k = SimpleNamespace(elementwise=elementwise, embed=embed, gemm=gemm, gru=gru,
-                                 loss=loss, lstm=lstm, optim=optim, recurrent=recurrent,
-                                 rnn=rnn, rng=rng, sample=sample)
+                                 loss=loss, lstm=lstm, optim=optim, products=products,
+                                 recurrent=recurrent, rnn=rnn, rng=rng, sample=sample)
         self.index = index
         self.simulator = bool(launch.SIMULATOR)
         if self.simulator:
@@ -92,17 +105,27 @@ class CUDABackend:
             sms = dev.MULTIPROCESSOR_COUNT
             shared = max(recurrent.SHARED, dev.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
             self.gpu = f"{name}, {sms} SMs"
-        self.rec = recurrent.Recurrence(sms, shared, self._resident)
+        self.precision = precision
+        self.blas = products.make_blas(precision)
+        self.rec = recurrent.Recurrence(sms, shared, self._resident, self.blas)
         self._partial = self.zeros((launch.REDUCE_BLOCKS,), np.float64)
         self._sums = self.zeros((3,), np.float64)
         self._flag = self.zeros((1,), np.int64)
         self._scratch = {}
 
     def describe(self):
-        """What the first line of a run says about where it runs."""
+        """What the first line of a run says about where it runs; after a step, the plan of
+        each recurrence that ran (path, units per block, blocks, shared memory)."""
         where = "cuda" if self.simulator else f"cuda:{self.index}"
-        return (f"{where}, {self.gpu}; recurrence: one persistent kernel where W_h fits on "
-                f"chip, else a launch per step")
+        products = (f"cuBLAS ({self.precision})" if self.blas is not None else
+                    "rnnkit's tiled kernel")
+        plans = self.rec.plans()
+        if not plans:
+            rec = "one persistent kernel where W_h fits on chip, else a launch per step"
+        else:
+            rec = "; ".join(f"{name} H={H} N={N} {dt}: {p.describe()}"
+                            for (name, H, N, dt), p in plans.items())
+        return f"{where}, {self.gpu}; products: {products}; recurrence: {rec}"
 
     def compiled(self, cell):
         """Whether this cell's kernels load from the cache (else the first step compiles)."""
@@ -110,7 +133,8 @@ class CUDABackend:
             return True
         from rnnkit.kernels.cpu.jit import in_cache
         module = "lstm" if cell.name == "lstm" else "gru" if cell.name == "gru" else "rnn"
-        return in_cache(f"{module}.forward_steps") and in_cache("gemm.gemm")
+        return in_cache(f"{module}.{module}_forward_steps") and (
+            self.blas is not None or in_cache("gemm.gemm"))
 
     def prepare(self, model, N, T, optimizer):
         """Cold-cache compiling ahead of the first step is the CPU's concern (its compile
@@ -236,23 +260,15 @@ class CUDABackend:
         self.k.embed.embed_backward(self.cuda.to_device(plan), S, dout, dtable)
 
     def linear_forward(self, x, w, b, y):
-        """y (M, V) = x (M, H) @ w.T + b, the bias added as each tile is stored."""
-        g = self.k.gemm
-        M, H = x.shape
-        V = w.shape[0]
-        g.product(g.View(y, 0, 0, V, 1), g.View(x, 0, 0, H, 0, 1), g.View(w, 0, 0, 0, 1, H),
-                  1, M, V, H, bias=b, bias_ij=(0, 1))
+        """y (M, V) = x (M, H) @ w.T + b."""
+        self.k.products.matmul(self.blas, y, x, w, trans_b=True, bias=b)
 
     def linear_backward(self, x, w, dy, dx, dw, db):
         """dw += dy.T @ x; db += the sum of dy's rows; dx = dy @ w (overwritten)."""
-        g = self.k.gemm
-        M, H = x.shape
-        V = w.shape[0]
-        g.product(g.View(dw, 0, 0, H, 1), g.View(dy, 0, 0, 1, 0, V), g.View(x, 0, 0, 0, H, 1),
-                  1, V, H, M, accumulate=True)
-        g.row_sums(dy, db, V, 1, M, 0, 1, 0, V)
-        g.product(g.View(dx, 0, 0, H, 1), g.View(dy, 0, 0, V, 0, 1), g.View(w, 0, 0, 0, H, 1),
-                  1, M, H, V)
+        M, V = dy.shape
+        self.k.products.matmul(self.blas, dw, dy, x, trans_a=True, accumulate=True)
+        self.k.gemm.row_sums(dy, db, V, 1, M, 0, 1, 0, V)
+        self.k.products.matmul(self.blas, dx, dy, w)
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):
         """Summed cross-entropy in nats, a host float; overwrites logits (with grad: by
@@ -286,22 +302,25 @@ class CUDABackend:
                                "(another process on this GPU?); this step is void; run again "
                                "(this process now runs one launch per step)")
 
-    def _resident(self, kernel, argtypes, threads, blocks, shared):
-        """Whether `blocks` blocks of kernel can all be resident at once (the persistent
-        kernel's grid barrier needs that), opting in to more than 48 KB of shared memory."""
+    def _resident(self, kernel, argtypes, threads, shared):
+        """How many blocks of kernel with `shared` bytes of dynamic shared memory can be
+        resident at once (the persistent kernel's grid barrier needs all of them), after
+        opting the kernel in to more than 48 KB. A refusal of the driver is one line on
+        stderr and 0 (the recurrence then runs a launch per step)."""
         if self.simulator:
-            return blocks == 1          # the simulator runs blocks one after another
+            return 1                    # the simulator runs blocks one after another
+        from numba.cuda.cudadrv.driver import CudaAPIError
+        compiled = kernel.compile(argtypes)
+        step = "opting in to shared memory"
         try:
-            compiled = kernel.compile(argtypes)
             if shared > self.k.recurrent.SHARED:
-                from numba.cuda.cudadrv.driver import binding, driver
-                fn = compiled._codelibrary.get_cufunc()
-                attrs = binding.CUfunction_attribute
-                driver.cuKernelSetAttribute(attrs.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                            int(shared), fn.handle, fn.device.id)
-            return compiled.max_cooperative_grid_blocks(threads, shared) >= blocks
-        except Exception:               # noqa: BLE001  (no occupancy answer: per step)
-            return False
+                _opt_in(compiled, shared)
+            step = "the occupancy query"
+            return compiled.max_cooperative_grid_blocks(threads, shared)
+        except (CudaAPIError, AttributeError, TypeError) as err:   # driver or binding refused
+            self.k.recurrent.say(f"{kernel.__name__}: {step} ({shared} B) failed: {err}; "
+                                 f"the recurrence runs one launch per step")
+            return 0
 
     # -- randomness --------------------------------------------------------------------------
     def rng(self, seed):
