@@ -90,10 +90,11 @@ class CUDABackend:
     def __init__(self, index=None, local_rank=0, precision="fp32"):
         self.cuda, index = _cuda(index, local_rank)
         from rnnkit.kernels.cuda import (elementwise, embed, gemm, gru, launch, loss, lstm,
-                                         optim, products, recurrent, rnn, rng, sample)
+                                         optim, products, recurrent, rnn, rng, sample, staging)
         self.k = SimpleNamespace(elementwise=elementwise, embed=embed, gemm=gemm, gru=gru,
-                                 loss=loss, lstm=lstm, optim=optim, products=products,
-                                 recurrent=recurrent, rnn=rnn, rng=rng, sample=sample)
+                                 launch=launch, loss=loss, lstm=lstm, optim=optim,
+                                 products=products, recurrent=recurrent, rnn=rnn, rng=rng,
+                                 sample=sample, staging=staging)
         self.index = index
         self.simulator = bool(launch.SIMULATOR)
         if self.simulator:
@@ -109,9 +110,16 @@ class CUDABackend:
         self.blas = products.make_blas(precision)
         self.rec = recurrent.Recurrence(sms, shared, self._resident, self.blas)
         self._partial = self.zeros((launch.REDUCE_BLOCKS,), np.float64)
-        self._sums = self.zeros((3,), np.float64)
         self._flag = self.zeros((1,), np.int64)
+        self._tickets = self.zeros((2,), np.int64)        # the last-block counters
         self._scratch = {}
+        self.readback = staging.Readback(self.cuda)
+        self._uploads = staging.Uploads(self.cuda)
+
+    def counters(self):
+        """(kernel launches and library calls, readbacks, seconds waited in them) so far: a
+        step's difference is what the bench reports."""
+        return self.k.launch.COUNT[0], self.readback.reads, self.readback.waited
 
     def describe(self):
         """What the first line of a run says about where it runs; after a step, the plan of
@@ -203,12 +211,23 @@ class CUDABackend:
                                   self._flag)
         return not self._flag.copy_to_host()[0]
 
-    def ids(self, x):
-        """(N, T) host token ids -> (T, N) int64 ids on the device; the host copy rides along
-        for the embedding's gradient (embed_backward sorts it)."""
-        host = np.ascontiguousarray(np.asarray(x).T, dtype=np.int64)
-        ids = self.cuda.to_device(host)
-        ids.host = host
+    def empty(self, shape, dtype):
+        """A device array whose contents are not set (every entry is written before use)."""
+        return self.cuda.device_array(tuple(int(n) for n in np.atleast_1d(shape)), dtype)
+
+    def ids(self, x, plan=False):
+        """(N, T) host token ids -> (T, N) int64 ids on the device, through a pinned buffer
+        and an asynchronous copy (kernels/cuda/staging.py). plan: also the embedding
+        gradient's plan (a training step's inputs), computed on the host and sent in the
+        same copy."""
+        host = np.ascontiguousarray(np.asarray(x).T, dtype=np.int64).reshape(-1)
+        T_N = np.asarray(x).T.shape
+        if not plan:
+            return self._uploads.put(host).reshape(T_N)
+        steps, S = self.k.embed.segments(host)
+        both = self._uploads.put(np.concatenate([host, steps]))
+        ids = both[:host.size].reshape(T_N)
+        ids.plan, ids.S = both[host.size:], S
         return ids
 
     def scratch(self, name, shape, dtype):
@@ -254,10 +273,11 @@ class CUDABackend:
         self.k.embed.embed_forward(table, ids, out)
 
     def embed_backward(self, ids, dout, dtable):
-        """dtable[ids] += dout, a segmented sum by id in a fixed order (no atomics)."""
-        host = getattr(ids, "host", None)
-        plan, S = self.k.embed.segments(host if host is not None else ids.copy_to_host())
-        self.k.embed.embed_backward(self.cuda.to_device(plan), S, dout, dtable)
+        """dtable[ids] += dout, a segmented sum by id in a fixed order (no atomics); the plan
+        came with ids(x, plan=True), else it is made and sent now."""
+        if getattr(ids, "plan", None) is None:
+            ids = self.ids(ids.copy_to_host().T, plan=True)
+        self.k.embed.embed_backward(ids.plan, ids.S, dout, dtable)
 
     def linear_forward(self, x, w, b, y):
         """y (M, V) = x (M, H) @ w.T + b."""
@@ -271,24 +291,32 @@ class CUDABackend:
         self.k.products.matmul(self.blas, dx, dy, w)
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):
-        """Summed cross-entropy in nats, a host float; overwrites logits (with grad: by
-        scale * dloss/dlogits). The one transfer also brings the barrier's timeout flag."""
+        """Summed cross-entropy in nats, overwriting logits (with grad: by scale *
+        dloss/dlogits): a staging.Deferred float that comes with the step's one readback
+        (the gradient norm's, sum_squares), or when first used as a number."""
         M, V = logits.shape
+        rb = self.readback
+        if rb.pending is not None:      # an earlier loss, not read yet: before it is lost
+            rb.read()
         rows = self.scratch("xent", (M,), np.float64)
-        self.k.loss.softmax_xent(logits, targets, scale, grad, rows, self._sums,
-                                    self.rec.bar)
-        total, bad, timeout = self._sums.copy_to_host()
-        self._barrier_check(timeout)
-        if bad:
-            raise ValueError(f"targets must lie in [0, {V})")
-        return float(total)
+        self.k.loss.softmax_xent(logits, targets, scale, grad, rows, self.rec.bar, rb.device,
+                                 self._tickets[0:1])
+
+        def check(values):
+            self._barrier_check(values[2])
+            if values[1]:
+                raise ValueError(f"targets must lie in [0, {V})")
+
+        rb.pending = self.k.staging.Deferred(rb.read, check)
+        return rb.pending
 
     def softmax_xent_rows(self, logits, targets):
         """Per-row losses -log softmax(row)[target], a host float64 array (M,); the logits
         are left as scratch."""
         M, V = logits.shape
         rows = self.scratch("xent", (M,), np.float64)
-        self.k.loss.softmax_xent(logits, targets, 1.0, False, rows)
+        self.k.loss.softmax_xent(logits, targets, 1.0, False, rows, self.rec.bar,
+                                 self.readback.device, self._tickets[0:1], totals=False)
         out = rows.copy_to_host()
         self._barrier_check(self.rec.bar.copy_to_host()[1])
         if (out < 0).any():
@@ -370,9 +398,14 @@ class CUDABackend:
         self.k.optim.update(self.k.optim.adagrad_update, *args)
 
     def sum_squares(self, g):
-        """sum(g^2) accumulated in float64 in a fixed order, as a host float."""
-        self.k.elementwise.sum_squares(g.reshape(g.size), self._partial, self._sums)
-        return float(self._sums.copy_to_host()[0])
+        """sum(g^2) accumulated in float64 in a fixed order, as a host float. Its transfer is
+        the step's one readback: the loss (and its checks) come with it."""
+        rb = self.readback
+        self.k.elementwise.sum_squares(g.reshape(g.size), self._partial, self.rec.bar,
+                                       rb.device, self._tickets[1:2])
+        values = rb.read()
+        self._barrier_check(values[2])
+        return float(values[3])
 
     def scale(self, g, factor):
         self.k.elementwise.run(self.k.elementwise.scale, g.size, g.reshape(g.size),
