@@ -209,7 +209,7 @@ class CUDABackend:
         self._flag.copy_to_device(np.zeros(1, np.int64))
         self.k.elementwise.run(self.k.elementwise.nonfinite, a.size, a.reshape(a.size),
                                   self._flag)
-        return not self._flag.copy_to_host()[0]
+        return not self.readback.fetch(self._flag)[0]
 
     def empty(self, shape, dtype):
         """A device array whose contents are not set (every entry is written before use)."""
@@ -317,8 +317,8 @@ class CUDABackend:
         rows = self.scratch("xent", (M,), np.float64)
         self.k.loss.softmax_xent(logits, targets, 1.0, False, rows, self.rec.bar,
                                  self.readback.device, self._tickets[0:1], totals=False)
-        out = rows.copy_to_host()
-        self._barrier_check(self.rec.bar.copy_to_host()[1])
+        out = self.readback.fetch(rows)
+        self._barrier_check(self.readback.fetch(self.rec.bar)[1])
         if (out < 0).any():
             raise ValueError(f"targets must lie in [0, {V})")
         return out
@@ -379,7 +379,7 @@ class CUDABackend:
         counter = rng.counter if greedy else rng.take(M)
         self.k.sample.sample(logits, temperature, top_k, top_p, greedy, rng.key, counter,
                                 out)
-        return out.copy_to_host()
+        return self.readback.fetch(out)
 
     # -- optimizers and clipping (the equations: rnnkit/kernels/cpu/optim.py) ----------------
     def scalar(self, dtype, x):

@@ -55,13 +55,17 @@ class Readback:
         self.pending = None             # the Deferred loss not yet read
         self.reads, self.waited = 0, 0.0
 
-    def read(self):
-        """One transfer (it waits for the GPU); resolves the pending loss."""
+    def fetch(self, dev, out=None):
+        """dev's contents on the host: a transfer, counted and timed like the others."""
         started = time.perf_counter()
-        self.device.copy_to_host(self.host)
+        out = dev.copy_to_host(out)
         self.waited += time.perf_counter() - started
         self.reads += 1
-        values = self.host.copy()
+        return out
+
+    def read(self):
+        """One transfer (it waits for the GPU); resolves the pending loss."""
+        values = self.fetch(self.device, self.host).copy()
         pending, self.pending = self.pending, None
         if pending is not None:
             pending.settle(values)
