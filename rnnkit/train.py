@@ -109,7 +109,8 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
 
 def _open(cfg, folder, ck, comm):
     """The backend, the corpus and this rank's batches, checked; cfg resolved in place."""
-    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size, comm.local_rank)
+    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size, comm.local_rank,
+                          cfg.train.precision)
     if not cfg.data.corpus:
         raise TrainError("no corpus given")
     try:
