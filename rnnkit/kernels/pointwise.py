@@ -1,5 +1,7 @@
 """The per-element math of the cells and the optimizers, written once: plain functions that
-kernels/cpu compiles with @njit and kernels/cuda as CUDA device functions (`build`).
+kernels/cpu compiles with @njit and kernels/cuda as CUDA device functions (`build`). The GPU's
+cell kernels and both backends' optimizers call them; the CPU's cell kernels keep loops split
+for LLVM's vectoriser, and tests/test_pointwise.py holds them to these definitions bit for bit.
 
 Each function takes and returns scalars, so a kernel calls it on one element and keeps its own
 loop, layout and parallelism. Constants arrive as arguments in the kernel's dtype (`half`,
