@@ -69,7 +69,8 @@ def _backend():
     from rnnkit.backends.cuda import CUDABackend
     from rnnkit.kernels.cuda import recurrent
     b = CUDABackend.__new__(CUDABackend)
-    b.simulator, b.k = False, SimpleNamespace(recurrent=recurrent)
+    from rnnkit.kernels.cuda import launch
+    b.simulator, b.k = False, SimpleNamespace(recurrent=recurrent, launch=launch)
     return b
 
 

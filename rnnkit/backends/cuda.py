@@ -50,19 +50,6 @@ def _cuda(index, local_rank=0):
     return cuda, index
 
 
-def _opt_in(compiled, shared):
-    """Let a compiled kernel launch with `shared` bytes of dynamic shared memory (above the
-    48 KB every kernel may have). Numba has no public call for it: its function handle is a
-    CUkernel (library-loaded, numba-cuda >= 0.2x) or a CUfunction (older)."""
-    from numba.cuda.cudadrv.driver import binding, driver
-    fn = compiled._codelibrary.get_cufunc()
-    attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-    if type(fn.handle).__name__ == "CUkernel":
-        driver.cuKernelSetAttribute(attr, int(shared), fn.handle, fn.device.id)
-    else:
-        driver.cuFuncSetAttribute(fn.handle, attr, int(shared))
-
-
 def _on_device(a):
     return hasattr(a, "copy_to_host")        # numba device arrays (and the simulator's)
 
@@ -141,7 +128,8 @@ class CUDABackend:
             return True
         from rnnkit.kernels.cpu.jit import in_cache
         module = "lstm" if cell.name == "lstm" else "gru" if cell.name == "gru" else "rnn"
-        return in_cache(f"{module}.{module}_forward_steps") and (
+        # the six recurrence kernels are built in recurrent.py (steps_kernel), named per cell
+        return in_cache(f"recurrent.{module}_forward_steps") and (
             self.blas is not None or in_cache("gemm.gemm"))
 
     def prepare(self, model, N, T, optimizer):
@@ -342,7 +330,7 @@ class CUDABackend:
         step = "opting in to shared memory"
         try:
             if shared > self.k.recurrent.SHARED:
-                _opt_in(compiled, shared)
+                self.k.launch.opt_in(compiled, shared)
             step = "the occupancy query"
             return compiled.max_cooperative_grid_blocks(threads, shared)
         except (CudaAPIError, AttributeError, TypeError) as err:   # driver or binding refused

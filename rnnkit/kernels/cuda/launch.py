@@ -85,6 +85,19 @@ def launch(kernel, blocks, threads, *args, shared=0, cooperative=False):
         compiled.cooperative = False
 
 
+def opt_in(compiled, shared):
+    """Let a compiled kernel launch with `shared` bytes of dynamic shared memory (above the
+    48 KB every kernel may have). Numba has no public call for it: its function handle is a
+    CUkernel (library-loaded, numba-cuda >= 0.2x) or a CUfunction (older)."""
+    from numba.cuda.cudadrv.driver import binding, driver
+    fn = compiled._codelibrary.get_cufunc()
+    attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    if type(fn.handle).__name__ == "CUkernel":
+        driver.cuKernelSetAttribute(attr, int(shared), fn.handle, fn.device.id)
+    else:
+        driver.cuFuncSetAttribute(fn.handle, attr, int(shared))
+
+
 def arg_type(a):
     """The Numba type a launch argument takes: 1-D C arrays and scalars only."""
     if isinstance(a, (bool, np.bool_)):
