@@ -14,14 +14,13 @@ import math
 
 from numba import float64
 
-from rnnkit.cells import CELLS
 from rnnkit.kernels import pointwise
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cuda.buffers import GRU
 from rnnkit.kernels.cuda import launch as L
 from rnnkit.kernels.cuda.launch import device
 from rnnkit.kernels.cuda.recurrent import steps_kernel, layer_grads, project
 
-GRU = CELLS["gru"]
 _P = pointwise.build(device, math.tanh)
 _cell, _cell_grad = _P.gru_cell, _P.gru_cell_grad
 
@@ -74,12 +73,11 @@ forward_steps = steps_kernel("gru_forward_steps", forward_cell, 3, 3, False)
 backward_steps = steps_kernel("gru_backward_steps", backward_cell, 3, 4, True)
 
 
-def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work, work_t, wt, rec):
+def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, rec):
     """Run the layer over x; hs[0] holds the initial state. Writes gates, a and hs."""
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs, work=work,
-                  work_t=work_t, wt=wt)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs)
     check(dict(arrays, x=x), x.dtype)
     spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H)}, arrays)
     project(rec.blas, x, w_x, gates)

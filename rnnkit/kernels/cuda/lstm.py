@@ -1,10 +1,9 @@
 """LSTM layer on the device: forward and BPTT. Gate order (i, f, g, o); docs/cells.md.
 
-Same interface and buffer shapes as rnnkit/kernels/cpu/lstm.py: x (T, N, D), w_x (D, 4H),
-w_h (H, 4H), b (4H,); hs (T + 1, N, H), c (N, H). The caches are used time-major here, as
-the GRU's and RNN's (kernels/cuda/recurrent.py): gates as (T, N, 4H) (the input projection,
-then the activated gates) in the (T, 4H, N) buffer, cs as (T + 1, N, H), dgates as
-(T, N, 4H); z and the CPU's packed weights (wt, dwt, dxt, dht, dct) are not needed.
+Same interface as rnnkit/kernels/cpu/lstm.py: x (T, N, D), w_x (D, 4H), w_h (H, 4H),
+b (4H,); hs (T + 1, N, H), c (N, H). The caches are time-major, as the GRU's and RNN's
+(kernels/cuda/buffers.py, recurrent.py): gates (T, N, 4H) (the input projection, then the
+activated gates), cs (T + 1, N, H), dgates (T, N, 4H).
 
 Forward: the input projection of all T steps is one product (kernels/cuda/products.py); the
 recurrence adds b and W_h^T h_{t-1} and activates. BPTT: the recurrence carries dh (from the
@@ -15,14 +14,13 @@ import math
 
 from numba import float64
 
-from rnnkit.cells import CELLS
 from rnnkit.kernels import pointwise
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cuda.buffers import LSTM
 from rnnkit.kernels.cuda import launch as L
 from rnnkit.kernels.cuda.launch import device
 from rnnkit.kernels.cuda.recurrent import steps_kernel, layer_grads, project
 
-LSTM = CELLS["lstm"]
 _P = pointwise.build(device, math.tanh)
 _cell, _cell_grad = _P.lstm_cell, _P.lstm_cell_grad
 
@@ -80,12 +78,12 @@ forward_steps = steps_kernel("lstm_forward_steps", forward_cell, 4, 4, False)
 backward_steps = steps_kernel("lstm_backward_steps", backward_cell, 4, 4, True)
 
 
-def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, rec):
+def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, rec):
     """Run the layer over x; hs[0] and c hold the initial state. Writes hs, c (the final cell
     state), gates and cs. rec: the recurrence's launcher (backends/cuda.py)."""
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z, wt=wt)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs)
     check(dict(arrays, x=x), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     project(rec.blas, x, w_x, gates)
@@ -93,14 +91,14 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, rec):
             rec.acc(1), 0)
 
 
-def lstm_backward(x, w_x, w_h, hs, gates, cs, z, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, rec):
+def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, rec):
     """BPTT after lstm_forward with the same weights. Weight gradients accumulate (+=); dx is
     overwritten; dh and dc go from the final state's gradients to the initial state's.
-    dgates (T, 4H, N): scratch."""
+    dgates (T, N, 4H): scratch."""
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, hs=hs, gates=gates, cs=cs, z=z, dg=dgates, dhs=dhs, dh=dh,
-                  dc=dc, dx=dx)
+    arrays = dict(w_x=w_x, w_h=w_h, hs=hs, gates=gates, cs=cs, dg=dgates, dhs=dhs, dh=dh, dc=dc,
+                  dx=dx)
     check(dict(arrays, x=x, dw_x=dw_x, dw_h=dw_h, db=db), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H), **LSTM.scratch(T, N, D, H),
           "dhs": (T, N, H), "dh": (N, H), "dc": (N, H), "dx": (T, N, D)}, arrays)

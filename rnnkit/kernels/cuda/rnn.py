@@ -9,14 +9,13 @@ import math
 
 from numba import float64
 
-from rnnkit.cells import CELLS
 from rnnkit.kernels import pointwise
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cuda.buffers import RNN
 from rnnkit.kernels.cuda import launch as L
 from rnnkit.kernels.cuda.launch import device
 from rnnkit.kernels.cuda.recurrent import steps_kernel, layer_grads, project
 
-RNN = CELLS["rnn-tanh"]
 _P = pointwise.build(device, math.tanh)
 _cell, _cell_grad = _P.rnn_cell, _P.rnn_cell_grad
 
@@ -50,11 +49,11 @@ forward_steps = steps_kernel("rnn_forward_steps", forward_cell, 1, 1, False)
 backward_steps = steps_kernel("rnn_backward_steps", backward_cell, 1, 1, True)
 
 
-def rnn_forward(x, w_x, w_h, b, hs, pre, work, work_t, wt, rec, relu=False):
+def rnn_forward(x, w_x, w_h, b, hs, pre, rec, relu=False):
     """Run the layer over x; hs[0] holds the initial state. Writes hs and pre (T, N, H)."""
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, gates=pre, work=work, work_t=work_t, wt=wt)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, gates=pre)
     check(dict(arrays, x=x), x.dtype)
     spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H)}, arrays)
     project(rec.blas, x, w_x, pre)
