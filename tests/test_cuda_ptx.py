@@ -27,7 +27,7 @@ MODULES = ["elementwise", "embed", "gemm", "gru", "loss", "lstm", "optim", "rnn"
 CCS = [(8, 0), (9, 0)]
 # float32 kernels allowed float64 arithmetic: sums kept in float64 on purpose, and the
 # draws of the RNG (uniforms in [0, 1) as float64)
-F64_BY_DESIGN = {"sumsq_blocks", "sum_rows", "xent_rows", "dropout", "sample_rows",
+F64_BY_DESIGN = {"sumsq", "sum_rows", "xent_rows", "dropout", "sample_rows",
                  "sample_blocks", "lstm_backward_steps", "gru_backward_steps",
                  "rnn_backward_steps"}           # BPTT: the bias gradients' float64 sums
 # kernels whose per-thread arrays must stay in registers
