@@ -212,7 +212,17 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="run only configs whose name contains this")
     ap.add_argument("--budget", type=float, default=0,
                     help="seconds after which no new config starts (0: no limit)")
+    ap.add_argument("--table", default="",
+                    help="also write the table (no JSON lines) to this file, line by line")
     args = ap.parse_args(argv)
+    table = open(args.table, "w") if args.table else None
+
+    def emit(line):
+        """A line of output, and of --table's file unless it is a JSON line."""
+        print(line, flush=True)
+        if table is not None and not line.startswith("json "):
+            print(line, file=table, flush=True)
+
     if args.dry_run:
         args.steps, args.rounds, args.tokens = 2, 2, 3
 
@@ -230,19 +240,19 @@ def main(argv=None):
     else:
         torch_note = (f"PyTorch {torch.__version__} on {device}, cuDNN "
                       f"{torch.backends.cudnn.version() if device == 'cuda' else '-'}")
-    print(f"GPU: {gpu_name(torch, backend)}")
-    print(f"rnnkit backend: {backend.describe()}")
-    print(f"{torch_note}; Python {platform.python_version()}")
-    print(f"steps a round {args.steps}, rounds {args.rounds}, generated tokens {args.tokens}; "
+    emit(f"GPU: {gpu_name(torch, backend)}")
+    emit(f"rnnkit backend: {backend.describe()}")
+    emit(f"{torch_note}; Python {platform.python_version()}")
+    emit(f"steps a round {args.steps}, rounds {args.rounds}, generated tokens {args.tokens}; "
           f"launches and host ms per step (generation: per token)")
-    print(f"{'config':36s} {'rnnkit':>9s} {'torch fp32':>10s} {'ratio':>5s} {'torch tf32':>10s} "
-          f"{'ratio':>5s} {'launch':>6s} {'host ms':>7s}  recurrence (fwd / bwd)", flush=True)
+    emit(f"{'config':36s} {'rnnkit':>9s} {'torch fp32':>10s} {'ratio':>5s} {'torch tf32':>10s} "
+          f"{'ratio':>5s} {'launch':>6s} {'host ms':>7s}  recurrence (fwd / bwd)")
     started = time.perf_counter()
     for c in configs(args.dry_run):
         if args.only and args.only not in name(c):
             continue
         if args.budget and time.perf_counter() - started > args.budget:
-            print(f"{name(c):36s} not run: the time budget of {args.budget:g} s is spent")
+            emit(f"{name(c):36s} not run: the time budget of {args.budget:g} s is spent")
             continue
         try:
             sides = {"rnnkit": Rnnkit(c, backend)}
@@ -255,21 +265,22 @@ def main(argv=None):
                 side.train_step() if c["kind"] == "train" else side.generate(2)
             rate, host = best_rate(sides, c, args.steps, args.rounds, args.tokens, backend)
         except Exception as err:                    # noqa: BLE001  (one line, then the next)
-            print(f"{name(c):36s} failed: {one_line(err)}", flush=True)
-            print("json " + json.dumps({"config": name(c), **c, "error": one_line(err)}),
-                  flush=True)
+            emit(f"{name(c):36s} failed: {one_line(err)}")
+            emit("json " + json.dumps({"config": name(c), **c, "error": one_line(err)}))
             continue
         ratios = {k: rate["rnnkit"] / rate[k] if rate.get(k) else math.nan
                   for k in ("torch_fp32", "torch_tf32")}
         path = paths(backend, c)
-        print(f"{name(c):36s} {rate['rnnkit']:9.0f} {rate.get('torch_fp32', math.nan):10.0f} "
+        emit(f"{name(c):36s} {rate['rnnkit']:9.0f} {rate.get('torch_fp32', math.nan):10.0f} "
               f"{ratios['torch_fp32']:5.2f} {rate.get('torch_tf32', math.nan):10.0f} "
               f"{ratios['torch_tf32']:5.2f} {host.get('launches', math.nan):6.1f} "
-              f"{host.get('host_ms', math.nan):7.2f}  {path}", flush=True)
-        print("json " + json.dumps({"config": name(c), **c, "precision": args.precision,
+              f"{host.get('host_ms', math.nan):7.2f}  {path}")
+        emit("json " + json.dumps({"config": name(c), **c, "precision": args.precision,
                                      "tokens_per_s": rate, "ratio": ratios, **host,
-                                     "recurrence": path}), flush=True)
-    print(f"rnnkit backend after the runs: {backend.describe()}")
+                                     "recurrence": path}))
+    emit(f"rnnkit backend after the runs: {backend.describe()}")
+    if table is not None:
+        table.close()
     return 0
 
 
