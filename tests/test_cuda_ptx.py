@@ -99,6 +99,9 @@ def test_kernel_compiles_to_ptx(kernel, argtypes, dtype, cc):
         assert not F64_MATH.findall(ptx), f"{name}: float64 arithmetic in a float32 kernel"
     if name in REGISTERS:
         assert "ld.local" not in ptx and "st.local" not in ptx, f"{name}: local memory"
+    if name.endswith("_steps"):         # the recurrence: warp shuffles and a light poll
+        assert "shfl.sync.bfly" in ptx and "nanosleep" in ptx, name
+        assert "ld.global.cv" in ptx or not hasattr(cuda, "ldcv"), name
 
 
 def _ptxas():

@@ -222,7 +222,7 @@ def steps_kernel(name, epilogue, G, GB, backward):
                 if j < H:
                     total = float64(0.0)
                     for n in range(N):
-                        total += acc[(n * GB + g) * H + j]
+                        total += acc[(int32(n) * GB + g) * H + j]
                     if g < G:
                         b[g * H + j] = b[g * H + j] + total
                     else:
