@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rnnkit.backends import BackendError, CellKernels, derived_seed
+from rnnkit.backends.interface import BackendError, CellKernels, derived_seed
 from rnnkit.kernels.cuda import buffers
 
 PHILOX = "Philox4x32-10"
@@ -78,7 +78,8 @@ def _lstm_forward(b, cell, x, p, buf):
 
 
 def _lstm_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
-    b.k.lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc, dx, g["w_x"], g["w_h"], g["b"], s["dg"], b.rec)
+    b.k.lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh,
+                           dc, dx, g["w_x"], g["w_h"], g["b"], s["dg"], b.rec)
 
 
 def _gru_forward(b, cell, x, p, buf):
@@ -177,7 +178,7 @@ class CUDABackend:
         """Whether this cell's kernels load from the cache (else the first step compiles)."""
         if self.simulator:
             return True
-        from rnnkit.kernels.cpu.jit import in_cache
+        from rnnkit.kernels.cache import in_cache
         return all(in_cache(name) for name in KERNELS[cell.name].cached)
 
     def buffers(self, cell, T, N, D, H):
@@ -185,22 +186,6 @@ class CUDABackend:
 
     def scratch(self, cell, T, N, D, H):
         return KERNELS[cell.name].layout.scratch(T, N, D, H)
-
-    def prepare(self, model, N, T, optimizer):
-        """Cold-cache compiling ahead of the first step is the CPU's concern (its compile
-        workers); the GPU kernels compile at their first launch."""
-
-    def end(self):
-        """See prepare()."""
-
-    def prepare_sampling(self, model):
-        """See prepare()."""
-
-    def begin(self):
-        """Pacing is the CPU's concern (its thread governor); nothing to do here."""
-
-    def observe(self, work, seconds):
-        """See begin()."""
 
     # -- arrays ------------------------------------------------------------------------------
     def zeros(self, shape, dtype):
