@@ -44,7 +44,7 @@ export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$(mktemp -d)}"
 if [[ $DRY == 1 ]]; then
     say "== dry run: Numba's CUDA simulator, tiny configs, PyTorch on the CPU if installed"
     export NUMBA_ENABLE_CUDASIM=1
-    run 300 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda_device.py \
+    run 300 "$PY" -m pytest -rs -p no:cacheprovider tests/test_cuda_device.py \
         tests/test_cuda_kernels.py -k "philox or long_rows or launches or device"
     run 240 "$PY" bench/gpu_bench.py --dry-run --table "$TABLE"
 else
@@ -56,12 +56,12 @@ else
         say "== the install failed (see above): running from the tree (PYTHONPATH)"
     # what only a GPU shows: the persistent kernel across blocks, the opt-in and chunked
     # shapes, cuBLAS against the tiled kernel, TF32, repeat bits, launches and readbacks
-    run 150 "$PY" -m pytest -q -rs --maxfail=10 -p no:cacheprovider tests/test_cuda_device.py \
+    run 150 "$PY" -m pytest -rs --maxfail=10 -p no:cacheprovider tests/test_cuda_device.py \
         tests/test_cuda_plan.py
     # the targets against cuDNN (no new config after 110 s)
     run 180 "$PY" bench/gpu_bench.py --budget 110 --table "$TABLE"
     # then every backend test (oracle, finite differences) on the device, as time allows
-    run 150 "$PY" -m pytest -q -rs --maxfail=10 -p no:cacheprovider tests/test_backend.py \
+    run 150 "$PY" -m pytest -rs --maxfail=10 -p no:cacheprovider tests/test_backend.py \
         -k cuda
 fi
 say "== done in ${SECONDS} s; results in $RESULT, the table in $TABLE"
