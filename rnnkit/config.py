@@ -192,6 +192,11 @@ class LoopConfig:
                            "cgroup quota, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS).", at_least(0),
                            show="0, all it may use")
     device: str = setting("cpu", "Where the model runs: cpu, cuda or cuda:N.")
+    precision: str = setting("fp32", "GPU float32 products (projections, weight gradients, "
+                             "output layer): fp32 IEEE, or tf32 tensor cores (10-bit "
+                             "mantissas, ~1e-3 relative error, faster). The recurrence, the "
+                             "cell math, the loss and the optimizer stay fp32; cpu ignores it.",
+                             ("choice", ("fp32", "tf32")))
     progress: bool = setting(True, "Progress bar on stderr.", aliases=(" /-q", " /--quiet"))
 
 

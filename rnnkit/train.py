@@ -116,7 +116,8 @@ def _session(cfg, folder, ck, comm, stream, signals, start, new_corpus=False):
 
 def _open(cfg, folder, ck, comm, new_corpus=False):
     """The backend, the corpus and this rank's batches, checked; cfg resolved in place."""
-    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size, comm.local_rank)
+    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size, comm.local_rank,
+                          cfg.train.precision)
     if not cfg.data.corpus:
         raise TrainError("no corpus given")
     if ck is not None and not os.path.exists(cfg.data.corpus):
