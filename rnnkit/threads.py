@@ -24,12 +24,19 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-import rnnkit.kernels.cpu.jit  # noqa: F401  picks the threading layer before Numba starts one
-
 _limits = None
 _partition = None              # set_threads, or the budget at first use
 _governor = None
 _cap = None                    # most threads allowed to run for now (None: the partition)
+
+
+def _numba():
+    """numba, imported on first use: budget() serves the corpus writer too, which must not
+    load a compiler. rnnkit.kernels.cpu.jit picks the threading layer before Numba starts one."""
+    import rnnkit.kernels.cpu.jit  # noqa: F401
+    import numba
+
+    return numba
 
 
 def _cgroup_quota():
@@ -114,7 +121,7 @@ def set_threads(n=None, local_ranks=1, adaptive=True):
     """Cut the kernels' work into `n` blocks (default: the budget) and run up to `n` threads,
     fewer while that is faster (adaptive). Returns (n, reason)."""
     global _partition, _governor
-    import numba
+    numba = _numba()
 
     if n:
         n, why = int(n), f"--threads {int(n)}"
@@ -141,7 +148,7 @@ def partition():
 def cap(k):
     """Run at most k threads until cap(None) (the threaded builds are still compiling)."""
     global _cap
-    import numba
+    numba = _numba()
 
     _cap = k
     if k is not None:
@@ -154,7 +161,7 @@ def cap(k):
 
 def running():
     """Threads running the blocks right now."""
-    import numba
+    numba = _numba()
 
     return numba.get_num_threads()
 
@@ -329,6 +336,6 @@ def _median(values):
 
 
 def _apply(k):
-    import numba
+    numba = _numba()
 
     numba.set_num_threads(k)

@@ -396,3 +396,50 @@ def test_info_rejects_other_files(tmp_path):
     assert_fails(tmp_path, ["info", tmp_path / "a.txt"], "is not an HDF5 file")
     assert_fails(tmp_path, ["info", tmp_path / "plain.h5"], "not an rnnkit file")
     assert_fails(tmp_path, ["info", tmp_path / "none.h5"], "does not exist", code=2)
+
+
+# -- the writer's own chunks --
+
+@pytest.mark.parametrize("data", [b"", b"\x01", b"\x00" * 7, b"\xff" * 2000, b"\xff" * 721,
+                                  bytes(range(256)) * 5,
+                                  np.random.default_rng(0).integers(0, 256, 100_001, np.uint8)
+                                  .tobytes(),
+                                  np.random.default_rng(1).integers(250, 256, 262_144, np.uint8)
+                                  .tobytes()])
+@pytest.mark.parametrize("segment", [None, 7])
+def test_fletcher32_is_hdf5s(tmp_path, monkeypatch, data, segment):
+    """The checksum the writer appends to the chunks it compresses is the one HDF5's own
+    fletcher32 filter appends (read back raw), for odd and even lengths, across its 360-word
+    folds, where the sums are multiples of 65535 (all 0xff), and summed in segments."""
+    from rnnkit.kernels.cpu import checksum
+    from rnnkit.kernels.cpu.checksum import with_checksum
+
+    if segment:
+        monkeypatch.setattr(checksum, "SEGMENT", segment)
+
+    if not data:
+        assert with_checksum(b"") == b"\0\0\0\0"
+        return
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("d", data=np.frombuffer(data, np.uint8), chunks=(len(data),),
+                         fletcher32=True)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        _, raw = f["d"].id.read_direct_chunk((0,))
+    assert with_checksum(data) == raw
+
+
+def test_preprocess_loads_no_compiler(tmp_path):
+    """Numba and LLVM take about 160 MB of memory, more than preprocessing itself: a corpus
+    is written without them (bench/RESULTS.md, "Preprocess")."""
+    import subprocess
+    import sys
+
+    src = write(tmp_path / "input.txt", TEXT * 1000)
+    code = ("import sys; from rnnkit.cli.main import main\n"
+            "try: main(sys.argv[1:])\n"
+            "except SystemExit as e: assert not e.code, e.code\n"
+            "print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, "preprocess", str(src), "-o",
+                          str(tmp_path / "c.h5"), "-q"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
