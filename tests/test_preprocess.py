@@ -53,6 +53,38 @@ def test_char_round_trip_across_block_boundaries(tmp_path, block):
         assert corpus.vocab == sorted(set(TEXT))  # code point order
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "utf-16", "utf-7"])
+@pytest.mark.parametrize("block", [1, 3, 7, 64, 1 << 20])
+def test_char_round_trip_in_ascii_blocks_and_others(tmp_path, encoding, block):
+    """Blocks of ASCII bytes are taken undecoded only where that gives the same characters:
+    not after a character cut by the block's start, not in UTF-16 (ASCII text has NUL bytes
+    that are ASCII too) nor UTF-7 (b"+-" is "+"), not where a BOM is still to come."""
+    text = ("plain ascii + more " * 5 + "café déjà " + "ascii again + " * 5) * 3
+    src = tmp_path / "input.txt"
+    src.write_bytes(text.encode(encoding))
+    out = tmp_path / "c.h5"
+    preprocess([str(src)], out, encoding=encoding, block=block, val_frac=0, test_frac=0,
+               force=True)
+    with Corpus(out) as corpus:
+        assert corpus.decode(corpus.tokens("train")) == text
+
+
+def test_read_text_gives_ascii_blocks_as_bytes(tmp_path):
+    from rnnkit.sources import read_text
+
+    path = write(tmp_path / "t.txt", "abcdéfghijklmn")       # é: bytes 4 and 5
+    blocks = list(read_text(str(path), "utf-8", "strict", 5, ascii_bytes=True))
+    # "abcd" and the first byte of é; the rest of é and "fghi" (decoded: é was carried over);
+    # then "jklmn", all ASCII with nothing carried over: its bytes
+    assert blocks == ["abcd", "éfghi", b"jklmn"]
+    assert list(read_text(str(path), "utf-8", "strict", 5)) == ["abcd", "éfghi", "jklmn"]
+    # a cut character that ASCII follows is replaced where it stands, not after the ASCII
+    path = write(tmp_path / "t.txt", b"ab\xc3cdefgh")
+    blocks = read_text(str(path), "utf-8", "replace", 3, ascii_bytes=True)
+    assert "".join(b.decode() if isinstance(b, bytes) else b for b in blocks) == \
+        "ab\ufffdcdefgh"
+
+
 def test_char_splits_concatenate_to_the_text(tmp_path):
     text = "".join(chr(ord("a") + i % 26) for i in range(1000)) + TEXT
     out = make(tmp_path, text, val_frac=0.1, test_frac=0.05)
@@ -123,6 +155,32 @@ def test_several_inputs_in_given_then_sorted_order(tmp_path):
 
 
 # -- dtype --
+
+@pytest.mark.parametrize("dtype, size", [(np.uint8, 1), (np.uint8, 2), (np.uint8, 7),
+                                         (np.uint16, 7), (np.uint32, 7)])
+@pytest.mark.parametrize("slice_", [3, 1 << 20])
+def test_add_counts_is_a_bincount(monkeypatch, dtype, size, slice_):
+    from rnnkit import tokenize
+
+    monkeypatch.setattr(tokenize, "SLICE", slice_)
+    units = np.random.default_rng(size).integers(0, 256 if dtype == np.uint8 else 70_000,
+                                                 size * 1001).astype(dtype)
+    counts = np.zeros(1 << 17, np.int64)
+    tokenize.add_counts(counts, units)
+    tokenize.add_counts(counts, units[:5])
+    expected = np.bincount(units, minlength=1 << 17) + np.bincount(units[:5], minlength=1 << 17)
+    assert (counts == expected).all()
+
+
+def test_as_bytes_gives_the_viewed_bytes_or_a_copy():
+    from rnnkit.tokenize import as_bytes
+
+    data = b"abcdef"
+    whole = np.frombuffer(data, np.uint8)
+    assert as_bytes(whole) is data
+    for view in (whole[1:], whole[:-1], whole[::-1], whole[::2], np.arange(3, dtype=np.uint8)):
+        assert as_bytes(view) == view.tobytes() and as_bytes(view) is not data
+
 
 def test_id_dtype_boundaries():
     assert [id_dtype(v) for v in (1, 256, 257, 65536, 65537)] == \
