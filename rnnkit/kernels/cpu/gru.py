@@ -20,10 +20,9 @@ from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.kernels.cpu.blocks import (FAST_FROM, TRANSPOSE, add_rows, plan, project, span,
                                        step_grad, step_product, transpose_into, weight_grads)
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
-from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cpu.buffers import GRU
 
-GRU = CELLS["gru"]
 
 # The backward's per-step product gains from the fast layout from H=128 on; the Elman cell's, a
 # third as wide, does not (rnn.py; bench/RESULTS.md, "Design figures").

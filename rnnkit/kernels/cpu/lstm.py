@@ -22,13 +22,12 @@ from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.blas import gemm
 from rnnkit.kernels.cpu.blocks import (MIN_STREAMS, fill_rows, parts_for, span, transpose_add,
                                        transpose_into)
-from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cpu.buffers import LSTM
 from rnnkit.kernels.cpu.lanes import vsum
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.tiles import product, product_runs
 
-LSTM = CELLS["lstm"]
 
 # The recurrence splits across threads by blocks of hidden units (each thread then reads only
 # its share of W per step; faster than blocks of streams from H=128 on: bench/RESULTS.md),

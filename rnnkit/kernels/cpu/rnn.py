@@ -14,11 +14,10 @@ from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.kernels.cpu.blocks import (FAST_FROM, TRANSPOSE, add_rows, plan, project, span,
                                        step_grad, step_product, transpose_into, weight_grads)
 from rnnkit.kernels.cpu.activations import tanh
-from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cpu.buffers import RNN
 
 
-RNN = CELLS["rnn-tanh"]
 
 
 @njit(**JIT)
