@@ -70,7 +70,7 @@ def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k,
     """
     from rnnkit import files
     from rnnkit.generate import check_options, check_stop, check_until_eos, generate
-    from rnnkit.load import load_model
+    from rnnkit.load import compiling_note, load_model
     from rnnkit.textcodec import UnknownSymbol, read_text
 
     if prime and prime_file:
@@ -96,6 +96,8 @@ def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k,
     if seed is None:
         seed = random.SystemRandom().randrange(2 ** 32)
         click.echo(f"seed {seed}", err=True)
+    if note := compiling_note(model, sampling=True):
+        click.echo(note, err=True)
 
     def sample(prime, seed, echo=True):
         return generate(model, codec, length, prime, temperature, top_k, top_p, greedy,

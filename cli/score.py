@@ -47,10 +47,12 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
     cat sentences.txt | rnnkit score runs/ptb/best.h5 --per-token > tokens.jsonl
     """
     from rnnkit.evaluate import report
-    from rnnkit.load import load_model
+    from rnnkit.load import compiling_note, load_model
     from rnnkit.score import Scorer
 
     model, codec, ck = load_model(checkpoint, device=device, threads=threads)
+    if not quiet and (note := compiling_note(model)):
+        click.echo(note, err=True)
     where = "standard input" if text == "-" else text
     scorer = Scorer(model, codec, reset, batch_size, seq_len or ck.config["data"]["seq_len"],
                     unknown, where)

@@ -57,9 +57,9 @@ class Backend(Protocol):
     def available_bytes(self):
         """Memory a model may still take here, in bytes (None where unknown)."""
 
-    def compiled(self, cell):
+    def compiled(self, cell, sampling=False):
         """Whether this cell's kernels load from the compile cache (else the first step waits
-        for the compiler)."""
+        for the compiler); with `sampling`, the one-step kernels that generate runs."""
 
     def buffers(self, cell, T, N, D, H):
         """Name -> shape of one layer's buffers for this backend's kernels of `cell`: forward

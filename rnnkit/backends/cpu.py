@@ -104,9 +104,11 @@ class CPUBackend:
                 pass
         return min(found) if found else None
 
-    def compiled(self, cell):
+    def compiled(self, cell, sampling=False):
         """Whether the first step needs no compiling, whatever build (serial or threaded) it
-        runs."""
+        runs; with `sampling`, the sampling step's."""
+        if sampling:
+            return jit.in_cache("step._layer_step") or jit.in_cache("step._layer_step_parallel")
         return (threads.partition() > 1 and self.cached(cell, parallel=True)) or \
             self.cached(cell, parallel=False)
 
@@ -144,8 +146,7 @@ class CPUBackend:
     def prepare_sampling(self, model):
         """Before generating on a cold cache: a worker compiles the sampling step's kernels
         (rnnkit/kernels/cpu/warm.py, "step") while this process runs the prime."""
-        if jit.CACHE and not (jit.in_cache("step._layer_step") or
-                              jit.in_cache("step._layer_step_parallel")):
+        if jit.CACHE and not self.compiled(model.cell, sampling=True):
             self._workers["step"] = warm.spawn({**self._spec_for(model, 1, 1, "sgd"),
                                                 "group": "step"})
 

@@ -155,8 +155,9 @@ class CUDABackend:
         free, _ = self.cuda.current_context().get_memory_info()
         return int(free)
 
-    def compiled(self, cell):
-        """Whether this cell's kernels load from the cache (else the first step compiles)."""
+    def compiled(self, cell, sampling=False):
+        """Whether this cell's kernels load from the cache (else the first step compiles);
+        sampling runs the same ones."""
         if self.simulator:
             return True
         from rnnkit.kernels.cpu.jit import in_cache
