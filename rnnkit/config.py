@@ -14,7 +14,7 @@
     max_time = "30m"
 
 A key and its `rnnkit train` flag share their name ([optim] lr is --lr, [train] max_steps is
---max-steps); the flags are generated from these fields (rnnkit/cli/train.py), and dump_toml
+--max-steps); the flags are generated from these fields (cli/train.py), and dump_toml
 writes the same help text as comments. Unknown sections or keys and values of the wrong type are
 errors (ConfigError, one line). The resolved config (defaults, file and flags together) is
 written to RUN_DIR/config.toml and stored in every checkpoint, and a resumed run takes
@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, get_type_hints
 
-from rnnkit import cells
+from rnnkit import cells, optim, schedule
 from rnnkit.errors import RnnkitError
 
 if sys.version_info >= (3, 11):
@@ -38,8 +38,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CELLS = cells.NAMES
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-SCHEDULES = ("constant", "step", "cosine", "plateau")
+OPTIMIZERS = tuple(optim.OPTIMIZERS)
+SCHEDULES = tuple(schedule.SCHEDULES)
 
 
 class ConfigError(RnnkitError, ValueError):

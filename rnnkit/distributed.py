@@ -158,15 +158,6 @@ def agreed(comm, fn):
     return result
 
 
-def world_rank():
-    """This process's rank as the launcher set it (0 without one)."""
-    for var in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"):
-        value = os.environ.get(var, "")
-        if value.isdigit() and launched_ranks() > 1:
-            return int(value)
-    return 0
-
-
 def launched_ranks():
     """How many ranks the launcher (mpiexec, srun) started, from its environment."""
     for var in LAUNCHER_SIZE:

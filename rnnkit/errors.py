@@ -2,7 +2,7 @@
 
 Every error a user can cause or fix (bad input, a damaged file, a full disk, a busy run
 folder) derives from RnnkitError and carries a message of one line that names the file and
-says what to do. The command group (rnnkit/cli/main.py) prints it and exits with 1; anything
+says what to do. The command group (cli/main.py) prints it and exits with 1; anything
 else that escapes is a bug, reported as one line too unless RNNKIT_DEBUG is set.
 """
 

@@ -4,12 +4,10 @@
     model, codec, ck = load_model("runs/x/best.h5")                  # on the CPU
     model, codec, ck = load_model("runs/x/best.h5", device="cuda")
 """
-import numpy as np
-
 from rnnkit.backends import get_backend
 from rnnkit.checkpoint import CheckpointError, load
 from rnnkit.config import ConfigError, TrainConfig, from_dict
-from rnnkit.model import Model
+from rnnkit.model import Model, WeightsMismatch
 from rnnkit.textcodec import TextCodec
 
 
@@ -29,11 +27,11 @@ def load_model(path, device="cpu", threads=None, backend=None):
                               f"{err}") from None
     backend = backend or get_backend(device, threads)
     model = Model(cfg.model, backend=backend)
-    for name, w in model.p.items():
-        if name not in ck.weights or ck.weights[name].shape != tuple(w.shape):
-            raise CheckpointError(f"{path}: parameter {name!r} is missing or has the wrong "
-                                  f"shape for the stored model config")
-        backend.copy(w, np.asarray(ck.weights[name], model.dtype))
+    try:
+        model.load_weights(ck.weights)
+    except WeightsMismatch as err:
+        raise CheckpointError(f"{path}: parameter {err.name!r} is missing or has the wrong "
+                              f"shape for the stored model config") from None
     return model, TextCodec(ck.vocab, ck.encoding), ck
 
 
@@ -41,7 +39,9 @@ def compiling_note(model, sampling=False):
     """A line for the user before a model's first run on a cold kernel cache, which compiles
     for seconds in silence otherwise (as train says); None when its kernels are cached.
     `sampling`: the kernels that generate runs (else those of eval and score)."""
-    if model.backend.compiled(model.cell, sampling):
+    from rnnkit.runtime import Runtime
+
+    if not Runtime(model.backend).compiling(model, sampling):
         return None
     return (f"compiling the {model.cell.name} kernels for this machine: the first run waits "
             f"for it; they are cached for later runs")

@@ -26,6 +26,7 @@ from rnnkit.evaluate import evaluate_batches
 from rnnkit.metrics import show_perplexity
 from rnnkit.optim import clip_gradients
 from rnnkit.run_dir import METRICS
+from rnnkit.runtime import Runtime
 from rnnkit.train_log import Metrics, ProgressBar, val_metrics
 
 MAX_ROLLBACKS = 3
@@ -65,12 +66,19 @@ class Loop:
         self.step_s = 0.0           # seconds of the last step, of the last checkpoint, ...
         self.save_s = 0.0
         self.val_batch_s = None     # ... and of one validation batch
+        self.runtime = Runtime(run.model.backend)   # compiling ahead, pacing threads
 
     def say(self, text):
         if self.main:
             self.bar.message(text)
 
     def go(self, signals, resumed):
+        try:
+            return self._go(signals, resumed)
+        finally:
+            self.runtime.end()      # what prepare() held for this run (the CPU's thread cap)
+
+    def _go(self, signals, resumed):
         run, c, cfg = self.run, self.run.counters, self.cfg
         model, opt, t_cfg = run.model, run.optimizer, cfg.train
         N, T = cfg.data.batch_size, cfg.data.seq_len
@@ -88,8 +96,9 @@ class Loop:
                                "limit reached before resuming")
         self._start(resumed, nb)
         it = self._iterate()
-        model.backend.prepare(model, N // self.comm.size, T, cfg.optim.optimizer)
-        model.backend.begin()
+        compile_started = time.perf_counter()
+        self.runtime.prepare(model, N // self.comm.size, T, cfg.optim.optimizer)
+        self.runtime.begin()
         started, elapsed0 = time.monotonic(), c.elapsed
         tick, window_loss, window_steps, norm = time.monotonic(), 0.0, 0, 0.0
         reason = None
@@ -129,11 +138,11 @@ class Loop:
             # 6. update
             opt.step(model.grads)
             self.step_s = time.perf_counter() - work_started
-            model.backend.observe(N * T // self.comm.size, self.step_s)
+            self.runtime.observe(N * T // self.comm.size, self.step_s)
             if c.step == self.first_step:
                 self.comm.armed()       # compiling is over: a rank that waits long is lost
                 if self.compiling:
-                    self.say(f"compiled in {self.step_s:.1f} s")
+                    self.say(f"compiled in {time.perf_counter() - compile_started:.1f} s")
             run.state = state
             c.step += 1
             c.batch += 1
@@ -176,7 +185,7 @@ class Loop:
             self.say(f"note: the corpus has no {self.missing_val!r} split; no validation")
         if not resumed:
             self._save(best=False)      # the rollback point, and proof that saving works
-        self.compiling = not run.model.backend.compiled(run.model.cell)
+        self.compiling = self.runtime.compiling(run.model)
         if self.compiling:
             self.say(f"compiling the {m.cell} kernels for this machine: the first step waits "
                      f"for it; they are cached for later runs")

@@ -19,6 +19,15 @@ from rnnkit.backends import get_backend
 from rnnkit.config import ModelConfig
 
 
+class WeightsMismatch(ValueError):
+    """Named weights that do not fit a model: `name` is the first parameter missing from them
+    or of another shape."""
+
+    def __init__(self, name):
+        super().__init__(f"parameter {name!r} is missing or has another shape")
+        self.name = name
+
+
 class State:
     """What a model carries between batches: per name of its cell's state ("h", and "c" for
     the LSTM), an (L, N, H) array on the model's backend."""
@@ -97,6 +106,16 @@ class Model:
             self.cell.init_bias(views[f"l{layer}.b"], H)
         self.backend.copy(self.params, host)
 
+    def load_weights(self, weights):
+        """Copy named host weights (a checkpoint's) into the parameters, converted to the
+        model's dtype; WeightsMismatch, with nothing copied, unless every parameter is there
+        with its shape."""
+        for name, w in self.p.items():
+            if name not in weights or tuple(weights[name].shape) != tuple(w.shape):
+                raise WeightsMismatch(name)
+        for name, w in self.p.items():
+            self.backend.copy(w, np.asarray(weights[name], self.dtype))
+
     def num_params(self):
         return int(self.params.size)
 
@@ -171,8 +190,8 @@ class Model:
         return ws["dropped"][i]
 
     # -- forward / backward ----------------------------------------------------------------
-    def _forward(self, x, state, rng, train):
-        """Embedding, layers and output projection; the layers' final states into `out`."""
+    def _forward(self, x, state, rng, train, project=True):
+        """Embedding, layers and (with project) output projection."""
         b = self.backend
         N, T = x.shape
         ws = self.workspace(N, T)
@@ -189,7 +208,8 @@ class Model:
             inp = buf["hs"][1:]
         inp = self._dropout(ws, self.cfg.layers, inp, rng)
         ws["inputs"][-1] = inp
-        b.linear_forward(inp.reshape(T * N, -1), self.out_w, self.p["out.b"], ws["logits"])
+        if project:
+            b.linear_forward(inp.reshape(T * N, -1), self.out_w, self.p["out.b"], ws["logits"])
         return ws, ids
 
     def _final_state(self, ws, N):
@@ -260,6 +280,11 @@ class Model:
         rows = b.softmax_xent_rows(ws["logits"], b.ids(y).reshape(-1))    # (T * N,), t-major
         return rows.reshape(T, N).T, self._final_state(ws, N)
 
+    def advance(self, x, state):
+        """The carried state after (N, T) host ids, without logits or loss (a prime)."""
+        ws, _ = self._forward(x, state, None, train=False, project=False)
+        return self._final_state(ws, x.shape[0])
+
     def step(self, tokens, state):
         """Feed one token per stream (forward with T = 1); advances `state` in place; returns
         the (N, V) logits on the backend (a buffer that the next call overwrites)."""
@@ -273,4 +298,4 @@ class Model:
         return ws["logits"]
 
 
-__all__ = ["Model", "ModelConfig", "State"]
+__all__ = ["Model", "ModelConfig", "State", "WeightsMismatch"]

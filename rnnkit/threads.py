@@ -1,7 +1,8 @@
 """Threads: how many the machine gives us, how the work is cut, and how many run right now.
 
 Three numbers, kept apart on purpose:
-- the budget: cores this process may use (affinity mask, cgroup CPU quota, SLURM, OpenMP);
+- the budget: cores this process may use (affinity mask, cgroup CPU quota, SLURM, OpenMP;
+  rnnkit/cores.py);
 - the partition P: how many blocks each kernel cuts its work into (`--threads`, by default
   the budget). The blocks fix the order of every sum, so P alone decides the numbers;
 - the running threads k <= P that execute those blocks. k changes while a job runs (the
@@ -17,93 +18,30 @@ faster.
 
 BLAS always runs single-threaded inside a block: its own threads would spin between the small
 per-step products and fight ours for the cores (bench/RESULTS.md, "Design figures").
+
+This is the CPU backend's thread policy: it sets the partition in the kernels
+(kernels/cpu/blocks.py), which read no thread state of their own.
 """
-import math
 import os
 import time
 
+import numba
 from threadpoolctl import threadpool_limits
+
+from rnnkit.cores import budget
+from rnnkit.kernels.cpu import blocks
+
+# OpenMP first: it starts a parallel region a hundred times sooner than the workqueue layer
+# (whose threads sleep), which matters with a region per time step. Its workers spin between
+# regions; the governor (below) runs fewer when other work needs the cores. Set before Numba
+# starts a threading layer (numba.set_num_threads or a first parallel kernel).
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 _limits = None
 _partition = None              # set_threads, or the budget at first use
 _governor = None
 _cap = None                    # most threads allowed to run for now (None: the partition)
-
-
-def _numba():
-    """numba, imported on first use: budget() serves the corpus writer too, which must not
-    load a compiler. rnnkit.kernels.cpu.jit picks the threading layer before Numba starts one."""
-    import rnnkit.kernels.cpu.jit  # noqa: F401
-    import numba
-
-    return numba
-
-
-def _cgroup_quota():
-    """CPUs allowed by this process's cgroup CPU quota (v2 cpu.max or v1 cfs), or None."""
-    try:
-        with open("/proc/self/cgroup", encoding="ascii") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    best = None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            files = [("/sys/fs/cgroup", "cpu.max")]
-        elif "cpu" in controllers.split(","):
-            files = [(f"/sys/fs/cgroup/{controllers}", "cpu.cfs_quota_us"),
-                     ("/sys/fs/cgroup/cpu", "cpu.cfs_quota_us")]
-        else:
-            continue
-        for root, name in files:
-            parts = path.strip("/").split("/") if path.strip("/") else []
-            for depth in range(len(parts), -1, -1):  # the tightest quota on the way up
-                folder = os.path.join(root, *parts[:depth])
-                quota = _read_quota(folder, name)
-                if quota is not None:
-                    best = quota if best is None else min(best, quota)
-    return best
-
-
-def _read_quota(folder, name):
-    try:
-        with open(os.path.join(folder, name), encoding="ascii") as f:
-            fields = f.read().split()
-        if name == "cpu.max":
-            quota, period = fields[0], fields[1] if len(fields) > 1 else "100000"
-        else:
-            quota = fields[0]
-            with open(os.path.join(folder, "cpu.cfs_period_us"), encoding="ascii") as f:
-                period = f.read().split()[0]
-        if quota in ("max", "-1"):
-            return None
-        return max(1, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def budget(local_ranks=1):
-    """(cores, reason): the cores this process may use, and what limits them. With several
-    ranks of one job on a node, each gets its share of what they all see."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-        found = [(cores, f"the CPU affinity mask allows {cores}")]
-    except AttributeError:  # macOS
-        cores = os.cpu_count() or 1
-        found = [(cores, f"the machine has {cores}")]
-    quota = _cgroup_quota()
-    if quota is not None:
-        found.append((quota, f"the cgroup CPU quota allows {quota}"))
-    for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").split(",")[0].strip()
-        if value.isdigit() and int(value) > 0:
-            found.append((int(value), f"{var}={value}"))
-    n, why = min(found, key=lambda f: f[0])
-    if local_ranks > 1:
-        share = max(1, n // local_ranks)
-        return share, f"{why}, shared by {local_ranks} ranks on this node"
-    return n, why
 
 
 def limit_blas():
@@ -121,8 +59,6 @@ def set_threads(n=None, local_ranks=1, adaptive=True):
     """Cut the kernels' work into `n` blocks (default: the budget) and run up to `n` threads,
     fewer while that is faster (adaptive). Returns (n, reason)."""
     global _partition, _governor
-    numba = _numba()
-
     if n:
         n, why = int(n), f"--threads {int(n)}"
     else:
@@ -132,6 +68,7 @@ def set_threads(n=None, local_ranks=1, adaptive=True):
             f"{why}, capped by NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
     n = max(1, n)
     _partition = n
+    blocks.set_partition(n)
     numba.set_num_threads(n)
     _governor = Governor(n) if adaptive and n > 1 else None
     limit_blas()
@@ -148,8 +85,6 @@ def partition():
 def cap(k):
     """Run at most k threads until cap(None) (the threaded builds are still compiling)."""
     global _cap
-    numba = _numba()
-
     _cap = k
     if k is not None:
         numba.set_num_threads(max(1, min(k, numba.get_num_threads())))
@@ -157,13 +92,6 @@ def cap(k):
         _governor.next_probe = _governor.busy      # try more threads at once
     elif _partition:
         numba.set_num_threads(_partition)
-
-
-def running():
-    """Threads running the blocks right now."""
-    numba = _numba()
-
-    return numba.get_num_threads()
 
 
 def begin():
@@ -336,6 +264,4 @@ def _median(values):
 
 
 def _apply(k):
-    numba = _numba()
-
     numba.set_num_threads(k)

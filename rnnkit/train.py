@@ -19,8 +19,6 @@ import contextlib
 import copy
 import dataclasses
 
-import numpy as np
-
 from rnnkit import checkpoint
 from rnnkit.backends import get_backend
 from rnnkit.clock import Deadline
@@ -28,7 +26,8 @@ from rnnkit.corpus import Corpus, CorpusError
 from rnnkit.distributed import agreed, communicator
 from rnnkit.files import human
 from rnnkit.loop import Diverged, Loop, TrainError, TrainResult
-from rnnkit.model import memory_bytes
+from rnnkit.model import WeightsMismatch, memory_bytes
+from rnnkit.optim import OPTIMIZERS
 from rnnkit.run import Run, config_from_checkpoint
 from rnnkit.run_dir import RunFolder
 from rnnkit.stop_signals import StopSignals
@@ -101,10 +100,7 @@ def _session(cfg, folder, ck, comm, stream, signals, start):
         loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
         for note in notes:
             loop.say(note)
-        try:
-            return loop.go(signals, resumed=ck is not None)
-        finally:
-            backend.end()       # what prepare() held for this run (the CPU's thread cap)
+        return loop.go(signals, resumed=ck is not None)
 
 
 def _open(cfg, folder, ck, comm):
@@ -169,15 +165,11 @@ def _init_from(run, path, corpus):
             raise TrainError(f"--init-from {path}: --{key.replace('_', '-')} "
                              f"{getattr(mine, key)} does not match its {getattr(stored, key)}; "
                              f"a run that starts from its weights needs its model shape")
-    model, b = run.model, run.model.backend
-    for name, w in model.p.items():
-        if name not in init.weights or init.weights[name].shape != tuple(w.shape):
-            raise TrainError(f"--init-from {path}: parameter {name} is missing or has another "
-                             f"shape")
-        b.copy(w, np.asarray(init.weights[name], model.dtype))
-
-
-OPTIMIZER_BUFFERS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 3, "adagrad": 1}
+    try:
+        run.model.load_weights(init.weights)
+    except WeightsMismatch as err:
+        raise TrainError(f"--init-from {path}: parameter {err.name} is missing or has another "
+                         f"shape") from None
 
 
 def _check_memory(cfg, vocab_size, N, T, backend):
@@ -190,7 +182,7 @@ def _check_memory(cfg, vocab_size, N, T, backend):
     except ValueError as err:
         raise TrainError(str(err)) from None
     need = memory_bytes(model, N, T, model.dtype, backend,
-                        OPTIMIZER_BUFFERS.get(cfg.optim.optimizer, 3))
+                        OPTIMIZERS[cfg.optim.optimizer].max_buffers)
     if need > 0.9 * available:
         raise TrainError(f"this model needs about {human(need)} for its parameters, gradients, "
                          f"optimizer state and activations (N={N}, T={T}); {human(available)} "

@@ -104,7 +104,7 @@ def _compress(data):
 
 
 def compression_pool():
-    from rnnkit.threads import budget
+    from rnnkit.cores import budget
 
     return thread_pool(max(2, budget()[0]), "rnnkit-deflate")
 

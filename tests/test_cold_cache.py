@@ -7,8 +7,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from rnnkit.backends.cpu import CPUBackend
 from rnnkit.cli.main import main
+from rnnkit.runtime import Runtime
 from tests.tiny_run import make_corpus, make_run
 
 NOTE = "compiling the lstm kernels for this machine"
@@ -46,7 +46,7 @@ def test_an_empty_cache_says_it_compiles_and_a_warm_one_does_not(run, tmp_path, 
 def test_the_note_comes_first_and_only_when_cold(run, monkeypatch, command, cached):
     """The three commands' wiring, with the cache's answer imposed: the note first on stderr,
     nothing on stdout; -q keeps score and eval quiet."""
-    monkeypatch.setattr(CPUBackend, "compiled", lambda self, cell, sampling=False: cached)
+    monkeypatch.setattr(Runtime, "compiling", lambda self, model, sampling=False: not cached)
     lines = run.parent / "lines.txt"
     args = [command[0], str(run / "latest.h5"), *[a.format(lines=lines) for a in command[1:]]]
     result = CliRunner().invoke(main, args)

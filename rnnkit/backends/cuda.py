@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rnnkit.backends import BackendError, CellKernels, derived_seed
+from rnnkit.backends.interface import BackendError, CellKernels, derived_seed
 from rnnkit.kernels.cuda import buffers
 
 PHILOX = "Philox4x32-10"
@@ -155,12 +155,11 @@ class CUDABackend:
         free, _ = self.cuda.current_context().get_memory_info()
         return int(free)
 
-    def compiled(self, cell, sampling=False):
-        """Whether this cell's kernels load from the cache (else the first step compiles);
-        sampling runs the same ones."""
+    def compiled(self, cell):
+        """Whether this cell's kernels load from the cache (else the first step compiles)."""
         if self.simulator:
             return True
-        from rnnkit.kernels.cpu.jit import in_cache
+        from rnnkit.kernels.cache import in_cache
         return all(in_cache(name) for name in KERNELS[cell.name].cached)
 
     def buffers(self, cell, T, N, D, H):
@@ -168,22 +167,6 @@ class CUDABackend:
 
     def scratch(self, cell, T, N, D, H):
         return KERNELS[cell.name].layout.scratch(T, N, D, H)
-
-    def prepare(self, model, N, T, optimizer):
-        """Cold-cache compiling ahead of the first step is the CPU's concern (its compile
-        workers); the GPU kernels compile at their first launch."""
-
-    def end(self):
-        """See prepare()."""
-
-    def prepare_sampling(self, model):
-        """See prepare()."""
-
-    def begin(self):
-        """Pacing is the CPU's concern (its thread governor); nothing to do here."""
-
-    def observe(self, work, seconds):
-        """See begin()."""
 
     # -- arrays ------------------------------------------------------------------------------
     def zeros(self, shape, dtype):

@@ -10,7 +10,6 @@ from numba.extending import intrinsic
 import numpy as np
 
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.threads import partition
 from rnnkit.kernels.cpu.blas import gemm
 from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
 from rnnkit.kernels.cpu.tiles import VECTOR_BYTES, transpose_block
@@ -156,13 +155,23 @@ def add_parts(parts, out):
         add_row(flat, parts[i].reshape(flat.size))
 
 
+# The partition: how many blocks the kernels cut their work into, which fixes the order of
+# every sum. rnnkit/threads.py chooses it and sets it here (set_partition); 1 until then.
+PARTITION = 1
+
+
+def set_partition(n):
+    global PARTITION
+    PARTITION = max(1, int(n))
+
+
 def parts_for(n):
-    """Blocks to cut n independent rows (streams) into: one per thread of the partition
-    (rnnkit/threads.py), at most n."""
-    return max(1, min(partition(), n))
+    """Blocks to cut n independent rows (streams) into: one per block of the partition, at
+    most n."""
+    return max(1, min(PARTITION, n))
 
 
-# The GRU's and RNN's per-step products run in kernels/cpu/kernels/cpu/blas.py's fast layout (output
+# The GRU's and RNN's per-step products run in kernels/cpu/blas.py's fast layout (output
 # feature-major, weight contiguous along the summed dimension) and are transposed back to the
 # streams' rows from this hidden size on; below it np.dot's layout is as fast or faster.
 # (bench/gemm_layout.py; its figures in bench/RESULTS.md: the GRU's backward takes it from 128).

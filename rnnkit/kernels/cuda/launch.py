@@ -14,8 +14,8 @@ from numba import cuda, types
 from numba.core.config import ENABLE_CUDASIM as SIMULATOR
 from numba.np.numpy_support import from_dtype
 
-# One folder of compiled kernels for both backends (its name hashes all of rnnkit/kernels).
-from rnnkit.kernels.cpu.jit import CACHE
+# One folder of compiled kernels for both backends (kernels/cache.py).
+from rnnkit.kernels.cache import CACHE
 
 # IEEE arithmetic, as on the CPU (kernels/cpu/jit.py): the same build gives the same bits.
 JIT = dict(cache=CACHE and not SIMULATOR, fastmath=False)

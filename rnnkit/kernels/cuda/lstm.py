@@ -1,11 +1,12 @@
 """LSTM layer on the device: forward and BPTT. Gate order (i, f, g, o); docs/cells.md.
 
-Same interface and buffers as rnnkit/kernels/cpu/lstm.py: x (T, N, D), w_x (D, 4H), w_h
-(H, 4H), b (4H,); hs (T + 1, N, H), c (N, H); caches gates (T, 4H, N), cs (T + 1, H, N) and
-z (T + 1, D + H, N), feature-major (streams last). Here z's state rows z[t][D:] = h_{t-1}^T
-are what each step reads (a step's loads run along the streams) and what dW_h reads; its
-input rows and the CPU's packed weights (wt, dwt, dxt) are not needed: the products read x
-and W in place (kernels/cuda/gemm.py).
+The CPU's interface and cache layouts (rnnkit/kernels/cpu/lstm.py): x (T, N, D), w_x (D, 4H),
+w_h (H, 4H), b (4H,); hs (T + 1, N, H), c (N, H); caches gates (T, 4H, N), cs (T + 1, H, N)
+and z (T + 1, D + H, N), feature-major (streams last); the arrays in kernels/cuda/buffers.py.
+Here z's state rows z[t][D:] = h_{t-1}^T are what each step reads (a step's loads run along
+the streams) and what dW_h reads, so the backward takes z too; its input rows and the CPU's
+packed weights (wt, dwt, dxt) are not needed: the products read x and W in place
+(kernels/cuda/gemm.py).
 
 Forward: the input projection of all T steps is one product, gates[t] = W_x^T x_t^T + b;
 then the recurrence (kernels/cuda/recurrent.py) adds W_h^T h_{t-1} and activates, per block
