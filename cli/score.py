@@ -56,7 +56,7 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
     where = "standard input" if text == "-" else text
     scorer = Scorer(model, codec, reset, batch_size, seq_len or ck.config["data"]["seq_len"],
                     unknown, where)
-    lines = tokens = dropped = 0
+    lines = tokens = dropped = unks = 0
     loss = seconds = 0.0
     symbol = None
     for piece in _pieces(text, codec.level, encoding or codec.encoding):
@@ -67,18 +67,25 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
         lines, tokens = lines + len(scores.ends), tokens + len(scores.ids)
         loss, seconds = loss + float(scores.losses.sum()), seconds + scores.seconds
         dropped, symbol = dropped + scores.dropped, scores.symbol or symbol
+        if codec.vocabulary.unk_id is not None:
+            unks += int((scores.ids == codec.vocabulary.unk_id).sum())
     if quiet:
         return
     if dropped:
         what = "left out" if symbol is None else f"replaced by {symbol!r}"
-        click.echo(f"note: {dropped:,} symbols of {where} that the vocabulary lacks "
+        unit = "words" if codec.level == "word" else "symbols"
+        click.echo(f"note: {dropped:,} {unit} of {where} that the vocabulary lacks "
                    f"were {what}", err=True)
     from rnnkit.metrics import show_perplexity
     from rnnkit.score import log10
 
+    if not tokens:
+        click.echo(f"{lines:,} lines, 0 tokens: nothing to score", err=True)
+        return
     total = report(loss, tokens)
     speed = tokens / max(seconds, 1e-9)
-    click.echo(f"{lines:,} lines, {tokens:,} tokens: logprob {-loss:.4f} "
+    unk = f" ({unks:,} <unk>)" if codec.vocabulary.unk_id is not None else ""
+    click.echo(f"{lines:,} lines, {tokens:,} tokens{unk}: logprob {-loss:.4f} "
                f"(log10 {log10(-loss):.4f}), {total['loss']:.6f} nats/token, perplexity "
                f"{show_perplexity(total['perplexity'])}, {total['bits_per_token']:.4f} "
                f"bits/token; {seconds:.2f} s, {speed:,.0f} tokens/s", err=True)

@@ -6,7 +6,9 @@ now (a byte-level model's multi-byte UTF-8 characters are held back until comple
 
 A character (or byte) that a char (byte) vocabulary lacks is an error by default, naming its
 line and column; `unknown="skip"` leaves such symbols out and `"replace"` puts REPLACEMENTS'
-first symbol the vocabulary has in their place. Word level maps unknown words to <unk>.
+first symbol the vocabulary has in their place. At word level an unknown word is <unk>, as in
+training (with "error" and "replace"; an error for a vocabulary without <unk>), or left out
+with "skip".
 """
 import codecs
 import os
@@ -15,7 +17,8 @@ import select
 import numpy as np
 
 from rnnkit.errors import RnnkitError
-from rnnkit.tokenize import EOS, code_points
+from rnnkit.sources import bom_hint
+from rnnkit.tokenize import EOS, UNK, code_points
 
 UNKNOWN = ("error", "skip", "replace")
 REPLACEMENTS = ("\ufffd", "?", " ", "_")    # tried in this order for --unknown replace
@@ -47,7 +50,9 @@ class TextCodec:
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
         if self.level == "word":
-            return self._word_ids(text.replace("\n", f" {EOS} ").split(), where), 0, None
+            ids, _, dropped, symbol = self._word_ids(text.replace("\n", f" {EOS} ").split(),
+                                                     unknown, where)
+            return ids, dropped, symbol
         units, ids = self._symbol_ids(text)
         ids, _, dropped, symbol = self._resolve(units, ids, unknown, where)
         return ids, dropped, symbol
@@ -65,8 +70,13 @@ class TextCodec:
             if lines[-1] == "":             # the text ends with a newline, or is empty
                 lines.pop()
             words = [line.split() + [EOS] for line in lines]
-            ends = np.cumsum([len(w) for w in words], dtype=np.int64)
-            return self._word_ids([w for line in words for w in line], where), ends, 0, None
+            line_of = np.repeat(np.arange(len(words)), [len(w) for w in words])
+            ids, kept, dropped, symbol = self._word_ids([w for line in words for w in line],
+                                                        unknown, where)
+            if kept is not None:
+                line_of = line_of[kept]
+            ends = np.cumsum(np.bincount(line_of, minlength=len(words))).astype(np.int64)
+            return ids, ends, dropped, symbol
         units, ids = self._symbol_ids(text)
         newline = units == NEWLINE
         line_of = np.cumsum(newline) - newline          # a newline belongs to the line it ends
@@ -86,13 +96,21 @@ class TextCodec:
                 return index[symbol]
         return 0
 
-    def _word_ids(self, words, where):
+    def _word_ids(self, words, unknown, where):
+        """As _resolve, for words: those the vocabulary lacks left out (skip), else <unk>."""
         index, unk = self.vocabulary.index, self.vocabulary.unk_id
-        if unk is None and any(w not in index for w in words):
-            bad = next(w for w in words if w not in index)
-            raise UnknownSymbol(f"word {bad!r} in {where} is not in the vocabulary (which "
-                                f"has no <unk>)")
-        return np.array([index.get(w, unk) for w in words], np.int64)
+        ids = np.array([index.get(w, -1) for w in words], np.int64)
+        bad = np.flatnonzero(ids < 0)
+        if not len(bad):
+            return ids, None, 0, None
+        if unknown == "skip":
+            kept = ids >= 0
+            return ids[kept], kept, len(bad), None
+        if unk is None:
+            raise UnknownSymbol(f"word {words[bad[0]]!r} in {where} is not in the vocabulary "
+                                f"(which has no <unk>); --unknown skip leaves such words out")
+        ids[bad] = unk
+        return ids, None, len(bad), UNK
 
     def _symbol_ids(self, text):
         """(units, ids) of char or byte text: its code points (bytes) and their ids, -1 where
@@ -138,6 +156,9 @@ class TextCodec:
                 f"character {chr(value)!r} (U+{value:04X})")
         others = len(bad) - 1
         more = f" ({others:,} more unknown symbols follow)" if others else ""
+        if first == 0 and first_line == 1 and value == 0xFEFF:
+            return f"{what} at the start of {where} is not in the model's vocabulary" + \
+                bom_hint("\ufeff")
         return (f"{what} at line {line}, column {column} of {where} is not in the model's "
                 f"vocabulary{more}; --unknown skip leaves such symbols out, --unknown replace "
                 f"puts a known one in their place")
@@ -192,7 +213,7 @@ def decode_text(data, level, encoding, name):
     try:
         return _decoder(encoding).decode(data, final=True)
     except UnicodeDecodeError as err:
-        raise _not_valid(name, encoding, err, 0) from None
+        raise _not_valid(name, encoding, err, 0, data[:4]) from None
 
 
 def _decoder(encoding):
@@ -202,12 +223,15 @@ def _decoder(encoding):
         raise RnnkitError(f"unknown encoding {encoding!r}") from None
 
 
-def _not_valid(name, encoding, err, offset):
+def _not_valid(name, encoding, err, offset, head):
     """The error for bytes of `name` not valid in `encoding`; `offset`: where err's input
-    starts in the whole."""
-    return RnnkitError(f"{name} is not valid {encoding} at byte {offset + err.start} "
-                       f"({err.object[err.start:err.start + 1].hex()}); give its encoding "
-                       f"with --encoding (latin-1 reads any bytes)")
+    starts in the whole, whose first bytes are `head` (a byte order mark gets its hint)."""
+    at = offset + err.start
+    hint = bom_hint(head) if at < 4 else ""
+    return RnnkitError(f"{name} is not valid {encoding} at byte {at} "
+                       f"({err.object[err.start:err.start + 1].hex()})" +
+                       (hint or "; give its encoding with --encoding (latin-1 reads any "
+                        "bytes)"))
 
 
 def read_lines(fd, level, encoding, name, most=1 << 20):
@@ -219,6 +243,7 @@ def read_lines(fd, level, encoding, name, most=1 << 20):
     held = b"" if decoder is None else ""
     newline = b"\n" if decoder is None else "\n"
     offset = 0      # bytes read before this read
+    first = b""     # the stream's first bytes
     ended = False
     while not ended:
         data = os.read(fd, most)                        # waits for input, or the end
@@ -229,6 +254,7 @@ def read_lines(fd, level, encoding, name, most=1 << 20):
                 ended = True
                 break
             data += more
+        first = first or data[:4]
         if decoder is None:
             held += data
         else:
@@ -236,7 +262,7 @@ def read_lines(fd, level, encoding, name, most=1 << 20):
             try:
                 held += decoder.decode(data, final=ended)
             except UnicodeDecodeError as err:
-                raise _not_valid(name, encoding, err, offset - pending) from None
+                raise _not_valid(name, encoding, err, offset - pending, first) from None
         offset += len(data)
         cut = len(held) if ended else held.rfind(newline) + 1
         if cut:
