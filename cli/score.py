@@ -62,7 +62,8 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
     for piece in _pieces(text, codec.level, encoding or codec.encoding):
         first = scorer.lines + 1
         scores = scorer.score(piece)
-        sys.stdout.write("".join(_rows(scores, first, per_token, codec.tokens)))
+        for row in _rows(scores, first, per_token, codec.tokens):
+            sys.stdout.write(row)   # line by line: one huge write can lose a closed pipe's EPIPE
         sys.stdout.flush()
         lines, tokens = lines + len(scores.ends), tokens + len(scores.ids)
         loss, seconds = loss + float(scores.losses.sum()), seconds + scores.seconds
