@@ -45,6 +45,9 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
     notes = []
     bars = []
 
+    def say(line):
+        click.echo(line, err=True)
+
     def progress(total):
         if quiet or not sys.stderr.isatty():
             return None
@@ -57,7 +60,7 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
         result = evaluate_checkpoint(checkpoint, corpus=corpus, split=split, text=text,
                                      batch_size=batch_size, seq_len=seq_len, encoding=encoding,
                                      unknown=unknown, progress=progress, notes=notes,
-                                     device=device)
+                                     device=device, say=None if quiet else say)
     finally:
         for bar in bars:
             bar.__exit__(None, None, None)

@@ -9,6 +9,8 @@ import click
 from rnnkit.cli.options import placement
 from rnnkit.textcodec import UNKNOWN
 
+SEPARATOR = "--- sample {n} of {N} ---"
+
 
 @click.command("generate")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
@@ -38,31 +40,37 @@ from rnnkit.textcodec import UNKNOWN
               "printed on stderr]")
 @click.option("--num-samples", type=click.IntRange(1), default=1, show_default=True,
               help="Independent samples, one after the other.")
+@click.option("--separator", default=SEPARATOR, show_default=True, metavar="TEXT",
+              help="With --num-samples above 1: a line written before each sample, to stdout "
+                   "or -o; {n} is the sample's number, {N} the number of samples; '' for none.")
 @click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
               help="Prime characters (bytes) that the vocabulary lacks: stop and name the "
                    "first, leave them out, or replace them by a known one.")
 @click.option("-i", "--interactive", is_flag=True,
               help="Read a prime per line of standard input; write its continuation (the "
-                   "prime not echoed) and a newline, then read the next.")
+                   "prime not echoed) and a newline, then read the next. A prime that cannot "
+                   "be used gets one error line on stderr and an empty line on stdout in place "
+                   "of its continuation (the exit status is then 1).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the text to this file (when complete) instead of stdout.")
 @click.option("-f", "--force", is_flag=True, default=False, show_default=True,
               help="Overwrite OUTPUT if it exists.")
 @placement
 def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k, top_p, greedy,
-            stop, until_eos, seed, num_samples, unknown, interactive, output, force, device,
-            threads):
+            stop, until_eos, seed, num_samples, separator, unknown, interactive, output, force,
+            device, threads):
     """Generate text from a trained CHECKPOINT (best.h5, latest.h5 or step-N.h5).
 
     \b
     rnnkit generate runs/char/best.h5 --length 500 --prime "ROMEO:" --temperature 0.8
     rnnkit generate runs/char/best.h5 --prime-file start.txt --stop $'\\n\\n' -o out.txt
     rnnkit generate runs/ptb/best.h5 --prime "the market" --top-p 0.9 --until-eos
+    rnnkit generate runs/char/best.h5 --num-samples 3 --separator '=== {n} ===' -o three.txt
     echo "the market" | rnnkit generate runs/ptb/best.h5 --interactive --until-eos
     """
     from rnnkit import files
-    from rnnkit.generate import check_options, check_until_eos, generate
-    from rnnkit.load import load_model
+    from rnnkit.generate import check_options, check_stop, check_until_eos, generate
+    from rnnkit.load import compiling_note, load_model
     from rnnkit.textcodec import UnknownSymbol, read_text
 
     if prime and prime_file:
@@ -80,6 +88,7 @@ def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k,
     model, codec, _ = load_model(checkpoint, device=device, threads=threads)
     try:
         check_until_eos(codec, until_eos)
+        check_stop(codec, stop)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     if prime_file:
@@ -87,14 +96,22 @@ def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k,
     if seed is None:
         seed = random.SystemRandom().randrange(2 ** 32)
         click.echo(f"seed {seed}", err=True)
+    if note := compiling_note(model, sampling=True):
+        click.echo(note, err=True)
 
     def sample(prime, seed, echo=True):
         return generate(model, codec, length, prime, temperature, top_k, top_p, greedy,
                         seed=seed, unknown=unknown, stop=stop, until_eos=until_eos, echo=echo)
 
+    def header(n):
+        """The separator line before sample n (from 0), or nothing."""
+        if num_samples < 2 or not separator:
+            return ""
+        return separator.replace("{n}", str(n + 1)).replace("{N}", str(num_samples)) + "\n"
+
     try:
         if interactive:
-            failed = _interactive(sample, num_samples, seed)
+            failed = _interactive(sample, codec, unknown, num_samples, seed, header)
             if failed:
                 raise click.ClickException(f"{failed} prime(s) could not be used (above)")
             return
@@ -105,8 +122,7 @@ def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k,
                        err=True)
         with _sink(output, codec.encoding) as out:
             for n in range(num_samples):
-                if num_samples > 1:
-                    click.echo(f"--- sample {n + 1} of {num_samples} ---", err=True)
+                out.write(header(n))
                 _write(out, sample(prime, [seed, n]))
         if output is not None:
             click.echo(f"wrote {output}", err=True)
@@ -114,9 +130,10 @@ def command(checkpoint, length, prime, prime_file, encoding, temperature, top_k,
         raise click.ClickException(str(err)) from None
 
 
-def _write(out, pieces):
-    """Stream the pieces to `out`, then end the line unless the text ended one."""
-    last = "\n"
+def _write(out, pieces, line=False):
+    """Stream the pieces to `out`, then end the line unless the text ended one; with `line`,
+    an empty text too is a line."""
+    last = "" if line else "\n"
     for piece in pieces:
         out.write(piece)
         out.flush()
@@ -139,11 +156,13 @@ def _sink(output, encoding):
             yield f
 
 
-def _interactive(sample, num_samples, seed):
-    """A continuation for each line of standard input; returns how many primes failed."""
+def _interactive(sample, codec, unknown, num_samples, seed, header):
+    """A continuation for each line of standard input; returns how many primes failed. A
+    driving program reads, for every line it writes, each sample's header and one text ending
+    in a newline, an empty one for a prime that cannot be used (its error goes to stderr)."""
     from rnnkit.textcodec import UnknownSymbol
 
-    stdin = sys.stdin
+    stdin, out = sys.stdin, sys.stdout
     tty = stdin.isatty()
     failed = 0
     for i in range(sys.maxsize):
@@ -152,13 +171,17 @@ def _interactive(sample, num_samples, seed):
         line = stdin.readline()
         if not line:
             break
+        prime = line.rstrip("\r\n")
+        try:
+            codec.encode_text(prime, unknown, where="the prime")
+        except UnknownSymbol as err:        # tell, answer with nothing, read the next prime
+            click.echo(f"Error: input line {i + 1}: {err}", err=True)
+            failed += 1
+            prime = None
         for n in range(num_samples):
-            try:
-                _write(sys.stdout, sample(line.rstrip("\r\n"), [seed, i, n], echo=False))
-            except UnknownSymbol as err:        # tell, and read the next prime
-                click.echo(f"Error: {err}", err=True)
-                failed += 1
-                break
+            out.write(header(n))
+            _write(out, [] if prime is None else sample(prime, [seed, i, n], echo=False),
+                   line=True)
     if tty:
         click.echo(err=True)
     return failed

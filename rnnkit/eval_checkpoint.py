@@ -36,18 +36,21 @@ def pick_split(corpus, split):
 
 def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10, seq_len=0,
                         encoding=None, unknown="error", progress=None, notes=None,
-                        device="cpu"):
+                        device="cpu", say=None):
     """Evaluate checkpoint `path` on a corpus split or a text file, on `device` (cpu, cuda,
     cuda:N); returns report() plus 'source', 'seconds' and, for a vocabulary with <unk>,
     'unk_tokens' (the <unk> tokens of the text, its unknown words included).
     `progress(total_tokens)` may return a callable of tokens done; `notes` (a list) gets lines
-    for the user. Raises RnnkitError (one line) for bad input."""
+    for the user; `say(line)` shows one at once (that the kernels compile first). Raises
+    RnnkitError (one line) for bad input."""
     from rnnkit.corpus import Corpus
-    from rnnkit.load import load_model
+    from rnnkit.load import compiling_note, load_model
     from rnnkit.textcodec import read_text
 
     notes = [] if notes is None else notes
     model, codec, ck = load_model(path, device=device)
+    if say is not None and (note := compiling_note(model)):
+        say(note)
     T = seq_len or ck.config["data"]["seq_len"]
     if corpus is not None and text is not None:
         raise EvalError("give either a corpus (with a split) or a text file")

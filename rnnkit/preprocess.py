@@ -56,7 +56,8 @@ class Reader:
                 on_bytes(data)
                 yield split(data, False)
         else:
-            for text in read_text(source.path, self.encoding, self.errors, self.block, on_bytes):
+            for text in read_text(source.path, self.encoding, self.errors, self.block, on_bytes,
+                                  self.tokenizer.ascii_bytes):
                 yield split(text, False)
             yield split("", True)
 

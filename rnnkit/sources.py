@@ -118,12 +118,20 @@ def read_blocks(path, block=BLOCK):
             yield data
 
 
-def read_text(path, encoding, errors, block=BLOCK, on_bytes=None):
+# encodings in which a byte below 0x80 is that ASCII character whatever comes before it
+ASCII_SAFE = ("utf-8", "ascii", "iso8859-1")
+
+
+def read_text(path, encoding, errors, block=BLOCK, on_bytes=None, ascii_bytes=False):
     """Yield `path` decoded to str, block by block; `on_bytes(data)` sees each raw block first.
+    With `ascii_bytes`, a block that is all ASCII in an encoding of ASCII_SAFE, with nothing
+    carried over from the block before, comes as the bytes themselves: the same characters,
+    without the cost of decoding.
 
     Under errors='strict' an invalid byte raises InputError naming the file and byte offset.
     """
     decoder = codecs.getincrementaldecoder(encoding)(errors)
+    ascii_bytes = ascii_bytes and codecs.lookup(encoding).name in ASCII_SAFE
     offset = 0  # bytes of the file handed to the decoder so far
     blocks = read_blocks(path, block)
     while True:
@@ -131,6 +139,10 @@ def read_text(path, encoding, errors, block=BLOCK, on_bytes=None):
         if on_bytes is not None and data is not None:
             on_bytes(data)
         pending = len(decoder.getstate()[0])  # undecoded bytes carried from the previous block
+        if ascii_bytes and data and not pending and data.isascii():
+            offset += len(data)
+            yield data
+            continue
         try:
             text = decoder.decode(data or b"", final=data is None)
         except UnicodeDecodeError as err:

@@ -11,6 +11,8 @@ training (with "error" and "replace"; an error for a vocabulary without <unk>), 
 with "skip".
 """
 import codecs
+import os
+import select
 
 import numpy as np
 
@@ -55,12 +57,12 @@ class TextCodec:
         ids, _, dropped, symbol = self._resolve(units, ids, unknown, where)
         return ids, dropped, symbol
 
-    def encode_lines(self, text, unknown="error", where="the text"):
+    def encode_lines(self, text, unknown="error", where="the text", first_line=1):
         """The ids of each line of `text`, as (ids, ends, dropped, symbol): the lines' ids one
         after the other, line i being ids[ends[i - 1]:ends[i]]. A line ends after its newline
         (char and byte level keep it; a last line without one counts too); at word level every
         line ends with <eos>, the last one too, as preprocessing makes it. Unknown symbols: as
-        encode_text."""
+        encode_text; messages number the lines from `first_line`."""
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
         if self.level == "word":
@@ -79,7 +81,7 @@ class TextCodec:
         newline = units == NEWLINE
         line_of = np.cumsum(newline) - newline          # a newline belongs to the line it ends
         lines = int(newline.sum()) + int(len(units) > 0 and not newline[-1])
-        ids, kept, dropped, symbol = self._resolve(units, ids, unknown, where)
+        ids, kept, dropped, symbol = self._resolve(units, ids, unknown, where, first_line)
         if kept is not None:
             line_of = line_of[kept]
         ends = np.cumsum(np.bincount(line_of, minlength=lines)).astype(np.int64)
@@ -123,37 +125,38 @@ class TextCodec:
         table[[ord(t) for t in self.tokens]] = np.arange(len(self.tokens))
         return units, table[units]
 
-    def _resolve(self, units, ids, unknown, where):
+    def _resolve(self, units, ids, unknown, where, first_line=1):
         """(ids, the mask of units kept or None for all, symbols left out or replaced, the
         replacement or None) after treating the unknown symbols (ids -1) by `unknown`."""
         bad = np.flatnonzero(ids < 0)
         if not len(bad):
             return ids, None, 0, None
         if unknown == "error":
-            raise UnknownSymbol(self._unknown_message(units, bad, where))
+            raise UnknownSymbol(self._unknown_message(units, bad, where, first_line))
         if unknown == "skip":
             kept = ids >= 0
             return ids[kept], kept, len(bad), None
         index = self.vocabulary.index
         symbol = next((s for s in REPLACEMENTS if s in index), None)
         if symbol is None:
-            raise UnknownSymbol(f"{self._unknown_message(units, bad, where)}; and it has none "
+            raise UnknownSymbol(f"{self._unknown_message(units, bad, where, first_line)}; "
+                                f"and it has none "
                                 f"of {' '.join(map(repr, REPLACEMENTS))} to replace them by: "
                                 f"use --unknown skip")
         ids[bad] = index[symbol]
         return ids, None, len(bad), symbol
 
-    def _unknown_message(self, units, bad, where):
+    def _unknown_message(self, units, bad, where, first_line=1):
         first = int(bad[0])
         line_starts = np.flatnonzero(units[:first] == NEWLINE)
-        line = len(line_starts) + 1
+        line = len(line_starts) + first_line
         column = first - (int(line_starts[-1]) + 1 if len(line_starts) else 0) + 1
         value = int(units[first])
         what = (f"byte 0x{value:02x}" if self.level == "byte" else
                 f"character {chr(value)!r} (U+{value:04X})")
         others = len(bad) - 1
         more = f" ({others:,} more unknown symbols follow)" if others else ""
-        if first == 0 and value == 0xFEFF:
+        if first == 0 and first_line == 1 and value == 0xFEFF:
             return f"{what} at the start of {where} is not in the model's vocabulary" + \
                 bom_hint("\ufeff")
         return (f"{what} at line {line}, column {column} of {where} is not in the model's "
@@ -208,14 +211,60 @@ def decode_text(data, level, encoding, name):
     if level == "byte":
         return data
     try:
-        codecs.lookup(encoding)
+        return _decoder(encoding).decode(data, final=True)
+    except UnicodeDecodeError as err:
+        raise _not_valid(name, encoding, err, 0, data[:4]) from None
+
+
+def _decoder(encoding):
+    try:
+        return codecs.getincrementaldecoder(encoding)("strict")
     except LookupError:
         raise RnnkitError(f"unknown encoding {encoding!r}") from None
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as err:
-        hint = bom_hint(data) if err.start < 4 else ""
-        raise RnnkitError(f"{name} is not valid {encoding} at byte {err.start} "
-                          f"({err.object[err.start:err.start + 1].hex()})" +
-                          (hint or "; give its encoding with --encoding (latin-1 reads any "
-                           "bytes)")) from None
+
+
+def _not_valid(name, encoding, err, offset, head):
+    """The error for bytes of `name` not valid in `encoding`; `offset`: where err's input
+    starts in the whole, whose first bytes are `head` (a byte order mark gets its hint)."""
+    at = offset + err.start
+    hint = bom_hint(head) if at < 4 else ""
+    return RnnkitError(f"{name} is not valid {encoding} at byte {at} "
+                       f"({err.object[err.start:err.start + 1].hex()})" +
+                       (hint or "; give its encoding with --encoding (latin-1 reads any "
+                        "bytes)"))
+
+
+def read_lines(fd, level, encoding, name, most=1 << 20):
+    """Yield what the file descriptor `fd` (standard input, a pipe) holds in pieces of whole
+    lines, each as soon as it can be read: after waiting for some input, all that comes
+    without waiting (about `most` bytes at most), up to its last newline; what follows the
+    last newline comes at the end. As decode_text: bytes at byte level, else str."""
+    decoder = None if level == "byte" else _decoder(encoding)
+    held = b"" if decoder is None else ""
+    newline = b"\n" if decoder is None else "\n"
+    offset = 0      # bytes read before this read
+    first = b""     # the stream's first bytes
+    ended = False
+    while not ended:
+        data = os.read(fd, most)                        # waits for input, or the end
+        ended = not data
+        while data and len(data) < most and select.select([fd], [], [], 0)[0]:
+            more = os.read(fd, most - len(data))
+            if not more:
+                ended = True
+                break
+            data += more
+        first = first or data[:4]
+        if decoder is None:
+            held += data
+        else:
+            pending = len(decoder.getstate()[0])
+            try:
+                held += decoder.decode(data, final=ended)
+            except UnicodeDecodeError as err:
+                raise _not_valid(name, encoding, err, offset - pending, first) from None
+        offset += len(data)
+        cut = len(held) if ended else held.rfind(newline) + 1
+        if cut:
+            yield held[:cut]
+            held = held[cut:]
