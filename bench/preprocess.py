@@ -9,6 +9,17 @@ Repeats the given text to --size-mb (default 200 MB) in a temporary folder and t
 approach (a Python loop over characters filling numpy arrays, reimplemented below) on a
 --torch-mb slice, and measures the peak RSS of a char-level run on a --big-mb (default 1 GiB)
 input. MB means 10**6 bytes of input.
+
+--trees A B compares source trees instead (git worktrees, the first the baseline):
+
+    git worktree add /tmp/pre-9ca7e1c 9ca7e1c^
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/preprocess.py \
+        --trees /tmp/pre-9ca7e1c . --rounds 10
+
+After a warm-up run of each, every round runs each tree's `rnnkit preprocess` (char level) on
+the --size-mb input once, in a fresh process, the order alternating from round to round so
+that the machine's drift falls on all alike. The table gives each tree's seconds and peak RSS
+over the rounds, and each round's throughput relative to the first tree.
 """
 import argparse
 import codecs
@@ -60,17 +71,41 @@ def torch_rnn_preprocess(input_txt, output_h5, val_frac=0.1, test_frac=0.1, enco
                    "idx_to_token": {v: k for k, v in token_to_idx.items()}}, f)
 
 
+# `rnnkit` of the source tree argv[1]: its rnnkit package and its cli/ folder as rnnkit.cli
+# (an editable install maps rnnkit.cli to its own tree's cli/, whatever sys.path says)
+TREE_CHILD = r"""
+import importlib.util, os, sys
+tree = sys.argv.pop(1)
+sys.path.insert(0, tree)
+spec = importlib.util.spec_from_file_location(
+    "rnnkit.cli", os.path.join(tree, "cli", "__init__.py"),
+    submodule_search_locations=[os.path.join(tree, "cli")])
+sys.modules["rnnkit.cli"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["rnnkit.cli"])
+import rnnkit
+from rnnkit.cli.main import main
+assert os.path.samefile(os.path.dirname(rnnkit.__file__), os.path.join(tree, "rnnkit"))
+main(sys.argv[1:], prog_name="rnnkit")
+"""
+
+
 def run(args):
     """Run a command; return (seconds, peak RSS in MB) of that child alone."""
+    return measure(args)[:2]
+
+
+def measure(args, env=None, cwd=None):
+    """Run a command; return (seconds, peak RSS in MB, CPU seconds) of that child alone."""
     started = time.perf_counter()
-    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                             cwd=cwd)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     err = child.stderr.read().decode()
     if child.returncode:
         sys.exit(f"failed: {' '.join(args)}\n{err}")
-    return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # maxrss in KiB
 
 
 def repeat_to(source, path, size, accents=False):
@@ -90,6 +125,39 @@ def preprocess_command(input_path, output, level):
             "--level", level, "--force", "--quiet"]
 
 
+def compare_trees(trees, small, text, size, out, rounds):
+    """The --trees table: each tree's char-level preprocess of `text`, alternating, after a
+    warm-up on `small`."""
+    # bytecode written and used as after an install, whatever this shell says
+    env = {k: v for k, v in os.environ.items() if k not in (
+        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+
+    def one(tree, path=text):
+        return measure([sys.executable, "-c", TREE_CHILD, tree, "preprocess", path, "-o", out,
+                        "--level", "char", "--force", "--quiet"], env=env, cwd=tree)
+
+    for tree in trees:
+        one(tree, small)    # warm-up: bytecode, Numba's cache where a tree uses it
+    runs = {tree: [] for tree in trees}
+    for r in range(rounds):
+        for tree in (trees if r % 2 == 0 else trees[::-1]):
+            runs[tree].append(one(tree))
+        print(f"round {r + 1} of {rounds} done", file=sys.stderr, flush=True)
+    print(f"char level, {size / 1e6:.1f} MB, {rounds} rounds, alternating\n")
+    print("| tree | best s | median s | min-max s | MB/s (best) | peak RSS MB | CPU s, median | "
+          "throughput / first tree, median (min-max) |")
+    print("|------|--------|----------|-----------|-------------|-------------|---------------|"
+          "--------------------------------------------|")
+    first = [r[0] for r in runs[trees[0]]]
+    for tree in trees:
+        times, rss, cpu = zip(*runs[tree])
+        ratio = [a / b for a, b in zip(first, times)]
+        print(f"| {tree} | {min(times):.2f} | {statistics.median(times):.2f} | "
+              f"{min(times):.2f}-{max(times):.2f} | {size / 1e6 / min(times):.0f} | "
+              f"{min(rss):.0f}-{max(rss):.0f} | {statistics.median(cpu):.2f} | "
+              f"{statistics.median(ratio):.3f} ({min(ratio):.3f}-{max(ratio):.3f}) |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("text", nargs="?", default=os.path.join(
@@ -100,6 +168,9 @@ def main():
     parser.add_argument("--big-mb", type=float, default=1024, help="input size for peak RSS")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per level")
     parser.add_argument("--tmp", default=None, help="folder for the temporary files")
+    parser.add_argument("--trees", nargs="+", metavar="TREE",
+                        help="compare these source trees instead (the first is the baseline)")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of --trees")
     parser.add_argument("--torch-rnn-loop", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.torch_rnn_loop:
@@ -118,6 +189,10 @@ def main():
         size = repeat_to(opts.text, text, opts.size_mb * 1e6)
         out = os.path.join(tmp, "corpus.h5")
         print(f"input: {opts.text} repeated to {size / 1e6:.1f} MB\n")
+        if opts.trees:
+            compare_trees([os.path.abspath(t) for t in opts.trees], opts.text, text, size,
+                          out, opts.rounds)
+            return
         run(preprocess_command(opts.text, out, "char"))  # warm-up: imports, page cache
 
         print("| level | best s | median s | MB/s (best) | peak RSS MB | corpus MB |")

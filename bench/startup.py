@@ -12,7 +12,9 @@ tree in turn from inside it (Python then imports that tree's rnnkit). --sampling
 cell, a cold run that trains for S seconds (time for the background compile workers to
 finish), then the seconds of a first `rnnkit generate` from it. --generate: also the seconds
 of a first `rnnkit generate` on an empty cache (from the cold run's checkpoint), as for a
-checkpoint trained elsewhere.
+checkpoint trained elsewhere. --comment-edit: also the first step after a comment is added to
+a kernel helper that every cell calls (TREE/rnnkit/kernels/cpu/blocks.py, restored after),
+on the warm cache: what the kernel cache's key (rnnkit/kernels/cache.py) makes an edit cost.
 """
 import argparse
 import os
@@ -51,6 +53,20 @@ def first_step(tree, corpus, run, cache, cell, threads):
     return seen if seen is not None else total, total
 
 
+EDITED = "rnnkit/kernels/cpu/blocks.py"
+
+
+def after_comment_edit(tree, corpus, run, cache, cell, threads):
+    """Seconds to the first step once a comment line is added to EDITED (then removed)."""
+    path = Path(tree) / EDITED
+    text = path.read_text()
+    try:
+        path.write_text(text + "# a comment added by bench/startup.py --comment-edit\n")
+        return first_step(tree, corpus, run, cache, cell, threads)[0]
+    finally:
+        path.write_text(text)
+
+
 def generate(tree, run, cache, threads):
     """Seconds of a `rnnkit generate` from the run's checkpoint."""
     start = time.perf_counter()
@@ -76,6 +92,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--sampling", type=float, default=0, metavar="S")
     ap.add_argument("--generate", action="store_true")
+    ap.add_argument("--comment-edit", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "t.txt").write_text(TEXT)
@@ -84,7 +101,8 @@ def main():
         head = f"{'cell':<10}{'cold first step s':>20}{'warm first step s':>20}{'cold exit s':>14}"
         print(("round  tree" + " " * 20 if args.rounds > 1 or len(args.trees) > 1 else "") +
               head + ("   generate after training s" if args.sampling else "") +
-              ("   generate cold s" if args.generate else ""))
+              ("   generate cold s" if args.generate else "") +
+              ("   after a comment edit s" if args.comment_edit else ""))
         for r in range(args.rounds):
             for tree in args.trees:
                 for cell in args.cells.split(","):
@@ -104,6 +122,10 @@ def main():
                         gen = generate(tree, f"{cache}/c", tempfile.mkdtemp(dir=tmp),
                                        args.threads)
                         line += f"{gen:>19.1f}"
+                    if args.comment_edit:
+                        edit = after_comment_edit(tree, corpus, f"{cache}/e", cache, cell,
+                                                  args.threads)
+                        line += f"{edit:>26.1f}"
                     print(line, flush=True)
 
 

@@ -9,6 +9,8 @@ from click.core import ParameterSource
 from rnnkit.cli.options import placement
 from rnnkit.textcodec import UNKNOWN
 
+SEPARATOR = "--- sample {n} of {N} ---"
+
 
 @click.command("generate")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
@@ -38,7 +40,10 @@ from rnnkit.textcodec import UNKNOWN
               "printed on stderr]")
 @click.option("--num-samples", type=click.IntRange(1), default=1, show_default=True,
               help="Independent samples, one after the other; with --beam, the best "
-                   "hypotheses, each with its score on stderr.")
+                   "hypotheses, each with its log-probability and score on stderr.")
+@click.option("--separator", default=SEPARATOR, show_default=True, metavar="TEXT",
+              help="With --num-samples above 1: a line written before each sample, to stdout "
+                   "or -o; {n} is the sample's number, {N} the number of samples; '' for none.")
 @click.option("--beam", type=click.IntRange(0), default=0, show_default=True, metavar="K",
               help="Beam search: the most likely text by K hypotheses (no sampling; 0: off).")
 @click.option("--length-penalty", type=click.FloatRange(0), default=0.0, show_default=True,
@@ -49,7 +54,9 @@ from rnnkit.textcodec import UNKNOWN
                    "first, leave them out, or replace them by a known one.")
 @click.option("-i", "--interactive", is_flag=True,
               help="Read a prime per line of standard input; write its continuation (the "
-                   "prime not echoed) and a newline, then read the next.")
+                   "prime not echoed) and a newline, then read the next. A prime that cannot "
+                   "be used gets one error line on stderr and an empty line on stdout in place "
+                   "of its continuation (the exit status is then 1).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the text to this file (when complete) instead of stdout.")
 @click.option("-f", "--force", is_flag=True, default=False, show_default=True,
@@ -57,8 +64,8 @@ from rnnkit.textcodec import UNKNOWN
 @placement
 @click.pass_context
 def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, top_k, top_p,
-            greedy, stop, until_eos, seed, num_samples, beam, length_penalty, unknown,
-            interactive, output, force, device, threads):
+            greedy, stop, until_eos, seed, num_samples, separator, beam, length_penalty,
+            unknown, interactive, output, force, device, threads):
     """Generate text from a trained CHECKPOINT (best.h5, latest.h5 or step-N.h5).
 
     \b
@@ -66,13 +73,15 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
     rnnkit generate runs/char/best.h5 --prime-file start.txt --stop $'\\n\\n' -o out.txt
     rnnkit generate runs/ptb/best.h5 --prime "the market" --top-p 0.9 --until-eos
     rnnkit generate runs/ptb/best.h5 --prime "the market" --beam 8 --num-samples 3 --until-eos
+    rnnkit generate runs/char/best.h5 --num-samples 3 --separator '=== {n} ===' -o three.txt
     echo "the market" | rnnkit generate runs/ptb/best.h5 --interactive --until-eos
     """
     from rnnkit import files
     from rnnkit.api import load
     from rnnkit.beam import check_beam
-    from rnnkit.generate import check_options, check_until_eos
+    from rnnkit.generate import check_options, check_stop, check_until_eos
     from rnnkit.language_model import fresh_seed
+    from rnnkit.load import compiling_note
     from rnnkit.textcodec import UnknownSymbol, read_text
 
     if prime and prime_file:
@@ -101,6 +110,7 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
     codec = lm.codec
     try:
         check_until_eos(codec, until_eos)
+        check_stop(codec, stop)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     if prime_file:
@@ -108,29 +118,43 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
     if seed is None and not beam:
         seed = fresh_seed()
         click.echo(f"seed {seed}", err=True)
+    if note := compiling_note(lm.model, sampling=True):
+        click.echo(note, err=True)
 
-    def samples(prime, key, echo=True, headers=False):
-        """The pieces of each sample (each hypothesis of --beam, its score on stderr)."""
+    def samples(prime, key, echo=True):
+        """The pieces of each of the num_samples samples; with --beam, the best hypotheses,
+        each one's score on stderr (an empty text for any the search could not find)."""
         if beam:
             found = lm.beam_search(prime, length, beam, length_penalty=length_penalty,
                                    stop=stop, until_eos=until_eos, unknown=unknown,
                                    num_samples=num_samples)
             head = lm.prime_text(prime, unknown) if echo else ""
-            for n, h in enumerate(found):
-                click.echo(f"--- hypothesis {n + 1} of {len(found)}: logprob {h.logprob:.4f}, "
-                           f"score {h.score:.4f}, {len(h.ids)} tokens ---", err=True)
-                yield [head + h.text]
+            for n in range(num_samples):
+                if n < len(found):
+                    h = found[n]
+                    click.echo(f"--- hypothesis {n + 1} of {num_samples}: logprob "
+                               f"{h.logprob:.4f}, score {h.score:.4f}, {len(h.ids)} tokens ---",
+                               err=True)
+                    yield [head + h.text]
+                else:
+                    click.echo(f"--- hypothesis {n + 1} of {num_samples}: none (the search "
+                               f"found {len(found)}) ---", err=True)
+                    yield []
             return
         for n in range(num_samples):
-            if headers and num_samples > 1:
-                click.echo(f"--- sample {n + 1} of {num_samples} ---", err=True)
             yield lm.pieces(prime, length, temperature=temperature, top_k=top_k, top_p=top_p,
                             greedy=greedy, seed=key + [n], stop=stop, until_eos=until_eos,
                             unknown=unknown, echo=echo)
 
+    def header(n):
+        """The separator line before sample n (from 0), or nothing."""
+        if num_samples < 2 or not separator:
+            return ""
+        return separator.replace("{n}", str(n + 1)).replace("{N}", str(num_samples)) + "\n"
+
     try:
         if interactive:
-            failed = _interactive(samples, seed)
+            failed = _interactive(samples, codec, unknown, num_samples, seed, header)
             if failed:
                 raise click.ClickException(f"{failed} prime(s) could not be used (above)")
             return
@@ -140,7 +164,8 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
             click.echo(f"note: {dropped} prime symbols not in the vocabulary were {what}",
                        err=True)
         with _sink(output, codec.encoding) as out:
-            for pieces in samples(prime, [seed], headers=True):
+            for n, pieces in enumerate(samples(prime, [seed])):
+                out.write(header(n))
                 _write(out, pieces)
         if output is not None:
             click.echo(f"wrote {output}", err=True)
@@ -148,9 +173,10 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
         raise click.ClickException(str(err)) from None
 
 
-def _write(out, pieces):
-    """Stream the pieces to `out`, then end the line unless the text ended one."""
-    last = "\n"
+def _write(out, pieces, line=False):
+    """Stream the pieces to `out`, then end the line unless the text ended one; with `line`,
+    an empty text too is a line."""
+    last = "" if line else "\n"
     for piece in pieces:
         out.write(piece)
         out.flush()
@@ -173,11 +199,13 @@ def _sink(output, encoding):
             yield f
 
 
-def _interactive(samples, seed):
-    """A continuation for each line of standard input; returns how many primes failed."""
+def _interactive(samples, codec, unknown, num_samples, seed, header):
+    """A continuation for each line of standard input; returns how many primes failed. A
+    driving program reads, for every line it writes, each sample's header and one text ending
+    in a newline, an empty one for a prime that cannot be used (its error goes to stderr)."""
     from rnnkit.textcodec import UnknownSymbol
 
-    stdin = sys.stdin
+    stdin, out = sys.stdin, sys.stdout
     tty = stdin.isatty()
     failed = 0
     for i in range(sys.maxsize):
@@ -186,12 +214,17 @@ def _interactive(samples, seed):
         line = stdin.readline()
         if not line:
             break
+        prime = line.rstrip("\r\n")
         try:
-            for pieces in samples(line.rstrip("\r\n"), [seed, i], echo=False):
-                _write(sys.stdout, pieces)
-        except UnknownSymbol as err:        # tell, and read the next prime
-            click.echo(f"Error: {err}", err=True)
+            codec.encode_text(prime, unknown, where="the prime")
+        except UnknownSymbol as err:        # tell, answer with nothing, read the next prime
+            click.echo(f"Error: input line {i + 1}: {err}", err=True)
             failed += 1
+            prime = None
+        answers = [[]] * num_samples if prime is None else samples(prime, [seed, i], echo=False)
+        for n, pieces in enumerate(answers):
+            out.write(header(n))
+            _write(out, pieces, line=True)
     if tty:
         click.echo(err=True)
     return failed

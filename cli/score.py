@@ -35,7 +35,9 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
     CHECKPOINT: one line out per line in, with its log-probability (natural log), the same
     as log10 (rnnlm's), its token count and perplexity, separated by tabs; a summary on
     stderr. Every token of a line is predicted, the first from a line break (word level:
-    <eos>), and a line's tokens include its newline (word level: its <eos>).
+    <eos>), and a line's tokens include its newline (word level: its <eos>). Standard input
+    is scored as it comes: each line's result is written as soon as the line has been read
+    and scored, so a program can write a line and read its score.
 
     --per-token writes a JSON object per line instead: line, logprob, log10prob, tokens,
     ppl, token_text and surprisal (each token's -ln p, in nats).
@@ -44,51 +46,84 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
     rnnkit score runs/ptb/best.h5 sentences.txt > scores.tsv
     cat sentences.txt | rnnkit score runs/ptb/best.h5 --per-token > tokens.jsonl
     """
+    from rnnkit.evaluate import report
     from rnnkit.api import load
-    from rnnkit.score import log10
-    from rnnkit.textcodec import decode_text, read_text
+    from rnnkit.load import compiling_note
 
     lm = load(checkpoint, device=device, threads=threads)
     codec = lm.codec
-    if text == "-":
-        where = "standard input"
-        data = decode_text(sys.stdin.buffer.read(), codec.level,
-                           encoding or codec.encoding, where)
-    else:
-        where = text
-        data = read_text(text, codec.level, encoding or codec.encoding)
-    scores = lm.scores(data, reset, batch_size, seq_len, unknown, where)
-    logprobs, counts = scores.line_logprobs(), scores.line_tokens()
-    out = sys.stdout
-    if per_token:
-        tokens = codec.tokens
-        for i, (lp, n, a, b) in enumerate(zip(logprobs, counts, scores.starts, scores.ends)):
-            out.write(json.dumps({
-                "line": i + 1, "logprob": round(float(lp), 6), "log10prob":
-                round(log10(float(lp)), 6), "tokens": int(n),
-                "ppl": _ppl(lp, n, None, None),
-                "token_text": [tokens[t] for t in scores.ids[a:b].tolist()],
-                "surprisal": [round(v, 6) for v in scores.losses[a:b].tolist()]},
-                ensure_ascii=False) + "\n")
-    else:
-        for lp, n in zip(logprobs.tolist(), counts.tolist()):
-            out.write(f"{lp:.6f}\t{log10(lp):.6f}\t{n}\t{_ppl_text(lp, n)}\n")
-    out.flush()
+    if not quiet and (note := compiling_note(lm.model)):
+        click.echo(note, err=True)
+    where = "standard input" if text == "-" else text
+    scorer = lm.scorer(reset, batch_size, seq_len, unknown, where)
+    lines = tokens = dropped = unks = 0
+    loss = seconds = 0.0
+    symbol = None
+    for piece in _pieces(text, codec.level, encoding or codec.encoding):
+        first = scorer.lines + 1
+        scores = scorer.score(piece)
+        for row in _rows(scores, first, per_token, codec.tokens):
+            sys.stdout.write(row)   # line by line: one huge write can lose a closed pipe's EPIPE
+        sys.stdout.flush()
+        lines, tokens = lines + len(scores.ends), tokens + len(scores.ids)
+        loss, seconds = loss + float(scores.losses.sum()), seconds + scores.seconds
+        dropped, symbol = dropped + scores.dropped, scores.symbol or symbol
+        if codec.vocabulary.unk_id is not None:
+            unks += int((scores.ids == codec.vocabulary.unk_id).sum())
     if quiet:
         return
-    if scores.dropped:
-        what = "left out" if scores.symbol is None else f"replaced by {scores.symbol!r}"
-        click.echo(f"note: {scores.dropped:,} symbols of {where} that the vocabulary lacks "
+    if dropped:
+        what = "left out" if symbol is None else f"replaced by {symbol!r}"
+        unit = "words" if codec.level == "word" else "symbols"
+        click.echo(f"note: {dropped:,} {unit} of {where} that the vocabulary lacks "
                    f"were {what}", err=True)
     from rnnkit.metrics import show_perplexity
+    from rnnkit.score import log10
 
-    total = scores.total()
-    logprob = -float(scores.losses.sum())
-    speed = total["tokens"] / max(scores.seconds, 1e-9)
-    click.echo(f"{len(counts):,} lines, {total['tokens']:,} tokens: logprob {logprob:.4f} "
-               f"(log10 {log10(logprob):.4f}), {total['loss']:.6f} nats/token, perplexity "
+    if not tokens:
+        click.echo(f"{lines:,} lines, 0 tokens: nothing to score", err=True)
+        return
+    total = report(loss, tokens)
+    speed = tokens / max(seconds, 1e-9)
+    unk = f" ({unks:,} <unk>)" if codec.vocabulary.unk_id is not None else ""
+    click.echo(f"{lines:,} lines, {tokens:,} tokens{unk}: logprob {-loss:.4f} "
+               f"(log10 {log10(-loss):.4f}), {total['loss']:.6f} nats/token, perplexity "
                f"{show_perplexity(total['perplexity'])}, {total['bits_per_token']:.4f} "
-               f"bits/token; {scores.seconds:.2f} s, {speed:,.0f} tokens/s", err=True)
+               f"bits/token; {seconds:.2f} s, {speed:,.0f} tokens/s", err=True)
+
+
+def _pieces(text, level, encoding):
+    """The text to score: a file whole; standard input in pieces of whole lines as they come
+    (all at once where it is not a file descriptor, as in tests)."""
+    from rnnkit.textcodec import decode_text, read_lines, read_text
+
+    if text != "-":
+        yield read_text(text, level, encoding)
+        return
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield decode_text(sys.stdin.buffer.read(), level, encoding, "standard input")
+        return
+    yield from read_lines(fd, level, encoding, "standard input")
+
+
+def _rows(scores, first, per_token, tokens):
+    """The output lines of `scores`, the first being line `first` of the input."""
+    from rnnkit.score import log10
+
+    logprobs, counts = scores.line_logprobs().tolist(), scores.line_tokens().tolist()
+    if not per_token:
+        for lp, n in zip(logprobs, counts):
+            yield f"{lp:.6f}\t{log10(lp):.6f}\t{n}\t{_ppl_text(lp, n)}\n"
+        return
+    for i, (lp, n, a, b) in enumerate(zip(logprobs, counts, scores.starts, scores.ends)):
+        yield json.dumps({
+            "line": first + i, "logprob": round(lp, 6), "log10prob": round(log10(lp), 6),
+            "tokens": n, "ppl": _ppl(lp, n, None, None),
+            "token_text": [tokens[t] for t in scores.ids[a:b].tolist()],
+            "surprisal": [round(v, 6) for v in scores.losses[a:b].tolist()]},
+            ensure_ascii=False) + "\n"
 
 
 def _ppl(logprob, tokens, empty, huge):

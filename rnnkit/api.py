@@ -48,14 +48,20 @@ def sections(settings):
 
 
 def train_config(overrides=None, config_file=None):
-    """The TrainConfig of a new run: the defaults, then the TOML `config_file`, then
-    `overrides` ({section: {key: value}}); with [train] init_from, the model's settings come
-    from that checkpoint unless the file or the overrides give them."""
+    """The TrainConfig of a new run: the defaults, then the TOML `config_file` (its paths
+    from its own folder, as a run's config.toml stores them), then `overrides` ({section:
+    {key: value}}; paths from here); with [train] init_from, the model's settings come from
+    that checkpoint unless the file or the overrides give them."""
+    import os
+
     from rnnkit.checkpoint import read_meta
     from rnnkit.config import TrainConfig, from_dict, load_toml, read_toml
+    from rnnkit.paths import located
 
     overrides = overrides or {}
-    cfg = load_toml(config_file) if config_file else TrainConfig()
+    cfg = TrainConfig()
+    if config_file:
+        cfg = located(load_toml(config_file), os.path.dirname(str(config_file)))
     init = overrides.get("train", {}).get("init_from") or cfg.train.init_from
     if init:
         stored = from_dict(read_meta(init)["config"]).to_dict()["model"]
@@ -83,12 +89,14 @@ def train(corpus=None, out=None, *, config=None, **settings):
     return run(cfg, str(out))
 
 
-def resume(run_dir, **settings):
+def resume(run_dir, *, new_corpus=False, **settings):
     """Continue the run in `run_dir` from its latest.h5; settings may change its limits
-    ([train]: max_steps, max_time, epochs, ...) and the corpus's path."""
+    ([train]: max_steps, max_time, epochs, ...) and the corpus's path. Another corpus than the
+    run's (by its fingerprint) is refused unless new_corpus=True (`--new-corpus`): training
+    then goes on from that corpus's beginning."""
     from rnnkit.train import resume as run
 
-    return run(str(run_dir), sections(settings))
+    return run(str(run_dir), sections(settings), new_corpus=new_corpus)
 
 
 def preprocess(inputs, output, **settings):

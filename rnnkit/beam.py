@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnkit.generate import (StopStrings, check_options, check_until_eos, prime_state,
-                             start_tokens)
+from rnnkit.generate import (StopStrings, check_options, check_stop, check_until_eos,
+                             prime_state, start_tokens)
 from rnnkit.runtime import Runtime
 
 
@@ -79,6 +79,7 @@ def beam_search(model, codec, prime="", length=200, beam=4, alpha=0.0, stop=(),
     check_options(length=length, num_samples=num_samples, stop=stop)
     check_beam(K, num_samples, alpha)
     check_until_eos(codec, until_eos)
+    check_stop(codec, stop)
     b = model.backend
     ids, _ = start_tokens(codec, prime, unknown)
     _, start = decode_prime(codec, ids)

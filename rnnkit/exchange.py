@@ -18,7 +18,9 @@ transpose. k is the layer, G the gate blocks (LSTM 4, GRU 3, RNN 1).
     out.b (V)               decoder.bias
 
 Import adds bias_ih and bias_hh (the GRU's n blocks stay apart: b_n and b_hn); a missing bias
-(bias=False) is zero. Exported and imported again, every weight comes back bit for bit.
+(bias=False) is zero. Exported and imported again, every weight comes back bit for bit. The
+shapes expected are those most tensors agree on; a tensor of another shape, or one holding
+NaN or infinity, is a one-line error naming it.
 
 What the weights do not say goes in a JSON file beside them (NAME.json for NAME.safetensors):
 {"format": "rnnkit-export", "format_version": 1, "cell", "rnn_type" (word_language_model's
@@ -32,6 +34,7 @@ import codecs
 import json
 import os
 import struct
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -183,19 +186,50 @@ def read_sidecar(path):
     return info
 
 
-def _cell(info, meta, gates, path):
+def _cell_and_hidden(tensors, info, meta, path):
+    """(cell, H) from what most tensors agree on, so that the one tensor that does not is
+    named with the shape expected of it (_tensor): the layers' rows (G*H), the hidden size
+    of the tensors that have it, and the cell the JSON names (else the one of G gate blocks)."""
+    layers = range(_layers(tensors))
+    rows = Counter(tensors[f"rnn.{w}_l{k}"].shape[0] for k in layers for w in (
+        "weight_ih", "weight_hh", "bias_ih", "bias_hh") if f"rnn.{w}_l{k}" in tensors)
+    hidden = Counter([tensors[f"rnn.weight_hh_l{k}"].shape[-1] for k in layers
+                      if f"rnn.weight_hh_l{k}" in tensors] +
+                     [tensors[f"rnn.weight_ih_l{k}"].shape[-1] for k in layers if k] +
+                     [tensors[n].shape[-1] for n in ("decoder.weight",) if n in tensors])
+    GH = rows.most_common(1)[0][0]
     cell = info.get("cell") or meta.get("cell")
     if cell is None and info.get("rnn_type"):
         cell = {v: k for k, v in RNN_TYPES.items()}.get(info["rnn_type"])
-    if not cell and len(cells.with_gates(gates)) == 1:
-        cell = cells.with_gates(gates)[0]
-    if not cell:
+    if cell:
+        if cell not in RNN_TYPES:
+            raise ExchangeError(f"{path}: unknown cell {cell!r} (one of "
+                                f"{', '.join(RNN_TYPES)})")
+        G = cells.get(cell).gates
+        # a hidden size that several tensors agree on and that says another gate count
+        agreed = next(iter(hidden)) if len(hidden) == 1 and hidden.total() > 1 else None
+        if GH % G or (agreed and GH != G * agreed):
+            what = (f"{GH // agreed} gate blocks of hidden size {agreed}"
+                    if agreed and GH % agreed == 0 else f"{GH} rows a layer")
+            raise ExchangeError(f"{path}: cell {cell!r} does not fit weights of {what}")
+        return cell, GH // G
+    H = next((H for H, _ in hidden.most_common() if GH % H == 0 and
+              cells.with_gates(GH // H)), None)
+    if H is None:
+        raise ExchangeError(f"{path}: the layers' {GH} rows are no whole number of gate "
+                            f"blocks of the hidden size ({', '.join(map(str, hidden))})")
+    found = cells.with_gates(GH // H)
+    if len(found) > 1:
         raise ExchangeError(f"{path}: an Elman RNN's weights do not say tanh or relu; put "
                             f"\"cell\": \"rnn-tanh\" or \"rnn-relu\" in its JSON file")
-    if cell not in RNN_TYPES or cells.get(cell).gates != gates:
-        raise ExchangeError(f"{path}: cell {cell!r} does not fit weights of {gates} gate "
-                            f"blocks")
-    return cell
+    return found[0], H
+
+
+def _layers(tensors):
+    layers = 0
+    while f"rnn.weight_ih_l{layers}" in tensors:
+        layers += 1
+    return layers
 
 
 def _tensor(tensors, name, shape, path, dtype):
@@ -205,6 +239,12 @@ def _tensor(tensors, name, shape, path, dtype):
     if tuple(a.shape) != tuple(shape):
         raise ExchangeError(f"{path}: tensor {name} has shape {tuple(a.shape)}, expected "
                             f"{tuple(shape)}")
+    bad = ~np.isfinite(a)
+    if bad.any():       # NaN weights would import, and generate and score give only NaN
+        first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), a.shape))
+        raise ExchangeError(f"{path}: tensor {name} holds {int(bad.sum()):,} value(s) that "
+                            f"are not finite numbers ({a[first]} at {list(first)}); a model "
+                            f"with them computes only NaN")
     return np.asarray(a, dtype)
 
 
@@ -220,11 +260,9 @@ def from_pytorch(tensors, info, meta, path):
                             f"reads float16, float32 and float64")
     dtype = np.float64 if kinds == {np.dtype(np.float64)} else np.float32
     V, E = tensors["encoder.weight"].shape
-    GH, H = tensors["rnn.weight_hh_l0"].shape
-    layers = 0
-    while f"rnn.weight_ih_l{layers}" in tensors:
-        layers += 1
-    cell = _cell(info, meta, GH // H if GH % H == 0 else 0, path)
+    layers = _layers(tensors)
+    cell, H = _cell_and_hidden(tensors, info, meta, path)
+    GH = cells.get(cell).gates * H
     tied = info.get("tie_weights")
     if tied is None:      # a PyTorch file: tied when the decoder is the encoder
         dec = tensors.get("decoder.weight")

@@ -39,6 +39,44 @@ def check_until_eos(codec, until_eos):
                          f"{codec.level} level); use --stop, e.g. --stop $'\\n'")
 
 
+def check_stop(codec, stop):
+    """A stop string with a symbol that no token can write would never match: ValueError
+    naming the first such symbol."""
+    if not stop:
+        return
+    writable = _writable(codec)
+    for s in stop:
+        bad = next((c for c in s if not writable(c)), None)
+        if bad is not None:
+            raise ValueError(f"--stop {s!r} can never match: the model's vocabulary cannot "
+                             f"write {bad!r} (U+{ord(bad):04X})")
+
+
+def _writable(codec):
+    """A test of whether some sequence of tokens can write a character (codec.decoder())."""
+    tokens = codec.tokens
+    if codec.level == "char":
+        return set(tokens).__contains__
+    if codec.level == "byte":          # a character's bytes; U+FFFD stands for bad sequences
+        known = set(tokens)
+
+        def writable(c):
+            if c == "\ufffd":
+                return True
+            try:
+                data = c.encode(codec.encoding)
+            except UnicodeEncodeError:
+                return False
+            return all(chr(b) in known for b in data)
+
+        return writable
+    eos = codec.vocabulary.eos_id       # words, a space between them, a newline for <eos>
+    chars = {c for i, t in enumerate(tokens) if i != eos for c in t} | {" "}
+    if eos is not None:
+        chars.add("\n")
+    return chars.__contains__
+
+
 class StopStrings:
     """Cuts streamed text at the end of the first of `stops` to appear in it."""
 
@@ -88,6 +126,7 @@ def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p
     up to `length` tokens, fewer with `stop` or `until_eos` (module docstring)."""
     check_options(temperature, top_k, top_p, length, stop=stop)
     check_until_eos(codec, until_eos)
+    check_stop(codec, stop)
     b = model.backend
     rng = b.rng(seed)
     ids, given = start_tokens(codec, prime, unknown)

@@ -8,8 +8,9 @@
     s = lm.stream()
     p = s.feed("t")                                         # p(next token | "t")
 
-`rnnkit generate` streams the pieces of LanguageModel.pieces and `rnnkit score` writes the
-Scores of LanguageModel.scores: the commands and this class run the same code.
+`rnnkit generate` streams the pieces of LanguageModel.pieces (or the hypotheses of
+LanguageModel.beam_search) and `rnnkit score` writes the Scores of LanguageModel.scorer: the
+commands and this class run the same code.
 """
 import random
 
@@ -21,7 +22,7 @@ from rnnkit.generate import check_options, prime_state, start_tokens
 from rnnkit.load import load_model
 from rnnkit.runtime import Runtime
 from rnnkit.sampling import probabilities
-from rnnkit.score import BATCH, score_text
+from rnnkit.score import BATCH, Scorer
 
 
 def fresh_seed():
@@ -125,14 +126,21 @@ class LanguageModel:
         return decode_prime(self.codec, ids)[0] if given else ""
 
     # -- scoring -----------------------------------------------------------------------------
+    def scorer(self, reset="per-line", batch_size=BATCH, seq_len=0, unknown="error",
+               where="the text"):
+        """A Scorer (rnnkit/score.py) for a text that comes in pieces of whole lines: each
+        call of its score(piece) gives the Scores of that piece's lines as scores() would
+        within the whole text (reset "never": the state carried from piece to piece). What
+        rnnkit score runs on standard input as it arrives."""
+        seq_len = seq_len or self.checkpoint.config["data"]["seq_len"]
+        return Scorer(self.model, self.codec, reset, batch_size, seq_len, unknown, where)
+
     def scores(self, text, reset="per-line", batch_size=BATCH, seq_len=0, unknown="error",
                where="the text", progress=None):
         """Scores (rnnkit/score.py) of each line of `text`: what rnnkit score writes. reset:
         "per-line" (each line from a zero state) or "never" (one stream); seq_len 0: the
         training seq_len."""
-        seq_len = seq_len or self.checkpoint.config["data"]["seq_len"]
-        return score_text(self.model, self.codec, text, reset, batch_size, seq_len, unknown,
-                          where, progress)
+        return self.scorer(reset, batch_size, seq_len, unknown, where).score(text, progress)
 
     def score(self, lines, reset="per-line", batch_size=BATCH, unknown="error"):
         """The natural log-probability of each line (a list of lines, or a text of lines), its

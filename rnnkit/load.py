@@ -33,3 +33,15 @@ def load_model(path, device="cpu", threads=None, backend=None):
         raise CheckpointError(f"{path}: parameter {err.name!r} is missing or has the wrong "
                               f"shape for the stored model config") from None
     return model, TextCodec(ck.vocab, ck.encoding), ck
+
+
+def compiling_note(model, sampling=False):
+    """A line for the user before a model's first run on a cold kernel cache, which compiles
+    for seconds in silence otherwise (as train says); None when its kernels are cached.
+    `sampling`: the kernels that generate runs (else those of eval and score)."""
+    from rnnkit.runtime import Runtime
+
+    if not Runtime(model.backend).compiling(model, sampling):
+        return None
+    return (f"compiling the {model.cell.name} kernels for this machine: the first run waits "
+            f"for it; they are cached for later runs")

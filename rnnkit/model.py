@@ -144,10 +144,13 @@ class Model:
     def out_w(self):
         return self.p["embed"] if self.cfg.tie_weights else self.p["out.w"]
 
-    def init_state(self, N):
-        shape = (self.cfg.layers, N, self.cfg.hidden)
-        return State({name: self.backend.zeros(shape, self.dtype) for name in self.cell.state},
-                     self.backend)
+    def init_state(self, N, zero=True):
+        """Zeros (zero=False: contents unset, for a state every entry of which is written
+        next), one (L, N, H) array per name of the cell's state, in one allocation."""
+        shape = (len(self.cell.state), self.cfg.layers, N, self.cfg.hidden)
+        b = self.backend
+        arrays = (b.zeros if zero else b.empty)(shape, self.dtype)
+        return State({name: arrays[i] for i, name in enumerate(self.cell.state)}, b)
 
     def state_from_host(self, arrays):
         """A State on this model's backend from host arrays (a checkpoint's)."""
@@ -224,7 +227,7 @@ class Model:
         b = self.backend
         N, T = x.shape
         ws = self.workspace(N, T)
-        ids = b.ids(x)
+        ids = b.ids(x, plan=train)
         b.embed_forward(self.p["embed"], ids, ws["emb"])
         inp = ws["emb"]
         for layer, buf in enumerate(ws["layers"]):
@@ -242,7 +245,7 @@ class Model:
         return ws, ids
 
     def _final_state(self, ws, N):
-        out = self.init_state(N)
+        out = self.init_state(N, zero=False)
         for layer, buf in enumerate(ws["layers"]):
             self.backend.copy(out.h[layer], buf["hs"][-1])
             if "c" in buf:
@@ -260,8 +263,9 @@ class Model:
         b, cfg = self.backend, self.cfg
         N, T = x.shape
         L = cfg.layers
+        targets = b.ids(y).reshape(-1)
         ws, ids = self._forward(x, state, rng, train=True)
-        loss = b.softmax_xent(ws["logits"], b.ids(y).reshape(-1), 1.0 / (N * T), grad=True)
+        loss = b.softmax_xent(ws["logits"], targets, 1.0 / (N * T), grad=True)
         new_state = self._final_state(ws, N)
 
         b.fill(self.grads, 0.0)
@@ -269,21 +273,18 @@ class Model:
         dout_w = self.g["embed"] if cfg.tie_weights else self.g["out.w"]
         b.linear_backward(ws["inputs"][L].reshape(T * N, -1), self.out_w, ws["logits"],
                           dtop.reshape(T * N, -1), dout_w, self.g["out.b"])
-        dstate_out = self.init_state(N)
+        # the gradients on the final state (zero in truncated BPTT), turned in place by each
+        # layer's BPTT into those on its initial state
+        dstate_out = self.init_state(N) if dstate is None else dstate.copy()
         for layer in range(L - 1, -1, -1):
             if ws["use_mask"][layer + 1]:
                 b.mul(dtop, ws["masks"][layer + 1])
             dx = ws["dtop"][layer % 2] if layer > 0 else ws["demb"]
-            dh, dc = ws["dh"], ws["dc"]
-            b.fill(dh, 0.0) if dstate is None else b.copy(dh, dstate.h[layer])
-            if "c" in self.cell.state:
-                b.fill(dc, 0.0) if dstate is None else b.copy(dc, dstate.c[layer])
+            dh, dc = dstate_out.h[layer], dstate_out.c
             x_in = ws["inputs"][layer]
             b.cell_backward(self.cell, x_in, self.lp[layer], self.lg[layer], ws["layers"][layer],
-                            dtop, dh, dc, dx, self._scratch(ws, T, N, x_in.shape[2]))
-            b.copy(dstate_out.h[layer], dh)
-            if "c" in self.cell.state:
-                b.copy(dstate_out.c[layer], dc)
+                            dtop, dh, None if dc is None else dc[layer], dx,
+                            self._scratch(ws, T, N, x_in.shape[2]))
             dtop = dx
         if ws["use_mask"][0]:
             b.mul(dtop, ws["masks"][0])

@@ -29,8 +29,11 @@ class Runtime:
         self._later = []            # specs of workers after the backward one, in turn
         self._capped = False        # prepare() capped the process's threads
 
-    def compiling(self, model):
-        """Whether the first step will wait for the compiler."""
+    def compiling(self, model, sampling=False):
+        """Whether the first step (with `sampling`, the first sampled token) will wait for the
+        compiler."""
+        if sampling and self.cpu:
+            return not self.backend.sampling_cached()
         return not self.backend.compiled(model.cell)
 
     def prepare(self, model, N, T, optimizer):

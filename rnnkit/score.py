@@ -22,6 +22,8 @@ Two state policies:
   views of its buffers (Model.workspace), so the kernels run as fast per token as eval's.
 - "never": the lines are one stream, the state carried from each line into the next, fed
   `seq_len` steps at a time (as eval with one stream).
+
+Scorer scores a text that comes in pieces (standard input, line by line as it is written).
 """
 import math
 import time
@@ -77,25 +79,52 @@ def score_text(model, codec, text, reset="per-line", batch=BATCH, seq_len=50, un
     """Scores of each line of `text` (str, or bytes for a byte-level model). `unknown`: what
     to do with symbols the vocabulary lacks (rnnkit/textcodec.py); `progress(tokens)` is
     called after each batch."""
-    if reset not in RESETS:
-        raise ScoreError(f"reset must be one of {', '.join(RESETS)}, not {reset!r}")
-    if batch < 1 or seq_len < 1:
-        raise ScoreError("batch and seq_len must be at least 1")
-    ids, ends, dropped, symbol = codec.encode_lines(text, unknown, where)
-    started = time.perf_counter()
-    run = score_per_line if reset == "per-line" else score_one_stream
-    losses = run(model, ids, ends, codec.start_id(), batch, seq_len, progress)
-    return Scores(ids, losses, ends, dropped, symbol, time.perf_counter() - started)
+    return Scorer(model, codec, reset, batch, seq_len, unknown, where).score(text, progress)
 
 
-def score_one_stream(model, ids, ends, start, batch, seq_len, progress=None):
-    """Losses of ids read as one stream after `start`, the state never reset."""
+class Scorer:
+    """Scores a text that comes in pieces of whole lines (standard input as it is written),
+    each as score_text would score it within the whole: with reset "never" the state and the
+    last token carry over from piece to piece, and messages count lines from the first piece."""
+
+    def __init__(self, model, codec, reset="per-line", batch=BATCH, seq_len=50, unknown="error",
+                 where="the text"):
+        if reset not in RESETS:
+            raise ScoreError(f"reset must be one of {', '.join(RESETS)}, not {reset!r}")
+        if batch < 1 or seq_len < 1:
+            raise ScoreError("batch and seq_len must be at least 1")
+        self.model, self.codec, self.reset, self.batch, self.seq_len = \
+            model, codec, reset, batch, seq_len
+        self.unknown, self.where = unknown, where
+        self.lines = 0                  # lines scored so far
+        self.last = codec.start_id()    # "never": the token before the next piece, and the
+        self.state = None               # state in which it is read
+
+    def score(self, text, progress=None):
+        """Scores of the lines of `text`, the next piece (`progress`: as score_text's)."""
+        ids, ends, dropped, symbol = self.codec.encode_lines(text, self.unknown, self.where,
+                                                             self.lines + 1)
+        started = time.perf_counter()
+        if self.reset == "per-line":
+            losses = score_per_line(self.model, ids, ends, self.codec.start_id(), self.batch,
+                                    self.seq_len, progress)
+        else:
+            losses, self.state = score_one_stream(self.model, ids, ends, self.last, self.batch,
+                                                  self.seq_len, progress, self.state)
+            self.last = int(ids[-1]) if len(ids) else self.last
+        self.lines += len(ends)
+        return Scores(ids, losses, ends, dropped, symbol, time.perf_counter() - started)
+
+
+def score_one_stream(model, ids, ends, start, batch, seq_len, progress=None, state=None):
+    """(losses of ids read as one stream after `start`, the state never reset, the state at
+    the end). `state`: the state in which `start` is read (None: a zero state)."""
     losses = np.zeros(len(ids))
     if not len(ids):
-        return losses
+        return losses, state
     x = np.concatenate([[start], ids[:-1]]).astype(np.int32)[None, :]
     y = ids.astype(np.int32)[None, :]
-    state = model.init_state(1)
+    state = model.init_state(1) if state is None else state
     runtime = Runtime(model.backend)
     runtime.begin()
     for t in range(0, len(ids), seq_len):
@@ -105,7 +134,7 @@ def score_one_stream(model, ids, ends, start, batch, seq_len, progress=None):
         runtime.observe(out.size, time.perf_counter() - began)
         if progress is not None:
             progress(out.size)
-    return losses
+    return losses, state
 
 
 def score_per_line(model, ids, ends, start, batch, seq_len, progress=None):

@@ -14,8 +14,25 @@ BLOCK = 8 << 20          # bytes read at a time
 SNIFF = 8192             # a file is text if its first SNIFF bytes hold no NUL byte (as git does)
 
 
+# byte order marks, and the encoding that reads a text after one (UTF-32 LE's starts as UTF-16's)
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"))
+
+
 class InputError(RnnkitError, ValueError):
     """Bad input that the user can fix; the message is one line."""
+
+
+def bom_hint(head):
+    """The end of an error message for a text whose first bytes `head` are a byte order mark
+    (or for a text decoded as UTF-8 that starts with U+FEFF), else ""."""
+    if isinstance(head, str):
+        head = codecs.BOM_UTF8 if head.startswith("\ufeff") else b""
+    for mark, encoding in BOMS:
+        if head.startswith(mark):
+            return f"; it starts with a byte order mark: read it with --encoding {encoding}"
+    return ""
 
 
 def is_text(path):
@@ -101,12 +118,20 @@ def read_blocks(path, block=BLOCK):
             yield data
 
 
-def read_text(path, encoding, errors, block=BLOCK, on_bytes=None):
+# encodings in which a byte below 0x80 is that ASCII character whatever comes before it
+ASCII_SAFE = ("utf-8", "ascii", "iso8859-1")
+
+
+def read_text(path, encoding, errors, block=BLOCK, on_bytes=None, ascii_bytes=False):
     """Yield `path` decoded to str, block by block; `on_bytes(data)` sees each raw block first.
+    With `ascii_bytes`, a block that is all ASCII in an encoding of ASCII_SAFE, with nothing
+    carried over from the block before, comes as the bytes themselves: the same characters,
+    without the cost of decoding.
 
     Under errors='strict' an invalid byte raises InputError naming the file and byte offset.
     """
     decoder = codecs.getincrementaldecoder(encoding)(errors)
+    ascii_bytes = ascii_bytes and codecs.lookup(encoding).name in ASCII_SAFE
     offset = 0  # bytes of the file handed to the decoder so far
     blocks = read_blocks(path, block)
     while True:
@@ -114,14 +139,20 @@ def read_text(path, encoding, errors, block=BLOCK, on_bytes=None):
         if on_bytes is not None and data is not None:
             on_bytes(data)
         pending = len(decoder.getstate()[0])  # undecoded bytes carried from the previous block
+        if ascii_bytes and data and not pending and data.isascii():
+            offset += len(data)
+            yield data
+            continue
         try:
             text = decoder.decode(data or b"", final=data is None)
         except UnicodeDecodeError as err:
             at = offset - pending + err.start
             bad = " ".join(f"0x{b:02x}" for b in err.object[err.start:err.end])
+            hint = bom_hint(data or b"") if at == 0 else ""
             raise InputError(
-                f"{path}: invalid {encoding} at byte {at} ({bad}): {err.reason}; "
-                "use --errors replace, another --encoding, or --level byte") from None
+                f"{path}: invalid {encoding} at byte {at} ({bad}): {err.reason}"
+                + (hint or "; use --errors replace, another --encoding, or --level byte")) \
+                from None
         if data is None:
             if text:
                 yield text

@@ -6,14 +6,19 @@ now (a byte-level model's multi-byte UTF-8 characters are held back until comple
 
 A character (or byte) that a char (byte) vocabulary lacks is an error by default, naming its
 line and column; `unknown="skip"` leaves such symbols out and `"replace"` puts REPLACEMENTS'
-first symbol the vocabulary has in their place. Word level maps unknown words to <unk>.
+first symbol the vocabulary has in their place. At word level an unknown word is <unk>, as in
+training (with "error" and "replace"; an error for a vocabulary without <unk>), or left out
+with "skip".
 """
 import codecs
+import os
+import select
 
 import numpy as np
 
 from rnnkit.errors import RnnkitError
-from rnnkit.tokenize import EOS, code_points
+from rnnkit.sources import bom_hint
+from rnnkit.tokenize import EOS, UNK, code_points
 
 UNKNOWN = ("error", "skip", "replace")
 REPLACEMENTS = ("\ufffd", "?", " ", "_")    # tried in this order for --unknown replace
@@ -45,17 +50,19 @@ class TextCodec:
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
         if self.level == "word":
-            return self._word_ids(text.replace("\n", f" {EOS} ").split(), where), 0, None
+            ids, _, dropped, symbol = self._word_ids(text.replace("\n", f" {EOS} ").split(),
+                                                     unknown, where)
+            return ids, dropped, symbol
         units, ids = self._symbol_ids(text)
         ids, _, dropped, symbol = self._resolve(units, ids, unknown, where)
         return ids, dropped, symbol
 
-    def encode_lines(self, text, unknown="error", where="the text"):
+    def encode_lines(self, text, unknown="error", where="the text", first_line=1):
         """The ids of each line of `text`, as (ids, ends, dropped, symbol): the lines' ids one
         after the other, line i being ids[ends[i - 1]:ends[i]]. A line ends after its newline
         (char and byte level keep it; a last line without one counts too); at word level every
         line ends with <eos>, the last one too, as preprocessing makes it. Unknown symbols: as
-        encode_text."""
+        encode_text; messages number the lines from `first_line`."""
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
         if self.level == "word":
@@ -63,13 +70,18 @@ class TextCodec:
             if lines[-1] == "":             # the text ends with a newline, or is empty
                 lines.pop()
             words = [line.split() + [EOS] for line in lines]
-            ends = np.cumsum([len(w) for w in words], dtype=np.int64)
-            return self._word_ids([w for line in words for w in line], where), ends, 0, None
+            line_of = np.repeat(np.arange(len(words)), [len(w) for w in words])
+            ids, kept, dropped, symbol = self._word_ids([w for line in words for w in line],
+                                                        unknown, where)
+            if kept is not None:
+                line_of = line_of[kept]
+            ends = np.cumsum(np.bincount(line_of, minlength=len(words))).astype(np.int64)
+            return ids, ends, dropped, symbol
         units, ids = self._symbol_ids(text)
         newline = units == NEWLINE
         line_of = np.cumsum(newline) - newline          # a newline belongs to the line it ends
         lines = int(newline.sum()) + int(len(units) > 0 and not newline[-1])
-        ids, kept, dropped, symbol = self._resolve(units, ids, unknown, where)
+        ids, kept, dropped, symbol = self._resolve(units, ids, unknown, where, first_line)
         if kept is not None:
             line_of = line_of[kept]
         ends = np.cumsum(np.bincount(line_of, minlength=lines)).astype(np.int64)
@@ -84,13 +96,21 @@ class TextCodec:
                 return index[symbol]
         return 0
 
-    def _word_ids(self, words, where):
+    def _word_ids(self, words, unknown, where):
+        """As _resolve, for words: those the vocabulary lacks left out (skip), else <unk>."""
         index, unk = self.vocabulary.index, self.vocabulary.unk_id
-        if unk is None and any(w not in index for w in words):
-            bad = next(w for w in words if w not in index)
-            raise UnknownSymbol(f"word {bad!r} in {where} is not in the vocabulary (which "
-                                f"has no <unk>)")
-        return np.array([index.get(w, unk) for w in words], np.int64)
+        ids = np.array([index.get(w, -1) for w in words], np.int64)
+        bad = np.flatnonzero(ids < 0)
+        if not len(bad):
+            return ids, None, 0, None
+        if unknown == "skip":
+            kept = ids >= 0
+            return ids[kept], kept, len(bad), None
+        if unk is None:
+            raise UnknownSymbol(f"word {words[bad[0]]!r} in {where} is not in the vocabulary "
+                                f"(which has no <unk>); --unknown skip leaves such words out")
+        ids[bad] = unk
+        return ids, None, len(bad), UNK
 
     def _symbol_ids(self, text):
         """(units, ids) of char or byte text: its code points (bytes) and their ids, -1 where
@@ -105,36 +125,40 @@ class TextCodec:
         table[[ord(t) for t in self.tokens]] = np.arange(len(self.tokens))
         return units, table[units]
 
-    def _resolve(self, units, ids, unknown, where):
+    def _resolve(self, units, ids, unknown, where, first_line=1):
         """(ids, the mask of units kept or None for all, symbols left out or replaced, the
         replacement or None) after treating the unknown symbols (ids -1) by `unknown`."""
         bad = np.flatnonzero(ids < 0)
         if not len(bad):
             return ids, None, 0, None
         if unknown == "error":
-            raise UnknownSymbol(self._unknown_message(units, bad, where))
+            raise UnknownSymbol(self._unknown_message(units, bad, where, first_line))
         if unknown == "skip":
             kept = ids >= 0
             return ids[kept], kept, len(bad), None
         index = self.vocabulary.index
         symbol = next((s for s in REPLACEMENTS if s in index), None)
         if symbol is None:
-            raise UnknownSymbol(f"{self._unknown_message(units, bad, where)}; and it has none "
+            raise UnknownSymbol(f"{self._unknown_message(units, bad, where, first_line)}; "
+                                f"and it has none "
                                 f"of {' '.join(map(repr, REPLACEMENTS))} to replace them by: "
                                 f"use --unknown skip")
         ids[bad] = index[symbol]
         return ids, None, len(bad), symbol
 
-    def _unknown_message(self, units, bad, where):
+    def _unknown_message(self, units, bad, where, first_line=1):
         first = int(bad[0])
         line_starts = np.flatnonzero(units[:first] == NEWLINE)
-        line = len(line_starts) + 1
+        line = len(line_starts) + first_line
         column = first - (int(line_starts[-1]) + 1 if len(line_starts) else 0) + 1
         value = int(units[first])
         what = (f"byte 0x{value:02x}" if self.level == "byte" else
                 f"character {chr(value)!r} (U+{value:04X})")
         others = len(bad) - 1
         more = f" ({others:,} more unknown symbols follow)" if others else ""
+        if first == 0 and first_line == 1 and value == 0xFEFF:
+            return f"{what} at the start of {where} is not in the model's vocabulary" + \
+                bom_hint("\ufeff")
         return (f"{what} at line {line}, column {column} of {where} is not in the model's "
                 f"vocabulary{more}; --unknown skip leaves such symbols out, --unknown replace "
                 f"puts a known one in their place")
@@ -199,12 +223,60 @@ def decode_text(data, level, encoding, name):
     if level == "byte":
         return data
     try:
-        codecs.lookup(encoding)
+        return _decoder(encoding).decode(data, final=True)
+    except UnicodeDecodeError as err:
+        raise _not_valid(name, encoding, err, 0, data[:4]) from None
+
+
+def _decoder(encoding):
+    try:
+        return codecs.getincrementaldecoder(encoding)("strict")
     except LookupError:
         raise RnnkitError(f"unknown encoding {encoding!r}") from None
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as err:
-        raise RnnkitError(f"{name} is not valid {encoding} at byte {err.start} "
-                          f"({err.object[err.start:err.start + 1].hex()}); give its encoding "
-                          f"with --encoding (latin-1 reads any bytes)") from None
+
+
+def _not_valid(name, encoding, err, offset, head):
+    """The error for bytes of `name` not valid in `encoding`; `offset`: where err's input
+    starts in the whole, whose first bytes are `head` (a byte order mark gets its hint)."""
+    at = offset + err.start
+    hint = bom_hint(head) if at < 4 else ""
+    return RnnkitError(f"{name} is not valid {encoding} at byte {at} "
+                       f"({err.object[err.start:err.start + 1].hex()})" +
+                       (hint or "; give its encoding with --encoding (latin-1 reads any "
+                        "bytes)"))
+
+
+def read_lines(fd, level, encoding, name, most=1 << 20):
+    """Yield what the file descriptor `fd` (standard input, a pipe) holds in pieces of whole
+    lines, each as soon as it can be read: after waiting for some input, all that comes
+    without waiting (about `most` bytes at most), up to its last newline; what follows the
+    last newline comes at the end. As decode_text: bytes at byte level, else str."""
+    decoder = None if level == "byte" else _decoder(encoding)
+    held = b"" if decoder is None else ""
+    newline = b"\n" if decoder is None else "\n"
+    offset = 0      # bytes read before this read
+    first = b""     # the stream's first bytes
+    ended = False
+    while not ended:
+        data = os.read(fd, most)                        # waits for input, or the end
+        ended = not data
+        while data and len(data) < most and select.select([fd], [], [], 0)[0]:
+            more = os.read(fd, most - len(data))
+            if not more:
+                ended = True
+                break
+            data += more
+        first = first or data[:4]
+        if decoder is None:
+            held += data
+        else:
+            pending = len(decoder.getstate()[0])
+            try:
+                held += decoder.decode(data, final=ended)
+            except UnicodeDecodeError as err:
+                raise _not_valid(name, encoding, err, offset - pending, first) from None
+        offset += len(data)
+        cut = len(held) if ended else held.rfind(newline) + 1
+        if cut:
+            yield held[:cut]
+            held = held[cut:]

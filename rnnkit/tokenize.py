@@ -77,7 +77,10 @@ SLICE = 1 << 20  # elements per numpy call that casts indices to intp: bounds th
 
 
 def code_points(text):
-    """The code points of `text` as a uint8 (ASCII), uint16 (all below U+10000) or uint32 array."""
+    """The code points of `text` as a uint8 (ASCII), uint16 (all below U+10000) or uint32 array;
+    `text` may also be ASCII bytes (rnnkit.sources.read_text's ascii_bytes)."""
+    if isinstance(text, bytes):
+        return np.frombuffer(text, np.uint8)
     if text.isascii():
         return np.frombuffer(text.encode("ascii"), np.uint8)
     data = text.encode("utf-16-le", "surrogatepass")  # far faster to make than UTF-32
@@ -89,16 +92,29 @@ def code_points(text):
 def add_counts(counts, units):
     """counts[u] += 1 for each unit u (a uint8, uint16 or uint32 array)."""
     if units.dtype == np.uint8 and len(units) > 1:
-        # bincount casts to intp first; counting byte pairs as uint16 halves that work
-        even = len(units) & ~1
-        pairs = np.bincount(units[:even].view(np.uint16), minlength=1 << 16).reshape(256, 256)
+        # bincount casts to intp first; counting byte pairs as uint16 halves that work, and
+        # slices keep the intp copy small (a fresh big one per block costs more than counting)
+        pairs = np.zeros(1 << 16, np.int64)
+        words = units[:len(units) & ~1].view(np.uint16)
+        for i in range(0, len(words), SLICE):
+            pairs += np.bincount(words[i:i + SLICE], minlength=1 << 16)
+        pairs = pairs.reshape(256, 256)
         counts[:256] += pairs.sum(0) + pairs.sum(1)
-        if even < len(units):
+        if len(units) % 2:
             counts[units[-1]] += 1
         return
     for i in range(0, len(units), SLICE):
         found = np.bincount(units[i:i + SLICE])
         counts[:len(found)] += found
+
+
+def as_bytes(units):
+    """The bytes of a uint8 array: the bytes object that it views whole, in order, if it does
+    (code_points' arrays of ASCII), else a copy. A copy of a block costs more than the lookup."""
+    base = units.base
+    if isinstance(base, bytes) and units.flags.c_contiguous and units.nbytes == len(base):
+        return base
+    return units.tobytes()
 
 
 def lookup(table, units):
@@ -112,6 +128,7 @@ def lookup(table, units):
 class CharTokenizer:
     level = "char"
     reads_bytes = False
+    ascii_bytes = True    # ASCII blocks may come undecoded, as bytes (code_points takes both)
     caches_units = False  # reading the file again is cheaper than storing its units
     max_block = None
 
@@ -145,7 +162,7 @@ class CharTokenizer:
         def encode(units):
             if small is not None and units.dtype == np.uint8:
                 # bytes.translate is a 256-entry lookup, faster than np.take on uint8
-                return np.frombuffer(units.tobytes().translate(small), np.uint8)
+                return np.frombuffer(as_bytes(units).translate(small), np.uint8)
             return lookup(table, units)
 
         return encode
@@ -167,6 +184,7 @@ class WordTokenizer:
     counting is a bincount and encoding a table lookup, both vectorised."""
     level = "word"
     reads_bytes = False
+    ascii_bytes = False
     caches_units = True  # re-splitting the text in pass 2 would cost as much as pass 1
     max_block = 1 << 20  # a block's list of words costs ~60 bytes a word: keep it small
 

@@ -33,6 +33,7 @@ class SplitWriter:
         self.dataset = h5file.create_dataset(
             name, shape=(length,), maxshape=(None,), dtype=dtype, chunks=(self.chunk,),
             compression="gzip", compression_opts=LEVEL, fletcher32=True)
+        self.path = h5file.filename     # for statvfs (Dataset.file makes a File object)
         self.length = length
         self.pool = pool
         self.buffer = np.empty(self.chunk, dtype)
@@ -44,21 +45,27 @@ class SplitWriter:
         self.sizes = None
 
     def append(self, ids):
+        """Add `ids` after the ids given before. A whole chunk of `ids` that starts a chunk is
+        compressed from `ids` itself, not from a copy: do not change `ids` afterwards."""
         if self.written + self.filled + len(ids) > self.length:
             raise ValueError(f"more ids than the {self.length} planned for {self.dataset.name}")
+        direct = ids.dtype == self.buffer.dtype and ids.flags.c_contiguous
         while len(ids):
+            if direct and self.filled == 0 and len(ids) >= self.chunk:
+                self._submit(ids[:self.chunk])
+                ids = ids[self.chunk:]
+                continue
             take = min(len(ids), self.chunk - self.filled)
             self.buffer[self.filled:self.filled + take] = ids[:take]
             self.filled += take
             ids = ids[take:]
             if self.filled == self.chunk:
-                self._submit()
+                self.filled = 0
+                self._submit(self.buffer.tobytes())
 
-    def _submit(self):
-        data = self.buffer.tobytes()
+    def _submit(self, data):
         self.pending.append((self.written, self.pool.submit(_compress, data)))
         self.written += self.chunk
-        self.filled = 0
         while len(self.pending) > IN_FLIGHT or (self.pending and self.pending[0][1].done()):
             self._write_one()
 
@@ -74,7 +81,7 @@ class SplitWriter:
     def _room(self, size):
         """Stop with ENOSPC while HDF5 can still close the file: HDF5 that runs into a full
         disk itself leaves objects that crash the process when freed."""
-        st = os.statvfs(self.dataset.file.filename)
+        st = os.statvfs(self.path)
         free = st.f_bavail * st.f_frsize
         if free < size + RESERVE + self.stored_bytes // 100:
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -97,7 +104,7 @@ def _compress(data):
 
 
 def compression_pool():
-    from rnnkit.threads import budget
+    from rnnkit.cores import budget
 
     return thread_pool(max(2, budget()[0]), "rnnkit-deflate")
 
@@ -107,9 +114,9 @@ def thread_pool(workers, name):
     """A thread pool, with the cyclic garbage collector paused while it lives. h5py frees its
     objects under a global lock: a collection that runs on a worker thread and meets an h5py
     object waits for that lock, and deadlocks if the lock's holder waits for the worker
-    (h5py issue 2019). Garbage is collected here, on the calling thread, before and after."""
+    (h5py issue 2019). No collection is forced before or after: a full one costs a short
+    preprocess run more than it frees, and the collector, enabled again, runs on its own."""
     enabled = gc.isenabled()
-    gc.collect()
     gc.disable()
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix=name) as pool:
@@ -117,4 +124,3 @@ def thread_pool(workers, name):
     finally:
         if enabled:
             gc.enable()
-            gc.collect()

@@ -30,9 +30,13 @@ def lm(run):
     return rnnkit.load(run / "latest.h5", threads=1)
 
 
-def printed(texts):
-    """What rnnkit generate writes for these texts: each ends its line."""
-    return "".join(t if t.endswith("\n") else t + "\n" for t in texts)
+def printed(texts, separator="--- sample {n} of {N} ---"):
+    """What rnnkit generate writes for these texts: each ends its line, and with more than
+    one, each after its separator line."""
+    N = len(texts)
+    head = (lambda n: separator.format(n=n + 1, N=N) + "\n") if N > 1 and separator else \
+        (lambda n: "")
+    return "".join(head(n) + (t if t.endswith("\n") else t + "\n") for n, t in enumerate(texts))
 
 
 def test_import_is_cheap_and_the_functions_keep_their_names():

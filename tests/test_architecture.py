@@ -1,5 +1,5 @@
 """The architecture, checked: rnnkit's imports form no cycle and its layers point one way
-(CLI -> commands -> training -> model -> backend -> kernels); both backends implement the
+(CLI -> API -> training -> model -> backend -> kernels); both backends implement the
 Backend interface, method for method and signature for signature; every cell has kernels on
 every backend; and no code outside the registries (rnnkit/cells.py, each backend's KERNELS,
 kernels/*/buffers.py) compares a cell's name, so a new cell is a registration, not a hunt
@@ -22,14 +22,17 @@ BACKENDS = [CPUBackend, CUDABackend]
 # Layers, lowest first: a module may import its own layer and those below, never above.
 # Modules in none of them (the data and after-training tools) are free, but for cycles.
 # The foundation imports nothing of rnnkit but the foundation: every layer may read it. The
-# package's __init__ is the Python API's facade (rnnkit/api.py), above them all: no layer's.
+# Python API (rnnkit/api.py, the LanguageModel) runs training and the tools, and the commands
+# run on it; the package's __init__ is its facade, above them all: no layer's.
 LAYERS = [
-    ("foundation", {"rnnkit.version", "rnnkit.errors", "rnnkit.cells", "rnnkit.lock"}),
+    ("foundation", {"rnnkit.version", "rnnkit.errors", "rnnkit.cells", "rnnkit.lock",
+                    "rnnkit.console", "rnnkit.cores"}),
     ("kernels", {"rnnkit.kernels"}),
     ("backend", {"rnnkit.backends", "rnnkit.threads"}),
     ("model", {"rnnkit.model", "rnnkit.optim"}),
     ("training", {"rnnkit.loop", "rnnkit.run", "rnnkit.train", "rnnkit.runtime",
                   "rnnkit.compile_workers"}),
+    ("api", {"rnnkit.api", "rnnkit.language_model"}),
     ("cli", {"rnnkit.cli"}),
 ]
 # Who may import a backend's own kernels (rnnkit/kernels/cpu, cuda): the kernels and the

@@ -113,21 +113,40 @@ def test_beam_one_is_greedy_decoding(run):
     assert best.text == greedy and len(best.ids) == 40
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
 
 
-def test_cli_beam_writes_the_best_with_their_scores(run):
+def test_cli_beam_writes_the_best_with_their_scores(run, tmp_path):
     ck = run / "latest.h5"
-    result = invoke("generate", ck, "--prime", "line", "--length", "20", "--beam", "4",
-                    "--num-samples", "3", "--stop", "\n")
+    args = [ck, "--length", "20", "--beam", "4", "--num-samples", "3", "--stop", "\n"]
+    result = invoke("generate", *args, "--prime", "line")
     assert result.exit_code == 0, result.output
-    texts = result.stdout.split("\n")[:-1]
+    # the separators on stdout, as for samples; each hypothesis's scores on stderr
+    rows = result.stdout.split("\n")[:-1]
+    assert rows[0::2] == [f"--- sample {n} of 3 ---" for n in (1, 2, 3)]
+    texts = rows[1::2]
     assert len(texts) == 3 and all(t.startswith("line") for t in texts)
     heads = [line for line in result.stderr.splitlines() if line.startswith("--- hypothesis")]
     assert len(heads) == 3 and "logprob" in heads[0] and "seed" not in result.stderr
     scores = [float(h.split("score ")[1].split(",")[0]) for h in heads]
     assert scores == sorted(scores, reverse=True)
+    plain = invoke("generate", *args, "--prime", "line", "--separator", "")
+    assert plain.stdout == "".join(t + "\n" for t in texts)
+    written = invoke("generate", *args, "--prime", "line", "-o", tmp_path / "beam.txt")
+    assert written.exit_code == 0 and (tmp_path / "beam.txt").read_text() == result.stdout
+    # interactive: every input line answered, a bad prime by empty lines after its separators
+    answered = invoke("generate", *args, "--separator", "#{n}", "--interactive",
+                      input="Zebra\nline\n")
+    assert answered.exit_code == 1 and "input line 1: character 'Z'" in answered.stderr
+    assert answered.stdout == "#1\n\n#2\n\n#3\n\n" + "".join(
+        f"#{n + 1}\n{t[len('line'):]}\n" for n, t in enumerate(texts))
+    # fewer distinct texts than asked for (no token to add): still one slot per sample
+    short = invoke("generate", ck, "--prime", "line", "--length", "0", "--beam", "2",
+                   "--num-samples", "2")
+    assert short.exit_code == 0 and short.stdout == \
+        "--- sample 1 of 2 ---\nline\n--- sample 2 of 2 ---\n"
+    assert "hypothesis 2 of 2: none (the search found 1)" in short.stderr
     for args, message in [(["--num-samples", "5"], "cannot exceed the beam"),
                           (["--temperature", "0.5"], "--temperature"),
                           (["--seed", "1"], "--seed")]:

@@ -32,6 +32,7 @@ def losses(run):
     return [float(r[k]).hex() for r in records for k in ("train_loss", "val_loss") if k in r]
 
 
+@pytest.mark.slow               # cold compiles, in fresh processes
 @pytest.mark.skipif(os.cpu_count() < 2, reason="needs two cores for the threaded builds")
 def test_cold_warm_and_across(tmp_path):
     corpus = make_corpus(tmp_path)

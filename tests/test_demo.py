@@ -1,6 +1,8 @@
 """The demo's built-in corpus and a shrunken run of the whole demo."""
 import os
 
+import pytest
+
 from rnnkit import checkpoint
 from rnnkit.demo import main, stdlib_files
 
@@ -13,6 +15,7 @@ def test_stdlib_corpus_is_deterministic_and_capped():
     assert sum(sizes[:-1]) < 200_000 <= sum(sizes) or len(files) == len(stdlib_files(10 ** 12))
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys):
     main(str(tmp_path / "demo"), train_time="3s", corpus_bytes=100_000, hidden=16, length=50)
     out, err = capsys.readouterr()

@@ -203,3 +203,57 @@ def test_without_safetensors(tmp_path, monkeypatch):
         result = invoke(*args)
         assert result.exit_code == 1 and "pip install 'rnnkit[safetensors]'" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]
+
+
+def pytorch_lstm(H=64, seed=0):
+    """word_language_model's state dict of a one-layer LSTM (E=6, V=11), as numpy arrays."""
+    rng = np.random.default_rng(seed)
+    shapes = {"encoder.weight": (V, E), "rnn.weight_ih_l0": (4 * H, E),
+              "rnn.weight_hh_l0": (4 * H, H), "rnn.bias_ih_l0": (4 * H,),
+              "rnn.bias_hh_l0": (4 * H,), "decoder.weight": (V, H), "decoder.bias": (V,)}
+    return {k: rng.uniform(-0.1, 0.1, s).astype(np.float32) for k, s in shapes.items()}
+
+
+def import_tensors(tmp_path, tensors, info):
+    from safetensors.numpy import save_file
+
+    save_file(tensors, tmp_path / "w.safetensors")
+    (tmp_path / "w.json").write_text(json.dumps({"level": "char", "tokens": TOKENS, **info}))
+    return invoke("import", tmp_path / "w.safetensors", "-o", tmp_path / "w.h5")
+
+
+@needs_safetensors
+@pytest.mark.parametrize("info", [{"cell": "lstm"}, {"rnn_type": "LSTM"}, {}])
+@pytest.mark.parametrize("name, shape, want", [
+    ("rnn.weight_hh_l0", (256, 60), (256, 64)),
+    ("rnn.weight_ih_l0", (255, E), (256, E)),
+    ("rnn.bias_hh_l0", (128,), (256,)),
+    ("decoder.weight", (V, 63), (V, 64)),
+])
+def test_a_wrong_shape_names_the_tensor_and_the_shape_expected(tmp_path, info, name, shape,
+                                                               want):
+    """Whether the JSON names the cell or not, the shape that the other tensors agree on is
+    the one expected (an LSTM of H=64: 256 rows)."""
+    tensors = pytorch_lstm()
+    tensors[name] = np.zeros(shape, np.float32)
+    result = import_tensors(tmp_path, tensors, info)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"tensor {name} has shape {shape}, expected {want}" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "w.h5").exists()
+    assert import_tensors(tmp_path, pytorch_lstm(), info).exit_code == 0      # as it was
+
+
+@needs_safetensors
+@pytest.mark.parametrize("name, at, value, dtype", [
+    ("rnn.weight_hh_l0", (3, 4), np.nan, np.float32), ("decoder.bias", (0,), np.inf, np.float32),
+    ("encoder.weight", (10, 5), -np.inf, np.float16)])
+def test_non_finite_weights_are_refused(tmp_path, name, at, value, dtype):
+    tensors = {k: v.astype(dtype) for k, v in pytorch_lstm(H=8).items()}
+    tensors[name][at] = value
+    result = import_tensors(tmp_path, tensors, {"cell": "lstm"})
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"tensor {name}" in lines[0] and "1 value" in lines[0] and \
+        f"{value}".lower().lstrip("-") in lines[0].lower(), lines
+    assert not (tmp_path / "w.h5").exists()

@@ -54,7 +54,7 @@ def test_cli_streams_text(run):
     assert first.stdout.startswith("the ") and len(first.stdout) == 4 + 40 + 1
     assert runner.invoke(main, args).stdout == first.stdout
     two = runner.invoke(main, args[:-8] + ["--num-samples", "2"])
-    assert two.exit_code == 0 and "sample 2 of 2" in two.stderr
+    assert two.exit_code == 0 and "--- sample 2 of 2 ---\n" in two.stdout
     fresh = runner.invoke(main, ["generate", str(run / "latest.h5"), "--length", "5"])
     assert fresh.exit_code == 0 and fresh.stderr.startswith("seed ")
 
@@ -149,17 +149,25 @@ def test_interactive_reads_a_prime_per_line(run):
     args = [run / "latest.h5", "--length", "12", "--seed", "7", "--interactive"]
     result = gen(*args, input="the \nZebra\nline 2")
     assert result.exit_code == 1 and "1 prime(s) could not be used" in result.output
-    assert "character 'Z'" in result.stderr and "Traceback" not in result.output
+    assert "input line 2: character 'Z'" in result.stderr and "Traceback" not in result.output
     model, codec, _ = load_model(run / "latest.h5")
-    want = ""
-    for i, prime in ((0, "the "), (2, "line 2")):        # line 1 failed; the seeds go on
-        alone = "".join(generate(model, codec, 12, prime, seed=[7, i, 0], echo=False))
-        want += alone + ("" if alone.endswith("\n") else "\n")
-    assert result.stdout == want
+
+    def continuation(prime, seed):
+        alone = "".join(generate(model, codec, 12, prime, seed=seed, echo=False))
+        return alone + ("" if alone.endswith("\n") else "\n")
+
+    # line 2 failed: an empty line in its place; the seeds go on
+    assert result.stdout == continuation("the ", [7, 0, 0]) + "\n" + \
+        continuation("line 2", [7, 2, 0])
+    three = gen(*args, "--num-samples", "2", "--separator", "#{n}", input="Zebra\nthe \n")
+    assert three.exit_code == 1
+    assert three.stdout == "#1\n\n#2\n\n" + "#1\n" + continuation("the ", [7, 1, 0]) + \
+        "#2\n" + continuation("the ", [7, 1, 1])
     mixed = gen(*args, "--prime", "x")
     assert mixed.exit_code == 2 and "--interactive reads its primes" in mixed.output
 
 
+@pytest.mark.slow               # a fresh process on a terminal
 def test_interactive_on_a_terminal(run):
     """Through a pseudo-terminal: a prompt, a continuation per line, Ctrl-D ends it."""
     import os
@@ -212,3 +220,73 @@ def test_device_and_threads(run):
         bad = CliRunner().invoke(main, [*command[:1], str(run / "latest.h5"),
                                         *map(str, command[1:]), "--device", "cuda"])
         assert bad.exit_code == 1 and "cuda" in bad.output and "Traceback" not in bad.output
+
+
+def test_interactive_through_a_pipe_answers_each_line_at_once(run):
+    """A program that writes a prime, waits for its answer, then writes the next: a bad
+    prime's answer is an empty line, and every answer comes while the pipe stays open."""
+    import select
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "generate", str(run / "latest.h5"),
+                             "-i", "--length", "30", "--greedy", "--stop", "\n"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+    def answer(prime, timeout=120):
+        proc.stdin.write(prime + b"\n")
+        proc.stdin.flush()
+        assert select.select([proc.stdout], [], [], timeout)[0], f"no answer to {prime}"
+        return proc.stdout.readline()
+
+    try:
+        first = answer(b"the ")
+        assert first.endswith(b"\n") and first.count(b"\n") == 1
+        assert answer(b"\x01bad") == b"\n"
+        assert answer(b"the ") == first          # greedy: the same prime, the same text
+    finally:
+        proc.stdin.close()
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+    assert code == 1 and "Traceback" not in err
+    assert "input line 2: character '\\x01'" in err and "1 prime(s) could not be used" in err
+
+
+def test_num_samples_separators_on_stdout_and_in_the_file(run, tmp_path):
+    args = [run / "latest.h5", "--length", "10", "--seed", "2", "--num-samples", "3"]
+    model, codec, _ = load_model(run / "latest.h5")
+    samples = []
+    for n in range(3):
+        text = "".join(generate(model, codec, 10, seed=[2, n]))
+        samples.append(text + ("" if text.endswith("\n") else "\n"))
+    shown = gen(*args)
+    assert shown.exit_code == 0
+    assert shown.stdout == "".join(f"--- sample {n + 1} of 3 ---\n{s}"
+                                   for n, s in enumerate(samples))
+    written = gen(*args, "-o", tmp_path / "out.txt")
+    assert written.exit_code == 0 and (tmp_path / "out.txt").read_text() == shown.stdout
+    custom = gen(*args, "--separator", "<{n}/{N}>")
+    assert custom.stdout == "".join(f"<{n + 1}/3>\n{s}" for n, s in enumerate(samples))
+    assert gen(*args, "--separator", "").stdout == "".join(samples)
+    one = gen(run / "latest.h5", "--length", "10", "--seed", "2")
+    assert "sample" not in one.stdout + one.stderr
+
+
+@pytest.mark.parametrize("stop, symbol", [("\u65e5\u672c", "'\u65e5' (U+65E5)"),
+                                          ("ok\x01", "'\\x01' (U+0001)")])
+def test_a_stop_string_the_model_cannot_write_is_an_error(run, stop, symbol):
+    result = gen(run / "latest.h5", "--length", "10", "--stop", "e", "--stop", stop)
+    assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and symbol in lines[0] and "--stop" in lines[0], lines
+    model, codec, _ = load_model(run / "latest.h5")
+    with pytest.raises(ValueError, match="can never match"):
+        next(generate(model, codec, 10, stop=[stop]))
+
+
+def test_stop_strings_a_word_model_can_write(word_run):
+    ok = gen(word_run / "latest.h5", "--length", "5", "--seed", "1", "--stop", "the fox\n")
+    assert ok.exit_code == 0, ok.output
+    bad = gen(word_run / "latest.h5", "--length", "5", "--stop", "fox!")
+    assert bad.exit_code == 1 and "'!'" in bad.stderr

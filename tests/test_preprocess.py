@@ -53,6 +53,38 @@ def test_char_round_trip_across_block_boundaries(tmp_path, block):
         assert corpus.vocab == sorted(set(TEXT))  # code point order
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "utf-16", "utf-7"])
+@pytest.mark.parametrize("block", [1, 3, 7, 64, 1 << 20])
+def test_char_round_trip_in_ascii_blocks_and_others(tmp_path, encoding, block):
+    """Blocks of ASCII bytes are taken undecoded only where that gives the same characters:
+    not after a character cut by the block's start, not in UTF-16 (ASCII text has NUL bytes
+    that are ASCII too) nor UTF-7 (b"+-" is "+"), not where a BOM is still to come."""
+    text = ("plain ascii + more " * 5 + "café déjà " + "ascii again + " * 5) * 3
+    src = tmp_path / "input.txt"
+    src.write_bytes(text.encode(encoding))
+    out = tmp_path / "c.h5"
+    preprocess([str(src)], out, encoding=encoding, block=block, val_frac=0, test_frac=0,
+               force=True)
+    with Corpus(out) as corpus:
+        assert corpus.decode(corpus.tokens("train")) == text
+
+
+def test_read_text_gives_ascii_blocks_as_bytes(tmp_path):
+    from rnnkit.sources import read_text
+
+    path = write(tmp_path / "t.txt", "abcdéfghijklmn")       # é: bytes 4 and 5
+    blocks = list(read_text(str(path), "utf-8", "strict", 5, ascii_bytes=True))
+    # "abcd" and the first byte of é; the rest of é and "fghi" (decoded: é was carried over);
+    # then "jklmn", all ASCII with nothing carried over: its bytes
+    assert blocks == ["abcd", "éfghi", b"jklmn"]
+    assert list(read_text(str(path), "utf-8", "strict", 5)) == ["abcd", "éfghi", "jklmn"]
+    # a cut character that ASCII follows is replaced where it stands, not after the ASCII
+    path = write(tmp_path / "t.txt", b"ab\xc3cdefgh")
+    blocks = read_text(str(path), "utf-8", "replace", 3, ascii_bytes=True)
+    assert "".join(b.decode() if isinstance(b, bytes) else b for b in blocks) == \
+        "ab\ufffdcdefgh"
+
+
 def test_char_splits_concatenate_to_the_text(tmp_path):
     text = "".join(chr(ord("a") + i % 26) for i in range(1000)) + TEXT
     out = make(tmp_path, text, val_frac=0.1, test_frac=0.05)
@@ -123,6 +155,32 @@ def test_several_inputs_in_given_then_sorted_order(tmp_path):
 
 
 # -- dtype --
+
+@pytest.mark.parametrize("dtype, size", [(np.uint8, 1), (np.uint8, 2), (np.uint8, 7),
+                                         (np.uint16, 7), (np.uint32, 7)])
+@pytest.mark.parametrize("slice_", [3, 1 << 20])
+def test_add_counts_is_a_bincount(monkeypatch, dtype, size, slice_):
+    from rnnkit import tokenize
+
+    monkeypatch.setattr(tokenize, "SLICE", slice_)
+    units = np.random.default_rng(size).integers(0, 256 if dtype == np.uint8 else 70_000,
+                                                 size * 1001).astype(dtype)
+    counts = np.zeros(1 << 17, np.int64)
+    tokenize.add_counts(counts, units)
+    tokenize.add_counts(counts, units[:5])
+    expected = np.bincount(units, minlength=1 << 17) + np.bincount(units[:5], minlength=1 << 17)
+    assert (counts == expected).all()
+
+
+def test_as_bytes_gives_the_viewed_bytes_or_a_copy():
+    from rnnkit.tokenize import as_bytes
+
+    data = b"abcdef"
+    whole = np.frombuffer(data, np.uint8)
+    assert as_bytes(whole) is data
+    for view in (whole[1:], whole[:-1], whole[::-1], whole[::2], np.arange(3, dtype=np.uint8)):
+        assert as_bytes(view) == view.tobytes() and as_bytes(view) is not data
+
 
 def test_id_dtype_boundaries():
     assert [id_dtype(v) for v in (1, 256, 257, 65536, 65537)] == \
@@ -396,3 +454,50 @@ def test_info_rejects_other_files(tmp_path):
     assert_fails(tmp_path, ["info", tmp_path / "a.txt"], "is not an HDF5 file")
     assert_fails(tmp_path, ["info", tmp_path / "plain.h5"], "not an rnnkit file")
     assert_fails(tmp_path, ["info", tmp_path / "none.h5"], "does not exist", code=2)
+
+
+# -- the writer's own chunks --
+
+@pytest.mark.parametrize("data", [b"", b"\x01", b"\x00" * 7, b"\xff" * 2000, b"\xff" * 721,
+                                  bytes(range(256)) * 5,
+                                  np.random.default_rng(0).integers(0, 256, 100_001, np.uint8)
+                                  .tobytes(),
+                                  np.random.default_rng(1).integers(250, 256, 262_144, np.uint8)
+                                  .tobytes()])
+@pytest.mark.parametrize("segment", [None, 7])
+def test_fletcher32_is_hdf5s(tmp_path, monkeypatch, data, segment):
+    """The checksum the writer appends to the chunks it compresses is the one HDF5's own
+    fletcher32 filter appends (read back raw), for odd and even lengths, across its 360-word
+    folds, where the sums are multiples of 65535 (all 0xff), and summed in segments."""
+    from rnnkit.kernels.cpu import checksum
+    from rnnkit.kernels.cpu.checksum import with_checksum
+
+    if segment:
+        monkeypatch.setattr(checksum, "SEGMENT", segment)
+
+    if not data:
+        assert with_checksum(b"") == b"\0\0\0\0"
+        return
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("d", data=np.frombuffer(data, np.uint8), chunks=(len(data),),
+                         fletcher32=True)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        _, raw = f["d"].id.read_direct_chunk((0,))
+    assert with_checksum(data) == raw
+
+
+def test_preprocess_loads_no_compiler(tmp_path):
+    """Numba and LLVM take about 160 MB of memory, more than preprocessing itself: a corpus
+    is written without them (bench/RESULTS.md, "Preprocess")."""
+    import subprocess
+    import sys
+
+    src = write(tmp_path / "input.txt", TEXT * 1000)
+    code = ("import sys; from rnnkit.cli.main import main\n"
+            "try: main(sys.argv[1:])\n"
+            "except SystemExit as e: assert not e.code, e.code\n"
+            "print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, "preprocess", str(src), "-o",
+                          str(tmp_path / "c.h5"), "-q"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -92,3 +92,20 @@ def test_step_with_start_is_zaremba():
     """lr 1 for 4 epochs, then halved every epoch (Zaremba et al. 2014, small model)."""
     s = make_schedule("step", 1.0, every=1, factor=0.5, start=4)
     assert [s.lr(0, e) for e in range(7)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]
+
+
+def test_every_schedule_builds_from_its_config_section():
+    """The config's [schedule] section names a schedule and holds its options (schedule.py
+    maps each, the one place that lists the schedules)."""
+    from rnnkit.config import SCHEDULES, ScheduleConfig
+    from rnnkit.schedule import from_config
+
+    assert SCHEDULES == ("constant", "step", "cosine", "plateau")
+    for name in SCHEDULES:
+        assert from_config(ScheduleConfig(schedule=name, decay_steps=10), 0.1).name == name
+    s = from_config(ScheduleConfig(schedule="step", lr_decay_every=2, lr_decay_factor=0.25), 1.0)
+    assert (s.every, s.start, s.factor) == (2, 2, 0.25)
+    s = from_config(ScheduleConfig(schedule="cosine", warmup=3, decay_steps=9, min_lr=0.01), 1.0)
+    assert (s.warmup, s.total, s.min_ratio) == (3, 9, 0.01)
+    s = from_config(ScheduleConfig(schedule="plateau", plateau_threshold=0.1, max_decays=2), 1.0)
+    assert (s.threshold, s.factor, s.max_halvings) == (0.1, 0.5, 2)

@@ -141,4 +141,104 @@ def test_skip_and_empty_input(run):
     assert "1 symbols of standard input that the vocabulary lacks were left out" in \
         result.stderr
     empty = invoke("score", run / "best.h5", input="")
-    assert empty.exit_code == 0 and empty.stdout == "" and "0 lines, 0 tokens" in empty.stderr
+    assert empty.exit_code == 0 and empty.stdout == ""
+    assert empty.stderr == "0 lines, 0 tokens: nothing to score\n"
+
+
+def test_word_level_unknown_words_and_the_unk_count(word_run, tmp_path):
+    """Unknown words are <unk> (error, replace) or left out (skip), and both commands say how
+    many <unk> they scored."""
+    text = "the quick fox\nthe zebra naps <unk>\n"
+    (tmp_path / "w.txt").write_text(text)
+    for unknown, tokens, unk in (("error", 9, 2), ("replace", 9, 2), ("skip", 8, 1)):
+        scored = invoke("score", word_run / "best.h5", "--unknown", unknown, input=text)
+        assert scored.exit_code == 0, scored.output
+        assert sum(n for *_, n, _ in table(scored.stdout)) == tokens
+        assert f"2 lines, {tokens} tokens ({unk} <unk>)" in scored.stderr
+        what = "left out" if unknown == "skip" else "replaced by '<unk>'"
+        assert f"note: 1 words of standard input that the vocabulary lacks were {what}" \
+            in scored.stderr
+        ev = invoke("eval", word_run / "best.h5", "--text", tmp_path / "w.txt", "--unknown",
+                    unknown)
+        assert ev.exit_code == 0, ev.output
+        assert f"tokens {tokens - 1}\nunk_tokens {unk}\n" in ev.stdout     # the first: given
+
+
+
+@pytest.mark.parametrize("reset", ["per-line", "never"])
+def test_standard_input_streams_a_line_out_per_line_in(run, tmp_path, reset):
+    """A writer that keeps the pipe open gets each line's score before it writes the next,
+    the same scores as of the whole text at once; an error on a later line comes after the
+    lines before it, with its line number in the whole input."""
+    import select
+    import subprocess
+    import sys
+
+    lines = LINES.split("\n")
+    (tmp_path / "x.txt").write_text(LINES)
+    whole = table(invoke("score", run / "best.h5", tmp_path / "x.txt", "--reset-state",
+                         reset).stdout)
+    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "score", str(run / "best.h5"), "-",
+                             "--reset-state", reset], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    rows = []
+    try:
+        for i, line in enumerate(lines):
+            last = i == len(lines) - 1
+            proc.stdin.write(line.encode() + (b"" if last else b"\n"))
+            proc.stdin.flush()
+            if last:
+                proc.stdin.close()              # the last line has no newline: EOF ends it
+            assert select.select([proc.stdout], [], [], 120)[0], f"no score for line {i + 1}"
+            rows += table(proc.stdout.readline().decode())
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert [n for *_, n, _ in rows] == [n for *_, n, _ in whole]
+    np.testing.assert_allclose([lp for lp, *_ in rows], [lp for lp, *_ in whole], rtol=1e-5)
+    assert f"{len(lines)} lines," in err
+
+    late = subprocess.run([sys.executable, "-m", "rnnkit", "score", str(run / "best.h5"),
+                           "--reset-state", reset], input=b"the fox\nthe fox\nthe Zebra\n",
+                          capture_output=True)
+    assert late.returncode == 1 and len(late.stdout.splitlines()) <= 2
+    assert b"character 'Z' (U+005A) at line 3, column 5 of standard input" in late.stderr
+    assert b"Traceback" not in late.stderr
+
+
+@pytest.mark.parametrize("level", ["char", "byte"])
+def test_read_lines_gives_whole_lines_as_they_come(level):
+    """Pieces end after a newline, a character cut between two writes is whole in its line,
+    and the rest comes at the end; an invalid byte is named by its offset in the stream."""
+    import os
+    import threading
+
+    from rnnkit.errors import RnnkitError
+    from rnnkit.textcodec import read_lines
+
+    def pieces(writes, most=1 << 20):
+        r, w = os.pipe()
+        got = []
+        reader = read_lines(r, level, "utf-8", "standard input", most)
+        try:
+            for data in writes:
+                os.write(w, data)
+                if data.endswith(b"\n"):        # a whole line: its piece comes at once
+                    got.append(next(reader))
+            os.close(w)
+            got += list(reader)
+        finally:
+            os.close(r)
+        return got
+
+    text = "café\nnaïve\n"
+    parts = pieces([b"caf\xc3", b"\xa9\n", b"na\xc3\xafve\n", b"end"])
+    want = [text[:5], text[5:], "end"]
+    assert parts == ([p.encode() for p in want] if level == "byte" else want)
+    assert b"".join(p if level == "byte" else p.encode() for p in pieces(
+        [b"a\nb\nc", b"c\n"], most=3)) == b"a\nb\ncc\n"
+    if level == "char":
+        with pytest.raises(RnnkitError, match="standard input is not valid utf-8 at byte 7 "):
+            pieces([b"ab\ncd\n", b"x\xff\n"])

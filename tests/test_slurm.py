@@ -14,7 +14,8 @@ from tests.slurm_cluster import Cluster, missing
 from tests.tiny_run import make_corpus
 
 SCRIPT = Path(__file__).parent.parent / "examples" / "slurm" / "train.sbatch"
-pytestmark = pytest.mark.skipif(missing() is not None, reason=f"no SLURM here: {missing()}")
+pytestmark = [pytest.mark.skipif(missing() is not None, reason=f"no SLURM here: {missing()}"),
+              pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -55,13 +55,15 @@ def test_budget_follows_the_environment(monkeypatch):
 
 
 def test_cgroup_quota_files(tmp_path, monkeypatch):
+    from rnnkit.cores import _read_quota
+
     (tmp_path / "cpu.max").write_text("150000 100000\n")
-    assert threads._read_quota(str(tmp_path), "cpu.max") == 2
+    assert _read_quota(str(tmp_path), "cpu.max") == 2
     (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert threads._read_quota(str(tmp_path), "cpu.max") is None
+    assert _read_quota(str(tmp_path), "cpu.max") is None
     (tmp_path / "cpu.cfs_quota_us").write_text("50000\n")
     (tmp_path / "cpu.cfs_period_us").write_text("100000\n")
-    assert threads._read_quota(str(tmp_path), "cpu.cfs_quota_us") == 1
+    assert _read_quota(str(tmp_path), "cpu.cfs_quota_us") == 1
 
 
 class FakeMachine:

@@ -186,6 +186,7 @@ def test_resuming_a_finished_run_does_nothing(corpus, tmp_path):
     assert resume(tmp_path / "run", {"train": {"max_steps": 5}}).step == 5
 
 
+@pytest.mark.slow               # fresh processes, killed and resumed
 def test_real_process_sigterm_then_kill_9(corpus, tmp_path):
     """The command in its own process: SIGTERM gives exit code 75 and a checkpoint; kill -9
     during the resumed run leaves a readable latest.h5 that resumes again."""

@@ -33,12 +33,13 @@ def parse_device(device):
     raise BackendError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
-def get_backend(device="cpu", threads=None, local_ranks=1, local_rank=0):
+def get_backend(device="cpu", threads=None, local_ranks=1, local_rank=0, precision="fp32"):
     """The backend for `device`. threads: the CPU backend's partition (rnnkit/threads.py; 0:
     the cores this process may use, shared by `local_ranks` processes of one job on a node;
     None: leave the process's thread settings as they are). Plain "cuda" is GPU `local_rank`
     modulo the GPUs this process sees: one GPU per MPI rank on a node (under SLURM's
-    --gpus-per-task each rank sees only its own, GPU 0)."""
+    --gpus-per-task each rank sees only its own, GPU 0). precision: the GPU's float32 products,
+    "fp32" or "tf32" (kernels/cuda/products.py)."""
     kind, index = parse_device(device)
     if kind == "cpu":
         from rnnkit.backends.cpu import CPUBackend
@@ -51,4 +52,4 @@ def get_backend(device="cpu", threads=None, local_ranks=1, local_rank=0):
         from rnnkit.backends.cuda import CUDABackend
     except ImportError:
         raise BackendError(f"--device {device}: this rnnkit has no CUDA backend") from None
-    return CUDABackend(index, local_rank)
+    return CUDABackend(index, local_rank, precision)

@@ -160,8 +160,13 @@ class CPUBackend:
     def all_finite(self, a):
         return bool(np.isfinite(a).all())
 
-    def ids(self, x):
-        """(N, T) host token ids -> (T, N) int64 ids on the backend."""
+    def empty(self, shape, dtype):
+        """An array every entry of which the caller writes (here: zeros, as cheap)."""
+        return self.zeros(shape, dtype)
+
+    def ids(self, x, plan=False):
+        """(N, T) host token ids -> (T, N) int64 ids on the backend (plan: the GPU's
+        embedding-gradient plan, nothing to do here)."""
         return np.ascontiguousarray(np.asarray(x).T, dtype=np.int64)
 
     # -- layers ------------------------------------------------------------------------------

@@ -59,6 +59,9 @@ class Backend(Protocol):
     def zeros(self, shape, dtype):
         """A new array of zeros."""
 
+    def empty(self, shape, dtype):
+        """A new array whose contents are not set: the caller writes every entry."""
+
     def from_host(self, host):
         """A new array with a host array's contents."""
 
@@ -85,8 +88,9 @@ class Backend(Protocol):
     def all_finite(self, a):
         """Whether no entry is NaN or inf, a host bool."""
 
-    def ids(self, x):
-        """(N, T) host token ids -> (T, N) int64 ids on the backend."""
+    def ids(self, x, plan=False):
+        """(N, T) host token ids -> (T, N) int64 ids on the backend. plan: they feed a
+        training step's embedding gradient (the GPU prepares its plan as they go up)."""
 
     # -- layers ------------------------------------------------------------------------------
     def cell_forward(self, cell, x, p, buf, train=True):
@@ -112,7 +116,8 @@ class Backend(Protocol):
         """dw += dy.T @ x; db += the sum of dy's rows; dx = dy @ w (overwritten)."""
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):
-        """Summed cross-entropy in nats, a host float; overwrites logits (with grad: by
+        """Summed cross-entropy in nats, a host float (the GPU's: a float that comes with its
+        next readback, kernels/cuda/staging.Deferred); overwrites logits (with grad: by
         scale * dloss/dlogits)."""
 
     def softmax_xent_rows(self, logits, targets):

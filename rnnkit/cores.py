@@ -1,0 +1,74 @@
+"""The cores this process may use: the affinity mask, a cgroup CPU quota, SLURM, OpenMP.
+
+Apart from rnnkit/threads.py (the kernels' thread policy), which needs Numba: the corpus writer
+sizes its compression threads from this without loading a compiler.
+"""
+import math
+import os
+
+
+def _cgroup_quota():
+    """CPUs allowed by this process's cgroup CPU quota (v2 cpu.max or v1 cfs), or None."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    best = None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            files = [("/sys/fs/cgroup", "cpu.max")]
+        elif "cpu" in controllers.split(","):
+            files = [(f"/sys/fs/cgroup/{controllers}", "cpu.cfs_quota_us"),
+                     ("/sys/fs/cgroup/cpu", "cpu.cfs_quota_us")]
+        else:
+            continue
+        for root, name in files:
+            parts = path.strip("/").split("/") if path.strip("/") else []
+            for depth in range(len(parts), -1, -1):  # the tightest quota on the way up
+                folder = os.path.join(root, *parts[:depth])
+                quota = _read_quota(folder, name)
+                if quota is not None:
+                    best = quota if best is None else min(best, quota)
+    return best
+
+
+def _read_quota(folder, name):
+    try:
+        with open(os.path.join(folder, name), encoding="ascii") as f:
+            fields = f.read().split()
+        if name == "cpu.max":
+            quota, period = fields[0], fields[1] if len(fields) > 1 else "100000"
+        else:
+            quota = fields[0]
+            with open(os.path.join(folder, "cpu.cfs_period_us"), encoding="ascii") as f:
+                period = f.read().split()[0]
+        if quota in ("max", "-1"):
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def budget(local_ranks=1):
+    """(cores, reason): the cores this process may use, and what limits them. With several
+    ranks of one job on a node, each gets its share of what they all see."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+        found = [(cores, f"the CPU affinity mask allows {cores}")]
+    except AttributeError:  # macOS
+        cores = os.cpu_count() or 1
+        found = [(cores, f"the machine has {cores}")]
+    quota = _cgroup_quota()
+    if quota is not None:
+        found.append((quota, f"the cgroup CPU quota allows {quota}"))
+    for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            found.append((int(value), f"{var}={value}"))
+    n, why = min(found, key=lambda f: f[0])
+    if local_ranks > 1:
+        share = max(1, n // local_ranks)
+        return share, f"{why}, shared by {local_ranks} ranks on this node"
+    return n, why
