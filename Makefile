@@ -19,7 +19,7 @@ venv: $(STAMP)
 # The second pass runs the CUDA backend's tests in Numba's CUDA simulator (no GPU needed).
 test: $(STAMP)
 	$(PY) -m pytest
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/test_backend.py tests/test_cuda_kernels.py \
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/test_backend.py tests/test_adaptive.py tests/test_cuda_kernels.py \
 		tests/test_cuda_train.py tests/test_cuda_device.py tests/test_cuda_bench.py -k cuda
 
 demo: $(STAMP)

@@ -275,6 +275,14 @@ def clean_temporaries(run_dir):
     return removed
 
 
+def _adaptive_text(model):
+    """How `rnnkit info` names an adaptive softmax ("" for a full one)."""
+    if model.get("softmax") != "adaptive":
+        return ""
+    bias = ", head bias" if model.get("head_bias") else ""
+    return f"adaptive softmax (cutoffs {model['cutoffs']}, div {model['div_value']:g}{bias}), "
+
+
 def describe(path):
     """Lines for `rnnkit info`: the model, training progress, optimizer and vocabulary."""
     from rnnkit.config import ConfigError, from_dict
@@ -290,8 +298,8 @@ def describe(path):
              f"made by rnnkit {meta.get('rnnkit_version', '?')} at {meta.get('created', '?')}",
              f"model: {model.get('cell')} {model.get('layers')}x{model.get('hidden')}, "
              f"embed {model.get('embed')}, dropout {model.get('dropout')}, "
-             f"{'tied, ' if model.get('tie_weights') else ''}{size:,} parameters "
-             f"({model.get('dtype', 'float32')})"]
+             f"{'tied, ' if model.get('tie_weights') else ''}"
+             f"{_adaptive_text(model)}{size:,} parameters ({model.get('dtype', 'float32')})"]
     best = meta.get("best_val_loss", math.inf)
     best_text = (f"{best:.4f} nats/token (perplexity {show_perplexity(perplexity(best))}, "
                  f"{bits(best):.3f} bits)" if math.isfinite(best) else "none yet")
