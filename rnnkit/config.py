@@ -206,7 +206,8 @@ class LoopConfig:
                             at_least(0))
     checkpoint_every: int = setting(1000, "Also checkpoint every this many steps (0: only at "
                                     "validations).", at_least(0))
-    keep: int = setting(0, "Keep this many step-N.h5 checkpoints besides latest.h5 and best.h5.",
+    keep: int = setting(0, "Keep this many of the newest checkpoints, as step-00000080.h5 (the "
+                        "one of step 80), besides latest.h5 and best.h5.",
                         at_least(0))
     log_every: int = setting(10, "Steps per line of metrics.jsonl.", at_least(1))
     seed: int = setting(0, "Seed of the weights and dropout: same seed, same run.", at_least(0))

@@ -25,6 +25,7 @@ from rnnkit.errors import TrainError
 from rnnkit.evaluate import evaluate_batches
 from rnnkit.metrics import show_perplexity
 from rnnkit.optim import clip_gradients
+from rnnkit.paths import portable
 from rnnkit.run_dir import METRICS
 from rnnkit.runtime import Runtime
 from rnnkit.train_log import Metrics, ProgressBar, val_metrics
@@ -220,8 +221,7 @@ class Loop:
         if self.main:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                **numbers, lr=lr, elapsed=c.elapsed)
-        self.say(f"step {c.step}: val loss {loss:.4f}, ppl {show_perplexity(numbers['val_ppl'])}, "
-                 f"{numbers['val_bpc']:.3f} bits/token{' (best)' if improved else ''}")
+        self.say(_val_line(c.step, loss, " (best)" if improved else ""))
         reason = None
         if t_cfg.patience and c.bad_evals >= t_cfg.patience:
             reason = f"early stopping: no better validation loss in {c.bad_evals} evaluations"
@@ -255,11 +255,12 @@ class Loop:
         self.rollbacks, self.saved_step = 0, self.run.counters.step
         started = time.perf_counter()
         ck = self.run.checkpoint()      # every rank: the state and RNGs are gathered
+        ck.config = portable(ck.config, self.run_dir)
         # the others wait for rank 0's write: allow them ten times its last one
         allowance = 10 * self.comm.decide(self.save_s)
         if self.main:
             checkpoint.save_run(self.run_dir, ck, keep=self.cfg.train.keep, best=best)
-            self.folder.write_config(self.cfg)
+            self.folder.write_config(ck.config)
         self.save_s = time.perf_counter() - started
         self.comm.barrier(allowance)    # nobody reads latest.h5 before it is whole
 
@@ -366,10 +367,15 @@ class Loop:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                **val_metrics(loss), elapsed=c.elapsed,
                                **({"val_batches": done} if partial else {}))
-        self.say(f"step {c.step}: val loss {loss:.4f}" +
-                 (f" (on {done} of {count} batches: the time limit)" if partial else
-                  " (best)" if best else ""))
+        self.say(_val_line(c.step, loss, f" (on {done} of {count} batches: the time limit)"
+                           if partial else " (best)" if best else ""))
         return best
+
+
+def _val_line(step, loss, tail=""):
+    numbers = val_metrics(loss)
+    return (f"step {step}: val loss {loss:.4f}, ppl {show_perplexity(numbers['val_ppl'])}, "
+            f"{numbers['val_bpc']:.3f} bits/token{tail}")
 
 
 def _duration(seconds):

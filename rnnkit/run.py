@@ -66,6 +66,7 @@ class Run:
         self.vocab, self.encoding = vocab, encoding
         self.counters = Counters()
         self.state = None           # carried hidden state, set by the loop
+        self.corpus = None          # the fingerprint of its corpus (Corpus.fingerprint)
 
     @classmethod
     def build(cls, cfg, vocab, encoding, backend, comm):
@@ -100,7 +101,8 @@ class Run:
             rng=rng, state=state,
             vocab=self.vocab, encoding=self.encoding, step=c.step, epoch=c.epoch,
             batch=c.batch, elapsed=c.elapsed, best_val_loss=c.best_val_loss,
-            meta={"bad_evals": c.bad_evals, "last_eval_step": c.last_eval_step})
+            meta={"bad_evals": c.bad_evals, "last_eval_step": c.last_eval_step,
+                  **({"corpus": json.dumps(self.corpus)} if self.corpus else {})})
 
     def restore(self, ck):
         """Put the state of checkpoint `ck` back (same architecture and settings)."""
