@@ -33,7 +33,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from rnnkit import __version__, files, h5
+from rnnkit import __version__, files, h5, softmax
 from rnnkit.errors import RnnkitError
 from rnnkit.metrics import bits, perplexity, show_perplexity
 from rnnkit.tokenize import Vocabulary
@@ -275,12 +275,9 @@ def clean_temporaries(run_dir):
     return removed
 
 
-def _adaptive_text(model):
-    """How `rnnkit info` names an adaptive softmax ("" for a full one)."""
-    if model.get("softmax") != "adaptive":
-        return ""
-    bias = ", head bias" if model.get("head_bias") else ""
-    return f"adaptive softmax (cutoffs {model['cutoffs']}, div {model['div_value']:g}{bias}), "
+def _softmax(model):
+    text = softmax.describe(model)
+    return f"{text}, " if text else ""
 
 
 def describe(path):
@@ -299,7 +296,7 @@ def describe(path):
              f"model: {model.get('cell')} {model.get('layers')}x{model.get('hidden')}, "
              f"embed {model.get('embed')}, dropout {model.get('dropout')}, "
              f"{'tied, ' if model.get('tie_weights') else ''}"
-             f"{_adaptive_text(model)}{size:,} parameters ({model.get('dtype', 'float32')})"]
+             f"{_softmax(model)}{size:,} parameters ({model.get('dtype', 'float32')})"]
     best = meta.get("best_val_loss", math.inf)
     best_text = (f"{best:.4f} nats/token (perplexity {show_perplexity(perplexity(best))}, "
                  f"{bits(best):.3f} bits)" if math.isfinite(best) else "none yet")

@@ -130,6 +130,15 @@ def check(cfg):
                          f"{cfg.vocab_size} (every cluster needs a word)")
 
 
+def describe(model):
+    """How a run's first lines and `rnnkit info` name the output layer, from a [model] table
+    (a dict): "" for a full softmax."""
+    if model.get("softmax") != "adaptive":
+        return ""
+    bias = ", head bias" if model.get("head_bias") else ""
+    return f"adaptive softmax (cutoffs {model['cutoffs']}, div {model['div_value']:g}{bias})"
+
+
 def workspace_numbers(cfg, M):
     """Numbers of the output layer's buffers for M rows, at most (model.memory_bytes)."""
     c = Clusters.of(cfg)

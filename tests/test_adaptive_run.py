@@ -40,6 +40,7 @@ def run(tmp_path_factory):
     result = invoke("train", corpus, "-o", folder / "run", *SMALL, *ADAPTIVE, "--max-steps",
                     "30", "--eval-every", "10", "--lr", "0.02")
     assert result.exit_code == 0, result.output
+    assert "lstm 1x16, adaptive softmax (cutoffs 10,30, div 2), " in result.stderr
     return folder / "run", corpus
 
 
@@ -60,7 +61,7 @@ def test_train_eval_score_generate_info(run):
     assert all(math.isfinite(float(line.split("\t")[0])) for line in
                scored.stdout.splitlines())
     info = invoke("info", folder / "latest.h5")
-    assert "adaptive softmax (cutoffs 10,30, div 2)" in info.output, info.output
+    assert "adaptive softmax (cutoffs 10,30, div 2), " in info.output, info.output
 
 
 def test_eval_is_the_mean_of_every_tokens_exact_log_probability(run):
