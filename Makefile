@@ -20,8 +20,8 @@ venv: $(STAMP)
 # CUDA simulator (no GPU needed).
 test: $(STAMP)
 	$(PY) -m pytest
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/test_backend.py tests/test_cuda_kernels.py \
-		tests/test_cuda_train.py tests/test_cuda_device.py tests/test_cuda_bench.py \
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/test_backend.py tests/test_adaptive.py \
+		tests/test_cuda_kernels.py tests/test_cuda_train.py tests/test_cuda_device.py tests/test_cuda_bench.py \
 		tests/test_beam.py -k cuda
 
 # The inner loop: every test but those marked slow (cold compiles, MPI, SLURM, the demo, runs in

@@ -33,7 +33,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from rnnkit import files, h5
+from rnnkit import files, h5, softmax
 from rnnkit.version import __version__
 from rnnkit.errors import RnnkitError
 from rnnkit.metrics import bits, perplexity, show_perplexity
@@ -276,6 +276,11 @@ def clean_temporaries(run_dir):
     return removed
 
 
+def _softmax(model):
+    text = softmax.describe(model)
+    return f"{text}, " if text else ""
+
+
 def describe(path):
     """Lines for `rnnkit info`: the model, training progress, optimizer and vocabulary."""
     from rnnkit.config import ConfigError, from_dict
@@ -291,8 +296,8 @@ def describe(path):
              f"made by rnnkit {meta.get('rnnkit_version', '?')} at {meta.get('created', '?')}",
              f"model: {model.get('cell')} {model.get('layers')}x{model.get('hidden')}, "
              f"embed {model.get('embed')}, dropout {model.get('dropout')}, "
-             f"{'tied, ' if model.get('tie_weights') else ''}{size:,} parameters "
-             f"({model.get('dtype', 'float32')})"]
+             f"{'tied, ' if model.get('tie_weights') else ''}"
+             f"{_softmax(model)}{size:,} parameters ({model.get('dtype', 'float32')})"]
     best = meta.get("best_val_loss", math.inf)
     best_text = (f"{best:.4f} nats/token (perplexity {show_perplexity(perplexity(best))}, "
                  f"{bits(best):.3f} bits)" if math.isfinite(best) else "none yet")

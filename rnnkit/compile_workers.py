@@ -75,7 +75,7 @@ def forward(model, N, T):
 def task(model, spec, name):
     """Run task `name`'s kernels on zeros of the spec's shapes, on `model`'s arrays (writing
     its workspace and gradients, never its parameters): "cell", every layer's BPTT;
-    "linear", the output projection's backward; "rest", the embedding's backward, clipping
+    "linear", the output layer's forward and backward; "rest", the embedding's backward, clipping
     and the optimizer update (on arrays of its own)."""
     from rnnkit.optim import clip_gradients, make_optimizer
 
@@ -89,10 +89,8 @@ def task(model, spec, name):
                                   ws["demb"] if layer == 0 else ws["dtop"][0],
                                   model._scratch(ws, T, N, x_in.shape[2]))
     elif name == "linear":
-        backend.linear_backward(ws["dtop"][1].reshape(T * N, H), model.out_w, ws["logits"],
-                                ws["dtop"][0].reshape(T * N, H),
-                                model.g["embed"] if model.cfg.tie_weights else model.g["out.w"],
-                                model.g["out.b"])
+        model.output.compile_backward(ws["dtop"][1].reshape(T * N, H),
+                                      ws["dtop"][0].reshape(T * N, H))
     else:
         backend.embed_backward(backend.ids(np.zeros((N, T), np.int64)), ws["demb"],
                                model.g["embed"])

@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, get_type_hints
 
-from rnnkit import cells, optim, schedule
+from rnnkit import cells, optim, schedule, softmax
 from rnnkit.errors import RnnkitError
 
 if sys.version_info >= (3, 11):
@@ -76,9 +76,23 @@ class ModelConfig:
                                 "hidden).")
     dtype: str = setting("float32", "Parameter type: float32 trains, float64 checks.",
                          ("choice", ("float32", "float64")))
+    softmax: str = setting("full", "Output layer: full softmax, or adaptive (Grave et al. "
+                           "2017, PyTorch's AdaptiveLogSoftmaxWithLoss: for large "
+                           "vocabularies).", ("choice", softmax.KINDS))
+    cutoffs: str = setting("", "adaptive: the ids where the head's shortlist and each tail "
+                           "cluster end, e.g. 2000,10000 (word ids go by frequency).",
+                           ("ints",), show='"", adaptive needs it')
+    div_value: float = setting(4.0, "adaptive: tail cluster i projects H to H / div_value^(i+1).",
+                               at_least(0, open_=True))
+    head_bias: bool = setting(False, "adaptive: a bias on the head (PyTorch's head_bias).")
     vocab_size: int = setting(0, "V, from the corpus.", key=False)
 
     def __post_init__(self):
+        if not isinstance(self.cutoffs, str):       # a list, as TOML and Python write it
+            try:
+                self.cutoffs = softmax.join_cutoffs(self.cutoffs)
+            except ValueError as err:
+                raise ConfigError(f"[model] {err}") from None
         self.check()
 
     def check(self):
@@ -97,6 +111,14 @@ class ModelConfig:
                               f"{self.hidden})")
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"[model] dtype must be float32 or float64, not {self.dtype!r}")
+        try:
+            softmax.check(self)
+        except ValueError as err:
+            raise ConfigError(f"[model] {err}") from None
+
+    def clusters(self):
+        """The adaptive softmax's Clusters (rnnkit/softmax.py), or None for a full one."""
+        return softmax.Clusters.of(self)
 
     def shapes(self):
         """Name -> shape of every parameter, in storage order (rnnkit/cells.py)."""
@@ -107,6 +129,10 @@ class ModelConfig:
         for layer in range(self.layers):
             for name, shape in cells.get(self.cell).params(E if layer == 0 else H, H).items():
                 out[f"l{layer}.{name}"] = shape
+        clusters = self.clusters()
+        if clusters is not None:
+            out.update(clusters.shapes())
+            return out
         if not self.tie_weights:
             out["out.w"] = (V, H)
         out["out.b"] = (V,)
@@ -252,6 +278,11 @@ def _coerce(where, kind, value, meta):
         if value is None:
             return None
         kind = next(k for k in optional if k is not type(None))
+    if meta.get("kind") == ("ints",):
+        try:
+            return softmax.join_cutoffs(value)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
     if meta.get("kind") == ("duration",) and isinstance(value, str):
         try:
             return parse_duration(value)

@@ -17,6 +17,13 @@ transpose. k is the layer, G the gate blocks (LSTM 4, GRU 3, RNN 1).
     out.w (V, H)            decoder.weight (tied: a copy of encoder.weight)
     out.b (V)               decoder.bias
 
+With an adaptive softmax the decoder is torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cutoffs,
+div_value, head_bias), its own names under decoder. (rnnkit/softmax.py, same layouts):
+
+    out.head.w (c_0 + k, H) decoder.head.weight     out.head.b: decoder.head.bias
+    out.tail{i}.proj        decoder.tail.{i}.0.weight
+    out.tail{i}.w           decoder.tail.{i}.1.weight
+
 Import adds bias_ih and bias_hh (the GRU's n blocks stay apart: b_n and b_hn); a missing bias
 (bias=False) is zero. Exported and imported again, every weight comes back bit for bit. The
 shapes expected are those most tensors agree on; a tensor of another shape, or one holding
@@ -24,10 +31,12 @@ NaN or infinity, is a one-line error naming it.
 
 What the weights do not say goes in a JSON file beside them (NAME.json for NAME.safetensors):
 {"format": "rnnkit-export", "format_version": 1, "cell", "rnn_type" (word_language_model's
---model), "level", "encoding", "tie_weights", "dtype", "tokens" (the vocabulary in id order;
-a byte token is its latin-1 character), "config" (rnnkit's training config)}. A file made in
-PyTorch imports with such a JSON holding at least "level" and "tokens" (and "cell" for an
-Elman RNN, whose weights do not tell tanh from relu). safetensors is the optional extra
+--model), "level", "encoding", "tie_weights", "dtype", "softmax" (with "adaptive": its
+"cutoffs" list, "div_value", "head_bias", the module's arguments), "tokens" (the vocabulary
+in id order; a byte token is its latin-1 character), "config" (rnnkit's training config)}. A
+file made in PyTorch imports with such a JSON holding at least "level" and "tokens" (and
+"cell" for an Elman RNN, whose weights do not tell tanh from relu; "div_value" where the
+tails' sizes do not tell it). safetensors is the optional extra
 `rnnkit[safetensors]`.
 """
 import codecs
@@ -94,8 +103,13 @@ def to_pytorch(weights, cfg):
         out[f"rnn.weight_hh_l{k}"] = weights[f"l{k}.w_h"].T
         out[f"rnn.bias_ih_l{k}"] = b
         out[f"rnn.bias_hh_l{k}"] = bias_hh
-    out["decoder.weight"] = weights["embed" if cfg.tie_weights else "out.w"]
-    out["decoder.bias"] = weights["out.b"]
+    clusters = cfg.clusters()
+    if clusters is not None:
+        for ours, theirs in adaptive_names(clusters).items():
+            out[theirs] = weights[ours]
+    else:
+        out["decoder.weight"] = weights["embed" if cfg.tie_weights else "out.w"]
+        out["decoder.bias"] = weights["out.b"]
     return {name: np.ascontiguousarray(a) for name, a in out.items()}
 
 
@@ -138,7 +152,28 @@ def export_info(ck, cfg):
     """What the JSON beside an export says of the model, but the tokens and the config."""
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "cell": cfg.cell,
             "rnn_type": RNN_TYPES[cfg.cell], "level": ck.vocab.level, "encoding": ck.encoding,
-            "tie_weights": bool(cfg.tie_weights), "dtype": cfg.dtype}
+            "tie_weights": bool(cfg.tie_weights), "dtype": cfg.dtype, **softmax_info(cfg)}
+
+
+def adaptive_names(clusters):
+    """rnnkit's names of an adaptive softmax's weights -> PyTorch's (the module's
+    state_dict() names under decoder.)."""
+    out = {"out.head.w": "decoder.head.weight"}
+    if clusters.head_bias:
+        out["out.head.b"] = "decoder.head.bias"
+    for i in range(clusters.k):
+        out[f"out.tail{i}.proj"] = f"decoder.tail.{i}.0.weight"
+        out[f"out.tail{i}.w"] = f"decoder.tail.{i}.1.weight"
+    return out
+
+
+def softmax_info(cfg):
+    """The output layer in the export's JSON: an adaptive one's module arguments."""
+    c = cfg.clusters()
+    if c is None:
+        return {"softmax": "full"}
+    return {"softmax": "adaptive", "cutoffs": list(c.cutoffs), "div_value": c.div_value,
+            "head_bias": c.head_bias}
 
 
 def write_both(path, data, meta_path, meta):
@@ -250,7 +285,8 @@ def _tensor(tensors, name, shape, path, dtype):
 
 def from_pytorch(tensors, info, meta, path):
     """(ModelConfig, rnnkit's named weights) from word_language_model's state dict."""
-    for name in ("encoder.weight", "rnn.weight_hh_l0", "decoder.bias"):
+    for name in ("encoder.weight", "rnn.weight_hh_l0",
+                 "decoder.head.weight" if "decoder.head.weight" in tensors else "decoder.bias"):
         if name not in tensors:
             raise ExchangeError(f"{path}: tensor {name} is missing (expected PyTorch "
                                 f"word_language_model's names: encoder., rnn., decoder.)")
@@ -263,18 +299,21 @@ def from_pytorch(tensors, info, meta, path):
     layers = _layers(tensors)
     cell, H = _cell_and_hidden(tensors, info, meta, path)
     GH = cells.get(cell).gates * H
+    adaptive = _adaptive(tensors, info, H, path) if "decoder.head.weight" in tensors else {}
     tied = info.get("tie_weights")
-    if tied is None:      # a PyTorch file: tied when the decoder is the encoder
+    if adaptive:
+        tied = False
+    elif tied is None:    # a PyTorch file: tied when the decoder is the encoder
         dec = tensors.get("decoder.weight")
         tied = dec is None or (dec.shape == (V, E) and np.array_equal(dec, tensors[
             "encoder.weight"]))
     try:
         cfg = ModelConfig(cell=cell, vocab_size=V, embed=E, hidden=H, layers=max(layers, 1),
-                          tie_weights=bool(tied), dtype=np.dtype(dtype).name)
+                          tie_weights=bool(tied), dtype=np.dtype(dtype).name, **adaptive)
     except ConfigError as err:
         raise ExchangeError(f"{path}: {err}") from None
-    used = {"encoder.weight", "decoder.bias"} | ({"decoder.weight"} if "decoder.weight" in
-                                                 tensors else set())
+    used = {"encoder.weight"} if adaptive else {"encoder.weight", "decoder.bias"} | (
+        {"decoder.weight"} if "decoder.weight" in tensors else set())
     weights = {"embed": _tensor(tensors, "encoder.weight", (V, E), path, dtype)}
     for k in range(cfg.layers):
         D = E if k == 0 else H
@@ -291,14 +330,45 @@ def from_pytorch(tensors, info, meta, path):
             weights[f"l{k}.b_hn"] = b_hh[2 * H:].copy()
         else:
             weights[f"l{k}.b"] = b_ih + b_hh
-    if not cfg.tie_weights:
-        weights["out.w"] = _tensor(tensors, "decoder.weight", (V, H), path, dtype)
-    weights["out.b"] = _tensor(tensors, "decoder.bias", (V,), path, dtype)
+    if adaptive:
+        shapes = cfg.clusters().shapes()
+        for ours, theirs in adaptive_names(cfg.clusters()).items():
+            weights[ours] = _tensor(tensors, theirs, shapes[ours], path, dtype)
+            used.add(theirs)
+    else:
+        if not cfg.tie_weights:
+            weights["out.w"] = _tensor(tensors, "decoder.weight", (V, H), path, dtype)
+        weights["out.b"] = _tensor(tensors, "decoder.bias", (V,), path, dtype)
     extra = sorted(set(tensors) - used)
     if extra:
         raise ExchangeError(f"{path}: tensor {extra[0]} has no place in an rnnkit model "
                             f"(bidirectional and projected RNNs are not supported)")
     return cfg, weights
+
+
+def _adaptive(tensors, info, H, path):
+    """ModelConfig's adaptive softmax settings from an AdaptiveLogSoftmaxWithLoss's weights:
+    the cutoffs from the head's and the tails' sizes; div_value from the JSON, or the first
+    of 4, 2 and H / h_0 that gives every tail's projection size."""
+    k = 0
+    while f"decoder.tail.{k}.1.weight" in tensors:
+        k += 1
+    sizes = [tensors[f"decoder.tail.{i}.1.weight"].shape[0] for i in range(k)]
+    hidden = [tensors[f"decoder.tail.{i}.1.weight"].shape[1] for i in range(k)]
+    shortlist = tensors["decoder.head.weight"].shape[0] - k
+    if k == 0 or shortlist < 1:
+        raise ExchangeError(f"{path}: decoder.head.weight without decoder.tail.N.1.weight: "
+                            f"not an adaptive softmax rnnkit can read")
+    cutoffs = [shortlist + sum(sizes[:i]) for i in range(k)]
+    model = (info.get("config") or {}).get("model", {})
+    given = info.get("div_value", model.get("div_value"))
+    for d in [given] if given is not None else [4.0, 2.0, H / max(1, hidden[0])]:
+        if all(int(H // (float(d) ** (i + 1))) == h for i, h in enumerate(hidden)):
+            return dict(softmax="adaptive", cutoffs=cutoffs, div_value=float(d),
+                        head_bias="decoder.head.bias" in tensors)
+    raise ExchangeError(f"{path}: the tails' projection sizes {hidden} do not follow "
+                        f"from div_value {given if given is not None else '4, 2 or H / h_0'}; "
+                        f"put \"div_value\" in its JSON file")
 
 
 def _vocabulary(info, meta, V, path):
@@ -333,8 +403,8 @@ def import_safetensors(path, output, vocab=None, force=False):
     except ConfigError as err:
         raise ExchangeError(f"{vocab}: its \"config\" is not usable: {err}") from None
     train.model = ModelConfig(**{**{f: getattr(cfg, f) for f in (
-        "cell", "embed", "hidden", "layers", "tie_weights", "dtype")},
-        "dropout": train.model.dropout})
+        "cell", "embed", "hidden", "layers", "tie_weights", "dtype", "softmax", "cutoffs",
+        "div_value", "head_bias")}, "dropout": train.model.dropout})
     encoding = info.get("encoding") or meta.get("encoding") or "utf-8"
     try:
         codecs.lookup(encoding)

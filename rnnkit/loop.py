@@ -20,7 +20,7 @@ import math
 import time
 
 
-from rnnkit import checkpoint
+from rnnkit import checkpoint, softmax
 from rnnkit.errors import TrainError
 from rnnkit.evaluate import evaluate_batches
 from rnnkit.metrics import show_perplexity
@@ -178,7 +178,9 @@ class Loop:
             self.metrics.truncate_after(c.step)
             self.metrics.write(event="resume" if resumed else "start", step=c.step)
         what = f"resuming at step {c.step}" if resumed else "new run"
-        self.say(f"{m.cell} {m.layers}x{m.hidden}, {run.model.num_params():,} parameters; "
+        out = softmax.describe(dataclasses.asdict(m))
+        self.say(f"{m.cell} {m.layers}x{m.hidden}, {out + ', ' if out else ''}"
+                 f"{run.model.num_params():,} parameters; "
                  f"{self.corpus.len_split(run.cfg.data.train_split):,} training tokens, "
                  f"{nb:,} batches per epoch; {what} in {self.run_dir}")
         if self.missing_val:

@@ -1,4 +1,5 @@
-"""The language model: embedding -> L recurrent layers -> output projection -> softmax.
+"""The language model: embedding -> L recurrent layers -> output layer (full or adaptive
+softmax: rnnkit/softmax.py).
 
 Parameters live in one flat array (`params`) and gradients in another (`grads`), with named
 views into each (`p`, `g`): optimizers, gradient averaging across ranks and norm clipping each
@@ -10,11 +11,11 @@ or a GPU, and runs every kernel. This module only says what runs in which order,
 
     model = Model(ModelConfig(cell="lstm", vocab_size=65, hidden=256))
     loss, state = model.forward_backward(x, y, model.init_state(N))     # model.grads filled
-    logits = model.step(tokens, state)                                   # sampling: T = 1
+    scores = model.step(tokens, state)       # sampling: T = 1; logits or log-probabilities
 """
 import numpy as np
 
-from rnnkit import cells
+from rnnkit import cells, softmax
 from rnnkit.backends import get_backend
 from rnnkit.config import ModelConfig
 
@@ -53,14 +54,14 @@ def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
     item = np.dtype(dtype).itemsize
     cell = cells.get(cfg.cell)
     P = sum(int(np.prod(s)) for s in cfg.shapes().values())
-    H, E, L, V = cfg.hidden, cfg.embed, cfg.layers, cfg.vocab_size
+    H, E, L = cfg.hidden, cfg.embed, cfg.layers
     inputs = [E if i == 0 else H for i in range(L)]
     numbers = P * (2 + optimizer_buffers)
     numbers += sum(int(np.prod(s)) for D in inputs
                    for s in backend.buffers(cell, T, N, D, H).values())
     numbers += max(sum(int(np.prod(s)) for s in backend.scratch(cell, T, N, D, H).values())
                    for D in inputs)
-    numbers += T * N * (2 * E + 2 * H + V) + 2 * N * H
+    numbers += T * N * (2 * E + 2 * H) + softmax.workspace_numbers(cfg, T * N) + 2 * N * H
     if cfg.dropout:
         numbers += 2 * T * N * (sum(inputs) + H)
     return numbers * item
@@ -106,18 +107,22 @@ class Model:
         self._bases = {}                # N -> (T, the arrays its workspaces view)
         self.lp = [self.layer(self.p, i) for i in range(cfg.layers)]
         self.lg = [self.layer(self.g, i) for i in range(cfg.layers)]
+        self.output = softmax.make(self)
         self.init_weights(seed)
 
     def init_weights(self, seed):
         """PyTorch's RNN init, U(-1/sqrt(H), 1/sqrt(H)); U(-0.1, 0.1) for the embedding and
-        output (word_language_model); then the cell's own bias blocks (the LSTM's forget gate:
-        rnnkit/cells.py). Drawn on the host, the same numbers on every backend."""
+        full softmax (word_language_model); an adaptive softmax's as PyTorch's Linear layers,
+        U(-1/sqrt(fan_in), 1/sqrt(fan_in)); then the cell's own bias blocks (the LSTM's
+        forget gate: rnnkit/cells.py). Drawn on the host, the same numbers on every
+        backend."""
         rng = np.random.default_rng(seed)
         H = self.cfg.hidden
         host = np.zeros(self.params.shape, self.dtype)
         views = _views(host, self.cfg.shapes())
         for name, w in views.items():
-            bound = 0.1 if name in ("embed", "out.w") else 1.0 / np.sqrt(H)
+            bound = 0.1 if name in ("embed", "out.w") else 1.0 / np.sqrt(
+                w.shape[1] if name.startswith("out.tail") else H)
             w[...] = 0.0 if name == "out.b" else rng.uniform(-bound, bound, w.shape)
         for layer in range(self.cfg.layers):
             self.cell.init_bias(views[f"l{layer}.b"], H)
@@ -139,10 +144,6 @@ class Model:
     def layer(self, d, layer):
         prefix = f"l{layer}."
         return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
-
-    @property
-    def out_w(self):
-        return self.p["embed"] if self.cfg.tie_weights else self.p["out.w"]
 
     def init_state(self, N, zero=True):
         """Zeros (zero=False: contents unset, for a state every entry of which is written
@@ -200,7 +201,6 @@ class Model:
             # dropout's masks and masked inputs, per stage (none without dropout)
             "dropped": [(T, N, D) if cfg.dropout else None for D in inputs + [H]],
             "masks": [(T, N, D) if cfg.dropout else None for D in inputs + [H]],
-            "logits": (T * N, cfg.vocab_size),
             "scratch": {k: (n,) for k, n in scratch.items()},
             "dtop": [(T, N, H), (T, N, H)],
             "demb": (T, N, E),
@@ -222,8 +222,8 @@ class Model:
         return ws["dropped"][i]
 
     # -- forward / backward ----------------------------------------------------------------
-    def _forward(self, x, state, rng, train, project=True):
-        """Embedding, layers and (with project) output projection."""
+    def _forward(self, x, state, rng, train):
+        """Embedding and layers; ws["inputs"][-1] is what the output layer reads."""
         b = self.backend
         N, T = x.shape
         ws = self.workspace(N, T)
@@ -240,9 +240,13 @@ class Model:
             inp = buf["hs"][1:]
         inp = self._dropout(ws, self.cfg.layers, inp, rng)
         ws["inputs"][-1] = inp
-        if project:
-            b.linear_forward(inp.reshape(T * N, -1), self.out_w, self.p["out.b"], ws["logits"])
         return ws, ids
+
+    @staticmethod
+    def _top(ws):
+        """The output layer's input, (T N, H) rows, t-major."""
+        top = ws["inputs"][-1]
+        return top.reshape(top.shape[0] * top.shape[1], top.shape[2])
 
     def _final_state(self, ws, N):
         out = self.init_state(N, zero=False)
@@ -263,16 +267,11 @@ class Model:
         b, cfg = self.backend, self.cfg
         N, T = x.shape
         L = cfg.layers
-        targets = b.ids(y).reshape(-1)
         ws, ids = self._forward(x, state, rng, train=True)
-        loss = b.softmax_xent(ws["logits"], targets, 1.0 / (N * T), grad=True)
-        new_state = self._final_state(ws, N)
-
         b.fill(self.grads, 0.0)
         dtop = ws["dtop"][L % 2]
-        dout_w = self.g["embed"] if cfg.tie_weights else self.g["out.w"]
-        b.linear_backward(ws["inputs"][L].reshape(T * N, -1), self.out_w, ws["logits"],
-                          dtop.reshape(T * N, -1), dout_w, self.g["out.b"])
+        loss = self.output.train(self._top(ws), y, 1.0 / (N * T), dtop.reshape(T * N, -1))
+        new_state = self._final_state(ws, N)
         # the gradients on the final state (zero in truncated BPTT), turned in place by each
         # layer's BPTT into those on its initial state
         dstate_out = self.init_state(N) if dstate is None else dstate.copy()
@@ -295,29 +294,28 @@ class Model:
 
     def evaluate(self, x, y, state):
         """(summed loss in nats, token count, carried state), without dropout or gradients."""
-        b = self.backend
         N, T = x.shape
         ws, _ = self._forward(x, state, None, train=False)
-        targets = b.ids(y).reshape(-1)
-        return b.softmax_xent(ws["logits"], targets), N * T, self._final_state(ws, N)
+        return self.output.loss(self._top(ws), y), N * T, self._final_state(ws, N)
 
     def evaluate_tokens(self, x, y, state):
         """(each token's loss in nats, a host float64 (N, T) array; carried state): evaluate()
         token by token, for rnnkit score."""
-        b = self.backend
         N, T = x.shape
         ws, _ = self._forward(x, state, None, train=False)
-        rows = b.softmax_xent_rows(ws["logits"], b.ids(y).reshape(-1))    # (T * N,), t-major
+        rows = self.output.losses(self._top(ws), y)     # (T * N,), t-major
         return rows.reshape(T, N).T, self._final_state(ws, N)
 
     def advance(self, x, state):
         """The carried state after (N, T) host ids, without logits or loss (a prime)."""
-        ws, _ = self._forward(x, state, None, train=False, project=False)
+        ws, _ = self._forward(x, state, None, train=False)
         return self._final_state(ws, x.shape[0])
 
     def step(self, tokens, state):
         """Feed one token per stream (forward with T = 1); advances `state` in place; returns
-        the (N, V) logits on the backend (a buffer that the next call overwrites)."""
+        (N, V) scores on the backend whose softmax is the next token's distribution (a buffer
+        that the next call overwrites): the full softmax's logits, or the adaptive softmax's
+        log-probabilities."""
         b = self.backend
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1, 1)
         ws, _ = self._forward(tokens, state, None, train=False)
@@ -325,7 +323,7 @@ class Model:
             b.copy(state.h[layer], buf["hs"][-1])
             if "c" in buf:
                 b.copy(state.c[layer], buf["c"])
-        return ws["logits"]
+        return self.output.scores(self._top(ws))
 
 
 __all__ = ["Model", "ModelConfig", "State", "WeightsMismatch"]

@@ -9,6 +9,11 @@ The graph (opset 17, float32) uses ONNX's own operators, so any runtime runs it:
       -> per layer k: LSTM / GRU / RNN (one direction), initial state h0[k] (and c0[k])
       -> MatMul(W_out^T) + b_out -> Transpose -> logits (N, T, V)
 
+With an adaptive softmax (rnnkit/softmax.py) the last line is its exact log-probabilities
+instead, under the same name: LogSoftmax of the head; each cluster's LogSoftmax of
+tail_i(x) plus its column of the head; concatenated in id order. A softmax of them is the
+next token's distribution, as of the full softmax's logits (what model.step gives too).
+
 Inputs tokens, h0 (L, N, H) and, for the LSTM, c0 (L, N, H); outputs logits, h and c, the
 state after the last step: feed h (and c) back as h0 (c0) with the next tokens to go on, as a
 server streaming text does (zeros start a text). N and T are free. The JSON file beside it is
@@ -77,9 +82,7 @@ def build_graph(weights, cfg):
     L, H = cfg.layers, cfg.hidden
     states = list(cells.get(cfg.cell).state)
     op, order, attrs = OPS[cfg.cell]
-    init = {"embed": weights["embed"],
-            "out_wt": weights["embed" if cfg.tie_weights else "out.w"].T,
-            "out_b": weights["out.b"], "axis1": np.array([1], np.int64)}
+    init = {"embed": weights["embed"], "axis1": np.array([1], np.int64)}
     nodes = [helper.make_node("Gather", ["embed", "tokens"], ["emb"], axis=0),
              helper.make_node("Transpose", ["emb"], ["x0"], perm=[1, 0, 2])]
     first = {}
@@ -100,9 +103,9 @@ def build_graph(weights, cfg):
         parts = [f"{s}_last{k}" for k in range(L)]
         nodes.append(helper.make_node("Concat", parts, [s], axis=0) if L > 1 else
                      helper.make_node("Identity", parts, [s]))
-    nodes += [helper.make_node("MatMul", [f"x{L}", "out_wt"], ["proj"]),
-              helper.make_node("Add", ["proj", "out_b"], ["logits_tn"]),
-              helper.make_node("Transpose", ["logits_tn"], ["logits"], perm=[1, 0, 2])]
+    clusters = cfg.clusters()
+    top = (adaptive_nodes if clusters else full_nodes)(helper, weights, cfg, f"x{L}", init)
+    nodes += top + [helper.make_node("Transpose", ["logits_tn"], ["logits"], perm=[1, 0, 2])]
     f32 = TensorProto.FLOAT
     state_shape = [L, "batch", H]
     graph = helper.make_graph(
@@ -120,6 +123,49 @@ def build_graph(weights, cfg):
     return model
 
 
+def full_nodes(helper, weights, cfg, x, init):
+    """The full softmax's logits_tn = x W_out^T + b_out."""
+    init["out_wt"] = weights["embed" if cfg.tie_weights else "out.w"].T
+    init["out_b"] = weights["out.b"]
+    return [helper.make_node("MatMul", [x, "out_wt"], ["proj"]),
+            helper.make_node("Add", ["proj", "out_b"], ["logits_tn"])]
+
+
+def adaptive_nodes(helper, weights, cfg, x, init):
+    """The adaptive softmax's log-probabilities logits_tn: the shortlist's from the head, a
+    cluster's its own LogSoftmax plus the head's column for it (PyTorch's log_prob)."""
+    c = cfg.clusters()
+    init["head_wt"] = weights["out.head.w"].T
+    nodes = [helper.make_node("MatMul", [x, "head_wt"], ["head_xw"])]
+    head = "head_xw"
+    if c.head_bias:
+        init["head_b"] = weights["out.head.b"]
+        nodes.append(helper.make_node("Add", ["head_xw", "head_b"], ["head_logits"]))
+        head = "head_logits"
+    nodes.append(helper.make_node("LogSoftmax", [head], ["head_lp"], axis=-1))
+    # Slice's starts, ends and axes are inputs from opset 10 on
+    init.update({"axis2": np.array([2], np.int64), "zero": np.array([0], np.int64)})
+    bounds = [c.cutoffs[0] + i for i in range(c.k + 1)]
+    for n in set(bounds):
+        init[f"at{n}"] = np.array([n], np.int64)
+    nodes.append(helper.make_node("Slice", ["head_lp", "zero", f"at{bounds[0]}", "axis2"],
+                                  ["lp_short"]))
+    parts = ["lp_short"]
+    for i in range(c.k):
+        init[f"tail{i}_pt"] = weights[f"out.tail{i}.proj"].T
+        init[f"tail{i}_wt"] = weights[f"out.tail{i}.w"].T
+        nodes += [
+            helper.make_node("Slice", ["head_lp", f"at{bounds[i]}", f"at{bounds[i] + 1}",
+                                       "axis2"], [f"lp_c{i}"]),
+            helper.make_node("MatMul", [x, f"tail{i}_pt"], [f"tail{i}_h"]),
+            helper.make_node("MatMul", [f"tail{i}_h", f"tail{i}_wt"], [f"tail{i}_logits"]),
+            helper.make_node("LogSoftmax", [f"tail{i}_logits"], [f"tail{i}_lp"], axis=-1),
+            helper.make_node("Add", [f"tail{i}_lp", f"lp_c{i}"], [f"lp_t{i}"])]
+        parts.append(f"lp_t{i}")
+    nodes.append(helper.make_node("Concat", parts, ["logits_tn"], axis=-1))
+    return nodes
+
+
 def export_onnx(path, output, force=False):
     """Write checkpoint `path` as the ONNX graph `output` and its JSON beside it (sidecar);
     returns the two paths."""
@@ -133,7 +179,8 @@ def export_onnx(path, output, force=False):
             "inputs": {"tokens": "(N, T) int64", **{f"{s}0": f"({cfg.layers}, N, "
                                                            f"{cfg.hidden}) float32"
                                                    for s in states}},
-            "outputs": {"logits": f"(N, T, {cfg.vocab_size}) float32",
+            "outputs": {"logits": f"(N, T, {cfg.vocab_size}) float32" + (
+                             ", log-probabilities" if cfg.clusters() else ""),
                         **{s: f"({cfg.layers}, N, {cfg.hidden}) float32" for s in states}}}
     text = json.dumps({**info, "tokens": ck.vocab.tokens, "config": ck.config}, indent=1)
     write_both(output, model.SerializeToString(), meta_path, (text + "\n").encode("utf-8"))

@@ -202,7 +202,8 @@ def _init_from(run, path, corpus):
                          f"{path} was trained on)")
     stored = config_from_checkpoint(init).model
     mine = run.cfg.model
-    for key in ("cell", "embed", "hidden", "layers", "tie_weights"):
+    for key in ("cell", "embed", "hidden", "layers", "tie_weights", "softmax", "cutoffs",
+                "div_value", "head_bias"):
         if getattr(stored, key) != getattr(mine, key):
             raise TrainError(f"--init-from {path}: --{key.replace('_', '-')} "
                              f"{getattr(mine, key)} does not match its {getattr(stored, key)}; "

@@ -67,8 +67,8 @@ def cross_entropy(logits, targets):
 
 
 def model_logits(cfg, p, x, h0, c0=None, emb=None):
-    """Logits (T*N, V) of an (N, T) batch, no dropout, and the final h (L, N, H) and c.
-    emb (T, N, E) overrides the lookup."""
+    """Logits (T*N, V) of an (N, T) batch (an adaptive softmax's: log-probabilities), no
+    dropout, and the final h (L, N, H) and c. emb (T, N, E) overrides the lookup."""
     N, T = x.shape
     inp = p["embed"][x.T] if emb is None else emb
     hs_final, cs_final = [], []
@@ -82,9 +82,36 @@ def model_logits(cfg, p, x, h0, c0=None, emb=None):
         else:
             inp, h = rnn_layer(inp, w_x, w_h, b, h0[layer], relu=cfg.cell == "rnn-relu")
         hs_final.append(h)
-    w_out = p["embed"] if cfg.tie_weights else p["out.w"]
-    logits = inp.reshape(T * N, -1) @ w_out.T + p["out.b"]
+    top = inp.reshape(T * N, -1)
+    if cfg.softmax == "adaptive":
+        logits = adaptive_log_probs(top, p, cfg)
+    else:
+        w_out = p["embed"] if cfg.tie_weights else p["out.w"]
+        logits = top @ w_out.T + p["out.b"]
     return logits, np.stack(hs_final), (np.stack(cs_final) if cs_final else None)
+
+
+def log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def adaptive_log_probs(x, p, cfg):
+    """Log-probabilities (M, V) of every id under an adaptive softmax (Grave et al.; PyTorch's
+    AdaptiveLogSoftmaxWithLoss.log_prob): a head over the shortlist [0, c_0) and one logit per
+    cluster; cluster i's words [c_i, c_{i+1}) get the head's log-probability of the cluster
+    plus their own log-softmax after a projection to H // div_value^(i+1) units."""
+    cutoffs = [int(c) for c in cfg.cutoffs.split(",")]
+    bounds = cutoffs + [cfg.vocab_size]
+    head = x @ p["out.head.w"].T + (p["out.head.b"] if cfg.head_bias else 0.0)
+    head_lp = log_softmax(head)
+    c0 = cutoffs[0]
+    out = np.zeros((x.shape[0], cfg.vocab_size))
+    out[:, :c0] = head_lp[:, :c0]
+    for i in range(len(cutoffs)):
+        tail = (x @ p[f"out.tail{i}.proj"].T) @ p[f"out.tail{i}.w"].T
+        out[:, bounds[i]:bounds[i + 1]] = head_lp[:, c0 + i:c0 + i + 1] + log_softmax(tail)
+    return out
 
 
 def model_loss(cfg, p, x, y, h0, c0=None, emb=None):

@@ -24,8 +24,9 @@ if ENABLE_CUDASIM:
     from tests import naive
 
 CELLS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
-MODULES = ["elementwise", "embed", "gemm", "gru", "loss", "lstm", "optim", "rnn", "rng",
-           "sample"]
+MODULES = ["adaptive", "elementwise", "embed", "gemm", "gru", "loss", "lstm", "optim", "rnn",
+           "rng", "sample"]
+ADAPTIVE = dict(V=11, softmax="adaptive", cutoffs="3,6", div_value=2.0)
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def test_persistent_and_per_step_recurrences_give_the_same_bits(cuda, cell, monk
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("kw", [{}, dict(E=5, tie_weights=True)])
+@pytest.mark.parametrize("kw", [{}, dict(E=5, tie_weights=True), dict(ADAPTIVE, head_bias=True)])
 def test_every_gradient_entry_matches_the_cpu(cuda, cpu, cell, kw):
     """The finite differences of tests/test_backend.py check three entries per array under
     the simulator; here every entry is compared with the CPU backend's (which checks all)."""
@@ -254,7 +255,11 @@ def test_every_launch_has_a_compiled_signature(cuda, monkeypatch):
             m, x, y, state = model(cuda, cell, dtype=dtype, dropout=0.2, layers=1)
             m.forward_backward(x, y, state, cuda.rng(1))
             m.evaluate(x, y, state)
-            cuda.softmax_xent_rows(m.workspace(*x.shape)["logits"], cuda.ids(y).reshape(-1))
+            cuda.softmax_xent_rows(m.step(x[:, 0], state), cuda.ids(y[:, :1]).reshape(-1))
+        m, x, y, state = model(cuda, "lstm", dtype=dtype, layers=1, **ADAPTIVE)
+        m.forward_backward(np.minimum(x, 10), np.arange(12).reshape(3, 4) % 11, state)
+        m.evaluate_tokens(x, y, state)
+        m.step(x[:, 0], state)
         clip_gradients(m.grads, 1.0, 0.5, cuda)
         cuda.all_finite(m.params)
         for name, hyper in (("sgd", dict(momentum=0.9)), ("adam", {}), ("adamw", {}),

@@ -22,13 +22,13 @@ cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 
 from numba.core.config import ENABLE_CUDASIM  # noqa: E402
 
-MODULES = ["elementwise", "embed", "gemm", "gru", "loss", "lstm", "optim", "rnn", "rng",
-           "sample", "streams"]
+MODULES = ["adaptive", "elementwise", "embed", "gemm", "gru", "loss", "lstm", "optim", "rnn",
+           "rng", "sample", "streams"]
 CCS = [(8, 0), (9, 0)]
 # float32 kernels allowed float64 arithmetic: sums kept in float64 on purpose, and the
 # draws of the RNG (uniforms in [0, 1) as float64)
-F64_BY_DESIGN = {"sumsq", "sum_rows", "xent_rows", "dropout", "sample_rows",
-                 "sample_blocks", "lstm_backward_steps", "gru_backward_steps",
+F64_BY_DESIGN = {"sumsq", "sum_rows", "xent_rows", "ragged_rows", "log_probs", "dropout",
+                 "sample_rows", "sample_blocks", "lstm_backward_steps", "gru_backward_steps",
                  "rnn_backward_steps"}           # BPTT: the bias gradients' float64 sums
 # kernels whose per-thread arrays must stay in registers
 REGISTERS = {"gemm", "lstm_forward_steps", "lstm_backward_steps", "gru_forward_steps",

@@ -67,3 +67,28 @@ def test_export_refuses_to_overwrite_and_names_the_format(tmp_path):
     json_name = CliRunner().invoke(main, ["export", str(tmp_path / "m.h5"), "-o",
                                           str(tmp_path / "x.json"), "--format", "onnx"])
     assert json_name.exit_code == 1 and "NAME.onnx" in json_name.output
+
+
+@pytest.mark.parametrize("head_bias", [False, True])
+def test_adaptive_softmax_gives_its_log_probabilities(tmp_path, head_bias):
+    from tests.test_adaptive_run import make_checkpoint as adaptive_checkpoint
+
+    adaptive_checkpoint(tmp_path / "a.h5", head_bias)
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "a.h5"), "-o",
+                                       str(tmp_path / "a.onnx"), "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    onnx.checker.check_model(str(tmp_path / "a.onnx"), full_check=True)
+    model, _, _ = load_model(tmp_path / "a.h5")
+    x = np.random.default_rng(2).integers(0, model.cfg.vocab_size, (N, 40))
+    state = model.init_state(N)
+    want = np.stack([model.backend.to_host(model.step(x[:, t], state)).copy()
+                     for t in range(x.shape[1])], axis=1)
+    session = ort.InferenceSession(str(tmp_path / "a.onnx"), providers=["CPUExecutionProvider"])
+    zeros = {i.name: np.zeros((model.cfg.layers, N, model.cfg.hidden), np.float32)
+             for i in session.get_inputs()[1:]}
+    got = session.run(None, {"tokens": x.astype(np.int64), **zeros})[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.exp(got).sum(axis=-1), 1.0, atol=1e-5)
+    assert "log-probabilities" in json.loads((tmp_path / "a.json").read_text())[
+        "outputs"]["logits"]

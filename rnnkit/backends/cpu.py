@@ -12,7 +12,7 @@ import numpy as np
 from rnnkit import sampling, threads
 from rnnkit.backends.interface import CellKernels, derived_seed
 from rnnkit.kernels import cache
-from rnnkit.kernels.cpu import buffers, gru, linear, loss, lstm, optim, rnn, step
+from rnnkit.kernels.cpu import adaptive, buffers, gru, linear, loss, lstm, optim, rnn, step
 
 # Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
 # per-unit step kernels (kernels/cpu/step.py), and an output projection of that many rows
@@ -51,6 +51,8 @@ def _rnn_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
     rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"], g["b"],
                      s["dg"], s["work_h"], relu=cell.relu)
 
+
+_NO_BIAS = {np.dtype(t): np.zeros(0, t) for t in (np.float32, np.float64)}   # b of length 0
 
 # Each cell's kernels here; `cached`: its forward driver (the threaded build adds "_parallel").
 KERNELS = {
@@ -169,6 +171,10 @@ class CPUBackend:
         embedding-gradient plan, nothing to do here)."""
         return np.ascontiguousarray(np.asarray(x).T, dtype=np.int64)
 
+    def indices(self, host):
+        """A 1-D host int64 array (a step's plan) as the kernels take it."""
+        return np.ascontiguousarray(host, dtype=np.int64)
+
     # -- layers ------------------------------------------------------------------------------
     def cell_forward(self, cell, x, p, buf, train=True):
         """Without train, T = 1 with few streams (sampling) takes the step kernels."""
@@ -195,14 +201,30 @@ class CPUBackend:
         linear.embed_backward(ids, dout, dtable)
 
     def linear_forward(self, x, w, b, y):
-        """y (M, V) = x (M, H) @ w.T + b."""
+        """y (M, V) = x (M, H) @ w.T + b (b None: no bias)."""
+        b = _NO_BIAS[x.dtype] if b is None else b
         if x.shape[0] <= STEP_MAX_N:
             step.logits_step(x, w, b, y)
         else:
             linear.linear_forward(x, w, b, y)
 
     def linear_backward(self, x, w, dy, dx, dw, db):
-        linear.linear_backward(x, w, dy, dx, dw, db)
+        linear.linear_backward(x, w, dy, dx, dw, _NO_BIAS[x.dtype] if db is None else db)
+
+    def gather_rows(self, src, rows, out):
+        adaptive.gather_rows(src, rows, out)
+
+    def scatter_add_rows(self, src, rows, dst):
+        adaptive.scatter_add_rows(src, rows, dst)
+
+    def ragged_xent(self, flat, plan, R, scale=1.0, grad=False):
+        return float(adaptive.ragged_xent(flat, plan, R, scale, grad))
+
+    def ragged_xent_rows(self, flat, plan, R):
+        return adaptive.ragged_xent_rows(flat, plan, R)
+
+    def adaptive_log_probs(self, flat, bounds, out):
+        adaptive.log_probs(flat, bounds, out)
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):
         """Summed cross-entropy in nats, a host float; overwrites logits (with grad: by

@@ -121,13 +121,13 @@ class CUDABackend:
 
     def __init__(self, index=None, local_rank=0, precision="fp32"):
         self.cuda, index = _cuda(index, local_rank)
-        from rnnkit.kernels.cuda import (elementwise, embed, gemm, gru, launch, loss, lstm,
-                                         optim, products, recurrent, rnn, rng, sample, staging,
-                                         streams)
-        self.k = SimpleNamespace(elementwise=elementwise, embed=embed, gemm=gemm, gru=gru,
-                                 launch=launch, loss=loss, lstm=lstm, optim=optim,
-                                 products=products, recurrent=recurrent, rnn=rnn, rng=rng,
-                                 sample=sample, staging=staging, streams=streams)
+        from rnnkit.kernels.cuda import (adaptive, elementwise, embed, gemm, gru, launch, loss,
+                                         lstm, optim, products, recurrent, rnn, rng, sample,
+                                         staging, streams)
+        self.k = SimpleNamespace(adaptive=adaptive, elementwise=elementwise, embed=embed,
+                                 gemm=gemm, gru=gru, launch=launch, loss=loss, lstm=lstm,
+                                 optim=optim, products=products, recurrent=recurrent, rnn=rnn,
+                                 rng=rng, sample=sample, staging=staging, streams=streams)
         self.index = index
         self.simulator = bool(launch.SIMULATOR)
         if self.simulator:
@@ -266,6 +266,11 @@ class CUDABackend:
         ids.plan, ids.S = both[host.size:], S
         return ids
 
+    def indices(self, host):
+        """A device copy of the 1-D host int64 `host` through the pinned ring (valid until
+        staging.RING more uploads: for the step that made it)."""
+        return self._uploads.put(np.ascontiguousarray(host, dtype=np.int64).reshape(-1))
+
     def _kept(self, name, shape, dtype):
         """A device array kept between calls (loss rows, sampled tokens)."""
         key = (name, tuple(shape), np.dtype(dtype))
@@ -292,27 +297,59 @@ class CUDABackend:
         self.k.embed.embed_backward(ids.plan, ids.S, dout, dtable)
 
     def linear_forward(self, x, w, b, y):
-        """y (M, V) = x (M, H) @ w.T + b."""
+        """y (M, V) = x (M, H) @ w.T + b (b None: no bias)."""
         self.k.products.matmul(self.blas, y, x, w, trans_b=True, bias=b)
 
     def linear_backward(self, x, w, dy, dx, dw, db):
-        """dw += dy.T @ x; db += the sum of dy's rows; dx = dy @ w (overwritten)."""
+        """dw += dy.T @ x; db += the sum of dy's rows (db None: no bias); dx = dy @ w
+        (overwritten)."""
         M, V = dy.shape
         self.k.products.matmul(self.blas, dw, dy, x, trans_a=True, accumulate=True)
-        self.k.gemm.row_sums(dy, db, V, 1, M, 0, 1, 0, V)
+        if db is not None:
+            self.k.gemm.row_sums(dy, db, V, 1, M, 0, 1, 0, V)
         self.k.products.matmul(self.blas, dx, dy, w)
+
+    def gather_rows(self, src, rows, out):
+        self.k.adaptive.gather_rows(src, rows, out)
+
+    def scatter_add_rows(self, src, rows, dst):
+        self.k.adaptive.scatter_add_rows(src, rows, dst)
+
+    def adaptive_log_probs(self, flat, bounds, out):
+        self.k.adaptive.adaptive_log_probs(flat, bounds, out)
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):
         """Summed cross-entropy in nats, overwriting logits (with grad: by scale *
         dloss/dlogits): a staging.Deferred float that comes with the step's one readback
         (the gradient norm's, sum_squares), or when first used as a number."""
         M, V = logits.shape
+        return self._deferred_loss(V, lambda rows, rb: self.k.loss.softmax_xent(
+            logits, targets, scale, grad, rows, self.rec.bar, rb.device, self._tickets[0:1]),
+            M)
+
+    def ragged_xent(self, flat, plan, R, scale=1.0, grad=False):
+        """softmax_xent over the rows of a ragged plan (the adaptive softmax's); a Deferred
+        float as softmax_xent's."""
+        return self._deferred_loss("its row's width", lambda rows, rb: self.k.loss.ragged_xent(
+            flat, plan, R, scale, grad, rows, self.rec.bar, rb.device, self._tickets[0:1]), R)
+
+    def ragged_xent_rows(self, flat, plan, R):
+        """Each ragged row's loss, a host float64 array (R,); the rows are left as scratch."""
+        rows = self._kept("xent", (R,), np.float64)
+        self.k.loss.ragged_xent(flat, plan, R, 1.0, False, rows, self.rec.bar,
+                                self.readback.device, self._tickets[0:1], totals=False)
+        out = self.readback.fetch(rows)
+        self._barrier_check(self.readback.fetch(self.rec.bar)[1])
+        if (out < 0).any():
+            raise ValueError("targets must lie in [0, its row's width)")
+        return out
+
+    def _deferred_loss(self, V, launch, M):
+        """The loss of launch(rows, readback) as a staging.Deferred (module docstring)."""
         rb = self.readback
         if rb.pending is not None:      # an earlier loss, not read yet: before it is lost
             rb.read()
-        rows = self._kept("xent", (M,), np.float64)
-        self.k.loss.softmax_xent(logits, targets, scale, grad, rows, self.rec.bar, rb.device,
-                                 self._tickets[0:1])
+        launch(self._kept("xent", (M,), np.float64), rb)
 
         def check(values):
             self._barrier_check(values[2])

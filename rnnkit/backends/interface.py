@@ -92,6 +92,10 @@ class Backend(Protocol):
         """(N, T) host token ids -> (T, N) int64 ids on the backend. plan: they feed a
         training step's embedding gradient (the GPU prepares its plan as they go up)."""
 
+    def indices(self, host):
+        """A 1-D host int64 array on the backend, for the kernels of the step that made it
+        (the GPU's goes up through a ring of pinned buffers that later uploads reuse)."""
+
     # -- layers ------------------------------------------------------------------------------
     def cell_forward(self, cell, x, p, buf, train=True):
         """Run one layer over x (T, N, D) with parameters p (cell.params); buf: its buffers
@@ -110,10 +114,18 @@ class Backend(Protocol):
         """dtable[ids] += dout, repeated ids summed."""
 
     def linear_forward(self, x, w, b, y):
-        """y (M, V) = x (M, H) @ w.T + b."""
+        """y (M, V) = x (M, H) @ w.T + b; b None: no bias."""
 
     def linear_backward(self, x, w, dy, dx, dw, db):
-        """dw += dy.T @ x; db += the sum of dy's rows; dx = dy @ w (overwritten)."""
+        """dw += dy.T @ x; db += the sum of dy's rows (db None: no bias); dx = dy @ w
+        (overwritten)."""
+
+    # -- the adaptive softmax's (rnnkit/softmax.py) -------------------------------------------
+    def gather_rows(self, src, rows, out):
+        """out (R, H) = src[rows] for src (M, H) and rows (R,) from indices(), distinct."""
+
+    def scatter_add_rows(self, src, rows, dst):
+        """dst[rows[r]] += src[r] for src (R, H), distinct rows (R,), dst (M, H)."""
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):
         """Summed cross-entropy in nats, a host float (the GPU's: a float that comes with its
@@ -123,6 +135,19 @@ class Backend(Protocol):
     def softmax_xent_rows(self, logits, targets):
         """Each row's cross-entropy, -log softmax(row)[target], as a host float64 array (M,),
         with softmax_xent's numerics; the logits are left as scratch (rnnkit score)."""
+
+    def ragged_xent(self, flat, plan, R, scale=1.0, grad=False):
+        """softmax_xent over R rows of different widths in one flat array: row r is
+        flat[at:at + width] with its target, (at, width, target) = plan[3 r:3 r + 3] (plan
+        from indices()); a row's loss has softmax_xent's numerics."""
+
+    def ragged_xent_rows(self, flat, plan, R):
+        """Each of ragged_xent's rows' loss, a host float64 array (R,); rows left as scratch."""
+
+    def adaptive_log_probs(self, flat, bounds, out):
+        """out (M, V) = the log-probability of every id under an adaptive softmax, from
+        flat = [head logits (M, c_0 + k) | cluster 0's logits (M, c_1 - c_0) | ...] and
+        bounds (c_0, ..., c_{k-1}, V), an int64 array on the backend."""
 
     # -- randomness --------------------------------------------------------------------------
     def rng(self, seed):

@@ -18,7 +18,8 @@ def _forward(x, w, b, y, parts):
         if hi > lo:
             o = y[lo:hi]
             np.dot(x[lo:hi], w.T, o)
-            add_bias(o, b)
+            if b.shape[0]:
+                add_bias(o, b)
 
 
 def _backward(x, w, dy, dx, dw, db, parts):
@@ -28,9 +29,10 @@ def _backward(x, w, dy, dx, dw, db, parts):
     for i in prange(parts):
         v0, v1 = span(V, parts, i)
         gemm(dy[:, v0:v1], x, dw[v0:v1], True, False, 1.0)
-        d = db[v0:v1]
-        for r in range(M):
-            add_row(d, dy[r, v0:v1])
+        if db.shape[0]:
+            d = db[v0:v1]
+            for r in range(M):
+                add_row(d, dy[r, v0:v1])
         lo, hi = span(M, parts, i)
         gemm(dy[lo:hi], w, dx[lo:hi], False, False, 0.0)
 
@@ -40,13 +42,13 @@ _backward = Twin(_backward)
 
 
 def linear_forward(x, w, b, y):
-    """y (M, V) = x (M, H) @ w.T + b."""
+    """y (M, V) = x (M, H) @ w.T + b; b of length 0: no bias."""
     parts = parts_for(x.shape[0] // 64)
     _forward(parts, x, w, b, y, parts)
 
 
 def linear_backward(x, w, dy, dx, dw, db):
-    """dw += dy.T @ x; db += sum(dy); dx = dy @ w (overwritten)."""
+    """dw += dy.T @ x; db += sum(dy) (db of length 0: no bias); dx = dy @ w (overwritten)."""
     parts = parts_for(x.shape[0] // 64)
     _backward(parts, x, w, dy, dx, dw, db, parts)
 

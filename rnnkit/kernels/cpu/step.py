@@ -72,14 +72,18 @@ def _layer_step(cell, x, w_x, w_h, b, b_hn, h, c, h_out, c_out, acc, parts):
 
 
 def _logits(h, w, b, out, parts):
-    """out (N, V) = h @ w.T + b, one block of the V rows of w per thread."""
+    """out (N, V) = h @ w.T + b (b of length 0: no bias), one block of the V rows of w per
+    thread."""
     N, V = out.shape
     for i in prange(parts):
         lo, hi = span(V, parts, i)
         for n in range(N):
             hn = h[n]
             for v in range(lo, hi):
-                out[n, v] = b[v] + vdot(hn, w[v], 0, hn.shape[0])
+                if b.shape[0]:
+                    out[n, v] = b[v] + vdot(hn, w[v], 0, hn.shape[0])
+                else:
+                    out[n, v] = vdot(hn, w[v], 0, hn.shape[0])
 
 
 _layer_step = Twin(_layer_step)
