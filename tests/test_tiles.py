@@ -5,6 +5,7 @@ from numba import njit
 
 from rnnkit.kernels.cpu import leaf, tiles
 from rnnkit.kernels.cpu.blocks import transpose_add, transpose_into
+from rnnkit.kernels.cpu.lanes import fma
 
 # The kernels are intrinsics, callable from @njit code only.
 product = njit(lambda *args: tiles.product(*args))
@@ -35,6 +36,37 @@ def test_product_matches_numpy(dtype, ncols, transposed):
                   ncols + 4)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_row_count_in_both_loop_orders(dtype):
+    """Each count of rows up to three panels (the remainder as panels of the powers of two
+    below MR), with more rows than columns (panels of rows outside) and fewer (blocks of
+    columns outside); every element is one chain of fused multiply-adds from zero, added to c,
+    whatever the tile: the same bits as that chain computed here one element at a time."""
+    rng = np.random.default_rng(7)
+    K = 13
+    leaf.ready(dtype)
+    for M in range(1, 3 * tiles.MR + 1):
+        for ncols in (max(1, M - 3), M + 40):
+            a = rng.standard_normal((M, K)).astype(dtype)
+            b = rng.standard_normal((K, ncols)).astype(dtype)
+            c = rng.standard_normal((M, ncols)).astype(dtype)
+            want = c + _fma_chains(a, b)
+            product(a, 0, K, 1, 0, M, K, b, 0, ncols, ncols, c, 0, ncols)
+            np.testing.assert_array_equal(c, want)
+
+
+@njit
+def _fma_chains(a, b):
+    out = np.zeros((a.shape[0], b.shape[1]), a.dtype)
+    for r in range(a.shape[0]):
+        for n in range(b.shape[1]):
+            acc = a.dtype.type(0.0)
+            for k in range(a.shape[1]):
+                acc = fma(a[r, k], b[k, n], acc)
+            out[r, n] = acc
+    return out
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

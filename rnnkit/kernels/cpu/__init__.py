@@ -7,5 +7,6 @@ Fletcher-32 for the corpus writer); and what they share: `jit.py` (compile flags
 serial/parallel Twin, the cache), `blocks.py` (row blocks per thread, the transpose),
 `tiles.py` (register-tiled products), `leaf.py` (kernels compiled once and called by name),
 `blas.py` (gemm from @njit code), `lanes.py` (fma and fixed-order reductions),
-`activations.py`, `warm.py` (compiling in other processes on a cold cache).
+`activations.py`, `target.py` (the CPU the kernels compile for), `warm.py` (compiling in
+other processes on a cold cache).
 """

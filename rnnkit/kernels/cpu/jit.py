@@ -2,8 +2,10 @@
 
 Numba's on-disk cache keys a function on its own file only: it misses edits in modules the
 function calls, and it ignores flags chosen at run time. So the cache lives in a folder named by
-a hash of every kernel source (all of rnnkit/kernels/), the flags and the Numba version; any
-change gives a fresh folder.
+a hash of every kernel source (all of rnnkit/kernels/), the flags, the Numba version and the
+CPU the kernels compile for (rnnkit/kernels/cpu/target.py); any change gives a fresh folder.
+(Numba's own index keys on the CPU too, but a look for a kernel in the cache, `in_cache`,
+would not.)
 """
 import contextlib
 import fcntl
@@ -13,6 +15,8 @@ import types
 from pathlib import Path
 
 import numba
+
+from rnnkit.kernels.cpu import target   # first: it sets the CPU before anything compiles
 
 # No fast-math flags at all. With reassociation or contraction, LLVM's result depends on what
 # it inlines, and a kernel compiled in this process inlines its callees while one loaded from
@@ -65,7 +69,8 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 
 def _cache_dir():
-    digest = hashlib.sha256(numba.__version__.encode() + repr(FASTMATH).encode())
+    digest = hashlib.sha256(numba.__version__.encode() + repr(FASTMATH).encode() +
+                            repr(target.KEY).encode())
     root = Path(__file__).resolve().parents[1]          # rnnkit/kernels
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
