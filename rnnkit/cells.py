@@ -43,8 +43,9 @@ def _lstm_scratch(T, N, D, H):
 
 
 def _time_major_buffers(G):
-    """The GRU's and Elman RNN's caches, time-major: gates (T, N, G*H) and hs; per-step
-    product scratch (work, work_t) and W_h.T (wt)."""
+    """The GRU's and Elman RNN's caches, time-major: gates (T, N, G*H) and hs; W_h.T (wt) for
+    the CPU's BPTT. work and work_t held the CPU's per-step products before they moved to its
+    register tiles; the CUDA kernels still take them (and use neither)."""
     def buffers(T, N, D, H):
         out = {"gates": (T, N, G * H), "hs": (T + 1, N, H), "work": (N, G * H),
                "work_t": (G * H, N), "wt": (G * H, H)}
@@ -56,7 +57,7 @@ def _time_major_buffers(G):
 
 def _time_major_scratch(G):
     def scratch(T, N, D, H):
-        out = {"dg": (T, N, G * H), "work_h": (H, N)}
+        out = {"dg": (T, N, G * H)}
         if G == 3:
             out["dgh"] = (T, N, G * H)
         return out

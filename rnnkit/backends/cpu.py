@@ -221,10 +221,10 @@ class CPUBackend:
                               buf["cs"], buf["z"], buf["wt"])
         elif cell.name == "gru":
             gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
-                            buf["hs"], buf["work"], buf["work_t"], buf["wt"])
+                            buf["hs"])
         else:
-            rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], buf["work"],
-                            buf["work_t"], buf["wt"], relu=cell.relu)
+            rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"],
+                            relu=cell.relu)
 
     def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
         """BPTT through one layer: gradients accumulate into g; dh (and dc) go from the final
@@ -237,10 +237,10 @@ class CPUBackend:
         elif cell.name == "gru":
             gru.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh,
                              dx, g["w_x"], g["w_h"], g["b"], g["b_hn"], scratch["dg"],
-                             scratch["dgh"], scratch["work_h"])
+                             scratch["dgh"], buf["wt"])
         else:
             rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"],
-                             g["b"], scratch["dg"], scratch["work_h"], relu=cell.relu)
+                             g["b"], scratch["dg"], buf["wt"], relu=cell.relu)
 
     def embed_forward(self, table, ids, out):
         linear.embed_forward(table, ids, out)
