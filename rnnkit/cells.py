@@ -1,14 +1,16 @@
-"""The four cells, each one registered object: what the model and every backend need to know.
+"""The four cells, each one registered object: the math that the model and every backend share.
 
 A Cell declares its gate count G (the weights are W_x (D, G*H), W_h (H, G*H), b (G*H,)), any
-extra per-layer parameters, the state it carries between batches, and the buffers its kernels
-use: `buffers` (per layer: forward caches that backward reads, and the state at both ends) and
-`scratch` (backward work space shared by the layers), each as name -> shape for inputs of size
-D, H units, N streams and T steps. A backend allocates from these specs and its kernels check
-their arguments against the same specs (rnnkit/kernels/checks.py), so a shape is written once.
-The equations and layouts are in docs/cells.md; the model never branches on a cell's name.
+extra per-layer parameters, the state it carries between batches, its activation and its
+initial gate biases. The equations and layouts are in docs/cells.md. Each backend registers its
+own kernels and their arrays (buffers and scratch) for every cell here (`KERNELS` in
+rnnkit/backends/cpu.py and cuda.py, the array specs in rnnkit/kernels/*/buffers.py); nothing
+outside these registries looks at a cell's name (tests/test_architecture.py checks
+that).
+
+This module imports nothing of rnnkit: every layer may read it, the kernels included.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -17,9 +19,8 @@ class Cell:
     gates: int                              # G
     state: tuple = ("h",)                   # carried between batches: (L, N, H) each
     extra: tuple = ()                       # per-layer parameters of shape (H,)
-    relu: bool = False
-    buffers: object = field(default=None, compare=False)   # (T, N, D, H) -> {name: shape}
-    scratch: object = field(default=None, compare=False)
+    relu: bool = False                      # the Elman RNN's activation: relu, else tanh
+    gate_bias: tuple = ()                   # (gate block, value): a bias block's initial value
 
     def params(self, D, H):
         """Name -> shape of one layer's parameters, in storage order."""
@@ -28,49 +29,19 @@ class Cell:
         out.update({name: (H,) for name in self.extra})
         return out
 
-
-def _lstm_buffers(T, N, D, H):
-    """Feature-major caches, streams last, contiguous per step (kernels/cpu/lstm.py says why):
-    activated gates, cell states, [x_t; h_{t-1}]; hs (T + 1, N, H) as for every cell, with
-    hs[0] the initial state; c the cell state in and out; wt: W.T, packed once per call."""
-    return {"gates": (T, 4 * H, N), "hs": (T + 1, N, H), "c": (N, H), "cs": (T + 1, H, N),
-            "z": (T + 1, D + H, N), "wt": (4 * H, D + H)}
-
-
-def _lstm_scratch(T, N, D, H):
-    return {"dg": (T, 4 * H, N), "dht": (H, N), "dct": (H, N), "dwt": (4 * H, D + H),
-            "dxt": (D, N)}
-
-
-def _time_major_buffers(G):
-    """The GRU's and Elman RNN's caches, time-major: gates (T, N, G*H) and hs; W_h.T (wt) for
-    the CPU's BPTT. work and work_t held the CPU's per-step products before they moved to its
-    register tiles; the CUDA kernels still take them (and use neither)."""
-    def buffers(T, N, D, H):
-        out = {"gates": (T, N, G * H), "hs": (T + 1, N, H), "work": (N, G * H),
-               "work_t": (G * H, N), "wt": (G * H, H)}
-        if G == 3:
-            out["a"] = (T, N, H)         # h W_hn + b_hn, for the reset gate's gradient
-        return out
-    return buffers
-
-
-def _time_major_scratch(G):
-    def scratch(T, N, D, H):
-        out = {"dg": (T, N, G * H)}
-        if G == 3:
-            out["dgh"] = (T, N, G * H)
-        return out
-    return scratch
+    def init_bias(self, b, H):
+        """Set the bias blocks that start at a value of their own in one layer's b (G*H,),
+        drawn like every weight before."""
+        for block, value in self.gate_bias:
+            b[block * H:(block + 1) * H] = value
 
 
 CELLS = {c.name: c for c in (
-    Cell("rnn-tanh", 1, buffers=_time_major_buffers(1), scratch=_time_major_scratch(1)),
-    Cell("rnn-relu", 1, relu=True, buffers=_time_major_buffers(1),
-         scratch=_time_major_scratch(1)),
-    Cell("lstm", 4, state=("h", "c"), buffers=_lstm_buffers, scratch=_lstm_scratch),
-    Cell("gru", 3, extra=("b_hn",), buffers=_time_major_buffers(3),
-         scratch=_time_major_scratch(3)),
+    Cell("rnn-tanh", 1),
+    Cell("rnn-relu", 1, relu=True),
+    # gate order i, f, g, o; the forget gate's bias starts at 1 (torch-rnn) to keep memory early
+    Cell("lstm", 4, state=("h", "c"), gate_bias=((1, 1.0),)),
+    Cell("gru", 3, extra=("b_hn",)),                # gate order r, z, n
 )}
 NAMES = tuple(CELLS)
 
@@ -80,3 +51,8 @@ def get(name):
     if name not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(NAMES)}, not {name!r}")
     return CELLS[name]
+
+
+def with_gates(G):
+    """The cells whose weights hold G gate blocks (exchange: a PyTorch file's cell)."""
+    return [c.name for c in CELLS.values() if c.gates == G]

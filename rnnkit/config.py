@@ -29,6 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, get_type_hints
 
+from rnnkit import cells
 from rnnkit.errors import RnnkitError
 
 if sys.version_info >= (3, 11):
@@ -36,7 +37,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-CELLS = ("rnn-tanh", "rnn-relu", "lstm", "gru")
+CELLS = cells.NAMES
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("constant", "step", "cosine", "plateau")
 
@@ -99,8 +100,6 @@ class ModelConfig:
 
     def shapes(self):
         """Name -> shape of every parameter, in storage order (rnnkit/cells.py)."""
-        from rnnkit import cells
-
         if self.vocab_size < 1:
             raise ConfigError("[model] vocab_size must be at least 1")
         V, E, H = self.vocab_size, self.embed, self.hidden

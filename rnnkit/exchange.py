@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit import __version__, files
+from rnnkit import __version__, cells, files
 from rnnkit.checkpoint import Checkpoint, load, save
 from rnnkit.config import ConfigError, ModelConfig, TrainConfig, from_dict
 from rnnkit.errors import RnnkitError
@@ -44,7 +44,6 @@ from rnnkit.tokenize import LEVELS, Vocabulary
 
 FORMAT, FORMAT_VERSION = "rnnkit-export", 1
 RNN_TYPES = {"lstm": "LSTM", "gru": "GRU", "rnn-tanh": "RNN_TANH", "rnn-relu": "RNN_RELU"}
-GATES = {4: "lstm", 3: "gru"}
 
 
 class ExchangeError(RnnkitError, ValueError):
@@ -85,7 +84,7 @@ def to_pytorch(weights, cfg):
     for k in range(cfg.layers):
         b = weights[f"l{k}.b"]
         bias_hh = np.zeros_like(b)
-        if cfg.cell == "gru":
+        if "b_hn" in cells.get(cfg.cell).extra:    # the GRU's: the n block of bias_hh
             bias_hh[2 * H:] = weights[f"l{k}.b_hn"]
         out[f"rnn.weight_ih_l{k}"] = weights[f"l{k}.w_x"].T
         out[f"rnn.weight_hh_l{k}"] = weights[f"l{k}.w_h"].T
@@ -171,11 +170,12 @@ def _cell(info, meta, gates, path):
     cell = info.get("cell") or meta.get("cell")
     if cell is None and info.get("rnn_type"):
         cell = {v: k for k, v in RNN_TYPES.items()}.get(info["rnn_type"])
-    cell = cell or GATES.get(gates)
-    if cell is None:
+    if not cell and len(cells.with_gates(gates)) == 1:
+        cell = cells.with_gates(gates)[0]
+    if not cell:
         raise ExchangeError(f"{path}: an Elman RNN's weights do not say tanh or relu; put "
                             f"\"cell\": \"rnn-tanh\" or \"rnn-relu\" in its JSON file")
-    if cell not in RNN_TYPES or {"lstm": 4, "gru": 3}.get(cell, 1) != gates:
+    if cell not in RNN_TYPES or cells.get(cell).gates != gates:
         raise ExchangeError(f"{path}: cell {cell!r} does not fit weights of {gates} gate "
                             f"blocks")
     return cell
@@ -231,7 +231,7 @@ def from_pytorch(tensors, info, meta, path):
                       np.zeros(GH, dtype) for n in names[2:])
         weights[f"l{k}.w_x"] = np.ascontiguousarray(w_ih.T)
         weights[f"l{k}.w_h"] = np.ascontiguousarray(w_hh.T)
-        if cell == "gru":
+        if "b_hn" in cells.get(cell).extra:
             weights[f"l{k}.b"] = np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:]])
             weights[f"l{k}.b_hn"] = b_hh[2 * H:].copy()
         else:

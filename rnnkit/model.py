@@ -37,18 +37,19 @@ class State:
         return State({k: self.backend.clone(v) for k, v in self.arrays.items()}, self.backend)
 
 
-def memory_bytes(cfg, N, T, dtype, optimizer_buffers=2):
-    """Bytes a model of `cfg` needs to train on (N, T) batches: parameters, gradients,
-    `optimizer_buffers` optimizer arrays of the parameters' size, and the workspace of
-    Model.workspace (what it allocates, from the same specs), before any is allocated."""
+def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
+    """Bytes a model of `cfg` needs to train on (N, T) batches on `backend`: parameters,
+    gradients, `optimizer_buffers` optimizer arrays of the parameters' size, and the workspace
+    of Model.workspace (what it allocates, from the same specs), before any is allocated."""
     item = np.dtype(dtype).itemsize
     cell = cells.get(cfg.cell)
     P = sum(int(np.prod(s)) for s in cfg.shapes().values())
     H, E, L, V = cfg.hidden, cfg.embed, cfg.layers, cfg.vocab_size
     inputs = [E if i == 0 else H for i in range(L)]
     numbers = P * (2 + optimizer_buffers)
-    numbers += sum(int(np.prod(s)) for D in inputs for s in cell.buffers(T, N, D, H).values())
-    numbers += max(sum(int(np.prod(s)) for s in cell.scratch(T, N, D, H).values())
+    numbers += sum(int(np.prod(s)) for D in inputs
+                   for s in backend.buffers(cell, T, N, D, H).values())
+    numbers += max(sum(int(np.prod(s)) for s in backend.scratch(cell, T, N, D, H).values())
                    for D in inputs)
     numbers += T * N * (2 * E + 2 * H + V) + 2 * N * H
     if cfg.dropout:
@@ -83,8 +84,8 @@ class Model:
 
     def init_weights(self, seed):
         """PyTorch's RNN init, U(-1/sqrt(H), 1/sqrt(H)); U(-0.1, 0.1) for the embedding and
-        output (word_language_model); LSTM forget-gate bias 1 (torch-rnn) to keep memory early.
-        Drawn on the host, the same numbers on every backend."""
+        output (word_language_model); then the cell's own bias blocks (the LSTM's forget gate:
+        rnnkit/cells.py). Drawn on the host, the same numbers on every backend."""
         rng = np.random.default_rng(seed)
         H = self.cfg.hidden
         host = np.zeros(self.params.shape, self.dtype)
@@ -92,9 +93,8 @@ class Model:
         for name, w in views.items():
             bound = 0.1 if name in ("embed", "out.w") else 1.0 / np.sqrt(H)
             w[...] = 0.0 if name == "out.b" else rng.uniform(-bound, bound, w.shape)
-        if self.cell.name == "lstm":
-            for layer in range(self.cfg.layers):
-                views[f"l{layer}.b"][H:2 * H] = 1.0
+        for layer in range(self.cfg.layers):
+            self.cell.init_bias(views[f"l{layer}.b"], H)
         self.backend.copy(self.params, host)
 
     def num_params(self):
@@ -134,11 +134,12 @@ class Model:
             inputs = [E if i == 0 else H for i in range(L)]
             scratch = {}                # one flat array per name, as large as any layer needs
             for D in inputs:
-                for name, shape in self.cell.scratch(T, N, D, H).items():
+                for name, shape in b.scratch(self.cell, T, N, D, H).items():
                     scratch[name] = max(scratch.get(name, 0), int(np.prod(shape)))
             self._ws[N, T] = {
                 "emb": b.zeros((T, N, E), dt),
-                "layers": [{k: b.zeros(s, dt) for k, s in self.cell.buffers(T, N, D, H).items()}
+                "layers": [{k: b.zeros(s, dt)
+                            for k, s in b.buffers(self.cell, T, N, D, H).items()}
                            for D in inputs],
                 "inputs": [None] * (L + 1),     # what each layer and the output projection read
                 # dropout's masks and masked inputs, per stage (none without dropout)
@@ -157,7 +158,7 @@ class Model:
 
     def _scratch(self, ws, T, N, D):
         """This layer's views of the shared backward scratch."""
-        shapes = self.cell.scratch(T, N, D, self.cfg.hidden)
+        shapes = self.backend.scratch(self.cell, T, N, D, self.cfg.hidden)
         return {k: ws["scratch"][k][:int(np.prod(s))].reshape(s) for k, s in shapes.items()}
 
     def _dropout(self, ws, i, x, rng):

@@ -182,14 +182,15 @@ OPTIMIZER_BUFFERS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 3, "adagrad": 1
 
 def _check_memory(cfg, vocab_size, N, T, backend):
     """A one-line error, before anything is allocated, for a model that cannot fit."""
-    available = getattr(backend, "available_bytes", lambda: None)()
+    available = backend.available_bytes()
     if available is None:
         return
     try:
         model = dataclasses.replace(cfg.model, vocab_size=vocab_size)
     except ValueError as err:
         raise TrainError(str(err)) from None
-    need = memory_bytes(model, N, T, model.dtype, OPTIMIZER_BUFFERS.get(cfg.optim.optimizer, 3))
+    need = memory_bytes(model, N, T, model.dtype, backend,
+                        OPTIMIZER_BUFFERS.get(cfg.optim.optimizer, 3))
     if need > 0.9 * available:
         raise TrainError(f"this model needs about {human(need)} for its parameters, gradients, "
                          f"optimizer state and activations (N={N}, T={T}); {human(available)} "

@@ -15,7 +15,7 @@ import pytest
 
 from rnnkit import sampling
 from rnnkit.backends import BackendError, get_backend
-from rnnkit.model import Model, ModelConfig, State
+from rnnkit.model import Model, ModelConfig
 from rnnkit.optim import DEFAULTS, clip_gradients, make_optimizer
 from tests import naive
 
@@ -452,10 +452,15 @@ def test_rng_state_of_another_backend_seeds_a_stream(backend):
 
 
 def test_state_round_trips_through_the_host(backend):
+    """A state goes to the host and back unchanged, as copies: the arrays a checkpoint holds
+    and those the model runs on never share memory."""
     model, _, _, state = make(backend, "lstm", 2)
     arrays = host_state(model, state)
-    again = host_state(model, model.state_from_host(arrays))
-    assert set(again) == {"h", "c"}
-    for k in arrays:
-        np.testing.assert_array_equal(again[k], arrays[k])
-    assert isinstance(state, State)
+    restored = model.state_from_host(arrays)
+    for a in arrays.values():
+        a[...] = 0.0                    # the host copies change; the states must not
+    again, before = host_state(model, restored), host_state(model, state)
+    assert set(again) == set(before) == {"h", "c"}
+    for k in before:
+        assert np.abs(before[k]).max() > 0
+        np.testing.assert_array_equal(again[k], before[k])

@@ -232,14 +232,18 @@ def test_real_process_sigterm_then_kill_9(corpus, tmp_path):
 def test_init_from_starts_a_new_run_from_the_weights(corpus, tmp_path):
     base = train(config(corpus, max_steps=6), tmp_path / "base")
     assert base.step == 6
-    cfg = config(corpus, max_steps=3, init_from=str(tmp_path / "base" / "latest.h5"))
+    cfg = config(corpus, max_steps=3, init_from=str(tmp_path / "base" / "latest.h5"), keep=5)
     result = train(cfg, tmp_path / "ft")
     assert result.step == 3                     # fresh counters
     ck = checkpoint.load(tmp_path / "ft" / "latest.h5")
     assert ck.optimizer["step"] == 3
-    first = checkpoint.load(tmp_path / "ft" / checkpoint.step_name(0)) \
-        if (tmp_path / "ft" / checkpoint.step_name(0)).exists() else None
-    assert first is None or first.step == 0
+    # its first checkpoint, at step 0, holds the weights it started from
+    first = checkpoint.load(tmp_path / "ft" / checkpoint.step_name(0))
+    assert first.step == 0 and first.optimizer["step"] == 0
+    start = weights(tmp_path / "base")
+    assert set(first.weights) == set(start)
+    for name, w in start.items():
+        np.testing.assert_array_equal(first.weights[name], w)
     # the new run's first loss is the trained model's, far below a fresh model's
     assert losses(tmp_path / "ft")[1] < losses(tmp_path / "base")[1] - 0.1
     cfg = config(corpus, max_steps=3, init_from=str(tmp_path / "base" / "latest.h5"))

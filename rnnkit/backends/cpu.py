@@ -12,16 +12,52 @@ import dataclasses
 import numpy as np
 
 from rnnkit import sampling, threads
-from rnnkit.backends import derived_seed
-from rnnkit.kernels.cpu import gru, jit, linear, loss, lstm, optim, rnn, step, warm
+from rnnkit.backends import CellKernels, derived_seed
+from rnnkit.kernels.cpu import buffers, gru, jit, linear, loss, lstm, optim, rnn, step, warm
 
 # Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
 # per-unit step kernels (kernels/cpu/step.py), and an output projection of that many rows
 # the per-row logits kernel.
 STEP_MAX_N = 8
 
-CELL_DRIVERS = {"lstm": "lstm._forward", "gru": "gru._forward", "rnn-tanh": "rnn._forward",
-                "rnn-relu": "rnn._forward"}
+
+
+def _lstm_forward(b, cell, x, p, buf):
+    lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
+                      buf["cs"], buf["z"], buf["wt"])
+
+
+def _lstm_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
+    lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc,
+                       dx, g["w_x"], g["w_h"], g["b"], s["dg"], s["dht"], s["dct"], s["dwt"],
+                       s["dxt"])
+
+
+def _gru_forward(b, cell, x, p, buf):
+    gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
+                    buf["hs"])
+
+
+def _gru_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
+    gru.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
+                     g["w_x"], g["w_h"], g["b"], g["b_hn"], s["dg"], s["dgh"], s["wt"])
+
+
+def _rnn_forward(b, cell, x, p, buf):
+    rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], relu=cell.relu)
+
+
+def _rnn_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
+    rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"], g["b"],
+                     s["dg"], s["wt"], relu=cell.relu)
+
+
+KERNELS = {
+    "lstm": CellKernels(_lstm_forward, _lstm_backward, buffers.LSTM, ("lstm._forward",)),
+    "gru": CellKernels(_gru_forward, _gru_backward, buffers.GRU, ("gru._forward",)),
+    "rnn-tanh": CellKernels(_rnn_forward, _rnn_backward, buffers.RNN, ("rnn._forward",)),
+    "rnn-relu": CellKernels(_rnn_forward, _rnn_backward, buffers.RNN, ("rnn._forward",)),
+}
 
 
 class CPUBackend:
@@ -66,14 +102,22 @@ class CPUBackend:
                 pass
         return min(found) if found else None
 
-    def compiled(self, cell, parallel=None):
-        """Whether this cell's kernels load from the cache; parallel: the threaded builds
-        (default: whether the first step needs no compiling, whatever build it runs)."""
-        name = CELL_DRIVERS[cell.name]
-        if parallel is None:
-            return (threads.partition() > 1 and jit.in_cache(name + "_parallel")) or \
-                jit.in_cache(name)
-        return jit.in_cache(name + ("_parallel" if parallel else ""))
+    def compiled(self, cell):
+        """Whether the first step needs no compiling, whatever build (serial or threaded) it
+        runs."""
+        return (threads.partition() > 1 and self.cached(cell, parallel=True)) or \
+            self.cached(cell, parallel=False)
+
+    def cached(self, cell, parallel):
+        """Whether this cell's serial or threaded (parallel) builds load from the cache."""
+        return all(jit.in_cache(name + ("_parallel" if parallel else ""))
+                   for name in KERNELS[cell.name].cached)
+
+    def buffers(self, cell, T, N, D, H):
+        return KERNELS[cell.name].layout.buffers(T, N, D, H)
+
+    def scratch(self, cell, T, N, D, H):
+        return KERNELS[cell.name].layout.scratch(T, N, D, H)
 
     def prepare(self, model, N, T, optimizer):
         """Before a first step on a cold cache (rnnkit/kernels/cpu/warm.py): the backward
@@ -84,12 +128,12 @@ class CPUBackend:
             return
         spec = self._spec_for(model, N, T, optimizer)
         if threads.partition() > 1:
-            if self.compiled(model.cell, parallel=True):
+            if self.cached(model.cell, parallel=True):
                 return              # the first step runs the threaded builds, all cached
             threads.cap(1)
             self._capped = True
             self._later.append({**spec, "group": "parallel"})
-        if not self.compiled(model.cell, parallel=False):
+        if not self.cached(model.cell, parallel=False):
             self._spec, self._tasks = {**spec, "group": "backward"}, set(warm.TASKS)
             self._workers["backward"] = warm.spawn(self._spec)
         if self._workers or self._later:
@@ -201,9 +245,7 @@ class CPUBackend:
 
     # -- layers ------------------------------------------------------------------------------
     def cell_forward(self, cell, x, p, buf, train=True):
-        """Run one layer over x (T, N, D); buf: its buffers (cell.buffers), hs[0] (and c)
-        holding the initial state. Without train, caches need not be kept: T = 1 with few
-        streams (sampling) takes the step kernels."""
+        """Without train, T = 1 with few streams (sampling) takes the step kernels."""
         T, N, _ = x.shape
         if not train and T == 1 and N <= STEP_MAX_N:
             self._await("step")
@@ -216,31 +258,11 @@ class CPUBackend:
                             p.get("b_hn", p["b"]), buf["hs"][0], c, buf["hs"][1], c,
                             self._step_scratch[key])
             return
-        if cell.name == "lstm":
-            lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
-                              buf["cs"], buf["z"], buf["wt"])
-        elif cell.name == "gru":
-            gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
-                            buf["hs"])
-        else:
-            rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"],
-                            relu=cell.relu)
+        KERNELS[cell.name].forward(self, cell, x, p, buf)
 
     def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
-        """BPTT through one layer: gradients accumulate into g; dh (and dc) go from the final
-        state's gradient to the initial state's; dx is overwritten."""
         self._backward_tasks()
-        if cell.name == "lstm":
-            lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs,
-                               dh, dc, dx, g["w_x"], g["w_h"], g["b"], scratch["dg"],
-                               scratch["dht"], scratch["dct"], scratch["dwt"], scratch["dxt"])
-        elif cell.name == "gru":
-            gru.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh,
-                             dx, g["w_x"], g["w_h"], g["b"], g["b_hn"], scratch["dg"],
-                             scratch["dgh"], buf["wt"])
-        else:
-            rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"],
-                             g["b"], scratch["dg"], buf["wt"], relu=cell.relu)
+        KERNELS[cell.name].backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch)
 
     def embed_forward(self, table, ids, out):
         linear.embed_forward(table, ids, out)
@@ -296,20 +318,22 @@ class CPUBackend:
         return sampling.sample(np.asarray(logits), rng, temperature, top_k, top_p, greedy)
 
     # -- optimizers and clipping (the equations: rnnkit/kernels/cpu/optim.py) ----------------
-    def scalar(self, dtype, x):
-        return np.dtype(dtype).type(x)
+    def sgd_update(self, p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov,
+                   first):
+        optim.sgd_update(p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov, first)
 
-    def sgd_update(self, *args):
-        optim.sgd_update(*args)
+    def adam_update(self, p, g, m, v, step_size, beta1c, beta2, beta2c, bc2_sqrt, eps,
+                    weight_decay, shrink):
+        optim.adam_update(p, g, m, v, step_size, beta1c, beta2, beta2c, bc2_sqrt, eps,
+                          weight_decay, shrink)
 
-    def adam_update(self, *args):
-        optim.adam_update(*args)
+    def rmsprop_update(self, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                       weight_decay, momentum, centered):
+        optim.rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                             weight_decay, momentum, centered)
 
-    def rmsprop_update(self, *args):
-        optim.rmsprop_update(*args)
-
-    def adagrad_update(self, *args):
-        optim.adagrad_update(*args)
+    def adagrad_update(self, p, g, state_sum, clr, eps, weight_decay):
+        optim.adagrad_update(p, g, state_sum, clr, eps, weight_decay)
 
     def sum_squares(self, g):
         return float(optim.sum_squares(g))

@@ -19,7 +19,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rnnkit.backends import BackendError, derived_seed
+from rnnkit.backends import BackendError, CellKernels, derived_seed
+from rnnkit.kernels.cuda import buffers
 
 PHILOX = "Philox4x32-10"
 KEY_MASK = (1 << 63) - 1             # keys travel as int64 kernel arguments
@@ -71,6 +72,49 @@ def _key(seed):
     return (int(words[1]) << 32 | int(words[0])) & KEY_MASK
 
 
+def _lstm_forward(b, cell, x, p, buf):
+    b.k.lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
+                          buf["cs"], buf["z"], b.rec)
+
+
+def _lstm_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
+    b.k.lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], buf["z"],
+                           dhs, dh, dc, dx, g["w_x"], g["w_h"], g["b"], s["dg"], b.rec)
+
+
+def _gru_forward(b, cell, x, p, buf):
+    b.k.gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
+                        buf["hs"], b.rec)
+
+
+def _gru_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
+    b.k.gru.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
+                         g["w_x"], g["w_h"], g["b"], g["b_hn"], s["dg"], s["dgh"], b.rec)
+
+
+def _rnn_forward(b, cell, x, p, buf):
+    b.k.rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], b.rec,
+                        relu=cell.relu)
+
+
+def _rnn_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
+    b.k.rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"],
+                         g["b"], s["dg"], b.rec, relu=cell.relu)
+
+
+# Each cell's kernels here; `cached`: what its first step would otherwise compile longest.
+KERNELS = {
+    "lstm": CellKernels(_lstm_forward, _lstm_backward, buffers.LSTM,
+                        ("lstm.forward_steps", "gemm.gemm")),
+    "gru": CellKernels(_gru_forward, _gru_backward, buffers.GRU,
+                       ("gru.forward_steps", "gemm.gemm")),
+    "rnn-tanh": CellKernels(_rnn_forward, _rnn_backward, buffers.RNN,
+                            ("rnn.forward_steps", "gemm.gemm")),
+    "rnn-relu": CellKernels(_rnn_forward, _rnn_backward, buffers.RNN,
+                            ("rnn.forward_steps", "gemm.gemm")),
+}
+
+
 class CUDABackend:
     name = "cuda"
 
@@ -96,7 +140,7 @@ class CUDABackend:
         self._partial = self.zeros((launch.REDUCE_BLOCKS,), np.float64)
         self._sums = self.zeros((3,), np.float64)
         self._flag = self.zeros((1,), np.int64)
-        self._scratch = {}
+        self._kept_arrays = {}
 
     def describe(self):
         """What the first line of a run says about where it runs."""
@@ -104,13 +148,25 @@ class CUDABackend:
         return (f"{where}, {self.gpu}; recurrence: one persistent kernel where W_h fits on "
                 f"chip, else a launch per step")
 
+    def available_bytes(self):
+        """Free memory on this GPU (None under the simulator)."""
+        if self.simulator:
+            return None
+        free, _ = self.cuda.current_context().get_memory_info()
+        return int(free)
+
     def compiled(self, cell):
         """Whether this cell's kernels load from the cache (else the first step compiles)."""
         if self.simulator:
             return True
         from rnnkit.kernels.cpu.jit import in_cache
-        module = "lstm" if cell.name == "lstm" else "gru" if cell.name == "gru" else "rnn"
-        return in_cache(f"{module}.forward_steps") and in_cache("gemm.gemm")
+        return all(in_cache(name) for name in KERNELS[cell.name].cached)
+
+    def buffers(self, cell, T, N, D, H):
+        return KERNELS[cell.name].layout.buffers(T, N, D, H)
+
+    def scratch(self, cell, T, N, D, H):
+        return KERNELS[cell.name].layout.scratch(T, N, D, H)
 
     def prepare(self, model, N, T, optimizer):
         """Cold-cache compiling ahead of the first step is the CPU's concern (its compile
@@ -187,44 +243,20 @@ class CUDABackend:
         ids.host = host
         return ids
 
-    def scratch(self, name, shape, dtype):
+    def _kept(self, name, shape, dtype):
         """A device array kept between calls (loss rows, sampled tokens)."""
         key = (name, tuple(shape), np.dtype(dtype))
-        if key not in self._scratch:
-            self._scratch[key] = self.zeros(shape, dtype)
-        return self._scratch[key]
+        if key not in self._kept_arrays:
+            self._kept_arrays[key] = self.zeros(shape, dtype)
+        return self._kept_arrays[key]
 
     # -- layers ------------------------------------------------------------------------------
     def cell_forward(self, cell, x, p, buf, train=True):
-        """Run one layer over x (T, N, D); buf: its buffers (cell.buffers), hs[0] (and c)
-        holding the initial state. Caches are written with or without train."""
-        if cell.name == "lstm":
-            self.k.lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"],
-                                        buf["gates"], buf["cs"], buf["z"], buf["wt"], self.rec)
-        elif cell.name == "gru":
-            self.k.gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"],
-                                      buf["a"], buf["hs"], buf["work"], buf["work_t"],
-                                      buf["wt"], self.rec)
-        else:
-            self.k.rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"],
-                                      buf["work"], buf["work_t"], buf["wt"], self.rec,
-                                      relu=cell.relu)
+        """Caches are written with or without train."""
+        KERNELS[cell.name].forward(self, cell, x, p, buf)
 
     def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
-        """BPTT through one layer: gradients accumulate into g; dh (and dc) go from the final
-        state's gradient to the initial state's; dx is overwritten."""
-        if cell.name == "lstm":
-            self.k.lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"],
-                                         buf["cs"], buf["z"], dhs, dh, dc, dx, g["w_x"],
-                                         g["w_h"], g["b"], scratch["dg"], self.rec)
-        elif cell.name == "gru":
-            self.k.gru.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"],
-                                       buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"], g["b"],
-                                       g["b_hn"], scratch["dg"], scratch["dgh"], self.rec)
-        else:
-            self.k.rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx,
-                                       g["w_x"], g["w_h"], g["b"], scratch["dg"], self.rec,
-                                       relu=cell.relu)
+        KERNELS[cell.name].backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch)
 
     def embed_forward(self, table, ids, out):
         self.k.embed.embed_forward(table, ids, out)
@@ -258,7 +290,7 @@ class CUDABackend:
         """Summed cross-entropy in nats, a host float; overwrites logits (with grad: by
         scale * dloss/dlogits). The one transfer also brings the barrier's timeout flag."""
         M, V = logits.shape
-        rows = self.scratch("xent", (M,), np.float64)
+        rows = self._kept("xent", (M,), np.float64)
         self.k.loss.softmax_xent(logits, targets, scale, grad, rows, self._sums,
                                     self.rec.bar)
         total, bad, timeout = self._sums.copy_to_host()
@@ -271,7 +303,7 @@ class CUDABackend:
         """Per-row losses -log softmax(row)[target], a host float64 array (M,); the logits
         are left as scratch."""
         M, V = logits.shape
-        rows = self.scratch("xent", (M,), np.float64)
+        rows = self._kept("xent", (M,), np.float64)
         self.k.loss.softmax_xent(logits, targets, 1.0, False, rows)
         out = rows.copy_to_host()
         self._barrier_check(self.rec.bar.copy_to_host()[1])
@@ -328,27 +360,31 @@ class CUDABackend:
     def sample(self, logits, rng, temperature=1.0, top_k=0, top_p=1.0, greedy=False):
         """Next token of each of the N rows of (N, V) logits, as host ints."""
         M = logits.shape[0]
-        out = self.scratch("tokens", (M,), np.int64)
+        out = self._kept("tokens", (M,), np.int64)
         counter = rng.counter if greedy else rng.take(M)
         self.k.sample.sample(logits, temperature, top_k, top_p, greedy, rng.key, counter,
                                 out)
         return out.copy_to_host()
 
     # -- optimizers and clipping (the equations: rnnkit/kernels/cpu/optim.py) ----------------
-    def scalar(self, dtype, x):
-        return np.dtype(dtype).type(x)
+    def sgd_update(self, p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov,
+                   first):
+        self.k.optim.update(self.k.optim.sgd_update, p, g, buf, lr, momentum, one_minus_damp,
+                            weight_decay, nesterov, first)
 
-    def sgd_update(self, *args):
-        self.k.optim.update(self.k.optim.sgd_update, *args)
+    def adam_update(self, p, g, m, v, step_size, beta1c, beta2, beta2c, bc2_sqrt, eps,
+                    weight_decay, shrink):
+        self.k.optim.update(self.k.optim.adam_update, p, g, m, v, step_size, beta1c, beta2,
+                            beta2c, bc2_sqrt, eps, weight_decay, shrink)
 
-    def adam_update(self, *args):
-        self.k.optim.update(self.k.optim.adam_update, *args)
+    def rmsprop_update(self, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                       weight_decay, momentum, centered):
+        self.k.optim.update(self.k.optim.rmsprop_update, p, g, square_avg, grad_avg, buf, lr,
+                            alpha, one_minus_alpha, eps, weight_decay, momentum, centered)
 
-    def rmsprop_update(self, *args):
-        self.k.optim.update(self.k.optim.rmsprop_update, *args)
-
-    def adagrad_update(self, *args):
-        self.k.optim.update(self.k.optim.adagrad_update, *args)
+    def adagrad_update(self, p, g, state_sum, clr, eps, weight_decay):
+        self.k.optim.update(self.k.optim.adagrad_update, p, g, state_sum, clr, eps,
+                            weight_decay)
 
     def sum_squares(self, g):
         """sum(g^2) accumulated in float64 in a fixed order, as a host float."""

@@ -4,6 +4,18 @@ import numpy as np
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+class Layout:
+    """One cell's arrays on one backend: its parameters (the cell's, rnnkit/cells.py), and
+    `buffers` and `scratch`, functions of (T, N, D, H) giving name -> shape
+    (kernels/*/buffers.py)."""
+
+    def __init__(self, cell, buffers, scratch):
+        self.cell, self.buffers, self.scratch = cell, buffers, scratch
+
+    def params(self, D, H):
+        return self.cell.params(D, H)
+
+
 def contiguous(a):
     flags = getattr(a, "flags", None)
     if flags is not None and hasattr(flags, "c_contiguous"):

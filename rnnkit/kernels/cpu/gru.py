@@ -25,10 +25,8 @@ from rnnkit.kernels.cpu.blocks import (block, project, rows_for, span, split, tr
                                        weight_grads)
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.tiles import product
-from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
-
-GRU = CELLS["gru"]
+from rnnkit.kernels.cpu.buffers import GRU
 
 
 # Short loops from 0 over few 1-D views each: LLVM vectorises them (see lstm.py).

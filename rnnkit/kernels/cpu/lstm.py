@@ -22,13 +22,12 @@ from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.blas import gemm
 from rnnkit.kernels.cpu.blocks import (block, fill_rows, span, split, transpose_add,
                                        transpose_into, units)
-from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cpu.buffers import LSTM
 from rnnkit.kernels.cpu.lanes import vsum
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.tiles import product, product_runs
 
-LSTM = CELLS["lstm"]
 
 # dW.T sums over all steps in blocks of about this many of the product's rows ([x_t, h_{t-1}]
 # of a few steps): a block then stays in cache while every row panel of dW.T passes it, and

@@ -18,11 +18,8 @@ from rnnkit.kernels.cpu.blocks import (block, project, rows_for, span, split, tr
                                        weight_grads)
 from rnnkit.kernels.cpu.activations import tanh
 from rnnkit.kernels.cpu.tiles import product
-from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
-
-
-RNN = CELLS["rnn-tanh"]
+from rnnkit.kernels.cpu.buffers import RNN
 
 
 @njit(**JIT)

@@ -14,15 +14,14 @@ import math
 
 from numba import cuda
 
-from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cuda.buffers import GRU
 from rnnkit.kernels.cuda import launch as L
 from rnnkit.kernels.cuda.gemm import row_sums
 from rnnkit.kernels.cuda.launch import jit
 from rnnkit.kernels.cuda.recurrent import (CMAX, accumulate, grid_sync, load_w, project,
                                            reduce_parts, roles, weight_grads)
 
-GRU = CELLS["gru"]
 
 
 @jit
@@ -133,12 +132,11 @@ def backward_steps(w_h, gates, a, hs, dhs, dgx, dgh, dh, T, N, H, t_hi, t_lo, U,
             grid_sync(bar, base, blocks, step + 1)
 
 
-def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work, work_t, wt, rec):
+def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, rec):
     """Run the layer over x; hs[0] holds the initial state. Writes gates, a and hs."""
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs, work=work,
-                  work_t=work_t, wt=wt)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs)
     check(dict(arrays, x=x), x.dtype)
     spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H)}, arrays)
     project(x, w_x, b, gates)

@@ -17,15 +17,14 @@ import math
 
 from numba import cuda
 
-from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cuda.buffers import LSTM
 from rnnkit.kernels.cuda import launch as L
 from rnnkit.kernels.cuda.gemm import View, product, row_sums
 from rnnkit.kernels.cuda.launch import jit
 from rnnkit.kernels.cuda.recurrent import (CMAX, accumulate, grid_sync, load_w, reduce_parts,
                                            roles)
 
-LSTM = CELLS["lstm"]
 
 
 @jit
@@ -157,12 +156,12 @@ def backward_steps(w_h, gates, cs, dhs, dg, dh, dc, T, N, H, t_hi, t_lo, U, KC, 
             grid_sync(bar, base, blocks, step + 1)
 
 
-def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, rec):
+def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, rec):
     """Run the layer over x; hs[0] and c hold the initial state. Writes hs, c (the final cell
     state), gates, cs and z[:, D:]. rec: the recurrence's launcher (backends/cuda.py)."""
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z, wt=wt)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z)
     check(dict(arrays, x=x), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     G = 4 * H

@@ -9,14 +9,13 @@ import math
 
 from numba import cuda
 
-from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import check, spec
+from rnnkit.kernels.cuda.buffers import RNN
 from rnnkit.kernels.cuda import launch as L
 from rnnkit.kernels.cuda.launch import jit
 from rnnkit.kernels.cuda.recurrent import (CMAX, accumulate, grid_sync, load_w, project,
                                            reduce_parts, roles, weight_grads)
 
-RNN = CELLS["rnn-tanh"]
 
 
 @jit
@@ -113,11 +112,11 @@ def backward_steps(w_h, hs, dhs, dg, dh, T, N, H, relu, t_hi, t_lo, U, KC, NS, K
             grid_sync(bar, base, blocks, step + 1)
 
 
-def rnn_forward(x, w_x, w_h, b, hs, pre, work, work_t, wt, rec, relu=False):
+def rnn_forward(x, w_x, w_h, b, hs, pre, rec, relu=False):
     """Run the layer over x; hs[0] holds the initial state. Writes hs and pre (T, N, H)."""
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, gates=pre, work=work, work_t=work_t, wt=wt)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, gates=pre)
     check(dict(arrays, x=x), x.dtype)
     spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H)}, arrays)
     project(x, w_x, b, pre)
