@@ -99,3 +99,33 @@ def test_transpose_into(dtype, P, Q, add):
     leaf.ready(dtype)
     transpose[add](src, dst)
     np.testing.assert_array_equal(out, want)
+
+
+product_packed = njit(lambda *args: tiles.product_packed(*args))
+pack_columns = njit(lambda *args: tiles.pack_columns(*args))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_packed_product_matches_the_plain_one(dtype, transposed):
+    """B packed block by block of the tiles' columns (as the GRU and RNN pack W_h and W_h.T),
+    from a column block's start to the end of B (a last block not full): the same bits as
+    the product of B where it lies."""
+    C = tiles.CHUNK // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(3)
+    M, K, ncols = 2 * tiles.MR + 3, 19, 3 * C + 5
+    a = rng.standard_normal((M, K)).astype(dtype)
+    b = rng.standard_normal((ncols, K) if transposed else (K, ncols)).astype(dtype)
+    srs, scs = (1, K) if transposed else (ncols, 1)
+    packed = np.full(K * 4 * C + 7, np.nan, dtype)
+    leaf.ready(dtype)
+    for n0 in (0, C):
+        pack_columns(b.reshape(-1), 0, srs, scs, K, n0, ncols, packed, 7)
+        plain, want = (rng.standard_normal((M, ncols)).astype(dtype) for _ in range(2))
+        want[:] = plain
+        bt = b.T if transposed else b
+        product(a, 0, K, 1, 0, M, K, np.ascontiguousarray(bt), n0, ncols, ncols - n0, want,
+                n0, ncols)
+        product_packed(a, 0, K, 1, 0, M, K, packed, 7 + n0 * K, C * K, ncols - n0, plain, n0,
+                       ncols)
+        np.testing.assert_array_equal(plain, want)

@@ -35,7 +35,7 @@ def _lstm_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
 
 def _gru_forward(b, cell, x, p, buf):
     gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
-                    buf["hs"])
+                    buf["hs"], buf["wp"])
 
 
 def _gru_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
@@ -44,7 +44,8 @@ def _gru_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
 
 
 def _rnn_forward(b, cell, x, p, buf):
-    rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], relu=cell.relu)
+    rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], buf["wp"],
+                    relu=cell.relu)
 
 
 def _rnn_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):

@@ -12,7 +12,8 @@ import numpy as np
 from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.threads import partition
 from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
-from rnnkit.kernels.cpu.tiles import VECTOR_BYTES, transpose_block
+from rnnkit.kernels.cpu.tiles import (CHUNK, VECTOR_BYTES, pack_columns, product_packed,
+                                      transpose_block)
 
 
 @njit(**JIT)
@@ -174,8 +175,10 @@ MIN_STREAMS, MIN_ROWS = 8, 256
 MIN_GATE_ROWS = 128
 
 # Threads cut the hidden units on multiples of this: for float32 a cache line of a state's
-# row, which both threads write, then never straddles the cut.
-CUT = 16
+# row, which both threads write, then never straddles the cut; and a whole block of the
+# tiles' columns (the GRU's and RNN's packed W_h: gru.py), 32 floats with AVX-512. Where the
+# cut falls changes no result.
+CUT = max(16, CHUNK // 4)
 
 
 def rows_for(T, N):
@@ -245,3 +248,41 @@ def weight_grads(x, hprev, dgx, dgh, w_x, dx, dw_x, dw_h, db, rows):
     M = T * N
     _weight_grads(rows, x.reshape(M, D), hprev.reshape(M, -1), dgx.reshape(M, -1), dgh.reshape(M, -1), w_x,
         dx.reshape(M, D), dw_x, dw_h, db, rows)
+
+
+# The GRU's and RNN's per-step products (time-major: the states as A, W_h as B). W_h's columns
+# lie G*H numbers apart, which as B maps the rows a tile reads onto a few cache sets (at H=512
+# two: they evict each other); packed once per call, block after block of the tiles' columns
+# (tiles.pack_columns), each tile reads its K x C block front to back. HP: H padded to whole
+# blocks (kernels/cpu/buffers.py, padded).
+@njit(**JIT)
+def pack_w_h(w_h, wp, j0, j1):
+    """Columns j0:j1 of each gate block of W_h (H, G*H) into wp (G, HP, H)."""
+    H, GH = w_h.shape
+    flat, out = w_h.reshape(w_h.size), wp.reshape(wp.size)
+    for k in range(GH // H):
+        pack_columns(flat, k * H, GH, 1, H, j0, j1, out, k * wp.shape[1] * H)
+
+
+@njit(**JIT)
+def pack_w_h_t(w_h, wt, j0, j1):
+    """Columns j0:j1 of W_h.T (G*H, H), rows of W_h, into wt (HP, G*H)."""
+    GH = w_h.shape[1]
+    pack_columns(w_h.reshape(w_h.size), 0, 1, GH, GH, j0, j1, wt.reshape(wt.size), 0)
+
+
+@njit(**JIT)
+def step_product(h, wp, gate, j0, j1, n0, n1, c, c0):
+    """c[n0:n1, c0:c0 + j1 - j0] += h[n0:n1] (N, H) @ W_h[:, gate*H + j0:gate*H + j1], W_h
+    packed in wp (pack_w_h); j0 a multiple of CUT."""
+    H, C = h.shape[1], CHUNK // wp.itemsize
+    product_packed(h, 0, H, 1, n0, n1, H, wp, (gate * wp.shape[1] + j0) * H, C * H, j1 - j0,
+                   c, c0, c.shape[1])
+
+
+@njit(**JIT)
+def hidden_grad(wt, dg, dh, j0, j1, n0, n1):
+    """dh[n0:n1, j0:j1] += dg[n0:n1] (N, G*H) @ W_h.T[:, j0:j1], W_h.T packed in wt
+    (pack_w_h_t); j0 a multiple of CUT."""
+    GH, C = wt.shape[1], CHUNK // wt.itemsize
+    product_packed(dg, 0, GH, 1, n0, n1, GH, wt, j0 * GH, C * GH, j1 - j0, dh, j0, dh.shape[1])

@@ -8,6 +8,7 @@ carries one; the rest is this backend's own.
 """
 from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import Layout
+from rnnkit.kernels.cpu.tiles import CHUNK
 
 
 def _lstm_buffers(T, N, D, H):
@@ -23,10 +24,17 @@ def _lstm_scratch(T, N, D, H):
             "dxt": (D, N)}
 
 
+def padded(H):
+    """H rounded up to whole blocks of the tiles' columns (float32: the widest)."""
+    C = CHUNK // 4
+    return -(-H // C) * C
+
+
 def _time_major_buffers(G):
-    """The GRU's and Elman RNN's caches, time-major: gates (T, N, G*H) and hs."""
+    """The GRU's and Elman RNN's caches, time-major: gates (T, N, G*H) and hs; wp: W_h packed
+    for the tiles once per call, gate by gate (kernels/cpu/gru.py)."""
     def buffers(T, N, D, H):
-        out = {"gates": (T, N, G * H), "hs": (T + 1, N, H)}
+        out = {"gates": (T, N, G * H), "hs": (T + 1, N, H), "wp": (G, padded(H), H)}
         if G == 3:
             out["a"] = (T, N, H)         # h W_hn + b_hn, for the reset gate's gradient
         return out
@@ -35,9 +43,9 @@ def _time_major_buffers(G):
 
 def _time_major_scratch(G):
     """BPTT's gate gradients (the GRU's apart for each product: kernels/cpu/gru.py) and W_h.T
-    (wt), copied once per call."""
+    packed for the tiles (wt), once per call."""
     def scratch(T, N, D, H):
-        out = {"dg": (T, N, G * H), "wt": (G * H, H)}
+        out = {"dg": (T, N, G * H), "wt": (padded(H), G * H)}
         if G == 3:
             out["dgh"] = (T, N, G * H)
         return out

@@ -10,9 +10,10 @@ gates (T, N, 3H) keeps r, z, n and a (T, N, H) keeps h W_hn + b_hn for backward.
 
 The input projection of all steps is one BLAS product before the recurrence; each step then
 adds h_{t-1} W_h in kernels/cpu/tiles.py, time-major: the r and z blocks into their
-pre-activations in gates, the n block into a, W_h read where it lies. Threads own blocks of
+pre-activations in gates, the n block into a. Threads own blocks of
 hidden units with their three gates and meet once per step, or blocks of streams
-(kernels/cpu/blocks.py, split). BPTT mirrors it against W_h.T (copied once per call into wt);
+(kernels/cpu/blocks.py, split); W_h is packed once per call in the order the tiles read it
+(wp). BPTT mirrors it against W_h.T, packed likewise (wt);
 the reset gate makes the two products' gradients differ in the n block, so it keeps one for
 the input side (dgx) and one for the hidden side (dgh); then dW and dx over all steps.
 Memory kept for backward: T*N*(3H + 2H) floats.
@@ -21,10 +22,10 @@ from numba import njit, prange
 
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.kernels.cpu.blocks import (block, project, rows_for, span, split, transpose_into,
+from rnnkit.kernels.cpu.blocks import (block, hidden_grad, pack_w_h, pack_w_h_t, project,
+                                       rows_for, span, split, step_product, units,
                                        weight_grads)
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
-from rnnkit.kernels.cpu.tiles import product
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.buffers import GRU
 
@@ -45,38 +46,41 @@ def cell_forward(r, z, n, a, h_prev, h):
 
 
 @njit(**JIT)
-def forward_step(gates, a, hs, w_h, b_hn, t, j0, j1, n0, n1):
+def forward_step(gates, a, hs, wp, b_hn, t, j0, j1, n0, n1):
     """Units j0:j1 of streams n0:n1 at step t: gates[t]'s r and z blocks += h_{t-1} W_h there,
-    a[t] = b_hn + h_{t-1} W_hn there, then the gates and h_t."""
+    a[t] = b_hn + h_{t-1} W_hn there, then the gates and h_t. wp: W_h packed
+    (blocks.pack_w_h)."""
     H = hs.shape[2]
     g, at = gates[t], a[t]
     for k in range(2):
-        product(hs[t], 0, H, 1, n0, n1, H, w_h, k * H + j0, 3 * H, j1 - j0, g, k * H + j0,
-                3 * H)
+        step_product(hs[t], wp, k, j0, j1, n0, n1, g, k * H + j0)
     for n in range(n0, n1):
         row, bias = at[n, j0:j1], b_hn[j0:j1]
         for j in range(row.size):
             row[j] = bias[j]
-    product(hs[t], 0, H, 1, n0, n1, H, w_h, 2 * H + j0, 3 * H, j1 - j0, at, j0, H)
+    step_product(hs[t], wp, 2, j0, j1, n0, n1, at, j0)
     for n in range(n0, n1):
         cell_forward(g[n, j0:j1], g[n, H + j0:H + j1], g[n, 2 * H + j0:2 * H + j1],
                      at[n, j0:j1], hs[t, n, j0:j1], hs[t + 1, n, j0:j1])
 
 
-def _forward(gates, a, hs, w_h, b_hn, su, ss):
+def _forward(gates, a, hs, wp, w_h, b_hn, su, ss):
     """su, ss: the recurrence's unit and stream blocks (split)."""
     T, N, H = gates.shape[0], hs.shape[1], hs.shape[2]
     parts = su * ss
+    for i in prange(parts):
+        j0, j1 = units(H, parts, i)
+        pack_w_h(w_h, wp, j0, j1)
     if su > 1:
         for t in range(T):
             for i in prange(parts):
                 j0, j1, n0, n1 = block(H, N, su, ss, i)
-                forward_step(gates, a, hs, w_h, b_hn, t, j0, j1, n0, n1)
+                forward_step(gates, a, hs, wp, b_hn, t, j0, j1, n0, n1)
     else:
         for i in prange(parts):     # each thread all steps of its streams
             n0, n1 = span(N, parts, i)
             for t in range(T):
-                forward_step(gates, a, hs, w_h, b_hn, t, 0, H, n0, n1)
+                forward_step(gates, a, hs, wp, b_hn, t, 0, H, n0, n1)
 
 
 _forward = Twin(_forward)
@@ -105,10 +109,11 @@ def cell_backward(r, z, n, a, h_prev, d, dxr, dxz, dxn, dhr, dhz, dhn):
 def backward_step(wt, gates, a, hs, dhs, dh, dgx, dgh, t, j0, j1, n0, n1):
     """Units j0:j1 of streams n0:n1 at BPTT step t. dh there: on entry the final state's
     gradient (t = T - 1) or the direct part z_{t+1} * dh_{t+1}; it gets dgh_{t+1} W_h.T (below
-    the last step) and dhs[t], then the gates' gradients, and leaves with z_t * dh_t."""
+    the last step; wt: W_h.T packed, blocks.pack_w_h_t) and dhs[t], then the gates' gradients, and leaves
+    with z_t * dh_t."""
     T, H = dhs.shape[0], hs.shape[2]
     if t < T - 1:
-        product(dgh[t + 1], 0, 3 * H, 1, n0, n1, 3 * H, wt, j0, H, j1 - j0, dh, j0, H)
+        hidden_grad(wt, dgh[t + 1], dh, j0, j1, n0, n1)
     g, dx, dhh = gates[t], dgx[t], dgh[t]
     for n in range(n0, n1):
         d, s = dh[n, j0:j1], dhs[t, n, j0:j1]
@@ -136,8 +141,8 @@ def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, wt, db_hn, su, ss):
     T, N, H = dhs.shape[0], hs.shape[1], hs.shape[2]
     parts = su * ss
     for i in prange(parts):
-        r0, r1 = span(3 * H, parts, i)
-        transpose_into(w_h[:, r0:r1], wt[r0:r1])
+        j0, j1 = units(H, parts, i)
+        pack_w_h_t(w_h, wt, j0, j1)
     if su > 1:
         for t in range(T - 1, -1, -1):
             for i in prange(parts):
@@ -146,40 +151,41 @@ def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, wt, db_hn, su, ss):
         for i in prange(parts):
             # the initial state's gradient: z_0 * dh_0 + dgh_0 W_h.T
             j0, j1, n0, n1 = block(H, N, su, ss, i)
-            product(dgh[0], 0, 3 * H, 1, n0, n1, 3 * H, wt, j0, H, j1 - j0, dh, j0, H)
+            hidden_grad(wt, dgh[0], dh, j0, j1, n0, n1)
     else:
         for i in prange(parts):
             n0, n1 = span(N, parts, i)
             for t in range(T - 1, -1, -1):
                 backward_step(wt, gates, a, hs, dhs, dh, dgx, dgh, t, 0, H, n0, n1)
-            product(dgh[0], 0, 3 * H, 1, n0, n1, 3 * H, wt, 0, H, H, dh, 0, H)
+            hidden_grad(wt, dgh[0], dh, 0, H, n0, n1)
     _add_rows(dgh, db_hn)
 
 
 _backward = Twin(_backward)
 
 
-def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs):
+def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, wp):
     """Run the layer over x; hs[0] must hold the initial state.
 
-    Writes gates (T, N, 3H), a (T, N, H), hs (T + 1, N, H).
+    Writes gates (T, N, 3H), a (T, N, H), hs (T + 1, N, H). Scratch: wp (3, HP, H), W_h packed
+    (HP: H padded, kernels/cpu/buffers.py).
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs, wp=wp)
     check(dict(arrays, x=x), x.dtype)
     spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N, 3)
     leaf.ready(x.dtype)
     project(x, w_x, b, gates, rows_for(T, N))
-    _forward(su * ss, gates, a, hs, w_h, b_hn, su, ss)
+    _forward(su * ss, gates, a, hs, wp, w_h, b_hn, su, ss)
 
 
 def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, wt):
     """BPTT through the layer. Weight gradients accumulate (+=); dx is overwritten.
 
     dhs (T, N, H): loss gradient on each output. dh (N, H): gradient on the final state in,
-    on the initial state out. Scratch: dgx, dgh (T, N, 3H), wt (3H, H) for W_h.T.
+    on the initial state out. Scratch: dgx, dgh (T, N, 3H), wt (HP, 3H) for W_h.T packed.
     """
     T, N, D = x.shape
     H = w_h.shape[0]

@@ -6,18 +6,19 @@ at index 0. Backward reads only hs: both derivatives are functions of the output
 
 The input projection of all steps is one BLAS product before the recurrence, into pre
 (T, N, H); each step then adds h_{t-1} W_h there in kernels/cpu/tiles.py, time-major: panels
-of streams by blocks of W_h's columns, W_h read where it lies. Threads own blocks of hidden
-units and meet once per step, or blocks of streams (kernels/cpu/blocks.py, split). BPTT
-mirrors it against W_h.T (copied once per call into wt); then dW and dx over all steps.
+of streams by blocks of W_h's columns. Threads own blocks of hidden units and meet once per
+step, or blocks of streams (kernels/cpu/blocks.py, split); W_h is packed once per call in the
+order the tiles read it (wp). BPTT mirrors it against W_h.T, packed likewise (wt); then dW
+and dx over all steps.
 """
 from numba import njit, prange
 
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.kernels.cpu.blocks import (block, project, rows_for, span, split, transpose_into,
+from rnnkit.kernels.cpu.blocks import (block, hidden_grad, pack_w_h, pack_w_h_t, project,
+                                       rows_for, span, split, step_product, units,
                                        weight_grads)
 from rnnkit.kernels.cpu.activations import tanh
-from rnnkit.kernels.cpu.tiles import product
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.buffers import RNN
 
@@ -35,28 +36,31 @@ def _activate(p, h, relu):
 
 
 @njit(**JIT)
-def forward_step(pre, hs, w_h, relu, t, j0, j1, n0, n1):
-    """Units j0:j1 of streams n0:n1 at step t: pre[t] += h_{t-1} W_h there, then h_t."""
-    H = hs.shape[2]
-    product(hs[t], 0, H, 1, n0, n1, H, w_h, j0, H, j1 - j0, pre[t], j0, H)
+def forward_step(pre, hs, wp, relu, t, j0, j1, n0, n1):
+    """Units j0:j1 of streams n0:n1 at step t: pre[t] += h_{t-1} W_h there (W_h packed in wp:
+    blocks.pack_w_h), then h_t."""
+    step_product(hs[t], wp, 0, j0, j1, n0, n1, pre[t], j0)
     for n in range(n0, n1):
         _activate(pre[t, n, j0:j1], hs[t + 1, n, j0:j1], relu)
 
 
-def _forward(pre, hs, w_h, relu, su, ss):
+def _forward(pre, hs, wp, w_h, relu, su, ss):
     """su, ss: the recurrence's unit and stream blocks (split)."""
     T, N, H = pre.shape[0], hs.shape[1], hs.shape[2]
     parts = su * ss
+    for i in prange(parts):
+        j0, j1 = units(H, parts, i)
+        pack_w_h(w_h, wp, j0, j1)
     if su > 1:
         for t in range(T):
             for i in prange(parts):
                 j0, j1, n0, n1 = block(H, N, su, ss, i)
-                forward_step(pre, hs, w_h, relu, t, j0, j1, n0, n1)
+                forward_step(pre, hs, wp, relu, t, j0, j1, n0, n1)
     else:
         for i in prange(parts):     # each thread all steps of its streams
             n0, n1 = span(N, parts, i)
             for t in range(T):
-                forward_step(pre, hs, w_h, relu, t, 0, H, n0, n1)
+                forward_step(pre, hs, wp, relu, t, 0, H, n0, n1)
 
 
 _forward = Twin(_forward)
@@ -78,9 +82,9 @@ def _derivative(d, h, g, relu):
 @njit(**JIT)
 def backward_step(wt, hs, dhs, dh, dg, relu, t, j0, j1, n0, n1):
     """Units j0:j1 of streams n0:n1 at BPTT step t. dh there: the gradient on h_t, which is the
-    final state's (given) plus dhs[t] at the last step, dhs[t] + dg_{t+1} W_h.T below it; then
-    dg_t = dh * act'(h_t)."""
-    T, H = dhs.shape[0], hs.shape[2]
+    final state's (given) plus dhs[t] at the last step, dhs[t] + dg_{t+1} W_h.T below it (wt:
+    W_h.T packed, blocks.pack_w_h_t); then dg_t = dh * act'(h_t)."""
+    T = dhs.shape[0]
     for n in range(n0, n1):
         d, s = dh[n, j0:j1], dhs[t, n, j0:j1]
         if t == T - 1:
@@ -90,7 +94,7 @@ def backward_step(wt, hs, dhs, dh, dg, relu, t, j0, j1, n0, n1):
             for j in range(d.size):
                 d[j] = s[j]
     if t < T - 1:
-        product(dg[t + 1], 0, H, 1, n0, n1, H, wt, j0, H, j1 - j0, dh, j0, H)
+        hidden_grad(wt, dg[t + 1], dh, j0, j1, n0, n1)
     for n in range(n0, n1):
         _derivative(dh[n, j0:j1], hs[t + 1, n, j0:j1], dg[t, n, j0:j1], relu)
 
@@ -98,20 +102,19 @@ def backward_step(wt, hs, dhs, dh, dg, relu, t, j0, j1, n0, n1):
 @njit(**JIT)
 def initial_grad(wt, dh, dg, j0, j1, n0, n1):
     """dh there = dg_0 W_h.T: the gradient on the initial state."""
-    H = dh.shape[1]
     for n in range(n0, n1):
         d = dh[n, j0:j1]
         for j in range(d.size):
             d[j] = 0.0
-    product(dg[0], 0, H, 1, n0, n1, H, wt, j0, H, j1 - j0, dh, j0, H)
+    hidden_grad(wt, dg[0], dh, j0, j1, n0, n1)
 
 
 def _backward(w_h, hs, dhs, dh, dgates, wt, relu, su, ss):
     T, N, H = dhs.shape[0], hs.shape[1], hs.shape[2]
     parts = su * ss
     for i in prange(parts):
-        r0, r1 = span(H, parts, i)
-        transpose_into(w_h[:, r0:r1], wt[r0:r1])
+        j0, j1 = units(H, parts, i)
+        pack_w_h_t(w_h, wt, j0, j1)
     if su > 1:
         for t in range(T - 1, -1, -1):
             for i in prange(parts):
@@ -131,27 +134,28 @@ def _backward(w_h, hs, dhs, dh, dgates, wt, relu, su, ss):
 _backward = Twin(_backward)
 
 
-def rnn_forward(x, w_x, w_h, b, hs, pre, relu=False):
+def rnn_forward(x, w_x, w_h, b, hs, pre, wp, relu=False):
     """Run the layer over x; hs[0] must hold the initial state.
 
-    Writes hs (T + 1, N, H). Scratch: pre (T, N, H), the cell's buffer "gates".
+    Writes hs (T + 1, N, H). Scratch: pre (T, N, H), the cell's buffer "gates"; wp (1, HP, H),
+    W_h packed (HP: H padded, kernels/cpu/buffers.py).
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, gates=pre)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, gates=pre, wp=wp)
     check(dict(arrays, x=x), x.dtype)
     spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N, 1)
     leaf.ready(x.dtype)
     project(x, w_x, b, pre, rows_for(T, N))
-    _forward(su * ss, pre, hs, w_h, bool(relu), su, ss)
+    _forward(su * ss, pre, hs, wp, w_h, bool(relu), su, ss)
 
 
 def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, wt, relu=False):
     """BPTT through the layer. Weight gradients accumulate (+=); dx is overwritten.
 
     dhs (T, N, H): loss gradient on each output. dh (N, H): gradient on the final state in,
-    on the initial state out. Scratch: dgates (T, N, H), wt (H, H) for W_h.T.
+    on the initial state out. Scratch: dgates (T, N, H), wt (HP, H) for W_h.T packed.
     """
     T, N, D = x.shape
     H = w_h.shape[0]

@@ -15,11 +15,12 @@ AVX2 and AVX-512 to check that no accumulator spills to the stack.
 """
 import llvmlite.binding as ll
 from llvmlite import ir
-from numba import carray, types
+from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnkit.kernels.cpu.target import ISA, VECTOR_BYTES
+from rnnkit.kernels.cpu.jit import JIT
 from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
 
 
@@ -30,6 +31,7 @@ from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
 SHAPES = {"avx512": (8, 2, 0), "avx2": (6, 2, 0), "portable": (4, 2, 0)}
 MR, NV, PREFETCH = SHAPES[ISA]
 assert NV in (1, 2)     # the leaf takes a last block of columns as one vector or NV
+CHUNK = NV * VECTOR_BYTES   # bytes of B's row a tile takes: its block of columns
 
 
 def _masked(builder, name, vty, args):
@@ -173,18 +175,20 @@ _wide, _one = make_tile(MR, NV, PREFETCH), make_tile(MR, 1, PREFETCH)
 
 
 def _product_runs_flat(a, na, b, nb, c, nc, a0, ars, aks, aks2, lo, hi, K, K2, b0, ldb, ldb2,
-                       ncols, c0, ldc):
+                       bcs, ncols, c0, ldc):
     """The leaf: C[r, :ncols] += A[r] @ B[:, :ncols] for rows lo:hi, where the summed dimension
     comes in K2 runs of K: A[r, (k2, k)] = a[a0 + r*ars + k*aks + k2*aks2], B[(k2, k), n] =
-    b[b0 + k*ldb + k2*ldb2 + n], C[r, n] = c[c0 + r*ldc + n]; a, b, c: pointers and lengths,
-    offsets into them in numbers. One function, so that it compiles once (a helper it called
-    would compile on its own and again inside it).
+    b[b0 + (n // C)*bcs + k*ldb + k2*ldb2 + n % C] for blocks of C = CHUNK columns (bcs = C:
+    B a plain matrix; bcs = K*C with ldb = C: B packed block by block, pack_columns),
+    C[r, n] = c[c0 + r*ldc + n]; a, b, c: pointers and lengths, offsets into them in numbers.
+    One function, so that it compiles once (a helper it called would compile on its own and
+    again inside it).
 
     The larger operand is read once and the smaller one again for each panel: panels of rows
     in the outer loop when A has more rows than B has columns (the LSTM's weights as A), column
     blocks outside when B is wider (the GRU's and RNN's weights as B)."""
     a, b, c = carray(a, (na,)), carray(b, (nb,)), carray(c, (nc,))
-    chunk = NV * VECTOR_BYTES // c.itemsize
+    chunk = CHUNK // c.itemsize
     one = VECTOR_BYTES // c.itemsize
     panels, chunks = (hi - lo + MR - 1) // MR, (ncols + chunk - 1) // chunk
     rows_outside = hi - lo >= ncols
@@ -195,14 +199,14 @@ def _product_runs_flat(a, na, b, nb, c, nc, a0, ars, aks, aks2, lo, hi, K, K2, b
             p, q = i % panels, i // panels
         r, n = lo + p * MR, q * chunk
         rows, cols = min(MR, hi - r), min(chunk, ncols - n)
-        ra, rb, rc = a0 + r * ars, b0 + n, c0 + r * ldc + n
+        ra, rb, rc = a0 + r * ars, b0 + q * bcs, c0 + r * ldc + n
         if cols > one:
             _wide(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
         else:
             _one(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
 
 
-LEAF = Leaf("rnnkit_product_runs", _product_runs_flat, arrays=3, scalars=14)
+LEAF = Leaf("rnnkit_product_runs", _product_runs_flat, arrays=3, scalars=15)
 
 
 def _signature(args, arrays):
@@ -230,16 +234,22 @@ def _call_leaf(context, builder, sig, args, arrays, scalars):
 def product_runs(typingctx, a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c,
                  c0, ldc):
     """See _product_runs_flat; a, b and c: C-contiguous arrays of any shape and one dtype,
-    offsets into their data. It calls the leaf (kernels/cpu/leaf.py: compiled once per dtype,
-    called by name; call leaf.ready(dtype) before the first call)."""
+    offsets into their data; B a plain matrix. It calls the leaf (kernels/cpu/leaf.py: compiled
+    once per dtype, called by name; call leaf.ready(dtype) before the first call)."""
     arrays = (0, 9, 14)
     sig = _signature((a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0,
                       ldc), arrays)
 
     def codegen(context, builder, sig, args):
-        scalars = [v for i, v in enumerate(args) if i not in arrays]
+        v = args
+        scalars = [v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[10], v[11], v[12],
+                   _chunk(context, sig.args[0].dtype), v[13], v[15], v[16]]
         return _call_leaf(context, builder, sig, args, arrays, scalars)
     return None if sig is None else (sig, codegen)
+
+
+def _chunk(context, dtype):
+    return context.get_constant(types.intp, CHUNK // (dtype.bitwidth // 8))
 
 
 @intrinsic
@@ -254,8 +264,25 @@ def product(typingctx, a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc
     def codegen(context, builder, sig, args):
         zero, one = (context.get_constant(types.intp, n) for n in (0, 1))
         v = args
-        scalars = [v[1], v[2], v[3], zero, v[4], v[5], v[6], one, v[8], v[9], zero, v[10],
-                   v[12], v[13]]
+        scalars = [v[1], v[2], v[3], zero, v[4], v[5], v[6], one, v[8], v[9], zero,
+                   _chunk(context, sig.args[0].dtype), v[10], v[12], v[13]]
+        return _call_leaf(context, builder, sig, args, arrays, scalars)
+    return None if sig is None else (sig, codegen)
+
+
+@intrinsic
+def product_packed(typingctx, a, a0, ars, aks, lo, hi, K, b, b0, bcs, ncols, c, c0, ldc):
+    """product with B packed by pack_columns: column block q (CHUNK bytes of each row) of B
+    is the K x C matrix at b0 + q*bcs, rows C apart, read front to back."""
+    arrays = (0, 7, 11)
+    sig = _signature((a, a0, ars, aks, lo, hi, K, b, b0, bcs, ncols, c, c0, ldc), arrays)
+
+    def codegen(context, builder, sig, args):
+        zero, one = (context.get_constant(types.intp, n) for n in (0, 1))
+        v = args
+        chunk = _chunk(context, sig.args[0].dtype)
+        scalars = [v[1], v[2], v[3], zero, v[4], v[5], v[6], one, v[8], chunk, zero, v[9],
+                   v[10], v[12], v[13]]
         return _call_leaf(context, builder, sig, args, arrays, scalars)
     return None if sig is None else (sig, codegen)
 
@@ -307,3 +334,23 @@ def transpose_block(typingctx, src, s0, sld, dst, d0, dld, add):
                     builder.store(rows[i], row(dp, i, dld), align=align)
         return context.get_dummy_value()
     return sig, codegen
+
+
+@njit(**JIT)
+def pack_columns(src, s0, srs, scs, K, n0, n1, dst, d0):
+    """Columns n0:n1 of the K-row matrix B[k, n] = src[s0 + k*srs + n*scs] into dst, block by
+    block as product_packed reads them: column n of block q = n // C at dst[d0 + q*K*C + k*C +
+    n % C], C = CHUNK // itemsize; n0 a multiple of C. src, dst: 1-D."""
+    C = CHUNK // dst.itemsize
+    for q0 in range(n0, n1, C):
+        base, width = d0 + q0 * K, min(C, n1 - q0)
+        if scs == 1:                    # read along src's rows
+            for k in range(K):
+                row, out = s0 + k * srs + q0, base + k * C
+                for n in range(width):
+                    dst[out + n] = src[row + n]
+        else:                           # along its columns (B is a transpose)
+            for n in range(width):
+                col = s0 + (q0 + n) * scs
+                for k in range(K):
+                    dst[base + k * C + n] = src[col + k * srs]
