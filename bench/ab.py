@@ -8,7 +8,8 @@ the machine's drift falls on all alike; each process times the configs below (LS
 RNN at H=128 and 512, a word-level LSTM; L=2, Adam, clipping) for --min-time seconds each after
 two warm-up steps, and prints the median step's tokens/s. The table gives each config's median
 over rounds (min-max) and the per-round ratio to the first tree. OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE are unset for all trees (they slow numpy's BLAS here).
+OPENBLAS_L2_SIZE are unset for all trees (they slow numpy's BLAS here); --isa sets one
+instruction set for every tree's kernels and OpenBLAS, as bench/train_step.py --isa does.
 
 --clock cpu times each step by the process's CPU time instead of the wall clock: with
 --threads 1 that is the one thread's own time, which other processes on a busy machine do not
@@ -21,6 +22,8 @@ import os
 import statistics
 import subprocess
 import sys
+
+from train_step import ISA_ENV, isa_environ
 
 CONFIGS = [dict(name=f"{cell} H={H} N={N}", cell=cell, V=65, E=64, H=H, N=N, T=64)
            for cell in ("lstm", "gru", "rnn-tanh") for H, N in ((128, 32), (512, 64))]
@@ -68,6 +71,8 @@ def main():
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per config")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="time steps by the wall clock or (one thread only) CPU time")
+    ap.add_argument("--isa", choices=list(ISA_ENV), default="native",
+                    help="instruction set for every tree (bench/train_step.py --isa)")
     ap.add_argument("--only", default="", help="configs whose name contains any of these "
                                                "comma-separated words")
     args = ap.parse_args()
@@ -76,8 +81,7 @@ def main():
     cfgs = [c for c in CONFIGS if not args.only or
             any(w in c["name"] for w in args.only.split(","))]
     trees = [os.path.abspath(t) for t in args.trees]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env = isa_environ(args.isa)
     results = {t: [] for t in trees}
     for r in range(args.rounds):
         for tree in (trees if r % 2 == 0 else trees[::-1]):
@@ -88,7 +92,8 @@ def main():
                 sys.exit(f"{tree}: {p.stderr.strip().splitlines()[-1:]}")
             results[tree].append(json.loads(p.stdout.strip().splitlines()[-1]))
         print(f"round {r + 1} of {args.rounds} done", file=sys.stderr, flush=True)
-    print(f"threads={args.threads} rounds={args.rounds} clock={args.clock}: tokens/s median "
+    print(f"isa={args.isa} threads={args.threads} rounds={args.rounds} clock={args.clock}: "
+          f"tokens/s median "
           f"(min-max); "
           f"x median ratio to {args.trees[0]} per round [min-max]")
     for c in cfgs:

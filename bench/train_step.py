@@ -36,22 +36,24 @@ CHAR = [(cell, H, N) for cell in ("lstm", "gru", "rnn-tanh") for H in (128, 256,
 BEST_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 # What each --isa sets; None: unset (the library detects the host).
+# NUMBA_CPU_FEATURES too, though the CPU's name alone sets its features in rnnkit since
+# issue 20: so that bench/ab.py compares older trees on the same instruction set.
 ISA_ENV = {
-    "avx2": {"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell",
-             "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "avx512": {"NUMBA_CPU_NAME": "skylake-avx512", "OPENBLAS_CORETYPE": "SkylakeX",
-               "ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
-    "native": {"NUMBA_CPU_NAME": None, "OPENBLAS_CORETYPE": None,
+    "avx2": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2",
+             "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+             "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"NUMBA_CPU_NAME": "skylake-avx512", "NUMBA_CPU_FEATURES": "+avx512f",
+               "OPENBLAS_CORETYPE": "SkylakeX", "ATEN_CPU_CAPABILITY": "avx512",
+               "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "native": {"NUMBA_CPU_NAME": None, "NUMBA_CPU_FEATURES": None, "OPENBLAS_CORETYPE": None,
                "ATEN_CPU_CAPABILITY": None, "ONEDNN_MAX_CPU_ISA": None},
 }
 ISA_MARK = "RNNKIT_BENCH_ISA"       # set once the process runs under its --isa environment
 
 
 def isa_environ(isa):
-    """The environment for --isa: os.environ with the ISA's settings, OPENBLAS_L2_SIZE and
-    NUMBA_CPU_FEATURES unset."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_L2_SIZE", "NUMBA_CPU_FEATURES")}
+    """The environment for --isa: os.environ with the ISA's settings, OPENBLAS_L2_SIZE unset."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_L2_SIZE"}
     for key, value in ISA_ENV[isa].items():
         env.pop(key, None)
         if value is not None:
