@@ -20,7 +20,7 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests/test_backend.py tests/test_cuda_kernels.py \
-		tests/test_cuda_train.py tests/test_cuda_device.py -k cuda
+		tests/test_cuda_train.py tests/test_cuda_device.py tests/test_cuda_bench.py -k cuda
 
 demo: $(STAMP)
 	$(PY) -m rnnkit.demo

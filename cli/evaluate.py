@@ -17,7 +17,8 @@ from rnnkit.textcodec import UNKNOWN
 @click.option("--encoding", default=None, help="Encoding of --text.  [default: the corpus's]")
 @click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
               help="Characters (bytes) of --text that the vocabulary lacks: stop and name the "
-                   "first, leave them out, or replace them by a known one.")
+                   "first, leave them out, or replace them by a known one. Words: <unk>, or "
+                   "left out with skip.")
 @click.option("--batch-size", type=click.IntRange(1), default=10, show_default=True,
               help="Parallel streams (fewer: more context per token, slower).")
 @click.option("--seq-len", type=click.IntRange(0), default=0, show_default=True,
@@ -26,17 +27,19 @@ from rnnkit.textcodec import UNKNOWN
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no notes on stderr.")
 def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_len, device,
             threads, quiet):
-    """Evaluate CHECKPOINT on a split of CORPUS or on a text file: loss in nats per token,
-    perplexity and bits per token (one line each on stdout, as name value).
+    """Evaluate CHECKPOINT on a split of CORPUS (by default the corpus it was trained on) or
+    on a text file: loss in nats per token, perplexity and bits per token (one line each on
+    stdout, as name value).
 
     \b
-    rnnkit eval runs/char/best.h5 corpus.h5                 # its test split, else val
+    rnnkit eval runs/char/best.h5                           # its corpus: test, else val
+    rnnkit eval runs/char/best.h5 corpus.h5 --split val
     rnnkit eval runs/char/best.h5 --text other.txt --unknown skip
     """
     from rnnkit.eval_checkpoint import evaluate_checkpoint
     from rnnkit.threads import set_threads
 
-    if (corpus is None) == (text is None):
+    if corpus is not None and text is not None:
         raise click.UsageError("give either CORPUS (with --split) or --text FILE")
     set_threads(threads)
     notes = []
@@ -66,6 +69,8 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
     ppl = result["perplexity"]
     click.echo(f"source {result['source']}")
     click.echo(f"tokens {result['tokens']}")
+    if "unk_tokens" in result:
+        click.echo(f"unk_tokens {result['unk_tokens']}")
     click.echo(f"loss {result['loss']:.6f}")
     click.echo(f"perplexity {ppl:.4f}" if ppl < 1e5 else f"perplexity {show_perplexity(ppl)}")
     click.echo(f"bits_per_token {result['bits_per_token']:.6f}")

@@ -10,9 +10,10 @@ def command(path, verify):
     """Describe an rnnkit corpus, checkpoint or run folder.
 
     A corpus: its splits, token counts, vocabulary and sources. A checkpoint (latest.h5,
-    best.h5, step-N.h5): the model, training progress, optimizer and vocabulary. A run folder:
-    its best validation, progress and sessions, then its latest.h5. --verify reads every
-    dataset, so a damaged file is named with the dataset that fails.
+    best.h5, step-00000080.h5): the model, training progress, optimizer and vocabulary. A run
+    folder: its checkpoints and what they hold, progress and sessions, then its latest.h5.
+    --verify reads every dataset (of every checkpoint of a run folder), so a damaged file is
+    named with the dataset that fails.
 
     \b
     rnnkit info corpus.h5

@@ -1,11 +1,12 @@
 """The `rnnkit` command group. Each command lives in its own module of this package."""
+import contextlib
 import importlib
 import os
 import sys
 
 import click
 
-from rnnkit import __version__, stop_signals
+from rnnkit import __version__, console, stop_signals
 from rnnkit.errors import RnnkitError
 
 stop_signals.install()
@@ -27,11 +28,37 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    def __call__(self, *args, **kwargs):
+        """The program (click's test runner calls main instead). Once a signal has unwound
+        the stack (temporaries removed, files closed), leave without the interpreter's
+        teardown: a signal that stopped Numba's compiler mid-way can crash it there."""
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit as done:
+            if not stop_signals.stopping:
+                raise
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(done.code if isinstance(done.code, int) else 1)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if getattr(command, "defers_signals", False):
+            stop_signals.defer()        # train: a signal in its set-up stops it after a step
+        else:
+            stop_signals.undefer()      # the others: a signal stops them at once
+        return name, command, rest
+
     def invoke(self, ctx):
         # A bad flag or value in a command: one line that says where help is, no usage block.
         try:
             return super().invoke(ctx)
         except click.UsageError as err:
+            from rnnkit.distributed import world_rank
+
+            if world_rank():        # MPI: every rank has the same flags; rank 0 says it
+                ctx.exit(err.exit_code)
             if err.ctx is None or err.ctx.command is self:
                 raise
             raise click.UsageError(f"{err.format_message()} "
@@ -39,10 +66,16 @@ class LazyGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except RnnkitError as err:
+            if err.quiet:           # MPI: rank 0 says it, for every rank
+                ctx.exit(1)
             raise click.ClickException(str(err)) from None
         except BrokenPipeError:     # `rnnkit generate | head`: the reader left; so do we
-            sys.stdout = open(os.devnull, "w")
+            for stream in (sys.stdout, sys.stderr):
+                console.silence(stream)     # nothing more, not even Python's flush at exit
             ctx.exit(1)
+        except KeyboardInterrupt:   # Ctrl-C: what was written stays, temporaries are gone
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
         except MemoryError:
             raise click.ClickException("out of memory; try a smaller model, --batch-size or "
                                        "--seq-len") from None

@@ -8,12 +8,12 @@ from rnnkit.plot import X_AXES
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="curves.png",
-              show_default=True, help="Image to write (.png, .svg or .pdf); replaced if it "
-              "exists.")
+              show_default=True, help="Image to write (.png, .svg or .pdf).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--x", "x_axis", type=click.Choice(X_AXES), default="step", show_default=True,
               help="The x axis: optimizer steps, or training time (runs of different batch "
                    "sizes compare better by time).")
-def command(run_dirs, output, x_axis):
+def command(run_dirs, output, force, x_axis):
     """Plot the curves of one or more runs (from each RUN_DIR's metrics.jsonl): train and
     validation loss, learning rate, gradient norm and tokens/s, a panel each, a colour per
     run labelled with its folder's name.
@@ -24,8 +24,10 @@ def command(run_dirs, output, x_axis):
     rnnkit plot runs/char -o curves.png
     rnnkit plot runs/lstm runs/gru runs/rnn --x time -o compare.svg
     """
+    from rnnkit.files import check_output
     from rnnkit.plot import plot_runs
 
+    check_output(output, force)
     notes = []
     plot_runs(run_dirs, output, x_axis, notes)
     for note in notes:

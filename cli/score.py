@@ -78,14 +78,20 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
         return
     if scores.dropped:
         what = "left out" if scores.symbol is None else f"replaced by {scores.symbol!r}"
-        click.echo(f"note: {scores.dropped:,} symbols of {where} that the vocabulary lacks "
+        unit = "words" if codec.level == "word" else "symbols"
+        click.echo(f"note: {scores.dropped:,} {unit} of {where} that the vocabulary lacks "
                    f"were {what}", err=True)
     from rnnkit.metrics import show_perplexity
 
     total = scores.total()
+    if not total["tokens"]:
+        click.echo(f"{len(counts):,} lines, 0 tokens: nothing to score", err=True)
+        return
+    unk = codec.vocabulary.unk_id
+    unk = f" ({int((scores.ids == unk).sum()):,} <unk>)" if unk is not None else ""
     logprob = -float(scores.losses.sum())
     speed = total["tokens"] / max(scores.seconds, 1e-9)
-    click.echo(f"{len(counts):,} lines, {total['tokens']:,} tokens: logprob {logprob:.4f} "
+    click.echo(f"{len(counts):,} lines, {total['tokens']:,} tokens{unk}: logprob {logprob:.4f} "
                f"(log10 {log10(logprob):.4f}), {total['loss']:.6f} nats/token, perplexity "
                f"{show_perplexity(total['perplexity'])}, {total['bits_per_token']:.4f} "
                f"bits/token; {scores.seconds:.2f} s, {speed:,.0f} tokens/s", err=True)

@@ -3,6 +3,7 @@
 Every config key is a flag of the same name (rnnkit/config.py): the options below are made
 from the config's fields, their types, defaults and help, so nothing is written twice.
 """
+import os
 import typing
 
 import click
@@ -126,29 +127,31 @@ def _file_model(path):
               help="Run folder for checkpoints, metrics.jsonl and config.toml.")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Continue the run in this folder exactly where it stopped.")
+@click.option("--new-corpus", is_flag=True,
+              help="With --resume and CORPUS: go on training on another corpus of the same "
+                   "vocabulary, from its beginning (the best validation starts afresh).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with [model] [data] [optim] [schedule] [train] tables (keys: "
                    "the flags' names); flags override it.")
 @_options
 @click.pass_context
-def command(ctx, corpus, output, resume_dir, config_file, **flags):
+def command(ctx, corpus, output, resume_dir, new_corpus, config_file, **flags):
     """Train a language model on CORPUS (made by `rnnkit preprocess`).
 
-    Checkpoints go to RUN_DIR/latest.h5 and best.h5. Ctrl-C, SIGTERM or SIGUSR1 finish the
-    step, write latest.h5 and exit with code 75; --resume continues exactly from there.
+    Checkpoints go to RUN_DIR/latest.h5 and best.h5. Ctrl-C, SIGTERM, SIGHUP (the terminal
+    closed) or SIGUSR1 finish the step, write latest.h5 and exit with code 75; --resume
+    continues exactly from there.
     Every flag is also a key of a --config file: --max-steps is [train] max_steps.
 
     \b
     rnnkit train corpus.h5 -o runs/char --cell lstm --hidden 256 --max-time 30m
     rnnkit train corpus.h5 -o runs/ptb --optimizer sgd --lr 1 --clip-norm 5 --epochs 13
     rnnkit train --resume runs/char --max-time 2h
+    rnnkit train more.h5 --resume runs/char --new-corpus
     rnnkit train more.h5 -o runs/tuned --init-from runs/char/best.h5 --lr 3e-4
     rnnkit train corpus.h5 -o runs/gpu --device cuda
     mpiexec -n 4 rnnkit train corpus.h5 -o runs/big --batch-size 128   # or srun
     """
-    from rnnkit import stop_signals
-
-    stop_signals.defer()            # a signal from here on stops the run as after a step
     from rnnkit.config import from_dict, load_toml
     from rnnkit.train import EXIT_INTERRUPTED, resume, train
 
@@ -163,11 +166,17 @@ def command(ctx, corpus, output, resume_dir, config_file, **flags):
         if output or config_file:
             raise click.UsageError("--resume takes the run folder and its config; drop "
                                    "-o/--config")
-        result = resume(resume_dir, overrides)
+        result = resume(resume_dir, overrides, new_corpus=new_corpus)
     else:
+        if new_corpus:
+            raise click.UsageError("--new-corpus goes with --resume")
         if not output:
             raise click.UsageError("give the run folder with -o/--output")
-        cfg = load_toml(config_file) if config_file else TrainConfig()
+        cfg = TrainConfig()
+        if config_file:             # its paths: from its folder (a run's config.toml), else here
+            from rnnkit.paths import located
+
+            cfg = located(load_toml(config_file), os.path.dirname(config_file))
         init = overrides.get("train", {}).get("init_from") or cfg.train.init_from
         if init:                    # the model's settings come from there unless given
             cfg = from_dict({"model": _stored_model(init)}, cfg)
@@ -180,3 +189,5 @@ def command(ctx, corpus, output, resume_dir, config_file, **flags):
     if result.interrupted:
         ctx.exit(EXIT_INTERRUPTED)
 
+
+command.defers_signals = True       # rnnkit/stop_signals.py: see cli/main.py

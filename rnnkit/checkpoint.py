@@ -302,9 +302,12 @@ def describe(path):
         lines.append(f"optimizer: {optim['optimizer']}, lr {optim['lr']}, clip-norm "
                      f"{optim['clip_norm']}; schedule {cfg['schedule']['schedule']}")
     data = cfg.get("data", {})
+    from rnnkit.paths import locate
+
+    corpus = locate(data.get("corpus"), os.path.dirname(os.path.abspath(path)))
     with open_checkpoint(path) as f:
         vocab = f["vocab"].shape[0] if "vocab" in f else 0
         level = f.attrs.get("level", "?")
     lines.append(f"vocabulary: {vocab:,} tokens, level {level}; trained on "
-                 f"{data.get('corpus')} (N={data.get('batch_size')}, T={data.get('seq_len')})")
+                 f"{corpus} (N={data.get('batch_size')}, T={data.get('seq_len')})")
     return "\n".join(lines)

@@ -14,7 +14,7 @@
     max_time = "30m"
 
 A key and its `rnnkit train` flag share their name ([optim] lr is --lr, [train] max_steps is
---max-steps); the flags are generated from these fields (rnnkit/cli/train.py), and dump_toml
+--max-steps); the flags are generated from these fields (cli/train.py), and dump_toml
 writes the same help text as comments. Unknown sections or keys and values of the wrong type are
 errors (ConfigError, one line). The resolved config (defaults, file and flags together) is
 written to RUN_DIR/config.toml and stored in every checkpoint, and a resumed run takes
@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, get_type_hints
 
-from rnnkit import cells
+from rnnkit import cells, optim, schedule
 from rnnkit.errors import RnnkitError
 
 if sys.version_info >= (3, 11):
@@ -38,8 +38,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CELLS = cells.NAMES
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-SCHEDULES = ("constant", "step", "cosine", "plateau")
+OPTIMIZERS = tuple(optim.OPTIMIZERS)
+SCHEDULES = tuple(schedule.SCHEDULES)
 
 
 class ConfigError(RnnkitError, ValueError):
@@ -180,7 +180,8 @@ class LoopConfig:
                             at_least(0))
     checkpoint_every: int = setting(1000, "Also checkpoint every this many steps (0: only at "
                                     "validations).", at_least(0))
-    keep: int = setting(0, "Keep this many step-N.h5 checkpoints besides latest.h5 and best.h5.",
+    keep: int = setting(0, "Keep this many of the newest checkpoints, as step-00000080.h5 (the "
+                        "one of step 80), besides latest.h5 and best.h5.",
                         at_least(0))
     log_every: int = setting(10, "Steps per line of metrics.jsonl.", at_least(1))
     seed: int = setting(0, "Seed of the weights and dropout: same seed, same run.", at_least(0))
@@ -191,6 +192,11 @@ class LoopConfig:
                            "cgroup quota, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS).", at_least(0),
                            show="0, all it may use")
     device: str = setting("cpu", "Where the model runs: cpu, cuda or cuda:N.")
+    precision: str = setting("fp32", "GPU float32 products (projections, weight gradients, "
+                             "output layer): fp32 IEEE, or tf32 tensor cores (10-bit "
+                             "mantissas, ~1e-3 relative error, faster). The recurrence, the "
+                             "cell math, the loss and the optimizer stay fp32; cpu ignores it.",
+                             ("choice", ("fp32", "tf32")))
     progress: bool = setting(True, "Progress bar on stderr.", aliases=(" /-q", " /--quiet"))
 
 

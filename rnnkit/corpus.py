@@ -15,6 +15,9 @@ read from the file a block at a time, never the whole split, so a corpus larger 
         for x, y in corpus.batches("train", 50, 50):
             ...
 """
+import hashlib
+import json
+
 import numpy as np
 
 from rnnkit import h5
@@ -36,6 +39,23 @@ def stream_length(tokens, N):
 
 class CorpusError(RnnkitError, ValueError):
     """The file is not a corpus this version of rnnkit can read."""
+
+
+def changes(before, after):
+    """What differs between two corpus fingerprints, for a message (empty: the same)."""
+    out = []
+    for key in ("level", "vocab"):
+        if before.get(key) != after.get(key):
+            out.append(f"{'level' if key == 'level' else 'vocabulary size'} {before.get(key)} "
+                       f"-> {after.get(key)}")
+    splits = before.get("splits", {}), after.get("splits", {})
+    for name in sorted(set(splits[0]) | set(splits[1]), key=SPLITS.index):
+        if splits[0].get(name) != splits[1].get(name):
+            out.append(f"{name} split {splits[0].get(name, 0):,} -> {splits[1].get(name, 0):,} "
+                       f"tokens")
+    if not out and before.get("sha256") != after.get("sha256"):
+        out.append(f"other text (content hash {before.get('sha256')} -> {after.get('sha256')})")
+    return out
 
 
 def _plain(value):
@@ -123,6 +143,20 @@ class Corpus:
     def counts(self):
         """Occurrences of each id over all splits, as a uint64 array."""
         return h5.read(self.file["counts"])
+
+    def fingerprint(self):
+        """What tells this corpus from another, read cheaply (not its tokens): its level,
+        vocabulary size, split sizes, and a hash of those, the vocabulary, the id counts and
+        the sources' sha256s. A corpus moved, or made again from the same text with the same
+        options, keeps its fingerprint; names and dates play no part."""
+        sizes = {name: int(self.len_split(name)) for name in self.splits}
+        sources = h5.read(self.file["sources"]) if "sources" in self.file else []
+        content = [self.level, self.encoding, self.vocab, sizes, self.counts.tolist(),
+                   [[_plain(row["split"]), int(row["tokens"]), _plain(row["sha256"])]
+                    for row in sources]]
+        digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
+        return {"level": self.level, "vocab": self.vocab_size, "splits": sizes,
+                "sha256": digest}
 
     # -- text <-> ids, the same rules as the tokenizer that made the corpus --
 

@@ -87,7 +87,9 @@ def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidd
 
 def warm_up(cfg):
     """Compile (or load from the cache) every kernel a training step and a validation of this
-    config call, on a throwaway model of the same shapes, saying so when that takes time."""
+    config call, before the clock of --max-time starts: as `rnnkit train` does
+    (rnnkit/runtime.py), on a throwaway model of the same shapes, saying so when that takes
+    time."""
     import dataclasses
 
     import numpy as np
@@ -95,23 +97,24 @@ def warm_up(cfg):
     from rnnkit.backends import get_backend
     from rnnkit.model import Model
     from rnnkit.optim import clip_gradients, make_optimizer
+    from rnnkit.runtime import Runtime
 
     backend = get_backend(cfg.train.device, cfg.train.threads)
     m = dataclasses.replace(cfg.model, vocab_size=8)
     model = Model(m, backend=backend)
-    if not backend.compiled(model.cell):
+    runtime = Runtime(backend)
+    if runtime.compiling(model):
         say(f"    compiling the {m.cell} kernels for this machine first (this run only: they "
             f"are cached for later runs)")
     started = time.monotonic()
     N, T = cfg.data.batch_size, cfg.data.seq_len
-    # as `rnnkit train` does: the backward kernels compile in another process meanwhile, and
-    # the threaded builds after them, in the background, while training starts
-    backend.prepare(model, N, T, cfg.optim.optimizer)
+    runtime.prepare(model, N, T, cfg.optim.optimizer)
     x = np.zeros((N, T), np.int64)
     model.forward_backward(x, x, model.init_state(N), backend.rng(0))
     clip_gradients(model.grads, cfg.optim.clip_norm, cfg.optim.clip_value, backend)
     make_optimizer(cfg.optim.optimizer, model.params, backend).step(model.grads)
     model.evaluate(x, x, model.init_state(N))
+    runtime.end()       # the run's own runtime compiles the threaded builds meanwhile
     if time.monotonic() - started > 2:
         say(f"    compiled in {time.monotonic() - started:.0f} s; training starts now")
 

@@ -152,14 +152,16 @@ def agreed(comm, fn):
     messages = comm.gather(None if error is None else str(error))
     first = next((m for m in messages if m), None)
     if first is not None:
-        if error is not None and str(error) == first:
-            raise error
-        raise type(error)(first) if error is not None else RnnkitError(first)
+        if error is None or str(error) != first:
+            error = type(error)(first) if error is not None else RnnkitError(first)
+        error.quiet = comm.rank != 0        # rank 0 says it, for all
+        raise error
     return result
 
 
 def world_rank():
-    """This process's rank as the launcher set it (0 without one)."""
+    """This process's rank as the launcher set it (0 without one): before MPI is up, who
+    prints an error that every rank meets."""
     for var in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"):
         value = os.environ.get(var, "")
         if value.isdigit() and launched_ranks() > 1:
@@ -184,16 +186,23 @@ def communicator():
     try:
         from mpi4py import MPI
     except ImportError:
-        raise DistributedError(f"started as {ranks} ranks, but mpi4py is not installed: "
-                               f"pip install 'rnnkit[mpi]'") from None
+        raise _setup_error(f"started as {ranks} ranks, but mpi4py is not installed: "
+                           f"pip install 'rnnkit[mpi]'") from None
     world = MPI.COMM_WORLD
     if world.Get_size() != ranks:
-        raise DistributedError(f"the launcher started {ranks} ranks but MPI sees "
-                               f"{world.Get_size()}: mpi4py is not built for this launcher's "
-                               f"MPI (srun needs --mpi=pmi2 with MPICH)")
+        raise _setup_error(f"the launcher started {ranks} ranks but MPI sees "
+                           f"{world.Get_size()}: mpi4py is not built for this launcher's "
+                           f"MPI (srun needs --mpi=pmi2 with MPICH)")
     if world.Get_size() == 1:
         return SingleProcess()
     return MPIComm(world)
+
+
+def _setup_error(message):
+    """A DistributedError that every rank raises and the launcher's rank 0 alone prints."""
+    error = DistributedError(message)
+    error.quiet = world_rank() != 0
+    return error
 
 
 def split_streams(array, rank, size, axis=1):

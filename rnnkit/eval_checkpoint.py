@@ -3,12 +3,17 @@
     from rnnkit.eval_checkpoint import evaluate_checkpoint
     evaluate_checkpoint("runs/x/best.h5", corpus="corpus.h5")          # test, else val
     evaluate_checkpoint("runs/x/best.h5", text="other.txt", unknown="skip")
+    evaluate_checkpoint("runs/x/best.h5")                              # the run's corpus
 
 A corpus is evaluated on its test split when it has one, else on val (the README's own
-example makes corpora without a test split). A text file is read with the checkpoint's
-encoding unless told otherwise and tokenized with its vocabulary; characters the vocabulary
-lacks are an error naming line and column, or left out or replaced (`unknown`).
+example makes corpora without a test split); without a corpus or a text, the one the run
+trained on (its path is stored relative to the run folder: rnnkit/paths.py). A text file is
+read with the checkpoint's encoding unless told otherwise and tokenized with its vocabulary;
+characters the vocabulary lacks are an error naming line and column, or left out or replaced
+(`unknown`).
 """
+import os
+
 from rnnkit.errors import RnnkitError
 from rnnkit.evaluate import evaluate_ids, scored_tokens
 
@@ -33,9 +38,10 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
                         encoding=None, unknown="error", progress=None, notes=None,
                         device="cpu"):
     """Evaluate checkpoint `path` on a corpus split or a text file, on `device` (cpu, cuda,
-    cuda:N); returns report() plus 'source' and 'seconds'. `progress(total_tokens)` may return
-    a callable of tokens done; `notes` (a list) gets lines for the user. Raises RnnkitError
-    (one line) for bad input."""
+    cuda:N); returns report() plus 'source', 'seconds' and, for a vocabulary with <unk>,
+    'unk_tokens' (the <unk> tokens of the text, its unknown words included).
+    `progress(total_tokens)` may return a callable of tokens done; `notes` (a list) gets lines
+    for the user. Raises RnnkitError (one line) for bad input."""
     from rnnkit.corpus import Corpus
     from rnnkit.load import load_model
     from rnnkit.textcodec import read_text
@@ -43,8 +49,11 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
     notes = [] if notes is None else notes
     model, codec, ck = load_model(path, device=device)
     T = seq_len or ck.config["data"]["seq_len"]
-    if (corpus is None) == (text is None):
+    if corpus is not None and text is not None:
         raise EvalError("give either a corpus (with a split) or a text file")
+    if corpus is None and text is None:
+        corpus = _run_corpus(path, ck)
+        notes.append(f"the run's corpus: {corpus}")
     if corpus is not None:
         with Corpus(corpus) as c:
             if c.vocab != codec.tokens or c.level != codec.level:
@@ -64,9 +73,24 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
         ids, dropped, symbol = codec.encode_text(data, unknown, where=str(text))
         if dropped:
             what = "left out" if symbol is None else f"replaced by {symbol!r}"
-            notes.append(f"{dropped:,} symbols of {text} that the vocabulary lacks were {what}")
+            unit = "words" if codec.level == "word" else "symbols"
+            notes.append(f"{dropped:,} {unit} of {text} that the vocabulary lacks were {what}")
         source = str(text)
     if len(ids) < 2:
         raise EvalError(f"{source} has {len(ids)} token(s); at least 2 are needed")
     tick = progress(scored_tokens(len(ids), batch_size)) if progress else None
-    return {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source}
+    unk = codec.vocabulary.unk_id
+    return {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source,
+            **({"unk_tokens": int((ids == unk).sum())} if unk is not None else {})}
+
+
+def _run_corpus(path, ck):
+    """The corpus checkpoint `path` was trained on, or EvalError."""
+    from rnnkit.paths import locate
+
+    stored = ck.config.get("data", {}).get("corpus")
+    corpus = locate(stored, os.path.dirname(os.path.abspath(path)))
+    if not corpus or not os.path.exists(corpus):
+        raise EvalError(f"cannot find the corpus {path} was trained on ({stored!r}); give a "
+                        f"CORPUS or --text FILE")
+    return corpus

@@ -13,6 +13,7 @@ import numpy as np
 
 from rnnkit.corpus import stream_length
 from rnnkit.metrics import bits, perplexity
+from rnnkit.runtime import Runtime
 
 
 
@@ -42,13 +43,14 @@ def evaluate_batches(model, batches, N, limit=0, progress=None):
     all). `progress(tokens)` is called after each batch."""
     state = model.init_state(N)
     total, count = 0.0, 0
-    model.backend.begin()
+    runtime = Runtime(model.backend)
+    runtime.begin()
     for i, (x, y) in enumerate(batches):
         if limit and i >= limit:
             break
         started = time.perf_counter()
         loss_sum, n, state = model.evaluate(x, y, state)
-        model.backend.observe(int(n), time.perf_counter() - started)
+        runtime.observe(int(n), time.perf_counter() - started)
         total += float(loss_sum)
         count += int(n)
         if progress is not None:

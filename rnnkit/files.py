@@ -1,24 +1,30 @@
 """Writing files so that a crash, a kill or a full disk never leaves a half-written or lost one.
 
-Every output is written under a temporary name in its own folder, `.NAME.PID.XXXXXXXX.tmp`
-(PID: the writer's), flushed, fsynced and renamed over the final name; then the folder is
-fsynced. A reader, or a crash at any moment, sees the old file or the new one, never a part.
-A writer killed with -9 leaves its temporary behind; the next writer into the same folder
-removes the temporaries whose PID no longer runs (`clean_stale`).
+Every output is written under a temporary name in its own folder, `.NAME.PID-HOST.XXXXXXXX.tmp`
+(PID: the writer's; HOST: a tag of its machine), flushed, fsynced and renamed over the final
+name; then the folder is fsynced. A reader, or a crash at any moment, sees the old file or the
+new one, never a part. A writer killed with -9 (or a machine that went down) leaves its
+temporary behind; the next writer into the same folder removes the temporaries whose PID no
+longer runs on this machine (`clean_stale`). Another machine's temporaries, in a folder shared
+over the network, are left to it: its PIDs say nothing here.
 
 A full disk is one line: the path, the space needed and the space free (WriteError). Outputs
 follow the umask like any file a program creates.
 """
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
+import socket
 import stat
 from pathlib import Path
 
 from rnnkit.errors import RnnkitError
 
 SUFFIX = ".tmp"
+HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]   # this machine's tag
+_cleaned = set()                 # folders this process has cleaned already
 
 
 class WriteError(RnnkitError, OSError):
@@ -75,7 +81,7 @@ def check_space(path, needed):
 
 def temporary_name(path):
     path = Path(path)
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{SUFFIX}"
+    return path.parent / f".{path.name}.{os.getpid()}-{HOST}.{secrets.token_hex(4)}{SUFFIX}"
 
 
 def _umask():
@@ -103,6 +109,10 @@ def atomic(path, needed=None):
     there (written and closed by the block) replaces `path`, else it is removed. OSError
     becomes WriteError. `needed`: the bytes the output will take, for the message."""
     path = Path(path)
+    folder = os.path.abspath(path.parent)
+    if folder not in _cleaned:      # the next writer into a folder removes the dead's
+        _cleaned.add(folder)
+        clean_stale(folder)
     tmp = temporary_name(path)
     try:
         yield tmp
@@ -149,20 +159,31 @@ def _pid_alive(pid):
     return True
 
 
+def _writer(name):
+    """The PID that wrote temporary `name` on this machine, else None (not a temporary of
+    ours, or another machine's). A name without HOST (rnnkit before HOST) counts as ours."""
+    if not (name.startswith(".") and name.endswith(SUFFIX)):
+        return None
+    parts = name[1:-len(SUFFIX)].rsplit(".", 2)
+    if len(parts) != 3 or len(parts[2]) != 8:
+        return None
+    pid, _, host = parts[1].partition("-")
+    if not pid.isdigit() or host not in ("", HOST):
+        return None
+    return int(pid)
+
+
 def stale_temporaries(folder):
-    """Temporaries in `folder` whose writer is no longer running: (path, pid) pairs."""
+    """Temporaries in `folder` whose writer no longer runs: (path, pid) pairs."""
     out = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return out
     for entry in entries:
-        name = entry.name
-        if not (name.startswith(".") and name.endswith(SUFFIX)):
-            continue
-        parts = name[1:-len(SUFFIX)].rsplit(".", 2)
-        if len(parts) == 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
-            out.append((Path(entry.path), int(parts[1])))
+        pid = _writer(entry.name)
+        if pid is not None and not _pid_alive(pid):
+            out.append((Path(entry.path), pid))
     return out
 
 

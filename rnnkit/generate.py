@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from rnnkit.runtime import Runtime
+
 
 def check_options(temperature=1.0, top_k=0, top_p=1.0, length=1, num_samples=1, stop=()):
     if not temperature > 0:
@@ -80,18 +82,21 @@ def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p
     if given and echo:
         yield text
     state = model.init_state(1)
-    b.prepare_sampling(model)
-    if len(ids) > 1:                # all but the last prime token in one batch
-        x = ids[None, :-1].astype(np.int32)
-        _, _, state = model.evaluate(x, ids[None, 1:].astype(np.int32), state)
+    runtime = Runtime(b)
+    runtime.prepare_sampling(model)     # on a cold cache: the step kernels meanwhile
+    if len(ids) > 2:                # all but the last prime token in one batch
+        state = model.advance(ids[None, :-1].astype(np.int32), state)
+    runtime.sampling_ready()
+    if len(ids) == 2:               # a batch of one step: the sampling step's kernels
+        model.step(ids[:1], state)
     token = int(ids[-1])
     stops = StopStrings(stop) if stop else None
-    b.begin()
+    runtime.begin()
     for _ in range(length):
         started = time.perf_counter()
         logits = model.step(np.array([token]), state)
         token = int(b.sample(logits, rng, temperature, top_k, top_p, greedy)[0])
-        b.observe(1, time.perf_counter() - started)
+        runtime.observe(1, time.perf_counter() - started)
         piece = decode(token)
         done = until_eos and token == codec.vocabulary.eos_id
         if stops is not None and piece:

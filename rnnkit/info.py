@@ -6,12 +6,13 @@ the module is imported only when such a file is shown). A run folder is summaris
 latest.h5 and metrics.jsonl. `verify` reads every dataset so that HDF5 checks every checksum.
 """
 import importlib
+import math
 import os
 import shlex
 
 from rnnkit import h5
 from rnnkit.errors import RnnkitError
-from rnnkit.metrics import perplexity, show_perplexity
+from rnnkit.metrics import bits, perplexity, show_perplexity
 from rnnkit.train_log import read_records
 
 # format attribute -> "module:function(path) -> str"
@@ -81,8 +82,9 @@ def checksums(path, verify):
 
 
 def describe_run(run_dir, verify=False):
-    """A run folder: its best validation, where it stands, its training time, its config as
-    the command that makes it, then its latest.h5."""
+    """A run folder: its checkpoints and what they hold (metrics.jsonl past them is named),
+    where it stands, its training time, its config as the command that makes it, then its
+    latest.h5."""
     latest = os.path.join(run_dir, "latest.h5")
     metrics = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(latest) and not os.path.exists(metrics):
@@ -90,14 +92,25 @@ def describe_run(run_dir, verify=False):
                         f"(no latest.h5, no metrics.jsonl)")
     lines = [f"{run_dir}: run folder"]
     records = read_records(metrics)
+    meta = _meta(latest)
+    best_meta = _meta(os.path.join(run_dir, "best.h5"))
+    saved = meta["step"] if meta else 0
+    past = max([r["step"] for r in records if "step" in r and "event" not in r], default=0)
+    lines.append(_checkpoints_line(run_dir, meta, best_meta))
+    if past > saved:
+        lines.append(f"note: metrics.jsonl runs to step {past:,}, past latest.h5 (step "
+                     f"{saved:,}): the run was stopped without a checkpoint, or is running; "
+                     f"--resume continues from step {saved:,}")
+    records = [r for r in records if r.get("step", 0) <= saved]     # what the checkpoints hold
     vals = [r for r in records if "val_loss" in r]
     events = [r for r in records if "event" in r]
-    meta = _latest_meta(latest)
-    if vals:
-        best = min(vals, key=lambda r: r["val_loss"])
-        lines.append(f"best validation: {best['val_loss']:.4f} nats/token at step {best['step']}"
-                     f" (perplexity {_ppl(best['val_loss'])}); last: {vals[-1]['val_loss']:.4f} "
-                     f"at step {vals[-1]['step']}")
+    best = best_meta or meta
+    if best and math.isfinite(best.get("best_val_loss", math.inf)):
+        loss = best["best_val_loss"]
+        at = f" at step {best['step']:,}" if best_meta else ""
+        lines.append(f"best validation: {loss:.4f} nats/token{at} (perplexity {_ppl(loss)}, "
+                     f"{bits(loss):.3f} bits)" + (f"; last: {vals[-1]['val_loss']:.4f} at step "
+                                                  f"{vals[-1]['step']:,}" if vals else ""))
     else:
         lines.append("best validation: none yet")
     trains = [r for r in records if "train_loss" in r]
@@ -118,19 +131,35 @@ def describe_run(run_dir, verify=False):
             f"; last stop: {stop[-1].get('reason')}" if stop else "; running or killed")
     lines.append(time_line)
     if meta:
-        lines.append(f"config: {config_line(meta['config'])}")
+        lines.append(f"config: {config_line(meta['config'], run_dir)}")
     if os.path.exists(latest):
         lines.append("")
         lines.append(describe(latest, verify))
-    best_file = os.path.join(run_dir, "best.h5")
-    if verify and os.path.exists(best_file):
-        lines.append(f"{best_file}: " + checksums(best_file, True))
+    if verify:
+        from rnnkit.checkpoint import step_files
+
+        for path in [os.path.join(run_dir, "best.h5")] + list(map(str, step_files(run_dir))):
+            if os.path.exists(path):
+                lines.append(f"{path}: " + checksums(path, True))
     return "\n".join(lines)
 
 
-def _latest_meta(path):
-    """The root attributes of the run's latest.h5 (None when it has none or is unreadable:
-    describing it below says why)."""
+def _checkpoints_line(run_dir, meta, best_meta):
+    """Which checkpoints the folder holds, and the step of each."""
+    from rnnkit.checkpoint import step_files
+
+    parts = [f"latest.h5 (step {meta['step']:,})" if meta else "no usable latest.h5",
+             f"best.h5 (step {best_meta['step']:,})" if best_meta else "no best.h5 yet"]
+    kept = step_files(run_dir)
+    if kept:
+        parts.append(f"{len(kept)} kept: {', '.join(p.name for p in kept[:3])}"
+                     + (", ..." if len(kept) > 3 else ""))
+    return "checkpoints: " + "; ".join(parts)
+
+
+def _meta(path):
+    """The root attributes of a checkpoint of the run (None when it has none or is
+    unreadable: describing it below says why)."""
     from rnnkit.checkpoint import read_meta
 
     if not os.path.exists(path):
@@ -141,13 +170,14 @@ def _latest_meta(path):
         return None
 
 
-def config_line(config):
-    """A checkpoint's config as the command that trains it: CORPUS and the flags whose
-    values differ from the defaults."""
+def config_line(config, folder="."):
+    """A checkpoint's config as the command that trains it, here: CORPUS (its path stored
+    relative to the run `folder`) and the flags whose values differ from the defaults."""
     from rnnkit.config import ConfigError, TrainConfig, from_dict
+    from rnnkit.paths import located
 
     try:
-        values = from_dict(config).to_dict()
+        values = located(from_dict(config), folder).to_dict()
     except ConfigError as err:
         return f"not usable ({err})"
     defaults = TrainConfig().to_dict()

@@ -4,12 +4,10 @@
     model, codec, ck = load_model("runs/x/best.h5")                  # on the CPU
     model, codec, ck = load_model("runs/x/best.h5", device="cuda")
 """
-import numpy as np
-
 from rnnkit.backends import get_backend
 from rnnkit.checkpoint import CheckpointError, load
 from rnnkit.config import ConfigError, TrainConfig, from_dict
-from rnnkit.model import Model
+from rnnkit.model import Model, WeightsMismatch
 from rnnkit.textcodec import TextCodec
 
 
@@ -29,9 +27,9 @@ def load_model(path, device="cpu", threads=None, backend=None):
                               f"{err}") from None
     backend = backend or get_backend(device, threads)
     model = Model(cfg.model, backend=backend)
-    for name, w in model.p.items():
-        if name not in ck.weights or ck.weights[name].shape != tuple(w.shape):
-            raise CheckpointError(f"{path}: parameter {name!r} is missing or has the wrong "
-                                  f"shape for the stored model config")
-        backend.copy(w, np.asarray(ck.weights[name], model.dtype))
+    try:
+        model.load_weights(ck.weights)
+    except WeightsMismatch as err:
+        raise CheckpointError(f"{path}: parameter {err.name!r} is missing or has the wrong "
+                              f"shape for the stored model config") from None
     return model, TextCodec(ck.vocab, ck.encoding), ck

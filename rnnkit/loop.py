@@ -25,7 +25,9 @@ from rnnkit.errors import TrainError
 from rnnkit.evaluate import evaluate_batches
 from rnnkit.metrics import show_perplexity
 from rnnkit.optim import clip_gradients
+from rnnkit.paths import portable
 from rnnkit.run_dir import METRICS
+from rnnkit.runtime import Runtime
 from rnnkit.train_log import Metrics, ProgressBar, val_metrics
 
 MAX_ROLLBACKS = 3
@@ -65,12 +67,19 @@ class Loop:
         self.step_s = 0.0           # seconds of the last step, of the last checkpoint, ...
         self.save_s = 0.0
         self.val_batch_s = None     # ... and of one validation batch
+        self.runtime = Runtime(run.model.backend)   # compiling ahead, pacing threads
 
     def say(self, text):
         if self.main:
             self.bar.message(text)
 
     def go(self, signals, resumed):
+        try:
+            return self._go(signals, resumed)
+        finally:
+            self.runtime.end()      # what prepare() held for this run (the CPU's thread cap)
+
+    def _go(self, signals, resumed):
         run, c, cfg = self.run, self.run.counters, self.cfg
         model, opt, t_cfg = run.model, run.optimizer, cfg.train
         N, T = cfg.data.batch_size, cfg.data.seq_len
@@ -88,8 +97,9 @@ class Loop:
                                "limit reached before resuming")
         self._start(resumed, nb)
         it = self._iterate()
-        model.backend.prepare(model, N // self.comm.size, T, cfg.optim.optimizer)
-        model.backend.begin()
+        compile_started = time.perf_counter()
+        self.runtime.prepare(model, N // self.comm.size, T, cfg.optim.optimizer)
+        self.runtime.begin()
         started, elapsed0 = time.monotonic(), c.elapsed
         tick, window_loss, window_steps, norm = time.monotonic(), 0.0, 0, 0.0
         reason = None
@@ -129,11 +139,11 @@ class Loop:
             # 6. update
             opt.step(model.grads)
             self.step_s = time.perf_counter() - work_started
-            model.backend.observe(N * T // self.comm.size, self.step_s)
+            self.runtime.observe(N * T // self.comm.size, self.step_s)
             if c.step == self.first_step:
                 self.comm.armed()       # compiling is over: a rank that waits long is lost
                 if self.compiling:
-                    self.say(f"compiled in {self.step_s:.1f} s")
+                    self.say(f"compiled in {time.perf_counter() - compile_started:.1f} s")
             run.state = state
             c.step += 1
             c.batch += 1
@@ -176,7 +186,7 @@ class Loop:
             self.say(f"note: the corpus has no {self.missing_val!r} split; no validation")
         if not resumed:
             self._save(best=False)      # the rollback point, and proof that saving works
-        self.compiling = not run.model.backend.compiled(run.model.cell)
+        self.compiling = self.runtime.compiling(run.model)
         if self.compiling:
             self.say(f"compiling the {m.cell} kernels for this machine: the first step waits "
                      f"for it; they are cached for later runs")
@@ -211,8 +221,7 @@ class Loop:
         if self.main:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                **numbers, lr=lr, elapsed=c.elapsed)
-        self.say(f"step {c.step}: val loss {loss:.4f}, ppl {show_perplexity(numbers['val_ppl'])}, "
-                 f"{numbers['val_bpc']:.3f} bits/token{' (best)' if improved else ''}")
+        self.say(_val_line(c.step, loss, " (best)" if improved else ""))
         reason = None
         if t_cfg.patience and c.bad_evals >= t_cfg.patience:
             reason = f"early stopping: no better validation loss in {c.bad_evals} evaluations"
@@ -246,11 +255,12 @@ class Loop:
         self.rollbacks, self.saved_step = 0, self.run.counters.step
         started = time.perf_counter()
         ck = self.run.checkpoint()      # every rank: the state and RNGs are gathered
+        ck.config = portable(ck.config, self.run_dir)
         # the others wait for rank 0's write: allow them ten times its last one
         allowance = 10 * self.comm.decide(self.save_s)
         if self.main:
             checkpoint.save_run(self.run_dir, ck, keep=self.cfg.train.keep, best=best)
-            self.folder.write_config(self.cfg)
+            self.folder.write_config(ck.config)
         self.save_s = time.perf_counter() - started
         self.comm.barrier(allowance)    # nobody reads latest.h5 before it is whole
 
@@ -357,10 +367,15 @@ class Loop:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                **val_metrics(loss), elapsed=c.elapsed,
                                **({"val_batches": done} if partial else {}))
-        self.say(f"step {c.step}: val loss {loss:.4f}" +
-                 (f" (on {done} of {count} batches: the time limit)" if partial else
-                  " (best)" if best else ""))
+        self.say(_val_line(c.step, loss, f" (on {done} of {count} batches: the time limit)"
+                           if partial else " (best)" if best else ""))
         return best
+
+
+def _val_line(step, loss, tail=""):
+    numbers = val_metrics(loss)
+    return (f"step {step}: val loss {loss:.4f}, ppl {show_perplexity(numbers['val_ppl'])}, "
+            f"{numbers['val_bpc']:.3f} bits/token{tail}")
 
 
 def _duration(seconds):

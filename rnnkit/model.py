@@ -19,6 +19,15 @@ from rnnkit.backends import get_backend
 from rnnkit.config import ModelConfig
 
 
+class WeightsMismatch(ValueError):
+    """Named weights that do not fit a model: `name` is the first parameter missing from them
+    or of another shape."""
+
+    def __init__(self, name):
+        super().__init__(f"parameter {name!r} is missing or has another shape")
+        self.name = name
+
+
 class State:
     """What a model carries between batches: per name of its cell's state ("h", and "c" for
     the LSTM), an (L, N, H) array on the model's backend."""
@@ -97,6 +106,16 @@ class Model:
             self.cell.init_bias(views[f"l{layer}.b"], H)
         self.backend.copy(self.params, host)
 
+    def load_weights(self, weights):
+        """Copy named host weights (a checkpoint's) into the parameters, converted to the
+        model's dtype; WeightsMismatch, with nothing copied, unless every parameter is there
+        with its shape."""
+        for name, w in self.p.items():
+            if name not in weights or tuple(weights[name].shape) != tuple(w.shape):
+                raise WeightsMismatch(name)
+        for name, w in self.p.items():
+            self.backend.copy(w, np.asarray(weights[name], self.dtype))
+
     def num_params(self):
         return int(self.params.size)
 
@@ -108,10 +127,13 @@ class Model:
     def out_w(self):
         return self.p["embed"] if self.cfg.tie_weights else self.p["out.w"]
 
-    def init_state(self, N):
-        shape = (self.cfg.layers, N, self.cfg.hidden)
-        return State({name: self.backend.zeros(shape, self.dtype) for name in self.cell.state},
-                     self.backend)
+    def init_state(self, N, zero=True):
+        """Zeros (zero=False: contents unset, for a state every entry of which is written
+        next), one (L, N, H) array per name of the cell's state, in one allocation."""
+        shape = (len(self.cell.state), self.cfg.layers, N, self.cfg.hidden)
+        b = self.backend
+        arrays = (b.zeros if zero else b.empty)(shape, self.dtype)
+        return State({name: arrays[i] for i, name in enumerate(self.cell.state)}, b)
 
     def state_from_host(self, arrays):
         """A State on this model's backend from host arrays (a checkpoint's)."""
@@ -171,12 +193,12 @@ class Model:
         return ws["dropped"][i]
 
     # -- forward / backward ----------------------------------------------------------------
-    def _forward(self, x, state, rng, train):
-        """Embedding, layers and output projection; the layers' final states into `out`."""
+    def _forward(self, x, state, rng, train, project=True):
+        """Embedding, layers and (with project) output projection."""
         b = self.backend
         N, T = x.shape
         ws = self.workspace(N, T)
-        ids = b.ids(x)
+        ids = b.ids(x, plan=train)
         b.embed_forward(self.p["embed"], ids, ws["emb"])
         inp = ws["emb"]
         for layer, buf in enumerate(ws["layers"]):
@@ -189,11 +211,12 @@ class Model:
             inp = buf["hs"][1:]
         inp = self._dropout(ws, self.cfg.layers, inp, rng)
         ws["inputs"][-1] = inp
-        b.linear_forward(inp.reshape(T * N, -1), self.out_w, self.p["out.b"], ws["logits"])
+        if project:
+            b.linear_forward(inp.reshape(T * N, -1), self.out_w, self.p["out.b"], ws["logits"])
         return ws, ids
 
     def _final_state(self, ws, N):
-        out = self.init_state(N)
+        out = self.init_state(N, zero=False)
         for layer, buf in enumerate(ws["layers"]):
             self.backend.copy(out.h[layer], buf["hs"][-1])
             if "c" in buf:
@@ -211,8 +234,9 @@ class Model:
         b, cfg = self.backend, self.cfg
         N, T = x.shape
         L = cfg.layers
+        targets = b.ids(y).reshape(-1)
         ws, ids = self._forward(x, state, rng, train=True)
-        loss = b.softmax_xent(ws["logits"], b.ids(y).reshape(-1), 1.0 / (N * T), grad=True)
+        loss = b.softmax_xent(ws["logits"], targets, 1.0 / (N * T), grad=True)
         new_state = self._final_state(ws, N)
 
         b.fill(self.grads, 0.0)
@@ -220,21 +244,18 @@ class Model:
         dout_w = self.g["embed"] if cfg.tie_weights else self.g["out.w"]
         b.linear_backward(ws["inputs"][L].reshape(T * N, -1), self.out_w, ws["logits"],
                           dtop.reshape(T * N, -1), dout_w, self.g["out.b"])
-        dstate_out = self.init_state(N)
+        # the gradients on the final state (zero in truncated BPTT), turned in place by each
+        # layer's BPTT into those on its initial state
+        dstate_out = self.init_state(N) if dstate is None else dstate.copy()
         for layer in range(L - 1, -1, -1):
             if ws["use_mask"][layer + 1]:
                 b.mul(dtop, ws["masks"][layer + 1])
             dx = ws["dtop"][layer % 2] if layer > 0 else ws["demb"]
-            dh, dc = ws["dh"], ws["dc"]
-            b.fill(dh, 0.0) if dstate is None else b.copy(dh, dstate.h[layer])
-            if "c" in self.cell.state:
-                b.fill(dc, 0.0) if dstate is None else b.copy(dc, dstate.c[layer])
+            dh, dc = dstate_out.h[layer], dstate_out.c
             x_in = ws["inputs"][layer]
             b.cell_backward(self.cell, x_in, self.lp[layer], self.lg[layer], ws["layers"][layer],
-                            dtop, dh, dc, dx, self._scratch(ws, T, N, x_in.shape[2]))
-            b.copy(dstate_out.h[layer], dh)
-            if "c" in self.cell.state:
-                b.copy(dstate_out.c[layer], dc)
+                            dtop, dh, None if dc is None else dc[layer], dx,
+                            self._scratch(ws, T, N, x_in.shape[2]))
             dtop = dx
         if ws["use_mask"][0]:
             b.mul(dtop, ws["masks"][0])
@@ -260,6 +281,11 @@ class Model:
         rows = b.softmax_xent_rows(ws["logits"], b.ids(y).reshape(-1))    # (T * N,), t-major
         return rows.reshape(T, N).T, self._final_state(ws, N)
 
+    def advance(self, x, state):
+        """The carried state after (N, T) host ids, without logits or loss (a prime)."""
+        ws, _ = self._forward(x, state, None, train=False, project=False)
+        return self._final_state(ws, x.shape[0])
+
     def step(self, tokens, state):
         """Feed one token per stream (forward with T = 1); advances `state` in place; returns
         the (N, V) logits on the backend (a buffer that the next call overwrites)."""
@@ -273,4 +299,4 @@ class Model:
         return ws["logits"]
 
 
-__all__ = ["Model", "ModelConfig", "State"]
+__all__ = ["Model", "ModelConfig", "State", "WeightsMismatch"]

@@ -37,6 +37,7 @@ class Optimizer:
     """Base: holds the parameters (updated in place), hyper-parameters, step count, buffers."""
 
     name = ""
+    max_buffers = 0             # the most arrays of the parameters' size it keeps (_buffer)
 
     def __init__(self, params, backend=None, **hyper):
         if getattr(params, "ndim", 0) != 1 or params.dtype not in (np.float32, np.float64):
@@ -119,6 +120,7 @@ class Optimizer:
 
 class SGD(Optimizer):
     name = "sgd"
+    max_buffers = 1
 
     def _check(self):
         h = self.hyper
@@ -137,6 +139,7 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     name = "adam"
+    max_buffers = 2
     decoupled = False
 
     def _check(self):
@@ -164,6 +167,7 @@ class AdamW(Adam):
 
 class RMSprop(Optimizer):
     name = "rmsprop"
+    max_buffers = 3
 
     def _check(self):
         self._buffer("square_avg")
@@ -184,6 +188,7 @@ class RMSprop(Optimizer):
 
 class Adagrad(Optimizer):
     name = "adagrad"
+    max_buffers = 1
 
     def _check(self):
         self._buffer("sum", self.hyper["initial_accumulator_value"])

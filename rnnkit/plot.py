@@ -107,8 +107,3 @@ def plot_runs(run_dirs, output, x="step", notes=None):
     with files.atomic(output) as tmp:
         fig.savefig(tmp, format=kind)
     plt.close(fig)
-
-
-def plot_run(run_dir, output):
-    """One run's curves (plot_runs of one folder)."""
-    plot_runs([run_dir], output)

@@ -21,7 +21,8 @@ import numpy as np
 from rnnkit import __version__, files, writer
 from rnnkit.corpus import FORMAT, FORMAT_VERSION, Corpus, CorpusError
 from rnnkit.errors import RnnkitError
-from rnnkit.sources import BLOCK, InputError, check_encoding, find_inputs, read_blocks, read_text
+from rnnkit.sources import (BLOCK, InputError, bom_hint, check_encoding, find_inputs,
+                            read_blocks, read_text)
 from rnnkit.tokenize import EOS, LEVELS, TOKENIZERS, UNK
 from rnnkit.writer import SplitWriter, compression_pool, thread_pool
 
@@ -265,7 +266,8 @@ def _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors
                 what = f"byte 0x{ord(symbol):02x}" if level == "byte" else \
                     f"{symbol!r} (U+{ord(symbol):04X})"
                 raise InputError(f"{source.path}: {what} is not in the vocabulary of "
-                                 f"{vocab_from}; --vocab-from needs every symbol to be in it")
+                                 f"{vocab_from}; --vocab-from needs every symbol to be in it"
+                                 + bom_hint(symbol))
         main_tokens = sum(s.tokens for s in sources if s.split == "train")
         if main_tokens == 0:
             raise InputError("the input is empty (no tokens)")

@@ -21,9 +21,9 @@ import numpy as np
 from rnnkit.checkpoint import Checkpoint
 from rnnkit.distributed import split_streams
 from rnnkit.config import ConfigError, OptimConfig, TrainConfig, from_dict
-from rnnkit.model import Model
+from rnnkit.model import Model, WeightsMismatch
 from rnnkit.optim import DEFAULTS, make_optimizer
-from rnnkit.schedule import make_schedule
+from rnnkit import schedule as schedules
 
 
 def optimizer_options(section):
@@ -48,19 +48,6 @@ def optimizer_options(section):
     return options
 
 
-def schedule_options(s):
-    options = {"constant": {},
-               "step": dict(every=s.lr_decay_every, factor=s.lr_decay_factor,
-                            start=None if s.lr_decay_start < 0 else s.lr_decay_start),
-               "cosine": dict(warmup=s.warmup, total=s.decay_steps, min_lr=s.min_lr),
-               "plateau": dict(threshold=s.plateau_threshold, factor=s.lr_decay_factor,
-                               max_halvings=s.max_decays)}
-    if s.schedule not in options:
-        raise ConfigError(f"[schedule] schedule: unknown schedule {s.schedule!r}; choose one of "
-                          f"{', '.join(options)}")
-    return options[s.schedule]
-
-
 @dataclasses.dataclass
 class Counters:
     step: int = 0                 # optimizer updates done
@@ -79,6 +66,7 @@ class Run:
         self.vocab, self.encoding = vocab, encoding
         self.counters = Counters()
         self.state = None           # carried hidden state, set by the loop
+        self.corpus = None          # the fingerprint of its corpus (Corpus.fingerprint)
 
     @classmethod
     def build(cls, cfg, vocab, encoding, backend, comm):
@@ -88,8 +76,7 @@ class Run:
         try:
             optimizer = make_optimizer(cfg.optim.optimizer, model.params, backend,
                                        **optimizer_options(cfg.optim))
-            schedule = make_schedule(cfg.schedule.schedule, cfg.optim.lr,
-                                     **schedule_options(cfg.schedule))
+            schedule = schedules.from_config(cfg.schedule, cfg.optim.lr)
         except ValueError as err:
             raise ConfigError(str(err)) from None
         # its own stream: the model's initial weights use default_rng(seed) already; one
@@ -114,16 +101,17 @@ class Run:
             rng=rng, state=state,
             vocab=self.vocab, encoding=self.encoding, step=c.step, epoch=c.epoch,
             batch=c.batch, elapsed=c.elapsed, best_val_loss=c.best_val_loss,
-            meta={"bad_evals": c.bad_evals, "last_eval_step": c.last_eval_step})
+            meta={"bad_evals": c.bad_evals, "last_eval_step": c.last_eval_step,
+                  **({"corpus": json.dumps(self.corpus)} if self.corpus else {})})
 
     def restore(self, ck):
         """Put the state of checkpoint `ck` back (same architecture and settings)."""
         model, b = self.model, self.model.backend
-        for name, w in model.p.items():
-            if name not in ck.weights or ck.weights[name].shape != tuple(w.shape):
-                raise ConfigError(f"checkpoint parameter {name!r} is missing or has another "
-                                  f"shape; was the model changed?")
-            b.copy(w, np.asarray(ck.weights[name], model.dtype))
+        try:
+            model.load_weights(ck.weights)
+        except WeightsMismatch as err:
+            raise ConfigError(f"checkpoint parameter {err.name!r} is missing or has another "
+                              f"shape; was the model changed?") from None
         self.optimizer.load_state_dict(ck.optimizer)
         self.schedule.load_state_dict(ck.schedule)
         comm = self.comm

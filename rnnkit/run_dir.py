@@ -2,7 +2,7 @@
 when a new run ends before its first step.
 
     with RunFolder("runs/x", new=True) as folder:   # creates runs/x if needed and locks it
-        ...                     # training: folder.write_config(cfg) at each save,
+        ...                     # training: folder.write_config(ck.config) at each save,
         folder.stepped = True   # after the first step
 
 On entry: the folder is created (or must be writable), locked (rnnkit/lock.py), and the
@@ -13,7 +13,8 @@ leaves nothing behind. A resumed run never removes anything.
 
 config.toml is written next to each checkpoint whose config differs from the file's, so the
 two agree; `check_config` finds a config.toml edited by hand since (a resumed run takes its
-config from the checkpoint, and would otherwise overwrite the edit without a word).
+config from the checkpoint, and would otherwise overwrite the edit without a word). Both keep
+the config's paths relative to the run folder (rnnkit/paths.py).
 """
 import contextlib
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 from rnnkit import checkpoint, files
 from rnnkit.errors import TrainError
 from rnnkit.lock import NAME as LOCK_NAME, RunLock
-from rnnkit.config import ConfigError, dump_toml, load_toml
+from rnnkit.config import ConfigError, dump_toml, from_dict, load_toml
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
@@ -93,9 +94,9 @@ class RunFolder:
             with contextlib.suppress(OSError):
                 self.path.rmdir()       # only if empty: never someone else's files
 
-    def write_config(self, cfg):
-        """Write config.toml when it does not say what `cfg` says."""
-        text = dump_toml(cfg)
+    def write_config(self, config):
+        """Write config.toml when it does not say what `config` (a checkpoint's) says."""
+        text = dump_toml(from_dict(config))
         if text != self.config_text:
             files.write_text(self.path / CONFIG, text)
             self.config_text = text

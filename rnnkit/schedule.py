@@ -27,6 +27,12 @@ class Schedule:
     def _factor(self, step, epoch):
         return 1.0
 
+    @staticmethod
+    def options(section):
+        """This schedule's keyword arguments from a config's [schedule] section
+        (rnnkit/config.py, ScheduleConfig)."""
+        return {}
+
     def observe(self, val_loss):
         """Called with each validation loss; constant, step and cosine ignore it."""
 
@@ -70,6 +76,11 @@ class Step(Schedule):
             raise ValueError("step schedule: every must be >= 1, start >= 0, 0 < factor <= 1")
         self.every, self.factor, self.start = int(every), float(factor), int(start)
 
+    @staticmethod
+    def options(s):
+        return dict(every=s.lr_decay_every, factor=s.lr_decay_factor,
+                    start=None if s.lr_decay_start < 0 else s.lr_decay_start)
+
     def _factor(self, step, epoch):
         epoch = int(epoch)
         if epoch < self.start:
@@ -89,6 +100,10 @@ class Cosine(Schedule):
             raise ValueError(f"cosine schedule: need 0 <= warmup < total and 0 <= min_lr <= lr "
                              f"(warmup={warmup}, total={total}, min_lr={min_lr})")
         self.warmup, self.total, self.min_ratio = int(warmup), int(total), min_lr / lr
+
+    @staticmethod
+    def options(s):
+        return dict(warmup=s.warmup, total=s.decay_steps, min_lr=s.min_lr)
 
     def _factor(self, step, epoch):
         if step < self.warmup:
@@ -116,6 +131,11 @@ class Plateau(Schedule):
         self.halvings = 0
         self.last = math.inf
 
+    @staticmethod
+    def options(s):
+        return dict(threshold=s.plateau_threshold, factor=s.lr_decay_factor,
+                    max_halvings=s.max_decays)
+
     def _fields(self):
         return super()._fields() + ["halvings", "last"]
 
@@ -140,3 +160,12 @@ def make_schedule(name, lr, **options):
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}")
     return SCHEDULES[name](lr, **options)
+
+
+def from_config(section, lr):
+    """The schedule a config's [schedule] section (ScheduleConfig) describes, from rate lr."""
+    if section.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {section.schedule!r}; choose one of "
+                         f"{', '.join(SCHEDULES)}")
+    cls = SCHEDULES[section.schedule]
+    return cls(lr, **cls.options(section))

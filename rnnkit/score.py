@@ -29,6 +29,7 @@ import numpy as np
 
 from rnnkit.errors import RnnkitError
 from rnnkit.evaluate import report
+from rnnkit.runtime import Runtime
 
 RESETS = ("per-line", "never")
 LN10 = math.log(10)
@@ -93,12 +94,13 @@ def score_one_stream(model, ids, ends, start, batch, seq_len, progress=None):
     x = np.concatenate([[start], ids[:-1]]).astype(np.int32)[None, :]
     y = ids.astype(np.int32)[None, :]
     state = model.init_state(1)
-    model.backend.begin()
+    runtime = Runtime(model.backend)
+    runtime.begin()
     for t in range(0, len(ids), seq_len):
         began = time.perf_counter()
         out, state = model.evaluate_tokens(x[:, t:t + seq_len], y[:, t:t + seq_len], state)
         losses[t:t + seq_len] = out[0]
-        model.backend.observe(out.size, time.perf_counter() - began)
+        runtime.observe(out.size, time.perf_counter() - began)
         if progress is not None:
             progress(out.size)
     return losses
@@ -111,7 +113,8 @@ def score_per_line(model, ids, ends, start, batch, seq_len, progress=None):
     lengths = ends - starts
     order = np.argsort(-lengths, kind="stable")     # longest first: a batch too big fails early
     order = order[lengths[order] > 0]
-    model.backend.begin()
+    runtime = Runtime(model.backend)
+    runtime.begin()
     for k in range(0, len(order), batch):
         rows = order[k:k + batch]
         longest = int(lengths[rows[0]])
@@ -128,7 +131,7 @@ def score_per_line(model, ids, ends, start, batch, seq_len, progress=None):
         for t in range(0, width, seq_len):
             began = time.perf_counter()
             out, state = model.evaluate_tokens(x[:, t:t + seq_len], y[:, t:t + seq_len], state)
-            model.backend.observe(out.size, time.perf_counter() - began)
+            runtime.observe(out.size, time.perf_counter() - began)
             done = 0
             for r, line in enumerate(rows):
                 n = min(int(lengths[line]) - t, out.shape[1])

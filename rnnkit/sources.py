@@ -14,8 +14,25 @@ BLOCK = 8 << 20          # bytes read at a time
 SNIFF = 8192             # a file is text if its first SNIFF bytes hold no NUL byte (as git does)
 
 
+# byte order marks, and the encoding that reads a text after one (UTF-32 LE's starts as UTF-16's)
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"))
+
+
 class InputError(RnnkitError, ValueError):
     """Bad input that the user can fix; the message is one line."""
+
+
+def bom_hint(head):
+    """The end of an error message for a text whose first bytes `head` are a byte order mark
+    (or for a text decoded as UTF-8 that starts with U+FEFF), else ""."""
+    if isinstance(head, str):
+        head = codecs.BOM_UTF8 if head.startswith("\ufeff") else b""
+    for mark, encoding in BOMS:
+        if head.startswith(mark):
+            return f"; it starts with a byte order mark: read it with --encoding {encoding}"
+    return ""
 
 
 def is_text(path):
@@ -119,9 +136,11 @@ def read_text(path, encoding, errors, block=BLOCK, on_bytes=None):
         except UnicodeDecodeError as err:
             at = offset - pending + err.start
             bad = " ".join(f"0x{b:02x}" for b in err.object[err.start:err.end])
+            hint = bom_hint(data or b"") if at == 0 else ""
             raise InputError(
-                f"{path}: invalid {encoding} at byte {at} ({bad}): {err.reason}; "
-                "use --errors replace, another --encoding, or --level byte") from None
+                f"{path}: invalid {encoding} at byte {at} ({bad}): {err.reason}"
+                + (hint or "; use --errors replace, another --encoding, or --level byte")) \
+                from None
         if data is None:
             if text:
                 yield text

@@ -1,20 +1,25 @@
 """Stopping cleanly on a signal: the training loop finishes its step and writes a checkpoint.
 
-SIGINT (Ctrl-C), SIGTERM (kill, docker stop) and SIGUSR1 (what SLURM sends ahead of the time
-limit with --signal=USR1@120) only set a flag that the loop reads after each step. A second
-SIGINT raises KeyboardInterrupt at once: the last checkpoint on disk is intact either way.
+SIGINT (Ctrl-C), SIGTERM (kill, docker stop), SIGHUP (the terminal closed: ssh dropped, the
+window shut) and SIGUSR1 (what SLURM sends ahead of the time limit with --signal=USR1@120) only
+set a flag that the loop reads after each step. A second SIGINT raises KeyboardInterrupt at
+once: the last checkpoint on disk is intact either way.
 
-Before training is set up (imports, compiling), `defer()` makes the same signals wait: the
-loop then sees them before its first step and the run exits with 75 as it would later. Every
-other command gets SystemExit on SIGTERM and SIGUSR1 (`install`), so the stack unwinds and
-temporary outputs are removed instead of left behind.
+From the program's start (`install`) until the command is known, the same signals wait: `rnnkit
+train` keeps them waiting (`defer`) through its set-up (imports, compiling), so that the loop
+sees them before its first step and the run exits with 75 as it would later. Every other
+command takes them at once (`undefer`): SystemExit on SIGTERM, SIGHUP and SIGUSR1,
+KeyboardInterrupt on SIGINT, so the stack unwinds and temporary outputs are removed instead of
+left behind.
 """
+import os
 import signal
 import threading
 
-NAMES = ("SIGINT", "SIGTERM", "SIGUSR1")
+NAMES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
 _deferring = False
 _pending = None
+stopping = False                # a signal is unwinding the stack (KeyboardInterrupt, SystemExit)
 
 
 def _early(signum, frame):
@@ -22,34 +27,79 @@ def _early(signum, frame):
     name = signal.Signals(signum).name
     if _deferring:
         if _pending == "SIGINT" and name == "SIGINT":
-            raise KeyboardInterrupt
+            _stop(signum, frame)
         _pending = _pending or name
         return
-    if name == "SIGINT":
+    _stop(signum, frame)
+
+
+def _stop(signum, frame):
+    """KeyboardInterrupt for SIGINT, else SystemExit(128 + signum); again in 50 ms instead
+    when raising it now would be lost (_unsafe)."""
+    if _unsafe(frame):
+        signal.signal(signal.SIGALRM, lambda _, later: _stop(signum, later))
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
+    global stopping
+    stopping = True
+    if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
 
 
+def _unsafe(frame):
+    """Whether an exception raised in `frame` would be lost or leave a wreck: in a finalizer
+    or a callback from C Python prints it and carries on, and LLVM's objects (Numba compiles
+    with them) half made break later."""
+    if frame is not None and frame.f_code.co_name == "__del__":
+        return True
+    while frame is not None:
+        if f"{os.sep}llvmlite{os.sep}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _ours(names):
+    """The signals of `names` this process may handle: from the main thread, those the system
+    has, not those ignored by whoever started it (`nohup` ignores SIGHUP: the run goes on)."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    sigs = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    return [sig for sig in sigs if signal.getsignal(sig) is not signal.SIG_IGN]
+
+
 def install():
-    """SIGTERM and SIGUSR1 unwind the stack (SystemExit) instead of killing outright."""
-    if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGUSR1"):
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), _early)
+    """At the program's start: the signals wait until the command says what they do (defer or
+    undefer)."""
+    defer()
+
+
+def undefer():
+    """From now on SIGTERM, SIGHUP and SIGUSR1 unwind the stack (SystemExit) instead of
+    killing outright, and SIGINT raises KeyboardInterrupt as Python's own handler does but
+    never where it would be lost (_stop); a signal that came while they waited does so now."""
+    global _deferring, _pending
+    _deferring = False
+    for sig in _ours(NAMES):
+        signal.signal(sig, _early)
+    pending, _pending = _pending, None
+    if pending:
+        _stop(getattr(signal, pending), None)
 
 
 def defer():
-    """From now on SIGINT, SIGTERM and SIGUSR1 wait for the training loop (StopSignals)."""
+    """From now on SIGINT, SIGTERM, SIGHUP and SIGUSR1 wait for the training loop
+    (StopSignals)."""
     global _deferring
     _deferring = True
-    if threading.current_thread() is threading.main_thread():
-        for name in NAMES:
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), _early)
+    for sig in _ours(NAMES):
+        signal.signal(sig, _early)
 
 
 class StopSignals:
-    """SIGINT, SIGTERM, SIGUSR1: note the first and let the loop stop after its step."""
+    """SIGINT, SIGTERM, SIGHUP, SIGUSR1: note the first and let the loop stop after its
+    step."""
 
     NAMES = NAMES
 
@@ -59,17 +109,14 @@ class StopSignals:
 
     def _handle(self, signum, frame):
         if self.received == "SIGINT" and signum == signal.SIGINT:
-            raise KeyboardInterrupt     # second Ctrl-C: stop now
+            _stop(signum, frame)        # second Ctrl-C: stop now
         self.received = signal.Signals(signum).name
 
     def __enter__(self):
         global _pending
         self.received, _pending = _pending, None
-        if threading.current_thread() is threading.main_thread():
-            for name in self.NAMES:
-                if hasattr(signal, name):
-                    sig = getattr(signal, name)
-                    self.previous[sig] = signal.signal(sig, self._handle)
+        for sig in _ours(self.NAMES):
+            self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):

@@ -6,14 +6,17 @@ now (a byte-level model's multi-byte UTF-8 characters are held back until comple
 
 A character (or byte) that a char (byte) vocabulary lacks is an error by default, naming its
 line and column; `unknown="skip"` leaves such symbols out and `"replace"` puts REPLACEMENTS'
-first symbol the vocabulary has in their place. Word level maps unknown words to <unk>.
+first symbol the vocabulary has in their place. At word level an unknown word is <unk>, as in
+training (with "error" and "replace"; an error for a vocabulary without <unk>), or left out
+with "skip".
 """
 import codecs
 
 import numpy as np
 
 from rnnkit.errors import RnnkitError
-from rnnkit.tokenize import EOS, code_points
+from rnnkit.sources import bom_hint
+from rnnkit.tokenize import EOS, UNK, code_points
 
 UNKNOWN = ("error", "skip", "replace")
 REPLACEMENTS = ("\ufffd", "?", " ", "_")    # tried in this order for --unknown replace
@@ -45,7 +48,9 @@ class TextCodec:
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
         if self.level == "word":
-            return self._word_ids(text.replace("\n", f" {EOS} ").split(), where), 0, None
+            ids, _, dropped, symbol = self._word_ids(text.replace("\n", f" {EOS} ").split(),
+                                                     unknown, where)
+            return ids, dropped, symbol
         units, ids = self._symbol_ids(text)
         ids, _, dropped, symbol = self._resolve(units, ids, unknown, where)
         return ids, dropped, symbol
@@ -63,8 +68,13 @@ class TextCodec:
             if lines[-1] == "":             # the text ends with a newline, or is empty
                 lines.pop()
             words = [line.split() + [EOS] for line in lines]
-            ends = np.cumsum([len(w) for w in words], dtype=np.int64)
-            return self._word_ids([w for line in words for w in line], where), ends, 0, None
+            line_of = np.repeat(np.arange(len(words)), [len(w) for w in words])
+            ids, kept, dropped, symbol = self._word_ids([w for line in words for w in line],
+                                                        unknown, where)
+            if kept is not None:
+                line_of = line_of[kept]
+            ends = np.cumsum(np.bincount(line_of, minlength=len(words))).astype(np.int64)
+            return ids, ends, dropped, symbol
         units, ids = self._symbol_ids(text)
         newline = units == NEWLINE
         line_of = np.cumsum(newline) - newline          # a newline belongs to the line it ends
@@ -84,13 +94,21 @@ class TextCodec:
                 return index[symbol]
         return 0
 
-    def _word_ids(self, words, where):
+    def _word_ids(self, words, unknown, where):
+        """As _resolve, for words: those the vocabulary lacks left out (skip), else <unk>."""
         index, unk = self.vocabulary.index, self.vocabulary.unk_id
-        if unk is None and any(w not in index for w in words):
-            bad = next(w for w in words if w not in index)
-            raise UnknownSymbol(f"word {bad!r} in {where} is not in the vocabulary (which "
-                                f"has no <unk>)")
-        return np.array([index.get(w, unk) for w in words], np.int64)
+        ids = np.array([index.get(w, -1) for w in words], np.int64)
+        bad = np.flatnonzero(ids < 0)
+        if not len(bad):
+            return ids, None, 0, None
+        if unknown == "skip":
+            kept = ids >= 0
+            return ids[kept], kept, len(bad), None
+        if unk is None:
+            raise UnknownSymbol(f"word {words[bad[0]]!r} in {where} is not in the vocabulary "
+                                f"(which has no <unk>); --unknown skip leaves such words out")
+        ids[bad] = unk
+        return ids, None, len(bad), UNK
 
     def _symbol_ids(self, text):
         """(units, ids) of char or byte text: its code points (bytes) and their ids, -1 where
@@ -135,6 +153,9 @@ class TextCodec:
                 f"character {chr(value)!r} (U+{value:04X})")
         others = len(bad) - 1
         more = f" ({others:,} more unknown symbols follow)" if others else ""
+        if first == 0 and value == 0xFEFF:
+            return f"{what} at the start of {where} is not in the model's vocabulary" + \
+                bom_hint("\ufeff")
         return (f"{what} at line {line}, column {column} of {where} is not in the model's "
                 f"vocabulary{more}; --unknown skip leaves such symbols out, --unknown replace "
                 f"puts a known one in their place")
@@ -193,6 +214,8 @@ def decode_text(data, level, encoding, name):
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
+        hint = bom_hint(data) if err.start < 4 else ""
         raise RnnkitError(f"{name} is not valid {encoding} at byte {err.start} "
-                          f"({err.object[err.start:err.start + 1].hex()}); give its encoding "
-                          f"with --encoding (latin-1 reads any bytes)") from None
+                          f"({err.object[err.start:err.start + 1].hex()})" +
+                          (hint or "; give its encoding with --encoding (latin-1 reads any "
+                           "bytes)")) from None

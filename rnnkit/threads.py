@@ -17,14 +17,25 @@ faster.
 
 BLAS always runs single-threaded inside a block: its own threads would spin between the small
 per-step products and fight ours for the cores (bench/RESULTS.md, "Design figures").
+
+This is the CPU backend's thread policy: it sets the partition in the kernels
+(kernels/cpu/blocks.py), which read no thread state of their own.
 """
 import math
 import os
 import time
 
+import numba
 from threadpoolctl import threadpool_limits
 
-import rnnkit.kernels.cpu.jit  # noqa: F401  picks the threading layer before Numba starts one
+from rnnkit.kernels.cpu import blocks
+
+# OpenMP first: it starts a parallel region a hundred times sooner than the workqueue layer
+# (whose threads sleep), which matters with a region per time step. Its workers spin between
+# regions; the governor (below) runs fewer when other work needs the cores. Set before Numba
+# starts a threading layer (numba.set_num_threads or a first parallel kernel).
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 _limits = None
 _partition = None              # set_threads, or the budget at first use
@@ -114,8 +125,6 @@ def set_threads(n=None, local_ranks=1, adaptive=True):
     """Cut the kernels' work into `n` blocks (default: the budget) and run up to `n` threads,
     fewer while that is faster (adaptive). Returns (n, reason)."""
     global _partition, _governor
-    import numba
-
     if n:
         n, why = int(n), f"--threads {int(n)}"
     else:
@@ -125,6 +134,7 @@ def set_threads(n=None, local_ranks=1, adaptive=True):
             f"{why}, capped by NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
     n = max(1, n)
     _partition = n
+    blocks.set_partition(n)
     numba.set_num_threads(n)
     _governor = Governor(n) if adaptive and n > 1 else None
     limit_blas()
@@ -141,8 +151,6 @@ def partition():
 def cap(k):
     """Run at most k threads until cap(None) (the threaded builds are still compiling)."""
     global _cap
-    import numba
-
     _cap = k
     if k is not None:
         numba.set_num_threads(max(1, min(k, numba.get_num_threads())))
@@ -150,13 +158,6 @@ def cap(k):
         _governor.next_probe = _governor.busy      # try more threads at once
     elif _partition:
         numba.set_num_threads(_partition)
-
-
-def running():
-    """Threads running the blocks right now."""
-    import numba
-
-    return numba.get_num_threads()
 
 
 def begin():
@@ -329,6 +330,4 @@ def _median(values):
 
 
 def _apply(k):
-    import numba
-
     numba.set_num_threads(k)

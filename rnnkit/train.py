@@ -8,8 +8,8 @@
     result = resume("runs/x", {"train": {"epochs": 100}})
 
 A run folder is used by one process at a time (rnnkit/run_dir.py); a run that fails before its
-first checkpoint leaves no folder behind. SIGINT, SIGTERM and SIGUSR1 (which SLURM sends before
-the time limit), from the moment training starts setting up, let the current step finish,
+first checkpoint leaves no folder behind. SIGINT, SIGTERM, SIGHUP and SIGUSR1 (which SLURM sends
+before the time limit), from the moment training starts setting up, let the current step finish,
 write latest.h5 and return a result with `interrupted` set; `rnnkit train` then exits with
 EXIT_INTERRUPTED (75, sysexits' EX_TEMPFAIL: "try again"), and `rnnkit train --resume RUN_DIR`
 continues exactly where it stopped. A second SIGINT stops at once (the last checkpoint is
@@ -18,18 +18,20 @@ intact). `--max-time` bounds the whole process, from its launch (rnnkit/clock.py
 import contextlib
 import copy
 import dataclasses
-
-import numpy as np
+import json
+import os
 
 from rnnkit import checkpoint
 from rnnkit.backends import get_backend
 from rnnkit.clock import Deadline
-from rnnkit.corpus import Corpus, CorpusError
+from rnnkit.corpus import Corpus, CorpusError, changes
 from rnnkit.distributed import agreed, communicator
 from rnnkit.files import human
 from rnnkit.loop import Diverged, Loop, TrainError, TrainResult
-from rnnkit.model import memory_bytes
+from rnnkit.model import WeightsMismatch, memory_bytes
+from rnnkit.optim import OPTIMIZERS
 from rnnkit.run import Run, config_from_checkpoint
+from rnnkit.paths import located
 from rnnkit.run_dir import RunFolder
 from rnnkit.stop_signals import StopSignals
 from rnnkit.config import from_dict
@@ -58,9 +60,12 @@ def train(cfg, run_dir, comm=None, stream=None, start=None):
         return _session(cfg, folder, None, comm, stream, signals, start)
 
 
-def resume(run_dir, overrides=None, comm=None, stream=None, start=None):
+def resume(run_dir, overrides=None, comm=None, stream=None, start=None, new_corpus=False):
     """Continue the run in `run_dir` from latest.h5. `overrides` may change the [train] section
-    (limits, evaluation, logging) and [data] corpus (a moved file with the same vocabulary)."""
+    (limits, evaluation, logging) and [data] corpus: the same corpus moved, or with
+    `new_corpus` another one with the same vocabulary (read from its beginning, the best
+    validation starting afresh). A corpus whose fingerprint (Corpus.fingerprint) differs from
+    the checkpoint's is refused without `new_corpus`, with a line saying what differs."""
     comm = comm or communicator()
     with StopSignals() as signals, contextlib.ExitStack() as stack:
         folder = agreed(comm, lambda: stack.enter_context(
@@ -74,7 +79,11 @@ def resume(run_dir, overrides=None, comm=None, stream=None, start=None):
             stored = config_from_checkpoint(ck)
             if comm.rank == 0:
                 folder.check_config(stored)
+            stored = located(stored, folder.path)
             cfg = from_dict(overrides or {}, stored)
+            if (overrides or {}).get("train", {}).get("init_from"):
+                raise TrainError("--init-from starts a new run from a checkpoint's weights and "
+                                 "--resume continues a run: give one of them")
             for section, values in (overrides or {}).items():
                 for key in values:
                     allowed = section in RESUMABLE or (section, key) == ("data", "corpus")
@@ -85,33 +94,36 @@ def resume(run_dir, overrides=None, comm=None, stream=None, start=None):
                                          f"change it")
             return cfg, ck
         cfg, ck = agreed(comm, load)
-        return _session(cfg, folder, ck, comm, stream, signals, start)
+        return _session(cfg, folder, ck, comm, stream, signals, start, new_corpus)
 
 
-def _session(cfg, folder, ck, comm, stream, signals, start):
+def _session(cfg, folder, ck, comm, stream, signals, start, new_corpus=False):
     """Set up on every rank (an error on one is an error on all), then run the loop."""
     cfg = copy.deepcopy(cfg)        # resolved below; the caller's stays as it was
     deadline = Deadline(cfg.train.max_time, start)
-    backend, corpus, batches, budget = agreed(comm, lambda: _open(cfg, folder, ck, comm))
+    backend, corpus, batches, budget = agreed(
+        comm, lambda: _open(cfg, folder, ck, comm, new_corpus))
     notes = [backend.describe() + (f"; {comm.size} ranks" if comm.size > 1 else "")]
     notes += [f"removed {p.name} ({human(size)}), left by a killed process"
               for p, size in folder.removed]
     with corpus:
-        run = agreed(comm, lambda: _build(cfg, ck, comm, backend, corpus, notes))
+        run = agreed(comm, lambda: _build(cfg, ck, comm, backend, corpus, notes, new_corpus))
         loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
         for note in notes:
             loop.say(note)
-        try:
-            return loop.go(signals, resumed=ck is not None)
-        finally:
-            backend.end()       # what prepare() held for this run (the CPU's thread cap)
+        return loop.go(signals, resumed=ck is not None)
 
 
-def _open(cfg, folder, ck, comm):
+def _open(cfg, folder, ck, comm, new_corpus=False):
     """The backend, the corpus and this rank's batches, checked; cfg resolved in place."""
-    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size, comm.local_rank)
+    backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size, comm.local_rank,
+                          cfg.train.precision)
     if not cfg.data.corpus:
         raise TrainError("no corpus given")
+    if ck is not None and not os.path.exists(cfg.data.corpus):
+        raise TrainError(f"cannot find the run's corpus {ck.config['data']['corpus']!r} (from "
+                         f"{folder.path}: {cfg.data.corpus}); give its path: rnnkit train "
+                         f"CORPUS --resume {folder.path}")
     try:
         corpus = Corpus(cfg.data.corpus)
     except (CorpusError, OSError) as err:
@@ -119,6 +131,17 @@ def _open(cfg, folder, ck, comm):
     if ck is not None and (ck.vocab.tokens != corpus.vocab or ck.vocab.level != corpus.level):
         raise TrainError(f"{cfg.data.corpus} has another vocabulary than the run in "
                          f"{folder.path}")
+    if ck is not None and _corpus_changes(ck, corpus) and not new_corpus:
+        raise TrainError(f"{cfg.data.corpus} is not the corpus this run trained on "
+                         f"({'; '.join(_corpus_changes(ck, corpus))}); to go on training on it, "
+                         f"add --new-corpus")
+    for key in ("train_split", "val_split"):
+        name = getattr(cfg.data, key)
+        if name and name not in corpus.splits and (key, name) != ("val_split", "val"):
+            raise TrainError(f"--{key.replace('_', '-')} {name!r}: {cfg.data.corpus} has no "
+                             f"such split (it has {', '.join(corpus.splits) or 'none'})"
+                             + ("; --val-split '' validates on none" if key == "val_split"
+                                else ""))
     N, T = cfg.data.batch_size, cfg.data.seq_len
     try:
         corpus.check_fit(cfg.data.train_split, N, T, comm.size)
@@ -140,17 +163,32 @@ def _open(cfg, folder, ck, comm):
     return backend, corpus, batches, budget
 
 
-def _build(cfg, ck, comm, backend, corpus, notes):
+def _build(cfg, ck, comm, backend, corpus, notes, new_corpus=False):
     """The run: restored from `ck`, or new (from --init-from's weights if given)."""
     run = Run.build(cfg, corpus.vocabulary, corpus.encoding, backend, comm)
+    run.corpus = corpus.fingerprint()
     if ck is not None:
         run.restore(ck)
+        changed = _corpus_changes(ck, corpus)
+        if changed and new_corpus:      # its streams, and its validation losses, start afresh
+            c = run.counters
+            c.batch, c.best_val_loss, c.bad_evals = 0, float("inf"), 0
+            run.state = run.model.init_state(cfg.data.batch_size // comm.size)
+            notes.append(f"a new corpus ({'; '.join(changed)}): training starts at its "
+                         f"beginning, the best validation afresh")
     else:
         if cfg.train.init_from:
             _init_from(run, cfg.train.init_from, corpus)
             notes.append(f"weights from {cfg.train.init_from}")
         run.state = run.model.init_state(cfg.data.batch_size // comm.size)
     return run
+
+
+def _corpus_changes(ck, corpus):
+    """What differs between the corpus of checkpoint `ck` and `corpus` (nothing is known for
+    a checkpoint made before fingerprints)."""
+    stored = ck.meta.get("corpus")
+    return changes(json.loads(stored), corpus.fingerprint()) if stored else []
 
 
 def _init_from(run, path, corpus):
@@ -169,15 +207,11 @@ def _init_from(run, path, corpus):
             raise TrainError(f"--init-from {path}: --{key.replace('_', '-')} "
                              f"{getattr(mine, key)} does not match its {getattr(stored, key)}; "
                              f"a run that starts from its weights needs its model shape")
-    model, b = run.model, run.model.backend
-    for name, w in model.p.items():
-        if name not in init.weights or init.weights[name].shape != tuple(w.shape):
-            raise TrainError(f"--init-from {path}: parameter {name} is missing or has another "
-                             f"shape")
-        b.copy(w, np.asarray(init.weights[name], model.dtype))
-
-
-OPTIMIZER_BUFFERS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 3, "adagrad": 1}
+    try:
+        run.model.load_weights(init.weights)
+    except WeightsMismatch as err:
+        raise TrainError(f"--init-from {path}: parameter {err.name} is missing or has another "
+                         f"shape") from None
 
 
 def _check_memory(cfg, vocab_size, N, T, backend):
@@ -190,7 +224,7 @@ def _check_memory(cfg, vocab_size, N, T, backend):
     except ValueError as err:
         raise TrainError(str(err)) from None
     need = memory_bytes(model, N, T, model.dtype, backend,
-                        OPTIMIZER_BUFFERS.get(cfg.optim.optimizer, 3))
+                        OPTIMIZERS[cfg.optim.optimizer].max_buffers)
     if need > 0.9 * available:
         raise TrainError(f"this model needs about {human(need)} for its parameters, gradients, "
                          f"optimizer state and activations (N={N}, T={T}); {human(available)} "

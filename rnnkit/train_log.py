@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from rnnkit import files
+from rnnkit import console, files
 from rnnkit.metrics import bits, perplexity
 
 
@@ -67,8 +67,9 @@ def _clock(seconds):
 
 
 class ProgressBar:
-    """One line on stderr, redrawn at most `per_s` times a second on a terminal; elsewhere
-    (a log file, a batch job) a plain line every `every_s` seconds."""
+    """One line on stderr, redrawn at most `per_s` times a second on a terminal and cut to
+    its width; elsewhere (a log file, a batch job) a plain line every `every_s` seconds. A
+    reader that leaves (a closed pipe, a lost terminal) ends the printing, not the run."""
 
     def __init__(self, total, enabled=True, stream=None, per_s=4.0, every_s=30.0):
         self.total = total          # steps expected in this run, or None when unknown
@@ -78,35 +79,45 @@ class ProgressBar:
         self.gap = 1.0 / per_s if self.tty else every_s
         self.last = -math.inf
         self.shown = False
+        self.gone = False           # the reader left: print nothing more
 
     def update(self, step, loss, tokens_per_s, eta_s, force=False):
         now = time.monotonic()
         if not self.enabled or (now - self.last < self.gap and not force):
             return
         self.last = now
+        bar = ""
         if self.total:
             done = min(1.0, step / self.total)
-            bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
-            head = f"step {step}/{self.total} [{bar}]"
+            bar = " [" + "#" * int(24 * done) + "." * (24 - int(24 * done)) + "]"
+        head = f"step {step}/{self.total}" if self.total else f"step {step}"
+        tail = f" loss {loss:.4f} | {tokens_per_s:,.0f} tok/s | ETA {_clock(eta_s)}"
+        line = head + bar + tail
+        if self.tty:    # a line wider than the terminal wraps, and \r redraws only its end
+            cols = console.width(self.stream) - 1
+            line = (line if len(line) <= cols else head + tail)[:cols]
+            self._write("\r\x1b[2K" + line)
         else:
-            head = f"step {step}"
-        line = f"{head} loss {loss:.4f} | {tokens_per_s:,.0f} tok/s | ETA {_clock(eta_s)}"
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            self._write(line + "\n")
         self.shown = True
 
     def message(self, text):
         """A line of its own (validation results, warnings) that does not garble the bar."""
-        if self.tty and self.shown:
-            self.stream.write("\r\x1b[2K")
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self._write(("\r\x1b[2K" if self.tty and self.shown else "") + text + "\n")
         self.last = -math.inf if self.tty else self.last
 
     def close(self):
         if self.tty and self.shown and self.enabled:
-            self.stream.write("\n")
+            self._write("\n")
+
+    def _write(self, text):
+        if self.gone:
+            return
+        try:
+            self.stream.write(text)
             self.stream.flush()
+        except OSError as err:
+            if not console.reader_gone(err):
+                raise
+            self.gone = True
+            console.silence(self.stream)

@@ -1,9 +1,12 @@
-"""The architecture, checked: both backends implement the Backend interface, method for method
-and signature for signature; every cell has kernels on every backend; and no code outside the
-registries (rnnkit/cells.py, each backend's KERNELS, kernels/*/buffers.py) compares a cell's
-name, so a new cell is a registration, not a hunt through the code."""
+"""The architecture, checked: rnnkit's imports form no cycle and its layers point one way
+(CLI -> commands -> training -> model -> backend -> kernels); both backends implement the
+Backend interface, method for method and signature for signature; every cell has kernels on
+every backend; and no code outside the registries (rnnkit/cells.py, each backend's KERNELS,
+kernels/*/buffers.py) compares a cell's name, so a new cell is a registration, not a hunt
+through the code."""
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,133 @@ from rnnkit.backends.cuda import CUDABackend
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = [CPUBackend, CUDABackend]
+
+# Layers, lowest first: a module may import its own layer and those below, never above.
+# Modules in none of them (the data and after-training tools) are free, but for cycles.
+# The foundation imports nothing of rnnkit but the foundation: every layer may read it.
+LAYERS = [
+    ("foundation", {"rnnkit", "rnnkit.errors", "rnnkit.cells", "rnnkit.lock"}),
+    ("kernels", {"rnnkit.kernels"}),
+    ("backend", {"rnnkit.backends", "rnnkit.threads"}),
+    ("model", {"rnnkit.model", "rnnkit.optim"}),
+    ("training", {"rnnkit.loop", "rnnkit.run", "rnnkit.train", "rnnkit.runtime",
+                  "rnnkit.compile_workers"}),
+    ("cli", {"rnnkit.cli"}),
+]
+# Who may import a backend's own kernels (rnnkit/kernels/cpu, cuda): the kernels and the
+# backend layer; and the corpus writer its checksum kernel (kernels/cpu/checksum.py, which
+# belongs with the data modules).
+KERNEL_USERS = {"rnnkit.kernels", "rnnkit.backends", "rnnkit.threads"}
+KERNEL_EXCEPTIONS = {("rnnkit.writer", "rnnkit.kernels.cpu.checksum")}
+
+
+def modules():
+    """Dotted name -> file of every module of rnnkit (cli/ installs as rnnkit.cli)."""
+    out = {}
+    for path in [*ROOT.glob("rnnkit/**/*.py"), *ROOT.glob("cli/*.py")]:
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[0] == "cli":
+            parts.insert(0, "rnnkit")
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def import_graph():
+    """Module -> the modules of rnnkit it imports, at module level or inside functions."""
+    mods = modules()
+    graph = {m: set() for m in mods}
+    for m, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                assert not isinstance(node, ast.ImportFrom), f"{path}: a relative import"
+                continue
+            for name in names:
+                while name and name not in mods:        # a name, not a module: its module
+                    name = name.rpartition(".")[0]
+                if name and name != m:
+                    graph[m].add(name)
+    return graph
+
+
+def cycles(graph):
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while not comp or comp[-1] != v:
+                comp.append(stack.pop())
+                on.discard(comp[-1])
+            if len(comp) > 1:
+                out.append(sorted(comp))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def in_group(module, group):
+    return any(module == g or module.startswith(g + ".") for g in group)
+
+
+def layer(module):
+    for rank, (name, group) in enumerate(LAYERS):
+        if module in group if name == "foundation" else in_group(module, group):
+            return rank
+    return None
+
+
+def kernel_folder(module):
+    """"cpu" or "cuda" for a module of that kernel folder, else None."""
+    for folder in ("cpu", "cuda"):
+        if in_group(module, {f"rnnkit.kernels.{folder}"}):
+            return folder
+    return None
+
+
+def test_imports_form_no_cycle():
+    assert cycles(import_graph()) == []
+
+
+def test_layers_point_one_way():
+    wrong = []
+    for m, imported in sorted(import_graph().items()):
+        for n in sorted(imported):
+            here, there = layer(m), layer(n)
+            if here == 0 and there != 0:
+                wrong.append(f"{m} (foundation) imports {n}")
+            elif here is not None and there is not None and there > here:
+                wrong.append(f"{m} ({LAYERS[here][0]}) imports {n} ({LAYERS[there][0]})")
+            elif n.startswith(("rnnkit.kernels.cpu", "rnnkit.kernels.cuda")) and \
+                    not in_group(m, KERNEL_USERS) and (m, n) not in KERNEL_EXCEPTIONS:
+                wrong.append(f"{m} imports {n}, a backend's kernels")
+            elif {kernel_folder(m), kernel_folder(n)} == {"cpu", "cuda"}:
+                wrong.append(f"{m} imports {n}: one backend's kernels use the other's")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_graph_sees_every_kind_of_import():
+    graph = import_graph()
+    assert "rnnkit.kernels.cpu.jit" in graph["rnnkit.kernels.cpu.lstm"]      # from x.y import z
+    assert "rnnkit.kernels.cache" in graph["rnnkit.runtime"]                 # from x import y
+    assert "rnnkit.backends.cpu" in graph["rnnkit.backends"]                 # in a function
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def protocol_methods():
@@ -90,3 +220,21 @@ def test_the_check_would_catch_a_switch():
     compares = [n for n in ast.walk(tree) if isinstance(n, ast.Compare)]
     assert [sorted(set().union(*(_names_in(x) for x in [c.left, *c.comparators])))
             for c in compares] == [["lstm"], ["gru"]]
+
+
+PATH_RE = re.compile(r"(?<![\w/.*-])((?:rnnkit|kernels|tests|bench|docs|cli)/[\w/.-]*\.(?:py|md|toml))\b")
+
+
+def test_every_path_the_docs_and_docstrings_name_exists():
+    """A path written in a docstring, comment or doc (rnnkit/..., kernels/..., tests/...,
+    bench/..., docs/..., cli/...) names a file of the repository: a moved or renamed file
+    leaves no stale pointer behind."""
+    texts = [*ROOT.glob("rnnkit/**/*.py"), *ROOT.glob("cli/*.py"), *ROOT.glob("docs/*.md"),
+             *ROOT.glob("bench/*.py"), *ROOT.glob("tests/*.py"), ROOT / "README.md"]
+    missing = []
+    for path in texts:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for found in PATH_RE.findall(line):
+                if not any((ROOT / prefix / found).exists() for prefix in ("", "rnnkit")):
+                    missing.append(f"{path.relative_to(ROOT)}:{number}: {found}")
+    assert not missing, "\n".join(missing)

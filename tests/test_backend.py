@@ -464,3 +464,31 @@ def test_state_round_trips_through_the_host(backend):
     for k in before:
         assert np.abs(before[k]).max() > 0
         np.testing.assert_array_equal(again[k], before[k])
+
+
+@pytest.mark.parametrize("name,hyper", CASES)
+def test_an_optimizer_keeps_at_most_its_max_buffers(backend, name, hyper):
+    """max_buffers, which the memory check before a run counts, bounds what it allocates."""
+    from rnnkit.optim import OPTIMIZERS
+
+    opt = make_optimizer(name, backend.from_host(np.zeros(5, np.float32)), backend, **hyper)
+    assert len(opt.buffers) <= OPTIMIZERS[name].max_buffers
+
+
+def test_load_weights_checks_every_shape_before_copying(backend):
+    """The one place where checkpoint weights enter a model (load, resume, --init-from)."""
+    from rnnkit.model import WeightsMismatch
+
+    model, _, _, _ = make(backend, "gru", 2)
+    before = host(backend, model.params)
+    given = {k: np.full(v.shape, 0.5) for k, v in weights(model).items()}
+    given["l1.b_hn"] = np.zeros(H + 1)          # the last parameter in storage order
+    with pytest.raises(WeightsMismatch, match="l1.b_hn"):
+        model.load_weights(given)
+    np.testing.assert_array_equal(host(backend, model.params), before)    # nothing copied
+    del given["l1.b_hn"]
+    with pytest.raises(WeightsMismatch, match="l1.b_hn"):
+        model.load_weights(given)
+    given["l1.b_hn"] = np.full(H, 0.5)
+    model.load_weights(given)
+    assert (host(backend, model.params) == 0.5).all()

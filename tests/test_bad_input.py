@@ -16,13 +16,16 @@ from tests.tiny_run import make_corpus, make_run
 def place(tmp_path_factory):
     """A folder of good and bad inputs: text in UTF-8 and Latin-1, binary bytes, a corpus, a
     trained run, truncated and bit-flipped copies of both, a corpus with another vocabulary
-    and one without a test split, bad config files, an empty folder."""
+    and one without a test split, bad config files, an empty folder, texts with byte order
+    marks."""
     d = tmp_path_factory.mktemp("bad")
     corpus = make_corpus(d)
     run = make_run(d, corpus)
     (d / "latin1.txt").write_bytes("café crème\n".encode("latin-1"))
     (d / "binary.bin").write_bytes(bytes(range(256)) * 4)
     (d / "unknown.txt").write_text("line 1: the quick brown fox\nZebra\n", encoding="utf-8")
+    (d / "bom.txt").write_text("line 1: the quick brown fox\n", encoding="utf-8-sig")
+    (d / "utf16.txt").write_text("line 1: the quick brown fox\n", encoding="utf-16")
     other = d / "other"
     other.mkdir()
     make_corpus(other, text="xyz " * 200)
@@ -71,6 +74,11 @@ CASES = [
     (["preprocess", "{d}/t.txt", "-o", "{d}/x.h5", "--vocab-from", "{d}/corpus-cut.h5"],
      "truncated", 1),
     (["preprocess", "{d}/t.txt", "-o", "{d}/x.h5", "--max-vocab", "2"], "--max-vocab", 2),
+    (["preprocess", "{d}/bom.txt", "-o", "{d}/x.h5", "--encoding", "ascii"],
+     "byte order mark: read it with --encoding utf-8-sig", 1),
+    (["preprocess", "{d}/bom.txt", "-o", "{d}/x.h5", "--vocab-from", "{d}/char.h5"],
+     "byte order mark: read it with --encoding utf-8-sig", 1),
+    (["preprocess", "{d}/utf16.txt", "-o", "{d}/x.h5"], "--encoding utf-16", 1),
     # train
     (["train", "{d}/run/latest.h5", "-o", "{d}/r"], "a checkpoint", 1),
     (["train", "{d}/corpus-cut.h5", "-o", "{d}/r"], "truncated", 1),
@@ -92,7 +100,12 @@ CASES = [
     (["train", "--resume", "{d}/run", "--hidden", "32"], "comes from the checkpoint", 1),
     (["train", "--resume", "{d}/run", "--max-steps", "30", "{d}/other.h5"],
      "another vocabulary", 1),
-    (["train", "{d}/novt.h5", "-o", "{d}/r", "--train-split", "test"], "no 'test' split", 1),
+    (["train", "{d}/novt.h5", "-o", "{d}/r", "--train-split", "test"],
+     "--train-split 'test': {d}/novt.h5 has no such split (it has train, val)", 1),
+    (["train", "{d}/char.h5", "-o", "{d}/r", "--val-split", "nope"], "--val-split 'nope'", 1),
+    (["train", "--resume", "{d}/run", "--init-from", "{d}/run/latest.h5"], "give one of them",
+     1),
+    (["train", "{d}/char.h5", "-o", "{d}/r", "--new-corpus"], "goes with --resume", 2),
     # generate
     (["generate", "{d}/char.h5"], "a corpus", 1),
     (["generate", "{d}/ck-cut.h5"], "truncated", 1),
@@ -111,7 +124,11 @@ CASES = [
     (["eval", "{d}/run/latest.h5", "--text", "{d}/unknown.txt"], "line 2, column 1", 1),
     (["eval", "{d}/run/latest.h5", "--text", "{d}/binary.bin"], "--encoding", 1),
     (["eval", "{d}/run/latest.h5", "{d}/corpus-flip.h5", "--split", "train"], "checksum", 1),
-    (["eval", "{d}/run/latest.h5"], "give either CORPUS", 2),
+    (["eval", "{d}/run/latest.h5", "{d}/char.h5", "--text", "{d}/t.txt"], "give either CORPUS",
+     2),
+    (["eval", "{d}/run/latest.h5", "--text", "{d}/bom.txt"], "--encoding utf-8-sig", 1),
+    (["eval", "{d}/run/latest.h5", "--text", "{d}/utf16.txt"], "--encoding utf-16", 1),
+    (["score", "{d}/run/latest.h5", "{d}/bom.txt"], "--encoding utf-8-sig", 1),
     # info, plot
     (["info", "{d}/t.txt"], "not an HDF5 file", 1),
     (["info", "{d}/corpus-cut.h5"], "truncated", 1),
@@ -120,6 +137,7 @@ CASES = [
     (["info", "{d}/nope.h5"], "does not exist", 2),
     (["plot", "{d}/empty"], "no metrics.jsonl", 1),
     (["plot", "{d}/t.txt"], "is a file", 2),
+    (["plot", "{d}/run", "-o", "{d}/t.txt"], "exists; use --force", 1),
 ]
 
 
@@ -133,5 +151,5 @@ def test_one_line_and_nothing_changed(place, args, message, code):
     assert "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1, result.output
-    assert message in errors[0], errors[0]
+    assert message.format(d=place) in errors[0], errors[0]
     assert snapshot(place) == before

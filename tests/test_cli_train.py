@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import signal
 import sys
 
@@ -60,6 +61,16 @@ def test_a_corpus_without_validation_trains_to_a_time_limit(tmp_path):
     assert result.exit_code == 0, result.output
     assert "no 'val' split; no validation" in result.stderr
     assert checkpoint.load(tmp_path / "run" / "latest.h5").step == 5
+
+
+def test_every_validation_line_shows_ppl_and_bits(corpus, tmp_path):
+    result = invoke("train", corpus, "-o", tmp_path / "run", *SMALL, "--max-steps", "7",
+                    "--eval-every", "5")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if ": val loss " in line]
+    assert [line.split(":")[0] for line in lines] == ["step 5", "step 7"]   # 7: the final one
+    assert all(re.search(r"val loss \d\.\d{4}, ppl \d+\.\d\d, \d\.\d{3} bits/token", line)
+               for line in lines), lines
 
 
 def test_resume_continues(corpus, tmp_path):
@@ -174,4 +185,10 @@ def test_plot_writes_an_image(run, tmp_path):
     pytest.importorskip("matplotlib")
     result = invoke("plot", run, "-o", tmp_path / "c.png")
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "c.png").write_bytes(b"mine")
+    again = invoke("plot", run, "-o", tmp_path / "c.png")     # asks for -f, as every command
+    assert again.exit_code == 1 and "c.png exists; use --force to overwrite it" in again.output
+    assert (tmp_path / "c.png").read_bytes() == b"mine"
+    assert invoke("plot", run, "-o", tmp_path / "c.png", "-f").exit_code == 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

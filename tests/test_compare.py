@@ -1,6 +1,7 @@
 """Runs side by side: `rnnkit plot RUN_A RUN_B ...` and `rnnkit info RUN_DIR`."""
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -71,12 +72,13 @@ def test_info_summarises_a_run(runs):
     lines = result.stdout.splitlines()
     vals = [r for r in map(json.loads, open(runs[0] / "metrics.jsonl")) if "val_loss" in r]
     best = min(vals, key=lambda r: r["val_loss"])
-    assert lines[1].startswith(f"best validation: {best['val_loss']:.4f} nats/token at step "
+    assert lines[1] == f"checkpoints: latest.h5 (step 12); best.h5 (step {best['step']})"
+    assert lines[2].startswith(f"best validation: {best['val_loss']:.4f} nats/token at step "
                                f"{best['step']}")
-    assert lines[2].startswith("training: step 12, epoch")
-    assert lines[3].startswith("training time: ") and "in 1 session; last stop: 12 steps " \
-        "done" in lines[3]
-    config = lines[4]
+    assert lines[3].startswith("training: step 12, epoch")
+    assert lines[4].startswith("training time: ") and "in 1 session; last stop: 12 steps " \
+        "done" in lines[4]
+    config = lines[5]
     assert config.startswith("config: rnnkit train ") and "char.h5 --embed 8 --hidden 16 " \
         "--layers 1 --batch-size 4 --seq-len 8 --lr 0.02 --max-steps 12" in config
     assert "--cell" not in config and "--no-progress" in config     # defaults left out
@@ -87,9 +89,14 @@ def test_the_config_line_trains_the_same_config(runs, tmp_path):
 
     from rnnkit import checkpoint
 
-    line = invoke("info", runs[1]).stdout.splitlines()[4]
+    from rnnkit.paths import locate
+
+    line = next(line for line in invoke("info", runs[1]).stdout.splitlines()
+                if line.startswith("config: "))
     args = shlex.split(line[len("config: rnnkit "):])
     result = invoke(*args, "-o", tmp_path / "again")
     assert result.exit_code == 0, result.output
-    assert checkpoint.load(tmp_path / "again" / "latest.h5").config == \
-        checkpoint.load(runs[1] / "latest.h5").config
+    configs = [checkpoint.load(run / "latest.h5").config for run in (tmp_path / "again", runs[1])]
+    corpora = [Path(locate(c["data"].pop("corpus"), run)).resolve()   # each from its folder
+               for c, run in zip(configs, (tmp_path / "again", runs[1]))]
+    assert configs[0] == configs[1] and corpora[0] == corpora[1]

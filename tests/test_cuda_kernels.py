@@ -163,7 +163,9 @@ def test_loss_rows_and_bad_targets(cuda):
     assert rows.dtype == np.float64 and rows.shape == (9,)
     np.testing.assert_allclose(rows, want, rtol=1e-13)
     bad = cuda.ids(np.array([[0, 11, 3]])).reshape(-1)
-    for call in (lambda: cuda.softmax_xent(cuda.from_host(logits[:3]), bad),
+    # the summed loss is checked when it comes to the host: at its first use, or with the
+    # step's one readback (the gradient norm's)
+    for call in (lambda: float(cuda.softmax_xent(cuda.from_host(logits[:3]), bad)),
                  lambda: cuda.softmax_xent_rows(cuda.from_host(logits[:3]), bad)):
         with pytest.raises(ValueError, match=r"targets must lie in \[0, 11\)"):
             call()
@@ -268,3 +270,25 @@ def test_every_launch_has_a_compiled_signature(cuda, monkeypatch):
     for kernel, types_ in seen:
         assert kernel in declared, kernel.__name__
         assert types_ in declared[kernel], (kernel.__name__, types_)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_training_step_makes_at_most_25_launches_and_one_readback(cuda, cell):
+    """Forward, backward, clipping (scaling too) and Adam on a 2-layer model: at most 25
+    kernel launches, and one transfer to the host that brings the loss and the norm."""
+    m, x, y, state = model(cuda, cell, layers=2, dtype=np.float32)
+    opt = make_optimizer("adam", m.params, cuda)
+
+    def step(state):
+        loss, state = m.forward_backward(x, y, state)
+        norm = clip_gradients(m.grads, 1e-3, backend=cuda)
+        opt.step(m.grads)
+        return loss, norm, state
+
+    _, _, state = step(state)
+    launches, reads, _ = cuda.counters()
+    loss, norm, state = step(state)
+    assert cuda.counters()[0] - launches <= 25
+    assert cuda.counters()[1] - reads == 1
+    assert np.isfinite(float(loss)) and norm > 1e-3        # the clip scaled: it launched
+    assert cuda.counters()[1] - reads == 1                 # the loss came with the norm

@@ -7,7 +7,8 @@ under the simulator that every launch's argument types are among them. Beyond co
 float32 kernels that hold no float64 by design do no float64 arithmetic (a Python float
 literal in a body would promote it), and the hot kernels keep their accumulators in
 registers (no local memory) and, assembled by the toolkit's ptxas where it is installed,
-spill nothing and fit a block of the threads they launch with.
+spill nothing, and as many of their blocks fit on a multiprocessor (registers, shared memory)
+as the plans assume: the persistent recurrence at the issue's shapes on an A100 and an H100.
 """
 import importlib
 import os
@@ -26,10 +27,14 @@ MODULES = ["elementwise", "embed", "gemm", "gru", "loss", "lstm", "optim", "rnn"
 CCS = [(8, 0), (9, 0)]
 # float32 kernels allowed float64 arithmetic: sums kept in float64 on purpose, and the
 # draws of the RNG (uniforms in [0, 1) as float64)
-F64_BY_DESIGN = {"sumsq_blocks", "sum_rows", "xent_rows", "dropout", "sample_rows",
-                 "sample_blocks"}
+F64_BY_DESIGN = {"sumsq", "sum_rows", "xent_rows", "dropout", "sample_rows",
+                 "sample_blocks", "lstm_backward_steps", "gru_backward_steps",
+                 "rnn_backward_steps"}           # BPTT: the bias gradients' float64 sums
 # kernels whose per-thread arrays must stay in registers
-REGISTERS = {"gemm", "forward_steps", "backward_steps"}
+REGISTERS = {"gemm", "lstm_forward_steps", "lstm_backward_steps", "gru_forward_steps",
+             "gru_backward_steps", "rnn_forward_steps", "rnn_backward_steps"}
+# (multiprocessors, shared memory a block may opt in to, shared memory per multiprocessor)
+GPUS = {(8, 0): (108, 163 * 1024, 164 * 1024), (9, 0): (132, 227 * 1024, 228 * 1024)}
 F64_MATH = re.compile(r"\b(?:add|sub|mul|div|fma|sqrt)(?:\.rn)?\.f64\b")
 
 
@@ -94,6 +99,9 @@ def test_kernel_compiles_to_ptx(kernel, argtypes, dtype, cc):
         assert not F64_MATH.findall(ptx), f"{name}: float64 arithmetic in a float32 kernel"
     if name in REGISTERS:
         assert "ld.local" not in ptx and "st.local" not in ptx, f"{name}: local memory"
+    if name.endswith("_steps"):         # the recurrence: warp shuffles and a light poll
+        assert "shfl.sync.bfly" in ptx and "nanosleep" in ptx, name
+        assert "ld.global.cv" in ptx or not hasattr(cuda, "ldcv"), name
 
 
 def _ptxas():
@@ -102,17 +110,55 @@ def _ptxas():
     return found if os.path.exists(found) else None
 
 
-@pytest.mark.skipif(_ptxas() is None, reason="ptxas (CUDA toolkit) not found")
-@pytest.mark.parametrize("kernel,argtypes,dtype", [
-    k for k in (kernels() if _usable() is None else [])
-    if k.values[0].__name__ in REGISTERS])
-def test_hot_kernels_fit_a_block_without_spilling(kernel, argtypes, dtype, cc, tmp_path):
-    from rnnkit.kernels.cuda import gemm, launch
+def ptxas_report(kernel, argtypes, cc, tmp_path):
+    """(registers, spill bytes, static shared bytes) of kernel, assembled by ptxas -v."""
     (tmp_path / "k.ptx").write_text(compile_ptx(kernel, argtypes, cc))
     out = subprocess.run([_ptxas(), "-v", f"-arch=sm_{cc[0]}{cc[1]}", str(tmp_path / "k.ptx"),
                           "-o", str(tmp_path / "k.cubin")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "0 bytes spill stores" in out.stderr, out.stderr
+    spills = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", out.stderr))
     registers = int(re.search(r"Used (\d+) registers", out.stderr).group(1))
-    threads = gemm.NT if kernel.__name__ == "gemm" else launch.REC_THREADS
-    assert registers * threads <= 65536, (registers, threads)
+    smem = re.search(r"(\d+) bytes smem", out.stderr)
+    return registers, spills, int(smem.group(1)) if smem else 0
+
+
+def blocks_per_sm(registers, threads, shared, sm_shared):
+    """Blocks of `threads` threads resident on one multiprocessor of compute capability 8.x or
+    9.x: 64K registers (allocated per warp in units of 256), 64 warps, and its shared memory
+    (1 KB of it reserved per block)."""
+    warps = -(-threads // 32)
+    per_warp = -(-registers * 32 // 256) * 256
+    by_regs = 65536 // (per_warp * warps)
+    by_shared = sm_shared // (shared + 1024) if shared else 64
+    return min(by_regs, by_shared, 64 // warps)
+
+
+@pytest.mark.skipif(_ptxas() is None, reason="ptxas (CUDA toolkit) not found")
+@pytest.mark.parametrize("kernel,argtypes,dtype", [
+    k for k in (kernels() if _usable() is None else [])
+    if k.values[0].__name__ in REGISTERS])
+def test_hot_kernels_spill_nothing_and_fit_the_plan(kernel, argtypes, dtype, cc, tmp_path):
+    """ptxas's report of each hot kernel: no spills; the tiled product 2 blocks per SM (float64:
+    1); each
+    recurrence's persistent plan for the char model's layer (H = 512) at N = 1, 16 and 128,
+    and the word model's (H = 650, N = 20), resident on every SM at once on that GPU (the
+    grid barrier needs it)."""
+    from rnnkit.kernels.cuda import gemm, recurrent
+    registers, spills, static = ptxas_report(kernel, argtypes, cc, tmp_path)
+    assert spills == 0, (kernel.__name__, registers, spills)
+    name = kernel.__name__
+    sms, shared_max, sm_shared = GPUS[cc]
+    if name == "gemm":
+        shared = 2 * gemm.BK * gemm.PAD * argtypes[0].dtype.bitwidth // 8
+        want = 2 if dtype == "float32" else 1
+        assert blocks_per_sm(registers, gemm.NT, static + shared, sm_shared) >= want, registers
+        return
+    if dtype != "float32":
+        return                          # float64 runs the same code; its plans may differ
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[name.split("_")[0]]
+    backward = "backward" in name
+    for H, N in ((512, 1), (512, 16), (512, 128), (650, 20)):
+        def resident(shared):
+            return sms * blocks_per_sm(registers, recurrent.NT, static + shared, sm_shared)
+        plan = recurrent.make_plan(G, backward, H, N, 4, sms, shared_max, resident)
+        assert plan.persistent and plan.blocks <= sms, (H, N, registers, plan)

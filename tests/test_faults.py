@@ -142,6 +142,20 @@ def test_a_flipped_byte_in_a_checkpoint_is_named(corpus, tmp_path):
                    "weights/embed")
 
 
+def test_info_verify_checks_every_checkpoint_of_a_run(corpus, tmp_path):
+    assert checkpoint.step_name(80) in " ".join(invoke("train", "-h").output.split())
+    assert invoke("train", corpus, "-o", tmp_path / "run", *SMALL, "--max-steps", 6, "--keep",
+                  2, "--checkpoint-every", 2).exit_code == 0
+    kept = checkpoint.step_files(tmp_path / "run")
+    assert [p.name for p in kept] == ["step-00000004.h5", "step-00000006.h5"]
+    shown = invoke("info", "--verify", tmp_path / "run")
+    assert shown.exit_code == 0 and "2 kept: step-00000004.h5, step-00000006.h5" in shown.output
+    assert f"{kept[0]}: checksums: verified" in shown.output
+    flip_byte(kept[0], "weights/embed")     # the older: latest.h5 and best.h5 are intact
+    one_line_error(invoke("info", "--verify", tmp_path / "run"), "step-00000004.h5",
+                   "weights/embed")
+
+
 def test_truncated_files(corpus, tmp_path):
     cut = tmp_path / "cut.h5"
     data = open(corpus, "rb").read()
@@ -225,22 +239,33 @@ def rnnkit(*args):
     return [sys.executable, "-m", "rnnkit", *map(str, args)]
 
 
-def test_preprocess_killed_by_sigterm_leaves_no_temporary(tmp_path):
+@pytest.mark.parametrize("sig,code,said", [(signal.SIGTERM, 143, ""), (signal.SIGHUP, 129, ""),
+                                           (signal.SIGINT, 130, "interrupted")])
+def test_preprocess_stopped_by_a_signal_leaves_no_temporary(tmp_path, sig, code, said):
     text = tmp_path / "big.txt"
     text.write_bytes(b"the quick brown fox jumps over the lazy dog\n" * 2_000_000)  # 88 MB
     p = subprocess.Popen(rnnkit("preprocess", text, "-o", tmp_path / "c.h5", "--level", "word"),
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, text=True)
     time.sleep(2.0)
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=60)
-    assert p.returncode != 0
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code and err.strip() == said, err
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp") or n == "c.h5"]
+
+
+def handles(pid, sig):
+    """Whether process `pid` has a handler for `sig` (from /proc: its caught-signals mask)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+    return bool(int(mask, 16) >> (sig - 1) & 1)
 
 
 def test_sigterm_during_start_up_exits_75(corpus, tmp_path):
     p = subprocess.Popen(rnnkit("train", corpus, "-o", tmp_path / "run", *SMALL,
                                 "--max-steps", 1000), stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)                 # importing, before the first step
+    while not handles(p.pid, signal.SIGTERM):   # from the first moment rnnkit handles it
+        assert p.poll() is None
+        time.sleep(0.001)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 75, err

@@ -145,3 +145,24 @@ def test_a_dead_rank_ends_the_job(corpus, tmp_path, cleanup):
     step = checkpoint.read_meta(run / "latest.h5")["step"]
     again = rnnkit(1, "train", "--resume", run, "--max-steps", step + 2, "-q")
     assert "Traceback" not in again.stderr
+
+
+def test_a_setup_error_is_printed_once(corpus, tmp_path):
+    """Every rank meets it; rank 0 alone says it (mpi4py missing, flags that do not fit, a
+    typo in a flag)."""
+    (tmp_path / "nompi" / "mpi4py").mkdir(parents=True)
+    (tmp_path / "nompi" / "mpi4py" / "__init__.py").write_text("raise ImportError('mpi4py')\n")
+    cases = [(["env", f"PYTHONPATH={tmp_path / 'nompi'}"], [], "mpi4py is not installed", 1),
+             ([], ["--batch-size", 100000], "too few for one batch", 1),
+             ([], ["--hiden", 3], "No such option '--hiden'", 2)]
+    for prefix, flags, message, code in cases:
+        cmd = [MPIEXEC, "-n", "2", *prefix, sys.executable, "-m", "rnnkit", "train", corpus,
+               "-o", tmp_path / "run", "--threads", 1, *map(str, flags)]
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PMI_", "OMPI_", "SLURM_"))}
+        result = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == code, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+        assert len(errors) == 1 and message in errors[0], result.stderr
+    assert not (tmp_path / "run").exists()

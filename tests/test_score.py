@@ -141,4 +141,24 @@ def test_skip_and_empty_input(run):
     assert "1 symbols of standard input that the vocabulary lacks were left out" in \
         result.stderr
     empty = invoke("score", run / "best.h5", input="")
-    assert empty.exit_code == 0 and empty.stdout == "" and "0 lines, 0 tokens" in empty.stderr
+    assert empty.exit_code == 0 and empty.stdout == ""
+    assert empty.stderr == "0 lines, 0 tokens: nothing to score\n"
+
+
+def test_word_level_unknown_words_and_the_unk_count(word_run, tmp_path):
+    """Unknown words are <unk> (error, replace) or left out (skip), and both commands say how
+    many <unk> they scored."""
+    text = "the quick fox\nthe zebra naps <unk>\n"
+    (tmp_path / "w.txt").write_text(text)
+    for unknown, tokens, unk in (("error", 9, 2), ("replace", 9, 2), ("skip", 8, 1)):
+        scored = invoke("score", word_run / "best.h5", "--unknown", unknown, input=text)
+        assert scored.exit_code == 0, scored.output
+        assert sum(n for *_, n, _ in table(scored.stdout)) == tokens
+        assert f"2 lines, {tokens} tokens ({unk} <unk>)" in scored.stderr
+        what = "left out" if unknown == "skip" else "replaced by '<unk>'"
+        assert f"note: 1 words of standard input that the vocabulary lacks were {what}" \
+            in scored.stderr
+        ev = invoke("eval", word_run / "best.h5", "--text", tmp_path / "w.txt", "--unknown",
+                    unknown)
+        assert ev.exit_code == 0, ev.output
+        assert f"tokens {tokens - 1}\nunk_tokens {unk}\n" in ev.stdout     # the first: given

@@ -4,6 +4,7 @@ import pytest
 
 from rnnkit.corpus import Corpus
 from rnnkit.textcodec import TextCodec, UnknownSymbol
+from rnnkit.tokenize import Vocabulary
 from tests.tiny_run import make_corpus
 
 TEXT = "naïve café — 日本語 text\nsecond line ends here\n" * 20
@@ -44,6 +45,16 @@ def test_unknown_symbols(tmp_path):
     with Corpus(make_corpus(tmp_path, "word", TEXT)) as corpus:
         codec = TextCodec(corpus.vocabulary)
         assert codec.decode(codec.encode("café zebra")) == "café <unk>"
+        assert codec.encode_text("café zebra", "replace")[1:] == (1, "<unk>")
+        ids, dropped, symbol = codec.encode_text("café zebra text", "skip")
+        assert codec.decode(ids) == "café text" and (dropped, symbol) == (1, None)
+        ids, ends, dropped, _ = codec.encode_lines("zebra\ncafé zebra text\n", "skip")
+        assert codec.decode(ids) == "\ncafé text\n" and ends.tolist() == [1, 4]
+    vocabulary = Vocabulary("word", ["<eos>", "café"])      # one without <unk>
+    with pytest.raises(UnknownSymbol, match="word 'zebra' in x is not in the vocabulary .* "
+                                            "--unknown skip"):
+        TextCodec(vocabulary).encode("café zebra", where="x")
+    assert TextCodec(vocabulary).encode("café zebra", "skip").tolist() == [1]
 
 
 def test_encode_lines(tmp_path):

@@ -1,6 +1,4 @@
 """Threads: the budget, the partition that fixes the numbers, and the governor."""
-import threading
-
 import numba
 import numpy as np
 import pytest
@@ -80,111 +78,6 @@ class FakeMachine:
 def drive(gov, machine, units, work=1000):
     for _ in range(units):
         gov.observe(work, work * machine.speed[machine.k])
-
-
-class FakeWorker:
-    def __init__(self, group=None):
-        self.group, self.done = group, False
-
-    def poll(self):
-        return 0 if self.done else None
-
-    def wait(self):
-        self.done = True
-        return 0
-
-
-def cold_cpu(monkeypatch, cell):
-    """A CPU backend that sees an empty kernel cache and two threads, a model on it, and the
-    list of the (fake) compile workers it starts."""
-    from rnnkit.backends.cpu import CPUBackend
-    from rnnkit.kernels.cpu import jit, warm
-    workers = []
-    monkeypatch.setattr(warm, "spawn", lambda spec: workers.append(FakeWorker(spec["group"]))
-                        or workers[-1])
-    monkeypatch.setattr(jit, "CACHE", True)
-    monkeypatch.setattr(jit, "in_cache", lambda name: False)
-    monkeypatch.setattr(threads, "partition", lambda: 2)
-    monkeypatch.setattr(threads, "_cap", None)
-    backend = CPUBackend()
-    model = Model(ModelConfig(cell=cell, vocab_size=8, embed=4, hidden=4, layers=1),
-                  backend=backend)
-    return backend, model, workers
-
-
-def test_a_run_lifts_the_thread_cap_it_set(monkeypatch):
-    """On a cold cache prepare() caps the process at one thread while the threaded builds
-    compile; the run's end lifts it, or later work in the process stays on one thread."""
-    backend, model, workers = cold_cpu(monkeypatch, "gru")
-    backend.prepare(model, 2, 3, "adam")
-    assert threads._cap == 1 and [w.group for w in workers] == ["backward"]
-    backend.end()
-    assert threads._cap is None
-    backend.end()                   # twice is harmless
-    assert threads._cap is None
-
-
-def test_later_workers_start_in_turn(monkeypatch):
-    """After the backward worker the threaded builds' worker starts; the cap on threads lifts
-    when it is done, and the sampling worker starts."""
-    backend, model, workers = cold_cpu(monkeypatch, "lstm")
-    backend.prepare(model, 2, 3, "adam")
-
-    def started():
-        backend._tend_workers()     # what each step's observe() does while workers remain
-        return [w.group for w in workers]
-    assert started() == ["backward"]
-    workers[0].done = True
-    assert started() == ["backward", "parallel"] and threads._cap == 1
-    assert started() == ["backward", "parallel"]
-    workers[1].done = True
-    assert started() == ["backward", "parallel", "sampling"] and threads._cap is None
-    workers[2].done = True
-    assert started() == ["backward", "parallel", "sampling"] and not backend._workers
-
-
-def test_backward_tasks_go_to_whichever_process_is_free(tmp_path, monkeypatch):
-    """A task another process holds is skipped by a worker and waited for by the run; a
-    free one is taken (the run's first backward takes every free one at once)."""
-    from rnnkit.backends.cpu import CPUBackend
-    from rnnkit.kernels.cpu import jit, warm
-    monkeypatch.setattr(jit, "CACHE", True)
-    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
-    spec = {"group": "backward", "N": 2, "T": 3}
-    with warm.turn(spec, "linear", wait=False) as mine:
-        assert mine
-        with warm.turn(spec, "linear", wait=False) as again:    # another open file: held
-            assert not again
-        with warm.turn(dict(spec, N=4), "linear", wait=False) as other_shapes:
-            assert other_shapes
-    ran = []
-    monkeypatch.setattr(warm, "task", lambda spec, name: ran.append(name))
-    backend = CPUBackend()
-    backend._spec, backend._tasks = spec, set(warm.TASKS)
-    first_backward = threading.Thread(target=backend._backward_tasks)
-    with warm.turn(spec, "cell", wait=False):           # a worker compiling the cell's BPTT
-        first_backward.start()
-        first_backward.join(1.0)
-        assert first_backward.is_alive() and ran == ["linear", "rest"]    # waits for "cell"
-    first_backward.join(30)
-    assert ran == ["linear", "rest", "cell"] and not backend._tasks
-    backend._backward_tasks()                           # later steps: nothing left
-    assert ran == ["linear", "rest", "cell"]
-
-
-def test_generating_on_a_cold_cache_waits_for_its_step_worker(monkeypatch):
-    """prepare_sampling() starts a worker for the step kernels when none is cached; the first
-    sampling step waits for it instead of compiling them too; nothing starts when cached."""
-    from rnnkit.backends.cpu import CPUBackend
-    from rnnkit.kernels.cpu import jit
-    backend, model, workers = cold_cpu(monkeypatch, "gru")
-    backend.prepare_sampling(model)
-    assert [w.group for w in workers] == ["step"] and not workers[0].done
-    model.step(np.zeros(1, np.int64), model.init_state(1))
-    assert workers[0].done and not backend._workers
-    monkeypatch.setattr(jit, "in_cache", lambda name: name == "step._layer_step")
-    CPUBackend().prepare_sampling(model)
-    assert len(workers) == 1
 
 
 def test_governor_drops_threads_under_load_and_comes_back(monkeypatch):

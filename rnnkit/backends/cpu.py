@@ -7,13 +7,12 @@ partition and the governor of rnnkit/threads.py. Sampling and dropout masks use 
 Generator (PCG64), whose state a checkpoint stores exactly; another backend's state (a
 checkpoint written on a GPU) seeds a fresh stream (rnnkit.backends.derived_seed).
 """
-import dataclasses
-
 import numpy as np
 
 from rnnkit import sampling, threads
-from rnnkit.backends import CellKernels, derived_seed
-from rnnkit.kernels.cpu import buffers, gru, jit, linear, loss, lstm, optim, rnn, step, warm
+from rnnkit.backends.interface import CellKernels, derived_seed
+from rnnkit.kernels import cache
+from rnnkit.kernels.cpu import buffers, gru, linear, loss, lstm, optim, rnn, step
 
 # Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
 # per-unit step kernels (kernels/cpu/step.py), and an output projection of that many rows
@@ -68,13 +67,9 @@ class CPUBackend:
         self.threads_why = "as set for this process"
         if threads_ is not None:
             _, self.threads_why = threads.set_threads(threads_, local_ranks)
+        threads.partition()         # the kernels' blocks: the budget, unless set before
         threads.limit_blas()
         self._step_scratch = {}
-        self._workers = {}          # compile workers by group (prepare)
-        self._later = []            # groups for workers after the backward one, in turn
-        self._spec = None           # the backward worker's spec, while tasks remain
-        self._tasks = set()         # its tasks that this process has not run yet
-        self._capped = False        # prepare() capped the process's threads
 
     def describe(self):
         """What the first line of a run says about where it runs."""
@@ -111,99 +106,18 @@ class CPUBackend:
 
     def cached(self, cell, parallel):
         """Whether this cell's serial or threaded (parallel) builds load from the cache."""
-        return all(jit.in_cache(name + ("_parallel" if parallel else ""))
+        return all(cache.in_cache(name + ("_parallel" if parallel else ""))
                    for name in KERNELS[cell.name].cached)
+
+    def sampling_cached(self):
+        """Whether the sampling step's kernels (either build) load from the cache."""
+        return cache.in_cache("step._layer_step") or cache.in_cache("step._layer_step_parallel")
 
     def buffers(self, cell, T, N, D, H):
         return KERNELS[cell.name].layout.buffers(T, N, D, H)
 
     def scratch(self, cell, T, N, D, H):
         return KERNELS[cell.name].layout.scratch(T, N, D, H)
-
-    def prepare(self, model, N, T, optimizer):
-        """Before a first step on a cold cache (rnnkit/kernels/cpu/warm.py): the backward
-        kernels compile in a worker process while this one compiles the forward ones; with
-        several threads the run starts on the serial builds while another worker compiles the
-        threaded ones; then one compiles what sampling will need (generate after training)."""
-        if not jit.CACHE:
-            return
-        spec = self._spec_for(model, N, T, optimizer)
-        if threads.partition() > 1:
-            if self.cached(model.cell, parallel=True):
-                return              # the first step runs the threaded builds, all cached
-            threads.cap(1)
-            self._capped = True
-            self._later.append({**spec, "group": "parallel"})
-        if not self.cached(model.cell, parallel=False):
-            self._spec, self._tasks = {**spec, "group": "backward"}, set(warm.TASKS)
-            self._workers["backward"] = warm.spawn(self._spec)
-        if self._workers or self._later:
-            self._later.append({**spec, "group": "sampling"})
-
-    def prepare_sampling(self, model):
-        """Before generating on a cold cache: a worker compiles the sampling step's kernels
-        (rnnkit/kernels/cpu/warm.py, "step") while this process runs the prime."""
-        if jit.CACHE and not (jit.in_cache("step._layer_step") or
-                              jit.in_cache("step._layer_step_parallel")):
-            self._workers["step"] = warm.spawn({**self._spec_for(model, 1, 1, "sgd"),
-                                                "group": "step"})
-
-    @staticmethod
-    def _spec_for(model, N, T, optimizer):
-        """What a compile worker needs to build the kernels of this model and shapes."""
-        return {"model": dataclasses.asdict(model.cfg) | {"dtype": str(model.dtype)},
-                "N": N, "T": T, "optimizer": optimizer, "partition": threads.partition()}
-
-    def _await(self, group):
-        """Wait for a worker's builds (rather than compile them here too)."""
-        worker = self._workers.pop(group, None)
-        if worker is not None:
-            worker.wait()           # it failed? then this process compiles what it lacks
-
-    def end(self):
-        """The run is over (or its threaded builds are cached): lift prepare()'s cap on threads,
-        which is the process's, not this backend's. A worker still compiling goes on (its
-        builds serve the next run) and ends with this process."""
-        if self._capped:
-            self._capped = False
-            threads.cap(None)
-
-    def _backward_tasks(self):
-        """At the first step's first backward call (the output layer's, then the cells' and the
-        embedding's; clipping and the update come after them) on a cold cache: run every
-        backward task
-        (warm.TASKS) that no other process holds, compiling it here, then wait for those that
-        another process is compiling; after that their kernels load from the cache."""
-        if not self._tasks:
-            return
-        for wait in (False, True):
-            for name in warm.TASKS:
-                if name in self._tasks:
-                    with warm.turn(self._spec, name, wait) as mine:
-                        if mine:
-                            warm.task(self._spec, name)
-                            self._tasks.discard(name)
-
-    def _tend_workers(self):
-        """After a step: start the later workers one at a time once the backward one is done;
-        when the threaded builds' worker is done, let the governor run more threads."""
-        for group, worker in list(self._workers.items()):
-            if worker.poll() is not None:
-                del self._workers[group]
-                if group == "parallel":
-                    self.end()
-        if self._later and not self._workers:
-            spec = self._later.pop(0)
-            self._workers[spec["group"]] = warm.spawn(spec)
-
-    # -- pacing (rnnkit/threads.py) ----------------------------------------------------------
-    def begin(self):
-        threads.begin()
-
-    def observe(self, work, seconds):
-        if self._workers or self._later:
-            self._tend_workers()
-        threads.observe(work, seconds)
 
     # -- arrays ------------------------------------------------------------------------------
     def zeros(self, shape, dtype):
@@ -240,8 +154,13 @@ class CPUBackend:
     def all_finite(self, a):
         return bool(np.isfinite(a).all())
 
-    def ids(self, x):
-        """(N, T) host token ids -> (T, N) int64 ids on the backend."""
+    def empty(self, shape, dtype):
+        """An array every entry of which the caller writes (here: zeros, as cheap)."""
+        return self.zeros(shape, dtype)
+
+    def ids(self, x, plan=False):
+        """(N, T) host token ids -> (T, N) int64 ids on the backend (plan: the GPU's
+        embedding-gradient plan, nothing to do here)."""
         return np.ascontiguousarray(np.asarray(x).T, dtype=np.int64)
 
     # -- layers ------------------------------------------------------------------------------
@@ -249,7 +168,6 @@ class CPUBackend:
         """Without train, T = 1 with few streams (sampling) takes the step kernels."""
         T, N, _ = x.shape
         if not train and T == 1 and N <= STEP_MAX_N:
-            self._await("step")
             H = buf["hs"].shape[2]
             key = (N, H, cell.gates, x.dtype)
             if key not in self._step_scratch:
@@ -262,26 +180,22 @@ class CPUBackend:
         KERNELS[cell.name].forward(self, cell, x, p, buf)
 
     def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
-        self._backward_tasks()
         KERNELS[cell.name].backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch)
 
     def embed_forward(self, table, ids, out):
         linear.embed_forward(table, ids, out)
 
     def embed_backward(self, ids, dout, dtable):
-        self._backward_tasks()
         linear.embed_backward(ids, dout, dtable)
 
     def linear_forward(self, x, w, b, y):
         """y (M, V) = x (M, H) @ w.T + b."""
         if x.shape[0] <= STEP_MAX_N:
-            self._await("step")
             step.logits_step(x, w, b, y)
         else:
             linear.linear_forward(x, w, b, y)
 
     def linear_backward(self, x, w, dy, dx, dw, db):
-        self._backward_tasks()
         linear.linear_backward(x, w, dy, dx, dw, db)
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):

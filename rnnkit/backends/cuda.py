@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rnnkit.backends import BackendError, CellKernels, derived_seed
+from rnnkit.backends.interface import BackendError, CellKernels, derived_seed
 from rnnkit.kernels.cuda import buffers
 
 PHILOX = "Philox4x32-10"
@@ -74,12 +74,12 @@ def _key(seed):
 
 def _lstm_forward(b, cell, x, p, buf):
     b.k.lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
-                          buf["cs"], buf["z"], b.rec)
+                          buf["cs"], b.rec)
 
 
 def _lstm_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
-    b.k.lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], buf["z"],
-                           dhs, dh, dc, dx, g["w_x"], g["w_h"], g["b"], s["dg"], b.rec)
+    b.k.lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh,
+                           dc, dx, g["w_x"], g["w_h"], g["b"], s["dg"], b.rec)
 
 
 def _gru_forward(b, cell, x, p, buf):
@@ -102,29 +102,31 @@ def _rnn_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
                          g["b"], s["dg"], b.rec, relu=cell.relu)
 
 
-# Each cell's kernels here; `cached`: what its first step would otherwise compile longest.
+# Each cell's kernels here; `cached`: what its first step would otherwise compile longest
+# (the recurrence; the products are cuBLAS's on a GPU with CuPy).
 KERNELS = {
     "lstm": CellKernels(_lstm_forward, _lstm_backward, buffers.LSTM,
-                        ("lstm.forward_steps", "gemm.gemm")),
+                        ("recurrent.lstm_forward_steps",)),
     "gru": CellKernels(_gru_forward, _gru_backward, buffers.GRU,
-                       ("gru.forward_steps", "gemm.gemm")),
+                       ("recurrent.gru_forward_steps",)),
     "rnn-tanh": CellKernels(_rnn_forward, _rnn_backward, buffers.RNN,
-                            ("rnn.forward_steps", "gemm.gemm")),
+                            ("recurrent.rnn_forward_steps",)),
     "rnn-relu": CellKernels(_rnn_forward, _rnn_backward, buffers.RNN,
-                            ("rnn.forward_steps", "gemm.gemm")),
+                            ("recurrent.rnn_forward_steps",)),
 }
 
 
 class CUDABackend:
     name = "cuda"
 
-    def __init__(self, index=None, local_rank=0):
+    def __init__(self, index=None, local_rank=0, precision="fp32"):
         self.cuda, index = _cuda(index, local_rank)
         from rnnkit.kernels.cuda import (elementwise, embed, gemm, gru, launch, loss, lstm,
-                                         optim, recurrent, rnn, rng, sample)
+                                         optim, products, recurrent, rnn, rng, sample, staging)
         self.k = SimpleNamespace(elementwise=elementwise, embed=embed, gemm=gemm, gru=gru,
-                                 loss=loss, lstm=lstm, optim=optim, recurrent=recurrent,
-                                 rnn=rnn, rng=rng, sample=sample)
+                                 launch=launch, loss=loss, lstm=lstm, optim=optim,
+                                 products=products, recurrent=recurrent, rnn=rnn, rng=rng,
+                                 sample=sample, staging=staging)
         self.index = index
         self.simulator = bool(launch.SIMULATOR)
         if self.simulator:
@@ -136,17 +138,34 @@ class CUDABackend:
             sms = dev.MULTIPROCESSOR_COUNT
             shared = max(recurrent.SHARED, dev.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
             self.gpu = f"{name}, {sms} SMs"
-        self.rec = recurrent.Recurrence(sms, shared, self._resident)
+        self.precision = precision
+        self.blas = products.make_blas(precision)
+        self.rec = recurrent.Recurrence(sms, shared, self._resident, self.blas)
         self._partial = self.zeros((launch.REDUCE_BLOCKS,), np.float64)
-        self._sums = self.zeros((3,), np.float64)
         self._flag = self.zeros((1,), np.int64)
+        self._tickets = self.zeros((2,), np.int64)        # the last-block counters
         self._kept_arrays = {}
+        self.readback = staging.Readback(self.cuda)
+        self._uploads = staging.Uploads(self.cuda)
+
+    def counters(self):
+        """(kernel launches and library calls, readbacks, seconds waited in them) so far: a
+        step's difference is what the bench reports."""
+        return self.k.launch.COUNT[0], self.readback.reads, self.readback.waited
 
     def describe(self):
-        """What the first line of a run says about where it runs."""
+        """What the first line of a run says about where it runs; after a step, the plan of
+        each recurrence that ran (path, units per block, blocks, shared memory)."""
         where = "cuda" if self.simulator else f"cuda:{self.index}"
-        return (f"{where}, {self.gpu}; recurrence: one persistent kernel where W_h fits on "
-                f"chip, else a launch per step")
+        products = (f"cuBLAS ({self.precision})" if self.blas is not None else
+                    "rnnkit's tiled kernel")
+        plans = self.rec.plans()
+        if not plans:
+            rec = "one persistent kernel where W_h fits on chip, else a launch per step"
+        else:
+            rec = "; ".join(f"{name} H={H} N={N} {dt}: {p.describe()}"
+                            for (name, H, N, dt), p in plans.items())
+        return f"{where}, {self.gpu}; products: {products}; recurrence: {rec}"
 
     def available_bytes(self):
         """Free memory on this GPU (None under the simulator)."""
@@ -159,7 +178,7 @@ class CUDABackend:
         """Whether this cell's kernels load from the cache (else the first step compiles)."""
         if self.simulator:
             return True
-        from rnnkit.kernels.cpu.jit import in_cache
+        from rnnkit.kernels.cache import in_cache
         return all(in_cache(name) for name in KERNELS[cell.name].cached)
 
     def buffers(self, cell, T, N, D, H):
@@ -167,22 +186,6 @@ class CUDABackend:
 
     def scratch(self, cell, T, N, D, H):
         return KERNELS[cell.name].layout.scratch(T, N, D, H)
-
-    def prepare(self, model, N, T, optimizer):
-        """Cold-cache compiling ahead of the first step is the CPU's concern (its compile
-        workers); the GPU kernels compile at their first launch."""
-
-    def end(self):
-        """See prepare()."""
-
-    def prepare_sampling(self, model):
-        """See prepare()."""
-
-    def begin(self):
-        """Pacing is the CPU's concern (its thread governor); nothing to do here."""
-
-    def observe(self, work, seconds):
-        """See begin()."""
 
     # -- arrays ------------------------------------------------------------------------------
     def zeros(self, shape, dtype):
@@ -233,14 +236,25 @@ class CUDABackend:
         self._flag.copy_to_device(np.zeros(1, np.int64))
         self.k.elementwise.run(self.k.elementwise.nonfinite, a.size, a.reshape(a.size),
                                   self._flag)
-        return not self._flag.copy_to_host()[0]
+        return not self.readback.fetch(self._flag)[0]
 
-    def ids(self, x):
-        """(N, T) host token ids -> (T, N) int64 ids on the device; the host copy rides along
-        for the embedding's gradient (embed_backward sorts it)."""
-        host = np.ascontiguousarray(np.asarray(x).T, dtype=np.int64)
-        ids = self.cuda.to_device(host)
-        ids.host = host
+    def empty(self, shape, dtype):
+        """A device array whose contents are not set (every entry is written before use)."""
+        return self.cuda.device_array(tuple(int(n) for n in np.atleast_1d(shape)), dtype)
+
+    def ids(self, x, plan=False):
+        """(N, T) host token ids -> (T, N) int64 ids on the device, through a pinned buffer
+        and an asynchronous copy (kernels/cuda/staging.py). plan: also the embedding
+        gradient's plan (a training step's inputs), computed on the host and sent in the
+        same copy."""
+        host = np.ascontiguousarray(np.asarray(x).T, dtype=np.int64).reshape(-1)
+        T_N = np.asarray(x).T.shape
+        if not plan:
+            return self._uploads.put(host).reshape(T_N)
+        steps, S = self.k.embed.segments(host)
+        both = self._uploads.put(np.concatenate([host, steps]))
+        ids = both[:host.size].reshape(T_N)
+        ids.plan, ids.S = both[host.size:], S
         return ids
 
     def _kept(self, name, shape, dtype):
@@ -262,51 +276,52 @@ class CUDABackend:
         self.k.embed.embed_forward(table, ids, out)
 
     def embed_backward(self, ids, dout, dtable):
-        """dtable[ids] += dout, a segmented sum by id in a fixed order (no atomics)."""
-        host = getattr(ids, "host", None)
-        plan, S = self.k.embed.segments(host if host is not None else ids.copy_to_host())
-        self.k.embed.embed_backward(self.cuda.to_device(plan), S, dout, dtable)
+        """dtable[ids] += dout, a segmented sum by id in a fixed order (no atomics); the plan
+        came with ids(x, plan=True), else it is made and sent now."""
+        if getattr(ids, "plan", None) is None:
+            ids = self.ids(ids.copy_to_host().T, plan=True)
+        self.k.embed.embed_backward(ids.plan, ids.S, dout, dtable)
 
     def linear_forward(self, x, w, b, y):
-        """y (M, V) = x (M, H) @ w.T + b, the bias added as each tile is stored."""
-        g = self.k.gemm
-        M, H = x.shape
-        V = w.shape[0]
-        g.product(g.View(y, 0, 0, V, 1), g.View(x, 0, 0, H, 0, 1), g.View(w, 0, 0, 0, 1, H),
-                  1, M, V, H, bias=b, bias_ij=(0, 1))
+        """y (M, V) = x (M, H) @ w.T + b."""
+        self.k.products.matmul(self.blas, y, x, w, trans_b=True, bias=b)
 
     def linear_backward(self, x, w, dy, dx, dw, db):
         """dw += dy.T @ x; db += the sum of dy's rows; dx = dy @ w (overwritten)."""
-        g = self.k.gemm
-        M, H = x.shape
-        V = w.shape[0]
-        g.product(g.View(dw, 0, 0, H, 1), g.View(dy, 0, 0, 1, 0, V), g.View(x, 0, 0, 0, H, 1),
-                  1, V, H, M, accumulate=True)
-        g.row_sums(dy, db, V, 1, M, 0, 1, 0, V)
-        g.product(g.View(dx, 0, 0, H, 1), g.View(dy, 0, 0, V, 0, 1), g.View(w, 0, 0, 0, H, 1),
-                  1, M, H, V)
+        M, V = dy.shape
+        self.k.products.matmul(self.blas, dw, dy, x, trans_a=True, accumulate=True)
+        self.k.gemm.row_sums(dy, db, V, 1, M, 0, 1, 0, V)
+        self.k.products.matmul(self.blas, dx, dy, w)
 
     def softmax_xent(self, logits, targets, scale=1.0, grad=False):
-        """Summed cross-entropy in nats, a host float; overwrites logits (with grad: by
-        scale * dloss/dlogits). The one transfer also brings the barrier's timeout flag."""
+        """Summed cross-entropy in nats, overwriting logits (with grad: by scale *
+        dloss/dlogits): a staging.Deferred float that comes with the step's one readback
+        (the gradient norm's, sum_squares), or when first used as a number."""
         M, V = logits.shape
+        rb = self.readback
+        if rb.pending is not None:      # an earlier loss, not read yet: before it is lost
+            rb.read()
         rows = self._kept("xent", (M,), np.float64)
-        self.k.loss.softmax_xent(logits, targets, scale, grad, rows, self._sums,
-                                    self.rec.bar)
-        total, bad, timeout = self._sums.copy_to_host()
-        self._barrier_check(timeout)
-        if bad:
-            raise ValueError(f"targets must lie in [0, {V})")
-        return float(total)
+        self.k.loss.softmax_xent(logits, targets, scale, grad, rows, self.rec.bar, rb.device,
+                                 self._tickets[0:1])
+
+        def check(values):
+            self._barrier_check(values[2])
+            if values[1]:
+                raise ValueError(f"targets must lie in [0, {V})")
+
+        rb.pending = self.k.staging.Deferred(rb.read, check)
+        return rb.pending
 
     def softmax_xent_rows(self, logits, targets):
         """Per-row losses -log softmax(row)[target], a host float64 array (M,); the logits
         are left as scratch."""
         M, V = logits.shape
         rows = self._kept("xent", (M,), np.float64)
-        self.k.loss.softmax_xent(logits, targets, 1.0, False, rows)
-        out = rows.copy_to_host()
-        self._barrier_check(self.rec.bar.copy_to_host()[1])
+        self.k.loss.softmax_xent(logits, targets, 1.0, False, rows, self.rec.bar,
+                                 self.readback.device, self._tickets[0:1], totals=False)
+        out = self.readback.fetch(rows)
+        self._barrier_check(self.readback.fetch(self.rec.bar)[1])
         if (out < 0).any():
             raise ValueError(f"targets must lie in [0, {V})")
         return out
@@ -318,22 +333,25 @@ class CUDABackend:
                                "(another process on this GPU?); this step is void; run again "
                                "(this process now runs one launch per step)")
 
-    def _resident(self, kernel, argtypes, threads, blocks, shared):
-        """Whether `blocks` blocks of kernel can all be resident at once (the persistent
-        kernel's grid barrier needs that), opting in to more than 48 KB of shared memory."""
+    def _resident(self, kernel, argtypes, threads, shared):
+        """How many blocks of kernel with `shared` bytes of dynamic shared memory can be
+        resident at once (the persistent kernel's grid barrier needs all of them), after
+        opting the kernel in to more than 48 KB. A refusal of the driver is one line on
+        stderr and 0 (the recurrence then runs a launch per step)."""
         if self.simulator:
-            return blocks == 1          # the simulator runs blocks one after another
+            return 1                    # the simulator runs blocks one after another
+        from numba.cuda.cudadrv.driver import CudaAPIError
+        compiled = kernel.compile(argtypes)
+        step = "opting in to shared memory"
         try:
-            compiled = kernel.compile(argtypes)
             if shared > self.k.recurrent.SHARED:
-                from numba.cuda.cudadrv.driver import binding, driver
-                fn = compiled._codelibrary.get_cufunc()
-                attrs = binding.CUfunction_attribute
-                driver.cuKernelSetAttribute(attrs.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                            int(shared), fn.handle, fn.device.id)
-            return compiled.max_cooperative_grid_blocks(threads, shared) >= blocks
-        except Exception:               # noqa: BLE001  (no occupancy answer: per step)
-            return False
+                self.k.launch.opt_in(compiled, shared)
+            step = "the occupancy query"
+            return compiled.max_cooperative_grid_blocks(threads, shared)
+        except (CudaAPIError, AttributeError, TypeError) as err:   # driver or binding refused
+            self.k.recurrent.say(f"{kernel.__name__}: {step} ({shared} B) failed: {err}; "
+                                 f"the recurrence runs one launch per step")
+            return 0
 
     # -- randomness --------------------------------------------------------------------------
     def rng(self, seed):
@@ -364,7 +382,7 @@ class CUDABackend:
         counter = rng.counter if greedy else rng.take(M)
         self.k.sample.sample(logits, temperature, top_k, top_p, greedy, rng.key, counter,
                                 out)
-        return out.copy_to_host()
+        return self.readback.fetch(out)
 
     # -- optimizers and clipping (the equations: rnnkit/kernels/cpu/optim.py) ----------------
     def sgd_update(self, p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov,
@@ -387,9 +405,14 @@ class CUDABackend:
                             weight_decay)
 
     def sum_squares(self, g):
-        """sum(g^2) accumulated in float64 in a fixed order, as a host float."""
-        self.k.elementwise.sum_squares(g.reshape(g.size), self._partial, self._sums)
-        return float(self._sums.copy_to_host()[0])
+        """sum(g^2) accumulated in float64 in a fixed order, as a host float. Its transfer is
+        the step's one readback: the loss (and its checks) come with it."""
+        rb = self.readback
+        self.k.elementwise.sum_squares(g.reshape(g.size), self._partial, self.rec.bar,
+                                       rb.device, self._tickets[1:2])
+        values = rb.read()
+        self._barrier_check(values[2])
+        return float(values[3])
 
     def scale(self, g, factor):
         self.k.elementwise.run(self.k.elementwise.scale, g.size, g.reshape(g.size),

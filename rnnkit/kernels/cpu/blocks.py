@@ -10,7 +10,6 @@ from numba.extending import intrinsic
 import numpy as np
 
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.threads import partition
 from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
 from rnnkit.kernels.cpu.tiles import (CHUNK, VECTOR_BYTES, pack_columns, product_packed,
                                       transpose_block)
@@ -156,10 +155,20 @@ def add_parts(parts, out):
         add_row(flat, parts[i].reshape(flat.size))
 
 
+# The partition: how many blocks the kernels cut their work into, which fixes the order of
+# every sum. rnnkit/threads.py chooses it and sets it here (set_partition); 1 until then.
+PARTITION = 1
+
+
+def set_partition(n):
+    global PARTITION
+    PARTITION = max(1, int(n))
+
+
 def parts_for(n):
-    """Blocks to cut n independent rows (streams) into: one per thread of the partition
-    (rnnkit/threads.py), at most n."""
-    return max(1, min(partition(), n))
+    """Blocks to cut n independent rows (streams) into: one per block of the partition, at
+    most n."""
+    return max(1, min(PARTITION, n))
 
 
 # Per thread, at least this many streams in the recurrence and rows in the big products.

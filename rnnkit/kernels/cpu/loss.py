@@ -3,7 +3,7 @@
 logits (M, V) -> sum over rows of log-sum-exp(row) - row[target], with the max subtracted
 first so exp never overflows. The logits are scratch: each row is overwritten by its
 exponentials and, with a gradient, then by scale * (softmax(row) - onehot(target)). One pass
-finds the max, one writes the exponentials, one sums them (kernels/lanes.py), one normalises;
+finds the max, one writes the exponentials, one sums them (kernels/cpu/lanes.py), one normalises;
 the row stays in cache, and no (M, V) temporary exists.
 
 softmax_xent_rows gives each row's loss instead of their sum (rnnkit score's per-token

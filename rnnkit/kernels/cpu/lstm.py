@@ -9,8 +9,9 @@ z (T + 1, D + H, N) holds [x_t; h_{t-1}] for each step, gates (T, 4H, N) the act
 cs (T + 1, H, N) the cell states. The input projection of all T steps is one product pass
 before the recurrence, each thread its block of gate rows for every step; then each step adds
 W_h.T @ h_{t-1} and runs the gate math over contiguous blocks of its threads' units, which
-LLVM vectorises (per row of 32-64 streams it ran mostly scalar). All products run in
-kernels/cpu/tiles.py, faster than OpenBLAS on these shapes (bench/RESULTS.md). Each thread owns a block of
+LLVM vectorises (per row of 32-64 streams it ran mostly scalar). The products run in
+kernels/cpu/tiles.py, faster than OpenBLAS on these shapes (bench/RESULTS.md), but for small
+batches, which take BLAS (TILE_FROM, TILE_STREAMS below). Each thread owns a block of
 hidden units with their four gates and meets the others once per step. BPTT mirrors it: per
 step only dh from the next step's dgates and the gate math; then dW and dx over all steps.
 Memory kept for backward: T*N*(4H + H + D + H) floats, plus hs.

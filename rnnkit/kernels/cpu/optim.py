@@ -4,18 +4,25 @@ PyTorch's single-tensor optimizers read and write each parameter several times p
 pass per `mul_`, `add_`, `addcdiv_`, ...). Here every update is one loop: load p, g and the
 state once, do the arithmetic in registers, store once. The equations are PyTorch's
 (torch/optim/*.py, for-loop implementation, maximize=False); the docstring of each kernel
-writes them out.
+writes them out, and kernels/pointwise.py holds the one copy of each element's arithmetic that
+this module and the GPU's (kernels/cuda/optim.py) compile.
 
 Every scalar arrives already cast to the parameters' dtype by the wrapper in rnnkit/optim.py,
 and no float literal appears in a loop body, so float32 parameters are updated in float32
 arithmetic as PyTorch does (a Python float literal would promote the loop to float64).
 Arrays: p, g and every state buffer are 1-D, contiguous, of one dtype, of the same length P.
 """
-import numpy as np
 from numba import njit
 
+from rnnkit.kernels import pointwise
+from rnnkit.kernels.cpu.activations import tanh
 from rnnkit.kernels.cpu.jit import JIT
 from rnnkit.kernels.cpu.lanes import vsumsq
+
+# The per-element updates (kernels/pointwise.py, shared with kernels/cuda/optim.py), inlined
+# into each loop; module globals, as Numba resolves a call's target by name.
+_P = pointwise.build(njit(**dict(JIT, cache=False, inline="always")), tanh)
+_sgd, _adam, _rmsprop, _adagrad = _P.sgd, _P.adam, _P.rmsprop, _P.adagrad
 
 
 @njit(**JIT)
@@ -25,20 +32,11 @@ def sgd_update(p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov, 
     use_wd = weight_decay != 0
     use_momentum = momentum != 0
     for i in range(p.shape[0]):
-        d = g[i]
-        if use_wd:
-            d = d + weight_decay * p[i]
+        b = buf[i] if use_momentum else g[i]
+        p[i], b = _sgd(p[i], g[i], b, lr, momentum, one_minus_damp, weight_decay, nesterov,
+                       first, use_wd, use_momentum)
         if use_momentum:
-            if first:
-                b = d
-            else:
-                b = momentum * buf[i] + one_minus_damp * d
             buf[i] = b
-            if nesterov:
-                d = d + momentum * b
-            else:
-                d = b
-        p[i] = p[i] - lr * d
 
 
 @njit(**JIT)
@@ -50,17 +48,8 @@ def adam_update(p, g, m, v, step_size, beta1c, beta2, beta2c, bc2_sqrt, eps, wei
     use_wd = weight_decay != 0
     use_shrink = shrink != 1
     for i in range(p.shape[0]):
-        pi = p[i]
-        d = g[i]
-        if use_shrink:
-            pi = pi * shrink
-        if use_wd:
-            d = d + weight_decay * pi
-        mi = m[i] + beta1c * (d - m[i])
-        vi = beta2 * v[i] + beta2c * d * d
-        m[i] = mi
-        v[i] = vi
-        p[i] = pi - step_size * (mi / (np.sqrt(vi) / bc2_sqrt + eps))
+        p[i], m[i], v[i] = _adam(p[i], g[i], m[i], v[i], step_size, beta1c, beta2, beta2c,
+                                 bc2_sqrt, eps, weight_decay, shrink, use_wd, use_shrink)
 
 
 @njit(**JIT)
@@ -72,23 +61,15 @@ def rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, 
     use_wd = weight_decay != 0
     use_momentum = momentum > 0
     for i in range(p.shape[0]):
-        d = g[i]
-        if use_wd:
-            d = d + weight_decay * p[i]
-        s = alpha * square_avg[i] + one_minus_alpha * d * d
-        square_avg[i] = s
+        ga = grad_avg[i] if centered else g[i]
+        b = buf[i] if use_momentum else g[i]
+        p[i], square_avg[i], ga, b = _rmsprop(p[i], g[i], square_avg[i], ga, b, lr, alpha,
+                                              one_minus_alpha, eps, weight_decay, momentum,
+                                              centered, use_wd, use_momentum)
         if centered:
-            ga = grad_avg[i] + one_minus_alpha * (d - grad_avg[i])
             grad_avg[i] = ga
-            avg = np.sqrt(s - ga * ga) + eps
-        else:
-            avg = np.sqrt(s) + eps
         if use_momentum:
-            b = momentum * buf[i] + d / avg
             buf[i] = b
-            p[i] = p[i] - lr * b
-        else:
-            p[i] = p[i] - lr * (d / avg)
 
 
 @njit(**JIT)
@@ -96,12 +77,7 @@ def adagrad_update(p, g, state_sum, clr, eps, weight_decay):
     """d = g + wd p; sum += d^2; p -= clr d / (sqrt(sum) + eps), clr = lr / (1 + (t - 1) decay)."""
     use_wd = weight_decay != 0
     for i in range(p.shape[0]):
-        d = g[i]
-        if use_wd:
-            d = d + weight_decay * p[i]
-        s = state_sum[i] + d * d
-        state_sum[i] = s
-        p[i] = p[i] - clr * (d / (np.sqrt(s) + eps))
+        p[i], state_sum[i] = _adagrad(p[i], g[i], state_sum[i], clr, eps, weight_decay, use_wd)
 
 
 @njit(**JIT)

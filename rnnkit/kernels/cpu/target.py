@@ -5,7 +5,7 @@ CPU. Given a name alone, Numba pairs it with the host's features, so `NUMBA_CPU_
 on an AVX-512 host still compiles AVX-512 code; here a name given alone stands for that CPU
 with its own features (`NUMBA_CPU_FEATURES` set empty, which LLVM reads as "the named CPU's"),
 so any host can build and run another x86 CPU's code. This must run before Numba creates its
-code generator: rnnkit/kernels/cpu/jit.py imports this module first.
+code generator: rnnkit/kernels/cache.py imports this module first.
 
 What the code generator then emits is asked of it, not inferred from names: a small function
 on vectors of 16 floats is compiled to assembly and read (zmm registers: 64-byte vectors and
@@ -14,6 +14,7 @@ xmm: 16 bytes). Some AVX-512 CPUs prefer 256-bit vectors (LLVM then splits wider
 the probe sees as it is. `ISA` names the result: "avx512", "avx2" (256-bit vectors with fused
 multiply-add), or "portable" (anything else: SSE2 on x86, NEON on aarch64).
 """
+import hashlib
 import os
 
 import llvmlite.binding as ll
@@ -96,4 +97,6 @@ def _codegen_key():
 VECTOR_BYTES, REGISTERS, FMA = _probe()
 ISA = ("avx512" if REGISTERS == 32 and VECTOR_BYTES >= 32 and FMA else
        "avx2" if VECTOR_BYTES == 32 and FMA else "portable")
-KEY = _codegen_key()        # part of the cache folder's name (rnnkit/kernels/cpu/jit.py)
+KEY = _codegen_key()
+# The end of the cache folder's name (rnnkit/kernels/cache.py), e.g. "avx2-1f0e9d8c".
+TAG = f"{ISA}-{hashlib.sha256(repr(KEY).encode()).hexdigest()[:8]}"

@@ -4,17 +4,17 @@ at both ends) and `scratch` (backward work space, shared by the layers). The CUD
 allocates from these specs (rnnkit/backends/cuda.py registers them per cell) and the kernels
 check their arguments against them (rnnkit/kernels/checks.py). The products read x and W in
 place, so none of the CPU's packed weights and per-step scratch (kernels/cpu/buffers.py) is
-here; the caches have the CPU's layouts, so a model moves between the backends unchanged.
+here. Every cell's caches are time-major (the LSTM's too, unlike the CPU's feature-major
+ones): a step's state is a contiguous (N, H) row and every product a plain 2-D one
+(kernels/cuda/recurrent.py). Caches live for a step; checkpoints hold none of them.
 """
 from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import Layout
 
 
 def _lstm_buffers(T, N, D, H):
-    """Feature-major caches, streams last (kernels/cuda/lstm.py): activated gates, cell states,
-    and z, whose state rows z[t][D:] = h_{t-1}^T each step and dW_h read."""
-    return {"gates": (T, 4 * H, N), "hs": (T + 1, N, H), "c": (N, H), "cs": (T + 1, H, N),
-            "z": (T + 1, D + H, N)}
+    """Activated gates, cell states (cs[0] the initial one), outputs; c: the state in and out."""
+    return {"gates": (T, N, 4 * H), "hs": (T + 1, N, H), "c": (N, H), "cs": (T + 1, N, H)}
 
 
 def _time_major_buffers(G):
@@ -27,16 +27,16 @@ def _time_major_buffers(G):
     return buffers
 
 
-def _scratch(G, layout):
-    """dg, the gate gradients, in the caches' layout; the GRU's dgh, those of h W_h."""
+def _scratch(G):
+    """dg, the gate gradients; the GRU's dgh, those of h W_h."""
     def scratch(T, N, D, H):
-        out = {"dg": (T, G * H, N) if layout == "feature" else (T, N, G * H)}
+        out = {"dg": (T, N, G * H)}
         if G == 3:
             out["dgh"] = (T, N, G * H)
         return out
     return scratch
 
 
-LSTM = Layout(CELLS["lstm"], _lstm_buffers, _scratch(4, "feature"))
-GRU = Layout(CELLS["gru"], _time_major_buffers(3), _scratch(3, "time"))
-RNN = Layout(CELLS["rnn-tanh"], _time_major_buffers(1), _scratch(1, "time"))   # and relu
+LSTM = Layout(CELLS["lstm"], _lstm_buffers, _scratch(4))
+GRU = Layout(CELLS["gru"], _time_major_buffers(3), _scratch(3))
+RNN = Layout(CELLS["rnn-tanh"], _time_major_buffers(1), _scratch(1))   # and relu

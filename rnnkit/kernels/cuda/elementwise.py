@@ -3,7 +3,7 @@ squares (the gradient norm).
 
 Arrays are flat (1-D, contiguous); each kernel is a grid-stride loop, so any grid covers any
 length. The sum of squares adds in a fixed order: REDUCE_BLOCKS block sums (a function of the
-length only), then one block adds those.
+length only), then the grid's last block adds those.
 """
 import math
 
@@ -11,7 +11,7 @@ from numba import cuda, float64
 
 from rnnkit.kernels.cuda import launch as L
 from rnnkit.kernels.cuda.launch import jit
-from rnnkit.kernels.cuda.reduce import block_sum
+from rnnkit.kernels.cuda.reduce import block_sum, last_block
 
 
 @jit
@@ -53,8 +53,10 @@ def nonfinite(a, flag):
 
 
 @jit
-def sumsq_blocks(g, partial):
-    """partial[b] = this block's share of sum(g^2), in float64."""
+def sumsq(g, partial, flags, out, ticket):
+    """out[3] = sum(g^2) in float64: each block's share into partial[block], then the grid's
+    last block adds those in a fixed order (a function of the length only) and copies the
+    recurrence barrier's timeout flag into out[2] (the step's one readback brings both)."""
     buf = cuda.shared.array(0, float64)
     acc = float64(0.0)
     for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
@@ -63,34 +65,28 @@ def sumsq_blocks(g, partial):
     total = block_sum(buf, acc)
     if cuda.threadIdx.x == 0:
         partial[cuda.blockIdx.x] = total
-
-
-@jit
-def sum_into(values, count, out, at):
-    """out[at] = sum(values[:count]), one block, in a fixed order."""
-    buf = cuda.shared.array(0, float64)
-    acc = float64(0.0)
-    for i in range(cuda.threadIdx.x, count, cuda.blockDim.x):
-        acc += values[i]
-    total = block_sum(buf, acc)
-    if cuda.threadIdx.x == 0:
-        out[at] = total
+    if last_block(ticket):
+        acc = float64(0.0)
+        for i in range(cuda.threadIdx.x, cuda.gridDim.x, cuda.blockDim.x):
+            acc += partial[i]
+        total = block_sum(buf, acc)
+        if cuda.threadIdx.x == 0:
+            out[3] = total
+            out[2] = float64(flags[1])
 
 
 def run(kernel, n, *args):
     L.launch(kernel, L.blocks_for(n), L.THREADS, *args)
 
 
-def sum_squares(g, partial, out):
-    """sum(g^2) in float64 into out[0] (device); partial: float64 scratch of REDUCE_BLOCKS."""
+def sum_squares(g, partial, flags, out, ticket):
+    """sum(g^2) in float64 into out[3] (device); partial: float64 scratch of REDUCE_BLOCKS."""
     blocks = L.blocks_for(g.shape[0], cap=L.REDUCE_BLOCKS)
-    L.launch(sumsq_blocks, blocks, L.THREADS, g, partial, shared=8 * L.THREADS)
-    L.launch(sum_into, 1, L.THREADS, partial, blocks, out, 0, shared=8 * L.THREADS)
+    L.launch(sumsq, blocks, L.THREADS, g, partial, flags, out, ticket, shared=8 * L.THREADS)
 
 
 # (kernel, argument letters (launch.signature), the float dtypes it runs with)
 SIGNATURES = [
     (fill, "af", L.FLOATS), (mul, "aa", L.FLOATS), (scale, "af", L.FLOATS),
-    (clamp, "aff", L.FLOATS), (nonfinite, "aI", L.FLOATS), (sumsq_blocks, "ad", L.FLOATS),
-    (sum_into, "didi", L.F64),
+    (clamp, "aff", L.FLOATS), (nonfinite, "aI", L.FLOATS), (sumsq, "adIdI", L.FLOATS),
 ]

@@ -107,6 +107,14 @@ def sum_rows(src, off, s_i, s_b, s_k, out, I, B, K):
         out[i] = out[i] + acc
 
 
+@jit
+def rows_of(c, bias, M, N):
+    """c[i, j] = bias[j] for the M x N entries of c (the bias row a cuBLAS product then adds
+    onto: kernels/cuda/products.py)."""
+    for q in range(cuda.grid(1), M * N, cuda.gridsize(1)):
+        c[q] = bias[q % N]
+
+
 class View:
     """A strided operand: flat array `a`, offset, strides (batch, row, col) or, for a product's
     K side, (batch, kb, k)."""
@@ -126,10 +134,17 @@ def product(C, A, B, batches, M, N, K, KB=1, bias=None, bias_ij=(0, 0), accumula
              shared=2 * BK * PAD * C.a.dtype.itemsize)
 
 
+def bias_rows(c, bias):
+    """c (M, N) = bias in every row."""
+    M, N = c.shape
+    L.launch(rows_of, L.blocks_for(M * N), L.THREADS, c.reshape(c.size), bias.reshape(bias.size),
+             M, N)
+
+
 def row_sums(src, out, I, B, K, off, s_i, s_b, s_k):
     L.launch(sum_rows, L.blocks_for(I), L.THREADS, src.reshape(src.size), off, s_i, s_b, s_k,
              out.reshape(out.size), I, B, K)
 
 
 SIGNATURES = [(gemm, "aiiiii aiiiii aiiii aiib iiiiib", L.FLOATS),
-              (sum_rows, "aiiiiaiii", L.FLOATS)]
+              (sum_rows, "aiiiiaiii", L.FLOATS), (rows_of, "aaii", L.FLOATS)]

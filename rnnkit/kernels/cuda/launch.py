@@ -14,8 +14,8 @@ from numba import cuda, types
 from numba.core.config import ENABLE_CUDASIM as SIMULATOR
 from numba.np.numpy_support import from_dtype
 
-# One folder of compiled kernels for both backends (its name hashes all of rnnkit/kernels).
-from rnnkit.kernels.cpu.jit import CACHE
+# One folder of compiled kernels for both backends (kernels/cache.py).
+from rnnkit.kernels.cache import CACHE
 
 # IEEE arithmetic, as on the CPU (kernels/cpu/jit.py): the same build gives the same bits.
 JIT = dict(cache=CACHE and not SIMULATOR, fastmath=False)
@@ -40,12 +40,14 @@ R = 4
 BK = 8 if SIMULATOR else 16
 GEMM_BLOCKS = 3 if SIMULATOR else 65535
 
-# Recurrences (recurrent.py): threads per block, and the most hidden units one block owns
-# (its accumulators are registers, so the bound is a compile-time constant).
-REC_THREADS = 4 if SIMULATOR else 256
+# Recurrences (recurrent.py): a block is WARPS warps of LANES threads; each thread keeps a
+# CR x NR tile of the step's product (slice rows x streams) in registers; the most hidden
+# units one block owns. The simulator's small warps make tiny layers span several warps,
+# tiles and blocks (UNITS: a block's units there, 0: as many as spread H over the SMs).
+LANES = 2 if SIMULATOR else 32
+WARPS = 2 if SIMULATOR else 8
+CR, NR = 2 if SIMULATOR else 4, 2 if SIMULATOR else 4
 UNITS = 8
-# Units per block of the per-step path (0: as many as spread H over the multiprocessors); the
-# simulator's few make tiny layers span several blocks.
 STEP_UNITS = 2 if SIMULATOR else 0
 
 # Sampling: rows of at most this many tokens are drawn by one thread each, longer ones by a
@@ -54,6 +56,9 @@ ROW_V = 256
 
 # Set to a list by tests: each launch appends (kernel, argument types).
 RECORD = None
+# Kernel launches and library calls (cuBLAS products) so far: the bench and the tests read
+# the difference across a step.
+COUNT = [0]
 
 
 def blocks_for(n, threads=None, cap=None):
@@ -62,11 +67,35 @@ def blocks_for(n, threads=None, cap=None):
     return max(1, min(cap or BLOCKS, -(-int(n) // threads)))
 
 
-def launch(kernel, blocks, threads, *args, shared=0):
-    """kernel[blocks, threads, 0, shared](*args), recorded when RECORD is a list."""
+def launch(kernel, blocks, threads, *args, shared=0, cooperative=False):
+    """kernel[blocks, threads, 0, shared](*args), recorded when RECORD is a list. cooperative:
+    a cooperative launch (the driver starts all blocks at once or refuses; Numba launches a
+    kernel so when its `cooperative` flag is set, which only grid-group code sets itself)."""
+    COUNT[0] += 1
     if RECORD is not None:
         RECORD.append((kernel, tuple(arg_type(a) for a in args)))
-    kernel[blocks, threads, 0, shared](*args)
+    if not cooperative or SIMULATOR:
+        kernel[blocks, threads, 0, shared](*args)
+        return
+    compiled = kernel.compile(tuple(arg_type(a) for a in args))
+    compiled.cooperative = True
+    try:
+        kernel[blocks, threads, 0, shared](*args)
+    finally:
+        compiled.cooperative = False
+
+
+def opt_in(compiled, shared):
+    """Let a compiled kernel launch with `shared` bytes of dynamic shared memory (above the
+    48 KB every kernel may have). Numba has no public call for it: its function handle is a
+    CUkernel (library-loaded, numba-cuda >= 0.2x) or a CUfunction (older)."""
+    from numba.cuda.cudadrv.driver import binding, driver
+    fn = compiled._codelibrary.get_cufunc()
+    attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    if type(fn.handle).__name__ == "CUkernel":
+        driver.cuKernelSetAttribute(attr, int(shared), fn.handle, fn.device.id)
+    else:
+        driver.cuFuncSetAttribute(fn.handle, attr, int(shared))
 
 
 def arg_type(a):
@@ -100,6 +129,9 @@ def signature(codes, dtype):
 
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# the recurrences' kernels (recurrent.steps_kernel): w_h, b, b2, src, a0..a6, acc, T, N, H,
+# t0, count, flag, U, KC, NS, bar, base, blocks
+STEPS = "aaaa aaaaaaa d iiiiii iii Iii"
 F64 = (np.dtype(np.float64),)
 
 

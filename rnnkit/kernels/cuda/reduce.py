@@ -81,3 +81,16 @@ def block_scan(buf, value):
     out = buf[tid - 1] if tid > 0 else value - value
     cuda.syncthreads()
     return out
+
+
+@device
+def last_block(ticket):
+    """Whether this block is the grid's last to get here (its writes before the call are then
+    visible to it); the last one resets the ticket for the next launch."""
+    mine = 0
+    if cuda.threadIdx.x == 0:
+        cuda.threadfence()
+        if cuda.atomic.add(ticket, 0, 1) == cuda.gridDim.x - 1:
+            mine = 1
+            ticket[0] = 0
+    return cuda.syncthreads_or(mine) != 0

@@ -1,115 +1,52 @@
 """Elman RNN layer on the device: h_t = act(x_t W_x + h_{t-1} W_h + b), act = tanh or relu.
 
-Same interface and buffers as rnnkit/kernels/cpu/rnn.py: gates (T, N, H) holds the
-pre-activation input projection, hs (T + 1, N, H). Backward reads only hs: both derivatives
-are functions of the output (tanh' = 1 - h^2, relu' = [h > 0]). The recurrence is
-kernels/cuda/recurrent.py's with one gate.
+Same interface and buffers as rnnkit/kernels/cpu/rnn.py: gates (T, N, H) holds the input
+projection x_t W_x, hs (T + 1, N, H). Backward reads only hs: both derivatives are functions
+of the output (tanh' = 1 - h^2, relu' = [h > 0]). The recurrence is
+kernels/cuda/recurrent.py's with one gate; `flag` says relu.
 """
 import math
 
-from numba import cuda
+from numba import float64
 
+from rnnkit.kernels import pointwise
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cuda.buffers import RNN
 from rnnkit.kernels.cuda import launch as L
-from rnnkit.kernels.cuda.launch import jit
-from rnnkit.kernels.cuda.recurrent import (CMAX, accumulate, grid_sync, load_w, project,
-                                           reduce_parts, roles, weight_grads)
+from rnnkit.kernels.cuda.launch import device
+from rnnkit.kernels.cuda.recurrent import steps_kernel, layer_grads, project
+
+_P = pointwise.build(device, math.tanh)
+_cell, _cell_grad = _P.rnn_cell, _P.rnn_cell_grad
 
 
-
-@jit
-def forward_steps(w_h, pre, hs, T, N, H, relu, t0, t1, U, KC, NS, KS, bar, base, blocks):
-    """Steps t0 <= t < t1 for units j0 = blockIdx.x U ... (a grid barrier between steps)."""
-    sm = cuda.shared.array(0, hs.dtype)
-    acc = cuda.local.array(CMAX, hs.dtype)
-    zero = hs.dtype.type(0.0)
-    C, tid = U, cuda.threadIdx.x
-    j0 = cuda.blockIdx.x * U
-    ws, part = sm[:C * KC], sm[C * KC:]
-    nl, ks = roles(NS, KS, False)
-    whole = KC >= H
-    if whole:
-        load_w(ws, w_h, C, U, j0, H, H, 1, 0, KC, H, H)
-    cuda.syncthreads()
-    for t in range(t0, t1):
-        for n0 in range(0, N, NS):
-            n = n0 + nl
-            live = ks < KS and nl < NS and n < N
-            for c in range(CMAX):
-                acc[c] = zero
-            for k0 in range(0, H, KC):
-                if not whole:
-                    load_w(ws, w_h, C, U, j0, H, H, 1, k0, KC, H, H)
-                    cuda.syncthreads()
-                if live:
-                    accumulate(acc, ws, C, KC, min(KC, H - k0), hs, (t * N + n) * H + k0, 1,
-                               ks, KS)
-                if not whole:
-                    cuda.syncthreads()
-            reduce_parts(part, acc, C, NS, KS, nl, ks, live)
-            for q in range(tid, U * NS, cuda.blockDim.x):
-                u, m = q % U, q // U
-                j, n = j0 + u, n0 + m
-                if j < H and n < N:
-                    v = pre[(t * N + n) * H + j] + part[(u * KS) * NS + m]
-                    hs[((t + 1) * N + n) * H + j] = max(v, zero) if relu else math.tanh(v)
-            cuda.syncthreads()
-        if t < t1 - 1:
-            grid_sync(bar, base, blocks, t - t0 + 1)
+@device
+def forward_cell(t, T, n, j, N, H, red, r, RS, live, b, b2, pre, a1, hs, a3, a4, a5, a6, acc,
+                 flag):
+    at = (t * N + n) * H + j
+    hs[at + N * H] = _cell(pre[at] + b[j] + red[r], flag != 0, pre.dtype.type(0.0))
 
 
-@jit
-def backward_steps(w_h, hs, dhs, dg, dh, T, N, H, relu, t_hi, t_lo, U, KC, NS, KS, bar, base,
-                   blocks):
-    """BPTT steps t = t_hi down to t_lo (t = -1: the last phase, dh = dg_0 W_h^T). At step t
-    the gradient on h_t is dhs[t] plus dg_{t+1} W_h^T (dh, the final state's, at t = T - 1)."""
-    sm = cuda.shared.array(0, hs.dtype)
-    acc = cuda.local.array(CMAX, hs.dtype)
-    zero, one = hs.dtype.type(0.0), hs.dtype.type(1.0)
-    C, tid = U, cuda.threadIdx.x
-    j0 = cuda.blockIdx.x * U
-    ws, part = sm[:C * KC], sm[C * KC:]
-    nl, ks = roles(NS, KS, False)
-    whole = KC >= H
-    if whole:
-        load_w(ws, w_h, C, U, j0, H, 0, H, 0, KC, H, 1)
-    cuda.syncthreads()
-    for step in range(t_hi - t_lo + 1):
-        t = t_hi - step
-        for n0 in range(0, N, NS):
-            n = n0 + nl
-            live = ks < KS and nl < NS and n < N
-            for c in range(CMAX):
-                acc[c] = zero
-            if t < T - 1:
-                for k0 in range(0, H, KC):
-                    if not whole:
-                        load_w(ws, w_h, C, U, j0, H, 0, H, k0, KC, H, 1)
-                        cuda.syncthreads()
-                    if live:
-                        accumulate(acc, ws, C, KC, min(KC, H - k0), dg,
-                                   ((t + 1) * N + n) * H + k0, 1, ks, KS)
-                    if not whole:
-                        cuda.syncthreads()
-            reduce_parts(part, acc, C, NS, KS, nl, ks, live)
-            for q in range(tid, U * NS, cuda.blockDim.x):
-                u, m = q % U, q // U
-                j, n = j0 + u, n0 + m
-                if j < H and n < N:
-                    carry = dh[n * H + j] if t == T - 1 else part[(u * KS) * NS + m]
-                    if t < 0:
-                        dh[n * H + j] = carry
-                        continue
-                    d = carry + dhs[(t * N + n) * H + j]
-                    h = hs[((t + 1) * N + n) * H + j]
-                    if relu:
-                        dg[(t * N + n) * H + j] = d if h > zero else zero
-                    else:
-                        dg[(t * N + n) * H + j] = d * (one - h * h)
-            cuda.syncthreads()
-        if t > t_lo:
-            grid_sync(bar, base, blocks, step + 1)
+@device
+def backward_cell(t, T, n, j, N, H, red, r, RS, live, db, db2, hs, dhs, dg, dh, a4, a5, a6,
+                  acc, flag):
+    """At step t the gradient on h_t is dhs[t] plus dg_{t+1} W_h^T (dh, the final state's,
+    at the last step); t = -1 leaves dg_0 W_h^T in dh."""
+    if t < 0:
+        dh[n * H + j] = red[r]
+        return
+    at = (t * N + n) * H + j
+    d = (red[r] if live else dh[n * H + j]) + dhs[at]
+    v = _cell_grad(hs[at + N * H], d, flag != 0, hs.dtype.type(0.0), hs.dtype.type(1.0))
+    dg[at] = v
+    if t == T - 1:
+        acc[n * H + j] = float64(v)
+    else:
+        acc[n * H + j] += float64(v)
+
+
+forward_steps = steps_kernel("rnn_forward_steps", forward_cell, 1, 1, False)
+backward_steps = steps_kernel("rnn_backward_steps", backward_cell, 1, 1, True)
 
 
 def rnn_forward(x, w_x, w_h, b, hs, pre, rec, relu=False):
@@ -119,8 +56,9 @@ def rnn_forward(x, w_x, w_h, b, hs, pre, rec, relu=False):
     arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, gates=pre)
     check(dict(arrays, x=x), x.dtype)
     spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H)}, arrays)
-    project(x, w_x, b, pre)
-    rec.forward(forward_steps, 1, T, N, H, (w_h, pre, hs), (bool(relu),))
+    project(rec.blas, x, w_x, pre)
+    rec.run(forward_steps, 1, False, T, N, H, (w_h, b, b, hs, pre, hs, hs, hs, hs, hs, hs),
+            rec.acc(1), int(relu))
 
 
 def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, rec, relu=False):
@@ -133,9 +71,9 @@ def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, rec, relu
     spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H), **RNN.scratch(T, N, D, H),
           "dhs": (T, N, H), "dh": (N, H), "dx": (T, N, D)}, arrays)
     spec(RNN.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
-    rec.backward(backward_steps, 1, T, N, H, (w_h, hs, dhs, dgates, dh), (bool(relu),))
-    weight_grads(x, hs, dgates, dgates, w_x, dx, dw_x, dw_h, db)
+    rec.run(backward_steps, 1, True, T, N, H, (w_h, db, db, dgates, hs, dhs, dgates, dh, dh, dh,
+                                               dh), rec.acc(N * H), int(relu))
+    layer_grads(rec.blas, x, hs, dgates, dgates, w_x, dx, dw_x, dw_h)
 
 
-SIGNATURES = [(forward_steps, "aaa iiib iiiiii Iii", L.FLOATS),
-              (backward_steps, "aaaaa iiib iiiiii Iii", L.FLOATS)]
+SIGNATURES = [(forward_steps, L.STEPS, L.FLOATS), (backward_steps, L.STEPS, L.FLOATS)]
