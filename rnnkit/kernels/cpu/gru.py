@@ -109,8 +109,8 @@ def cell_backward(r, z, n, a, h_prev, d, dxr, dxz, dxn, dhr, dhz, dhn):
 def backward_step(wt, gates, a, hs, dhs, dh, dgx, dgh, t, j0, j1, n0, n1):
     """Units j0:j1 of streams n0:n1 at BPTT step t. dh there: on entry the final state's
     gradient (t = T - 1) or the direct part z_{t+1} * dh_{t+1}; it gets dgh_{t+1} W_h.T (below
-    the last step; wt: W_h.T packed, blocks.pack_w_h_t) and dhs[t], then the gates' gradients, and leaves
-    with z_t * dh_t."""
+    the last step; wt: W_h.T packed, blocks.pack_w_h_t) and dhs[t], then the gates'
+    gradients, and leaves with z_t * dh_t."""
     T, H = dhs.shape[0], hs.shape[2]
     if t < T - 1:
         hidden_grad(wt, dgh[t + 1], dh, j0, j1, n0, n1)
