@@ -157,16 +157,13 @@ def run_floor(c, threads):
 
 
 def flops_per_token(c):
-    """The step's matrix products (those _floor runs) per token: forward, and twice that
-    backward (weight gradients and input gradients)."""
+    """The step's matrix products (those _floor runs) per token: forward, and for training
+    twice that again backward (weight gradients and input gradients)."""
     V, E, H, L = (c[k] for k in "VEHL")
     G = {"lstm": 4, "gru": 3}.get(c["cell"], 1)
-    if c.get("gen"):
-        return sum(2 * (E if i == 0 else H) * G * H + 2 * H * G * H for i in range(L)) + \
-            2 * H * V
     forward = sum(2 * (E if i == 0 else H) * G * H + 2 * H * G * H for i in range(L)) + \
         2 * H * V
-    return 3 * forward
+    return forward if c.get("gen") else 3 * forward
 
 
 def sgemm_rate(threads, n=2048, reps=3):
