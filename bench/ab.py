@@ -8,7 +8,13 @@ the machine's drift falls on all alike; each process times the configs below (LS
 RNN at H=128 and 512, a word-level LSTM; L=2, Adam, clipping) for --min-time seconds each after
 two warm-up steps, and prints the median step's tokens/s. The table gives each config's median
 over rounds (min-max) and the per-round ratio to the first tree. OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE are unset for all trees (they slow numpy's BLAS here).
+OPENBLAS_L2_SIZE are unset for all trees (they slow numpy's BLAS here); --isa sets one
+instruction set for every tree's kernels and OpenBLAS, as bench/train_step.py --isa does.
+
+--clock cpu times each step by the process's CPU time instead of the wall clock: with
+--threads 1 that is the one thread's own time, which other processes on a busy machine do not
+inflate (their cache traffic and the clock speed they leave still may), for tuning while the
+machine is shared. With more threads it would count the threads' spinning too: wall only.
 """
 import argparse
 import json
@@ -16,6 +22,8 @@ import os
 import statistics
 import subprocess
 import sys
+
+from train_step import ISA_ENV, isa_environ
 
 CONFIGS = [dict(name=f"{cell} H={H} N={N}", cell=cell, V=65, E=64, H=H, N=N, T=64)
            for cell in ("lstm", "gru", "rnn-tanh") for H, N in ((128, 32), (512, 64))]
@@ -26,6 +34,7 @@ import json, sys, time
 import numpy as np
 from rnnkit.threads import set_threads
 cfgs, threads, min_time = json.loads(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+clock = time.process_time if sys.argv[4] == "cpu" else time.perf_counter
 set_threads(threads)
 from rnnkit.model import Model, ModelConfig
 from rnnkit.optim import clip_gradients, make_optimizer
@@ -44,11 +53,11 @@ for c in cfgs:
         opt.step(m.grads)
     for _ in range(2):
         step()
-    times, t0 = [], time.perf_counter()
-    while len(times) < 3 or time.perf_counter() - t0 < min_time:
-        t = time.perf_counter()
+    times, t0 = [], clock()
+    while len(times) < 3 or clock() - t0 < min_time:
+        t = clock()
         step()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     out[c["name"]] = c["N"] * c["T"] / float(np.median(times))
 print(json.dumps(out))
 """
@@ -60,25 +69,32 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per config")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="time steps by the wall clock or (one thread only) CPU time")
+    ap.add_argument("--isa", choices=list(ISA_ENV), default="native",
+                    help="instruction set for every tree (bench/train_step.py --isa)")
     ap.add_argument("--only", default="", help="configs whose name contains any of these "
                                                "comma-separated words")
     args = ap.parse_args()
+    if args.clock == "cpu" and args.threads != 1:
+        sys.exit("--clock cpu needs --threads 1")
     cfgs = [c for c in CONFIGS if not args.only or
             any(w in c["name"] for w in args.only.split(","))]
     trees = [os.path.abspath(t) for t in args.trees]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env = isa_environ(args.isa)
     results = {t: [] for t in trees}
     for r in range(args.rounds):
         for tree in (trees if r % 2 == 0 else trees[::-1]):
             p = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfgs), str(args.threads),
-                                str(args.min_time)], env=dict(env, PYTHONPATH=tree),
+                                str(args.min_time), args.clock], env=dict(env, PYTHONPATH=tree),
                                capture_output=True, text=True, cwd=tree)
             if p.returncode:
                 sys.exit(f"{tree}: {p.stderr.strip().splitlines()[-1:]}")
             results[tree].append(json.loads(p.stdout.strip().splitlines()[-1]))
         print(f"round {r + 1} of {args.rounds} done", file=sys.stderr, flush=True)
-    print(f"threads={args.threads} rounds={args.rounds}: tokens/s median (min-max); "
+    print(f"isa={args.isa} threads={args.threads} rounds={args.rounds} clock={args.clock}: "
+          f"tokens/s median "
+          f"(min-max); "
           f"x median ratio to {args.trees[0]} per round [min-max]")
     for c in cfgs:
         name = c["name"]

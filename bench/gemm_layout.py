@@ -4,7 +4,8 @@ One thread's share of a step: h_{t-1} of N streams times the W_h columns of J ga
 (J = 4H / threads). `stream-major` is np.dot's h (N, H) @ W (H, J) -> (N, J); `feature-major`
 is what the LSTM kernel does: W.T (J, H) @ h.T (H, N) -> (J, N). Same numbers, same BLAS,
 single-threaded; GFLOP/s, best of 5 repeats. A second table does the same for the GRU's and
-RNN's stream-major caches, where the fast layout needs a transpose back (kernels/cpu/blocks.py).
+RNN's stream-major caches, where the fast layout needs a transpose back (how those cells ran
+their step products before they moved to kernels/cpu/tiles.py; bench/tiles.py times those).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/gemm_layout.py
 """
@@ -84,7 +85,7 @@ def _grad_fast_then_transpose(dg, w, d_t, d, reps):
 def stream_major_cells():
     """The GRU's (G = 3) and RNN's (G = 1) caches are stream-major, (M, G*H) a step for a
     thread's M streams: their step products in np.dot's layout, against the fast layout plus a
-    transpose back (blocks.step_product and step_grad)."""
+    transpose back."""
     rng = np.random.default_rng(0)
     print("\nGRU/RNN step product, M streams a thread: GFLOP/s, one thread, transpose included")
     print(f"{'G':>2} {'H':>4} {'M':>3} {'fwd np.dot':>11} {'fwd fast':>9} {'ratio':>6} "

@@ -26,7 +26,7 @@ def timed(fn, reps=20):
 
 
 def layer(H, N, T, D, dtype=np.float32):
-    from rnnkit import kernels as K
+    from rnnkit.kernels.cpu import lstm as K
 
     rng = np.random.default_rng(0)
     f = lambda *s: (rng.standard_normal(s) * 0.1).astype(dtype)  # noqa: E731

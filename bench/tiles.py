@@ -1,26 +1,116 @@
 """The register-tiled products of kernels/cpu/tiles.py against OpenBLAS, one thread, float32.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/tiles.py
+    NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell python bench/tiles.py --shapes
 
-Shapes are the LSTM's: the per-step product (M gate rows of one thread, K = H or 4H, N
-streams), its backward's dx (W_x @ dgates_t), and a dW block (K = 8 steps of N streams).
-`tiles, A row-major` and `A transposed` read A as a matrix and as its transpose (both layouts
-the LSTM uses); `OpenBLAS` is blas.gemm in its fastest layout for the shape (A row-major,
-output feature-major), the same library numpy calls. GFLOP/s, best of 5.
+Shapes are the recurrences' per-step products: the LSTM's (M gate rows of one thread, K = H,
+N streams; A = W.T row-major), its backward's dx (A = W_x, K = 4H) and a dW block (K = 8 steps
+of N streams), and the GRU's and RNN's (time-major: M = N streams, B = the thread's columns of
+W_h). `tiles` is the kernel as built for this CPU (kernels/cpu/target.py); `OpenBLAS` is
+blas.gemm in its fastest layout for the shape, the library numpy calls.
+
+--shapes compares tile shapes (MR rows x NV vectors, prefetch distance) on the same products,
+in one process: each round runs every shape once, in turn, so that the machine's drift falls
+on all alike; the figure is each shape's median over rounds of its GFLOP/s (min-max), timed
+in the thread's own CPU time, which other processes on a busy machine do not inflate (their
+cache traffic still may). It chooses tiles.SHAPES for the CPU it runs on.
 """
+import argparse
+import statistics
 import time
 
 import numpy as np
+from numba import njit
+
+# (label, M, K, N, A layout): the LSTM's per-step product and dx are A row-major (weights as
+# A); the GRU's/RNN's time-major step has the states as A and the weight columns as B.
+PRODUCTS = [("lstm step H=128 N=32", 64, 128, 32), ("lstm step H=512 N=64", 256, 512, 64),
+            ("lstm step H=200 N=20", 104, 200, 20), ("lstm dx H=256 N=32", 128, 1024, 32),
+            ("gru step H=128 N=32", 32, 128, 64), ("gru step H=512 N=64", 64, 512, 256),
+            ("rnn step H=256 N=20", 20, 256, 128)]
 
 
-def main():
-    from numba import njit
+def _driver(MR, NV, prefetch, lanes):
+    """The leaf's loops (tiles._product_runs_flat) around tiles of another shape; a last block
+    of columns takes the tile of as many vectors as it needs."""
+    from rnnkit.kernels.cpu import tiles
 
-    from rnnkit.kernels.cpu import leaf, tiles
+    t1, t2, t3, t4 = (tiles.make_tile(MR, min(v, NV), prefetch) for v in (1, 2, 3, 4))
+    chunk = NV * lanes
+
+    @njit
+    def run(a, b, c, reps):
+        M, K = a.shape
+        ncols = c.shape[1]
+        panels, chunks = (M + MR - 1) // MR, (ncols + chunk - 1) // chunk
+        outside = M >= ncols
+        for _ in range(reps):
+            for i in range(panels * chunks):
+                if outside:
+                    p, q = i // chunks, i % chunks
+                else:
+                    p, q = i % panels, i // panels
+                r, n = p * MR, q * chunk
+                rows, cols = min(MR, M - r), min(chunk, ncols - n)
+                ra, rc = r * K, r * ncols + n
+                vectors = (cols + lanes - 1) // lanes
+                if vectors == 1:
+                    t1(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+                elif vectors == 2:
+                    t2(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+                elif vectors == 3:
+                    t3(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+                else:
+                    t4(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+    return run
+
+
+def _thread_seconds(fn, *args):
+    t = time.thread_time()
+    fn(*args)
+    return time.thread_time() - t
+
+
+def shapes(candidates, rounds):
+    from rnnkit.kernels.cpu import target
+
+    lanes = target.VECTOR_BYTES // 4
+    runs = {s: _driver(*s, lanes) for s in candidates}
+    print(f"{target.ISA} ({target.KEY[1]}), {target.VECTOR_BYTES}-byte vectors, "
+          f"{target.REGISTERS} registers; GFLOP/s, median (min-max) of {rounds} rounds, "
+          f"one thread")
+    print("| product | M | K | N | " + " | ".join(f"{m}x{v} pf{p}" for m, v, p in candidates)
+          + " |")
+    print("|---|---|---|---|" + "---|" * len(candidates))
+    totals = {s: [] for s in candidates}
+    for label, M, K, N in PRODUCTS:
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((M, K)).astype(np.float32)
+        b = rng.standard_normal((K, N)).astype(np.float32)
+        c = np.zeros((M, N), np.float32)
+        reps = max(1, int(2e8 / (2 * M * K * N)))
+        rates = {s: [] for s in candidates}
+        for s in candidates:
+            runs[s](a, b, c, 1)
+        for r in range(rounds):
+            order = candidates if r % 2 == 0 else candidates[::-1]
+            for s in order:
+                rates[s].append(2 * M * K * N * reps / _thread_seconds(runs[s], a, b, c, reps)
+                                / 1e9)
+        cells = []
+        for s in candidates:
+            v = rates[s]
+            totals[s].append(statistics.median(v))
+            cells.append(f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})")
+        print(f"| {label} | {M} | {K} | {N} | " + " | ".join(cells) + " |", flush=True)
+    print("| geometric mean | | | | " + " | ".join(
+        f"{statistics.geometric_mean(totals[s]):.0f}" for s in candidates) + " |")
+
+
+def against_blas():
+    from rnnkit.kernels.cpu import leaf, target, tiles
     from rnnkit.kernels.cpu.blas import gemm
-    from rnnkit.threads import set_threads
 
-    set_threads(1)
     leaf.ready(np.float32)
 
     @njit
@@ -42,6 +132,8 @@ def main():
         for _ in range(reps):
             gemm(a, b, c, False, False, 1.0)
 
+    print(f"{target.ISA} ({target.KEY[1]}): tiles {tiles.MR} x {tiles.NV} vectors; GFLOP/s, "
+          f"best of 5, one thread")
     print("| M | K | N | tiles, A row-major | tiles, A transposed | OpenBLAS |")
     print("|---|---|---|--------------------|---------------------|----------|")
     for M, K, N in [(256, 128, 32), (256, 128, 64), (512, 256, 32), (1024, 512, 32),
@@ -55,15 +147,33 @@ def main():
         for fn, left in ((rowmajor, a), (transposed, at), (blas, a)):
             c = np.zeros((M, N), np.float32)
             fn(left, b, c, 1)
-            best = min(_time(fn, left, b, c, reps) for _ in range(5))
+            best = min(_thread_seconds(fn, left, b, c, reps) for _ in range(5))
             rates.append(2 * M * K * N * reps / best / 1e9)
         print(f"| {M} | {K} | {N} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
 
 
-def _time(fn, a, b, c, reps):
-    t = time.perf_counter()
-    fn(a, b, c, reps)
-    return time.perf_counter() - t
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shapes", action="store_true", help="compare tile shapes (see above)")
+    ap.add_argument("--candidates", default="",
+                    help="MRxNVxPF,... (default: the usual ones for this CPU's registers)")
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    from rnnkit.threads import set_threads
+
+    set_threads(1)
+    if not args.shapes:
+        against_blas()
+        return
+    from rnnkit.kernels.cpu import target
+
+    if args.candidates:
+        candidates = [tuple(int(x) for x in c.split("x")) for c in args.candidates.split(",")]
+    elif target.REGISTERS >= 32:
+        candidates = [(8, 2, 0), (8, 3, 0), (6, 4, 0), (12, 2, 0), (8, 2, 8)]
+    else:
+        candidates = [(4, 2, 0), (6, 2, 0), (5, 2, 0), (4, 3, 0), (6, 2, 8)]
+    shapes(candidates, args.rounds)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,23 @@ A step: embedding, L layers, output projection, softmax cross-entropy, backward,
 clipping (5), Adam (PyTorch's defaults). Prints tokens/s for rnnkit, for the step's matrix
 products alone through numpy (the floor), and for PyTorch twice: with its defaults, and at its
 best (glibc malloc thresholds raised; oneDNN off for batch-1 generation). PyTorch runs in child
-processes because malloc settings are read at process start.
+processes because malloc settings are read at process start. Each config's rate is also given
+in GFLOP/s (the step's matrix products, as the floor counts them) as a fraction of the sgemm
+rate (numpy, 2048^3, the same threads) measured in the same run.
+
+--isa picks the instruction set for every side at once: rnnkit's kernels (NUMBA_CPU_NAME: the
+kernels compile for that CPU, kernels/cpu/target.py), OpenBLAS under numpy and the floor
+(OPENBLAS_CORETYPE), PyTorch (ATEN_CPU_CAPABILITY) and oneDNN (ONEDNN_MAX_CPU_ISA); "native"
+leaves each library to detect the host. OPENBLAS_L2_SIZE is unset for all of them. An AVX-512
+run needs a host with AVX-512; an AVX2 one runs on any x86 host with AVX2.
 
 Everything is timed in --rounds rounds (default 3), one after another, and each column shows
 its best round: the machine these figures come from has phases, seconds to minutes long, in
 which threaded code runs up to 1.6x slower, and a single window per config lands in one at
 random. PyTorch gets a fresh process each round, so its malloc luck gets as many draws.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/train_step.py --threads 2
+    python bench/train_step.py --threads 2 --isa native
+    python bench/train_step.py --threads 2 --isa avx2
 """
 import argparse
 import json
@@ -25,6 +34,40 @@ import numpy as np
 CHAR = [(cell, H, N) for cell in ("lstm", "gru", "rnn-tanh") for H in (128, 256, 512)
         for N in (32, 64)]
 BEST_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+# What each --isa sets; None: unset (the library detects the host).
+# NUMBA_CPU_FEATURES too, though the CPU's name alone sets its features in rnnkit since
+# issue 20: so that bench/ab.py compares older trees on the same instruction set.
+ISA_ENV = {
+    "avx2": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2",
+             "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+             "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"NUMBA_CPU_NAME": "skylake-avx512", "NUMBA_CPU_FEATURES": "+avx512f",
+               "OPENBLAS_CORETYPE": "SkylakeX", "ATEN_CPU_CAPABILITY": "avx512",
+               "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "native": {"NUMBA_CPU_NAME": None, "NUMBA_CPU_FEATURES": None, "OPENBLAS_CORETYPE": None,
+               "ATEN_CPU_CAPABILITY": None, "ONEDNN_MAX_CPU_ISA": None},
+}
+ISA_MARK = "RNNKIT_BENCH_ISA"       # set once the process runs under its --isa environment
+
+
+def isa_environ(isa):
+    """The environment for --isa: os.environ with the ISA's settings, OPENBLAS_L2_SIZE unset."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_L2_SIZE"}
+    for key, value in ISA_ENV[isa].items():
+        env.pop(key, None)
+        if value is not None:
+            env[key] = value
+    env[ISA_MARK] = isa
+    return env
+
+
+def host_has_avx512():
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return " avx512f" in f.read()
+    except OSError:
+        return False
 
 
 def configs(which):
@@ -111,6 +154,33 @@ def run_floor(c, threads):
     from threadpoolctl import threadpool_limits
     with threadpool_limits(threads, user_api="blas"):
         return _floor(c)
+
+
+def flops_per_token(c):
+    """The step's matrix products (those _floor runs) per token: forward, and for training
+    twice that again backward (weight gradients and input gradients)."""
+    V, E, H, L = (c[k] for k in "VEHL")
+    G = {"lstm": 4, "gru": 3}.get(c["cell"], 1)
+    forward = sum(2 * (E if i == 0 else H) * G * H + 2 * H * G * H for i in range(L)) + \
+        2 * H * V
+    return forward if c.get("gen") else 3 * forward
+
+
+def sgemm_rate(threads, n=2048, reps=3):
+    """numpy's float32 matrix product, n^3, with `threads` BLAS threads: GFLOP/s, best of reps."""
+    from threadpoolctl import threadpool_limits
+
+    r = np.random.default_rng(0)
+    a, b = (r.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    out = np.empty((n, n), np.float32)
+    with threadpool_limits(threads, user_api="blas"):
+        np.dot(a, b, out)
+        best = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            np.dot(a, b, out)
+            best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
 
 
 def _floor(c):
@@ -212,6 +282,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="time everything this many times, one round after another, and report "
                          "each side's best (PyTorch gets a fresh process each round)")
+    ap.add_argument("--isa", choices=list(ISA_ENV), default="native",
+                    help="instruction set for rnnkit, OpenBLAS and PyTorch alike (see above)")
     args = ap.parse_args()
     cfgs = configs(args.which)
     if args.torch_worker:
@@ -219,15 +291,19 @@ def main():
         torch.set_num_threads(args.threads)
         print(json.dumps({c["name"]: run_torch(c) for c in cfgs}))
         return
+    if os.environ.get(ISA_MARK) != args.isa:
+        # OpenBLAS and Numba read their settings when they load: start again under them
+        if args.isa == "avx512" and not host_has_avx512():
+            sys.exit("--isa avx512: this CPU has no AVX-512")
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
+                  isa_environ(args.isa))
 
     from rnnkit.threads import set_threads
     set_threads(args.threads)
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        if var in os.environ:
-            print(f"warning: {var} is set; it slows OpenBLAS here (see the docstring)")
     t0 = time.perf_counter()
     from rnnkit.model import Model, ModelConfig  # noqa: F401  time the kernels' first load
-    rounds = []
+    from rnnkit.kernels.cpu import target
+    rounds, sgemm = [], []
     for r in range(args.rounds):
         before = region_us()
         ours = {c["name"]: run_rnnkit(c) for c in cfgs}
@@ -236,29 +312,39 @@ def main():
             print(f"rnnkit: all configs incl. kernel load/compile "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
         floor = {c["name"]: run_floor(c, args.threads) for c in cfgs}
+        sgemm.append(sgemm_rate(args.threads))
         torch_default = {} if args.no_torch else torch_child(args.which, args.threads, False)
         torch_best = {} if args.no_torch else torch_child(args.which, args.threads, True)
         rounds.append((ours, floor, torch_default, torch_best))
         print(f"round {r + 1} of {args.rounds} done; an empty parallel region took "
-              f"{before:.2f} us before rnnkit's configs, {after:.2f} us after", flush=True)
+              f"{before:.2f} us before rnnkit's configs, {after:.2f} us after; sgemm "
+              f"{sgemm[-1]:.0f} GFLOP/s", flush=True)
 
     def best(column, name):
         return max(rd[column].get(name, float("nan")) for rd in rounds)
 
-    unit = "tok/s"
-    print(f"threads={args.threads}; {unit}, best of {args.rounds} rounds; ratios are "
-          f"rnnkit / PyTorch")
+    rate = max(sgemm)
+    print(f"isa={args.isa} (rnnkit: {target.ISA}, {target.KEY[1]}; OpenBLAS core type "
+          f"{os.environ.get('OPENBLAS_CORETYPE', 'detected')}; PyTorch "
+          f"{os.environ.get('ATEN_CPU_CAPABILITY', 'detected')}); threads={args.threads}; "
+          f"tok/s, best of {args.rounds} rounds; ratios are rnnkit / PyTorch; "
+          f"sgemm {rate:.0f} GFLOP/s")
     head = f"{'config':<28}{'rnnkit':>10}{'floor':>10}{'torch':>10}{'torch*':>10}" \
-           f"{'x torch':>9}{'x torch*':>9}{'worst':>7}"
+           f"{'x torch':>9}{'x torch*':>9}{'x floor':>8}{'GF/s':>7}{'x sgemm':>8}" \
+           f"{'torch* x sgemm':>15}{'worst':>7}"
     print(head)
     print("-" * len(head))
     for c in cfgs:
         n = c["name"]
         ours, floor, td, tb = (best(i, n) for i in range(4))
         worst = min(rd[0][n] for rd in rounds) / ours
+        gf = flops_per_token(c) / 1e9
         print(f"{n:<28}{ours:>10.0f}{floor:>10.0f}{td:>10.0f}{tb:>10.0f}"
-              f"{ours / td:>9.2f}{ours / tb:>9.2f}{worst:>7.2f}", flush=True)
+              f"{ours / td:>9.2f}{ours / tb:>9.2f}{ours / floor:>8.2f}{ours * gf:>7.0f}"
+              f"{ours * gf / rate:>8.2f}{tb * gf / rate:>15.2f}{worst:>7.2f}", flush=True)
     print("floor: the step's matrix products alone through numpy; torch*: PyTorch at its best;")
+    print("GF/s: those products' floating-point operations per second of rnnkit's step; x sgemm: "
+          "that over the sgemm rate")
     print("worst: rnnkit's slowest round over its best (this machine has slow phases, in which "
           "an empty parallel region takes 2 us or more instead of 0.8)")
 

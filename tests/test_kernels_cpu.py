@@ -19,16 +19,15 @@ CPU = get_backend("cpu")
 @pytest.fixture(params=["default", "other"], ids=["layouts-default", "layouts-other"])
 def layouts(request, monkeypatch):
     """Each kernel picks some layouts by size, and the test sizes are small: "other" flips
-    every such choice (GRU/RNN per-step products in blas.py's fast layout, LSTM products in
-    kernels/cpu/tiles.py), so both sides of each threshold are tested."""
-    from rnnkit.kernels.cpu import gru, lstm, rnn
+    every such choice (LSTM products in kernels/cpu/tiles.py, dW.T in blocks of two steps; the
+    recurrences split by units wherever there are threads to split them), so both sides of
+    each threshold are tested."""
+    from rnnkit.kernels.cpu import blocks, lstm
 
     if request.param == "other":
-        for mod in (gru, rnn):
-            monkeypatch.setattr(mod, "FAST_FROM", 0)
-        monkeypatch.setattr(gru, "FAST_BACKWARD_FROM", 0)
         monkeypatch.setattr(lstm, "TILE_FROM", 0)
         monkeypatch.setattr(lstm, "DW_ROWS", 2 * N)  # two steps a block
+        monkeypatch.setattr(blocks, "MIN_GATE_ROWS", 1)
     return request.param
 
 
@@ -100,7 +99,7 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch, two_threads):
     """The LSTM recurrence split by hidden units (uneven blocks here), and by streams, against
     one block and the reference; each with its products in kernels/cpu/tiles.py and through
     BLAS."""
-    from rnnkit.kernels.cpu import lstm
+    from rnnkit.kernels.cpu import blocks, lstm
 
     cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=131, layers=2)
     model = Model(cfg, dtype=np.float64, seed=1)
@@ -108,13 +107,13 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch, two_threads):
     x, y = rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
     state = model.state_from_host({k: rng.normal(scale=0.3, size=(2, N, 131)) for k in "hc"})
     runs = []
-    for min_units, min_streams, expect in ((64, 1, (2, 1)), (10 ** 9, 1, (1, 2)),
-                                           (10 ** 9, 10 ** 9, (1, 1))):
+    for min_rows, min_streams, expect in ((256, 1, (2, 1)), (10 ** 9, 1, (1, 2)),
+                                          (10 ** 9, 10 ** 9, (1, 1))):
         for tile_from in (0, 10 ** 9):
-            monkeypatch.setattr(lstm, "MIN_UNITS", min_units)
-            monkeypatch.setattr(lstm, "MIN_STREAMS", min_streams)
+            monkeypatch.setattr(blocks, "MIN_GATE_ROWS", min_rows)
+            monkeypatch.setattr(blocks, "MIN_STREAMS", min_streams)
             monkeypatch.setattr(lstm, "TILE_FROM", tile_from)
-            assert lstm.split(cfg.hidden, N) == expect
+            assert blocks.split(cfg.hidden, N, 4) == expect
             loss, new = model.forward_backward(x, y, state.copy())
             runs.append((loss, model.grads.copy(), new, model.dstate.copy()))
     ref_loss = naive.model_loss(cfg, model.p, x, y, state.h, state.c)[0]
@@ -124,6 +123,84 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch, two_threads):
         np.testing.assert_allclose(run[2].c, runs[-1][2].c, rtol=0, atol=1e-12)
         np.testing.assert_allclose(run[3].h, runs[-1][3].h, rtol=0, atol=1e-12)
         np.testing.assert_allclose(run[3].c, runs[-1][3].c, rtol=0, atol=1e-12)
+
+
+SPLITS = {"units": (1, 1, (2, 1)), "streams": (10 ** 9, 1, (1, 2)),
+          "one block": (10 ** 9, 10 ** 9, (1, 1))}
+
+
+@pytest.mark.parametrize("streams", [7, 80])
+@pytest.mark.parametrize("cell", ["gru", "rnn-tanh", "rnn-relu"])
+def test_gru_rnn_blocks_match_naive_and_fd(cell, streams, monkeypatch, two_threads):
+    """The GRU's and Elman cells' recurrence split by hidden units (H = 131: uneven blocks cut
+    at 64, panels of fewer rows), by streams, and in one block: the loss against the
+    reference, and the gradients on W_h (entries of every gate block on both sides of the cut)
+    and on the initial state against finite differences, each split; 7 streams run the tiles
+    with blocks of columns outside, 80 with panels of rows outside (kernels/cpu/tiles.py)."""
+    from rnnkit.kernels.cpu import blocks
+
+    hidden, steps = 131, 3
+    cfg = ModelConfig(cell=cell, vocab_size=V, embed=E, hidden=hidden, layers=2)
+    model = Model(cfg, dtype=np.float64, seed=1)
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, V, (streams, steps)), rng.integers(0, V, (streams, steps))
+    state = model.state_from_host({"h": rng.normal(scale=0.3, size=(2, streams, hidden))})
+    ref_loss = naive.model_loss(cfg, model.p, x, y, state.h, state.c)[0]
+    G = model.cell.gates
+    only_w = sorted({r * G * hidden + k * hidden + j for r in (0, 70, 130)
+                     for k in range(G) for j in (3, 63, 64, 130)})
+    only_h = [0, 63, 64, streams * hidden - 1, 2 * streams * hidden - 70]
+
+    def loss():
+        total, count, _ = model.evaluate(x, y, state)
+        return total / count
+
+    grads = []
+    for name, (min_rows, min_streams, expect) in SPLITS.items():
+        monkeypatch.setattr(blocks, "MIN_GATE_ROWS", min_rows)
+        monkeypatch.setattr(blocks, "MIN_STREAMS", min_streams)
+        assert blocks.split(hidden, streams, G) == expect
+        value, _ = model.forward_backward(x, y, state.copy())
+        assert abs(value - ref_loss) < 1e-12, name
+        grads.append((model.grads.copy(), model.dstate.h.copy()))
+        np.testing.assert_allclose(grads[-1][0], grads[0][0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(grads[-1][1], grads[0][1], rtol=0, atol=1e-12)
+        if cell == "rnn-relu" and streams > 7:
+            continue    # 2,000 pre-activations a layer: some lie within eps of relu's kink
+        for key in ("l0.w_h", "l1.w_h"):
+            w = model.p[key]
+            numeric = numeric_grad(loss, lambda: w, lambda a: w.__setitem__(..., a),
+                                   only=only_w)
+            assert rel_error(model.g[key], numeric, only_w) < 1e-6, (name, key)
+        h = state.h
+        numeric = numeric_grad(loss, lambda: h, lambda a: h.__setitem__(..., a), only=only_h)
+        assert rel_error(grads[-1][1], numeric, only_h) < 1e-6, name
+
+
+@pytest.mark.parametrize("split", list(SPLITS))
+@pytest.mark.parametrize("cell", CELLS)
+def test_serial_and_parallel_builds_give_the_same_bits(cell, split, monkeypatch, two_threads):
+    """Two blocks run by the threaded builds, and by the serial builds (one running thread,
+    the same partition): the same numbers to the bit, forward and backward."""
+    from rnnkit.kernels.cpu import blocks
+
+    min_rows, min_streams, _ = SPLITS[split]
+    monkeypatch.setattr(blocks, "MIN_GATE_ROWS", min_rows)
+    monkeypatch.setattr(blocks, "MIN_STREAMS", min_streams)
+    cfg = ModelConfig(cell=cell, vocab_size=V, embed=E, hidden=40, layers=2)
+    model = Model(cfg, dtype=np.float64, seed=5)
+    rng = np.random.default_rng(6)
+    x, y = rng.integers(0, V, (20, 4)), rng.integers(0, V, (20, 4))
+    state = model.state_from_host({k: rng.normal(scale=0.3, size=(2, 20, 40))
+                                   for k in model.cell.state})
+    runs = []
+    for running in (2, 1):
+        numba.set_num_threads(running)
+        loss, new = model.forward_backward(x, y, state.copy())
+        runs.append((loss, model.grads.copy(), new.h.copy(), model.dstate.h.copy()))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1:], runs[1][1:]):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -4,9 +4,11 @@ Each cell trains 50 steps in float64 on one thread (dropout 0.1, Adam, clipping,
 steps 25 and 50) through the whole training loop. The figures below were recorded at commit
 9ca7e1c+ on an AVX-512 host, before model.py, cells.py and the kernels moved behind the backend
 interface. Bit identity is promised within one host and build, not across instruction sets
-(another vector width or BLAS kernel sums in another order: AVX2 differs in the last bit of a few
-steps), so the pins hold to RTOL; a second run in the same process must match the first bit for
-bit. Fresh against cached kernels and resumed against uninterrupted: tests/test_cache_exact.py.
+(another vector width or BLAS kernel sums in another order: with NUMBA_CPU_NAME=haswell, a true
+AVX2 build since issue 20, 6-11 of the 52 losses differ in the last bits) nor across changes of
+a kernel's summation order (the GRU's per-step products in the tiles: 10 losses), so the pins
+hold to RTOL; a second run in the same process must match the first bit for bit. Fresh
+against cached kernels and resumed against uninterrupted: tests/test_cache_exact.py.
 """
 import json
 
@@ -16,7 +18,7 @@ from rnnkit.train import train
 from rnnkit.config import TrainConfig
 from tests.tiny_run import make_corpus
 
-RTOL = 1e-12    # float64 over 50 steps; AVX2 against these AVX-512 pins differs by ~3e-16
+RTOL = 1e-12    # float64 over 50 steps; the differences above are at most 4.4e-16 relative
 
 FIGURES = {
     "rnn-tanh": {

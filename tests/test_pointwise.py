@@ -61,12 +61,22 @@ def test_the_cpu_gru_loops_compute_the_shared_definition():
     b_hn, h_prev, d = rng.normal(size=H), rng.normal(size=(N, H)), rng.normal(size=(N, H))
     want, dwant = np.empty((N, 4 * H)), np.empty((N, 4 * H))
     _gru(g, hp, b_hn, h_prev, d, want, dwant)
-    gates, a, h = g.copy(), np.empty((N, H)), np.empty((N, H))
-    gru._forward_step(gates, hp, b_hn, h_prev, a, h)
+    # what the step's products leave: hp added into the r and z pre-activations, a = the n
+    # block's hp plus b_hn (kernels/cpu/gru.py)
+    gates, a, h = g.copy(), hp[:, 2 * H:] + b_hn, np.empty((N, H))
+    gates[:, :2 * H] += hp[:, :2 * H]
+    for n in range(N):
+        gru.cell_forward(gates[n, :H], gates[n, H:2 * H], gates[n, 2 * H:], a[n], h_prev[n],
+                         h[n])
     np.testing.assert_array_equal(np.hstack([gates, h]), want)
     dgx, dgh, dh = np.empty((N, 3 * H)), np.empty((N, 3 * H)), d.copy()
-    gru._backward_step(gates, a, h_prev, dh, dgx, dgh)
+    for n in range(N):
+        gru.cell_backward(gates[n, :H], gates[n, H:2 * H], gates[n, 2 * H:], a[n], h_prev[n],
+                          dh[n], dgx[n, :H], dgx[n, H:2 * H], dgx[n, 2 * H:], dgh[n, :H],
+                          dgh[n, H:2 * H], dgh[n, 2 * H:])
     np.testing.assert_array_equal(np.hstack([dgx, dh]), dwant)
+    np.testing.assert_array_equal(dgh[:, :2 * H], dgx[:, :2 * H])
+    np.testing.assert_array_equal(dgh[:, 2 * H:], dgx[:, 2 * H:] * gates[:, :H])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -96,8 +106,10 @@ def test_the_cpu_rnn_loops_compute_the_shared_definition(relu):
     rng = np.random.default_rng(1)
     pre, hp, dh = rng.normal(size=(3, 5)), rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
     h, dg = np.empty((3, 5)), np.empty((3, 5))
-    rnn._forward_step(pre, hp, h, relu)
-    rnn._backward_step(h, dh, dg, relu)
+    summed = pre + hp           # the step's product added into the pre-activations
+    for n in range(3):
+        rnn._activate(summed[n], h[n], relu)
+        rnn._derivative(dh[n], h[n], dg[n], relu)
     want, dwant = np.empty((3, 5)), np.empty((3, 5))
     _rnn(pre + hp, h, dh, relu, want, dwant)
     np.testing.assert_array_equal(h, want)

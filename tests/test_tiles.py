@@ -5,6 +5,7 @@ from numba import njit
 
 from rnnkit.kernels.cpu import leaf, tiles
 from rnnkit.kernels.cpu.blocks import transpose_add, transpose_into
+from rnnkit.kernels.cpu.lanes import fma
 
 # The kernels are intrinsics, callable from @njit code only.
 product = njit(lambda *args: tiles.product(*args))
@@ -38,6 +39,37 @@ def test_product_matches_numpy(dtype, ncols, transposed):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_row_count_in_both_loop_orders(dtype):
+    """Each count of rows up to three panels (the remainder as panels of the powers of two
+    below MR), with more rows than columns (panels of rows outside) and fewer (blocks of
+    columns outside); every element is one chain of fused multiply-adds from zero, added to c,
+    whatever the tile: the same bits as that chain computed here one element at a time."""
+    rng = np.random.default_rng(7)
+    K = 13
+    leaf.ready(dtype)
+    for M in range(1, 3 * tiles.MR + 1):
+        for ncols in (max(1, M - 3), M + 40):
+            a = rng.standard_normal((M, K)).astype(dtype)
+            b = rng.standard_normal((K, ncols)).astype(dtype)
+            c = rng.standard_normal((M, ncols)).astype(dtype)
+            want = c + _fma_chains(a, b)
+            product(a, 0, K, 1, 0, M, K, b, 0, ncols, ncols, c, 0, ncols)
+            np.testing.assert_array_equal(c, want)
+
+
+@njit
+def _fma_chains(a, b):
+    out = np.zeros((a.shape[0], b.shape[1]), a.dtype)
+    for r in range(a.shape[0]):
+        for n in range(b.shape[1]):
+            acc = a.dtype.type(0.0)
+            for k in range(a.shape[1]):
+                acc = fma(a[r, k], b[k, n], acc)
+            out[r, n] = acc
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_product_runs_sums_over_steps(dtype):
     """The summed dimension in runs: dW.T += sum over steps t of dgates_t (R, N) @ x_t (N, D),
     with dgates (T, R, N) and x (T, N, D) as the LSTM's backward lays them out."""
@@ -67,3 +99,33 @@ def test_transpose_into(dtype, P, Q, add):
     leaf.ready(dtype)
     transpose[add](src, dst)
     np.testing.assert_array_equal(out, want)
+
+
+product_packed = njit(lambda *args: tiles.product_packed(*args))
+pack_columns = njit(lambda *args: tiles.pack_columns(*args))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_packed_product_matches_the_plain_one(dtype, transposed):
+    """B packed block by block of the tiles' columns (as the GRU and RNN pack W_h and W_h.T),
+    from a column block's start to the end of B (a last block not full): the same bits as
+    the product of B where it lies."""
+    C = tiles.CHUNK // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(3)
+    M, K, ncols = 2 * tiles.MR + 3, 19, 3 * C + 5
+    a = rng.standard_normal((M, K)).astype(dtype)
+    b = rng.standard_normal((ncols, K) if transposed else (K, ncols)).astype(dtype)
+    srs, scs = (1, K) if transposed else (ncols, 1)
+    packed = np.full(K * 4 * C + 7, np.nan, dtype)
+    leaf.ready(dtype)
+    for n0 in (0, C):
+        pack_columns(b.reshape(-1), 0, srs, scs, K, n0, ncols, packed, 7)
+        plain, want = (rng.standard_normal((M, ncols)).astype(dtype) for _ in range(2))
+        want[:] = plain
+        bt = b.T if transposed else b
+        product(a, 0, K, 1, 0, M, K, np.ascontiguousarray(bt), n0, ncols, ncols - n0, want,
+                n0, ncols)
+        product_packed(a, 0, K, 1, 0, M, K, packed, 7 + n0 * K, C * K, ncols - n0, plain, n0,
+                       ncols)
+        np.testing.assert_array_equal(plain, want)

@@ -34,22 +34,22 @@ def _lstm_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
 
 def _gru_forward(b, cell, x, p, buf):
     gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
-                    buf["hs"], buf["work"], buf["work_t"], buf["wt"])
+                    buf["hs"], buf["wp"])
 
 
 def _gru_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
     gru.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
-                     g["w_x"], g["w_h"], g["b"], g["b_hn"], s["dg"], s["dgh"], s["work_h"])
+                     g["w_x"], g["w_h"], g["b"], g["b_hn"], s["dg"], s["dgh"], s["wt"])
 
 
 def _rnn_forward(b, cell, x, p, buf):
-    rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], buf["work"],
-                    buf["work_t"], buf["wt"], relu=cell.relu)
+    rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], buf["wp"],
+                    relu=cell.relu)
 
 
 def _rnn_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
     rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"], g["b"],
-                     s["dg"], s["work_h"], relu=cell.relu)
+                     s["dg"], s["wt"], relu=cell.relu)
 
 
 _NO_BIAS = {np.dtype(t): np.zeros(0, t) for t in (np.float32, np.float64)}   # b of length 0

@@ -6,7 +6,9 @@ built from: every module under rnnkit/kernels/ and every module of rnnkit that t
 (but the locks this module takes), read as Python syntax trees without docstrings, so that
 comments, docstrings and blank lines change nothing (Numba still recompiles the functions of a file that changed at all, by its own
 check of the file's time and size); plus the Numba versions. The compile flags are code in
-those modules (cpu/jit.py, cuda/launch.py), so the key covers them too.
+those modules (cpu/jit.py, cuda/launch.py), so the key covers them too. The folder's name
+ends in the CPU the kernels compile for (cpu/target.py, e.g. "avx2-1f0e9d8c"): Numba's own
+index keys on it too, but a look for a kernel in the cache (in_cache) would not.
 
 RNNKIT_NO_CACHE=1 turns the cache off (every process compiles what it runs).
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numba
 
+from rnnkit.kernels.cpu import target   # first: it sets the CPU before Numba's config is used
 from rnnkit.lock import flock
 
 CACHE = os.environ.get("RNNKIT_NO_CACHE", "") == ""
@@ -124,7 +127,7 @@ def _known_key(base, package=PACKAGE):
 def _folder():
     base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rnnkit", "numba")
-    return os.path.join(base, _known_key(base))
+    return os.path.join(base, f"{_known_key(base)}-{target.TAG}")
 
 
 if CACHE:

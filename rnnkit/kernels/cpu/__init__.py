@@ -9,5 +9,6 @@ serial/parallel Twin), `blocks.py` (row blocks per thread, the partition, the tr
 `tiles.py` (register-tiled products), `leaf.py` (kernels compiled once and called by name),
 `blas.py` (gemm from @njit code), `lanes.py` (fma and fixed-order reductions),
 `activations.py`, `buffers.py` (each cell's arrays: what the backend allocates and the kernels
-check). The on-disk cache both backends' kernels share: rnnkit/kernels/cache.py.
+check), `target.py` (the CPU the kernels compile for). The on-disk cache both backends'
+kernels share: rnnkit/kernels/cache.py.
 """

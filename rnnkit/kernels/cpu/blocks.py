@@ -10,9 +10,9 @@ from numba.extending import intrinsic
 import numpy as np
 
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.kernels.cpu.blas import gemm
 from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
-from rnnkit.kernels.cpu.tiles import VECTOR_BYTES, transpose_block
+from rnnkit.kernels.cpu.tiles import (CHUNK, VECTOR_BYTES, pack_columns, product_packed,
+                                      transpose_block)
 
 
 @njit(**JIT)
@@ -171,46 +171,54 @@ def parts_for(n):
     return max(1, min(PARTITION, n))
 
 
-# The GRU's and RNN's per-step products run in kernels/cpu/blas.py's fast layout (output
-# feature-major, weight contiguous along the summed dimension) and are transposed back to the
-# streams' rows from this hidden size on; below it np.dot's layout is as fast or faster.
-# (bench/gemm_layout.py; its figures in bench/RESULTS.md: the GRU's backward takes it from 128).
-FAST_FROM = 256
-
-
-@njit(**JIT)
-def step_product(h, w, wt, out, out_t, fast):
-    """out (M, G) = h (M, H) @ w (H, G). fast: as wt (G, H) = w.T times h.T into out_t (G, M),
-    then transposed into out."""
-    if fast:
-        gemm(wt, h, out_t, False, True, 0.0)
-        transpose_into(out_t, out)
-    else:
-        np.dot(h, w, out)
-
-
-@njit(**JIT)
-def step_grad(dg, w, d, d_t, fast, add):
-    """d (M, H) = dg (M, G) @ w.T, or += when add. fast: as w (H, G) times dg.T into
-    d_t (H, M), then transposed into d."""
-    if fast:
-        gemm(w, dg, d_t, False, True, 0.0)
-        if add:
-            transpose_add(d_t, d)
-        else:
-            transpose_into(d_t, d)
-    else:
-        gemm(dg, w, d, False, True, 1.0 if add else 0.0)
-
-
 # Per thread, at least this many streams in the recurrence and rows in the big products.
 # (Two blocks of 10 streams beat one of 20 at H=200: bench/RESULTS.md, "Design figures".)
 MIN_STREAMS, MIN_ROWS = 8, 256
 
 
-def plan(T, N):
-    """(row blocks for the (T*N)-row products, stream blocks for the recurrence)."""
-    return parts_for(T * N // MIN_ROWS), parts_for(N // MIN_STREAMS)
+# The recurrences split across threads by blocks of hidden units, with all their gates: each
+# thread then reads only its share of W_h per step, which stays in its cache from step to step
+# (faster than blocks of streams for the LSTM from H=128 on: bench/RESULTS.md), and the threads
+# meet once per step; or, when the layer is too narrow to share (below MIN_GATE_ROWS of W_h's
+# columns a thread), by blocks of streams, each thread running all steps on its own.
+MIN_GATE_ROWS = 128
+
+# Threads cut the hidden units on multiples of this: for float32 a cache line of a state's
+# row, which both threads write, then never straddles the cut; and a whole block of the
+# tiles' columns (the GRU's and RNN's packed W_h: gru.py), 32 floats with AVX-512. Where the
+# cut falls changes no result.
+CUT = max(16, CHUNK // 4)
+
+
+def rows_for(T, N):
+    """Row blocks for the (T*N)-row products (input projection, weight gradients)."""
+    return parts_for(T * N // MIN_ROWS)
+
+
+def split(H, N, G):
+    """(unit blocks, stream blocks) for the recurrence of a cell of G gates, one block per
+    thread."""
+    units_ = parts_for(G * H // MIN_GATE_ROWS)
+    return units_, 1 if units_ > 1 else parts_for(N // MIN_STREAMS)
+
+
+@njit(**JIT)
+def units(H, parts, i):
+    """Units j0:j1 of block i of parts: near-equal, cut on multiples of CUT."""
+    j0, j1 = span(H, parts, i)
+    if i > 0:
+        j0 = min(H, (j0 + CUT // 2) // CUT * CUT)
+    if i < parts - 1:
+        j1 = min(H, (j1 + CUT // 2) // CUT * CUT)
+    return j0, j1
+
+
+@njit(**JIT)
+def block(H, N, split_units, split_streams, i):
+    """Units j0:j1 and streams n0:n1 of block i."""
+    j0, j1 = units(H, split_units, i % split_units)
+    n0, n1 = span(N, split_streams, i // split_units)
+    return j0, j1, n0, n1
 
 
 def _project(x, w, b, out, rows):
@@ -249,3 +257,41 @@ def weight_grads(x, hprev, dgx, dgh, w_x, dx, dw_x, dw_h, db, rows):
     M = T * N
     _weight_grads(rows, x.reshape(M, D), hprev.reshape(M, -1), dgx.reshape(M, -1), dgh.reshape(M, -1), w_x,
         dx.reshape(M, D), dw_x, dw_h, db, rows)
+
+
+# The GRU's and RNN's per-step products (time-major: the states as A, W_h as B). W_h's columns
+# lie G*H numbers apart, which as B maps the rows a tile reads onto a few cache sets (at H=512
+# two: they evict each other); packed once per call, block after block of the tiles' columns
+# (tiles.pack_columns), each tile reads its K x C block front to back. HP: H padded to whole
+# blocks (kernels/cpu/buffers.py, padded).
+@njit(**JIT)
+def pack_w_h(w_h, wp, j0, j1):
+    """Columns j0:j1 of each gate block of W_h (H, G*H) into wp (G, HP, H)."""
+    H, GH = w_h.shape
+    flat, out = w_h.reshape(w_h.size), wp.reshape(wp.size)
+    for k in range(GH // H):
+        pack_columns(flat, k * H, GH, 1, H, j0, j1, out, k * wp.shape[1] * H)
+
+
+@njit(**JIT)
+def pack_w_h_t(w_h, wt, j0, j1):
+    """Columns j0:j1 of W_h.T (G*H, H), rows of W_h, into wt (HP, G*H)."""
+    GH = w_h.shape[1]
+    pack_columns(w_h.reshape(w_h.size), 0, 1, GH, GH, j0, j1, wt.reshape(wt.size), 0)
+
+
+@njit(**JIT)
+def step_product(h, wp, gate, j0, j1, n0, n1, c, c0):
+    """c[n0:n1, c0:c0 + j1 - j0] += h[n0:n1] (N, H) @ W_h[:, gate*H + j0:gate*H + j1], W_h
+    packed in wp (pack_w_h); j0 a multiple of CUT."""
+    H, C = h.shape[1], CHUNK // wp.itemsize
+    product_packed(h, 0, H, 1, n0, n1, H, wp, (gate * wp.shape[1] + j0) * H, C * H, j1 - j0,
+                   c, c0, c.shape[1])
+
+
+@njit(**JIT)
+def hidden_grad(wt, dg, dh, j0, j1, n0, n1):
+    """dh[n0:n1, j0:j1] += dg[n0:n1] (N, G*H) @ W_h.T[:, j0:j1], W_h.T packed in wt
+    (pack_w_h_t); j0 a multiple of CUT."""
+    GH, C = wt.shape[1], CHUNK // wt.itemsize
+    product_packed(dg, 0, GH, 1, n0, n1, GH, wt, j0 * GH, C * GH, j1 - j0, dh, j0, dh.shape[1])

@@ -8,6 +8,7 @@ carries one; the rest is this backend's own.
 """
 from rnnkit.cells import CELLS
 from rnnkit.kernels.checks import Layout
+from rnnkit.kernels.cpu.tiles import CHUNK
 
 
 def _lstm_buffers(T, N, D, H):
@@ -23,12 +24,17 @@ def _lstm_scratch(T, N, D, H):
             "dxt": (D, N)}
 
 
+def padded(H):
+    """H rounded up to whole blocks of the tiles' columns (float32: the widest)."""
+    C = CHUNK // 4
+    return -(-H // C) * C
+
+
 def _time_major_buffers(G):
-    """The GRU's and Elman RNN's caches, time-major: gates (T, N, G*H) and hs; per-step
-    product scratch (work, work_t) and W_h.T (wt)."""
+    """The GRU's and Elman RNN's caches, time-major: gates (T, N, G*H) and hs; wp: W_h packed
+    for the tiles once per call, gate by gate (kernels/cpu/gru.py)."""
     def buffers(T, N, D, H):
-        out = {"gates": (T, N, G * H), "hs": (T + 1, N, H), "work": (N, G * H),
-               "work_t": (G * H, N), "wt": (G * H, H)}
+        out = {"gates": (T, N, G * H), "hs": (T + 1, N, H), "wp": (G, padded(H), H)}
         if G == 3:
             out["a"] = (T, N, H)         # h W_hn + b_hn, for the reset gate's gradient
         return out
@@ -36,8 +42,10 @@ def _time_major_buffers(G):
 
 
 def _time_major_scratch(G):
+    """BPTT's gate gradients (the GRU's apart for each product: kernels/cpu/gru.py) and W_h.T
+    packed for the tiles (wt), once per call."""
     def scratch(T, N, D, H):
-        out = {"dg": (T, N, G * H), "work_h": (H, N)}
+        out = {"dg": (T, N, G * H), "wt": (padded(H), G * H)}
         if G == 3:
             out["dgh"] = (T, N, G * H)
         return out

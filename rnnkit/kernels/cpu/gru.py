@@ -7,101 +7,122 @@
 Shapes: x (T, N, D), w_x (D, 3H), w_h (H, 3H), b (3H,) (input and hidden biases of r and z
 summed; b_n is the input one), b_hn (H,). hs (T + 1, N, H) with the initial state at index 0.
 gates (T, N, 3H) keeps r, z, n and a (T, N, H) keeps h W_hn + b_hn for backward.
-Threads own blocks of streams and run all steps on their own; each step's product runs in
-kernels/cpu/blas.py's fast layout from H = FAST_FROM (kernels/cpu/blocks.py), FAST_BACKWARD_FROM in backward.
-The reset gate makes the two products' gradients differ in the n block, so BPTT keeps one
-gradient for the input side (dgx) and one for the hidden side (dgh).
+
+The input projection of all steps is one BLAS product before the recurrence; each step then
+adds h_{t-1} W_h in kernels/cpu/tiles.py, time-major: the r and z blocks into their
+pre-activations in gates, the n block into a. Threads own blocks of
+hidden units with their three gates and meet once per step, or blocks of streams
+(kernels/cpu/blocks.py, split); W_h is packed once per call in the order the tiles read it
+(wp). BPTT mirrors it against W_h.T, packed likewise (wt);
+the reset gate makes the two products' gradients differ in the n block, so it keeps one for
+the input side (dgx) and one for the hidden side (dgh); then dW and dx over all steps.
 Memory kept for backward: T*N*(3H + 2H) floats.
 """
 from numba import njit, prange
 
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.jit import JIT, Twin
-from rnnkit.kernels.cpu.blocks import (FAST_FROM, TRANSPOSE, add_rows, plan, project, span,
-                                       step_grad, step_product, transpose_into, weight_grads)
+from rnnkit.kernels.cpu.blocks import (block, hidden_grad, pack_w_h, pack_w_h_t, project,
+                                       rows_for, span, split, step_product, units,
+                                       weight_grads)
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.buffers import GRU
 
 
-# The backward's per-step product gains from the fast layout from H=128 on; the Elman cell's, a
-# third as wide, does not (rnn.py; bench/RESULTS.md, "Design figures").
-FAST_BACKWARD_FROM = 128
-
-
+# Short loops from 0 over few 1-D views each: LLVM vectorises them (see lstm.py).
 @njit(**JIT)
-def _forward_step(g, hp, b_hn, h_prev, a, h):
-    """Short loops over few arrays each, so LLVM can vectorise them (see lstm.py)."""
-    N, H = h.shape
+def cell_forward(r, z, n, a, h_prev, h):
+    """r, z: pre-activations in, gates out; n: x W_xn + b_n in, the gate out; a: h W_hn + b_hn."""
     one = h.dtype.type(1.0)
-    for n in range(N):
-        gn, hpn, an = g[n], hp[n], a[n]
-        for k in range(2 * H):
-            gn[k] = sigmoid(gn[k] + hpn[k])
-        for j in range(H):
-            an[j] = hpn[2 * H + j] + b_hn[j]
-        for j in range(H):
-            gn[2 * H + j] = tanh(gn[2 * H + j] + gn[j] * an[j])
-        hn, hpr = h[n], h_prev[n]
-        for j in range(H):
-            z = gn[H + j]
-            hn[j] = (one - z) * gn[2 * H + j] + z * hpr[j]
+    for j in range(r.size):
+        r[j] = sigmoid(r[j])
+    for j in range(r.size):
+        z[j] = sigmoid(z[j])
+    for j in range(r.size):
+        n[j] = tanh(n[j] + r[j] * a[j])
+    for j in range(r.size):
+        h[j] = (one - z[j]) * n[j] + z[j] * h_prev[j]
 
 
 @njit(**JIT)
-def _forward_rows(gates, a, hs, w_h, wt, b_hn, hp, hp_t, fast, lo, hi):
-    for t in range(gates.shape[0]):
-        step_product(hs[t][lo:hi], w_h, wt, hp[lo:hi], hp_t[:, lo:hi], fast)
-        _forward_step(gates[t][lo:hi], hp[lo:hi], b_hn, hs[t][lo:hi], a[t][lo:hi],
-                      hs[t + 1][lo:hi])
+def forward_step(gates, a, hs, wp, b_hn, t, j0, j1, n0, n1):
+    """Units j0:j1 of streams n0:n1 at step t: gates[t]'s r and z blocks += h_{t-1} W_h there,
+    a[t] = b_hn + h_{t-1} W_hn there, then the gates and h_t. wp: W_h packed
+    (blocks.pack_w_h)."""
+    H = hs.shape[2]
+    g, at = gates[t], a[t]
+    for k in range(2):
+        step_product(hs[t], wp, k, j0, j1, n0, n1, g, k * H + j0)
+    for n in range(n0, n1):
+        row, bias = at[n, j0:j1], b_hn[j0:j1]
+        for j in range(row.size):
+            row[j] = bias[j]
+    step_product(hs[t], wp, 2, j0, j1, n0, n1, at, j0)
+    for n in range(n0, n1):
+        cell_forward(g[n, j0:j1], g[n, H + j0:H + j1], g[n, 2 * H + j0:2 * H + j1],
+                     at[n, j0:j1], hs[t, n, j0:j1], hs[t + 1, n, j0:j1])
 
 
-def _forward(gates, a, hs, w_h, wt, b_hn, hp, hp_t, fast, streams):
-    """hp (N, 3H), hp_t (3H, N): scratch. fast: copy W_h.T into wt first, multiply by that."""
-    N, G = hs.shape[1], w_h.shape[1]
-    if fast:
-        for i in prange(streams):
-            lo, hi = span(G, streams, i)
-            transpose_into(w_h[:, lo:hi], wt[lo:hi])
-    for i in prange(streams):
-        lo, hi = span(N, streams, i)
-        if hi > lo:
-            _forward_rows(gates, a, hs, w_h, wt, b_hn, hp, hp_t, fast, lo, hi)
+def _forward(gates, a, hs, wp, w_h, b_hn, su, ss):
+    """su, ss: the recurrence's unit and stream blocks (split)."""
+    T, N, H = gates.shape[0], hs.shape[1], hs.shape[2]
+    parts = su * ss
+    for i in prange(parts):
+        j0, j1 = units(H, parts, i)
+        pack_w_h(w_h, wp, j0, j1)
+    if su > 1:
+        for t in range(T):
+            for i in prange(parts):
+                j0, j1, n0, n1 = block(H, N, su, ss, i)
+                forward_step(gates, a, hs, wp, b_hn, t, j0, j1, n0, n1)
+    else:
+        for i in prange(parts):     # each thread all steps of its streams
+            n0, n1 = span(N, parts, i)
+            for t in range(T):
+                forward_step(gates, a, hs, wp, b_hn, t, 0, H, n0, n1)
 
 
 _forward = Twin(_forward)
 
 
 @njit(**JIT)
-def _backward_step(g, a, h_prev, dh, dgx, dgh):
-    """dh: (N, H) total gradient on h_t in; on return, its direct part z * dh for h_{t-1}."""
-    N, H = dh.shape
-    one = dh.dtype.type(1.0)
-    for n in range(N):
-        gn, dhn, hpr, dxn, dhh, an = g[n], dh[n], h_prev[n], dgx[n], dgh[n], a[n]
-        for j in range(H):  # n and z gates
-            z, nn, d = gn[H + j], gn[2 * H + j], dhn[j]
-            dxn[2 * H + j] = d * (one - z) * (one - nn * nn)
-            dxn[H + j] = d * (hpr[j] - nn) * z * (one - z)
-        for j in range(H):  # r gate; the hidden side sees r * dn in the n block
-            r = gn[j]
-            dr = dxn[2 * H + j] * an[j] * r * (one - r)
-            dxn[j] = dr
-            dhh[j] = dr
-            dhh[H + j] = dxn[H + j]
-            dhh[2 * H + j] = dxn[2 * H + j] * r
-        for j in range(H):
-            dhn[j] *= gn[H + j]
+def cell_backward(r, z, n, a, h_prev, d, dxr, dxz, dxn, dhr, dhz, dhn):
+    """d: the gradient on h_t in; on return its direct part z * d, for h_{t-1}. dx*: the
+    pre-activations' gradients on the input side, dh*: on the hidden side (r * dn in the n
+    block)."""
+    one = d.dtype.type(1.0)
+    for j in range(d.size):
+        dxn[j] = d[j] * (one - z[j]) * (one - n[j] * n[j])
+        dxz[j] = d[j] * (h_prev[j] - n[j]) * z[j] * (one - z[j])
+    for j in range(d.size):
+        dr = dxn[j] * a[j] * r[j] * (one - r[j])
+        dxr[j] = dr
+        dhr[j] = dr
+        dhz[j] = dxz[j]
+        dhn[j] = dxn[j] * r[j]
+    for j in range(d.size):
+        d[j] *= z[j]
 
 
 @njit(**JIT)
-def _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, fast, lo, hi):
-    for t in range(dhs.shape[0] - 1, -1, -1):
-        d = dh[lo:hi]
-        add_rows(d, dhs[t][lo:hi])
-        _backward_step(gates[t][lo:hi], a[t][lo:hi], hs[t][lo:hi], d, dgx[t][lo:hi],
-                       dgh[t][lo:hi])
-        step_grad(dgh[t][lo:hi], w_h, d, work[:, lo:hi], fast, True)
+def backward_step(wt, gates, a, hs, dhs, dh, dgx, dgh, t, j0, j1, n0, n1):
+    """Units j0:j1 of streams n0:n1 at BPTT step t. dh there: on entry the final state's
+    gradient (t = T - 1) or the direct part z_{t+1} * dh_{t+1}; it gets dgh_{t+1} W_h.T (below
+    the last step; wt: W_h.T packed, blocks.pack_w_h_t) and dhs[t], then the gates'
+    gradients, and leaves with z_t * dh_t."""
+    T, H = dhs.shape[0], hs.shape[2]
+    if t < T - 1:
+        hidden_grad(wt, dgh[t + 1], dh, j0, j1, n0, n1)
+    g, dx, dhh = gates[t], dgx[t], dgh[t]
+    for n in range(n0, n1):
+        d, s = dh[n, j0:j1], dhs[t, n, j0:j1]
+        for j in range(d.size):
+            d[j] += s[j]
+        cell_backward(g[n, j0:j1], g[n, H + j0:H + j1], g[n, 2 * H + j0:2 * H + j1],
+                      a[t, n, j0:j1], hs[t, n, j0:j1], d,
+                      dx[n, j0:j1], dx[n, H + j0:H + j1], dx[n, 2 * H + j0:2 * H + j1],
+                      dhh[n, j0:j1], dhh[n, H + j0:H + j1], dhh[n, 2 * H + j0:2 * H + j1])
 
 
 @njit(**JIT)
@@ -116,51 +137,65 @@ def _add_rows(dgh, db_hn):
                 db_hn[j] += row[2 * H + j]
 
 
-def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, fast, streams):
-    N = a.shape[1]
-    for i in prange(streams):
-        lo, hi = span(N, streams, i)
-        if hi > lo:
-            _backward_rows(w_h, gates, a, hs, dhs, dh, dgx, dgh, work, fast, lo, hi)
+def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, wt, db_hn, su, ss):
+    T, N, H = dhs.shape[0], hs.shape[1], hs.shape[2]
+    parts = su * ss
+    for i in prange(parts):
+        j0, j1 = units(H, parts, i)
+        pack_w_h_t(w_h, wt, j0, j1)
+    if su > 1:
+        for t in range(T - 1, -1, -1):
+            for i in prange(parts):
+                j0, j1, n0, n1 = block(H, N, su, ss, i)
+                backward_step(wt, gates, a, hs, dhs, dh, dgx, dgh, t, j0, j1, n0, n1)
+        for i in prange(parts):
+            # the initial state's gradient: z_0 * dh_0 + dgh_0 W_h.T
+            j0, j1, n0, n1 = block(H, N, su, ss, i)
+            hidden_grad(wt, dgh[0], dh, j0, j1, n0, n1)
+    else:
+        for i in prange(parts):
+            n0, n1 = span(N, parts, i)
+            for t in range(T - 1, -1, -1):
+                backward_step(wt, gates, a, hs, dhs, dh, dgx, dgh, t, 0, H, n0, n1)
+            hidden_grad(wt, dgh[0], dh, 0, H, n0, n1)
     _add_rows(dgh, db_hn)
 
 
 _backward = Twin(_backward)
 
 
-def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, work, work_t, wt):
+def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, wp):
     """Run the layer over x; hs[0] must hold the initial state.
 
-    Writes gates (T, N, 3H), a (T, N, H), hs (T + 1, N, H). Scratch: work (N, 3H),
-    work_t (3H, N), wt (3H, H).
+    Writes gates (T, N, 3H), a (T, N, H), hs (T + 1, N, H). Scratch: wp (3, HP, H), W_h packed
+    (HP: H padded, kernels/cpu/buffers.py).
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs, work=work,
-                  work_t=work_t, wt=wt)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn, gates=gates, a=a, hs=hs, wp=wp)
     check(dict(arrays, x=x), x.dtype)
     spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H)}, arrays)
-    rows, streams = plan(T, N)
-    leaf.ready(x.dtype, [TRANSPOSE])
-    project(x, w_x, b, gates, rows)
-    _forward(streams, gates, a, hs, w_h, wt, b_hn, work, work_t, H >= FAST_FROM, streams)
+    su, ss = split(H, N, 3)
+    leaf.ready(x.dtype)
+    project(x, w_x, b, gates, rows_for(T, N))
+    _forward(su * ss, gates, a, hs, wp, w_h, b_hn, su, ss)
 
 
-def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, work):
+def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, wt):
     """BPTT through the layer. Weight gradients accumulate (+=); dx is overwritten.
 
     dhs (T, N, H): loss gradient on each output. dh (N, H): gradient on the final state in,
-    on the initial state out. dgx, dgh (T, N, 3H) and work (H, N): scratch.
+    on the initial state out. Scratch: dgx, dgh (T, N, 3H), wt (HP, 3H) for W_h.T packed.
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, gates=gates, a=a, hs=hs, dg=dgx, dgh=dgh, work_h=work,
+    arrays = dict(w_x=w_x, w_h=w_h, gates=gates, a=a, hs=hs, dg=dgx, dgh=dgh, wt=wt,
                   dhs=dhs, dh=dh, dx=dx)
     check(dict(arrays, x=x, dw_x=dw_x, dw_h=dw_h, db=db, db_hn=db_hn), x.dtype)
     spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H), **GRU.scratch(T, N, D, H),
           "dhs": (T, N, H), "dh": (N, H), "dx": (T, N, D)}, arrays)
     spec(GRU.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db, b_hn=db_hn))
-    rows, streams = plan(T, N)
-    leaf.ready(x.dtype, [TRANSPOSE])
-    _backward(streams, w_h, gates, a, hs, dhs, dh, dgx, dgh, work, db_hn, H >= FAST_BACKWARD_FROM, streams)
-    weight_grads(x, hs[:T], dgx, dgh, w_x, dx, dw_x, dw_h, db, rows)
+    su, ss = split(H, N, 3)
+    leaf.ready(x.dtype)
+    _backward(su * ss, w_h, gates, a, hs, dhs, dh, dgx, dgh, wt, db_hn, su, ss)
+    weight_grads(x, hs[:T], dgx, dgh, w_x, dx, dw_x, dw_h, db, rows_for(T, N))

@@ -11,28 +11,14 @@ u summing elements k + W*u, k + W*(u + U), ...; the vectors are then added in a 
 the tail (fewer than W*U numbers) one at a time. The result depends only on the data and the
 CPU's vector width.
 """
-import llvmlite.binding as ll
 from llvmlite import ir
-import numba
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-
-def _target():
-    """(vector bytes, vector registers) of the CPU Numba compiles for."""
-    name = numba.config.CPU_NAME or ll.get_host_cpu_name()
-    features = numba.config.CPU_FEATURES or ll.get_host_cpu_features().flatten()
-    if name == "generic":
-        return 16, 16
-    if "+avx512f" in features:
-        return 64, 32
-    if "+avx" in features:
-        return 32, 16
-    return 16, 32 if ll.get_process_triple().startswith("aarch64") else 16
+from rnnkit.kernels.cpu.target import VECTOR_BYTES
 
 
-VECTOR_BYTES, REGISTERS = _target()
 U = 4   # vectors in flight per reduction: enough to hide the add's latency
 
 

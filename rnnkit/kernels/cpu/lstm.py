@@ -21,24 +21,14 @@ from numba import njit, prange
 from rnnkit.kernels.cpu.jit import JIT, Twin
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.blas import gemm
-from rnnkit.kernels.cpu.blocks import (MIN_STREAMS, fill_rows, parts_for, span, transpose_add,
-                                       transpose_into)
+from rnnkit.kernels.cpu.blocks import (block, fill_rows, span, split, transpose_add,
+                                       transpose_into, units)
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.buffers import LSTM
 from rnnkit.kernels.cpu.lanes import vsum
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.tiles import product, product_runs
 
-
-# The recurrence splits across threads by blocks of hidden units (each thread then reads only
-# its share of W per step; faster than blocks of streams from H=128 on: bench/RESULTS.md),
-# or by blocks of streams when H is too small to share. Per thread at least MIN_UNITS units or
-# MIN_STREAMS streams (the other cells' figure, from blocks.py).
-MIN_UNITS = 32
-
-# Threads cut the hidden units on multiples of this: for float32 a cache line of hs's rows,
-# which both threads write, then never straddles the cut.
-CUT = 16
 
 # dW.T sums over all steps in blocks of about this many of the product's rows ([x_t, h_{t-1}]
 # of a few steps): a block then stays in cache while every row panel of dW.T passes it, and
@@ -61,31 +51,6 @@ TILE_FROM, TILE_STREAMS = 256, 8
 def _small(T, N):
     """The kernels' `small`: None for the tiles, True for BLAS."""
     return None if T * N >= TILE_FROM or N >= TILE_STREAMS else True
-
-
-@njit(**JIT)
-def units(H, parts, i):
-    """Units j0:j1 of block i of parts: near-equal, cut on multiples of CUT."""
-    j0, j1 = span(H, parts, i)
-    if i > 0:
-        j0 = min(H, (j0 + CUT // 2) // CUT * CUT)
-    if i < parts - 1:
-        j1 = min(H, (j1 + CUT // 2) // CUT * CUT)
-    return j0, j1
-
-
-def split(H, N):
-    """(unit blocks, stream blocks) for the recurrence, one block per thread."""
-    units_ = parts_for(H // MIN_UNITS)
-    return units_, 1 if units_ > 1 else parts_for(N // MIN_STREAMS)
-
-
-@njit(**JIT)
-def block(H, N, split_units, split_streams, i):
-    """Units j0:j1 and streams n0:n1 of block i."""
-    j0, j1 = units(H, split_units, i % split_units)
-    n0, n1 = span(N, split_streams, i // split_units)
-    return j0, j1, n0, n1
 
 
 @njit(**JIT)
@@ -327,7 +292,7 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt):
     arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z, wt=wt)
     check(dict(arrays, x=x), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
-    su, ss = split(H, N)
+    su, ss = split(H, N, 4)
     leaf.ready(x.dtype)
     _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, _small(T, N), su, ss)
 
@@ -350,7 +315,7 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
           "dhs": (T, N, H), "dh": (N, H), "dc": (N, H), "dx": (T, N, D)},
          dict(arrays, dhs=dhs, dh=dh, dc=dc, dx=dx))
     spec(LSTM.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
-    su, ss = split(H, N)
+    su, ss = split(H, N, 4)
     leaf.ready(x.dtype)
     _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x,
               dw_h, db, dwt, dxt, _small(T, N), su, ss)

@@ -4,27 +4,34 @@ A recurrence runs T small products a layer (32-64 streams, K = 64-2048), each th
 call that packs its operands again. The kernel below reads its operands where they lie, A by
 any two strides (a row-major matrix, or one read as its transpose) and B by rows, and keeps an
 MR x (NV vectors) block of C in registers over the whole summed dimension: each k loads NV
-vectors of B's row and broadcasts MR numbers of A's column. At the LSTM's shapes it is faster
-than OpenBLAS on one core (bench/tiles.py; figures in bench/RESULTS.md).
+vectors of B's row and broadcasts MR numbers of A's column. At the recurrences' shapes it is
+faster than OpenBLAS on one core (bench/tiles.py; figures in bench/RESULTS.md).
 
 It is written in LLVM IR (a Numba intrinsic) because Numba has no vector type: as plain
-loops, LLVM keeps the accumulators in memory. Its vectors are as wide as the CPU's (AVX-512:
-16 floats), so the kernels still cache to disk; Numba keys its cache on the CPU.
+loops, LLVM keeps the accumulators in memory. Its vectors are as wide as the target CPU's and
+its shape is chosen for that CPU (kernels/cpu/target.py; SHAPES below); the cache keeps each
+CPU's builds apart (kernels/cpu/jit.py), and tests/test_targets.py reads the assembly for
+AVX2 and AVX-512 to check that no accumulator spills to the stack.
 """
 import llvmlite.binding as ll
 from llvmlite import ir
-from numba import carray, types
+from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from rnnkit.kernels.cpu.lanes import REGISTERS as _REGISTERS, VECTOR_BYTES
+from rnnkit.kernels.cpu.target import ISA, VECTOR_BYTES
+from rnnkit.kernels.cpu.jit import JIT
 from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
 
 
-# Rows per panel: MR x NV accumulators plus NV state vectors and one broadcast fill the
-# registers (8 x 2 + 3 of 32; 4 x 2 + 3 of 16).
-MR = 8 if _REGISTERS >= 32 else 4
-NV = 2
+# The tile's shape for this CPU (rnnkit/kernels/cpu/target.py), chosen from bench/tiles.py
+# --shapes on each kind (bench/RESULTS.md, "Tile shapes"): MR rows of A by NV vectors of B's row
+# held in registers, MR x NV accumulators plus NV vectors of B and a broadcast of A; PREFETCH:
+# rows of B fetched this many k ahead (0: none, the hardware's prefetchers do it).
+SHAPES = {"avx512": (8, 2, 0), "avx2": (6, 2, 0), "portable": (4, 2, 0)}
+MR, NV, PREFETCH = SHAPES[ISA]
+assert NV in (1, 2)     # the leaf takes a last block of columns as one vector or NV
+CHUNK = NV * VECTOR_BYTES   # bytes of B's row a tile takes: its block of columns
 
 
 def _masked(builder, name, vty, args):
@@ -38,13 +45,17 @@ def _masked(builder, name, vty, args):
     return builder.call(fn, args)
 
 
-def _make_tile(vectors):
+def make_tile(rows_max, vectors, prefetch=0):
     """An intrinsic tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows,
     cols): for r < rows and n < cols, c[c0 + r*crs + n] += the sum over k2 < K2, k < K
     of a[a0 + r*ars + k*aks + k2*aks2] * b[b0 + k*ldb + k2*ldb2 + n]: a product whose summed
-    dimension comes in K2 runs of K (steps of streams). rows: MR, or fewer, which run one at a
-    time. cols: up to `vectors` of the CPU's vectors; a last vector that is not full is read
-    and written through a mask."""
+    dimension comes in K2 runs of K (steps of streams). rows: up to rows_max; fewer run as
+    panels of the powers of two below it (5 = 4 + 1). cols: up to `vectors` of the CPU's
+    vectors; a last vector that is not full is read and written through a mask.
+
+    Each c[r, n] is one chain of fused multiply-adds over k in order, from zero, added to c
+    at the end: the result does not depend on the tile's shape, its loop order, or the vector
+    width."""
     @intrinsic
     def tile(typingctx, a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols):
         sig = types.void(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols)
@@ -66,6 +77,12 @@ def _make_tile(vectors):
                 f"llvm.fma.v{lanes}f{ty.bitwidth}")
             undef = ir.Constant(vty, ir.Undefined)
             splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+            fetch = None
+            if prefetch:
+                i8p = ir.IntType(8).as_pointer()
+                fetch = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                    "llvm.prefetch.p0")
 
             def broadcast(x):
                 start = ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined)
@@ -102,6 +119,13 @@ def _make_tile(vectors):
                     with cgutils.for_range(builder, K) as loop:
                         k = loop.index
                         brow = builder.gep(b2, [builder.mul(k, ldb)])
+                        if fetch is not None:
+                            ahead = builder.gep(brow, [builder.mul(const(prefetch), ldb)])
+                            for line in range(0, vectors * VECTOR_BYTES, 64):
+                                builder.call(fetch, [builder.bitcast(builder.gep(
+                                    ahead, [const(line // align)]), i8p),
+                                    ir.Constant(i32, 0), ir.Constant(i32, 3),
+                                    ir.Constant(i32, 1)])
                         bv = [load(builder.gep(brow, [const(v * lanes)]), v == last)
                               for v in range(vectors)]
                         acol = builder.gep(a2, [builder.mul(k, aks)])
@@ -118,15 +142,21 @@ def _make_tile(vectors):
                         store(total, p, v == last)
 
             def panels(masked):
-                full = builder.icmp_signed("==", rows, const(MR))
+                full = builder.icmp_signed("==", rows, const(rows_max))
                 with builder.if_else(full) as (then, otherwise):
                     with then:
-                        panel(MR, ap, cp, masked)
+                        panel(rows_max, ap, cp, masked)
                     with otherwise:
-                        with cgutils.for_range(builder, rows) as loop:
-                            r = loop.index
-                            panel(1, builder.gep(ap, [builder.mul(r, ars)]),
-                                  builder.gep(cp, [builder.mul(r, crs)]), masked)
+                        # the bits of rows, largest first: panel s starts after the larger ones
+                        s = 1 << (rows_max - 1).bit_length() - 1
+                        while s:
+                            has = builder.icmp_signed("!=", builder.and_(rows, const(s)),
+                                                      const(0))
+                            with builder.if_then(has):
+                                r0 = builder.and_(rows, const(~(2 * s - 1)))
+                                panel(s, builder.gep(ap, [builder.mul(r0, ars)]),
+                                      builder.gep(cp, [builder.mul(r0, crs)]), masked)
+                            s //= 2
 
             # Whole vectors need no mask: masking them too looked slower on the LSTM step in
             # one (noisy) A/B, though not in bench/tiles.py alone (bench/RESULTS.md).
@@ -141,30 +171,42 @@ def _make_tile(vectors):
     return tile
 
 
-_wide, _one = _make_tile(NV), _make_tile(1)
+_wide, _one = make_tile(MR, NV, PREFETCH), make_tile(MR, 1, PREFETCH)
 
 
 def _product_runs_flat(a, na, b, nb, c, nc, a0, ars, aks, aks2, lo, hi, K, K2, b0, ldb, ldb2,
-                       ncols, c0, ldc):
+                       bcs, ncols, c0, ldc):
     """The leaf: C[r, :ncols] += A[r] @ B[:, :ncols] for rows lo:hi, where the summed dimension
     comes in K2 runs of K: A[r, (k2, k)] = a[a0 + r*ars + k*aks + k2*aks2], B[(k2, k), n] =
-    b[b0 + k*ldb + k2*ldb2 + n], C[r, n] = c[c0 + r*ldc + n]; a, b, c: pointers and lengths,
-    offsets into them in numbers. One function, so that it compiles once (a helper it called
-    would compile on its own and again inside it)."""
+    b[b0 + (n // C)*bcs + k*ldb + k2*ldb2 + n % C] for blocks of C = CHUNK columns (bcs = C:
+    B a plain matrix; bcs = K*C with ldb = C: B packed block by block, pack_columns),
+    C[r, n] = c[c0 + r*ldc + n]; a, b, c: pointers and lengths, offsets into them in numbers.
+    One function, so that it compiles once (a helper it called would compile on its own and
+    again inside it).
+
+    The larger operand is read once and the smaller one again for each panel: panels of rows
+    in the outer loop when A has more rows than B has columns (the LSTM's weights as A), column
+    blocks outside when B is wider (the GRU's and RNN's weights as B)."""
     a, b, c = carray(a, (na,)), carray(b, (nb,)), carray(c, (nc,))
-    chunk = NV * VECTOR_BYTES // c.itemsize
-    for r in range(lo, hi, MR):
-        rows = min(MR, hi - r)
-        for n in range(0, ncols, chunk):
-            cols = min(chunk, ncols - n)
-            ra, rb, rc = a0 + r * ars, b0 + n, c0 + r * ldc + n
-            if cols > VECTOR_BYTES // c.itemsize:
-                _wide(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
-            else:
-                _one(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
+    chunk = CHUNK // c.itemsize
+    one = VECTOR_BYTES // c.itemsize
+    panels, chunks = (hi - lo + MR - 1) // MR, (ncols + chunk - 1) // chunk
+    rows_outside = hi - lo >= ncols
+    for i in range(panels * chunks):    # one loop, so that each tile is inlined once
+        if rows_outside:
+            p, q = i // chunks, i % chunks
+        else:
+            p, q = i % panels, i // panels
+        r, n = lo + p * MR, q * chunk
+        rows, cols = min(MR, hi - r), min(chunk, ncols - n)
+        ra, rb, rc = a0 + r * ars, b0 + q * bcs, c0 + r * ldc + n
+        if cols > one:
+            _wide(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
+        else:
+            _one(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
 
 
-LEAF = Leaf("rnnkit_product_runs", _product_runs_flat, arrays=3, scalars=14)
+LEAF = Leaf("rnnkit_product_runs", _product_runs_flat, arrays=3, scalars=15)
 
 
 def _signature(args, arrays):
@@ -192,16 +234,22 @@ def _call_leaf(context, builder, sig, args, arrays, scalars):
 def product_runs(typingctx, a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c,
                  c0, ldc):
     """See _product_runs_flat; a, b and c: C-contiguous arrays of any shape and one dtype,
-    offsets into their data. It calls the leaf (kernels/cpu/leaf.py: compiled once per dtype,
-    called by name; call leaf.ready(dtype) before the first call)."""
+    offsets into their data; B a plain matrix. It calls the leaf (kernels/cpu/leaf.py: compiled
+    once per dtype, called by name; call leaf.ready(dtype) before the first call)."""
     arrays = (0, 9, 14)
     sig = _signature((a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ldb2, ncols, c, c0,
                       ldc), arrays)
 
     def codegen(context, builder, sig, args):
-        scalars = [v for i, v in enumerate(args) if i not in arrays]
+        v = args
+        scalars = [v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[10], v[11], v[12],
+                   _chunk(context, sig.args[0].dtype), v[13], v[15], v[16]]
         return _call_leaf(context, builder, sig, args, arrays, scalars)
     return None if sig is None else (sig, codegen)
+
+
+def _chunk(context, dtype):
+    return context.get_constant(types.intp, CHUNK // (dtype.bitwidth // 8))
 
 
 @intrinsic
@@ -216,8 +264,25 @@ def product(typingctx, a, a0, ars, aks, lo, hi, K, b, b0, ldb, ncols, c, c0, ldc
     def codegen(context, builder, sig, args):
         zero, one = (context.get_constant(types.intp, n) for n in (0, 1))
         v = args
-        scalars = [v[1], v[2], v[3], zero, v[4], v[5], v[6], one, v[8], v[9], zero, v[10],
-                   v[12], v[13]]
+        scalars = [v[1], v[2], v[3], zero, v[4], v[5], v[6], one, v[8], v[9], zero,
+                   _chunk(context, sig.args[0].dtype), v[10], v[12], v[13]]
+        return _call_leaf(context, builder, sig, args, arrays, scalars)
+    return None if sig is None else (sig, codegen)
+
+
+@intrinsic
+def product_packed(typingctx, a, a0, ars, aks, lo, hi, K, b, b0, bcs, ncols, c, c0, ldc):
+    """product with B packed by pack_columns: column block q (CHUNK bytes of each row) of B
+    is the K x C matrix at b0 + q*bcs, rows C apart, read front to back."""
+    arrays = (0, 7, 11)
+    sig = _signature((a, a0, ars, aks, lo, hi, K, b, b0, bcs, ncols, c, c0, ldc), arrays)
+
+    def codegen(context, builder, sig, args):
+        zero, one = (context.get_constant(types.intp, n) for n in (0, 1))
+        v = args
+        chunk = _chunk(context, sig.args[0].dtype)
+        scalars = [v[1], v[2], v[3], zero, v[4], v[5], v[6], one, v[8], chunk, zero, v[9],
+                   v[10], v[12], v[13]]
         return _call_leaf(context, builder, sig, args, arrays, scalars)
     return None if sig is None else (sig, codegen)
 
@@ -269,3 +334,23 @@ def transpose_block(typingctx, src, s0, sld, dst, d0, dld, add):
                     builder.store(rows[i], row(dp, i, dld), align=align)
         return context.get_dummy_value()
     return sig, codegen
+
+
+@njit(**JIT)
+def pack_columns(src, s0, srs, scs, K, n0, n1, dst, d0):
+    """Columns n0:n1 of the K-row matrix B[k, n] = src[s0 + k*srs + n*scs] into dst, block by
+    block as product_packed reads them: column n of block q = n // C at dst[d0 + q*K*C + k*C +
+    n % C], C = CHUNK // itemsize; n0 a multiple of C. src, dst: 1-D."""
+    C = CHUNK // dst.itemsize
+    for q0 in range(n0, n1, C):
+        base, width = d0 + q0 * K, min(C, n1 - q0)
+        if scs == 1:                    # read along src's rows
+            for k in range(K):
+                row, out = s0 + k * srs + q0, base + k * C
+                for n in range(width):
+                    dst[out + n] = src[row + n]
+        else:                           # along its columns (B is a transpose)
+            for n in range(width):
+                col = s0 + (q0 + n) * scs
+                for k in range(K):
+                    dst[base + k * C + n] = src[col + k * srs]

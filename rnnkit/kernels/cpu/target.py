@@ -1,0 +1,102 @@
+"""The CPU the kernels compile for: its vector width, its vector registers, and its name.
+
+Numba compiles for the host unless `NUMBA_CPU_NAME` (and `NUMBA_CPU_FEATURES`) name another
+CPU. Given a name alone, Numba pairs it with the host's features, so `NUMBA_CPU_NAME=haswell`
+on an AVX-512 host still compiles AVX-512 code; here a name given alone stands for that CPU
+with its own features (`NUMBA_CPU_FEATURES` set empty, which LLVM reads as "the named CPU's"),
+so any host can build and run another x86 CPU's code. This must run before Numba creates its
+code generator: rnnkit/kernels/cache.py imports this module first.
+
+What the code generator then emits is asked of it, not inferred from names: a small function
+on vectors of 16 floats is compiled to assembly and read (zmm registers: 64-byte vectors and
+32 registers; ymm: 32 bytes, and 32 registers where AVX-512's mask registers appear, else 16;
+xmm: 16 bytes). Some AVX-512 CPUs prefer 256-bit vectors (LLVM then splits wider ones), which
+the probe sees as it is. `ISA` names the result: "avx512", "avx2" (256-bit vectors with fused
+multiply-add), or "portable" (anything else: SSE2 on x86, NEON on aarch64).
+"""
+import hashlib
+import os
+
+import llvmlite.binding as ll
+from llvmlite import ir
+
+from numba.core import config
+
+if os.environ.get("NUMBA_CPU_NAME") and os.environ.get("NUMBA_CPU_FEATURES") is None:
+    # In the environment, where Numba reads it again at each compile (a change there would
+    # reset its whole config) and compile workers inherit it.
+    os.environ["NUMBA_CPU_FEATURES"] = ""
+    config.reload_config()
+
+
+def _asm(build):
+    """The assembly of a one-function module that `build(module)` fills, as Numba's code
+    generator emits it for its target."""
+    from numba.core.registry import cpu_target
+
+    codegen = cpu_target.target_context.codegen()
+    module = codegen._create_empty_module("rnnkit_target_probe")
+    build(module)
+    parsed = ll.parse_assembly(str(module))
+    parsed.verify()
+    return codegen._tm.emit_assembly(parsed)
+
+
+def _probe():
+    """(vector bytes, vector registers, whether fused multiply-add is an instruction)."""
+    f32 = ir.FloatType()
+    v16 = ir.VectorType(f32, 16)
+    v8 = ir.VectorType(f32, 8)
+
+    def fma(module):
+        fnty = ir.FunctionType(ir.VoidType(), [v16.as_pointer()] * 2)
+        fn = ir.Function(module, fnty, "probe")
+        b = ir.IRBuilder(fn.append_basic_block())
+        x, y = (b.load(p, align=4) for p in fn.args)
+        llvm_fma = ir.Function(module, ir.FunctionType(v16, [v16] * 3), "llvm.fma.v16f32")
+        b.store(b.call(llvm_fma, [x, y, x]), fn.args[0], align=4)
+        b.ret_void()
+
+    def masked(module):
+        mask_ty = ir.VectorType(ir.IntType(1), 8)
+        fnty = ir.FunctionType(ir.VoidType(), [v8.as_pointer(), ir.VectorType(ir.IntType(32), 8)])
+        fn = ir.Function(module, fnty, "probe")
+        b = ir.IRBuilder(fn.append_basic_block())
+        ptr, lim = fn.args
+        mask = b.icmp_signed("<", ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8))),
+                             lim)
+        assert mask.type == mask_ty
+        ptr_ty = "p0" if ll.llvm_version_info[0] >= 15 else "p0v8f32"
+        load = ir.Function(module, ir.FunctionType(v8, [v8.as_pointer(), ir.IntType(32),
+                                                        mask_ty, v8]),
+                           f"llvm.masked.load.v8f32.{ptr_ty}")
+        value = b.call(load, [ptr, ir.Constant(ir.IntType(32), 4), mask,
+                              ir.Constant(v8, [0.0] * 8)])
+        b.store(b.fadd(value, value), ptr, align=4)
+        b.ret_void()
+
+    text = _asm(fma)
+    has_fma = "vfmadd" in text or "fmla" in text
+    x86 = ll.get_process_triple().startswith(("x86_64", "i386", "i686"))
+    if not x86:
+        return 16, 32, has_fma
+    if "zmm" in text:
+        return 64, 32, has_fma
+    if "ymm" in text:
+        return 32, 32 if "%k" in _asm(masked) else 16, has_fma
+    return 16, 16, has_fma
+
+
+def _codegen_key():
+    """(triple, CPU name, features) as Numba's code generator compiles for them."""
+    from numba.core.registry import cpu_target
+
+    return cpu_target.target_context.codegen().magic_tuple()
+
+
+VECTOR_BYTES, REGISTERS, FMA = _probe()
+ISA = ("avx512" if REGISTERS == 32 and VECTOR_BYTES >= 32 and FMA else
+       "avx2" if VECTOR_BYTES == 32 and FMA else "portable")
+KEY = _codegen_key()
+# The end of the cache folder's name (rnnkit/kernels/cache.py), e.g. "avx2-1f0e9d8c".
+TAG = f"{ISA}-{hashlib.sha256(repr(KEY).encode()).hexdigest()[:8]}"
