@@ -4,7 +4,7 @@ and against PyTorch's AdaptiveLogSoftmaxWithLoss in the same model (issue 24).
 The config: a 2x512 LSTM (E = H = 512), V = 100,000 word-level ids, N = 32 streams, T = 35
 steps, cutoffs 2000,10000, div_value 4. The corpus is synthetic: ids drawn with
 p(id) proportional to 1 / (id + 1), the Zipf law of word counts, which the word level's
-numbering by count makes its ids follow (rnnkit/tokenize.py); about 67% of the targets then
+numbering by count makes its ids follow (rnnkit/corpus/tokenize.py); about 67% of the targets then
 fall in the head, 13% in the first tail cluster and 20% in the second, as in English text.
 A step: forward, backward, global-norm clipping at 0.25, SGD with lr 20 (PyTorch's
 word_language_model's training). PyTorch's side is the same model: nn.Embedding, nn.LSTM,

@@ -18,7 +18,7 @@ started = time.process_time()
 
 from rnnkit import compile_workers  # noqa: E402
 from rnnkit.config import TrainConfig  # noqa: E402
-from rnnkit.preprocess import preprocess  # noqa: E402
+from rnnkit.corpus.preprocess import preprocess  # noqa: E402
 from rnnkit.train import train  # noqa: E402
 
 TEXT = "".join(f"line {i}: the quick brown fox {'jumps' if i % 3 else 'naps'} over it.\n"

@@ -4,7 +4,7 @@ import sys
 import click
 
 from rnnkit.cli.options import placement
-from rnnkit.textcodec import UNKNOWN
+from rnnkit.corpus.textcodec import UNKNOWN
 
 
 @click.command("eval")

@@ -7,7 +7,7 @@ import click
 from click.core import ParameterSource
 
 from rnnkit.cli.options import placement
-from rnnkit.textcodec import UNKNOWN
+from rnnkit.corpus.textcodec import UNKNOWN
 
 SEPARATOR = "--- sample {n} of {N} ---"
 
@@ -82,7 +82,7 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
     from rnnkit.generate import check_options, check_stop, check_until_eos
     from rnnkit.language_model import fresh_seed
     from rnnkit.load import compiling_note
-    from rnnkit.textcodec import UnknownSymbol, read_text
+    from rnnkit.corpus.textcodec import UnknownSymbol, read_text
 
     if prime and prime_file:
         raise click.UsageError("give --prime or --prime-file, not both")
@@ -203,7 +203,7 @@ def _interactive(samples, codec, unknown, num_samples, seed, header):
     """A continuation for each line of standard input; returns how many primes failed. A
     driving program reads, for every line it writes, each sample's header and one text ending
     in a newline, an empty one for a prime that cannot be used (its error goes to stderr)."""
-    from rnnkit.textcodec import UnknownSymbol
+    from rnnkit.corpus.textcodec import UnknownSymbol
 
     stdin, out = sys.stdin, sys.stdout
     tty = stdin.isatty()

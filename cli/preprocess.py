@@ -4,8 +4,8 @@ import sys
 import click
 
 from rnnkit.cli.options import ConfigOption
-from rnnkit.sources import BLOCK
-from rnnkit.tokenize import LEVELS
+from rnnkit.corpus.sources import BLOCK
+from rnnkit.corpus.tokenize import LEVELS
 SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to help
 
 
@@ -63,8 +63,8 @@ def command(inputs, output, level, encoding, errors, val_frac, test_frac, val, t
         --level word -o ptb.h5
     rnnkit preprocess 'books/**/*.txt' --level byte -o books.h5
     """
-    from rnnkit.preprocess import preprocess
-    from rnnkit.sources import InputError
+    from rnnkit.corpus.preprocess import preprocess
+    from rnnkit.corpus.sources import InputError
 
     def progress(total):
         if quiet or total < SHOW_PROGRESS_BYTES or not sys.stderr.isatty():

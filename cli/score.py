@@ -7,7 +7,7 @@ import click
 
 from rnnkit.cli.options import placement
 from rnnkit.score import BATCH, RESETS
-from rnnkit.textcodec import UNKNOWN
+from rnnkit.corpus.textcodec import UNKNOWN
 
 
 @click.command("score")
@@ -95,7 +95,7 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
 def _pieces(text, level, encoding):
     """The text to score: a file whole; standard input in pieces of whole lines as they come
     (all at once where it is not a file descriptor, as in tests)."""
-    from rnnkit.textcodec import decode_text, read_lines, read_text
+    from rnnkit.corpus.textcodec import decode_text, read_lines, read_text
 
     if text != "-":
         yield read_text(text, level, encoding)

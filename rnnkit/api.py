@@ -103,7 +103,7 @@ def preprocess(inputs, output, **settings):
     """Write the corpus `output` (HDF5) from `inputs` (a path, folder or glob, or a list of
     them); returns a summary dict. Settings are the flags of `rnnkit preprocess` as keywords
     (level="word", val_frac=0.05, vocab_from="other.h5", force=True), with its defaults."""
-    from rnnkit.preprocess import preprocess as run
+    from rnnkit.corpus.preprocess import preprocess as run
 
     if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__"):
         inputs = [inputs]

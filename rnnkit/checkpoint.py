@@ -13,7 +13,7 @@ Layout (read it with plain h5py or h5dump; no pickle anywhere):
     /rng             attrs: bit_generator, state (numpy's bit_generator.state as JSON: PCG64's
                      128-bit integers survive exactly, JSON integers have no size limit)
     /state/NAME      the hidden state carried between batches ('h', and 'c' for an LSTM)
-    /vocab           the corpus vocabulary, stored as the corpus stores it (rnnkit.tokenize:
+    /vocab           the corpus vocabulary, stored as the corpus stores it (rnnkit.corpus.tokenize:
                      code points for char, byte values for byte, UTF-8 strings for word), with
                      the root attribute level ('char', 'byte' or 'word')
 
@@ -37,7 +37,7 @@ from rnnkit import files, h5, softmax
 from rnnkit.version import __version__
 from rnnkit.errors import RnnkitError
 from rnnkit.metrics import bits, perplexity, show_perplexity
-from rnnkit.tokenize import Vocabulary
+from rnnkit.corpus.tokenize import Vocabulary
 
 FORMAT = "rnnkit-checkpoint"
 FORMAT_VERSION = 1
@@ -56,7 +56,7 @@ class Checkpoint:
     schedule: dict = None         # Schedule.state_dict()
     rng: dict = None              # np.random.Generator.bit_generator.state
     state: dict = None            # carried hidden state: name -> array
-    vocab: Vocabulary = None      # the corpus vocabulary (rnnkit.tokenize.Vocabulary)
+    vocab: Vocabulary = None      # the corpus vocabulary (rnnkit.corpus.tokenize.Vocabulary)
     encoding: str = "utf-8"       # the corpus text encoding (byte-level models decode with it)
     step: int = 0                 # optimizer updates done
     epoch: int = 0                # full passes over the training split done

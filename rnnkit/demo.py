@@ -47,7 +47,7 @@ def say(text):
 def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidden=256,
          length=800):
     from rnnkit.generate import generate
-    from rnnkit.preprocess import preprocess
+    from rnnkit.corpus.preprocess import preprocess
     from rnnkit.load import load_model
     from rnnkit.train import train
     from rnnkit.config import load_toml, parse_duration

@@ -43,9 +43,9 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
     `progress(total_tokens)` may return a callable of tokens done; `notes` (a list) gets lines
     for the user; `say(line)` shows one at once (that the kernels compile first). Raises
     RnnkitError (one line) for bad input."""
-    from rnnkit.corpus import Corpus
+    from rnnkit.corpus.reader import Corpus
     from rnnkit.load import compiling_note, load_model
-    from rnnkit.textcodec import read_text
+    from rnnkit.corpus.textcodec import read_text
 
     notes = [] if notes is None else notes
     model, codec, ck = load_model(path, device=device)

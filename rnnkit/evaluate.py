@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from rnnkit.corpus import stream_length
+from rnnkit.corpus.reader import stream_length
 from rnnkit.metrics import bits, perplexity
 from rnnkit.runtime import Runtime
 

@@ -53,7 +53,7 @@ from rnnkit.version import __version__
 from rnnkit.checkpoint import Checkpoint, load, save
 from rnnkit.config import ConfigError, ModelConfig, TrainConfig, from_dict
 from rnnkit.errors import RnnkitError
-from rnnkit.tokenize import LEVELS, Vocabulary
+from rnnkit.corpus.tokenize import LEVELS, Vocabulary
 
 FORMAT, FORMAT_VERSION = "rnnkit-export", 1
 RNN_TYPES = {"lstm": "LSTM", "gru": "GRU", "rnn-tanh": "RNN_TANH", "rnn-relu": "RNN_RELU"}

@@ -98,7 +98,7 @@ class StopStrings:
 def start_tokens(codec, prime, unknown="error"):
     """Ids to feed before sampling: the prime, or a start symbol (<eos> for words, a newline
     for characters and bytes) when there is no prime. A prime symbol the vocabulary lacks is
-    treated by `unknown` (rnnkit/textcodec.py): UnknownSymbol by default."""
+    treated by `unknown` (rnnkit/corpus/textcodec.py): UnknownSymbol by default."""
     if prime:
         ids = codec.encode(prime, unknown, where="the prime")
         if len(ids):

@@ -17,7 +17,7 @@ from rnnkit.train_log import read_records
 
 # format attribute -> "module:function(path) -> str"
 DESCRIBERS = {
-    "rnnkit-corpus": "rnnkit.corpus:describe",
+    "rnnkit-corpus": "rnnkit.corpus.reader:describe",
     "rnnkit-checkpoint": "rnnkit.checkpoint:describe",
 }
 

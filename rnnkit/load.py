@@ -8,7 +8,7 @@ from rnnkit.backends import get_backend
 from rnnkit.checkpoint import CheckpointError, load
 from rnnkit.config import ConfigError, TrainConfig, from_dict
 from rnnkit.model import Model, WeightsMismatch
-from rnnkit.textcodec import TextCodec
+from rnnkit.corpus.textcodec import TextCodec
 
 
 def load_model(path, device="cpu", threads=None, backend=None):

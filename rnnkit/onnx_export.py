@@ -34,7 +34,7 @@ import numpy as np
 
 from rnnkit import cells
 from rnnkit.exchange import ExchangeError, check_outputs, export_info, load_export, write_both
-from rnnkit.textcodec import TextCodec
+from rnnkit.corpus.textcodec import TextCodec
 
 OPSET, IR_VERSION = 17, 8       # what onnxruntime 1.14 and later run
 # cell -> ONNX's operator, the order of its gate blocks as rnnkit's (PyTorch's) blocks, and

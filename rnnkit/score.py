@@ -77,7 +77,7 @@ class Scores:
 def score_text(model, codec, text, reset="per-line", batch=BATCH, seq_len=50, unknown="error",
                where="the text", progress=None):
     """Scores of each line of `text` (str, or bytes for a byte-level model). `unknown`: what
-    to do with symbols the vocabulary lacks (rnnkit/textcodec.py); `progress(tokens)` is
+    to do with symbols the vocabulary lacks (rnnkit/corpus/textcodec.py); `progress(tokens)` is
     called after each batch."""
     return Scorer(model, codec, reset, batch, seq_len, unknown, where).score(text, progress)
 

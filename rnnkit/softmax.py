@@ -14,7 +14,7 @@ h_i = H // div_value^(i+1) before its own softmax over its words:
     log p(v) = log_softmax(head)[c_0 + i] + log_softmax(tail_i)[v - c_i]    c_i <= v < c_{i+1}
 
 The clusters make sense when the ids go by frequency: a word-level vocabulary numbers <unk>
-and <eos>, then the words by count (rnnkit/tokenize.py), so the shortlist holds the c_0 - 2
+and <eos>, then the words by count (rnnkit/corpus/tokenize.py), so the shortlist holds the c_0 - 2
 most frequent words. Training and evaluation compute each row's head and only its target's
 cluster (the rows of a cluster are gathered, projected, and their gradient scattered back):
 that is where the speed comes from. log_probs gives the whole normalised distribution

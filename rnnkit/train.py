@@ -24,7 +24,7 @@ import os
 from rnnkit import checkpoint
 from rnnkit.backends import get_backend
 from rnnkit.clock import Deadline
-from rnnkit.corpus import Corpus, CorpusError, changes
+from rnnkit.corpus.reader import Corpus, CorpusError, changes
 from rnnkit.distributed import agreed, communicator
 from rnnkit.files import human
 from rnnkit.loop import Diverged, Loop, TrainError, TrainResult

@@ -17,7 +17,7 @@ from rnnkit.config import TrainConfig
 from rnnkit.evaluate import evaluate_ids
 from rnnkit.load import load_model
 from rnnkit.model import Model
-from rnnkit.tokenize import Vocabulary
+from rnnkit.corpus.tokenize import Vocabulary
 from tests.tiny_run import make_corpus
 
 needs_safetensors = pytest.mark.skipif(importlib.util.find_spec("safetensors") is None,

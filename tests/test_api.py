@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import rnnkit
 from rnnkit.api import PREPROCESS_SETTINGS, SettingError
 from rnnkit.cli.main import main
-from rnnkit.corpus import Corpus
+from rnnkit.corpus.reader import Corpus
 from tests.tiny_run import TEXT, make_corpus, make_run
 
 
@@ -114,7 +114,7 @@ def test_surprisal_and_a_stream_agree(lm):
 
 def test_preprocess_flags_have_the_functions_defaults():
     from rnnkit.cli.preprocess import command
-    from rnnkit.preprocess import preprocess
+    from rnnkit.corpus.preprocess import preprocess
 
     params = inspect.signature(preprocess).parameters
     assert set(PREPROCESS_SETTINGS) == {name for name, p in params.items()

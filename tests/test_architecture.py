@@ -36,10 +36,8 @@ LAYERS = [
     ("cli", {"rnnkit.cli"}),
 ]
 # Who may import a backend's own kernels (rnnkit/kernels/cpu, cuda): the kernels and the
-# backend layer; and the corpus writer its checksum kernel (kernels/cpu/checksum.py, which
-# belongs with the data modules).
+# backend layer.
 KERNEL_USERS = {"rnnkit.kernels", "rnnkit.backends", "rnnkit.threads"}
-KERNEL_EXCEPTIONS = {("rnnkit.writer", "rnnkit.kernels.cpu.checksum")}
 
 
 def modules():
@@ -136,7 +134,7 @@ def test_layers_point_one_way():
             elif here is not None and there is not None and there > here:
                 wrong.append(f"{m} ({LAYERS[here][0]}) imports {n} ({LAYERS[there][0]})")
             elif n.startswith(("rnnkit.kernels.cpu", "rnnkit.kernels.cuda")) and \
-                    not in_group(m, KERNEL_USERS) and (m, n) not in KERNEL_EXCEPTIONS:
+                    not in_group(m, KERNEL_USERS):
                 wrong.append(f"{m} imports {n}, a backend's kernels")
             elif {kernel_folder(m), kernel_folder(n)} == {"cpu", "cuda"}:
                 wrong.append(f"{m} imports {n}: one backend's kernels use the other's")
@@ -145,7 +143,7 @@ def test_layers_point_one_way():
 
 def test_the_graph_sees_every_kind_of_import():
     graph = import_graph()
-    assert "rnnkit.kernels.cpu.jit" in graph["rnnkit.kernels.cpu.lstm"]      # from x.y import z
+    assert "rnnkit.kernels.cpu.compile" in graph["rnnkit.kernels.cpu.lstm"]      # from x.y import z
     assert "rnnkit.kernels.cache" in graph["rnnkit.runtime"]                 # from x import y
     assert "rnnkit.backends.cpu" in graph["rnnkit.backends"]                 # in a function
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

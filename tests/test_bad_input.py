@@ -30,7 +30,7 @@ def place(tmp_path_factory):
     other.mkdir()
     make_corpus(other, text="xyz " * 200)
     shutil.copy(other / "char.h5", d / "other.h5")
-    from rnnkit.preprocess import preprocess
+    from rnnkit.corpus.preprocess import preprocess
     preprocess([str(d / "t.txt")], str(d / "novt.h5"), val_frac=0.1, test_frac=0.0)
     for name, src in (("corpus", corpus), ("ck", run / "latest.h5")):
         data = open(src, "rb").read()

@@ -12,8 +12,8 @@ from rnnkit.cli.main import main
 from rnnkit.config import ModelConfig
 from rnnkit.generate import generate
 from rnnkit.model import Model
-from rnnkit.textcodec import TextCodec
-from rnnkit.tokenize import Vocabulary
+from rnnkit.corpus.textcodec import TextCodec
+from rnnkit.corpus.tokenize import Vocabulary
 from tests.tiny_run import make_corpus, make_run
 
 CHARS = ["\n", "a", "b"]

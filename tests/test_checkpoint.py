@@ -14,7 +14,7 @@ import pytest
 from rnnkit import checkpoint as ckpt
 from rnnkit.optim import make_optimizer
 from rnnkit.schedule import make_schedule
-from rnnkit.tokenize import Vocabulary
+from rnnkit.corpus.tokenize import Vocabulary
 
 
 def _checkpoint(step=7, size=10):

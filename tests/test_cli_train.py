@@ -52,7 +52,7 @@ def test_train_flags_and_config_file(corpus, tmp_path):
 
 
 def test_a_corpus_without_validation_trains_to_a_time_limit(tmp_path):
-    from rnnkit.preprocess import preprocess
+    from rnnkit.corpus.preprocess import preprocess
     from tests.tiny_run import TEXT
     (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
     preprocess([str(tmp_path / "t.txt")], str(tmp_path / "c.h5"), val_frac=0, test_frac=0)

@@ -3,9 +3,9 @@ import h5py
 import numpy as np
 import pytest
 
-from rnnkit import corpus as corpus_module
-from rnnkit.corpus import Corpus, CorpusError
-from rnnkit.preprocess import preprocess
+from rnnkit.corpus import reader
+from rnnkit.corpus.reader import Corpus, CorpusError
+from rnnkit.corpus.preprocess import preprocess
 
 
 def make(tmp_path, text, name="c.h5", **options):
@@ -81,8 +81,8 @@ def test_ranks_get_contiguous_shares_of_the_streams(counting):
 def test_reading_in_blocks_gives_the_same_batches(counting, monkeypatch, block, buffer):
     with Corpus(counting) as corpus:
         expect = list(corpus.batches("train", 4, 6))
-        monkeypatch.setattr(corpus_module, "BLOCK_TOKENS", block)
-        monkeypatch.setattr(corpus_module, "BUFFER_TOKENS", buffer)
+        monkeypatch.setattr(reader, "BLOCK_TOKENS", block)
+        monkeypatch.setattr(reader, "BUFFER_TOKENS", buffer)
         batches = corpus.batches("train", 4, 6)
         reads = []
         real = batches._read

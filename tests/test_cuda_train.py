@@ -10,7 +10,7 @@ import pytest
 from numba.core.config import ENABLE_CUDASIM
 
 from rnnkit import checkpoint
-from rnnkit.corpus import Corpus
+from rnnkit.corpus.reader import Corpus
 from rnnkit.evaluate import evaluate_ids
 from rnnkit.generate import generate
 from rnnkit.load import load_model

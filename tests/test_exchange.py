@@ -15,7 +15,7 @@ from rnnkit.cli.main import main
 from rnnkit.config import TrainConfig
 from rnnkit.load import load_model
 from rnnkit.model import Model
-from rnnkit.tokenize import Vocabulary
+from rnnkit.corpus.tokenize import Vocabulary
 
 needs_safetensors = pytest.mark.skipif(importlib.util.find_spec("safetensors") is None,
                                        reason="needs the safetensors extra")

@@ -10,7 +10,7 @@ from numba import njit
 from rnnkit.kernels import pointwise
 from rnnkit.kernels.cpu import gru, lstm, rnn
 from rnnkit.kernels.cpu.activations import tanh
-from rnnkit.kernels.cpu.jit import JIT
+from rnnkit.kernels.cpu.compile import JIT
 
 P = pointwise.build(njit(**dict(JIT, cache=False)), tanh)
 

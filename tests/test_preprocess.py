@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnkit import writer
+from rnnkit.corpus import chunks
 from rnnkit.cli.main import main
-from rnnkit.corpus import Corpus
-from rnnkit.preprocess import preprocess
-from rnnkit.sources import InputError, find_inputs
-from rnnkit.tokenize import id_dtype
+from rnnkit.corpus.reader import Corpus
+from rnnkit.corpus.preprocess import preprocess
+from rnnkit.corpus.sources import InputError, find_inputs
+from rnnkit.corpus.tokenize import id_dtype
 
 TEXT = "Première ligne: naïve café!\r\n日本語のテキスト 😀\n\ttabs\tand  spaces\nend"
 
@@ -70,7 +70,7 @@ def test_char_round_trip_in_ascii_blocks_and_others(tmp_path, encoding, block):
 
 
 def test_read_text_gives_ascii_blocks_as_bytes(tmp_path):
-    from rnnkit.sources import read_text
+    from rnnkit.corpus.sources import read_text
 
     path = write(tmp_path / "t.txt", "abcdéfghijklmn")       # é: bytes 4 and 5
     blocks = list(read_text(str(path), "utf-8", "strict", 5, ascii_bytes=True))
@@ -160,7 +160,7 @@ def test_several_inputs_in_given_then_sorted_order(tmp_path):
                                          (np.uint16, 7), (np.uint32, 7)])
 @pytest.mark.parametrize("slice_", [3, 1 << 20])
 def test_add_counts_is_a_bincount(monkeypatch, dtype, size, slice_):
-    from rnnkit import tokenize
+    from rnnkit.corpus import tokenize
 
     monkeypatch.setattr(tokenize, "SLICE", slice_)
     units = np.random.default_rng(size).integers(0, 256 if dtype == np.uint8 else 70_000,
@@ -173,7 +173,7 @@ def test_add_counts_is_a_bincount(monkeypatch, dtype, size, slice_):
 
 
 def test_as_bytes_gives_the_viewed_bytes_or_a_copy():
-    from rnnkit.tokenize import as_bytes
+    from rnnkit.corpus.tokenize import as_bytes
 
     data = b"abcdef"
     whole = np.frombuffer(data, np.uint8)
@@ -273,7 +273,7 @@ def test_val_file_with_a_test_fraction_and_absent_empty_split(tmp_path):
 
 
 def test_file_layout_and_attributes(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer, "CHUNK", 64)  # many chunks through the threaded path, and a tail
+    monkeypatch.setattr(chunks, "CHUNK", 64)  # many chunks through the threaded path, and a tail
     text = "".join(chr(ord("a") + i % 7) for i in range(10_001))
     out = make(tmp_path, text, val_frac=0.1, test_frac=0.1)
     with h5py.File(out, "r") as f:
@@ -397,7 +397,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     def interrupt(self, ids):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writer.SplitWriter, "append", interrupt)
+    monkeypatch.setattr(chunks.SplitWriter, "append", interrupt)
     with pytest.raises(KeyboardInterrupt):
         preprocess([str(tmp_path / "in.txt")], tmp_path / "out.h5", force=True)
     assert sorted(os.listdir(tmp_path)) == ["in.txt", "out.h5"]
@@ -469,11 +469,11 @@ def test_fletcher32_is_hdf5s(tmp_path, monkeypatch, data, segment):
     """The checksum the writer appends to the chunks it compresses is the one HDF5's own
     fletcher32 filter appends (read back raw), for odd and even lengths, across its 360-word
     folds, where the sums are multiples of 65535 (all 0xff), and summed in segments."""
-    from rnnkit.kernels.cpu import checksum
-    from rnnkit.kernels.cpu.checksum import with_checksum
+    from rnnkit.corpus import fletcher32
+    from rnnkit.corpus.fletcher32 import with_checksum
 
     if segment:
-        monkeypatch.setattr(checksum, "SEGMENT", segment)
+        monkeypatch.setattr(fletcher32, "SEGMENT", segment)
 
     if not data:
         assert with_checksum(b"") == b"\0\0\0\0"

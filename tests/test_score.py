@@ -216,7 +216,7 @@ def test_read_lines_gives_whole_lines_as_they_come(level):
     import threading
 
     from rnnkit.errors import RnnkitError
-    from rnnkit.textcodec import read_lines
+    from rnnkit.corpus.textcodec import read_lines
 
     def pieces(writes, most=1 << 20):
         r, w = os.pipe()

@@ -107,12 +107,12 @@ def test_tile_loops_keep_their_accumulators_in_registers(cpu, isa, register):
 CACHED = """
 import json
 import numpy as np
-from rnnkit.kernels.cpu import blocks, jit, leaf, target
+from rnnkit.kernels.cpu import blocks, compile, leaf, target
 from rnnkit.kernels.cpu.lstm import _forward
 
 leaf.ready(np.float32)
 blocks.add_row(np.zeros(3, np.float32), np.ones(3, np.float32))
-print(json.dumps({"isa": target.ISA, "folder": jit.numba.config.CACHE_DIR,
+print(json.dumps({"isa": target.ISA, "folder": compile.numba.config.CACHE_DIR,
                   "hits": sum(blocks.add_row.stats.cache_hits.values()),
                   "misses": sum(blocks.add_row.stats.cache_misses.values()),
                   "leaf_hits": sum(leaf.LEAVES[0].compiled[t].cache_hits

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from rnnkit.corpus import Corpus
-from rnnkit.textcodec import TextCodec, UnknownSymbol
-from rnnkit.tokenize import Vocabulary
+from rnnkit.corpus.reader import Corpus
+from rnnkit.corpus.textcodec import TextCodec, UnknownSymbol
+from rnnkit.corpus.tokenize import Vocabulary
 from tests.tiny_run import make_corpus
 
 TEXT = "naïve café — 日本語 text\nsecond line ends here\n" * 20

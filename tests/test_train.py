@@ -9,7 +9,7 @@ import pytest
 
 from rnnkit import checkpoint
 from rnnkit.model import Model
-from rnnkit.preprocess import preprocess
+from rnnkit.corpus.preprocess import preprocess
 from rnnkit.train import Diverged, TrainError, resume, train
 from rnnkit.config import TrainConfig
 

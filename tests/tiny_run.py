@@ -1,5 +1,5 @@
 """A tiny corpus and a tiny trained run, for the tests of train, generate, eval, info, plot."""
-from rnnkit.preprocess import preprocess
+from rnnkit.corpus.preprocess import preprocess
 from rnnkit.train import train
 from rnnkit.config import TrainConfig
 

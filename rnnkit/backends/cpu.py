@@ -12,10 +12,11 @@ import numpy as np
 from rnnkit import sampling, threads
 from rnnkit.backends.interface import CellKernels, derived_seed
 from rnnkit.kernels import cache
-from rnnkit.kernels.cpu import adaptive, buffers, gru, linear, loss, lstm, optim, rnn, step
+from rnnkit.kernels.cpu import (adaptive, buffers, gru, linear, loss, lstm, optim, rnn,
+                               sampling_step)
 
 # Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
-# per-unit step kernels (kernels/cpu/step.py), and an output projection of that many rows
+# per-unit step kernels (kernels/cpu/sampling_step.py), and an output projection of that many rows
 # the per-row logits kernel.
 STEP_MAX_N = 8
 
@@ -114,7 +115,8 @@ class CPUBackend:
 
     def sampling_cached(self):
         """Whether the sampling step's kernels (either build) load from the cache."""
-        return cache.in_cache("step._layer_step") or cache.in_cache("step._layer_step_parallel")
+        return cache.in_cache("sampling_step._layer_step") or \
+            cache.in_cache("sampling_step._layer_step_parallel")
 
     def buffers(self, cell, T, N, D, H):
         return KERNELS[cell.name].layout.buffers(T, N, D, H)
@@ -183,9 +185,9 @@ class CPUBackend:
             H = buf["hs"].shape[2]
             key = (N, H, cell.gates, x.dtype)
             if key not in self._step_scratch:
-                self._step_scratch[key] = step.step_scratch(N, H, cell.gates, x.dtype)
+                self._step_scratch[key] = sampling_step.step_scratch(N, H, cell.gates, x.dtype)
             c = buf["c"] if "c" in buf else buf["hs"][0]
-            step.layer_step(cell.name, x[0], p["w_x"], p["w_h"], p["b"],
+            sampling_step.layer_step(cell.name, x[0], p["w_x"], p["w_h"], p["b"],
                             p.get("b_hn", p["b"]), buf["hs"][0], c, buf["hs"][1], c,
                             self._step_scratch[key])
             return
@@ -204,7 +206,7 @@ class CPUBackend:
         """y (M, V) = x (M, H) @ w.T + b (b None: no bias)."""
         b = _NO_BIAS[x.dtype] if b is None else b
         if x.shape[0] <= STEP_MAX_N:
-            step.logits_step(x, w, b, y)
+            sampling_step.logits_step(x, w, b, y)
         else:
             linear.linear_forward(x, w, b, y)
 

@@ -6,7 +6,7 @@ built from: every module under rnnkit/kernels/ and every module of rnnkit that t
 (but the locks this module takes), read as Python syntax trees without docstrings, so that
 comments, docstrings and blank lines change nothing (Numba still recompiles the functions of a file that changed at all, by its own
 check of the file's time and size); plus the Numba versions. The compile flags are code in
-those modules (cpu/jit.py, cuda/launch.py), so the key covers them too. The folder's name
+those modules (cpu/compile.py, cuda/launch.py), so the key covers them too. The folder's name
 ends in the CPU the kernels compile for (cpu/target.py, e.g. "avx2-1f0e9d8c"): Numba's own
 index keys on it too, but a look for a kernel in the cache (in_cache) would not.
 

@@ -18,7 +18,7 @@ import numpy as np
 from rnnkit.kernels.checks import check
 from rnnkit.kernels.cpu.activations import exp
 from rnnkit.kernels.cpu.blocks import add_row, parts_for, span
-from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.lanes import vmax
 from rnnkit.kernels.cpu.loss import _xent_row
 

@@ -15,7 +15,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 import numpy as np
 
-from rnnkit.kernels.cpu.jit import JIT
+from rnnkit.kernels.cpu.compile import JIT
 
 _SIG = types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
                   types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,

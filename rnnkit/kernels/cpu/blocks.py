@@ -9,7 +9,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 import numpy as np
 
-from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
 from rnnkit.kernels.cpu.tiles import (CHUNK, VECTOR_BYTES, pack_columns, product_packed,
                                       transpose_block)

@@ -21,7 +21,7 @@ Memory kept for backward: T*N*(3H + 2H) floats.
 from numba import njit, prange
 
 from rnnkit.kernels.cpu import leaf
-from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.blocks import (block, hidden_grad, pack_w_h, pack_w_h_t, project,
                                        rows_for, span, split, step_product, units,
                                        weight_grads)

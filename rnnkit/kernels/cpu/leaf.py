@@ -21,7 +21,7 @@ from llvmlite import ir
 from numba import cfunc, types
 from numba.core import cgutils
 
-from rnnkit.kernels.cpu.jit import CACHE, FASTMATH, cache_lock
+from rnnkit.kernels.cpu.compile import CACHE, FASTMATH, cache_lock
 
 DTYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 LEAVES = []

@@ -7,7 +7,7 @@ strided view or accumulation, kernels/cpu/blas.py (see rnnkit/threads.py). The o
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.blas import gemm
 from rnnkit.kernels.cpu.blocks import add_bias, add_row, parts_for, span
 

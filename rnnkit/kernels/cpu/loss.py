@@ -14,7 +14,7 @@ import math
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.activations import exp
 from rnnkit.kernels.cpu.blocks import parts_for, span
 from rnnkit.kernels.checks import check

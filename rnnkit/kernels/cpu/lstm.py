@@ -18,7 +18,7 @@ Memory kept for backward: T*N*(4H + H + D + H) floats, plus hs.
 """
 from numba import njit, prange
 
-from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.blas import gemm
 from rnnkit.kernels.cpu.blocks import (block, fill_rows, span, split, transpose_add,

@@ -16,7 +16,7 @@ from numba import njit
 
 from rnnkit.kernels import pointwise
 from rnnkit.kernels.cpu.activations import tanh
-from rnnkit.kernels.cpu.jit import JIT
+from rnnkit.kernels.cpu.compile import JIT
 from rnnkit.kernels.cpu.lanes import vsumsq
 
 # The per-element updates (kernels/pointwise.py, shared with kernels/cuda/optim.py), inlined

@@ -14,7 +14,7 @@ and dx over all steps.
 from numba import njit, prange
 
 from rnnkit.kernels.cpu import leaf
-from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.blocks import (block, hidden_grad, pack_w_h, pack_w_h_t, project,
                                        rows_for, span, split, step_product, units,
                                        weight_grads)

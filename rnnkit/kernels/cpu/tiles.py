@@ -10,7 +10,7 @@ faster than OpenBLAS on one core (bench/tiles.py; figures in bench/RESULTS.md).
 It is written in LLVM IR (a Numba intrinsic) because Numba has no vector type: as plain
 loops, LLVM keeps the accumulators in memory. Its vectors are as wide as the target CPU's and
 its shape is chosen for that CPU (kernels/cpu/target.py; SHAPES below); the cache keeps each
-CPU's builds apart (kernels/cpu/jit.py), and tests/test_targets.py reads the assembly for
+CPU's builds apart (kernels/cpu/compile.py), and tests/test_targets.py reads the assembly for
 AVX2 and AVX-512 to check that no accumulator spills to the stack.
 """
 import llvmlite.binding as ll
@@ -20,7 +20,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnkit.kernels.cpu.target import ISA, VECTOR_BYTES
-from rnnkit.kernels.cpu.jit import JIT
+from rnnkit.kernels.cpu.compile import JIT
 from rnnkit.kernels.cpu.leaf import DTYPES, Leaf
 
 

@@ -17,7 +17,7 @@ from numba.np.numpy_support import from_dtype
 # One folder of compiled kernels for both backends (kernels/cache.py).
 from rnnkit.kernels.cache import CACHE
 
-# IEEE arithmetic, as on the CPU (kernels/cpu/jit.py): the same build gives the same bits.
+# IEEE arithmetic, as on the CPU (kernels/cpu/compile.py): the same build gives the same bits.
 JIT = dict(cache=CACHE and not SIMULATOR, fastmath=False)
 DEVICE = dict(device=True, fastmath=False)
 

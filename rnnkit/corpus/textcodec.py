@@ -1,6 +1,6 @@
 """Text <-> token ids for a model, from the vocabulary stored in its checkpoint.
 
-The rules are the tokenizer's (rnnkit/tokenize.py) and match `Corpus.encode`/`decode`, but need
+The rules are the tokenizer's (rnnkit/corpus/tokenize.py) and match `Corpus.encode`/`decode`, but need
 no corpus file, and decoding streams: `decoder()` turns one id at a time into the text to print
 now (a byte-level model's multi-byte UTF-8 characters are held back until complete).
 
@@ -17,8 +17,8 @@ import select
 import numpy as np
 
 from rnnkit.errors import RnnkitError
-from rnnkit.sources import bom_hint
-from rnnkit.tokenize import EOS, UNK, code_points
+from rnnkit.corpus.sources import bom_hint
+from rnnkit.corpus.tokenize import EOS, UNK, code_points
 
 UNKNOWN = ("error", "skip", "replace")
 REPLACEMENTS = ("\ufffd", "?", " ", "_")    # tried in this order for --unknown replace

@@ -6,7 +6,7 @@ Two passes, each reading the input block by block so that memory stays flat:
 The corpus is written under a temporary name in the output folder and renamed into place only
 when complete, so an interrupted run never leaves a half-written corpus under the final name.
 
-    from rnnkit.preprocess import preprocess
+    from rnnkit.corpus.preprocess import preprocess
     preprocess(["shakespeare.txt"], "corpus.h5", level="char")
 """
 import contextlib
@@ -18,14 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnkit import files, writer
+from rnnkit import files
+from rnnkit.corpus import chunks
 from rnnkit.version import __version__
-from rnnkit.corpus import FORMAT, FORMAT_VERSION, Corpus, CorpusError
+from rnnkit.corpus.reader import FORMAT, FORMAT_VERSION, Corpus, CorpusError
 from rnnkit.errors import RnnkitError
-from rnnkit.sources import (BLOCK, InputError, bom_hint, check_encoding, find_inputs,
+from rnnkit.corpus.sources import (BLOCK, InputError, bom_hint, check_encoding, find_inputs,
                             read_blocks, read_text)
-from rnnkit.tokenize import EOS, LEVELS, TOKENIZERS, UNK
-from rnnkit.writer import SplitWriter, compression_pool, thread_pool
+from rnnkit.corpus.tokenize import EOS, LEVELS, TOKENIZERS, UNK
+from rnnkit.corpus.chunks import SplitWriter, compression_pool, thread_pool
 
 DEFAULT_FRAC = 0.1   # torch-rnn's default for both val and test
 MIN_TOKENS = 2       # a split needs one input and one target token at least
@@ -50,7 +51,7 @@ class Reader:
         self.cache = cache    # word level: a temporary file keeping pass 1's units for pass 2
 
     def units(self, source, on_bytes):
-        """The units of one file, block by block (see rnnkit.tokenize)."""
+        """The units of one file, block by block (see rnnkit.corpus.tokenize)."""
         split = self.tokenizer.splitter(source.path)
         if self.tokenizer.reads_bytes:
             for data in read_blocks(source.path, self.block):
@@ -314,7 +315,7 @@ def _encode(path, output, reader, vocab, sources, sizes, feeds, attrs):
         stored = sum(w.stored_bytes for w in writers)
         last = [w.sizes for w in writers if w.sizes]
         per_id = (stored / ids if ids else last[0][1] / last[0][0] if last else None)
-        needed = (int(per_id * sum(sizes.values()) + max(0, size - stored) + writer.RESERVE)
+        needed = (int(per_id * sum(sizes.values()) + max(0, size - stored) + chunks.RESERVE)
                   if per_id else None)
         raise files.write_error(output, err, needed) from None
 

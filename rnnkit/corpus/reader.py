@@ -22,7 +22,7 @@ import numpy as np
 
 from rnnkit import h5
 from rnnkit.errors import RnnkitError
-from rnnkit.tokenize import EOS, Vocabulary
+from rnnkit.corpus.tokenize import EOS, Vocabulary
 
 FORMAT = "rnnkit-corpus"
 FORMAT_VERSION = 1

@@ -9,7 +9,7 @@ No allocation per step: acc is (parts, 2, N, G*H) scratch.
 from numba import njit, prange
 import numpy as np
 
-from rnnkit.kernels.cpu.jit import JIT, Twin
+from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.blocks import add_row, parts_for, span
 from rnnkit.kernels.cpu.lanes import vdot

@@ -18,7 +18,7 @@ from itertools import count
 
 import numpy as np
 
-from rnnkit.sources import InputError
+from rnnkit.corpus.sources import InputError
 
 UNK, EOS = "<unk>", "<eos>"
 LEVELS = ("char", "byte", "word")
@@ -78,7 +78,7 @@ SLICE = 1 << 20  # elements per numpy call that casts indices to intp: bounds th
 
 def code_points(text):
     """The code points of `text` as a uint8 (ASCII), uint16 (all below U+10000) or uint32 array;
-    `text` may also be ASCII bytes (rnnkit.sources.read_text's ascii_bytes)."""
+    `text` may also be ASCII bytes (rnnkit.corpus.sources.read_text's ascii_bytes)."""
     if isinstance(text, bytes):
         return np.frombuffer(text, np.uint8)
     if text.isascii():

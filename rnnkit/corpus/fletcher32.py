@@ -1,4 +1,4 @@
-"""HDF5's Fletcher-32 checksum, for chunks that rnnkit compresses itself (rnnkit/writer.py).
+"""HDF5's Fletcher-32 checksum, for chunks that rnnkit compresses itself (rnnkit/corpus/chunks.py).
 
 HDF5's fletcher32 filter appends this checksum, little-endian, to each chunk after the other
 filters (here: deflate); every HDF5 reader checks it when it reads the chunk. Chunks written

@@ -3,7 +3,7 @@
 HDF5 runs its deflate filter on the calling thread while holding the GIL, and deflate is the
 slowest step of preprocessing (bench/RESULTS.md, "Preprocess"). So whole chunks are compressed with
 `zlib.compress` on a thread pool (zlib releases the GIL), given their Fletcher-32 checksum
-(rnnkit/kernels/cpu/checksum.py), and stored with `write_direct_chunk`; the file is the same as if HDF5's
+(rnnkit/corpus/fletcher32.py), and stored with `write_direct_chunk`; the file is the same as if HDF5's
 deflate and fletcher32 filters had run, and any HDF5 reader decompresses and checks it. Only a
 final partial chunk goes through HDF5's own filters.
 """
@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from rnnkit.kernels.cpu.checksum import with_checksum
+from rnnkit.corpus.fletcher32 import with_checksum
 
 CHUNK = 1 << 18     # elements per HDF5 chunk: big enough to compress well, small to read
 RESERVE = 1 << 20   # bytes kept free for HDF5's own metadata at close
