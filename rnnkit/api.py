@@ -114,7 +114,7 @@ def preprocess(inputs, output, **settings):
     return run([str(p) for p in inputs], str(output), **settings)
 
 
-# rnnkit.preprocess.preprocess's settings (its keywords; a test checks the list and that the
+# rnnkit.corpus.preprocess.preprocess's settings (its keywords; a test checks the list and that the
 # command's flags have their defaults)
 PREPROCESS_SETTINGS = ("level", "encoding", "errors", "val_frac", "test_frac", "val", "test",
                        "vocab_from", "max_vocab", "min_count", "force")

@@ -41,7 +41,7 @@ def printed(texts, separator="--- sample {n} of {N} ---"):
 
 def test_import_is_cheap_and_the_functions_keep_their_names():
     code = ("import sys, rnnkit; heavy = [m for m in ('numpy', 'numba', 'h5py') if m in "
-            "sys.modules]; import rnnkit.train, rnnkit.load, rnnkit.preprocess; "
+            "sys.modules]; import rnnkit.train, rnnkit.load, rnnkit.corpus.preprocess; "
             "print(heavy, callable(rnnkit.train), callable(rnnkit.load), "
             "callable(rnnkit.preprocess))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
