@@ -32,12 +32,19 @@ CONFIGS.append(dict(name="word lstm 200", cell="lstm", V=10000, E=200, H=200, N=
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from rnnkit.threads import set_threads
+try:                        # the layout since issue 21; a tree from before it: the except
+    from rnnkit.backends.threads import set_threads
+except ImportError:
+    from rnnkit.threads import set_threads
 cfgs, threads, min_time = json.loads(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 clock = time.process_time if sys.argv[4] == "cpu" else time.perf_counter
 set_threads(threads)
-from rnnkit.model import Model, ModelConfig
-from rnnkit.optim import clip_gradients, make_optimizer
+try:
+    from rnnkit.model.network import Model, ModelConfig
+    from rnnkit.model.optim import clip_gradients, make_optimizer
+except ImportError:
+    from rnnkit.model import Model, ModelConfig
+    from rnnkit.optim import clip_gradients, make_optimizer
 out = {}
 for c in cfgs:
     m = Model(ModelConfig(cell=c["cell"], vocab_size=c["V"], embed=c["E"], hidden=c["H"],

@@ -49,10 +49,10 @@ def shares(data):
 
 
 def rnnkit_step(softmax, threads):
-    from rnnkit.threads import set_threads
+    from rnnkit.backends.threads import set_threads
     set_threads(threads)
-    from rnnkit.model import Model, ModelConfig
-    from rnnkit.optim import clip_gradients, make_optimizer
+    from rnnkit.model.network import Model, ModelConfig
+    from rnnkit.model.optim import clip_gradients, make_optimizer
 
     kw = dict(softmax="adaptive", cutoffs=",".join(map(str, CUTOFFS)), div_value=DIV) \
         if softmax == "adaptive" else {}

@@ -1,6 +1,6 @@
 """CPU seconds of a first training step on an empty kernel cache: the run's process (imports and
-the corpus included) and its backward compile worker (rnnkit/compile_workers.py), if it starts
-one. CPU time does not depend on what else runs on the machine, wall time does: on two free
+the corpus included) and its backward compile worker (rnnkit/training/compile_workers.py), if it
+starts one. CPU time does not depend on what else runs on the machine, wall time does: on two free
 cores the first step comes after about the larger of the two figures.
 
     NUMBA_CACHE_DIR=$(mktemp -d) PYTHONPATH=TREE python bench/compile_cpu.py lstm
@@ -16,10 +16,10 @@ from pathlib import Path
 
 started = time.process_time()
 
-from rnnkit import compile_workers  # noqa: E402
-from rnnkit.config import TrainConfig  # noqa: E402
+from rnnkit.training import compile_workers  # noqa: E402
+from rnnkit.model.config import TrainConfig  # noqa: E402
 from rnnkit.corpus.preprocess import preprocess  # noqa: E402
-from rnnkit.train import train  # noqa: E402
+from rnnkit.training.train import train  # noqa: E402
 
 TEXT = "".join(f"line {i}: the quick brown fox {'jumps' if i % 3 else 'naps'} over it.\n"
                for i in range(3000))

@@ -63,8 +63,8 @@ def name(c):
 
 class Rnnkit:
     def __init__(self, c, backend):
-        from rnnkit.model import Model, ModelConfig
-        from rnnkit.optim import make_optimizer
+        from rnnkit.model.network import Model, ModelConfig
+        from rnnkit.model.optim import make_optimizer
         cfg = ModelConfig(cell=c["cell"], vocab_size=c["V"], embed=c["E"], hidden=c["H"],
                           layers=c["L"])
         self.b, self.c = backend, c
@@ -77,7 +77,7 @@ class Rnnkit:
         self.rng = backend.rng(0)
 
     def train_step(self):
-        from rnnkit.optim import clip_gradients
+        from rnnkit.model.optim import clip_gradients
         loss, self.state = self.model.forward_backward(self.x, self.y, self.state)
         clip_gradients(self.model.grads, 5.0, backend=self.b)
         self.opt.step(self.model.grads)

@@ -83,7 +83,7 @@ def main():
     ap.add_argument("--configs", default="128x32,128x64,256x32,256x64,512x32,512x64",
                     help="HxN,...")
     a = ap.parse_args()
-    from rnnkit.threads import set_threads
+    from rnnkit.backends.threads import set_threads
 
     from train_step import region_us  # the machine's phase marker (bench/train_step.py)
 

@@ -19,11 +19,11 @@ import sys
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from rnnkit.distributed import communicator
+from rnnkit.training.distributed import communicator
 comm = communicator()
 from rnnkit.backends import get_backend
-from rnnkit.model import Model, ModelConfig
-from rnnkit.optim import clip_gradients, make_optimizer
+from rnnkit.model.network import Model, ModelConfig
+from rnnkit.model.optim import clip_gradients, make_optimizer
 N, T, H = (int(a) for a in sys.argv[1:4])
 seconds = float(sys.argv[4])
 backend = get_backend("cpu", threads=1)

@@ -19,7 +19,7 @@ import statistics
 import time
 
 import rnnkit
-from rnnkit.evaluate import evaluate_ids
+from rnnkit.training.evaluate import evaluate_ids
 
 
 def main():

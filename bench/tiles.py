@@ -159,7 +159,7 @@ def main():
                     help="MRxNVxPF,... (default: the usual ones for this CPU's registers)")
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
-    from rnnkit.threads import set_threads
+    from rnnkit.backends.threads import set_threads
 
     set_threads(1)
     if not args.shapes:

@@ -123,8 +123,8 @@ def region_us(count=6400):
 
 
 def run_rnnkit(c):
-    from rnnkit.model import Model, ModelConfig
-    from rnnkit.optim import clip_gradients, make_optimizer
+    from rnnkit.model.network import Model, ModelConfig
+    from rnnkit.model.optim import clip_gradients, make_optimizer
 
     model = Model(ModelConfig(cell=c["cell"], vocab_size=c["V"], embed=c["E"], hidden=c["H"],
                               layers=c["L"]))
@@ -298,10 +298,10 @@ def main():
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
                   isa_environ(args.isa))
 
-    from rnnkit.threads import set_threads
+    from rnnkit.backends.threads import set_threads
     set_threads(args.threads)
     t0 = time.perf_counter()
-    from rnnkit.model import Model, ModelConfig  # noqa: F401  time the kernels' first load
+    from rnnkit.model.network import Model, ModelConfig  # noqa: F401  time the kernels' first load
     from rnnkit.kernels.cpu import target
     rounds, sgemm = [], []
     for r in range(args.rounds):

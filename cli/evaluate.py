@@ -36,8 +36,8 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
     rnnkit eval runs/char/best.h5 corpus.h5 --split val
     rnnkit eval runs/char/best.h5 --text other.txt --unknown skip
     """
-    from rnnkit.eval_checkpoint import evaluate_checkpoint
-    from rnnkit.threads import set_threads
+    from rnnkit.tools.eval_checkpoint import evaluate_checkpoint
+    from rnnkit.backends.threads import set_threads
 
     if corpus is not None and text is not None:
         raise click.UsageError("give either CORPUS (with --split) or --text FILE")

@@ -32,8 +32,8 @@ def command(checkpoint, output, format_, force):
     if format_ is None:
         format_ = "onnx" if output.lower().endswith(".onnx") else "safetensors"
     if format_ == "onnx":
-        from rnnkit.onnx_export import export_onnx as export
+        from rnnkit.tools.onnx_export import export_onnx as export
     else:
-        from rnnkit.exchange import export_checkpoint as export
+        from rnnkit.tools.safetensors import export_checkpoint as export
     weights, meta = export(checkpoint, output, force)
     click.echo(f"wrote {weights} and {meta}", err=True)

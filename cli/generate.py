@@ -78,10 +78,10 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
     """
     from rnnkit import files
     from rnnkit.api import load
-    from rnnkit.beam import check_beam
-    from rnnkit.generate import check_options, check_stop, check_until_eos
-    from rnnkit.language_model import fresh_seed
-    from rnnkit.load import compiling_note
+    from rnnkit.tools.beam import check_beam
+    from rnnkit.tools.generate import check_options, check_stop, check_until_eos
+    from rnnkit.api.language_model import fresh_seed
+    from rnnkit.tools.load import compiling_note
     from rnnkit.corpus.textcodec import UnknownSymbol, read_text
 
     if prime and prime_file:

@@ -20,6 +20,6 @@ def command(path, verify):
     rnnkit info runs/char
     rnnkit info runs/char/best.h5 --verify
     """
-    from rnnkit.info import describe
+    from rnnkit.tools.info import describe
 
     click.echo(describe(path, verify))

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from rnnkit import console, stop_signals
+from rnnkit import console
+from rnnkit.training import stop_signals
 from rnnkit.version import __version__
 from rnnkit.errors import RnnkitError
 
@@ -56,7 +57,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as err:
-            from rnnkit.distributed import world_rank
+            from rnnkit.training.distributed import world_rank
 
             if world_rank():        # MPI: every rank has the same flags; rank 0 says it
                 ctx.exit(err.exit_code)

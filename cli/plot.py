@@ -1,7 +1,7 @@
 """`rnnkit plot`: training curves of one or more runs in one image."""
 import click
 
-from rnnkit.plot import X_AXES
+from rnnkit.tools.plot import X_AXES
 
 
 @click.command("plot")
@@ -25,7 +25,7 @@ def command(run_dirs, output, force, x_axis):
     rnnkit plot runs/lstm runs/gru runs/rnn --x time -o compare.svg
     """
     from rnnkit.files import check_output
-    from rnnkit.plot import plot_runs
+    from rnnkit.tools.plot import plot_runs
 
     check_output(output, force)
     notes = []

@@ -6,7 +6,7 @@ import sys
 import click
 
 from rnnkit.cli.options import placement
-from rnnkit.score import BATCH, RESETS
+from rnnkit.tools.score import BATCH, RESETS
 from rnnkit.corpus.textcodec import UNKNOWN
 
 
@@ -46,9 +46,9 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
     rnnkit score runs/ptb/best.h5 sentences.txt > scores.tsv
     cat sentences.txt | rnnkit score runs/ptb/best.h5 --per-token > tokens.jsonl
     """
-    from rnnkit.evaluate import report
+    from rnnkit.training.evaluate import report
     from rnnkit.api import load
-    from rnnkit.load import compiling_note
+    from rnnkit.tools.load import compiling_note
 
     lm = load(checkpoint, device=device, threads=threads)
     codec = lm.codec
@@ -78,7 +78,7 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
         click.echo(f"note: {dropped:,} {unit} of {where} that the vocabulary lacks "
                    f"were {what}", err=True)
     from rnnkit.metrics import show_perplexity
-    from rnnkit.score import log10
+    from rnnkit.tools.score import log10
 
     if not tokens:
         click.echo(f"{lines:,} lines, 0 tokens: nothing to score", err=True)
@@ -110,7 +110,7 @@ def _pieces(text, level, encoding):
 
 def _rows(scores, first, per_token, tokens):
     """The output lines of `scores`, the first being line `first` of the input."""
-    from rnnkit.score import log10
+    from rnnkit.tools.score import log10
 
     logprobs, counts = scores.line_logprobs().tolist(), scores.line_tokens().tolist()
     if not per_token:

@@ -1,6 +1,6 @@
 """`rnnkit train`: flags and a TOML file into a TrainConfig, then rnnkit.train does the work.
 
-Every config key is a flag of the same name (rnnkit/config.py): the options below are made
+Every config key is a flag of the same name (rnnkit/model/config.py): the options below are made
 from the config's fields, their types, defaults and help, so nothing is written twice.
 """
 import typing
@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from rnnkit.cli.options import ConfigOption
-from rnnkit.config import SECTIONS, TrainConfig, keys, parse_duration
+from rnnkit.model.config import SECTIONS, TrainConfig, keys, parse_duration
 
 D = TrainConfig()
 
@@ -124,7 +124,7 @@ def command(ctx, corpus, output, resume_dir, new_corpus, config_file, **flags):
     mpiexec -n 4 rnnkit train corpus.h5 -o runs/big --batch-size 128   # or srun
     """
     from rnnkit.api import train_config
-    from rnnkit.train import EXIT_INTERRUPTED, resume, train
+    from rnnkit.training.train import EXIT_INTERRUPTED, resume, train
 
     overrides = {}
     for param, value in flags.items():
@@ -151,4 +151,4 @@ def command(ctx, corpus, output, resume_dir, new_corpus, config_file, **flags):
         ctx.exit(EXIT_INTERRUPTED)
 
 
-command.defers_signals = True       # rnnkit/stop_signals.py: see cli/main.py
+command.defers_signals = True       # rnnkit/training/stop_signals.py: see cli/main.py

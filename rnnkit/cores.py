@@ -1,7 +1,7 @@
 """The cores this process may use: the affinity mask, a cgroup CPU quota, SLURM, OpenMP.
 
-Apart from rnnkit/threads.py (the kernels' thread policy), which needs Numba: the corpus writer
-sizes its compression threads from this without loading a compiler.
+Apart from rnnkit/backends/threads.py (the kernels' thread policy), which needs Numba: the corpus
+writer sizes its compression threads from this without loading a compiler.
 """
 import math
 import os

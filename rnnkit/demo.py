@@ -46,11 +46,11 @@ def say(text):
 
 def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidden=256,
          length=800):
-    from rnnkit.generate import generate
+    from rnnkit.tools.generate import generate
     from rnnkit.corpus.preprocess import preprocess
-    from rnnkit.load import load_model
-    from rnnkit.train import train
-    from rnnkit.config import load_toml, parse_duration
+    from rnnkit.tools.load import load_model
+    from rnnkit.training.train import train
+    from rnnkit.model.config import load_toml, parse_duration
 
     out = Path(out)
     if (out / "latest.h5").exists():
@@ -88,16 +88,16 @@ def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidd
 def warm_up(cfg):
     """Compile (or load from the cache) every kernel a training step and a validation of this
     config call, before the clock of --max-time starts: as `rnnkit train` does
-    (rnnkit/runtime.py), on a throwaway model of the same shapes, saying so when that takes
+    (rnnkit/training/runtime.py), on a throwaway model of the same shapes, saying so when that takes
     time."""
     import dataclasses
 
     import numpy as np
 
     from rnnkit.backends import get_backend
-    from rnnkit.model import Model
-    from rnnkit.optim import clip_gradients, make_optimizer
-    from rnnkit.runtime import Runtime
+    from rnnkit.model.network import Model
+    from rnnkit.model.optim import clip_gradients, make_optimizer
+    from rnnkit.training.runtime import Runtime
 
     backend = get_backend(cfg.train.device, cfg.train.threads)
     m = dataclasses.replace(cfg.model, vocab_size=8)

@@ -127,7 +127,7 @@ def model_loss(cfg, p, x, y, h0, c0=None, emb=None):
 
 def optimizer_steps(name, p, grads, hyper):
     """torch.optim's for-loop update, written out in numpy (float64), one step per gradient;
-    hyper: the optimizer's settings, PyTorch's defaults filled in (rnnkit.optim.DEFAULTS)."""
+    hyper: the optimizer's settings, PyTorch's defaults filled in (rnnkit.model.optim.DEFAULTS)."""
     h = hyper
     p = p.astype(np.float64).copy()
     lr, wd = h["lr"], h["weight_decay"]

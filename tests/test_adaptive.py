@@ -1,12 +1,12 @@
-"""The adaptive softmax (rnnkit/softmax.py) on every backend against the oracle
+"""The adaptive softmax (rnnkit/model/softmax.py) on every backend against the oracle
 (tests/naive.py): losses, every id's log-probability, gradients by float64 finite differences,
 the ragged cross-entropy and row kernels, and that a batch computes only its targets'
 clusters. Backends as in tests/test_backend.py (the CUDA one under the simulator too)."""
 import numpy as np
 import pytest
 
-from rnnkit.config import ConfigError, ModelConfig
-from rnnkit.model import Model
+from rnnkit.model.config import ConfigError, ModelConfig
+from rnnkit.model.network import Model
 from tests import naive
 from tests.test_backend import (backend, entries, fd_errors, host, host_state,  # noqa: F401
                                 numeric_grad, rel_error, simulated, weights)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnkit import checkpoint
-from rnnkit.checkpoint import Checkpoint
+from rnnkit.training import checkpoint
+from rnnkit.training.checkpoint import Checkpoint
 from rnnkit.cli.main import main
-from rnnkit.config import TrainConfig
-from rnnkit.evaluate import evaluate_ids
-from rnnkit.load import load_model
-from rnnkit.model import Model
+from rnnkit.model.config import TrainConfig
+from rnnkit.training.evaluate import evaluate_ids
+from rnnkit.tools.load import load_model
+from rnnkit.model.network import Model
 from rnnkit.corpus.tokenize import Vocabulary
 from tests.tiny_run import make_corpus
 

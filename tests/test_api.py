@@ -1,4 +1,4 @@
-"""The Python API (rnnkit/api.py, rnnkit/language_model.py) against the commands, which run
+"""The Python API (rnnkit/api/) against the commands, which run
 the same code: generate, beam search, score, surprisal and streams, preprocess and train."""
 import inspect
 import subprocess
@@ -41,7 +41,8 @@ def printed(texts, separator="--- sample {n} of {N} ---"):
 
 def test_import_is_cheap_and_the_functions_keep_their_names():
     code = ("import sys, rnnkit; heavy = [m for m in ('numpy', 'numba', 'h5py') if m in "
-            "sys.modules]; import rnnkit.train, rnnkit.load, rnnkit.corpus.preprocess; "
+            "sys.modules]; import rnnkit.training.train, rnnkit.tools.load, "
+            "rnnkit.corpus.preprocess; "
             "print(heavy, callable(rnnkit.train), callable(rnnkit.load), "
             "callable(rnnkit.preprocess))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,9 +1,9 @@
-"""The architecture, checked: rnnkit's imports form no cycle and its layers point one way
-(CLI -> API -> training -> model -> backend -> kernels); both backends implement the
-Backend interface, method for method and signature for signature; every cell has kernels on
-every backend; and no code outside the registries (rnnkit/cells.py, each backend's KERNELS,
-kernels/*/buffers.py) compares a cell's name, so a new cell is a registration, not a hunt
-through the code."""
+"""The architecture, checked: rnnkit's imports form no cycle and its layers point one way (CLI ->
+API -> tools -> training -> model -> backends -> kernels, the corpus beside the model;
+docs/architecture.md); both backends implement the Backend interface, method for method and
+signature for signature; every cell has kernels on every backend; and no code outside the
+registries (rnnkit/cells.py, each backend's KERNELS, kernels/*/buffers.py) compares a cell's
+name, so a new cell is a registration, not a hunt through the code."""
 import ast
 import inspect
 import re
@@ -19,26 +19,30 @@ from rnnkit.backends.cuda import CUDABackend
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = [CPUBackend, CUDABackend]
 
-# Layers, lowest first: a module may import its own layer and those below, never above.
-# Modules in none of them (the data and after-training tools) are free, but for cycles.
-# The foundation imports nothing of rnnkit but the foundation: every layer may read it. The
-# Python API (rnnkit/api.py, the LanguageModel) runs training and the tools, and the commands
-# run on it; the package's __init__ is its facade, above them all: no layer's.
-LAYERS = [
-    ("foundation", {"rnnkit.version", "rnnkit.errors", "rnnkit.cells", "rnnkit.lock",
-                    "rnnkit.console", "rnnkit.cores"}),
-    ("kernels", {"rnnkit.kernels"}),
-    ("backend", {"rnnkit.backends", "rnnkit.threads"}),
-    ("model", {"rnnkit.model", "rnnkit.optim"}),
-    ("training", {"rnnkit.loop", "rnnkit.run", "rnnkit.train", "rnnkit.runtime",
-                  "rnnkit.compile_workers"}),
-    ("api", {"rnnkit.api", "rnnkit.language_model"}),
-    ("cli", {"rnnkit.cli"}),
-]
+# The layers (docs/architecture.md draws them), each a package of rnnkit but the foundation,
+# and what each may import besides itself. The foundation, small modules at rnnkit/'s top,
+# imports nothing of rnnkit but the foundation, and every layer may read it. The corpus stands
+# beside the model: it reads the foundation only. The training layer takes kernels/cache.py (the
+# compile cache), no kernel (KERNEL_USERS). rnnkit/__init__.py (the package's facade, over the
+# API) and __main__ (over the CLI) are no layer's; every other module is one's.
+FOUNDATION = {"rnnkit.version", "rnnkit.errors", "rnnkit.console", "rnnkit.cores", "rnnkit.files",
+              "rnnkit.lock", "rnnkit.h5", "rnnkit.metrics", "rnnkit.cells"}
+BELOW_API = {"tools", "training", "model", "corpus", "backends", "foundation"}
+LAYERS = {
+    "foundation": (FOUNDATION, set()),
+    "kernels": ({"rnnkit.kernels"}, {"foundation"}),
+    "backends": ({"rnnkit.backends"}, {"kernels", "foundation"}),
+    "corpus": ({"rnnkit.corpus"}, {"foundation"}),
+    "model": ({"rnnkit.model"}, {"backends", "foundation"}),
+    "training": ({"rnnkit.training"}, {"model", "corpus", "backends", "kernels", "foundation"}),
+    "tools": ({"rnnkit.tools"}, {"training", "model", "corpus", "backends", "foundation"}),
+    "api": ({"rnnkit.api", "rnnkit.demo"}, BELOW_API),
+    "cli": ({"rnnkit.cli"}, {"api"} | BELOW_API),
+}
+OUTSIDE = {"rnnkit", "rnnkit.__main__"}
 # Who may import a backend's own kernels (rnnkit/kernels/cpu, cuda): the kernels and the
 # backend layer.
-KERNEL_USERS = {"rnnkit.kernels", "rnnkit.backends", "rnnkit.threads"}
-
+KERNEL_USERS = {"rnnkit.kernels", "rnnkit.backends"}
 
 def modules():
     """Dotted name -> file of every module of rnnkit (cli/ installs as rnnkit.cli)."""
@@ -106,11 +110,11 @@ def in_group(module, group):
 
 
 def layer(module):
-    for rank, (name, group) in enumerate(LAYERS):
+    """The name of `module`'s layer, or None."""
+    for name, (group, _) in LAYERS.items():
         if module in group if name == "foundation" else in_group(module, group):
-            return rank
+            return name
     return None
-
 
 def kernel_folder(module):
     """"cpu" or "cuda" for a module of that kernel folder, else None."""
@@ -124,15 +128,18 @@ def test_imports_form_no_cycle():
     assert cycles(import_graph()) == []
 
 
+def test_every_module_has_a_layer():
+    loose = sorted(m for m in import_graph() if m not in OUTSIDE and layer(m) is None)
+    assert not loose, f"a package of its own, or a layer for: {loose}"
+
+
 def test_layers_point_one_way():
     wrong = []
     for m, imported in sorted(import_graph().items()):
         for n in sorted(imported):
             here, there = layer(m), layer(n)
-            if here == 0 and there != 0:
-                wrong.append(f"{m} (foundation) imports {n}")
-            elif here is not None and there is not None and there > here:
-                wrong.append(f"{m} ({LAYERS[here][0]}) imports {n} ({LAYERS[there][0]})")
+            if here is not None and there not in (here, *LAYERS[here][1]):
+                wrong.append(f"{m} ({here}) imports {n} ({there})")
             elif n.startswith(("rnnkit.kernels.cpu", "rnnkit.kernels.cuda")) and \
                     not in_group(m, KERNEL_USERS):
                 wrong.append(f"{m} imports {n}, a backend's kernels")
@@ -141,10 +148,16 @@ def test_layers_point_one_way():
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_layers_check_would_catch_an_upward_import():
+    assert "model" not in LAYERS["corpus"][1] and "training" not in LAYERS["model"][1]
+    assert layer("rnnkit.training.loop") == "training" and layer("rnnkit.cells") == "foundation"
+    assert layer("rnnkit.cli.train") == "cli" and layer("rnnkit.tools.plot") == "tools"
+    assert layer("rnnkit.stray") is None
+
 def test_the_graph_sees_every_kind_of_import():
     graph = import_graph()
-    assert "rnnkit.kernels.cpu.compile" in graph["rnnkit.kernels.cpu.lstm"]      # from x.y import z
-    assert "rnnkit.kernels.cache" in graph["rnnkit.runtime"]                 # from x import y
+    assert "rnnkit.kernels.cpu.compile" in graph["rnnkit.kernels.cpu.lstm"]  # from x.y import z
+    assert "rnnkit.kernels.cache" in graph["rnnkit.training.runtime"]     # from x import y
     assert "rnnkit.backends.cpu" in graph["rnnkit.backends"]                 # in a function
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
@@ -240,3 +253,14 @@ def test_every_path_the_docs_and_docstrings_name_exists():
                 if not any((ROOT / prefix / found).exists() for prefix in ("", "rnnkit")):
                     missing.append(f"{path.relative_to(ROOT)}:{number}: {found}")
     assert not missing, "\n".join(missing)
+
+
+def test_the_docs_draw_these_layers():
+    """docs/architecture.md's table of what each layer may import is LAYERS."""
+    rows = {}
+    for line in (ROOT / "docs" / "architecture.md").read_text().splitlines():
+        cells_ = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells_) == 3 and cells_[0] in LAYERS:
+            rows[cells_[0]] = set() if cells_[2] == "nothing else" else \
+                {name.strip() for name in cells_[2].split(",")}
+    assert rows == {name: allowed for name, (_, allowed) in LAYERS.items()}

@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from rnnkit import sampling
+from rnnkit.backends import sampling
 from rnnkit.backends import BackendError, get_backend
-from rnnkit.model import Model, ModelConfig
-from rnnkit.optim import DEFAULTS, clip_gradients, make_optimizer
+from rnnkit.model.network import Model, ModelConfig
+from rnnkit.model.optim import DEFAULTS, clip_gradients, make_optimizer
 from tests import naive
 
 CELLS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
@@ -469,7 +469,7 @@ def test_state_round_trips_through_the_host(backend):
 @pytest.mark.parametrize("name,hyper", CASES)
 def test_an_optimizer_keeps_at_most_its_max_buffers(backend, name, hyper):
     """max_buffers, which the memory check before a run counts, bounds what it allocates."""
-    from rnnkit.optim import OPTIMIZERS
+    from rnnkit.model.optim import OPTIMIZERS
 
     opt = make_optimizer(name, backend.from_host(np.zeros(5, np.float32)), backend, **hyper)
     assert len(opt.buffers) <= OPTIMIZERS[name].max_buffers
@@ -477,7 +477,7 @@ def test_an_optimizer_keeps_at_most_its_max_buffers(backend, name, hyper):
 
 def test_load_weights_checks_every_shape_before_copying(backend):
     """The one place where checkpoint weights enter a model (load, resume, --init-from)."""
-    from rnnkit.model import WeightsMismatch
+    from rnnkit.model.network import WeightsMismatch
 
     model, _, _, _ = make(backend, "gru", 2)
     before = host(backend, model.params)

@@ -7,11 +7,11 @@ import pytest
 from click.testing import CliRunner
 
 from rnnkit.backends import BackendError, get_backend
-from rnnkit.beam import beam_search, length_penalty
+from rnnkit.tools.beam import beam_search, length_penalty
 from rnnkit.cli.main import main
-from rnnkit.config import ModelConfig
-from rnnkit.generate import generate
-from rnnkit.model import Model
+from rnnkit.model.config import ModelConfig
+from rnnkit.tools.generate import generate
+from rnnkit.model.network import Model
 from rnnkit.corpus.textcodec import TextCodec
 from rnnkit.corpus.tokenize import Vocabulary
 from tests.tiny_run import make_corpus, make_run
@@ -105,7 +105,7 @@ def run(tmp_path_factory):
 
 
 def test_beam_one_is_greedy_decoding(run):
-    from rnnkit.load import load_model
+    from rnnkit.tools.load import load_model
 
     model, codec, _ = load_model(run / "latest.h5")
     greedy = "".join(generate(model, codec, 40, "line 3", greedy=True, echo=False))

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from rnnkit import compile_workers
-from rnnkit.load import load_model
+from rnnkit.training import compile_workers
+from rnnkit.tools.load import load_model
 from tests.tiny_run import make_corpus
 
 ARGS = ["--hidden", "32", "--embed", "16", "--layers", "2", "--batch-size", "16",
@@ -43,7 +43,7 @@ def test_cold_warm_and_across(tmp_path):
     model, _, _ = load_model(tmp_path / "a" / "latest.h5")
     spec = compile_workers.spec(model, 16, 16, "adam", "parallel", partition=2)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cold))
-    subprocess.run([sys.executable, "-m", "rnnkit.compile_workers", json.dumps(spec)],
+    subprocess.run([sys.executable, "-m", "rnnkit.training.compile_workers", json.dumps(spec)],
                    env=env, check=True, timeout=900)
     log = train(cold, corpus, "-o", tmp_path / "b", *ARGS, "--max-steps", 12)
     assert "compiling" not in log
@@ -51,7 +51,7 @@ def test_cold_warm_and_across(tmp_path):
     train(cold, "--resume", tmp_path / "c", "--max-steps", 12, "-q")
     assert losses(tmp_path / "a") == losses(tmp_path / "b") == losses(tmp_path / "c")
     # after the sampling worker, generating from the run compiles nothing: no new cache file
-    subprocess.run([sys.executable, "-m", "rnnkit.compile_workers",
+    subprocess.run([sys.executable, "-m", "rnnkit.training.compile_workers",
                     json.dumps(dict(spec, group="sampling"))], env=env, check=True, timeout=900)
     files = sorted(p.name for p in cold.rglob("*.nb*"))
     subprocess.run([sys.executable, "-m", "rnnkit", "generate", tmp_path / "a" / "latest.h5",

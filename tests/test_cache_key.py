@@ -43,10 +43,10 @@ def test_docstrings_and_comments_keep_the_key_code_does_not(package):
 
 
 def test_code_the_kernels_do_not_use_keeps_the_key(package):
-    assert package / "loop.py" not in cache.sources(package)
+    assert package / "training" / "loop.py" not in cache.sources(package)
     assert package / "cells.py" in cache.sources(package)
     base = cache.key(package)
-    edit(package / "loop.py", "MAX_ROLLBACKS = 3", "MAX_ROLLBACKS = 4")
+    edit(package / "training" / "loop.py", "MAX_ROLLBACKS = 3", "MAX_ROLLBACKS = 4")
     assert cache.key(package) == base
 
 
@@ -57,7 +57,7 @@ def test_the_key_is_remembered_until_a_file_changes(package, tmp_path, monkeypat
     monkeypatch.setattr(cache, "key", lambda package: pytest.fail("computed again"))
     assert cache._known_key(str(base), package) == first
     monkeypatch.undo()
-    loop = package / "loop.py"
+    loop = package / "training" / "loop.py"
     os.utime(loop, ns=(loop.stat().st_atime_ns, loop.stat().st_mtime_ns + 10**9))
     calls = []
     monkeypatch.setattr(cache, "key", lambda package: calls.append(1) or "fresh")

@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from rnnkit import checkpoint as ckpt
-from rnnkit.optim import make_optimizer
-from rnnkit.schedule import make_schedule
+from rnnkit.training import checkpoint as ckpt
+from rnnkit.model.optim import make_optimizer
+from rnnkit.model.schedule import make_schedule
 from rnnkit.corpus.tokenize import Vocabulary
 
 
@@ -117,7 +117,7 @@ def test_run_folder_keep_latest_best(tmp_path):
 
 WRITER = """
 import sys, numpy as np
-from rnnkit import checkpoint as ckpt
+from rnnkit.training import checkpoint as ckpt
 step = 0
 while True:
     step += 1

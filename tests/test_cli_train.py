@@ -9,10 +9,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from rnnkit import checkpoint
+from rnnkit.training import checkpoint
 from rnnkit.cli.main import main
-from rnnkit.model import Model
-from rnnkit.train import EXIT_INTERRUPTED
+from rnnkit.model.network import Model
+from rnnkit.training.train import EXIT_INTERRUPTED
 from tests.tiny_run import make_corpus, make_run
 
 SMALL = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8", "--layers",
@@ -162,7 +162,7 @@ def test_info_shows_checkpoints(run):
 
 
 def test_plot(run, tmp_path, monkeypatch):
-    from rnnkit.plot import read_metrics
+    from rnnkit.tools.plot import read_metrics
 
     curves = read_metrics(run)
     assert [s for s, _, _ in curves["train_loss"]] == list(range(1, 21))

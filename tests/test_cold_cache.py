@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from rnnkit.cli.main import main
-from rnnkit.runtime import Runtime
+from rnnkit.training.runtime import Runtime
 from tests.tiny_run import make_corpus, make_run
 
 NOTE = "compiling the lstm kernels for this machine"

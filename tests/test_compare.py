@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from rnnkit.cli.main import main
-from rnnkit.plot import labels, read_metrics
+from rnnkit.tools.plot import labels, read_metrics
 from tests.tiny_run import make_corpus, make_run
 
 
@@ -87,9 +87,9 @@ def test_info_summarises_a_run(runs):
 def test_the_config_line_trains_the_same_config(runs, tmp_path):
     import shlex
 
-    from rnnkit import checkpoint
+    from rnnkit.training import checkpoint
 
-    from rnnkit.paths import locate
+    from rnnkit.training.paths import locate
 
     line = next(line for line in invoke("info", runs[1]).stdout.splitlines()
                 if line.startswith("config: "))

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from rnnkit import checkpoint
+from rnnkit.training import checkpoint
 from rnnkit.cli.main import main
-from rnnkit.generate import generate
-from rnnkit.load import load_model
-from rnnkit.train import resume
+from rnnkit.tools.generate import generate
+from rnnkit.tools.load import load_model
+from rnnkit.training.train import resume
 
 DATA = Path(__file__).parent / "data"
 

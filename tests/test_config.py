@@ -1,6 +1,6 @@
 import pytest
 
-from rnnkit.config import (ConfigError, TrainConfig, dump_toml, from_dict, load_toml,
+from rnnkit.model.config import (ConfigError, TrainConfig, dump_toml, from_dict, load_toml,
                                  parse_duration)
 
 
@@ -64,7 +64,7 @@ def test_durations():
 
 def test_every_key_is_a_flag_of_the_same_name_and_help():
     from rnnkit.cli.train import OPTIONS, command
-    from rnnkit.config import SECTIONS, keys
+    from rnnkit.model.config import SECTIONS, keys
 
     options = {p.name: p for p in command.params}
     for section, cls in SECTIONS.items():
@@ -103,7 +103,7 @@ def test_dumped_toml_carries_the_help_as_comments():
 def test_docs_table_of_keys_and_flags_is_current():
     from pathlib import Path
 
-    from rnnkit.config import flag_table
+    from rnnkit.model.config import flag_table
 
     docs = (Path(__file__).parent.parent / "docs" / "training.md").read_text()
-    assert flag_table() in docs, "docs/training.md: paste rnnkit.config.flag_table() again"
+    assert flag_table() in docs, "docs/training.md: paste rnnkit.model.config.flag_table() again"

@@ -71,7 +71,7 @@ def test_plain_cuda_is_the_ranks_own_gpu(monkeypatch):
 
 
 def _model(cell, H, N, T, layers=2, seed=0, backend=None):
-    from rnnkit.model import Model, ModelConfig
+    from rnnkit.model.network import Model, ModelConfig
     cfg = ModelConfig(cell=cell, vocab_size=65, embed=64, hidden=H, layers=layers)
     model = Model(cfg, dtype=np.float32, seed=seed, backend=backend or GPU)
     rng = np.random.default_rng(seed)
@@ -182,7 +182,7 @@ def test_tf32_changes_only_the_float32_products_within_its_tolerance():
 
 @needs_gpu
 def test_a_training_step_on_the_gpu_makes_at_most_25_launches_and_one_readback():
-    from rnnkit.optim import clip_gradients, make_optimizer
+    from rnnkit.model.optim import clip_gradients, make_optimizer
     model, x, y = _model("lstm", 512, 16, 64)
     opt = make_optimizer("adam", model.params, GPU)
     state = model.init_state(16)

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.skipif(not ENABLE_CUDASIM, reason="runs under Numba's C
 if ENABLE_CUDASIM:
     from rnnkit.backends import get_backend
     from rnnkit.kernels.cuda import gemm, launch, recurrent, rng as philox
-    from rnnkit.model import Model, ModelConfig
-    from rnnkit.optim import clip_gradients, make_optimizer
+    from rnnkit.model.network import Model, ModelConfig
+    from rnnkit.model.optim import clip_gradients, make_optimizer
     from tests import naive
 
 CELLS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]

@@ -9,12 +9,12 @@ import pytest
 
 from numba.core.config import ENABLE_CUDASIM
 
-from rnnkit import checkpoint
+from rnnkit.training import checkpoint
 from rnnkit.corpus.reader import Corpus
-from rnnkit.evaluate import evaluate_ids
-from rnnkit.generate import generate
-from rnnkit.load import load_model
-from rnnkit.train import resume, train
+from rnnkit.training.evaluate import evaluate_ids
+from rnnkit.tools.generate import generate
+from rnnkit.tools.load import load_model
+from rnnkit.training.train import resume, train
 from tests.tiny_run import make_corpus, tiny_config
 
 pytestmark = pytest.mark.skipif(not ENABLE_CUDASIM, reason="runs under Numba's CUDA "

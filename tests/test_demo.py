@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from rnnkit import checkpoint
+from rnnkit.training import checkpoint
 from rnnkit.demo import main, stdlib_files
 
 

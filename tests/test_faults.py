@@ -14,10 +14,11 @@ import h5py
 import pytest
 from click.testing import CliRunner
 
-from rnnkit import checkpoint, files
+from rnnkit.training import checkpoint
+from rnnkit import files
 from rnnkit.cli.main import main
 from rnnkit.lock import Busy, RunLock
-from rnnkit.train import TrainError, resume, train
+from rnnkit.training.train import TrainError, resume, train
 from tests.tiny_run import make_corpus, tiny_config
 
 SMALL = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8", "--layers",

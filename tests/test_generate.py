@@ -4,9 +4,9 @@ import pytest
 from click.testing import CliRunner
 
 from rnnkit.cli.main import main
-from rnnkit.generate import generate
-from rnnkit.sampling import probabilities
-from rnnkit.load import load_model
+from rnnkit.tools.generate import generate
+from rnnkit.backends.sampling import probabilities
+from rnnkit.tools.load import load_model
 from tests.tiny_run import make_corpus, make_run
 
 
@@ -88,7 +88,7 @@ def gen(*args, input=None):
 
 
 def test_stop_strings_cut_across_pieces():
-    from rnnkit.generate import StopStrings
+    from rnnkit.tools.generate import StopStrings
 
     stops = StopStrings(["bc", "xyz"])
     assert stops.cut("ab") == ("ab", False)
@@ -133,13 +133,13 @@ def test_output_file_and_prime_file(run, tmp_path, monkeypatch):
     both = gen(*args, "--prime", "x", "--prime-file", tmp_path / "p.txt")
     assert both.exit_code == 2 and "not both" in both.output
 
-    import rnnkit.generate
+    import rnnkit.tools.generate
 
     def broken(*a, **k):                        # fails half-way through the text
         yield "some text"
         raise ValueError("the model broke")
 
-    monkeypatch.setattr(rnnkit.generate, "generate", broken)
+    monkeypatch.setattr(rnnkit.tools.generate, "generate", broken)
     failed = gen(*args, "-o", tmp_path / "new.txt")
     assert failed.exit_code == 1 and "the model broke" in failed.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "p.txt"]  # no part

@@ -8,8 +8,8 @@ from numba import njit
 
 from rnnkit.backends import get_backend
 from rnnkit.kernels.cpu.activations import exp, sigmoid, tanh
-from rnnkit.model import Model, ModelConfig
-from rnnkit.threads import set_threads
+from rnnkit.model.network import Model, ModelConfig
+from rnnkit.backends.threads import set_threads
 from tests import naive
 from tests.test_backend import CELLS, E, H, N, T, V, fd_errors, make, numeric_grad, rel_error
 

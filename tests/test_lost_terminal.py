@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnkit import checkpoint, files
+from rnnkit.training import checkpoint
+from rnnkit import files
 from rnnkit.cli.main import main
-from rnnkit.train_log import read_records
+from rnnkit.training.log import read_records
 from tests.tiny_run import make_corpus
 
 SMALL = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8", "--layers",
@@ -180,7 +181,7 @@ def test_the_progress_line_fits_the_terminal():
     import struct
     import termios
 
-    from rnnkit.train_log import ProgressBar
+    from rnnkit.training.log import ProgressBar
 
     master, slave = pty.openpty()
     try:

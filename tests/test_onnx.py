@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from rnnkit.cli.main import main
-from rnnkit.load import load_model
+from rnnkit.tools.load import load_model
 from tests.test_exchange import TOKENS, V, make_checkpoint
 
 onnx = pytest.importorskip("onnx", reason="needs the onnx package (the test extra)")

@@ -14,8 +14,8 @@ import json
 
 import pytest
 
-from rnnkit.train import train
-from rnnkit.config import TrainConfig
+from rnnkit.training.train import train
+from rnnkit.model.config import TrainConfig
 from tests.tiny_run import make_corpus
 
 RTOL = 1e-12    # float64 over 50 steps; the differences above are at most 4.4e-16 relative

@@ -428,7 +428,7 @@ def test_info_describes_a_corpus(tmp_path):
 
 
 def test_info_dispatches_on_the_format_attribute(tmp_path, monkeypatch):
-    from rnnkit import info
+    from rnnkit.tools import info
 
     with h5py.File(tmp_path / "new.h5", "w") as f:
         f.attrs["format"] = "rnnkit-new"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rnnkit import checkpoint
+from rnnkit.training import checkpoint
 from rnnkit.cli.main import main
-from rnnkit.train import resume
+from rnnkit.training.train import resume
 from tests.tiny_run import TEXT, make_corpus
 
 SMALL = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8", "--layers",

@@ -1,5 +1,5 @@
-"""The run's runtime (rnnkit/runtime.py): which compile workers start on a cold cache and when,
-the backward tasks shared with them, the thread cap and its end; and that compiling ahead in
+"""The run's runtime (rnnkit/training/runtime.py): which compile workers start on a cold cache and
+when, the backward tasks shared with them, the thread cap and its end; and that compiling ahead in
 the run's own process leaves the model as it was."""
 import threading
 import types
@@ -8,11 +8,12 @@ import numba
 import numpy as np
 import pytest
 
-from rnnkit import compile_workers, threads
+from rnnkit.training import compile_workers
+from rnnkit.backends import threads
 from rnnkit.backends.cpu import CPUBackend
 from rnnkit.kernels import cache
-from rnnkit.model import Model, ModelConfig
-from rnnkit.runtime import Runtime
+from rnnkit.model.network import Model, ModelConfig
+from rnnkit.training.runtime import Runtime
 
 
 class FakeWorker:

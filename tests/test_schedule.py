@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from rnnkit.schedule import make_schedule
+from rnnkit.model.schedule import make_schedule
 
 
 def test_constant_and_scale():
@@ -97,8 +97,8 @@ def test_step_with_start_is_zaremba():
 def test_every_schedule_builds_from_its_config_section():
     """The config's [schedule] section names a schedule and holds its options (schedule.py
     maps each, the one place that lists the schedules)."""
-    from rnnkit.config import SCHEDULES, ScheduleConfig
-    from rnnkit.schedule import from_config
+    from rnnkit.model.config import SCHEDULES, ScheduleConfig
+    from rnnkit.model.schedule import from_config
 
     assert SCHEDULES == ("constant", "step", "cosine", "plateau")
     for name in SCHEDULES:

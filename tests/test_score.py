@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from rnnkit.cli.main import main
-from rnnkit.evaluate import evaluate_ids
-from rnnkit.load import load_model
-from rnnkit.model import Model
-from rnnkit.score import score_text
+from rnnkit.training.evaluate import evaluate_ids
+from rnnkit.tools.load import load_model
+from rnnkit.model.network import Model
+from rnnkit.tools.score import score_text
 from tests.tiny_run import make_corpus, make_run
 
 LINES = "line 4: the quick brown fox naps over it.\nthe fox\n\nline 7: jumps over it.\nfox"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnkit import checkpoint
+from rnnkit.training import checkpoint
 from tests.slurm_cluster import Cluster, missing
 from tests.tiny_run import make_corpus
 

@@ -140,7 +140,7 @@ import json
 import numpy as np
 from numba import njit
 from rnnkit.kernels.cpu import leaf, target, tiles
-from rnnkit.model import Model, ModelConfig
+from rnnkit.model.network import Model, ModelConfig
 from tests import naive
 from tests.test_backend import fd_errors, make
 

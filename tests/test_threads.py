@@ -3,8 +3,8 @@ import numba
 import numpy as np
 import pytest
 
-from rnnkit import threads
-from rnnkit.model import Model, ModelConfig
+from rnnkit.backends import threads
+from rnnkit.model.network import Model, ModelConfig
 
 CELLS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
 

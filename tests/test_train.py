@@ -7,11 +7,11 @@ import signal
 import numpy as np
 import pytest
 
-from rnnkit import checkpoint
-from rnnkit.model import Model
+from rnnkit.training import checkpoint
+from rnnkit.model.network import Model
 from rnnkit.corpus.preprocess import preprocess
-from rnnkit.train import Diverged, TrainError, resume, train
-from rnnkit.config import TrainConfig
+from rnnkit.training.train import Diverged, TrainError, resume, train
+from rnnkit.model.config import TrainConfig
 
 TEXT = "".join(f"line {i}: the quick brown fox {'jumps' if i % 3 else 'naps'} over it.\n"
                for i in range(60))

@@ -1,7 +1,7 @@
 """A tiny corpus and a tiny trained run, for the tests of train, generate, eval, info, plot."""
 from rnnkit.corpus.preprocess import preprocess
-from rnnkit.train import train
-from rnnkit.config import TrainConfig
+from rnnkit.training.train import train
+from rnnkit.model.config import TrainConfig
 
 TEXT = "".join(f"line {i}: the quick brown fox {'jumps' if i % 3 else 'naps'} over it.\n"
                for i in range(60))

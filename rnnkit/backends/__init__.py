@@ -7,12 +7,12 @@ A backend owns every array of a model (parameters, gradients, optimizer state, a
 the carried state) and dispatches every operation on them to its kernels: each cell's forward
 and backward, embedding, output projection, softmax cross-entropy, dropout masks from its own
 RNG, the optimizer updates, gradient norm and clipping, sampling, and the copies between host
-and backend. `Backend` (interface.py) is the interface, which the model (rnnkit/model.py), the
-optimizers (rnnkit/optim.py) and the loops call and both backends implement
+and backend. `Backend` (interface.py) is the interface, which the model (rnnkit/model/network.py),
+the optimizers (rnnkit/model/optim.py) and the loops call and both backends implement
 (tests/test_architecture.py checks their methods and signatures against it); the CPU backend
 (cpu.py) is the reference. Each backend registers, per cell (rnnkit/cells.py), its kernels and
 their arrays (`KERNELS`, `CellKernels`). Compiling ahead and pacing threads are not a
-backend's business but the run's (rnnkit/runtime.py).
+backend's business but the run's (rnnkit/training/runtime.py).
 """
 from rnnkit.backends.interface import (Backend, BackendError, CellKernels,  # noqa: F401
                                       derived_seed)
@@ -34,8 +34,8 @@ def parse_device(device):
 
 
 def get_backend(device="cpu", threads=None, local_ranks=1, local_rank=0, precision="fp32"):
-    """The backend for `device`. threads: the CPU backend's partition (rnnkit/threads.py; 0:
-    the cores this process may use, shared by `local_ranks` processes of one job on a node;
+    """The backend for `device`. threads: the CPU backend's partition (rnnkit/backends/threads.py;
+    0: the cores this process may use, shared by `local_ranks` processes of one job on a node;
     None: leave the process's thread settings as they are). Plain "cuda" is GPU `local_rank`
     modulo the GPUs this process sees: one GPU per MPI rank on a node (under SLURM's
     --gpus-per-task each rank sees only its own, GPU 0). precision: the GPU's float32 products,

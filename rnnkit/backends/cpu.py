@@ -3,13 +3,13 @@
 Arrays start on a cache line (`zeros`): numpy puts large arrays 16 bytes past one, so where two
 threads split a row at a multiple of 16 floats (the LSTM's rows by units, the GRU's and RNN's
 feature-major scratch by streams) they would share the line at the cut. Threads: the
-partition and the governor of rnnkit/threads.py. Sampling and dropout masks use numpy's
+partition and the governor of rnnkit/backends/threads.py. Sampling and dropout masks use numpy's
 Generator (PCG64), whose state a checkpoint stores exactly; another backend's state (a
 checkpoint written on a GPU) seeds a fresh stream (rnnkit.backends.derived_seed).
 """
 import numpy as np
 
-from rnnkit import sampling, threads
+from rnnkit.backends import sampling, threads
 from rnnkit.backends.interface import CellKernels, derived_seed
 from rnnkit.kernels import cache
 from rnnkit.kernels.cpu import (adaptive, buffers, gru, linear, loss, lstm, optim, rnn,

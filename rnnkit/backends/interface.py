@@ -120,7 +120,7 @@ class Backend(Protocol):
         """dw += dy.T @ x; db += the sum of dy's rows (db None: no bias); dx = dy @ w
         (overwritten)."""
 
-    # -- the adaptive softmax's (rnnkit/softmax.py) -------------------------------------------
+    # -- the adaptive softmax's (rnnkit/model/softmax.py) ------------------------------------
     def gather_rows(self, src, rows, out):
         """out (R, H) = src[rows] for src (M, H) and rows (R,) from indices(), distinct."""
 
@@ -165,7 +165,7 @@ class Backend(Protocol):
 
     def sample(self, logits, rng, temperature=1.0, top_k=0, top_p=1.0, greedy=False):
         """Next token of each of the N rows of (N, V) logits, as host ints
-        (rnnkit/sampling.py is the reference)."""
+        (rnnkit/backends/sampling.py is the reference)."""
 
     # -- optimizers and clipping (arguments and equations: rnnkit/kernels/cpu/optim.py) -------
     def sgd_update(self, p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov,

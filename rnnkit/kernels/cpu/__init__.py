@@ -1,5 +1,5 @@
 """The CPU kernels (Numba @njit), imported by the CPU backend (rnnkit/backends/cpu.py) and its
-thread policy (rnnkit/threads.py, which sets their partition in blocks.py).
+thread policy (rnnkit/backends/threads.py, which sets their partition in blocks.py).
 
 One module per job: `lstm.py`, `gru.py`, `rnn.py` (each cell's forward and BPTT),
 `sampling_step.py` (one time step for a few streams: sampling), `linear.py` (output projection,

@@ -1,4 +1,4 @@
-"""The adaptive softmax's own kernels (rnnkit/softmax.py says what the layer computes).
+"""The adaptive softmax's own kernels (rnnkit/model/softmax.py says what the layer computes).
 
 - gather_rows / scatter_add_rows: a cluster's rows of the top layer's output out of the batch,
   and their gradient back into it (the rows are distinct: nothing to add up).

@@ -156,7 +156,7 @@ def add_parts(parts, out):
 
 
 # The partition: how many blocks the kernels cut their work into, which fixes the order of
-# every sum. rnnkit/threads.py chooses it and sets it here (set_partition); 1 until then.
+# every sum. rnnkit/backends/threads.py chooses it and sets it here (set_partition); 1 until then.
 PARTITION = 1
 
 

@@ -18,14 +18,14 @@ FASTMATH = False
 # error_model="numpy": no zero-division checks, which would stop loops from vectorising.
 JIT = dict(cache=CACHE, fastmath=FASTMATH, error_model="numpy", nogil=True)
 # Drivers split the batch (or the rows of a product) into one block per thread with prange;
-# BLAS itself runs single-threaded inside each block (rnnkit/threads.py says why).
+# BLAS itself runs single-threaded inside each block (rnnkit/backends/threads.py says why).
 PARALLEL = dict(JIT, parallel=True)
 
 
 class Twin:
     """One driver built twice: serial (prange runs as range) and parallel. `twin(blocks, *args)`
     runs the parallel build when the work is cut into several blocks and more than one thread
-    runs (rnnkit/threads.py), else the serial one; both give the same bits.
+    runs (rnnkit/backends/threads.py), else the serial one; both give the same bits.
 
     The parallel build gets its own function name: Numba's cache keys on the name, not the
     flags, and would otherwise hand one build's machine code to the other.

@@ -1,8 +1,8 @@
 """Projections of all time steps at once, and the embedding lookup, as compiled kernels.
 
 Each product runs in blocks, one per thread, through Numba's np.dot or, where it needs a
-strided view or accumulation, kernels/cpu/blas.py (see rnnkit/threads.py). The output weight is
-(V, H), PyTorch Linear's layout, so tying it to the embedding (V, E) needs no transpose.
+strided view or accumulation, kernels/cpu/blas.py (see rnnkit/backends/threads.py). The output
+weight is (V, H), PyTorch Linear's layout, so tying it to the embedding (V, E) needs no transpose.
 """
 from numba import njit, prange
 import numpy as np

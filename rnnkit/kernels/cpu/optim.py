@@ -7,7 +7,7 @@ state once, do the arithmetic in registers, store once. The equations are PyTorc
 writes them out, and kernels/pointwise.py holds the one copy of each element's arithmetic that
 this module and the GPU's (kernels/cuda/optim.py) compile.
 
-Every scalar arrives already cast to the parameters' dtype by the wrapper in rnnkit/optim.py,
+Every scalar arrives already cast to the parameters' dtype by the wrapper in rnnkit/model/optim.py,
 and no float literal appears in a loop body, so float32 parameters are updated in float32
 arithmetic as PyTorch does (a Python float literal would promote the loop to float64).
 Arrays: p, g and every state buffer are 1-D, contiguous, of one dtype, of the same length P.

@@ -1,5 +1,5 @@
 """The adaptive softmax's own kernels on the device (rnnkit/kernels/cpu/adaptive.py is the
-twin; rnnkit/softmax.py says what the layer computes). Its cross-entropy is loss.py's, over a
+twin; rnnkit/model/softmax.py says what the layer computes). Its cross-entropy is loss.py's, over a
 ragged plan.
 
 - gather / scatter_add: a cluster's rows of the top layer's output, and their gradient back

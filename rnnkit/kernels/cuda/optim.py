@@ -2,7 +2,7 @@
 
 Each element's arithmetic is kernels/pointwise.py's, the same source the CPU's updates
 (kernels/cpu/optim.py, whose docstrings write the equations out) compile. Every scalar
-arrives cast to the parameters' dtype (rnnkit/optim.py), and no float literal appears in a
+arrives cast to the parameters' dtype (rnnkit/model/optim.py), and no float literal appears in a
 body, so float32 stays float32.
 """
 import math

@@ -1,5 +1,5 @@
 """Drawing the next token of N streams on the device: temperature, top-k, top-p, greedy, with
-the semantics of rnnkit/sampling.py (the reference the tests compare with).
+the semantics of rnnkit/backends/sampling.py (the reference the tests compare with).
 
 Per row, in float64: z = logits / temperature; top-k keeps z >= the k-th largest z (ties at
 the k-th all kept); p = exp(z - max) over what is kept; top-p keeps the most likely tokens,

@@ -3,9 +3,9 @@
 `Run.build` makes the model, optimizer, schedule and dropout RNG from a TrainConfig on a
 backend; `run.checkpoint()` captures the whole state on the host and `run.restore(ck)` puts it
 back, so a run resumed from a checkpoint continues bit for bit where it stopped. (A trained
-model alone, for generate and eval: rnnkit/load.py.)
+model alone, for generate and eval: rnnkit/tools/load.py.)
 
-With several ranks (rnnkit/distributed.py) each holds its share of the N streams' carried
+With several ranks (rnnkit/training/distributed.py) each holds its share of the N streams' carried
 state and its own dropout RNG; a checkpoint holds the whole (L, N, H) state and every rank's
 RNG state, so a resume with as many ranks is exact, and one with another number of ranks that
 divides N takes each rank's share of the state (and, with dropout, RNG streams derived from
@@ -18,12 +18,12 @@ import math
 
 import numpy as np
 
-from rnnkit.checkpoint import Checkpoint
-from rnnkit.distributed import split_streams
-from rnnkit.config import ConfigError, OptimConfig, TrainConfig, from_dict
-from rnnkit.model import Model, WeightsMismatch
-from rnnkit.optim import DEFAULTS, make_optimizer
-from rnnkit import schedule as schedules
+from rnnkit.training.checkpoint import Checkpoint
+from rnnkit.training.distributed import split_streams
+from rnnkit.model.config import ConfigError, OptimConfig, TrainConfig, from_dict
+from rnnkit.model.network import Model, WeightsMismatch
+from rnnkit.model.optim import DEFAULTS, make_optimizer
+from rnnkit.model import schedule as schedules
 
 
 def optimizer_options(section):
@@ -139,7 +139,7 @@ def rng_seed(seed, rank, size):
 
 def config_from_checkpoint(ck):
     """The TrainConfig stored in a checkpoint."""
-    from rnnkit.checkpoint import CheckpointError
+    from rnnkit.training.checkpoint import CheckpointError
 
     try:
         return from_dict(ck.config, TrainConfig())

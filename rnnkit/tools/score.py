@@ -1,7 +1,7 @@
 """`rnnkit score`: the log-probability of each line of a text under a model.
 
-    from rnnkit.load import load_model
-    from rnnkit.score import score_text
+    from rnnkit.tools.load import load_model
+    from rnnkit.tools.score import score_text
     model, codec, _ = load_model("runs/x/best.h5")
     scores = score_text(model, codec, "the cat sat\\nthe dog ran\\n")
     scores.line_logprobs()          # natural log of each line's probability
@@ -10,7 +10,7 @@
 Every token of every line is predicted, the first from the symbol every line follows in
 training: <eos> at word level, a newline at char and byte level (what generate starts from).
 A line's tokens are its characters (bytes) with its newline, or its words and an <eos>.
-The totals are those of the evaluation loop (rnnkit/evaluate.py) on the same ids: with
+The totals are those of the evaluation loop (rnnkit/training/evaluate.py) on the same ids: with
 reset "never", eval --batch-size 1 on the text with a newline in front.
 
 Two state policies:
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnkit.errors import RnnkitError
-from rnnkit.evaluate import report
-from rnnkit.runtime import Runtime
+from rnnkit.training.evaluate import report
+from rnnkit.training.runtime import Runtime
 
 RESETS = ("per-line", "never")
 BATCH = 32      # per-line: lines scored at once as parallel streams

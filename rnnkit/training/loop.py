@@ -4,7 +4,7 @@ Each step: learning rate; evaluate and checkpoint when due; forward and backward
 gradients across processes; clip; optimizer step; log; stopping conditions. The hidden state
 is carried from batch to batch and reset at each pass over the data (truncated BPTT).
 
-Checkpoints (rnnkit/checkpoint.py) go to RUN_DIR/latest.h5 at every validation, every
+Checkpoints (rnnkit/training/checkpoint.py) go to RUN_DIR/latest.h5 at every validation, every
 `checkpoint_every` steps and at the end; best.h5 is the one with the lowest validation loss.
 A loss or gradient that is NaN or inf never reaches a checkpoint: the run rolls back to
 latest.h5, halves the learning rate and goes on; after MAX_ROLLBACKS rollbacks without a new
@@ -20,15 +20,16 @@ import math
 import time
 
 
-from rnnkit import checkpoint, softmax
+from rnnkit.training import checkpoint
+from rnnkit.model import softmax
 from rnnkit.errors import TrainError
-from rnnkit.evaluate import evaluate_batches
+from rnnkit.training.evaluate import evaluate_batches
 from rnnkit.metrics import show_perplexity
-from rnnkit.optim import clip_gradients
-from rnnkit.paths import portable
-from rnnkit.run_dir import METRICS
-from rnnkit.runtime import Runtime
-from rnnkit.train_log import Metrics, ProgressBar, val_metrics
+from rnnkit.model.optim import clip_gradients
+from rnnkit.training.paths import portable
+from rnnkit.training.folder import METRICS
+from rnnkit.training.runtime import Runtime
+from rnnkit.training.log import Metrics, ProgressBar, val_metrics
 
 MAX_ROLLBACKS = 3
 MARGIN_S = 1.0                   # kept free before a --max-time deadline (at most 5% of it)

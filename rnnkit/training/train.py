@@ -1,19 +1,20 @@
-"""Training runs: start one, or resume one, in a run folder; the loop itself is rnnkit/loop.py.
+"""Training runs: start one, or resume one, in a run folder; the loop itself is
+rnnkit/training/loop.py.
 
-    from rnnkit.train import train, resume
-    from rnnkit.config import TrainConfig
+    from rnnkit.training.train import train, resume
+    from rnnkit.model.config import TrainConfig
     cfg = TrainConfig()
     cfg.data.corpus = "corpus.h5"
     result = train(cfg, "runs/x")
     result = resume("runs/x", {"train": {"epochs": 100}})
 
-A run folder is used by one process at a time (rnnkit/run_dir.py); a run that fails before its
-first checkpoint leaves no folder behind. SIGINT, SIGTERM, SIGHUP and SIGUSR1 (which SLURM sends
+A run folder is used by one process at a time (rnnkit/training/folder.py); a run that fails before
+its first checkpoint leaves no folder behind. SIGINT, SIGTERM, SIGHUP and SIGUSR1 (which SLURM sends
 before the time limit), from the moment training starts setting up, let the current step finish,
 write latest.h5 and return a result with `interrupted` set; `rnnkit train` then exits with
 EXIT_INTERRUPTED (75, sysexits' EX_TEMPFAIL: "try again"), and `rnnkit train --resume RUN_DIR`
 continues exactly where it stopped. A second SIGINT stops at once (the last checkpoint is
-intact). `--max-time` bounds the whole process, from its launch (rnnkit/clock.py).
+intact). `--max-time` bounds the whole process, from its launch (rnnkit/training/clock.py).
 """
 import contextlib
 import copy
@@ -21,20 +22,20 @@ import dataclasses
 import json
 import os
 
-from rnnkit import checkpoint
+from rnnkit.training import checkpoint
 from rnnkit.backends import get_backend
-from rnnkit.clock import Deadline
+from rnnkit.training.clock import Deadline
 from rnnkit.corpus.reader import Corpus, CorpusError, changes
-from rnnkit.distributed import agreed, communicator
+from rnnkit.training.distributed import agreed, communicator
 from rnnkit.files import human
-from rnnkit.loop import Diverged, Loop, TrainError, TrainResult
-from rnnkit.model import WeightsMismatch, memory_bytes
-from rnnkit.optim import OPTIMIZERS
-from rnnkit.run import Run, config_from_checkpoint
-from rnnkit.paths import located
-from rnnkit.run_dir import RunFolder
-from rnnkit.stop_signals import StopSignals
-from rnnkit.config import from_dict
+from rnnkit.training.loop import Diverged, Loop, TrainError, TrainResult
+from rnnkit.model.network import WeightsMismatch, memory_bytes
+from rnnkit.model.optim import OPTIMIZERS
+from rnnkit.training.run import Run, config_from_checkpoint
+from rnnkit.training.paths import located
+from rnnkit.training.folder import RunFolder
+from rnnkit.training.stop_signals import StopSignals
+from rnnkit.model.config import from_dict
 
 EXIT_INTERRUPTED = 75
 RESUMABLE = {"train"}            # config sections a resumed run may change (limits, not the math)

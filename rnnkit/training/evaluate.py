@@ -1,5 +1,5 @@
 """The evaluation loop: loss of a model on ids, in nats per token, perplexity, bits per token.
-(`rnnkit eval` on a checkpoint is rnnkit/eval_checkpoint.py.)
+(`rnnkit eval` on a checkpoint is rnnkit/tools/eval_checkpoint.py.)
 
 The ids are laid out as N parallel streams (the training layout) and fed T steps at a time with
 the hidden state carried across batches, so every token after a stream's first is predicted
@@ -13,7 +13,7 @@ import numpy as np
 
 from rnnkit.corpus.reader import stream_length
 from rnnkit.metrics import bits, perplexity
-from rnnkit.runtime import Runtime
+from rnnkit.training.runtime import Runtime
 
 
 

@@ -13,12 +13,12 @@ import shlex
 from rnnkit import h5
 from rnnkit.errors import RnnkitError
 from rnnkit.metrics import bits, perplexity, show_perplexity
-from rnnkit.train_log import read_records
+from rnnkit.training.log import read_records
 
 # format attribute -> "module:function(path) -> str"
 DESCRIBERS = {
     "rnnkit-corpus": "rnnkit.corpus.reader:describe",
-    "rnnkit-checkpoint": "rnnkit.checkpoint:describe",
+    "rnnkit-checkpoint": "rnnkit.training.checkpoint:describe",
 }
 
 
@@ -136,7 +136,7 @@ def describe_run(run_dir, verify=False):
         lines.append("")
         lines.append(describe(latest, verify))
     if verify:
-        from rnnkit.checkpoint import step_files
+        from rnnkit.training.checkpoint import step_files
 
         for path in [os.path.join(run_dir, "best.h5")] + list(map(str, step_files(run_dir))):
             if os.path.exists(path):
@@ -146,7 +146,7 @@ def describe_run(run_dir, verify=False):
 
 def _checkpoints_line(run_dir, meta, best_meta):
     """Which checkpoints the folder holds, and the step of each."""
-    from rnnkit.checkpoint import step_files
+    from rnnkit.training.checkpoint import step_files
 
     parts = [f"latest.h5 (step {meta['step']:,})" if meta else "no usable latest.h5",
              f"best.h5 (step {best_meta['step']:,})" if best_meta else "no best.h5 yet"]
@@ -160,7 +160,7 @@ def _checkpoints_line(run_dir, meta, best_meta):
 def _meta(path):
     """The root attributes of a checkpoint of the run (None when it has none or is
     unreadable: describing it below says why)."""
-    from rnnkit.checkpoint import read_meta
+    from rnnkit.training.checkpoint import read_meta
 
     if not os.path.exists(path):
         return None
@@ -173,8 +173,8 @@ def _meta(path):
 def config_line(config, folder="."):
     """A checkpoint's config as the command that trains it, here: CORPUS (its path stored
     relative to the run `folder`) and the flags whose values differ from the defaults."""
-    from rnnkit.config import ConfigError, TrainConfig, from_dict
-    from rnnkit.paths import located
+    from rnnkit.model.config import ConfigError, TrainConfig, from_dict
+    from rnnkit.training.paths import located
 
     try:
         values = located(from_dict(config), folder).to_dict()

@@ -1,5 +1,5 @@
 """The language model: embedding -> L recurrent layers -> output layer (full or adaptive
-softmax: rnnkit/softmax.py).
+softmax: rnnkit/model/softmax.py).
 
 Parameters live in one flat array (`params`) and gradients in another (`grads`), with named
 views into each (`p`, `g`): optimizers, gradient averaging across ranks and norm clipping each
@@ -15,9 +15,10 @@ or a GPU, and runs every kernel. This module only says what runs in which order,
 """
 import numpy as np
 
-from rnnkit import cells, softmax
+from rnnkit import cells
+from rnnkit.model import softmax
 from rnnkit.backends import get_backend
-from rnnkit.config import ModelConfig
+from rnnkit.model.config import ModelConfig
 
 
 class WeightsMismatch(ValueError):

@@ -1,7 +1,7 @@
 """Beam search: the K most likely continuations of a prime, by log-probability.
 
-    from rnnkit.load import load_model
-    from rnnkit.beam import beam_search
+    from rnnkit.tools.load import load_model
+    from rnnkit.tools.beam import beam_search
     model, codec, _ = load_model("runs/x/best.h5")
     for h in beam_search(model, codec, "ROMEO:", length=100, beam=8, num_samples=3):
         print(h.score, h.text)
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnkit.generate import (StopStrings, check_options, check_stop, check_until_eos,
+from rnnkit.tools.generate import (StopStrings, check_options, check_stop, check_until_eos,
                              prime_state, start_tokens)
-from rnnkit.runtime import Runtime
+from rnnkit.training.runtime import Runtime
 
 
 @dataclass

@@ -9,7 +9,7 @@ import os
 
 from rnnkit import files
 from rnnkit.errors import RnnkitError
-from rnnkit.train_log import read_records
+from rnnkit.training.log import read_records
 
 # metrics.jsonl key -> panel title
 PANELS = {"train_loss": "train loss (nats/token)", "val_loss": "validation loss (nats/token)",

@@ -16,13 +16,13 @@ import random
 
 import numpy as np
 
-from rnnkit import generate as sampler
-from rnnkit.beam import beam_search, decode_prime
-from rnnkit.generate import check_options, prime_state, start_tokens
-from rnnkit.load import load_model
-from rnnkit.runtime import Runtime
-from rnnkit.sampling import probabilities
-from rnnkit.score import BATCH, Scorer
+from rnnkit.tools import generate as sampler
+from rnnkit.tools.beam import beam_search, decode_prime
+from rnnkit.tools.generate import check_options, prime_state, start_tokens
+from rnnkit.tools.load import load_model
+from rnnkit.training.runtime import Runtime
+from rnnkit.backends.sampling import probabilities
+from rnnkit.tools.score import BATCH, Scorer
 
 
 def fresh_seed():
@@ -77,7 +77,7 @@ class LanguageModel:
     def pieces(self, prime="", length=200, *, temperature=1.0, top_k=0, top_p=1.0,
                greedy=False, seed=None, stop=(), until_eos=False, unknown="error", echo=True):
         """One sample's text piece by piece as it is made: the prime (if `echo`), then up to
-        `length` tokens (rnnkit/generate.py). What rnnkit generate streams."""
+        `length` tokens (rnnkit/tools/generate.py). What rnnkit generate streams."""
         return sampler.generate(self.model, self.codec, length, prime, temperature, top_k, top_p,
                         greedy, seed=seed, unknown=unknown, stop=_stops(stop),
                         until_eos=until_eos, echo=echo)
@@ -116,7 +116,7 @@ class LanguageModel:
                     until_eos=False, unknown="error", num_samples=None):
         """The `num_samples` (default: all `beam`) most likely continuations of `prime`, best
         first, as Hypothesis(text, logprob, score, ids); score is logprob divided by GNMT's
-        length penalty ((5 + tokens) / 6) ** length_penalty (rnnkit/beam.py)."""
+        length penalty ((5 + tokens) / 6) ** length_penalty (rnnkit/tools/beam.py)."""
         return beam_search(self.model, self.codec, prime, length, beam, length_penalty,
                            _stops(stop), until_eos, unknown, num_samples)
 
@@ -128,7 +128,7 @@ class LanguageModel:
     # -- scoring -----------------------------------------------------------------------------
     def scorer(self, reset="per-line", batch_size=BATCH, seq_len=0, unknown="error",
                where="the text"):
-        """A Scorer (rnnkit/score.py) for a text that comes in pieces of whole lines: each
+        """A Scorer (rnnkit/tools/score.py) for a text that comes in pieces of whole lines: each
         call of its score(piece) gives the Scores of that piece's lines as scores() would
         within the whole text (reset "never": the state carried from piece to piece). What
         rnnkit score runs on standard input as it arrives."""
@@ -137,7 +137,7 @@ class LanguageModel:
 
     def scores(self, text, reset="per-line", batch_size=BATCH, seq_len=0, unknown="error",
                where="the text", progress=None):
-        """Scores (rnnkit/score.py) of each line of `text`: what rnnkit score writes. reset:
+        """Scores (rnnkit/tools/score.py) of each line of `text`: what rnnkit score writes. reset:
         "per-line" (each line from a zero state) or "never" (one stream); seq_len 0: the
         training seq_len."""
         return self.scorer(reset, batch_size, seq_len, unknown, where).score(text, progress)

@@ -1,15 +1,15 @@
 """Compile workers: other processes that compile kernels, so that a first run on a cold cache
-starts sooner (rnnkit/runtime.py decides when; bench/startup.py measures what they save).
+starts sooner (rnnkit/training/runtime.py decides when; bench/startup.py measures what they save).
 
-    python -m rnnkit.compile_workers '{"group": "backward", ...}'      # what spawn() runs
+    python -m rnnkit.training.compile_workers '{"group": "backward", ...}'      # what spawn() runs
 
 A first training step on an empty cache waits for the compiler (Numba compiles one function at
 a time, holding the GIL). Two things make it shorter, both exact: the step's backward kernels
 compile in a worker while the run compiles the forward ones, and the threaded (parallel)
 builds, which take longest, compile in a worker while training starts on the serial builds:
 the partition fixes every number, so serial and parallel builds give the same bits
-(rnnkit/threads.py), and the run switches when they are in the cache. A worker writes to the
-on-disk cache and exits; the run then loads what it needs from there. Groups:
+(rnnkit/backends/threads.py), and the run switches when they are in the cache. A worker writes to
+the on-disk cache and exits; the run then loads what it needs from there. Groups:
 - "backward": each layer's BPTT, the output projection's and embedding's backward, the
   optimizer update and clipping, serial builds, as tasks that the run takes too (TASKS);
 - "parallel": a whole training step and a validation on the threaded builds;
@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from rnnkit import threads
+from rnnkit.backends import threads
 from rnnkit.kernels.cache import cache_lock
 
 
@@ -45,7 +45,8 @@ def spawn(spec):
     """Start a worker for `spec`."""
     # nothing reads its output (a pipe nobody drains would stop a chatty worker when full);
     # a worker that fails leaves its kernels to the run
-    return subprocess.Popen([sys.executable, "-m", "rnnkit.compile_workers", json.dumps(spec)],
+    return subprocess.Popen([sys.executable, "-m", "rnnkit.training.compile_workers",
+                             json.dumps(spec)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
@@ -53,8 +54,8 @@ def spawn(spec):
 # The "backward" group's tasks, in the order a worker takes each that no process sharing the
 # cache holds (a lock per task). "linear" first: it needs no leaf (kernels/cpu/leaf.py), which
 # the run is compiling meanwhile. The run, once it has compiled the forward kernels, takes
-# every task still free, then waits for the others (rnnkit/runtime.py): whichever of the two
-# is free first takes what is left.
+# every task still free, then waits for the others (rnnkit/training/runtime.py): whichever of the
+# two is free first takes what is left.
 TASKS = ("linear", "cell", "rest")
 
 
@@ -77,7 +78,7 @@ def task(model, spec, name):
     its workspace and gradients, never its parameters): "cell", every layer's BPTT;
     "linear", the output layer's forward and backward; "rest", the embedding's backward, clipping
     and the optimizer update (on arrays of its own)."""
-    from rnnkit.optim import clip_gradients, make_optimizer
+    from rnnkit.model.optim import clip_gradients, make_optimizer
 
     backend, N, T, H = model.backend, spec["N"], spec["T"], model.cfg.hidden
     ws = model.workspace(N, T)
@@ -104,9 +105,9 @@ def run(spec):
     import numba
 
     from rnnkit.backends.cpu import CPUBackend
-    from rnnkit.config import ModelConfig
-    from rnnkit.model import Model
-    from rnnkit.optim import clip_gradients, make_optimizer
+    from rnnkit.model.config import ModelConfig
+    from rnnkit.model.network import Model
+    from rnnkit.model.optim import clip_gradients, make_optimizer
 
     threads.set_threads(spec["partition"], adaptive=False)
     model = Model(ModelConfig(**spec["model"]), backend=CPUBackend())

@@ -8,8 +8,8 @@
 
 The commands call the same functions: `rnnkit train` turns its flags into the settings of
 train_config, `rnnkit preprocess` calls preprocess, and `generate` and `score` run on the
-LanguageModel that load returns (rnnkit/language_model.py). Settings are the config's keys
-(rnnkit/config.py), one name each, whatever their section: hidden, lr, max_steps. This module
+LanguageModel that load returns (rnnkit/api/language_model.py). Settings are the config's keys
+(rnnkit/model/config.py), one name each, whatever their section: hidden, lr, max_steps. This module
 imports nothing heavy, so `import rnnkit` stays quick; numpy, h5py and Numba load on first use.
 """
 from rnnkit.errors import RnnkitError
@@ -23,17 +23,17 @@ def load(path, device="cpu", threads=None):
     """The trained model of checkpoint `path` (best.h5, latest.h5, step-N.h5) on `device`
     (cpu, cuda, cuda:N), as a LanguageModel. threads: the CPU kernels' threads (0: the cores
     this process may use; None: as the process is set)."""
-    from rnnkit.language_model import LanguageModel
+    from rnnkit.api.language_model import LanguageModel
 
     return LanguageModel.open(path, device=device, threads=threads)
 
 
 def sections(settings):
     """{section: {key: value}} from flat settings {key: value}: each key of the training
-    config belongs to one section (rnnkit/config.py). SettingError for an unknown key."""
+    config belongs to one section (rnnkit/model/config.py). SettingError for an unknown key."""
     import difflib
 
-    from rnnkit.config import SECTIONS, keys
+    from rnnkit.model.config import SECTIONS, keys
 
     owner = {f.name: section for section, cls in SECTIONS.items() for f in keys(cls)}
     out = {}
@@ -54,9 +54,9 @@ def train_config(overrides=None, config_file=None):
     that checkpoint unless the file or the overrides give them."""
     import os
 
-    from rnnkit.checkpoint import read_meta
-    from rnnkit.config import TrainConfig, from_dict, load_toml, read_toml
-    from rnnkit.paths import located
+    from rnnkit.training.checkpoint import read_meta
+    from rnnkit.model.config import TrainConfig, from_dict, load_toml, read_toml
+    from rnnkit.training.paths import located
 
     overrides = overrides or {}
     cfg = TrainConfig()
@@ -76,7 +76,7 @@ def train(corpus=None, out=None, *, config=None, **settings):
     TrainResult (run_dir, step, epoch, best_val_loss, reason, interrupted). `config`: a TOML
     file of settings; `settings`: the flags of `rnnkit train` as keywords (hidden=256,
     max_time="30m", lr=1e-3), which override it. The defaults are the command's."""
-    from rnnkit.train import TrainError, train as run
+    from rnnkit.training.train import TrainError, train as run
 
     overrides = sections(settings)
     if corpus is not None:
@@ -94,7 +94,7 @@ def resume(run_dir, *, new_corpus=False, **settings):
     ([train]: max_steps, max_time, epochs, ...) and the corpus's path. Another corpus than the
     run's (by its fingerprint) is refused unless new_corpus=True (`--new-corpus`): training
     then goes on from that corpus's beginning."""
-    from rnnkit.train import resume as run
+    from rnnkit.training.train import resume as run
 
     return run(str(run_dir), sections(settings), new_corpus=new_corpus)
 

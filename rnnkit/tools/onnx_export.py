@@ -1,6 +1,6 @@
 """A checkpoint as a standard ONNX graph, for inference servers (onnxruntime and others).
 
-    from rnnkit.onnx_export import export_onnx
+    from rnnkit.tools.onnx_export import export_onnx
     export_onnx("runs/x/best.h5", "model.onnx")        # and model.json beside it
 
 The graph (opset 17, float32) uses ONNX's own operators, so any runtime runs it:
@@ -9,7 +9,7 @@ The graph (opset 17, float32) uses ONNX's own operators, so any runtime runs it:
       -> per layer k: LSTM / GRU / RNN (one direction), initial state h0[k] (and c0[k])
       -> MatMul(W_out^T) + b_out -> Transpose -> logits (N, T, V)
 
-With an adaptive softmax (rnnkit/softmax.py) the last line is its exact log-probabilities
+With an adaptive softmax (rnnkit/model/softmax.py) the last line is its exact log-probabilities
 instead, under the same name: LogSoftmax of the head; each cluster's LogSoftmax of
 tail_i(x) plus its column of the head; concatenated in id order. A softmax of them is the
 next token's distribution, as of the full softmax's logits (what model.step gives too).
@@ -17,7 +17,7 @@ next token's distribution, as of the full softmax's logits (what model.step give
 Inputs tokens, h0 (L, N, H) and, for the LSTM, c0 (L, N, H); outputs logits, h and c, the
 state after the last step: feed h (and c) back as h0 (c0) with the next tokens to go on, as a
 server streaming text does (zeros start a text). N and T are free. The JSON file beside it is
-the one rnnkit export writes (rnnkit/exchange.py: the vocabulary in id order, cell, level,
+the one rnnkit export writes (rnnkit/tools/safetensors.py: the vocabulary in id order, cell, level,
 encoding, the training config) plus the graph's inputs and outputs and start_id, the token a
 text follows (<eos> or a newline).
 
@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit import cells
-from rnnkit.exchange import ExchangeError, check_outputs, export_info, load_export, write_both
+from rnnkit.tools.safetensors import (ExchangeError, check_outputs, export_info, load_export,
+                                      write_both)
 from rnnkit.corpus.textcodec import TextCodec
 
 OPSET, IR_VERSION = 17, 8       # what onnxruntime 1.14 and later run

@@ -29,7 +29,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional, get_type_hints
 
-from rnnkit import cells, optim, schedule, softmax
+from rnnkit import cells
+from rnnkit.model import optim, schedule, softmax
 from rnnkit.errors import RnnkitError
 
 if sys.version_info >= (3, 11):
@@ -117,7 +118,7 @@ class ModelConfig:
             raise ConfigError(f"[model] {err}") from None
 
     def clusters(self):
-        """The adaptive softmax's Clusters (rnnkit/softmax.py), or None for a full one."""
+        """The adaptive softmax's Clusters (rnnkit/model/softmax.py), or None for a full one."""
         return softmax.Clusters.of(self)
 
     def shapes(self):

@@ -30,7 +30,7 @@ class Schedule:
     @staticmethod
     def options(section):
         """This schedule's keyword arguments from a config's [schedule] section
-        (rnnkit/config.py, ScheduleConfig)."""
+        (rnnkit/model/config.py, ScheduleConfig)."""
         return {}
 
     def observe(self, val_loss):

@@ -1,6 +1,6 @@
 """Weights to and from PyTorch: safetensors files with word_language_model's names.
 
-    from rnnkit.exchange import export_checkpoint, import_safetensors
+    from rnnkit.tools.safetensors import export_checkpoint, import_safetensors
     export_checkpoint("runs/x/best.h5", "model.safetensors")    # and model.json beside it
     import_safetensors("model.safetensors", "model.h5")         # reads model.json too
 
@@ -18,7 +18,7 @@ transpose. k is the layer, G the gate blocks (LSTM 4, GRU 3, RNN 1).
     out.b (V)               decoder.bias
 
 With an adaptive softmax the decoder is torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, cutoffs,
-div_value, head_bias), its own names under decoder. (rnnkit/softmax.py, same layouts):
+div_value, head_bias), its own names under decoder. (rnnkit/model/softmax.py, same layouts):
 
     out.head.w (c_0 + k, H) decoder.head.weight     out.head.b: decoder.head.bias
     out.tail{i}.proj        decoder.tail.{i}.0.weight
@@ -50,8 +50,8 @@ import numpy as np
 
 from rnnkit import cells, files
 from rnnkit.version import __version__
-from rnnkit.checkpoint import Checkpoint, load, save
-from rnnkit.config import ConfigError, ModelConfig, TrainConfig, from_dict
+from rnnkit.training.checkpoint import Checkpoint, load, save
+from rnnkit.model.config import ConfigError, ModelConfig, TrainConfig, from_dict
 from rnnkit.errors import RnnkitError
 from rnnkit.corpus.tokenize import LEVELS, Vocabulary
 

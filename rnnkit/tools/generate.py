@@ -1,15 +1,15 @@
 """Sampling text from a trained model, one token at a time.
 
-    from rnnkit.load import load_model
-    from rnnkit.generate import generate
+    from rnnkit.tools.load import load_model
+    from rnnkit.tools.generate import generate
     model, codec, _ = load_model("runs/x/best.h5")
     for piece in generate(model, codec, length=200, prime="ROMEO:", seed=1):
         print(piece, end="", flush=True)
 
 The prime is run through the model in one batch; then each step feeds the last token (a forward
 with T = 1), turns the logits into probabilities (temperature, then top-k, then top-p:
-rnnkit/sampling.py) and draws the next token on the model's backend, with its RNG seeded from
-`seed`: the same seed gives the same text. It stops after `length` tokens, or sooner: once
+rnnkit/backends/sampling.py) and draws the next token on the model's backend, with its RNG seeded
+from `seed`: the same seed gives the same text. It stops after `length` tokens, or sooner: once
 the text produced after the prime contains one of the `stop` strings (the text ends with it),
 or, with `until_eos` at word level, after an <eos> (the text ends with the line).
 """
@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from rnnkit.runtime import Runtime
+from rnnkit.training.runtime import Runtime
 
 
 def check_options(temperature=1.0, top_k=0, top_p=1.0, length=1, num_samples=1, stop=()):

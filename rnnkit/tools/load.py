@@ -1,13 +1,13 @@
 """A trained model from a checkpoint, for generate, eval and score: no optimizer, no schedule.
 
-    from rnnkit.load import load_model
+    from rnnkit.tools.load import load_model
     model, codec, ck = load_model("runs/x/best.h5")                  # on the CPU
     model, codec, ck = load_model("runs/x/best.h5", device="cuda")
 """
 from rnnkit.backends import get_backend
-from rnnkit.checkpoint import CheckpointError, load
-from rnnkit.config import ConfigError, TrainConfig, from_dict
-from rnnkit.model import Model, WeightsMismatch
+from rnnkit.training.checkpoint import CheckpointError, load
+from rnnkit.model.config import ConfigError, TrainConfig, from_dict
+from rnnkit.model.network import Model, WeightsMismatch
 from rnnkit.corpus.textcodec import TextCodec
 
 
@@ -39,7 +39,7 @@ def compiling_note(model, sampling=False):
     """A line for the user before a model's first run on a cold kernel cache, which compiles
     for seconds in silence otherwise (as train says); None when its kernels are cached.
     `sampling`: the kernels that generate runs (else those of eval and score)."""
-    from rnnkit.runtime import Runtime
+    from rnnkit.training.runtime import Runtime
 
     if not Runtime(model.backend).compiling(model, sampling):
         return None

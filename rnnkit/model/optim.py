@@ -12,8 +12,8 @@ like with like.
     opt.step(model.grads)            # lr may be changed between steps: opt.lr = ...
 
 `state_dict()` gives plain numbers and host numpy arrays (written to HDF5 by
-rnnkit/checkpoint.py): {"name": str, "step": int, "hyper": {name: number}, "buffers": {name:
-array}}.
+rnnkit/training/checkpoint.py): {"name": str, "step": int, "hyper": {name: number}, "buffers":
+{name: array}}.
 """
 import math
 

@@ -1,13 +1,13 @@
 """`rnnkit eval`: a checkpoint on a corpus split or on a text file.
 
-    from rnnkit.eval_checkpoint import evaluate_checkpoint
+    from rnnkit.tools.eval_checkpoint import evaluate_checkpoint
     evaluate_checkpoint("runs/x/best.h5", corpus="corpus.h5")          # test, else val
     evaluate_checkpoint("runs/x/best.h5", text="other.txt", unknown="skip")
     evaluate_checkpoint("runs/x/best.h5")                              # the run's corpus
 
 A corpus is evaluated on its test split when it has one, else on val (the README's own
 example makes corpora without a test split); without a corpus or a text, the one the run
-trained on (its path is stored relative to the run folder: rnnkit/paths.py). A text file is
+trained on (its path is stored relative to the run folder: rnnkit/training/paths.py). A text file is
 read with the checkpoint's encoding unless told otherwise and tokenized with its vocabulary;
 characters the vocabulary lacks are an error naming line and column, or left out or replaced
 (`unknown`).
@@ -15,7 +15,7 @@ characters the vocabulary lacks are an error naming line and column, or left out
 import os
 
 from rnnkit.errors import RnnkitError
-from rnnkit.evaluate import evaluate_ids, scored_tokens
+from rnnkit.training.evaluate import evaluate_ids, scored_tokens
 
 
 class EvalError(RnnkitError, ValueError):
@@ -44,7 +44,7 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
     for the user; `say(line)` shows one at once (that the kernels compile first). Raises
     RnnkitError (one line) for bad input."""
     from rnnkit.corpus.reader import Corpus
-    from rnnkit.load import compiling_note, load_model
+    from rnnkit.tools.load import compiling_note, load_model
     from rnnkit.corpus.textcodec import read_text
 
     notes = [] if notes is None else notes
@@ -89,7 +89,7 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
 
 def _run_corpus(path, ck):
     """The corpus checkpoint `path` was trained on, or EvalError."""
-    from rnnkit.paths import locate
+    from rnnkit.training.paths import locate
 
     stored = ck.config.get("data", {}).get("corpus")
     corpus = locate(stored, os.path.dirname(os.path.abspath(path)))

@@ -7,17 +7,18 @@ its threads. Neither changes a number; both are policies of the run, not of the 
     ... each step: runtime.observe(tokens, seconds)
     runtime.end()                            # after the run
 
-The training loop (rnnkit/loop.py) owns one, as do evaluation, scoring and generating. On the
-CPU, on a cold cache, prepare() starts a compile worker for the backward kernels
-(rnnkit/compile_workers.py) and compiles the forward ones here meanwhile, then takes every
+The training loop (rnnkit/training/loop.py) owns one, as do evaluation, scoring and generating. On
+the CPU, on a cold cache, prepare() starts a compile worker for the backward kernels
+(rnnkit/training/compile_workers.py) and compiles the forward ones here meanwhile, then takes every
 backward task the worker has not taken and waits for the others, so that the first step finds
 everything compiled; with several threads the run starts on the serial builds (one thread)
 while a later worker compiles the threaded ones, and a last one what `rnnkit generate` needs.
-Pacing is the thread governor's (rnnkit/threads.py): it times steady work and runs fewer
+Pacing is the thread governor's (rnnkit/backends/threads.py): it times steady work and runs fewer
 threads while other processes hold the cores. A GPU run needs neither: every method is then a
 no-op.
 """
-from rnnkit import compile_workers, threads
+from rnnkit.training import compile_workers
+from rnnkit.backends import threads
 from rnnkit.kernels import cache
 
 

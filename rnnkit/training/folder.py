@@ -14,16 +14,17 @@ leaves nothing behind. A resumed run never removes anything.
 config.toml is written next to each checkpoint whose config differs from the file's, so the
 two agree; `check_config` finds a config.toml edited by hand since (a resumed run takes its
 config from the checkpoint, and would otherwise overwrite the edit without a word). Both keep
-the config's paths relative to the run folder (rnnkit/paths.py).
+the config's paths relative to the run folder (rnnkit/training/paths.py).
 """
 import contextlib
 import tempfile
 from pathlib import Path
 
-from rnnkit import checkpoint, files
+from rnnkit.training import checkpoint
+from rnnkit import files
 from rnnkit.errors import TrainError
 from rnnkit.lock import NAME as LOCK_NAME, RunLock
-from rnnkit.config import ConfigError, dump_toml, from_dict, load_toml
+from rnnkit.model.config import ConfigError, dump_toml, from_dict, load_toml
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"

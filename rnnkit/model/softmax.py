@@ -198,7 +198,7 @@ class Full:
 
     def compile_backward(self, x, dx):
         """Run the backward's kernels on arrays of x's and dx's shapes and types (the compile
-        workers' "linear" task, rnnkit/compile_workers.py): scratch in, gradients out."""
+        workers' "linear" task, rnnkit/training/compile_workers.py): scratch in, gradients out."""
         logits = self.scratch.get("logits", (x.shape[0], self.V))
         self.b.linear_backward(x, self.w, logits, dx, self.dw, self.db)
 

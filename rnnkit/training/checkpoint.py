@@ -33,7 +33,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from rnnkit import files, h5, softmax
+from rnnkit import files, h5
+from rnnkit.model import softmax
 from rnnkit.version import __version__
 from rnnkit.errors import RnnkitError
 from rnnkit.metrics import bits, perplexity, show_perplexity
@@ -283,7 +284,7 @@ def _softmax(model):
 
 def describe(path):
     """Lines for `rnnkit info`: the model, training progress, optimizer and vocabulary."""
-    from rnnkit.config import ConfigError, from_dict
+    from rnnkit.model.config import ConfigError, from_dict
 
     meta = read_meta(path)
     try:
@@ -308,7 +309,7 @@ def describe(path):
         lines.append(f"optimizer: {optim['optimizer']}, lr {optim['lr']}, clip-norm "
                      f"{optim['clip_norm']}; schedule {cfg['schedule']['schedule']}")
     data = cfg.get("data", {})
-    from rnnkit.paths import locate
+    from rnnkit.training.paths import locate
 
     corpus = locate(data.get("corpus"), os.path.dirname(os.path.abspath(path)))
     with open_checkpoint(path) as f:
