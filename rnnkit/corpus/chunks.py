@@ -3,9 +3,9 @@
 HDF5 runs its deflate filter on the calling thread while holding the GIL, and deflate is the
 slowest step of preprocessing (bench/RESULTS.md, "Preprocess"). So whole chunks are compressed with
 `zlib.compress` on a thread pool (zlib releases the GIL), given their Fletcher-32 checksum
-(rnnkit/corpus/fletcher32.py), and stored with `write_direct_chunk`; the file is the same as if HDF5's
-deflate and fletcher32 filters had run, and any HDF5 reader decompresses and checks it. Only a
-final partial chunk goes through HDF5's own filters.
+(rnnkit/corpus/fletcher32.py), and stored with `write_direct_chunk`; the file is the same as if
+HDF5's deflate and fletcher32 filters had run, and any HDF5 reader decompresses and checks it. Only
+a final partial chunk goes through HDF5's own filters.
 """
 import contextlib
 import errno

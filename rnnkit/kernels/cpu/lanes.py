@@ -1,7 +1,7 @@
 """Vector arithmetic with a fixed order of operations: fma, and sums, maxima and dot products
 over contiguous runs.
 
-The kernels compile without LLVM's reassociation and contraction flags (rnnkit/kernels/cpu/compile.py says
+The kernels compile without LLVM's reassociation and contraction flags (kernels/cpu/compile.py says
 why: results must not depend on what LLVM inlines, which differs between a fresh compile and
 the on-disk cache). Without them LLVM keeps every sum in source order, one number at a time,
 and never fuses a multiply with an add. So the few places where that order costs speed say
