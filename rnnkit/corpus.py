@@ -167,6 +167,8 @@ class Corpus:
         unknown words to <unk>.
         """
         index = self.vocabulary.index
+        if self.level == "bpe":
+            return self.vocabulary.encode(text)
         if self.level == "word":
             words = text.replace("\n", f" {EOS} ").split()
             unk = self.vocabulary.unk_id
@@ -198,6 +200,8 @@ class Corpus:
             return self.decode_bytes(ids).decode(self.encoding, errors="replace")
         if self.level == "char":
             return "".join(self.vocab[i] for i in ids)
+        if self.level == "bpe":
+            return self.vocabulary.decode(ids)
         out, line = [], []
         for i in ids:
             if i == self.vocabulary.eos_id:
@@ -302,6 +306,9 @@ def describe(path):
         how = f"level {corpus.level}"
         if corpus.level != "byte":
             how += f", encoding {corpus.encoding}, errors={a.get('errors')}"
+        if corpus.level == "bpe":
+            how += f", byte-level BPE of {corpus.vocabulary.merges:,} merges, " \
+                   f"min_count={a.get('min_count')}"
         if corpus.level == "word":
             how += f", max_vocab={a.get('max_vocab') or 'none'}, min_count={a.get('min_count')}"
         if a.get("vocab_from"):
@@ -327,6 +334,10 @@ def describe(path):
 
 
 def _show(token, level):
+    if level == "bpe":
+        from rnnkit.bpe import show
+
+        return show(token)
     if level == "byte":
         return f"{ord(token):02x}"
     return repr(token) if level == "char" else token

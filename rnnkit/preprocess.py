@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnkit import files, writer
+from rnnkit import bpe, files, writer
+from rnnkit.bpe import BpeTokenizer
 from rnnkit.version import __version__
 from rnnkit.corpus import FORMAT, FORMAT_VERSION, Corpus, CorpusError
 from rnnkit.errors import RnnkitError
@@ -144,6 +145,23 @@ def _reused_vocab(vocab_from, level, max_vocab, min_count):
     return vocab
 
 
+def bpe_options(vocab_size, max_vocab, vocab_from):
+    """Level bpe's checks: --vocab-size gives its size, not --max-vocab; tokenizers is there."""
+    if vocab_from and vocab_size is not None:
+        raise InputError("--vocab-size cannot change a vocabulary from --vocab-from")
+    if max_vocab is not None:
+        raise InputError("--max-vocab is for --level word; --level bpe takes --vocab-size")
+    if not vocab_from and vocab_size is None:
+        raise InputError("--level bpe needs --vocab-size K (the tokens in all, at least "
+                         f"{bpe.MIN_VOCAB})")
+    if vocab_size is not None:
+        bpe.check_vocab_size(vocab_size)
+    try:
+        bpe.tokenizers()
+    except RnnkitError as err:
+        raise InputError(str(err)) from None
+
+
 def _plan(main_tokens, val_frac, test_frac, sources):
     """Tokens per split, and for each group of sources the (split, count) parts it feeds."""
     n_val, n_test = int(val_frac * main_tokens), int(test_frac * main_tokens)
@@ -198,10 +216,11 @@ def _write_sources(h5, sources):
 
 def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict", val_frac=None,
                test_frac=None, val=None, test=None, vocab_from=None, max_vocab=None,
-               min_count=1, force=False, progress=None, block=BLOCK):
+               min_count=1, force=False, progress=None, block=BLOCK, vocab_size=None):
     """Write the corpus `output` from `inputs` (files, folders, globs); return a summary dict.
 
-    `level` None means char, or the level of `vocab_from`. `val_frac`/`test_frac` None mean
+    `level` None means char, or the level of `vocab_from`; level bpe learns `vocab_size`
+    tokens (rnnkit/bpe.py). `val_frac`/`test_frac` None mean
     0.1, or 0 when a `val`/`test` file is given. `progress(total_bytes)` may return a context
     manager with `update(nbytes)`, such as click.progressbar, or None for no progress report.
     Raises InputError for bad input.
@@ -219,7 +238,11 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
         raise InputError(f"--min-count must be at least 1, got {min_count}")
     vocab = _reused_vocab(vocab_from, level, max_vocab, min_count) if vocab_from else None
     level = vocab.level if vocab else (level or "char")
-    if level != "word" and (max_vocab is not None or min_count != 1):
+    if level == "bpe":
+        bpe_options(vocab_size, max_vocab, vocab_from)
+    elif vocab_size is not None:
+        raise InputError("--vocab-size applies to --level bpe only")
+    if level not in ("word", "bpe") and (max_vocab is not None or min_count != 1):
         raise InputError("--max-vocab and --min-count apply to --level word only")
     if not inputs:
         raise InputError("no input given")
@@ -231,7 +254,14 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
                                    ([vocab_from] if vocab_from else []))
     removed = files.clean_stale(folder)
     total_bytes = sum(os.path.getsize(s.path) for s in sources)
-    tokenizer = TOKENIZERS[level]()
+    if level == "bpe":
+        if vocab is None:
+            text = bpe.training_text(sources, 1 - val_frac - test_frac, encoding, errors,
+                                     min(block, BpeTokenizer.max_block))
+            vocab = bpe.train(text, vocab_size, min_count)
+        tokenizer = BpeTokenizer(vocab)
+    else:
+        tokenizer = TOKENIZERS[level]()
     block = min(block, tokenizer.max_block or block)
     bar = (progress(2 * total_bytes) if progress else None) or contextlib.nullcontext()
     try:
