@@ -120,6 +120,11 @@ class BpeVocabulary(Vocabulary):
         return {"tokenizer": json.loads(self.tokenizer_json)}
 
 
+def load_vocabulary(h5file, level):
+    """The vocabulary of any level stored in an open HDF5 file (a corpus, a checkpoint)."""
+    return BpeVocabulary.load(h5file) if level == LEVEL else Vocabulary.load(h5file, level)
+
+
 def sidecar(vocab):
     """export's extra JSON keys for `vocab` (none but at level bpe)."""
     return vocab.sidecar() if isinstance(vocab, BpeVocabulary) else {}

@@ -22,7 +22,8 @@ import numpy as np
 
 from rnnkit import h5
 from rnnkit.errors import RnnkitError
-from rnnkit.tokenize import EOS, Vocabulary
+from rnnkit.bpe import load_vocabulary
+from rnnkit.tokenize import EOS
 
 FORMAT = "rnnkit-corpus"
 FORMAT_VERSION = 1
@@ -91,7 +92,7 @@ class Corpus:
                                   f"{FORMAT_VERSION}, upgrade rnnkit")
             self.level = self.attrs["level"]
             self.encoding = self.attrs["encoding"]
-            self.vocabulary = Vocabulary.load(self.file, self.level)
+            self.vocabulary = load_vocabulary(self.file, self.level)
         except KeyError as err:
             self.file.close()
             raise CorpusError(f"{path} is an incomplete rnnkit corpus: {err.args[0]}") from None

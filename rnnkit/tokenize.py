@@ -67,10 +67,6 @@ class Vocabulary:
 
     @classmethod
     def load(cls, h5file, level):
-        if level == "bpe":
-            from rnnkit.bpe import BpeVocabulary
-
-            return BpeVocabulary.load(h5file)
         data = h5file["vocab"]
         if level == "word":
             return cls(level, data.asstr()[()])

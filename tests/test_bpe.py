@@ -276,3 +276,11 @@ def test_end_to_end(tmp_path):
     back = rnnkit.load(tmp_path / "back.h5")
     assert back.level == "bpe" and back.vocab == lm.vocab
     assert back.generate(prime, 20, seed=5) == lm.generate(prime, 20, seed=5)
+
+    pytest.importorskip("onnx")
+    (tmp_path / "onnx").mkdir()
+    r = invoke("export", ck, "-o", tmp_path / "onnx" / "m.onnx")
+    assert r.exit_code == 0, r.output
+    info = json.loads((tmp_path / "onnx" / "m.json").read_text(encoding="utf-8"))
+    assert info["tokenizer"]["model"]["type"] == "BPE"
+    assert info["start_id"] == lm.vocab.index("Ċ")
