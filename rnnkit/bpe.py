@@ -89,6 +89,8 @@ class BpeVocabulary(Vocabulary):
 
     def encode(self, text):
         """Ids of `text` (str) as an int64 array."""
+        if not text:                # no tokenizer needed: generate without a prime
+            return np.zeros(0, np.int64)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as err:

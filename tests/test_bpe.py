@@ -201,7 +201,7 @@ def test_tokenizers_missing(tmp_path, monkeypatch):
     assert not (tmp_path / "x.h5").exists()
 
 
-def test_end_to_end(tmp_path):
+def test_end_to_end(tmp_path, monkeypatch):
     """preprocess, train, info, generate (sampled, beam, interactive), eval, score, export
     and import, all at level bpe."""
     text = made_up_text(8, 400)
@@ -260,6 +260,15 @@ def test_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     r = invoke("eval", ck, corpus)
     assert r.exit_code == 0, r.output
+
+    with monkeypatch.context() as m:        # decoding needs no tokenizers; encoding does
+        m.setitem(sys.modules, "tokenizers", None)
+        r = invoke("generate", ck, "--length", "10", "--seed", "1")
+        assert r.exit_code == 0, r.output
+        r = invoke("score", ck, tmp_path / "s.txt")
+        assert r.exit_code == 1
+        assert r.output == ("Error: level bpe needs Hugging Face tokenizers: pip install "
+                            "'rnnkit[bpe]' (or pip install tokenizers)\n")
 
     pytest.importorskip("safetensors")
     out = tmp_path / "m.safetensors"
