@@ -169,24 +169,33 @@ def train(texts, vocab_size, min_count=1):
 
 
 def training_text(sources, train_frac, encoding, errors, block):
-    """The text of the main inputs (split "train") up to train_frac of their bytes."""
+    """The text of the main inputs (split "train") up to train_frac of their bytes, in
+    pieces of whole lines (so that the merges learnt do not depend on the block size)."""
     main = [s for s in sources if s.split == "train"]
     left = train_frac * sum(os.path.getsize(s.path) for s in main)
     for source in main:
-        seen, used = [0], 0
+        seen, used, carry = [0], 0, ""
 
         def on_bytes(data):
             seen[0] += len(data)
 
         for text in read_text(source.path, encoding, errors, block, on_bytes):
-            if left <= 0:
-                return
             n, used = seen[0] - used, seen[0]
             if n > left:            # the cut: by bytes as well as re-encoding tells them
                 data = text.encode(encoding, "replace")
-                text = data[:int(len(data) * left / n)].decode(encoding, "ignore")
+                text = data[:int(len(data) * max(0, left) / n)].decode(encoding, "ignore")
             left -= n
-            yield text
+            text = carry + text
+            cut = text.rfind("\n") + 1 or (len(text) if len(text) > CARRY_LIMIT else 0)
+            if cut:
+                yield text[:cut]
+            carry = text[cut:]
+            if left <= 0:
+                break
+        if carry:
+            yield carry
+        if left <= 0:
+            return
 
 
 class BpeTokenizer:

@@ -293,3 +293,17 @@ def test_end_to_end(tmp_path, monkeypatch):
     info = json.loads((tmp_path / "onnx" / "m.json").read_text(encoding="utf-8"))
     assert info["tokenizer"]["model"]["type"] == "BPE"
     assert info["start_id"] == lm.vocab.index("Ċ")
+
+
+def test_block_size_changes_nothing(tmp_path):
+    """Blocks cut lines and characters; preprocess joins them again: the same tokenizer and
+    ids whether it reads 64 bytes at a time or the whole file."""
+    path = write(tmp_path, "t.txt", made_up_text(9, 200))
+    ids = []
+    for block in (64, 1 << 20):
+        out = tmp_path / f"{block}.h5"
+        preprocess([path], str(out), level="bpe", vocab_size=300, block=block)
+        with Corpus(out) as c:
+            ids.append((c.vocabulary.tokenizer_json,
+                        np.concatenate([c.tokens(s) for s in c.splits]).tolist()))
+    assert ids[0] == ids[1]
