@@ -12,8 +12,8 @@ save`: the corpus, and from it every checkpoint); decoding needs only the token 
 model decodes (generate without a prime) even where `tokenizers` is not installed.
 
 Preprocessing (rnnkit/preprocess.py) trains before its two passes: on the main inputs' first
-1 - val_frac - test_frac of bytes (the training split to within a block's rounding; all of
-them when --val/--test files are given), then counts and encodes with `BpeTokenizer`.
+1 - val_frac - test_frac of bytes (the training split, which cuts by tokens, to within a few
+tokens; all of them when --val/--test files are given), then counts and encodes with `BpeTokenizer`.
 `--min-count N` is the tokenizer's min_frequency: a pair is merged only if seen N times.
 """
 import json
@@ -71,6 +71,8 @@ class BpeVocabulary(Vocabulary):
             raise RnnkitError(f"not a byte-level BPE tokenizer ({err!r})") from None
         if [vocab[t] for t in tokens] != list(range(len(tokens))):
             raise RnnkitError("the BPE tokenizer's ids are not 0 .. V - 1")
+        if len({d for d in data if len(d) == 1}) < MIN_VOCAB:
+            raise RnnkitError("the BPE tokenizer lacks some of the 256 byte tokens")
         super().__init__(LEVEL, tokens)
         self.token_bytes = data                 # what each id stands for, for decoding
         self.newline_id = self.index[next(c for c, b in BYTE_OF_CHAR.items() if b == 10)]
@@ -84,7 +86,12 @@ class BpeVocabulary(Vocabulary):
     def hf(self):
         """The tokenizers.Tokenizer (built on first use)."""
         if self._hf is None:
-            self._hf = tokenizers().Tokenizer.from_str(self.tokenizer_json)
+            hf = tokenizers()
+            try:
+                self._hf = hf.Tokenizer.from_str(self.tokenizer_json)
+            except Exception as err:    # a Rust error: the JSON of a later tokenizers?
+                raise RnnkitError(f"tokenizers {hf.__version__} cannot read the stored "
+                                  f"tokenizer: {err}") from None
         return self._hf
 
     def encode(self, text):

@@ -307,3 +307,12 @@ def test_block_size_changes_nothing(tmp_path):
             ids.append((c.vocabulary.tokenizer_json,
                         np.concatenate([c.tokens(s) for s in c.splits]).tolist()))
     assert ids[0] == ids[1]
+
+
+def test_foreign_tokenizer_is_one_line(tmp_path, vocab):
+    spec = json.loads(vocab.tokenizer_json)
+    spec["model"]["vocab"]["ĊĊĊĊ"] = spec["model"]["vocab"].pop("Ċ")     # no newline byte
+    with pytest.raises(Exception, match="lacks some of the 256 byte tokens"):
+        BpeVocabulary(json.dumps(spec))
+    with pytest.raises(Exception, match="not a byte-level BPE tokenizer"):
+        BpeVocabulary('{"model": {"vocab": {"€": 0}}}')     # not a byte stand-in
