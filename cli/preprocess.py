@@ -37,7 +37,8 @@ SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to 
 @click.option("--test", "test", type=str, default=None, show_default=True, metavar="FILE",
               help="Test text (file, folder or glob) instead of --test-frac.")
 @click.option("--vocab-from", type=click.Path(dir_okay=False), default=None, show_default=True,
-              help="Reuse the vocabulary (and level) of this corpus so both share token ids. "
+              help="Reuse the vocabulary (and level) of this corpus, or of this checkpoint, so "
+                   "both share token ids. "
                    "Word level maps new words to <unk>; char and byte level stop at the first "
                    "symbol it lacks; bpe level encodes any text with its tokenizer.")
 @click.option("--max-vocab", type=click.IntRange(min=3), default=None, show_default=True,

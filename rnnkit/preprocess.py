@@ -132,17 +132,39 @@ def _check_output(output, force, inputs):
 
 
 def _reused_vocab(vocab_from, level, max_vocab, min_count):
+    """The vocabulary of a corpus, or of a checkpoint (the corpus it was trained on's)."""
     try:
         with Corpus(vocab_from) as other:
             vocab = other.vocabulary
     except CorpusError as err:
-        raise InputError(f"--vocab-from: {err}") from None
+        vocab = _checkpoint_vocab(vocab_from)
+        if vocab is None:
+            raise InputError(f"--vocab-from: {err}") from None
     if level is not None and level != vocab.level:
         raise InputError(f"--level {level} does not match the {vocab.level}-level vocabulary "
                          f"of {vocab_from}")
     if max_vocab is not None or min_count != 1:
         raise InputError("--max-vocab and --min-count cannot change a vocabulary from --vocab-from")
     return vocab
+
+
+def _checkpoint_vocab(path):
+    """The vocabulary stored in checkpoint `path`; None if `path` is no checkpoint."""
+    from rnnkit import checkpoint
+
+    try:
+        f = checkpoint.open_checkpoint(path)
+    except checkpoint.CheckpointError:
+        return None
+    with f:
+        if "vocab" not in f:
+            raise InputError(f"--vocab-from: the checkpoint {path} holds no vocabulary")
+        level = f.attrs.get("level")
+        try:
+            return bpe.load_vocabulary(f, level.decode() if isinstance(level, bytes) else level)
+        except (RnnkitError, KeyError, OSError) as err:
+            raise InputError(f"--vocab-from: cannot read the vocabulary of {path} "
+                             f"({err})") from None
 
 
 def bpe_options(vocab_size, max_vocab, vocab_from):

@@ -316,3 +316,31 @@ def test_foreign_tokenizer_is_one_line(tmp_path, vocab):
         BpeVocabulary(json.dumps(spec))
     with pytest.raises(Exception, match="not a byte-level BPE tokenizer"):
         BpeVocabulary('{"model": {"vocab": {"€": 0}}}')     # not a byte stand-in
+
+
+@pytest.mark.parametrize("level", ["bpe", "char"])
+def test_vocab_from_a_checkpoint(tmp_path, level):
+    """--vocab-from takes a checkpoint too: the vocabulary of the corpus it was trained on."""
+    import h5py
+
+    from rnnkit.checkpoint import Checkpoint, save
+
+    corpus = tmp_path / "a.h5"
+    preprocess([write(tmp_path, "a.txt", made_up_text(10))], str(corpus), level=level,
+               **({"vocab_size": 290} if level == "bpe" else {}))
+    with Corpus(corpus) as c:
+        save(tmp_path / "ck.h5", Checkpoint(config={}, weights={}, vocab=c.vocabulary))
+        tokens = c.vocab
+    other = made_up_text(11)
+    preprocess([write(tmp_path, "b.txt", other)], str(tmp_path / "b.h5"),
+               vocab_from=str(tmp_path / "ck.h5"))
+    with Corpus(corpus) as a, Corpus(tmp_path / "b.h5") as b:
+        assert (b.level, b.vocab) == (level, tokens)
+        assert np.concatenate([b.tokens(s) for s in b.splits]).tolist() == \
+            a.encode(other).tolist()
+    with h5py.File(tmp_path / "ck.h5", "a") as f:
+        del f["vocab"]
+    result = invoke("preprocess", tmp_path / "b.txt", "-o", tmp_path / "c.h5", "--vocab-from",
+                    tmp_path / "ck.h5")
+    assert result.exit_code == 1
+    assert result.output.endswith("ck.h5 holds no vocabulary\n")
