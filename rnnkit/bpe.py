@@ -16,6 +16,7 @@ Preprocessing (rnnkit/preprocess.py) trains before its two passes: on the main i
 tokens; all of them when --val/--test files are given), then counts and encodes with `BpeTokenizer`.
 `--min-count N` is the tokenizer's min_frequency: a pair is merged only if seen N times.
 """
+import itertools
 import json
 import os
 
@@ -28,6 +29,7 @@ from rnnkit.tokenize import Vocabulary, add_counts
 MIN_VOCAB = 256             # the byte values: a vocabulary of no merges
 LEVEL = "bpe"
 CARRY_LIMIT = 1 << 22       # a line longer than this (characters) is cut where a block ends
+CHUNK = 1 << 16             # characters per piece that the tokenizer encodes on a thread
 
 
 def tokenizers():
@@ -104,7 +106,12 @@ class BpeVocabulary(Vocabulary):
             c = ord(text[err.start])
             raise RnnkitError(f"the text holds U+{c:04X} (a lone surrogate), which UTF-8 "
                               f"cannot encode") from None
-        return np.array(self.hf().encode(text).ids, np.int64)
+        hf = self.hf()
+        if len(text) <= CHUNK:
+            return np.array(hf.encode(text).ids, np.int64)
+        # no token crosses a line end: pieces of whole lines encode apart, in parallel
+        found = hf.encode_batch(list(_line_pieces(text, CHUNK)))
+        return np.fromiter(itertools.chain.from_iterable(e.ids for e in found), np.int64)
 
     def decode(self, ids):
         """The text of `ids` (invalid UTF-8, from a lone piece of a character, as U+FFFD)."""
@@ -132,6 +139,16 @@ class BpeVocabulary(Vocabulary):
 def load_vocabulary(h5file, level):
     """The vocabulary of any level stored in an open HDF5 file (a corpus, a checkpoint)."""
     return BpeVocabulary.load(h5file) if level == LEVEL else Vocabulary.load(h5file, level)
+
+
+def _line_pieces(text, size):
+    """`text` in pieces of whole lines, about `size` characters each (a longer line whole)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + size - 1)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def sidecar(vocab):

@@ -344,3 +344,15 @@ def test_vocab_from_a_checkpoint(tmp_path, level):
                     tmp_path / "ck.h5")
     assert result.exit_code == 1
     assert result.output.endswith("ck.h5 holds no vocabulary\n")
+
+
+def test_long_text_in_pieces(vocab):
+    """A text longer than a piece is encoded in pieces of whole lines, on several threads:
+    the same ids as the tokenizer gives for it whole."""
+    from rnnkit import bpe
+
+    text = made_up_text(12, 6000) + "x" * 70000 + "\n" + made_up_text(13, 20) + "no end"
+    assert len(text) > 3 * bpe.CHUNK
+    assert vocab.encode(text).tolist() == vocab.hf().encode(text).ids
+    pieces = list(bpe._line_pieces(text, bpe.CHUNK))
+    assert "".join(pieces) == text and all(p.endswith("\n") for p in pieces[:-1])
