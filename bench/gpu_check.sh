@@ -62,6 +62,6 @@ else
     run 180 "$PY" bench/gpu_bench.py --budget 110 --table "$TABLE"
     # then every backend test (oracle, finite differences) on the device, as time allows
     run 150 "$PY" -m pytest -rs --maxfail=10 -p no:cacheprovider tests/test_backend.py \
-        -k cuda
+        tests/test_adaptive.py tests/test_beam.py -k cuda
 fi
 say "== done in ${SECONDS} s; results in $RESULT, the table in $TABLE"

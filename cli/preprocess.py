@@ -15,8 +15,9 @@ SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to 
               help="Corpus file to write (HDF5).")
 @click.option("--level", type=click.Choice(LEVELS), default=None, cls=ConfigOption,
               show_default=True, default_text="char, or --vocab-from's",
-              help="Tokens: Unicode code points, raw bytes, or whitespace-separated words "
-                   "(each newline an <eos> token).")
+              help="Tokens: Unicode code points, raw bytes, whitespace-separated words "
+                   "(each newline an <eos> token), or byte-level BPE subwords (--vocab-size; "
+                   "needs rnnkit[bpe]).")
 @click.option("--encoding", type=str, default="utf-8", show_default=True,
               help="Text encoding of the inputs (char and word level; byte level stores it "
                    "for decoding).")
@@ -36,32 +37,38 @@ SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to 
 @click.option("--test", "test", type=str, default=None, show_default=True, metavar="FILE",
               help="Test text (file, folder or glob) instead of --test-frac.")
 @click.option("--vocab-from", type=click.Path(dir_okay=False), default=None, show_default=True,
-              help="Reuse the vocabulary (and level) of this corpus so both share token ids. "
+              help="Reuse the vocabulary (and level) of this corpus, or of this checkpoint, so "
+                   "both share token ids. "
                    "Word level maps new words to <unk>; char and byte level stop at the first "
-                   "symbol it lacks.")
+                   "symbol it lacks; bpe level encodes any text with its tokenizer.")
 @click.option("--max-vocab", type=click.IntRange(min=3), default=None, show_default=True,
               help="Word level: keep at most this many tokens, <unk> and <eos> included "
                    "[default: no limit].")
 @click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Word level: words seen fewer times become <unk>.")
+              help="Word level: words seen fewer times become <unk>. BPE level: pairs seen "
+                   "fewer times in the training split are not merged.")
+@click.option("--vocab-size", type=int, default=None, show_default=True,
+              help="BPE level: tokens in all, the 256 byte values included (fewer if the "
+                   "text runs out of pairs to merge) [required with --level bpe].")
 @click.option("-f", "--force", is_flag=True, default=False, show_default=True,
               help="Overwrite OUTPUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, default=False, show_default=True,
               help="No progress bar and no summary on stderr.")
 def command(inputs, output, level, encoding, errors, val_frac, test_frac, val, test,
-            vocab_from, max_vocab, min_count, force, quiet):
+            vocab_from, max_vocab, min_count, vocab_size, force, quiet):
     """Turn text files into a corpus of token ids for `rnnkit train`.
 
     INPUT is a file, a folder (its text files, recursively, in sorted order) or a glob. The
-    vocabulary is built from all the text; --val-frac and --test-frac cut contiguous blocks from
-    the end for validation and testing, as torch-rnn does. The layout of the HDF5 file is in
-    docs/corpus-format.md.
+    vocabulary is built from all the text (a BPE tokenizer learns from the training part
+    only); --val-frac and --test-frac cut contiguous blocks from the end for validation and
+    testing, as torch-rnn does. The layout of the HDF5 file is in docs/corpus-format.md.
 
     \b
     rnnkit preprocess shakespeare.txt -o shakespeare.h5
     rnnkit preprocess ptb.train.txt --val ptb.valid.txt --test ptb.test.txt \\
         --level word -o ptb.h5
     rnnkit preprocess 'books/**/*.txt' --level byte -o books.h5
+    rnnkit preprocess shakespeare.txt --level bpe --vocab-size 2000 -o bpe.h5
     """
     from rnnkit.corpus.preprocess import preprocess
     from rnnkit.corpus.sources import InputError
@@ -77,7 +84,7 @@ def command(inputs, output, level, encoding, errors, val_frac, test_frac, val, t
             inputs, output,
             level=level, encoding=encoding, errors=errors, val_frac=val_frac,
             test_frac=test_frac, val=val, test=test, vocab_from=vocab_from, max_vocab=max_vocab,
-            min_count=min_count, force=force,
+            min_count=min_count, vocab_size=vocab_size, force=force,
             progress=progress)
     except InputError as err:
         raise click.ClickException(str(err)) from None

@@ -69,8 +69,6 @@ CASES = [
     (["preprocess", "{d}/t.txt", "-o", "{d}/t.txt", "-f"], "also an input", 1),
     (["preprocess", "{d}/t.txt", "-o", "{d}/x.h5", "--val-frac", "0.6", "--test-frac", "0.5"],
      "leaves no training data", 1),
-    (["preprocess", "{d}/t.txt", "-o", "{d}/x.h5", "--vocab-from", "{d}/run/latest.h5"],
-     "a checkpoint", 1),
     (["preprocess", "{d}/t.txt", "-o", "{d}/x.h5", "--vocab-from", "{d}/corpus-cut.h5"],
      "truncated", 1),
     (["preprocess", "{d}/t.txt", "-o", "{d}/x.h5", "--max-vocab", "2"], "--max-vocab", 2),

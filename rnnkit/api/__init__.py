@@ -117,4 +117,4 @@ def preprocess(inputs, output, **settings):
 # rnnkit.corpus.preprocess.preprocess's settings (its keywords; a test checks the list and that the
 # command's flags have their defaults)
 PREPROCESS_SETTINGS = ("level", "encoding", "errors", "val_frac", "test_frac", "val", "test",
-                       "vocab_from", "max_vocab", "min_count", "force")
+                       "vocab_from", "max_vocab", "min_count", "vocab_size", "force")

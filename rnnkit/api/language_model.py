@@ -52,7 +52,8 @@ class LanguageModel:
 
     @property
     def vocab(self):
-        """The tokens in id order (a byte-level token is its latin-1 character)."""
+        """The tokens in id order (a byte-level token is its latin-1 character, a bpe token
+        the tokenizer's string: "Ġthe" is " the")."""
         return list(self.codec.tokens)
 
     @property

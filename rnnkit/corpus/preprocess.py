@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnkit import files
-from rnnkit.corpus import chunks
+from rnnkit.corpus import bpe, chunks
+from rnnkit.corpus.bpe import BpeTokenizer
 from rnnkit.version import __version__
 from rnnkit.corpus.reader import FORMAT, FORMAT_VERSION, Corpus, CorpusError
 from rnnkit.errors import RnnkitError
@@ -132,17 +133,56 @@ def _check_output(output, force, inputs):
 
 
 def _reused_vocab(vocab_from, level, max_vocab, min_count):
+    """The vocabulary of a corpus, or of a checkpoint (the corpus it was trained on's)."""
     try:
         with Corpus(vocab_from) as other:
             vocab = other.vocabulary
     except CorpusError as err:
-        raise InputError(f"--vocab-from: {err}") from None
+        vocab = _checkpoint_vocab(vocab_from)
+        if vocab is None:
+            raise InputError(f"--vocab-from: {err}") from None
     if level is not None and level != vocab.level:
         raise InputError(f"--level {level} does not match the {vocab.level}-level vocabulary "
                          f"of {vocab_from}")
     if max_vocab is not None or min_count != 1:
         raise InputError("--max-vocab and --min-count cannot change a vocabulary from --vocab-from")
     return vocab
+
+
+def _checkpoint_vocab(path):
+    """The vocabulary stored in checkpoint `path`; None if `path` is no checkpoint."""
+    from rnnkit.training import checkpoint
+
+    try:
+        f = checkpoint.open_checkpoint(path)
+    except checkpoint.CheckpointError:
+        return None
+    with f:
+        if "vocab" not in f:
+            raise InputError(f"--vocab-from: the checkpoint {path} holds no vocabulary")
+        level = f.attrs.get("level")
+        try:
+            return bpe.load_vocabulary(f, level.decode() if isinstance(level, bytes) else level)
+        except (RnnkitError, KeyError, OSError) as err:
+            raise InputError(f"--vocab-from: cannot read the vocabulary of {path} "
+                             f"({err})") from None
+
+
+def bpe_options(vocab_size, max_vocab, vocab_from):
+    """Level bpe's checks: --vocab-size gives its size, not --max-vocab; tokenizers is there."""
+    if vocab_from and vocab_size is not None:
+        raise InputError("--vocab-size cannot change a vocabulary from --vocab-from")
+    if max_vocab is not None:
+        raise InputError("--max-vocab is for --level word; --level bpe takes --vocab-size")
+    if not vocab_from and vocab_size is None:
+        raise InputError("--level bpe needs --vocab-size K (the tokens in all, at least "
+                         f"{bpe.MIN_VOCAB})")
+    if vocab_size is not None:
+        bpe.check_vocab_size(vocab_size)
+    try:
+        bpe.tokenizers()
+    except RnnkitError as err:
+        raise InputError(str(err)) from None
 
 
 def _plan(main_tokens, val_frac, test_frac, sources):
@@ -199,10 +239,11 @@ def _write_sources(h5, sources):
 
 def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict", val_frac=None,
                test_frac=None, val=None, test=None, vocab_from=None, max_vocab=None,
-               min_count=1, force=False, progress=None, block=BLOCK):
+               min_count=1, force=False, progress=None, block=BLOCK, vocab_size=None):
     """Write the corpus `output` from `inputs` (files, folders, globs); return a summary dict.
 
-    `level` None means char, or the level of `vocab_from`. `val_frac`/`test_frac` None mean
+    `level` None means char, or the level of `vocab_from`; level bpe learns `vocab_size`
+    tokens (rnnkit/corpus/bpe.py). `val_frac`/`test_frac` None mean
     0.1, or 0 when a `val`/`test` file is given. `progress(total_bytes)` may return a context
     manager with `update(nbytes)`, such as click.progressbar, or None for no progress report.
     Raises InputError for bad input.
@@ -220,7 +261,11 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
         raise InputError(f"--min-count must be at least 1, got {min_count}")
     vocab = _reused_vocab(vocab_from, level, max_vocab, min_count) if vocab_from else None
     level = vocab.level if vocab else (level or "char")
-    if level != "word" and (max_vocab is not None or min_count != 1):
+    if level == "bpe":
+        bpe_options(vocab_size, max_vocab, vocab_from)
+    elif vocab_size is not None:
+        raise InputError("--vocab-size applies to --level bpe only")
+    if level not in ("word", "bpe") and (max_vocab is not None or min_count != 1):
         raise InputError("--max-vocab and --min-count apply to --level word only")
     if not inputs:
         raise InputError("no input given")
@@ -232,7 +277,14 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
                                    ([vocab_from] if vocab_from else []))
     removed = files.clean_stale(folder)
     total_bytes = sum(os.path.getsize(s.path) for s in sources)
-    tokenizer = TOKENIZERS[level]()
+    if level == "bpe":
+        if vocab is None:
+            text = bpe.training_text(sources, 1 - val_frac - test_frac, encoding, errors,
+                                     min(block, BpeTokenizer.max_block))
+            vocab = bpe.train(text, vocab_size, min_count)
+        tokenizer = BpeTokenizer(vocab)
+    else:
+        tokenizer = TOKENIZERS[level]()
     block = min(block, tokenizer.max_block or block)
     bar = (progress(2 * total_bytes) if progress else None) or contextlib.nullcontext()
     try:

@@ -22,7 +22,8 @@ import numpy as np
 
 from rnnkit import h5
 from rnnkit.errors import RnnkitError
-from rnnkit.corpus.tokenize import EOS, Vocabulary
+from rnnkit.corpus.bpe import load_vocabulary
+from rnnkit.corpus.tokenize import EOS
 
 FORMAT = "rnnkit-corpus"
 FORMAT_VERSION = 1
@@ -91,7 +92,7 @@ class Corpus:
                                   f"{FORMAT_VERSION}, upgrade rnnkit")
             self.level = self.attrs["level"]
             self.encoding = self.attrs["encoding"]
-            self.vocabulary = Vocabulary.load(self.file, self.level)
+            self.vocabulary = load_vocabulary(self.file, self.level)
         except KeyError as err:
             self.file.close()
             raise CorpusError(f"{path} is an incomplete rnnkit corpus: {err.args[0]}") from None
@@ -167,6 +168,8 @@ class Corpus:
         unknown words to <unk>.
         """
         index = self.vocabulary.index
+        if self.level == "bpe":
+            return self.vocabulary.encode(text)
         if self.level == "word":
             words = text.replace("\n", f" {EOS} ").split()
             unk = self.vocabulary.unk_id
@@ -198,6 +201,8 @@ class Corpus:
             return self.decode_bytes(ids).decode(self.encoding, errors="replace")
         if self.level == "char":
             return "".join(self.vocab[i] for i in ids)
+        if self.level == "bpe":
+            return self.vocabulary.decode(ids)
         out, line = [], []
         for i in ids:
             if i == self.vocabulary.eos_id:
@@ -302,6 +307,9 @@ def describe(path):
         how = f"level {corpus.level}"
         if corpus.level != "byte":
             how += f", encoding {corpus.encoding}, errors={a.get('errors')}"
+        if corpus.level == "bpe":
+            how += f", byte-level BPE of {corpus.vocabulary.merges:,} merges, " \
+                   f"min_count={a.get('min_count')}"
         if corpus.level == "word":
             how += f", max_vocab={a.get('max_vocab') or 'none'}, min_count={a.get('min_count')}"
         if a.get("vocab_from"):
@@ -327,6 +335,10 @@ def describe(path):
 
 
 def _show(token, level):
+    if level == "bpe":
+        from rnnkit.corpus.bpe import show
+
+        return show(token)
     if level == "byte":
         return f"{ord(token):02x}"
     return repr(token) if level == "char" else token

@@ -8,7 +8,7 @@ A character (or byte) that a char (byte) vocabulary lacks is an error by default
 line and column; `unknown="skip"` leaves such symbols out and `"replace"` puts REPLACEMENTS'
 first symbol the vocabulary has in their place. At word level an unknown word is <unk>, as in
 training (with "error" and "replace"; an error for a vocabulary without <unk>), or left out
-with "skip".
+with "skip". At bpe level (rnnkit/corpus/bpe.py) every text encodes: there are no unknowns.
 """
 import codecs
 import os
@@ -49,6 +49,8 @@ class TextCodec:
         unknown words to <unk>. `where` names the text in messages."""
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+        if self.level == "bpe":
+            return self.vocabulary.encode(text), 0, None
         if self.level == "word":
             ids, _, dropped, symbol = self._word_ids(text.replace("\n", f" {EOS} ").split(),
                                                      unknown, where)
@@ -65,6 +67,12 @@ class TextCodec:
         encode_text; messages number the lines from `first_line`."""
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+        if self.level == "bpe":             # no token crosses a line end (rnnkit/corpus/bpe.py)
+            ids = self.vocabulary.encode(text)
+            ends = np.flatnonzero(self.vocabulary.ends_line[ids]) + 1
+            if len(ids) and (not len(ends) or ends[-1] != len(ids)):
+                ends = np.append(ends, len(ids))
+            return ids, ends.astype(np.int64), 0, None
         if self.level == "word":
             lines = text.split("\n")
             if lines[-1] == "":             # the text ends with a newline, or is empty
@@ -89,7 +97,9 @@ class TextCodec:
 
     def start_id(self):
         """The id a text follows, as every line follows the one before in training: <eos> at
-        word level, a newline at char and byte level (0 when the vocabulary has neither)."""
+        word level, a newline at char, byte and bpe level (0 when the vocabulary has neither)."""
+        if self.level == "bpe":
+            return self.vocabulary.newline_id
         index = self.vocabulary.index
         for symbol in (EOS, "\n"):
             if symbol in index:
@@ -181,22 +191,27 @@ class TextCodec:
 
     def start_state(self):
         """What decoding has to remember before the first id (see piece)."""
-        if self.level == "byte":
-            return codecs.getincrementaldecoder(self.encoding)().getstate()
+        if self.level in ("byte", "bpe"):
+            return codecs.getincrementaldecoder(self._bytes_encoding())().getstate()
         return True if self.level == "word" else None
+
+    def _bytes_encoding(self):
+        """What decodes the bytes that byte and bpe tokens stand for (bpe's are UTF-8)."""
+        return "utf-8" if self.level == "bpe" else self.encoding
 
     def piece(self, state, i):
         """(the text id `i` emits after `state`, the state after it); i None flushes. A state
-        is a value, so texts that share a past share it (beam search): a byte-level model's
-        incomplete UTF-8 character, whether a word-level model is at the start of a line."""
+        is a value, so texts that share a past share it (beam search): a byte-level (or bpe)
+        model's incomplete UTF-8 character, whether a word-level model is at the start of a
+        line."""
         tokens = self.tokens
         if self.level == "char":
             return ("" if i is None else tokens[i]), None
-        if self.level == "byte":
-            inc = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+        if self.level in ("byte", "bpe"):
+            inc = codecs.getincrementaldecoder(self._bytes_encoding())(errors="replace")
             inc.setstate(state)
-            text = inc.decode(b"", final=True) if i is None else \
-                inc.decode(bytes([ord(tokens[i])]))
+            text = inc.decode(b"", final=True) if i is None else inc.decode(
+                self.vocabulary.token_bytes[i] if self.level == "bpe" else bytes([ord(tokens[i])]))
             return text, inc.getstate()
         if i is None:
             return "", state

@@ -1,6 +1,6 @@
 """Tokenizers and the vocabulary.
 
-Three levels:
+Three levels here (and bpe, byte-level subwords: rnnkit/corpus/bpe.py):
 - char: one token per Unicode code point. Vocabulary: the code points seen, in code point order.
 - byte: one token per byte of the file, whatever its encoding. Vocabulary: the byte values seen,
   in order; a byte token's string is chr(value) (its latin-1 character).
@@ -21,7 +21,7 @@ import numpy as np
 from rnnkit.corpus.sources import InputError
 
 UNK, EOS = "<unk>", "<eos>"
-LEVELS = ("char", "byte", "word")
+LEVELS = ("char", "byte", "word", "bpe")    # bpe: subwords, rnnkit/corpus/bpe.py
 CODE_POINTS = 0x110000
 
 

@@ -55,6 +55,8 @@ def check_stop(codec, stop):
 def _writable(codec):
     """A test of whether some sequence of tokens can write a character (codec.decoder())."""
     tokens = codec.tokens
+    if codec.level == "bpe":           # the 256 byte values are tokens: it writes anything
+        return lambda c: True
     if codec.level == "char":
         return set(tokens).__contains__
     if codec.level == "byte":          # a character's bytes; U+FFFD stands for bad sequences

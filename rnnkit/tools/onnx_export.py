@@ -35,6 +35,7 @@ import numpy as np
 from rnnkit import cells
 from rnnkit.tools.safetensors import (ExchangeError, check_outputs, export_info, load_export,
                                       write_both)
+from rnnkit.corpus.bpe import sidecar
 from rnnkit.corpus.textcodec import TextCodec
 
 OPSET, IR_VERSION = 17, 8       # what onnxruntime 1.14 and later run
@@ -183,6 +184,7 @@ def export_onnx(path, output, force=False):
             "outputs": {"logits": f"(N, T, {cfg.vocab_size}) float32" + (
                              ", log-probabilities" if cfg.clusters() else ""),
                         **{s: f"({cfg.layers}, N, {cfg.hidden}) float32" for s in states}}}
-    text = json.dumps({**info, "tokens": ck.vocab.tokens, "config": ck.config}, indent=1)
+    text = json.dumps({**info, "tokens": ck.vocab.tokens, **sidecar(ck.vocab),
+                       "config": ck.config}, indent=1)
     write_both(output, model.SerializeToString(), meta_path, (text + "\n").encode("utf-8"))
     return Path(output), meta_path

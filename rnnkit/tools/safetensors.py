@@ -33,7 +33,9 @@ What the weights do not say goes in a JSON file beside them (NAME.json for NAME.
 {"format": "rnnkit-export", "format_version": 1, "cell", "rnn_type" (word_language_model's
 --model), "level", "encoding", "tie_weights", "dtype", "softmax" (with "adaptive": its
 "cutoffs" list, "div_value", "head_bias", the module's arguments), "tokens" (the vocabulary
-in id order; a byte token is its latin-1 character), "config" (rnnkit's training config)}. A
+in id order; a byte token is its latin-1 character), "tokenizer" (bpe level: the Hugging Face
+tokenizer's JSON, which tokenizers.Tokenizer.from_str reads), "config" (rnnkit's training
+config)}. A
 file made in PyTorch imports with such a JSON holding at least "level" and "tokens" (and
 "cell" for an Elman RNN, whose weights do not tell tanh from relu; "div_value" where the
 tails' sizes do not tell it). safetensors is the optional extra
@@ -48,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnkit.corpus import bpe
 from rnnkit import cells, files
 from rnnkit.version import __version__
 from rnnkit.training.checkpoint import Checkpoint, load, save
@@ -123,8 +126,8 @@ def export_checkpoint(path, output, force=False):
     info = export_info(ck, cfg)
     weights = st.save(tensors, metadata={**{k: str(v) for k, v in info.items()},
                                          "producer": f"rnnkit {__version__}"})
-    sidecar_text = json.dumps({**info, "tokens": ck.vocab.tokens, "config": ck.config},
-                              indent=1) + "\n"
+    sidecar_text = json.dumps({**info, "tokens": ck.vocab.tokens, **bpe.sidecar(ck.vocab),
+                               "config": ck.config}, indent=1) + "\n"
     write_both(output, weights, meta_path, sidecar_text.encode("utf-8"))
     return Path(output), meta_path
 
@@ -380,6 +383,11 @@ def _vocabulary(info, meta, V, path):
     if len(tokens) != V or len(set(tokens)) != len(tokens):
         raise ExchangeError(f"{path}: {len(tokens)} tokens ({len(set(tokens))} distinct) for "
                             f"an embedding of {V} rows")
+    if level == "bpe":
+        try:
+            return bpe.from_sidecar(info, tokens, path)
+        except RnnkitError as err:
+            raise ExchangeError(str(err)) from None
     if level != "word" and not all(isinstance(t, str) and len(t) == 1 and
                                    (level == "char" or ord(t) < 256) for t in tokens):
         raise ExchangeError(f"{path}: a {level}-level vocabulary holds single characters"

@@ -15,7 +15,8 @@ Layout (read it with plain h5py or h5dump; no pickle anywhere):
     /state/NAME      the hidden state carried between batches ('h', and 'c' for an LSTM)
     /vocab           the corpus vocabulary, stored as the corpus stores it (rnnkit.corpus.tokenize:
                      code points for char, byte values for byte, UTF-8 strings for word), with
-                     the root attribute level ('char', 'byte' or 'word')
+                     the root attribute level ('char', 'byte', 'word' or 'bpe')
+    /tokenizer       bpe level: the Hugging Face tokenizer's JSON (rnnkit/corpus/bpe.py)
 
 The file is built in memory and written atomically (rnnkit/files.py): under a temporary name in
 the same folder, fsynced, renamed over the final name, the folder fsynced. A kill -9 at any
@@ -38,6 +39,7 @@ from rnnkit.model import softmax
 from rnnkit.version import __version__
 from rnnkit.errors import RnnkitError
 from rnnkit.metrics import bits, perplexity, show_perplexity
+from rnnkit.corpus.bpe import load_vocabulary
 from rnnkit.corpus.tokenize import Vocabulary
 
 FORMAT = "rnnkit-checkpoint"
@@ -208,7 +210,7 @@ def load(path, weights_only=False):
                 elapsed=meta.pop("elapsed"), best_val_loss=meta.pop("best_val_loss"),
                 meta=meta)
             if "vocab" in f:
-                ck.vocab = Vocabulary.load(f, meta.pop("level"))
+                ck.vocab = load_vocabulary(f, meta.pop("level"))
                 ck.encoding = meta.pop("encoding", "utf-8")
             if "state" in f:
                 ck.state = _read_group(f["state"])
