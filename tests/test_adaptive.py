@@ -70,6 +70,11 @@ def test_every_log_probability_and_they_sum_to_one(backend, head_bias):
 @pytest.mark.parametrize("head_bias", [False, True])
 @pytest.mark.parametrize("cell,layers", [("lstm", 1), ("gru", 2)])
 def test_gradients_finite_differences(backend, cell, layers, head_bias):
+    if backend.name == "cuda" and (cell, head_bias) != ("lstm", True):
+        # the simulator runs every kernel as Python: on CUDA one cell with the head's bias,
+        # and the three clusters' case below, check the output layer (the cells' own
+        # gradients: tests/test_backend.py); the CPU runs every case
+        pytest.skip("one case of four on CUDA (the simulator's time)")
     model, x, y, state = make(backend, cell, layers, head_bias=head_bias)
     errors = fd_errors(model, x, y, state)
     assert max(errors.values()) < 1e-6, errors
