@@ -1,7 +1,11 @@
 """The run's runtime (rnnkit/training/runtime.py): which compile workers start on a cold cache and
 when, the backward tasks shared with them, the thread cap and its end; and that compiling ahead in
 the run's own process leaves the model as it was."""
+import os
+import subprocess
+import sys
 import threading
+import time
 import types
 
 import numba
@@ -152,3 +156,30 @@ def test_a_gpu_run_compiles_nothing_ahead_and_paces_nothing(monkeypatch):
     runtime.sampling_ready()
     runtime.end()
     assert calls == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="looks for the worker in /proc")
+def test_a_worker_ends_with_a_run_that_ended_before_it_started(tmp_path):
+    """A run of a step or two can end while the worker it spawned is still importing, before
+    the worker asks to end with its parent: it must still end, not compile on for tens of
+    seconds beside whatever runs next."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "from rnnkit.backends.cpu import CPUBackend\n"
+        "from rnnkit.model.network import Model, ModelConfig\n"
+        "from rnnkit.training import compile_workers\n"
+        "m = Model(ModelConfig(cell='gru', vocab_size=8, embed=4, hidden=4, layers=1),\n"
+        "          backend=CPUBackend())\n"
+        "w = compile_workers.spawn(compile_workers.spec(m, 2, 3, 'adam', 'parallel', 2))\n"
+        "print(w.pid)\n")                 # and end at once
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    pid = int(subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                             text=True, check=True).stdout)
+    deadline = time.monotonic() + 20
+    while os.path.isdir(f"/proc/{pid}") and time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().split(") ")[-1].startswith("Z"):
+                break                   # a zombie has ended
+        time.sleep(0.05)
+    assert not os.path.isdir(f"/proc/{pid}") or time.monotonic() < deadline
+    assert not list((tmp_path / "cache").rglob("*.nbi"))    # it compiled nothing

@@ -22,6 +22,7 @@ A worker runs the kernels on zeros of the run's shapes (the same types, so the s
 import dataclasses
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def spawn(spec):
     # nothing reads its output (a pipe nobody drains would stop a chatty worker when full);
     # a worker that fails leaves its kernels to the run
     return subprocess.Popen([sys.executable, "-m", "rnnkit.training.compile_workers",
-                             json.dumps(spec)],
+                             json.dumps(spec), str(os.getpid())],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
@@ -131,14 +132,20 @@ def run(spec):
         model.evaluate(x, x, model.init_state(N))
 
 
-def _die_with_parent():
+def _die_with_parent(parent):
+    """End with `parent`, the process that spawned this one. PR_SET_PDEATHSIG covers a parent
+    that ends from now on; one that ended before (a run of two steps ends while its worker is
+    still importing) left this process to init, which the check of the parent's pid then sees:
+    without it such workers went on compiling for tens of seconds beside the next run."""
     try:
         import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if parent is not None and os.getppid() != parent:
+        sys.exit(0)
 
 
 if __name__ == "__main__":
-    _die_with_parent()
+    _die_with_parent(int(sys.argv[2]) if len(sys.argv) > 2 else None)
     run(json.loads(sys.argv[1]))
