@@ -23,7 +23,7 @@ from numba import njit, prange
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.blocks import (block, hidden_grad, pack_w_h, pack_w_h_t, project,
-                                       rows_for, span, split, step_product, units,
+                                       rows_for, split, step_product, units,
                                        weight_grads)
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.checks import check, spec
@@ -78,9 +78,9 @@ def _forward(gates, a, hs, wp, w_h, b_hn, su, ss):
                 forward_step(gates, a, hs, wp, b_hn, t, j0, j1, n0, n1)
     else:
         for i in prange(parts):     # each thread all steps of its streams
-            n0, n1 = span(N, parts, i)
+            j0, j1, n0, n1 = block(H, N, su, ss, i)   # su = 1: units 0:H
             for t in range(T):
-                forward_step(gates, a, hs, wp, b_hn, t, 0, H, n0, n1)
+                forward_step(gates, a, hs, wp, b_hn, t, j0, j1, n0, n1)
 
 
 _forward = Twin(_forward)
@@ -154,10 +154,10 @@ def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, wt, db_hn, su, ss):
             hidden_grad(wt, dgh[0], dh, j0, j1, n0, n1)
     else:
         for i in prange(parts):
-            n0, n1 = span(N, parts, i)
+            j0, j1, n0, n1 = block(H, N, su, ss, i)   # su = 1: units 0:H
             for t in range(T - 1, -1, -1):
-                backward_step(wt, gates, a, hs, dhs, dh, dgx, dgh, t, 0, H, n0, n1)
-            hidden_grad(wt, dgh[0], dh, 0, H, n0, n1)
+                backward_step(wt, gates, a, hs, dhs, dh, dgx, dgh, t, j0, j1, n0, n1)
+            hidden_grad(wt, dgh[0], dh, j0, j1, n0, n1)
     _add_rows(dgh, db_hn)
 
 

@@ -16,7 +16,7 @@ from numba import njit, prange
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.blocks import (block, hidden_grad, pack_w_h, pack_w_h_t, project,
-                                       rows_for, span, split, step_product, units,
+                                       rows_for, split, step_product, units,
                                        weight_grads)
 from rnnkit.kernels.cpu.activations import tanh
 from rnnkit.kernels.checks import check, spec
@@ -58,9 +58,9 @@ def _forward(pre, hs, wp, w_h, relu, su, ss):
                 forward_step(pre, hs, wp, relu, t, j0, j1, n0, n1)
     else:
         for i in prange(parts):     # each thread all steps of its streams
-            n0, n1 = span(N, parts, i)
+            j0, j1, n0, n1 = block(H, N, su, ss, i)   # su = 1: units 0:H
             for t in range(T):
-                forward_step(pre, hs, wp, relu, t, 0, H, n0, n1)
+                forward_step(pre, hs, wp, relu, t, j0, j1, n0, n1)
 
 
 _forward = Twin(_forward)
@@ -125,10 +125,10 @@ def _backward(w_h, hs, dhs, dh, dgates, wt, relu, su, ss):
             initial_grad(wt, dh, dgates, j0, j1, n0, n1)
     else:
         for i in prange(parts):
-            n0, n1 = span(N, parts, i)
+            j0, j1, n0, n1 = block(H, N, su, ss, i)   # su = 1: units 0:H
             for t in range(T - 1, -1, -1):
-                backward_step(wt, hs, dhs, dh, dgates, relu, t, 0, H, n0, n1)
-            initial_grad(wt, dh, dgates, 0, H, n0, n1)
+                backward_step(wt, hs, dhs, dh, dgates, relu, t, j0, j1, n0, n1)
+            initial_grad(wt, dh, dgates, j0, j1, n0, n1)
 
 
 _backward = Twin(_backward)
