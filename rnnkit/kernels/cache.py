@@ -29,10 +29,9 @@ CACHE = os.environ.get("RNNKIT_NO_CACHE", "") == ""
 PACKAGE = Path(__file__).resolve().parents[1]           # rnnkit/
 
 
-def code(source):
-    """The code of a module's source: its syntax tree without docstrings, as text (no line
-    numbers, no comments)."""
-    tree = ast.parse(source)
+def code(tree):
+    """The code of a module (its syntax tree, ast.parse): the tree without docstrings, as text
+    (no line numbers, no comments)."""
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -64,21 +63,23 @@ def _file(name, package):
 
 
 def sources(package=PACKAGE):
-    """Every file the kernels are built from: rnnkit/kernels/ and what it imports of rnnkit."""
+    """Every file the kernels are built from, rnnkit/kernels/ and what it imports of rnnkit, with
+    its syntax tree: {path: tree}. Each file parsed once: on an empty cache, key() is on the
+    first step's path."""
     todo = sorted((package / "kernels").rglob("*.py"))
-    seen = set()
+    trees = {}
     while todo:
         path = todo.pop()
-        if path in seen:
+        if path in trees:
             continue
-        seen.add(path)
+        trees[path] = ast.parse(path.read_text(encoding="utf-8"))
         if path == package / "kernels" / "cache.py":
             continue                # its locks are no kernel's code
-        for name in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+        for name in _imports(trees[path]):
             found = _file(name, package)
-            if found is not None and found not in seen:
+            if found is not None and found not in trees:
                 todo.append(found)
-    return sorted(seen)
+    return dict(sorted(trees.items()))
 
 
 def key(package=PACKAGE):
@@ -88,9 +89,9 @@ def key(package=PACKAGE):
         digest.update(importlib.metadata.version("numba-cuda").encode())
     except importlib.metadata.PackageNotFoundError:
         pass
-    for path in sources(package):
+    for path, tree in sources(package).items():
         digest.update(str(path.relative_to(package)).encode() + b"\0")
-        digest.update(code(path.read_text(encoding="utf-8")).encode() + b"\0")
+        digest.update(code(tree).encode() + b"\0")
     return digest.hexdigest()[:16]
 
 
