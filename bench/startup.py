@@ -94,7 +94,8 @@ def main():
     ap.add_argument("--generate", action="store_true")
     ap.add_argument("--comment-edit", action="store_true")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    # ignore_cleanup_errors: a killed compile worker may still be writing to a cache folder
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         (Path(tmp) / "t.txt").write_text(TEXT)
         corpus = str(Path(tmp) / "c.h5")
         rnnkit(args.trees[0], tmp, "preprocess", Path(tmp) / "t.txt", "-o", corpus, "-q").wait()
