@@ -29,7 +29,8 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
             threads, quiet):
     """Evaluate CHECKPOINT on a split of CORPUS (by default the corpus it was trained on) or
     on a text file: loss in nats per token, perplexity and bits per token (one line each on
-    stdout, as name value).
+    stdout, as name value); on a text file also its characters and bits per character, which
+    compare models of different vocabularies (char, BPE, word) on one text.
 
     \b
     rnnkit eval runs/char/best.h5                           # its corpus: test, else val
@@ -77,5 +78,8 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
     click.echo(f"loss {result['loss']:.6f}")
     click.echo(f"perplexity {ppl:.4f}" if ppl < 1e5 else f"perplexity {show_perplexity(ppl)}")
     click.echo(f"bits_per_token {result['bits_per_token']:.6f}")
+    if "bits_per_char" in result:
+        click.echo(f"chars {result['chars']}")
+        click.echo(f"bits_per_char {result['bits_per_char']:.6f}")
     click.echo(f"seconds {result['seconds']:.3f}")
     click.echo(f"tokens_per_s {result['tokens'] / max(result['seconds'], 1e-9):.0f}")

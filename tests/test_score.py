@@ -242,3 +242,30 @@ def test_read_lines_gives_whole_lines_as_they_come(level):
     if level == "char":
         with pytest.raises(RnnkitError, match="standard input is not valid utf-8 at byte 7 "):
             pieces([b"ab\ncd\n", b"x\xff\n"])
+
+
+def numbers_of(result):
+    assert result.exit_code == 0, result.output
+    return dict(line.split(" ", 1) for line in result.stdout.splitlines())
+
+
+def test_eval_bits_per_char(run, word_run, tmp_path):
+    """eval --text reports bits per character: bits per token times the text's tokens per
+    character (at char level the two agree); none when part of the text was left out."""
+    text = "the quick fox\nthe brown fox naps over it.\nthe fox\n"
+    (tmp_path / "t.txt").write_text(text)
+    char = numbers_of(invoke("eval", run / "best.h5", "--text", tmp_path / "t.txt",
+                             "--batch-size", "1", "-q"))
+    assert int(char["chars"]) == len(text) == int(char["tokens"]) + 1
+    assert math.isclose(float(char["bits_per_char"]), float(char["bits_per_token"]),
+                        rel_tol=1e-6)
+    word = numbers_of(invoke("eval", word_run / "best.h5", "--text", tmp_path / "t.txt",
+                             "--batch-size", "1", "-q"))
+    tokens = len(text.split()) + text.count("\n")           # the words and an <eos> a line
+    assert int(word["tokens"]) == tokens - 1 and int(word["chars"]) == len(text)
+    assert math.isclose(float(word["bits_per_char"]),
+                        float(word["bits_per_token"]) * tokens / len(text), rel_tol=1e-6)
+    (tmp_path / "z.txt").write_text("the fox naps\u00a7 over it.\n" * 3)
+    skipped = numbers_of(invoke("eval", run / "best.h5", "--text", tmp_path / "z.txt",
+                                "--unknown", "skip", "-q"))
+    assert "bits_per_char" not in skipped and "chars" not in skipped

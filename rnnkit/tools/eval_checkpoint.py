@@ -38,8 +38,9 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
                         encoding=None, unknown="error", progress=None, notes=None,
                         device="cpu", say=None):
     """Evaluate checkpoint `path` on a corpus split or a text file, on `device` (cpu, cuda,
-    cuda:N); returns report() plus 'source', 'seconds' and, for a vocabulary with <unk>,
-    'unk_tokens' (the <unk> tokens of the text, its unknown words included).
+    cuda:N); returns report() plus 'source', 'seconds', for a vocabulary with <unk>,
+    'unk_tokens' (the <unk> tokens of the text, its unknown words included), and for a text
+    of which nothing was left out, 'chars' and 'bits_per_char'.
     `progress(total_tokens)` may return a callable of tokens done; `notes` (a list) gets lines
     for the user; `say(line)` shows one at once (that the kernels compile first). Raises
     RnnkitError (one line) for bad input."""
@@ -79,12 +80,31 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
             unit = "words" if codec.level == "word" else "symbols"
             notes.append(f"{dropped:,} {unit} of {text} that the vocabulary lacks were {what}")
         source = str(text)
+        chars = None if dropped else _characters(data, codec.encoding)
     if len(ids) < 2:
         raise EvalError(f"{source} has {len(ids)} token(s); at least 2 are needed")
     tick = progress(scored_tokens(len(ids), batch_size)) if progress else None
     unk = codec.vocabulary.unk_id
-    return {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source,
-            **({"unk_tokens": int((ids == unk).sum())} if unk is not None else {})}
+    result = {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source,
+              **({"unk_tokens": int((ids == unk).sum())} if unk is not None else {})}
+    if text is not None and chars:
+        # Bits per character compare vocabularies (char, BPE, word) on one text. The few tokens
+        # evaluation leaves unscored (each stream's first, the < N that do not fill the
+        # streams) count at the mean.
+        result["chars"] = chars
+        result["bits_per_char"] = result["bits_per_token"] * len(ids) / chars
+    return result
+
+
+def _characters(data, encoding):
+    """Characters of a text as read (str; bytes at byte level, decoded with `encoding`), or
+    None where bytes do not decode."""
+    if isinstance(data, str):
+        return len(data)
+    try:
+        return len(data.decode(encoding))
+    except (UnicodeDecodeError, LookupError):
+        return None
 
 
 def _run_corpus(path, ck):
