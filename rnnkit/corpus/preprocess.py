@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnkit import files
+from rnnkit.checkpoint_format import CheckpointError, open_checkpoint
 from rnnkit.corpus import bpe, chunks
 from rnnkit.corpus.bpe import BpeTokenizer
 from rnnkit.version import __version__
@@ -151,11 +152,9 @@ def _reused_vocab(vocab_from, level, max_vocab, min_count):
 
 def _checkpoint_vocab(path):
     """The vocabulary stored in checkpoint `path`; None if `path` is no checkpoint."""
-    from rnnkit.training import checkpoint
-
     try:
-        f = checkpoint.open_checkpoint(path)
-    except checkpoint.CheckpointError:
+        f = open_checkpoint(path)
+    except CheckpointError:
         return None
     with f:
         if "vocab" not in f:

@@ -37,18 +37,13 @@ import numpy as np
 from rnnkit import files, h5
 from rnnkit.model import softmax
 from rnnkit.version import __version__
-from rnnkit.errors import RnnkitError
+from rnnkit.checkpoint_format import (  # noqa: F401  (read from here too)
+    FORMAT, FORMAT_VERSION, CheckpointError, open_checkpoint)
 from rnnkit.metrics import bits, perplexity, show_perplexity
 from rnnkit.corpus.bpe import load_vocabulary
 from rnnkit.corpus.tokenize import Vocabulary
 
-FORMAT = "rnnkit-checkpoint"
-FORMAT_VERSION = 1
 LEGACY_TMP = ".tmp-"             # temporaries of rnnkit 0.1
-
-
-class CheckpointError(RnnkitError, ValueError):
-    """A file that is not a readable rnnkit checkpoint (the message is one line)."""
 
 
 @dataclasses.dataclass
@@ -173,29 +168,6 @@ def _read_group(group):
     for key, item in group.items():
         out[key] = _read_group(item) if isinstance(item, h5py.Group) else h5.read(item)
     return out
-
-
-def open_checkpoint(path):
-    """Open `path` read-only and check it is an rnnkit checkpoint; raises CheckpointError."""
-    path = str(path)
-    try:
-        f = h5.open_file(path, "checkpoint")
-    except h5.DamagedFile as err:
-        raise CheckpointError(str(err)) from None
-    fmt = f.attrs.get("format", "")
-    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-    if fmt != FORMAT:
-        f.close()
-        hint = " (a corpus: give it as CORPUS, and a checkpoint here)" \
-            if fmt == "rnnkit-corpus" else ""
-        raise CheckpointError(f"{path} is not an rnnkit checkpoint (format attribute is "
-                              f"{fmt!r}, expected {FORMAT!r}){hint}")
-    version = int(f.attrs.get("format_version", 0))
-    if version > FORMAT_VERSION:
-        f.close()
-        raise CheckpointError(f"{path}: checkpoint format version {version} is newer than "
-                              f"this rnnkit ({__version__}) reads ({FORMAT_VERSION}); upgrade")
-    return f
 
 
 def load(path, weights_only=False):
