@@ -9,7 +9,8 @@ import click
 from click.core import ParameterSource
 
 from rnnkit.cli.options import ConfigOption
-from rnnkit.model.config import SECTIONS, TrainConfig, keys, parse_duration
+from rnnkit.model.config import SECTIONS, TrainConfig, keys
+from rnnkit.model.config_file import parse_duration
 
 D = TrainConfig()
 

@@ -50,7 +50,7 @@ def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidd
     from rnnkit.corpus.preprocess import preprocess
     from rnnkit.tools.load import load_model
     from rnnkit.training.train import train
-    from rnnkit.model.config import load_toml, parse_duration
+    from rnnkit.model.config_file import load_toml, parse_duration
 
     out = Path(out)
     if (out / "latest.h5").exists():

@@ -1,7 +1,7 @@
 import pytest
 
-from rnnkit.model.config import (ConfigError, TrainConfig, dump_toml, from_dict, load_toml,
-                                 parse_duration)
+from rnnkit.model.config import ConfigError, TrainConfig
+from rnnkit.model.config_file import dump_toml, from_dict, load_toml, parse_duration
 
 
 def test_defaults_round_trip_through_toml(tmp_path):
@@ -103,7 +103,8 @@ def test_dumped_toml_carries_the_help_as_comments():
 def test_docs_table_of_keys_and_flags_is_current():
     from pathlib import Path
 
-    from rnnkit.model.config import flag_table
+    from rnnkit.model.config_file import flag_table
 
     docs = (Path(__file__).parent.parent / "docs" / "training.md").read_text()
-    assert flag_table() in docs, "docs/training.md: paste rnnkit.model.config.flag_table() again"
+    assert flag_table() in docs, \
+        "docs/training.md: paste rnnkit.model.config_file.flag_table() again"

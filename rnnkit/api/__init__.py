@@ -55,7 +55,8 @@ def train_config(overrides=None, config_file=None):
     import os
 
     from rnnkit.training.checkpoint import read_meta
-    from rnnkit.model.config import TrainConfig, from_dict, load_toml, read_toml
+    from rnnkit.model.config import TrainConfig
+    from rnnkit.model.config_file import from_dict, load_toml, read_toml
     from rnnkit.training.paths import located
 
     overrides = overrides or {}

@@ -173,7 +173,8 @@ def _meta(path):
 def config_line(config, folder="."):
     """A checkpoint's config as the command that trains it, here: CORPUS (its path stored
     relative to the run `folder`) and the flags whose values differ from the defaults."""
-    from rnnkit.model.config import ConfigError, TrainConfig, from_dict
+    from rnnkit.model.config import ConfigError, TrainConfig
+    from rnnkit.model.config_file import from_dict
     from rnnkit.training.paths import located
 
     try:

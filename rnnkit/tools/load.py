@@ -6,7 +6,8 @@
 """
 from rnnkit.backends import get_backend
 from rnnkit.training.checkpoint import CheckpointError, load
-from rnnkit.model.config import ConfigError, TrainConfig, from_dict
+from rnnkit.model.config import ConfigError, TrainConfig
+from rnnkit.model.config_file import from_dict
 from rnnkit.model.network import Model, WeightsMismatch
 from rnnkit.corpus.textcodec import TextCodec
 

@@ -54,7 +54,8 @@ from rnnkit.corpus import bpe
 from rnnkit import cells, files
 from rnnkit.version import __version__
 from rnnkit.training.checkpoint import Checkpoint, load, save
-from rnnkit.model.config import ConfigError, ModelConfig, TrainConfig, from_dict
+from rnnkit.model.config import ConfigError, ModelConfig, TrainConfig
+from rnnkit.model.config_file import from_dict
 from rnnkit.errors import RnnkitError
 from rnnkit.corpus.tokenize import LEVELS, Vocabulary
 

@@ -258,7 +258,8 @@ def _softmax(model):
 
 def describe(path):
     """Lines for `rnnkit info`: the model, training progress, optimizer and vocabulary."""
-    from rnnkit.model.config import ConfigError, from_dict
+    from rnnkit.model.config import ConfigError
+    from rnnkit.model.config_file import from_dict
 
     meta = read_meta(path)
     try:

@@ -24,7 +24,8 @@ from rnnkit.training import checkpoint
 from rnnkit import files
 from rnnkit.errors import TrainError
 from rnnkit.lock import NAME as LOCK_NAME, RunLock
-from rnnkit.model.config import ConfigError, dump_toml, from_dict, load_toml
+from rnnkit.model.config import ConfigError
+from rnnkit.model.config_file import dump_toml, from_dict, load_toml
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"

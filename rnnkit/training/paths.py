@@ -8,7 +8,7 @@ run was started.
 """
 import os
 
-from rnnkit.model.config import from_dict
+from rnnkit.model.config_file import from_dict
 
 PATHS = (("data", "corpus"), ("train", "init_from"))   # the config keys that name a file
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from rnnkit.training.checkpoint import Checkpoint
 from rnnkit.training.distributed import split_streams
-from rnnkit.model.config import ConfigError, OptimConfig, TrainConfig, from_dict
+from rnnkit.model.config import ConfigError, OptimConfig, TrainConfig
+from rnnkit.model.config_file import from_dict
 from rnnkit.model.network import Model, WeightsMismatch
 from rnnkit.model.optim import DEFAULTS, make_optimizer
 from rnnkit.model import schedule as schedules

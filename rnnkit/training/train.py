@@ -35,7 +35,7 @@ from rnnkit.training.run import Run, config_from_checkpoint
 from rnnkit.training.paths import located
 from rnnkit.training.folder import RunFolder
 from rnnkit.training.stop_signals import StopSignals
-from rnnkit.model.config import from_dict
+from rnnkit.model.config_file import from_dict
 
 EXIT_INTERRUPTED = 75
 RESUMABLE = {"train"}            # config sections a resumed run may change (limits, not the math)
