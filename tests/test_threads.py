@@ -135,3 +135,41 @@ def test_governor_starts_with_the_free_cores(monkeypatch):
     clock["others"] = 0.0
     drive(gov, machine, 30, work=10000)
     assert gov.current == 2
+
+
+@pytest.mark.parametrize("name,hyper", [("sgd", dict(lr=0.1, momentum=0.9)), ("adam", {}),
+                                        ("rmsprop", dict(momentum=0.9, centered=True)),
+                                        ("adagrad", dict(weight_decay=1e-2))])
+def test_optimizer_passes_in_blocks_give_the_bits_of_one_pass(name, hyper, two_blocks):
+    """The updates, clipping and zeroing run over large arrays in blocks, by threads: two
+    blocks on two threads, on one, and one block give the same bits (each element's arithmetic
+    is the same wherever it runs), and match the reference."""
+    from rnnkit.backends.cpu import CPUBackend
+    from rnnkit.kernels.cpu import optim as kernels
+    from rnnkit.model.optim import DEFAULTS, clip_gradients, make_optimizer
+    from tests import naive
+
+    P = 2 * kernels.MIN_BLOCK + 7
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal(P).astype(np.float32)
+    grads = [rng.standard_normal(P).astype(np.float32) for _ in range(3)]
+    backend, runs = CPUBackend(), []
+    for partition, running in ((2, 2), (2, 1), (1, 1)):
+        threads.set_threads(partition, adaptive=False)
+        numba.set_num_threads(running)
+        params = p.copy()
+        opt = make_optimizer(name, params, backend, **hyper)
+        for g in grads:
+            opt.step(g.copy())
+        clipped = grads[0].copy()
+        clip_gradients(clipped, 100.0, 0.5, backend)
+        zeroed = grads[1].copy()
+        backend.fill(zeroed, 0.0)
+        runs.append((params, clipped, zeroed))
+    for run in runs[1:]:
+        for got, want in zip(run, runs[0]):
+            assert np.array_equal(got, want)
+    assert not runs[0][2].any()
+    want = naive.optimizer_steps(name, p, grads, {**DEFAULTS[name], **hyper})
+    np.testing.assert_allclose(runs[0][0], want, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(runs[0][1], naive.clip(grads[0], 100.0, 0.5)[0], rtol=1e-6)
