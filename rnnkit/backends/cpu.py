@@ -150,10 +150,7 @@ class CPUBackend:
         dst[...] = src
 
     def fill(self, a, value):
-        if a.ndim == 1 and a.size >= 2 * optim.MIN_BLOCK and a.flags.c_contiguous:
-            optim.fill(a, a.dtype.type(value))     # the gradients, each step: by threads
-        else:
-            a[...] = value
+        a[...] = value
 
     def gather_streams(self, dst, src, rows):
         """dst[:, n] = src[:, rows[n]] for (L, N, H) states (beam search's reorder); rows: host

@@ -77,8 +77,8 @@ def forward(model, N, T):
 def task(model, spec, name):
     """Run task `name`'s kernels on zeros of the spec's shapes, on `model`'s arrays (writing
     its workspace and gradients, never its parameters): "cell", every layer's BPTT;
-    "linear", the output layer's forward and backward; "rest", zeroing the gradients, the
-    embedding's backward, clipping and the optimizer update (on arrays of its own)."""
+    "linear", the output layer's forward and backward; "rest", the embedding's backward, clipping
+    and the optimizer update (on arrays of its own)."""
     from rnnkit.model.optim import clip_gradients, make_optimizer
 
     backend, N, T, H = model.backend, spec["N"], spec["T"], model.cfg.hidden
@@ -94,7 +94,6 @@ def task(model, spec, name):
         model.output.compile_backward(ws["dtop"][1].reshape(T * N, H),
                                       ws["dtop"][0].reshape(T * N, H))
     else:
-        backend.fill(model.grads, 0.0)
         backend.embed_backward(backend.ids(np.zeros((N, T), np.int64)), ws["demb"],
                                model.g["embed"])
         clip_gradients(model.grads, 1.0, 1.0, backend)
