@@ -7,6 +7,8 @@
 #
 #     sh examples/ptb/compare.sh [DATA_FOLDER] [WORD_RUN] [RUNS_FOLDER]
 #
+# TIME=20s sh examples/ptb/compare.sh ... runs the same steps briefly (a check of the script).
+#
 # Bits per character: each model's bits per token on ptb.test.txt times its tokens per
 # character (rnnkit eval --text). Words and BPE tokens spell the same text as the characters,
 # so the figures compare; perplexities per token would not.
@@ -14,6 +16,7 @@ set -eu
 DATA=${1:-data/ptb}
 WORD=${2:-runs/ptb-small}
 RUNS=${3:-runs}
+TIME=${TIME:-27m}
 [ -f "$DATA/ptb.test.txt" ] && [ -f "$WORD/best.h5" ] || {
     echo "compare.sh: run examples/ptb/run.sh first (no $DATA/ptb.test.txt or $WORD/best.h5)" >&2
     exit 2
@@ -24,11 +27,11 @@ rnnkit preprocess "$DATA/ptb.train.txt" $SPLITS --level bpe --vocab-size 4096 \
 rnnkit train "$DATA/ptb-bpe.h5" -o "$RUNS/ptb-bpe" --cell lstm --layers 2 --hidden 200 \
     --embed 200 --tie-weights --dropout 0.2 --batch-size 20 --seq-len 35 --optimizer sgd \
     --lr 20 --clip-norm 0.25 --schedule plateau --lr-decay-factor 0.25 --epochs 40 \
-    --max-time 27m --seed 1 --threads 2
+    --max-time "$TIME" --seed 1 --threads 2
 rnnkit preprocess "$DATA/ptb.train.txt" $SPLITS --level char -o "$DATA/ptb-char.h5" -f
 rnnkit train "$DATA/ptb-char.h5" -o "$RUNS/ptb-char" --cell lstm --layers 2 --hidden 256 \
     --embed 64 --dropout 0.1 --batch-size 32 --seq-len 100 --optimizer adam --lr 2e-3 \
-    --schedule plateau --lr-decay-factor 0.5 --eval-every 1000 --epochs 40 --max-time 27m \
+    --schedule plateau --lr-decay-factor 0.5 --eval-every 1000 --epochs 40 --max-time "$TIME" \
     --seed 1 --threads 2
 printf '%-6s %10s %10s %12s %14s %14s\n' model vocabulary tokens "ppl/token" "bits/token" \
     "bits/char"
