@@ -55,6 +55,7 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
     T = seq_len or ck.config["data"]["seq_len"]
     if corpus is not None and text is not None:
         raise EvalError("give either a corpus (with a split) or a text file")
+    chars = None                # the text's characters, when bits per character apply
     if corpus is None and text is None:
         corpus = _run_corpus(path, ck)
         notes.append(f"the run's corpus: {corpus}")
@@ -80,14 +81,15 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
             unit = "words" if codec.level == "word" else "symbols"
             notes.append(f"{dropped:,} {unit} of {text} that the vocabulary lacks were {what}")
         source = str(text)
-        chars = None if dropped else _characters(data, codec.encoding)
+        if not dropped:
+            chars = _characters(data, codec.encoding)
     if len(ids) < 2:
         raise EvalError(f"{source} has {len(ids)} token(s); at least 2 are needed")
     tick = progress(scored_tokens(len(ids), batch_size)) if progress else None
     unk = codec.vocabulary.unk_id
     result = {**evaluate_ids(model, ids, batch_size, T, progress=tick), "source": source,
               **({"unk_tokens": int((ids == unk).sum())} if unk is not None else {})}
-    if text is not None and chars:
+    if chars:
         # Bits per character compare vocabularies (char, BPE, word) on one text. The few tokens
         # evaluation leaves unscored (each stream's first, the < N that do not fill the
         # streams) count at the mean.
