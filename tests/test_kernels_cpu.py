@@ -76,6 +76,27 @@ def test_lstm_tiles_match_naive(layouts):
     assert rel_error(dh0, numeric_grad(f, lambda: h, lambda a: h.__setitem__(..., a))) < 1e-6
 
 
+def test_lstm_dw_blocks_follow_the_setting_at_each_call(monkeypatch):
+    """DW_ROWS (the weight gradients' blocks of steps) is read at each call: Numba freezes a
+    module constant into the code it compiles, and its disk cache would hand a test's value to
+    every later process (a test's two-step blocks once did, changing later runs' last bits).
+    Blocks of one step and of all steps sum in other orders: other bits, both exact."""
+    from rnnkit.kernels.cpu import lstm
+
+    monkeypatch.setattr(lstm, "TILE_FROM", 0)
+    cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=H, layers=1)
+    model = Model(cfg, dtype=np.float64, seed=3)
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, V, (8, 16)), rng.integers(0, V, (8, 16))
+    grads = []
+    for rows in (8, 10 ** 6):
+        monkeypatch.setattr(lstm, "DW_ROWS", rows)
+        model.forward_backward(x, y, model.init_state(8))
+        grads.append(model.g["l0.w_h"].copy())
+    assert not np.array_equal(grads[0], grads[1])
+    np.testing.assert_allclose(grads[0], grads[1], rtol=0, atol=1e-13)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_threaded_blocks_match_one_thread_and_naive(cell, layouts, two_threads):
     """A batch big enough for the threaded drivers (blocks of streams and of rows)."""

@@ -120,7 +120,7 @@ def test_packed_product_matches_the_plain_one(dtype, transposed):
     packed = np.full(K * 4 * C + 7, np.nan, dtype)
     leaf.ready(dtype)
     for n0 in (0, C):
-        pack_columns(b.reshape(-1), 0, srs, scs, K, n0, ncols, packed, 7)
+        pack_columns(b.reshape(-1), 0, srs, scs, K, n0, ncols, packed, 7, K * C)
         plain, want = (rng.standard_normal((M, ncols)).astype(dtype) for _ in range(2))
         want[:] = plain
         bt = b.T if transposed else b

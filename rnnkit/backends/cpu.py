@@ -30,7 +30,7 @@ def _lstm_forward(b, cell, x, p, buf):
 def _lstm_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
     lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc,
                        dx, g["w_x"], g["w_h"], g["b"], s["dg"], s["dht"], s["dct"], s["dwt"],
-                       s["dxt"])
+                       s["dxt"], s["bp"], s["dgp"])
 
 
 def _gru_forward(b, cell, x, p, buf):

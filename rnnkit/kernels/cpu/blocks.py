@@ -269,15 +269,16 @@ def pack_w_h(w_h, wp, j0, j1):
     """Columns j0:j1 of each gate block of W_h (H, G*H) into wp (G, HP, H)."""
     H, GH = w_h.shape
     flat, out = w_h.reshape(w_h.size), wp.reshape(wp.size)
+    C = CHUNK // wp.itemsize
     for k in range(GH // H):
-        pack_columns(flat, k * H, GH, 1, H, j0, j1, out, k * wp.shape[1] * H)
+        pack_columns(flat, k * H, GH, 1, H, j0, j1, out, k * wp.shape[1] * H, H * C)
 
 
 @njit(**JIT)
 def pack_w_h_t(w_h, wt, j0, j1):
     """Columns j0:j1 of W_h.T (G*H, H), rows of W_h, into wt (HP, G*H)."""
-    GH = w_h.shape[1]
-    pack_columns(w_h.reshape(w_h.size), 0, 1, GH, GH, j0, j1, wt.reshape(wt.size), 0)
+    GH, C = w_h.shape[1], CHUNK // wt.itemsize
+    pack_columns(w_h.reshape(w_h.size), 0, 1, GH, GH, j0, j1, wt.reshape(wt.size), 0, GH * C)
 
 
 @njit(**JIT)

@@ -20,8 +20,11 @@ def _lstm_buffers(T, N, D, H):
 
 
 def _lstm_scratch(T, N, D, H):
+    """bp: [x_t, h_{t-1}] of all steps packed for the weight gradients' tiles; dgp: two
+    steps' dgates packed for the tiles (kernels/cpu/lstm.py)."""
     return {"dg": (T, 4 * H, N), "dht": (H, N), "dct": (H, N), "dwt": (4 * H, D + H),
-            "dxt": (D, N)}
+            "dxt": (D, N), "bp": (T * N * (padded(D) + padded(H)),),
+            "dgp": (2 * 4 * H * padded(N),)}
 
 
 def padded(H):

@@ -24,16 +24,17 @@ from rnnkit.kernels.cpu.blas import gemm
 from rnnkit.kernels.cpu.blocks import (block, fill_rows, span, split, transpose_add,
                                        transpose_into, units)
 from rnnkit.kernels.checks import check, spec
-from rnnkit.kernels.cpu.buffers import LSTM
+from rnnkit.kernels.cpu.buffers import LSTM, padded
 from rnnkit.kernels.cpu.lanes import vsum
 from rnnkit.kernels.cpu import leaf
-from rnnkit.kernels.cpu.tiles import product, product_runs
+from rnnkit.kernels.cpu.tiles import (CHUNK, pack_columns, product, product_packed,
+                                      product_runs_packed)
 
 
 # dW.T sums over all steps in blocks of about this many of the product's rows ([x_t, h_{t-1}]
 # of a few steps): a block then stays in cache while every row panel of dW.T passes it, and
 # dW.T moves in and out of cache once per block (the size that ran fastest: bench/RESULTS.md,
-# "Design figures").
+# "Design figures"). Read at each call, not compiled in: a test may change it.
 DW_ROWS = 256
 
 # From this many T*N on, or this many streams, the products run in kernels/cpu/tiles.py against
@@ -174,20 +175,40 @@ _forward = Twin(_forward)
 
 
 @njit(**JIT)
-def weight_grads(x, hs, dg, dwt, small, r0, r1):
+def pack_inputs(x, hs, bp, hoff, i, parts):
+    """Block i of parts of the weight gradients' B, [x_t, h_{t-1}] of all steps as (T*N)-row
+    matrices, packed for the tiles by blocks of columns (tiles.pack_columns): x's at the start
+    of bp, the states' from hoff (T*N*padded(D)). In place, B's rows lie D or H numbers apart,
+    and a tile's block of columns walks them in strides the caches serve slowly (with AVX2
+    the products ran 20-25% slower: bench/RESULTS.md)."""
+    T, N, D = x.shape
+    H = hs.shape[2]
+    C = CHUNK // bp.itemsize
+    M, bx = T * N, (D + C - 1) // C
+    q0, q1 = span(bx + (H + C - 1) // C, parts, i)
+    xf, hf = x.reshape(x.size), hs.reshape(hs.size)
+    if q0 < bx:
+        pack_columns(xf, 0, D, 1, M, q0 * C, min(D, q1 * C), bp, 0, M * C)
+    if q1 > bx:
+        pack_columns(hf, 0, H, 1, M, (max(q0, bx) - bx) * C, min(H, (q1 - bx) * C), bp, hoff,
+                     M * C)
+
+
+@njit(**JIT)
+def weight_grads(x, hs, dg, dwt, bp, hoff, steps, small, r0, r1):
     """Rows r0:r1 of dW.T (4H, D + H) = the sum over all steps of dgates_t @ [x_t, h_{t-1}],
-    in blocks of steps (DW_ROWS)."""
+    in blocks of `steps` steps; with the tiles, [x_t, h_{t-1}] packed in bp (pack_inputs)."""
     T, N, D = x.shape
     H, G, ld = hs.shape[2], dg.shape[1] * N, dwt.shape[1]
+    C, M = CHUNK // bp.itemsize, T * N
     fill_rows(dwt[r0:r1], 0.0)
-    steps = max(1, DW_ROWS // N)
     for t0 in range(0, T, steps):
         t1 = min(T, t0 + steps)
         if small is None:
-            product_runs(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, x, t0 * N * D, D, N * D, D,
-                         dwt, 0, ld)
-            product_runs(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, hs, t0 * N * H, H, N * H,
-                         H, dwt, D, ld)
+            product_runs_packed(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, bp, t0 * N * C, N * C,
+                                M * C, D, dwt, 0, ld)
+            product_runs_packed(dg, t0 * G, N, 1, G, r0, r1, N, t1 - t0, bp,
+                                hoff + t0 * N * C, N * C, M * C, H, dwt, D, ld)
         else:
             for t in range(t0, t1):
                 gemm(dg[t][r0:r1], x[t], dwt[r0:r1, :D], False, False, 1.0)
@@ -195,34 +216,67 @@ def weight_grads(x, hs, dg, dwt, small, r0, r1):
 
 
 @njit(**JIT)
-def input_grads(dg, w_x, dx, dxt, small, t, d0, d1):
+def pack_gates(dg, dgp, b0, t, j0, j1):
+    """Units j0:j1's rows of dgates_t (in each of the four gate blocks) into the packed copy
+    of dgates_t at dgp[b0:], as tiles.product_packed reads it: dh and dx read dgates_t as B,
+    4H rows N apart, which with AVX2 ran 15-20% slower in place (bench/RESULTS.md)."""
+    H4, N = dg.shape[1], dg.shape[2]
+    H, C = H4 // 4, CHUNK // dgp.itemsize
+    flat = dg[t].reshape(H4 * N)
+    for k in range(4):
+        r0 = k * H + j0
+        pack_columns(flat, r0 * N, N, 1, j1 - j0, 0, N, dgp, b0 + r0 * C, H4 * C)
+
+
+@njit(**JIT)
+def input_grads(dg, dgp, b0, w_x, dx, dxt, small, t, d0, d1):
     """dx[t][:, d0:d1] = (dgates_t.T @ W_x.T) there, computed as W_x @ dgates_t into dxt (D, N)
-    and transposed (W_x's rows are the long side: faster than dgates_t.T @ W_x.T)."""
+    and transposed (W_x's rows are the long side: faster than dgates_t.T @ W_x.T); dgates_t
+    read from its packed copy at dgp[b0:] where b0 >= 0."""
     N = dx.shape[1]
     H4 = dg.shape[1]
     if small is None:
         fill_rows(dxt[d0:d1], 0.0)
-        product(w_x, 0, H4, 1, d0, d1, H4, dg[t], 0, N, N, dxt, 0, N)
+        if b0 >= 0:
+            product_packed(w_x, 0, H4, 1, d0, d1, H4, dgp, b0, H4 * (CHUNK // dgp.itemsize),
+                           N, dxt, 0, N)
+        else:
+            product(w_x, 0, H4, 1, d0, d1, H4, dg[t], 0, N, N, dxt, 0, N)
         transpose_into(dxt[d0:d1], dx[t][:, d0:d1])
     else:
         gemm(dg[t], w_x[d0:d1], dx[t][:, d0:d1], True, True, 0.0)
 
 
 @njit(**JIT)
-def backward_step(w_h, gates, cs, dhs, dgates, dht, dct, small, t, j0, j1, n0, n1):
+def hidden_grads(w_h, dg, dgp, b0, dht, small, t, j0, j1, n0, n1):
+    """dht[j0:j1, n0:n1] += W_h @ dgates_t there; dgates_t from its packed copy at dgp[b0:]
+    where b0 >= 0 (then n0:n1 are all streams)."""
+    H4, N = dg.shape[1], dg.shape[2]
+    if small is None:
+        if b0 >= 0:
+            product_packed(w_h, 0, H4, 1, j0, j1, H4, dgp, b0, H4 * (CHUNK // dgp.itemsize), N,
+                           dht, 0, N)
+        else:
+            product(w_h, 0, H4, 1, j0, j1, H4, dg[t], n0, N, n1 - n0, dht, n0, N)
+    else:
+        gemm(w_h[j0:j1], dg[t][:, n0:n1], dht[j0:j1, n0:n1], False, False, 1.0)
+
+
+@njit(**JIT)
+def backward_step(w_h, gates, cs, dhs, dgates, dht, dct, dgp, size, small, t, j0, j1, n0, n1):
     """Units j0:j1 of streams n0:n1 at BPTT step t. dht (H, N): the recurrent gradient on h_t
-    (set by the caller for the last step); dct (H, N): on c_t in, on c_{t-1} out."""
+    (set by the caller for the last step); dct (H, N): on c_t in, on c_{t-1} out. size > 0:
+    dgates_{t+1} is read from its packed copy at dgp[(t + 1) % 2 * size:], and this block's
+    dgates_t packed at dgp[t % 2 * size:] (all streams; two copies, so that one block may
+    still read step t + 1's while another writes step t's)."""
     T, H, N = gates.shape[0], cs.shape[1], cs.shape[2]
     above = dhs[t][n0:n1, j0:j1]
     if t == T - 1:
         transpose_add(above, dht[j0:j1, n0:n1])
     else:
         transpose_into(above, dht[j0:j1, n0:n1])
-        nxt = dgates[t + 1]
-        if small is None:
-            product(w_h, 0, 4 * H, 1, j0, j1, 4 * H, nxt, n0, N, n1 - n0, dht, n0, N)
-        else:
-            gemm(w_h[j0:j1], nxt[:, n0:n1], dht[j0:j1, n0:n1], False, False, 1.0)
+        hidden_grads(w_h, dgates, dgp, (t + 1) % 2 * size if size else -1, dht, small, t + 1,
+                     j0, j1, n0, n1)
     a, da = gates[t], dgates[t]
     af, daf = a.reshape(a.size), da.reshape(da.size)
     cp, cn = cs[t].reshape(cs[t].size), cs[t + 1].reshape(cs[t + 1].size)
@@ -236,14 +290,19 @@ def backward_step(w_h, gates, cs, dhs, dgates, dht, dct, small, t, j0, j1, n0, n
                       af[3 * G + s:3 * G + e], cp[s:e], cn[s:e], dhf[s:e], dcf[s:e],
                       daf[s:e], daf[G + s:G + e], daf[2 * G + s:2 * G + e],
                       daf[3 * G + s:3 * G + e])
+    if size:
+        pack_gates(dgates, dgp, t % 2 * size, t, j0, j1)
 
 
 def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h,
-              db, dwt, dxt, small, su, ss):
+              db, dwt, dxt, bp, hoff, dgp, steps, small, su, ss):
     """su, ss: the recurrence's unit and stream blocks."""
     T, N, D = x.shape
     H = w_h.shape[0]
     parts = su * ss
+    # dgates_t packed for dh and dx (pack_gates) when the threads share the units, each
+    # computing dx_{t+1} in step t: from the tiles' columns of all streams, padded.
+    size = dgp.size // 2 if small is None and ss == 1 else 0
     for i in prange(parts):
         j0, j1 = units(H, parts, i)
         transpose_into(dh[:, j0:j1], dht[j0:j1])
@@ -251,21 +310,29 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
     for t in range(T - 1, -1, -1):
         for i in prange(parts):
             j0, j1, n0, n1 = block(H, N, su, ss, i)
-            backward_step(w_h, gates, cs, dhs, dgates, dht, dct, small, t, j0, j1, n0, n1)
+            backward_step(w_h, gates, cs, dhs, dgates, dht, dct, dgp, size, small, t, j0, j1,
+                          n0, n1)
+            if size and t < T - 1:
+                d0, d1 = span(D, parts, i)
+                input_grads(dgates, dgp, (t + 1) % 2 * size, w_x, dx, dxt, small, t + 1, d0,
+                            d1)
+    if small is None:
+        for i in prange(parts):
+            pack_inputs(x, hs, bp, hoff, i, parts)
     for i in prange(parts):
         # dW and dx over all steps, by blocks of dW.T's rows and of dx's columns.
         r0, r1 = span(4 * H, parts, i)
-        weight_grads(x, hs, dgates, dwt, small, r0, r1)
+        weight_grads(x, hs, dgates, dwt, bp, hoff, steps, small, r0, r1)
         d0, d1 = span(D, parts, i)
-        for t in range(T):
-            input_grads(dgates, w_x, dx, dxt, small, t, d0, d1)
+        if size:
+            input_grads(dgates, dgp, 0, w_x, dx, dxt, small, 0, d0, d1)
+        else:
+            for t in range(T):
+                input_grads(dgates, dgp, -1, w_x, dx, dxt, small, t, d0, d1)
         j0, j1, n0, n1 = block(H, N, su, ss, i)
         # The initial state's gradients: dh_0 = W_h @ dgates_0 (dhs plays no part there).
-        if small is None:
-            fill_rows(dht[j0:j1, n0:n1], 0.0)
-            product(w_h, 0, 4 * H, 1, j0, j1, 4 * H, dgates[0], n0, N, n1 - n0, dht, n0, N)
-        else:
-            gemm(w_h[j0:j1], dgates[0][:, n0:n1], dht[j0:j1, n0:n1], False, False, 0.0)
+        fill_rows(dht[j0:j1, n0:n1], 0.0)
+        hidden_grads(w_h, dgates, dgp, 0 if size else -1, dht, small, 0, j0, j1, n0, n1)
         transpose_into(dht[j0:j1, n0:n1], dh[n0:n1, j0:j1])
         transpose_into(dct[j0:j1, n0:n1], dc[n0:n1, j0:j1])
         for r in range(r0, r1):
@@ -298,7 +365,7 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt):
 
 
 def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, dht,
-                  dct, dwt, dxt):
+                  dct, dwt, dxt, bp, dgp):
     """BPTT through the layer, after lstm_forward with the same weights (its caches hs, gates
     and cs). Gradients on weights accumulate (+=); dx is overwritten.
 
@@ -309,7 +376,7 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
     T, N, D = x.shape
     H = w_h.shape[0]
     arrays = dict(w_x=w_x, w_h=w_h, hs=hs, gates=gates, cs=cs, dg=dgates, dht=dht, dct=dct,
-                  dwt=dwt, dxt=dxt)
+                  dwt=dwt, dxt=dxt, bp=bp, dgp=dgp)
     check(dict(arrays, x=x, dhs=dhs, dh=dh, dc=dc, dx=dx, dw_x=dw_x, dw_h=dw_h, db=db), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H), **LSTM.scratch(T, N, D, H),
           "dhs": (T, N, H), "dh": (N, H), "dc": (N, H), "dx": (T, N, D)},
@@ -318,4 +385,5 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
     su, ss = split(H, N, 4)
     leaf.ready(x.dtype)
     _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x,
-              dw_h, db, dwt, dxt, _small(T, N), su, ss)
+              dw_h, db, dwt, dxt, bp, T * N * padded(D), dgp, max(1, DW_ROWS // N), _small(T, N),
+              su, ss)

@@ -248,6 +248,24 @@ def product_runs(typingctx, a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb, ld
     return None if sig is None else (sig, codegen)
 
 
+@intrinsic
+def product_runs_packed(typingctx, a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb2, bcs, ncols,
+                        c, c0, ldc):
+    """product_runs with B packed by pack_columns: column block q of B is the matrix at
+    b0 + q*bcs, rows C apart (C = CHUNK // itemsize), run k2 of the summed dimension from its
+    row k2*ldb2 / C."""
+    arrays = (0, 9, 14)
+    sig = _signature((a, a0, ars, aks, aks2, lo, hi, K, K2, b, b0, ldb2, bcs, ncols, c, c0,
+                      ldc), arrays)
+
+    def codegen(context, builder, sig, args):
+        v = args
+        scalars = [v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[10],
+                   _chunk(context, sig.args[0].dtype), v[11], v[12], v[13], v[15], v[16]]
+        return _call_leaf(context, builder, sig, args, arrays, scalars)
+    return None if sig is None else (sig, codegen)
+
+
 def _chunk(context, dtype):
     return context.get_constant(types.intp, CHUNK // (dtype.bitwidth // 8))
 
@@ -337,18 +355,22 @@ def transpose_block(typingctx, src, s0, sld, dst, d0, dld, add):
 
 
 @njit(**JIT)
-def pack_columns(src, s0, srs, scs, K, n0, n1, dst, d0):
+def pack_columns(src, s0, srs, scs, K, n0, n1, dst, d0, bcs):
     """Columns n0:n1 of the K-row matrix B[k, n] = src[s0 + k*srs + n*scs] into dst, block by
-    block as product_packed reads them: column n of block q = n // C at dst[d0 + q*K*C + k*C +
-    n % C], C = CHUNK // itemsize; n0 a multiple of C. src, dst: 1-D."""
+    block as product_packed reads them: column n of block q = n // C at dst[d0 + q*bcs + k*C +
+    n % C], C = CHUNK // itemsize; bcs = K*C for B alone, more for K rows of a taller packed
+    matrix; n0 a multiple of C. src, dst: 1-D."""
     C = CHUNK // dst.itemsize
     for q0 in range(n0, n1, C):
-        base, width = d0 + q0 * K, min(C, n1 - q0)
+        base, width = d0 + q0 // C * bcs, min(C, n1 - q0)
         if scs == 1:                    # read along src's rows
             for k in range(K):
                 row, out = s0 + k * srs + q0, base + k * C
+                # through views from 0, so that the copy is vectorised (indices from a
+                # run-time start are not; a slice assignment checks for overlap each time)
+                d, s = dst[out:out + width], src[row:row + width]
                 for n in range(width):
-                    dst[out + n] = src[row + n]
+                    d[n] = s[n]
         else:                           # along its columns (B is a transpose)
             for n in range(width):
                 col = s0 + (q0 + n) * scs
