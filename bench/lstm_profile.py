@@ -27,6 +27,7 @@ def timed(fn, reps=20):
 
 def layer(H, N, T, D, dtype=np.float32):
     from rnnkit.kernels.cpu import lstm as K
+    from rnnkit.kernels.cpu.buffers import LSTM
 
     rng = np.random.default_rng(0)
     f = lambda *s: (rng.standard_normal(s) * 0.1).astype(dtype)  # noqa: E731
@@ -40,6 +41,7 @@ def layer(H, N, T, D, dtype=np.float32):
     dx, dw_x, dw_h, db = np.empty_like(x), np.zeros_like(w_x), np.zeros_like(w_h), np.zeros_like(b)
     dht, dct = np.empty((H, N), dtype), np.empty((H, N), dtype)
     dwt, dxt = np.empty((4 * H, D + H), dtype), np.empty((D, N), dtype)
+    bp, dgp = (np.empty(LSTM.scratch(T, N, D, H)[k], dtype) for k in ("bp", "dgp"))
 
     def fwd():
         c[:] = 0
@@ -49,7 +51,7 @@ def layer(H, N, T, D, dtype=np.float32):
         dh[:] = 0
         dc[:] = 0
         K.lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates,
-                        dht, dct, dwt, dxt)
+                        dht, dct, dwt, dxt, bp, dgp)
     return fwd, bwd, (x.reshape(T * N, D), w_x, w_h, hs[:T].reshape(T * N, H))
 
 

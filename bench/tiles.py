@@ -26,6 +26,7 @@ from numba import njit
 # A); the GRU's/RNN's time-major step has the states as A and the weight columns as B.
 PRODUCTS = [("lstm step H=128 N=32", 64, 128, 32), ("lstm step H=512 N=64", 256, 512, 64),
             ("lstm step H=200 N=20", 104, 200, 20), ("lstm dx H=256 N=32", 128, 1024, 32),
+            ("lstm dh H=512 N=64", 512, 2048, 64), ("lstm dW H=512 N=64", 2048, 256, 512),
             ("gru step H=128 N=32", 32, 128, 64), ("gru step H=512 N=64", 64, 512, 256),
             ("rnn step H=256 N=20", 20, 256, 128)]
 

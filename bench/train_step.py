@@ -70,7 +70,12 @@ def host_has_avx512():
         return False
 
 
-def configs(which):
+def configs(which, only=""):
+    """The configs of --which whose names contain any of the comma-separated words in `only`."""
+    return [c for c in _configs(which) if not only or any(w in c["name"] for w in only.split(","))]
+
+
+def _configs(which):
     out = []
     if which in ("all", "char"):
         out += [dict(name=f"char {c} H={H} N={N}", cell=c, V=65, E=64, H=H, L=2, N=N, T=64)
@@ -264,11 +269,12 @@ def run_torch(c):
     return c["N"] * c["T"] / timed(step)
 
 
-def torch_child(which, threads, best):
+def torch_child(which, only, threads, best):
     env = dict(os.environ, **(BEST_ENV if best else {}))
     if best:
         env["RNNKIT_BENCH_BEST"] = "1"
-    cmd = [sys.executable, __file__, "--torch-worker", "--which", which, "--threads", str(threads)]
+    cmd = [sys.executable, __file__, "--torch-worker", "--which", which, "--only", only,
+           "--threads", str(threads)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -277,6 +283,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--which", choices=["all", "char", "word", "gen"], default="all")
+    ap.add_argument("--only", default="", help="configs whose name contains any of these "
+                                               "comma-separated words (e.g. 'lstm H=512')")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-torch", action="store_true", help="rnnkit and the floor only")
     ap.add_argument("--rounds", type=int, default=3,
@@ -285,7 +293,7 @@ def main():
     ap.add_argument("--isa", choices=list(ISA_ENV), default="native",
                     help="instruction set for rnnkit, OpenBLAS and PyTorch alike (see above)")
     args = ap.parse_args()
-    cfgs = configs(args.which)
+    cfgs = configs(args.which, args.only)
     if args.torch_worker:
         import torch
         torch.set_num_threads(args.threads)
@@ -313,8 +321,9 @@ def main():
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
         floor = {c["name"]: run_floor(c, args.threads) for c in cfgs}
         sgemm.append(sgemm_rate(args.threads))
-        torch_default = {} if args.no_torch else torch_child(args.which, args.threads, False)
-        torch_best = {} if args.no_torch else torch_child(args.which, args.threads, True)
+        torch_default, torch_best = ({} if args.no_torch else
+                                     torch_child(args.which, args.only, args.threads, best)
+                                     for best in (False, True))
         rounds.append((ours, floor, torch_default, torch_best))
         print(f"round {r + 1} of {args.rounds} done; an empty parallel region took "
               f"{before:.2f} us before rnnkit's configs, {after:.2f} us after; sgemm "
