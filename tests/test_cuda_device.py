@@ -57,17 +57,17 @@ def test_plain_cuda_is_the_ranks_own_gpu(monkeypatch):
     from numba.cuda.cudadrv import driver, nvvm
 
     from rnnkit.backends import parse_device
-    from rnnkit.backends.cuda import _cuda
+    from rnnkit.backends.cuda_device import select
     assert parse_device("cuda") == ("cuda", None) and parse_device("CUDA:1") == ("cuda", 1)
     chosen = []
     monkeypatch.setattr(driver, "driver", SimpleNamespace(is_available=True))
     monkeypatch.setattr(nvvm, "is_available", lambda: True)
     monkeypatch.setattr(cuda, "gpus", [0, 1])
     monkeypatch.setattr(cuda, "select_device", chosen.append)
-    assert [_cuda(None, rank)[1] for rank in range(4)] == [0, 1, 0, 1] == chosen
-    assert _cuda(1, 0)[1] == 1
+    assert [select(None, rank)[1] for rank in range(4)] == [0, 1, 0, 1] == chosen
+    assert select(1, 0)[1] == 1
     with pytest.raises(BackendError, match="has 2 CUDA GPU"):
-        _cuda(2, 0)
+        select(2, 0)
 
 
 def _model(cell, H, N, T, layers=2, seed=0, backend=None):

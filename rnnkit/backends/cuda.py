@@ -5,72 +5,21 @@ per step only the loss (with the gradient norm and the sampled tokens, when aske
 to the host. Every reduction adds in a fixed order and the embedding's scatter-add is a
 segmented sum, so a run repeats bit for bit on the same device, across a checkpoint too.
 
-Randomness: a Philox4x32-10 stream (kernels/cuda/rng.py) whose state, {"bit_generator":
-"Philox4x32-10", "key": int, "counter": int}, a checkpoint stores exactly. Given another
-backend's state (the CPU's numpy PCG64), set_rng_state seeds a stream from it
-(rnnkit.backends.derived_seed): deterministic, but a different sequence of numbers.
+Randomness: a Philox4x32-10 stream (backends/cuda_device.py); given another backend's state
+(the CPU's numpy PCG64), set_rng_state seeds a stream from it (rnnkit.backends.derived_seed):
+deterministic, but a different sequence of numbers.
 
 The recurrences run persistent where W_h fits on chip, else one launch per step
 (kernels/cuda/recurrent.py); docs/cuda.md describes the design. Under Numba's CUDA simulator
 (NUMBA_ENABLE_CUDASIM=1) the same code runs as Python, for the tests.
 """
-import importlib.util
 from types import SimpleNamespace
 
 import numpy as np
 
+from rnnkit.backends.cuda_device import KEY_MASK, PHILOX, Philox, key, on_device, select
 from rnnkit.backends.interface import BackendError, CellKernels, derived_seed
 from rnnkit.kernels.cuda import buffers
-
-PHILOX = "Philox4x32-10"
-KEY_MASK = (1 << 63) - 1             # keys travel as int64 kernel arguments
-
-
-def _cuda(index, local_rank=0):
-    """numba.cuda and the index of the device it selected (`index`; None: `local_rank`
-    modulo the devices seen); BackendError (one line) when it cannot run."""
-    if importlib.util.find_spec("numba_cuda") is None:
-        raise BackendError("--device cuda needs numba-cuda: pip install 'rnnkit[cuda]'")
-    from numba import cuda
-    from numba.core.config import ENABLE_CUDASIM
-    if ENABLE_CUDASIM:
-        return cuda, index or 0
-    from numba.cuda.cudadrv import driver, nvvm
-    if not driver.driver.is_available or not len(cuda.gpus):
-        raise BackendError("--device cuda: no CUDA GPU found (no NVIDIA driver, or it sees no "
-                           "device); use --device cpu")
-    if not nvvm.is_available():
-        raise BackendError("--device cuda: the CUDA compiler (NVVM) is missing: "
-                           "pip install 'rnnkit[cuda]', or install the CUDA toolkit")
-    if index is None:
-        index = local_rank % len(cuda.gpus)
-    if index >= len(cuda.gpus):
-        raise BackendError(f"--device cuda:{index}: this machine has {len(cuda.gpus)} "
-                           f"CUDA GPU(s), numbered from 0")
-    cuda.select_device(index)
-    return cuda, index
-
-
-def _on_device(a):
-    return hasattr(a, "copy_to_host")        # numba device arrays (and the simulator's)
-
-
-class Philox:
-    """A device RNG: the stream's key and the counter of its next draw."""
-
-    def __init__(self, key, counter=0):
-        self.key, self.counter = int(key) & KEY_MASK, int(counter)
-
-    def take(self, n):
-        """The counter of the first of n draws, moving the stream past them."""
-        start, self.counter = self.counter, self.counter + int(n)
-        return start
-
-
-def _key(seed):
-    words = np.random.SeedSequence(seed).generate_state(2, np.uint32)
-    return (int(words[1]) << 32 | int(words[0])) & KEY_MASK
-
 
 def _lstm_forward(b, cell, x, p, buf):
     b.k.lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
@@ -120,7 +69,7 @@ class CUDABackend:
     name = "cuda"
 
     def __init__(self, index=None, local_rank=0, precision="fp32"):
-        self.cuda, index = _cuda(index, local_rank)
+        self.cuda, index = select(index, local_rank)
         from rnnkit.kernels.cuda import (adaptive, elementwise, embed, gemm, gru, launch, loss,
                                          lstm, optim, products, recurrent, rnn, rng, sample,
                                          staging, streams)
@@ -203,7 +152,7 @@ class CUDABackend:
         return self.cuda.to_device(np.ascontiguousarray(host))
 
     def to_host(self, a):
-        return a.copy_to_host() if _on_device(a) else np.array(a)
+        return a.copy_to_host() if on_device(a) else np.array(a)
 
     def clone(self, a):
         """A new device array with a's contents."""
@@ -216,7 +165,7 @@ class CUDABackend:
         """dst[...] = src; src a device array of dst's dtype or a host array."""
         if tuple(src.shape) != tuple(dst.shape):
             raise ValueError(f"copy: shape {tuple(src.shape)} into {tuple(dst.shape)}")
-        if _on_device(src):
+        if on_device(src):
             if src.dtype != dst.dtype:
                 raise TypeError(f"copy: {src.dtype} into {dst.dtype} on the device")
         else:
@@ -401,7 +350,7 @@ class CUDABackend:
 
     # -- randomness --------------------------------------------------------------------------
     def rng(self, seed):
-        return Philox(_key(seed))
+        return Philox(key(seed))
 
     def rng_state(self, rng):
         return {"bit_generator": PHILOX, "key": rng.key, "counter": rng.counter}
@@ -412,7 +361,7 @@ class CUDABackend:
         if state.get("bit_generator") == PHILOX:
             rng.key, rng.counter = int(state["key"]) & KEY_MASK, int(state["counter"])
         else:
-            rng.key, rng.counter = _key(derived_seed(state)), 0
+            rng.key, rng.counter = key(derived_seed(state)), 0
 
     def dropout(self, x, p, rng, mask, out):
         """Inverted dropout: mask = keep / (1 - p), keep drawn from rng; out = x * mask."""
