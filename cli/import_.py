@@ -21,7 +21,7 @@ def command(weights, output, vocab, force):
     rnnkit import char.safetensors -o char.h5                # reads char.json too
     rnnkit generate char.h5 --length 200
     """
-    from rnnkit.tools.safetensors import import_safetensors
+    from rnnkit.tools.safetensors_import import import_safetensors
 
     cfg = import_safetensors(weights, output, vocab, force)
     click.echo(f"wrote {output}: {cfg.cell} {cfg.layers}x{cfg.hidden}, embed {cfg.embed}, "

@@ -1,6 +1,7 @@
 """Weights to and from PyTorch: safetensors files with word_language_model's names.
 
-    from rnnkit.tools.safetensors import export_checkpoint, import_safetensors
+    from rnnkit.tools.safetensors import export_checkpoint
+    from rnnkit.tools.safetensors_import import import_safetensors
     export_checkpoint("runs/x/best.h5", "model.safetensors")    # and model.json beside it
     import_safetensors("model.safetensors", "model.h5")         # reads model.json too
 
@@ -41,11 +42,8 @@ file made in PyTorch imports with such a JSON holding at least "level" and "toke
 tails' sizes do not tell it). safetensors is the optional extra
 `rnnkit[safetensors]`.
 """
-import codecs
 import json
 import os
-import struct
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +51,10 @@ import numpy as np
 from rnnkit.corpus import bpe
 from rnnkit import cells, files
 from rnnkit.version import __version__
-from rnnkit.training.checkpoint import Checkpoint, load, save
-from rnnkit.model.config import ConfigError, ModelConfig, TrainConfig
+from rnnkit.training.checkpoint import load
+from rnnkit.model.config import ConfigError, TrainConfig
 from rnnkit.model.config_file import from_dict
 from rnnkit.errors import RnnkitError
-from rnnkit.corpus.tokenize import LEVELS, Vocabulary
 
 FORMAT, FORMAT_VERSION = "rnnkit-export", 1
 RNN_TYPES = {"lstm": "LSTM", "gru": "GRU", "rnn-tanh": "RNN_TANH", "rnn-relu": "RNN_RELU"}
@@ -67,7 +64,8 @@ class ExchangeError(RnnkitError, ValueError):
     """A file that cannot be exported or imported (one line)."""
 
 
-def _safetensors():
+def library():
+    """safetensors.numpy, or a one-line error naming the extra."""
     try:
         import safetensors.numpy
     except ImportError:
@@ -120,7 +118,7 @@ def to_pytorch(weights, cfg):
 def export_checkpoint(path, output, force=False):
     """Write the weights of checkpoint `path` to `output` (safetensors, PyTorch's names) and
     the vocabulary and settings to sidecar(output); returns the two paths written."""
-    st = _safetensors()
+    st = library()
     meta_path = check_outputs(path, output, force, "safetensors")
     ck, cfg = load_export(path)
     tensors = to_pytorch({k: np.asarray(v) for k, v in ck.weights.items()}, cfg)
@@ -188,237 +186,3 @@ def write_both(path, data, meta_path, meta):
         Path(tmp).write_bytes(data)
         with files.atomic(meta_path, needed=len(meta)) as tmp_meta:
             Path(tmp_meta).write_bytes(meta)
-
-
-# -------------------------------------------------------------------------------- import
-
-def read_safetensors(path):
-    """(tensors, the header's metadata) of a safetensors file."""
-    st = _safetensors()
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise ExchangeError(f"cannot read {path}: {err.strerror}") from None
-    try:
-        tensors = st.load(data)
-        size = struct.unpack("<Q", data[:8])[0]
-        meta = json.loads(data[8:8 + size]).get("__metadata__") or {}
-    except Exception as err:            # safetensors raises its own errors, or numpy's
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ExchangeError(f"{path} is not a safetensors file rnnkit can read ({first})") \
-            from None
-    return tensors, meta
-
-
-def read_sidecar(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except FileNotFoundError:
-        raise ExchangeError(f"{path} not found: the vocabulary that goes with the weights "
-                            f"(rnnkit export writes it; give another with --vocab)") from None
-    except (OSError, ValueError) as err:
-        raise ExchangeError(f"{path}: not a readable JSON file ({err})") from None
-    if not isinstance(info, dict) or not isinstance(info.get("tokens"), list):
-        raise ExchangeError(f"{path}: expected a JSON object with \"tokens\", the vocabulary "
-                            f"in id order")
-    return info
-
-
-def _cell_and_hidden(tensors, info, meta, path):
-    """(cell, H) from what most tensors agree on, so that the one tensor that does not is
-    named with the shape expected of it (_tensor): the layers' rows (G*H), the hidden size
-    of the tensors that have it, and the cell the JSON names (else the one of G gate blocks)."""
-    layers = range(_layers(tensors))
-    rows = Counter(tensors[f"rnn.{w}_l{k}"].shape[0] for k in layers for w in (
-        "weight_ih", "weight_hh", "bias_ih", "bias_hh") if f"rnn.{w}_l{k}" in tensors)
-    hidden = Counter([tensors[f"rnn.weight_hh_l{k}"].shape[-1] for k in layers
-                      if f"rnn.weight_hh_l{k}" in tensors] +
-                     [tensors[f"rnn.weight_ih_l{k}"].shape[-1] for k in layers if k] +
-                     [tensors[n].shape[-1] for n in ("decoder.weight",) if n in tensors])
-    GH = rows.most_common(1)[0][0]
-    cell = info.get("cell") or meta.get("cell")
-    if cell is None and info.get("rnn_type"):
-        cell = {v: k for k, v in RNN_TYPES.items()}.get(info["rnn_type"])
-    if cell:
-        if cell not in RNN_TYPES:
-            raise ExchangeError(f"{path}: unknown cell {cell!r} (one of "
-                                f"{', '.join(RNN_TYPES)})")
-        G = cells.get(cell).gates
-        # a hidden size that several tensors agree on and that says another gate count
-        agreed = next(iter(hidden)) if len(hidden) == 1 and hidden.total() > 1 else None
-        if GH % G or (agreed and GH != G * agreed):
-            what = (f"{GH // agreed} gate blocks of hidden size {agreed}"
-                    if agreed and GH % agreed == 0 else f"{GH} rows a layer")
-            raise ExchangeError(f"{path}: cell {cell!r} does not fit weights of {what}")
-        return cell, GH // G
-    H = next((H for H, _ in hidden.most_common() if GH % H == 0 and
-              cells.with_gates(GH // H)), None)
-    if H is None:
-        raise ExchangeError(f"{path}: the layers' {GH} rows are no whole number of gate "
-                            f"blocks of the hidden size ({', '.join(map(str, hidden))})")
-    found = cells.with_gates(GH // H)
-    if len(found) > 1:
-        raise ExchangeError(f"{path}: an Elman RNN's weights do not say tanh or relu; put "
-                            f"\"cell\": \"rnn-tanh\" or \"rnn-relu\" in its JSON file")
-    return found[0], H
-
-
-def _layers(tensors):
-    layers = 0
-    while f"rnn.weight_ih_l{layers}" in tensors:
-        layers += 1
-    return layers
-
-
-def _tensor(tensors, name, shape, path, dtype):
-    if name not in tensors:
-        raise ExchangeError(f"{path}: tensor {name} is missing")
-    a = tensors[name]
-    if tuple(a.shape) != tuple(shape):
-        raise ExchangeError(f"{path}: tensor {name} has shape {tuple(a.shape)}, expected "
-                            f"{tuple(shape)}")
-    bad = ~np.isfinite(a)
-    if bad.any():       # NaN weights would import, and generate and score give only NaN
-        first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), a.shape))
-        raise ExchangeError(f"{path}: tensor {name} holds {int(bad.sum()):,} value(s) that "
-                            f"are not finite numbers ({a[first]} at {list(first)}); a model "
-                            f"with them computes only NaN")
-    return np.asarray(a, dtype)
-
-
-def from_pytorch(tensors, info, meta, path):
-    """(ModelConfig, rnnkit's named weights) from word_language_model's state dict."""
-    for name in ("encoder.weight", "rnn.weight_hh_l0",
-                 "decoder.head.weight" if "decoder.head.weight" in tensors else "decoder.bias"):
-        if name not in tensors:
-            raise ExchangeError(f"{path}: tensor {name} is missing (expected PyTorch "
-                                f"word_language_model's names: encoder., rnn., decoder.)")
-    kinds = {np.dtype(a.dtype) for a in tensors.values()}
-    if not kinds <= {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}:
-        raise ExchangeError(f"{path}: tensors of type {', '.join(map(str, kinds))}; rnnkit "
-                            f"reads float16, float32 and float64")
-    dtype = np.float64 if kinds == {np.dtype(np.float64)} else np.float32
-    V, E = tensors["encoder.weight"].shape
-    layers = _layers(tensors)
-    cell, H = _cell_and_hidden(tensors, info, meta, path)
-    GH = cells.get(cell).gates * H
-    adaptive = _adaptive(tensors, info, H, path) if "decoder.head.weight" in tensors else {}
-    tied = info.get("tie_weights")
-    if adaptive:
-        tied = False
-    elif tied is None:    # a PyTorch file: tied when the decoder is the encoder
-        dec = tensors.get("decoder.weight")
-        tied = dec is None or (dec.shape == (V, E) and np.array_equal(dec, tensors[
-            "encoder.weight"]))
-    try:
-        cfg = ModelConfig(cell=cell, vocab_size=V, embed=E, hidden=H, layers=max(layers, 1),
-                          tie_weights=bool(tied), dtype=np.dtype(dtype).name, **adaptive)
-    except ConfigError as err:
-        raise ExchangeError(f"{path}: {err}") from None
-    used = {"encoder.weight"} if adaptive else {"encoder.weight", "decoder.bias"} | (
-        {"decoder.weight"} if "decoder.weight" in tensors else set())
-    weights = {"embed": _tensor(tensors, "encoder.weight", (V, E), path, dtype)}
-    for k in range(cfg.layers):
-        D = E if k == 0 else H
-        names = [f"rnn.{w}_l{k}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        used.update(names)
-        w_ih = _tensor(tensors, names[0], (GH, D), path, dtype)
-        w_hh = _tensor(tensors, names[1], (GH, H), path, dtype)
-        b_ih, b_hh = (_tensor(tensors, n, (GH,), path, dtype) if n in tensors else
-                      np.zeros(GH, dtype) for n in names[2:])
-        weights[f"l{k}.w_x"] = np.ascontiguousarray(w_ih.T)
-        weights[f"l{k}.w_h"] = np.ascontiguousarray(w_hh.T)
-        if "b_hn" in cells.get(cell).extra:
-            weights[f"l{k}.b"] = np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:]])
-            weights[f"l{k}.b_hn"] = b_hh[2 * H:].copy()
-        else:
-            weights[f"l{k}.b"] = b_ih + b_hh
-    if adaptive:
-        shapes = cfg.clusters().shapes()
-        for ours, theirs in adaptive_names(cfg.clusters()).items():
-            weights[ours] = _tensor(tensors, theirs, shapes[ours], path, dtype)
-            used.add(theirs)
-    else:
-        if not cfg.tie_weights:
-            weights["out.w"] = _tensor(tensors, "decoder.weight", (V, H), path, dtype)
-        weights["out.b"] = _tensor(tensors, "decoder.bias", (V,), path, dtype)
-    extra = sorted(set(tensors) - used)
-    if extra:
-        raise ExchangeError(f"{path}: tensor {extra[0]} has no place in an rnnkit model "
-                            f"(bidirectional and projected RNNs are not supported)")
-    return cfg, weights
-
-
-def _adaptive(tensors, info, H, path):
-    """ModelConfig's adaptive softmax settings from an AdaptiveLogSoftmaxWithLoss's weights:
-    the cutoffs from the head's and the tails' sizes; div_value from the JSON, or the first
-    of 4, 2 and H / h_0 that gives every tail's projection size."""
-    k = 0
-    while f"decoder.tail.{k}.1.weight" in tensors:
-        k += 1
-    sizes = [tensors[f"decoder.tail.{i}.1.weight"].shape[0] for i in range(k)]
-    hidden = [tensors[f"decoder.tail.{i}.1.weight"].shape[1] for i in range(k)]
-    shortlist = tensors["decoder.head.weight"].shape[0] - k
-    if k == 0 or shortlist < 1:
-        raise ExchangeError(f"{path}: decoder.head.weight without decoder.tail.N.1.weight: "
-                            f"not an adaptive softmax rnnkit can read")
-    cutoffs = [shortlist + sum(sizes[:i]) for i in range(k)]
-    model = (info.get("config") or {}).get("model", {})
-    given = info.get("div_value", model.get("div_value"))
-    for d in [given] if given is not None else [4.0, 2.0, H / max(1, hidden[0])]:
-        if all(int(H // (float(d) ** (i + 1))) == h for i, h in enumerate(hidden)):
-            return dict(softmax="adaptive", cutoffs=cutoffs, div_value=float(d),
-                        head_bias="decoder.head.bias" in tensors)
-    raise ExchangeError(f"{path}: the tails' projection sizes {hidden} do not follow "
-                        f"from div_value {given if given is not None else '4, 2 or H / h_0'}; "
-                        f"put \"div_value\" in its JSON file")
-
-
-def _vocabulary(info, meta, V, path):
-    level = info.get("level") or meta.get("level")
-    if level not in LEVELS:
-        raise ExchangeError(f"{path}: \"level\" must be one of {', '.join(LEVELS)}, not "
-                            f"{level!r}")
-    tokens = info["tokens"]
-    if len(tokens) != V or len(set(tokens)) != len(tokens):
-        raise ExchangeError(f"{path}: {len(tokens)} tokens ({len(set(tokens))} distinct) for "
-                            f"an embedding of {V} rows")
-    if level == "bpe":
-        try:
-            return bpe.from_sidecar(info, tokens, path)
-        except RnnkitError as err:
-            raise ExchangeError(str(err)) from None
-    if level != "word" and not all(isinstance(t, str) and len(t) == 1 and
-                                   (level == "char" or ord(t) < 256) for t in tokens):
-        raise ExchangeError(f"{path}: a {level}-level vocabulary holds single characters"
-                            f"{' below U+0100' if level == 'byte' else ''}")
-    if level == "word" and not all(isinstance(t, str) and t for t in tokens):
-        raise ExchangeError(f"{path}: a word-level vocabulary holds non-empty strings")
-    return Vocabulary(level, tokens)
-
-
-def import_safetensors(path, output, vocab=None, force=False):
-    """Write an rnnkit checkpoint to `output` from the safetensors file `path` and its JSON
-    (vocab, by default sidecar(path)); returns the ModelConfig."""
-    vocab = vocab or sidecar(path)
-    files.check_output(output, force, inputs=[path, vocab])
-    tensors, meta = read_safetensors(path)
-    info = read_sidecar(vocab)
-    cfg, weights = from_pytorch(tensors, info, meta, path)
-    vocabulary = _vocabulary(info, meta, cfg.vocab_size, vocab)
-    try:
-        train = from_dict(info.get("config") or {}, TrainConfig())
-    except ConfigError as err:
-        raise ExchangeError(f"{vocab}: its \"config\" is not usable: {err}") from None
-    train.model = ModelConfig(**{**{f: getattr(cfg, f) for f in (
-        "cell", "embed", "hidden", "layers", "tie_weights", "dtype", "softmax", "cutoffs",
-        "div_value", "head_bias")}, "dropout": train.model.dropout})
-    encoding = info.get("encoding") or meta.get("encoding") or "utf-8"
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise ExchangeError(f"{vocab}: unknown encoding {encoding!r}") from None
-    save(output, Checkpoint(config=train.to_dict(), weights=weights, vocab=vocabulary,
-                            encoding=encoding))
-    return cfg
