@@ -19,14 +19,15 @@ CPU = get_backend("cpu")
 @pytest.fixture(params=["default", "other"], ids=["layouts-default", "layouts-other"])
 def layouts(request, monkeypatch):
     """Each kernel picks some layouts by size, and the test sizes are small: "other" flips
-    every such choice (LSTM products in kernels/cpu/tiles.py, dW.T in blocks of two steps; the
-    recurrences split by units wherever there are threads to split them), so both sides of
-    each threshold are tested."""
+    every such choice (LSTM products in kernels/cpu/tiles.py, BPTT's dgates packed for them,
+    dW.T in blocks of two steps; the recurrences split by units wherever there are threads to
+    split them), so both sides of each threshold are tested."""
     from rnnkit.kernels.cpu import blocks, lstm
 
     if request.param == "other":
         monkeypatch.setattr(lstm, "TILE_FROM", 0)
         monkeypatch.setattr(lstm, "DW_ROWS", 2 * N)  # two steps a block
+        monkeypatch.setattr(lstm, "PACK_GATES_FROM", 0)
         monkeypatch.setattr(blocks, "MIN_GATE_ROWS", 1)
     return request.param
 
@@ -118,8 +119,8 @@ def test_threaded_blocks_match_one_thread_and_naive(cell, layouts, two_threads):
 
 def test_lstm_blocks_match_one_block_and_naive(monkeypatch, two_threads):
     """The LSTM recurrence split by hidden units (uneven blocks here), and by streams, against
-    one block and the reference; each with its products in kernels/cpu/tiles.py and through
-    BLAS."""
+    one block and the reference; each with its products in kernels/cpu/tiles.py (BPTT's
+    dgates packed for them, or not) and through BLAS."""
     from rnnkit.kernels.cpu import blocks, lstm
 
     cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=131, layers=2)
@@ -130,10 +131,11 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch, two_threads):
     runs = []
     for min_rows, min_streams, expect in ((256, 1, (2, 1)), (10 ** 9, 1, (1, 2)),
                                           (10 ** 9, 10 ** 9, (1, 1))):
-        for tile_from in (0, 10 ** 9):
+        for tile_from, pack_from in ((0, 0), (0, 10 ** 9), (10 ** 9, 10 ** 9)):
             monkeypatch.setattr(blocks, "MIN_GATE_ROWS", min_rows)
             monkeypatch.setattr(blocks, "MIN_STREAMS", min_streams)
             monkeypatch.setattr(lstm, "TILE_FROM", tile_from)
+            monkeypatch.setattr(lstm, "PACK_GATES_FROM", pack_from)
             assert blocks.split(cfg.hidden, N, 4) == expect
             loss, new = model.forward_backward(x, y, state.copy())
             runs.append((loss, model.grads.copy(), new, model.dstate.copy()))

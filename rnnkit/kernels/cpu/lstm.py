@@ -37,6 +37,12 @@ from rnnkit.kernels.cpu.tiles import (CHUNK, pack_columns, product, product_pack
 # "Design figures"). Read at each call, not compiled in: a test may change it.
 DW_ROWS = 256
 
+# BPTT reads dgates_t as B twice (dh, dx): packed for the tiles from this many rows (4H) on.
+# The tiles then run 15-20% faster with AVX2 at 4H = 2048 (bench/RESULTS.md); at 512-1024
+# (both ISAs) and with AVX-512 at any size they run about as fast either way, and the copy
+# cost 7% of a training step at H = 128.
+PACK_GATES_FROM = 2048
+
 # From this many T*N on, or this many streams, the products run in kernels/cpu/tiles.py against
 # W.T copied once per forward (a cheap copy); below both, as when priming one stream, through
 # BLAS against the weights as they are. From 8 streams the tiles run even a short batch (an
@@ -295,14 +301,13 @@ def backward_step(w_h, gates, cs, dhs, dgates, dht, dct, dgp, size, small, t, j0
 
 
 def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h,
-              db, dwt, dxt, bp, hoff, dgp, steps, small, su, ss):
+              db, dwt, dxt, bp, hoff, dgp, size, steps, small, su, ss):
     """su, ss: the recurrence's unit and stream blocks."""
     T, N, D = x.shape
     H = w_h.shape[0]
     parts = su * ss
-    # dgates_t packed for dh and dx (pack_gates) when the threads share the units, each
-    # computing dx_{t+1} in step t: from the tiles' columns of all streams, padded.
-    size = dgp.size // 2 if small is None and ss == 1 else 0
+    # size > 0: dgates_t packed for dh and dx (pack_gates), each block computing dx_{t+1} in
+    # step t (lstm_backward says when).
     for i in prange(parts):
         j0, j1 = units(H, parts, i)
         transpose_into(dh[:, j0:j1], dht[j0:j1])
@@ -383,7 +388,11 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
          dict(arrays, dhs=dhs, dh=dh, dc=dc, dx=dx))
     spec(LSTM.params(D, H), dict(w_x=dw_x, w_h=dw_h, b=db))
     su, ss = split(H, N, 4)
+    small = _small(T, N)
+    # dgates_t packed when the threads share the units (all streams each) and from
+    # PACK_GATES_FROM rows of it: below, the copy costs about what it saves.
+    size = dgp.size // 2 if small is None and ss == 1 and 4 * H >= PACK_GATES_FROM else 0
     leaf.ready(x.dtype)
     _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x,
-              dw_h, db, dwt, dxt, bp, T * N * padded(D), dgp, max(1, DW_ROWS // N), _small(T, N),
-              su, ss)
+              dw_h, db, dwt, dxt, bp, T * N * padded(D), dgp, size, max(1, DW_ROWS // N),
+              small, su, ss)
