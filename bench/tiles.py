@@ -2,12 +2,16 @@
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/tiles.py
     NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell python bench/tiles.py --shapes
+    NUMBA_CPU_NAME=haswell python bench/tiles.py --packed
 
 Shapes are the recurrences' per-step products: the LSTM's (M gate rows of one thread, K = H,
 N streams; A = W.T row-major), its backward's dx (A = W_x, K = 4H) and a dW block (K = 8 steps
 of N streams), and the GRU's and RNN's (time-major: M = N streams, B = the thread's columns of
 W_h). `tiles` is the kernel as built for this CPU (kernels/cpu/target.py); `OpenBLAS` is
 blas.gemm in its fastest layout for the shape, the library numpy calls.
+
+--packed times the LSTM backward's products with B in place and packed for the tiles
+(kernels/cpu/lstm.py packs them), in one process, alternating.
 
 --shapes compares tile shapes (MR rows x NV vectors, prefetch distance) on the same products,
 in one process: each round runs every shape once, in turn, so that the machine's drift falls
@@ -153,16 +157,81 @@ def against_blas():
         print(f"| {M} | {K} | {N} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
 
 
+# (label, M, K, N): the LSTM's backward products whose B the kernel packs (dh: W_h @ dgates_t,
+# dW: a block of dgates @ [x, h]), and a forward step's, which it reads in place.
+PACKED = [("dW block H=512 N=64", 2048, 256, 512), ("dh H=512 N=64", 512, 2048, 64),
+          ("dh H=512 N=32", 512, 2048, 32), ("dh H=256 N=64", 256, 1024, 64),
+          ("dh H=128 N=32", 128, 512, 32), ("step H=512 N=64", 256, 512, 64)]
+
+
+def packed(rounds):
+    """B where it lies, packed beforehand, and packed in each call (tiles.pack_columns)."""
+    from rnnkit.kernels.cpu import leaf, target, tiles
+
+    leaf.ready(np.float32)
+
+    @njit
+    def plain(a, b, bp, c, reps):
+        M, K = a.shape
+        N = b.shape[1]
+        for _ in range(reps):
+            tiles.product(a, 0, K, 1, 0, M, K, b, 0, N, N, c, 0, N)
+
+    @njit
+    def prepacked(a, b, bp, c, reps):
+        M, K = a.shape
+        N, C = b.shape[1], tiles.CHUNK // 4
+        for _ in range(reps):
+            tiles.product_packed(a, 0, K, 1, 0, M, K, bp, 0, K * C, N, c, 0, N)
+
+    @njit
+    def packing(a, b, bp, c, reps):
+        M, K = a.shape
+        N, C = b.shape[1], tiles.CHUNK // 4
+        for _ in range(reps):
+            tiles.pack_columns(b.reshape(b.size), 0, N, 1, K, 0, N, bp, 0, K * C)
+            tiles.product_packed(a, 0, K, 1, 0, M, K, bp, 0, K * C, N, c, 0, N)
+
+    sides = (("in place", plain), ("packed", prepacked), ("packed in the call", packing))
+    print(f"{target.ISA} ({target.KEY[1]}): B in place or packed; GFLOP/s, median (min-max) "
+          f"of {rounds} rounds, one thread")
+    print("| product | M | K | N | " + " | ".join(name for name, _ in sides) + " |")
+    print("|---|---|---|---|" + "---|" * len(sides))
+    C = tiles.CHUNK // 4
+    for label, M, K, N in PACKED:
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((M, K)).astype(np.float32)
+        b = rng.standard_normal((K, N)).astype(np.float32)
+        bp = np.zeros(K * -(-N // C) * C, np.float32)
+        c = np.zeros((M, N), np.float32)
+        reps = max(1, int(2e8 / (2 * M * K * N)))
+        rates = {name: [] for name, _ in sides}
+        for _, fn in sides:
+            fn(a, b, bp, c, 1)
+        for r in range(rounds):
+            for name, fn in (sides if r % 2 == 0 else sides[::-1]):
+                rates[name].append(2 * M * K * N * reps /
+                                   _thread_seconds(fn, a, b, bp, c, reps) / 1e9)
+        print(f"| {label} | {M} | {K} | {N} | " + " | ".join(
+            f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})" for v in rates.values())
+              + " |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", action="store_true", help="compare tile shapes (see above)")
     ap.add_argument("--candidates", default="",
                     help="MRxNVxPF,... (default: the usual ones for this CPU's registers)")
+    ap.add_argument("--packed", action="store_true",
+                    help="the LSTM backward's products with B in place or packed")
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     from rnnkit.backends.threads import set_threads
 
     set_threads(1)
+    if args.packed:
+        packed(args.rounds)
+        return
     if not args.shapes:
         against_blas()
         return
