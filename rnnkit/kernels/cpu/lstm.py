@@ -13,8 +13,9 @@ LLVM vectorises (per row of 32-64 streams it ran mostly scalar). The products ru
 kernels/cpu/tiles.py, faster than OpenBLAS on these shapes (bench/RESULTS.md), but for small
 batches, which take BLAS (TILE_FROM, TILE_STREAMS below). Each thread owns a block of
 hidden units with their four gates and meets the others once per step. BPTT mirrors it: per
-step only dh from the next step's dgates and the gate math; then dW and dx over all steps.
-Memory kept for backward: T*N*(4H + H + D + H) floats, plus hs.
+step dh from the next step's dgates and the gate math; then dW (and dx, unless each step
+computed the next one's from its packed dgates: PACK_GATES_FROM) over all steps. Memory kept
+for backward: T*N*(4H + H + D + H) floats, plus hs.
 """
 from numba import njit, prange
 
