@@ -28,6 +28,7 @@ from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.buffers import LSTM, padded
 from rnnkit.kernels.cpu.lanes import vsum
 from rnnkit.kernels.cpu import leaf
+from rnnkit.kernels.cpu.target import ISA
 from rnnkit.kernels.cpu.tiles import (CHUNK, pack_columns, product, product_packed,
                                       product_runs_packed)
 
@@ -39,10 +40,10 @@ from rnnkit.kernels.cpu.tiles import (CHUNK, pack_columns, product, product_pack
 DW_ROWS = 256
 
 # BPTT reads dgates_t as B twice (dh, dx): packed for the tiles from this many rows (4H) on.
-# The tiles then run 15-20% faster with AVX2 at 4H = 2048 (bench/RESULTS.md); at 512-1024
-# (both ISAs) and with AVX-512 at any size they run about as fast either way, and the copy
-# cost 7% of a training step at H = 128.
-PACK_GATES_FROM = 2048
+# With AVX2 the tiles then run 10-20% faster at 4H = 2048 (bench/tiles.py --packed); at
+# 512-1024, and with AVX-512 at any size, about as fast or slower, and the copy cost 7% of a
+# training step at H = 128 (bench/RESULTS.md): other CPUs never pack them.
+PACK_GATES_FROM = 2048 if ISA == "avx2" else 1 << 62
 
 # From this many T*N on, or this many streams, the products run in kernels/cpu/tiles.py against
 # W.T copied once per forward (a cheap copy); below both, as when priming one stream, through
