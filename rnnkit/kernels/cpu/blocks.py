@@ -255,8 +255,8 @@ def weight_grads(x, hprev, dgx, dgh, w_x, dx, dw_x, dw_h, db, rows):
     x (T, N, D), hprev (T, N, H) the previous states, dgx, dgh (T, N, G*H)."""
     T, N, D = x.shape
     M = T * N
-    _weight_grads(rows, x.reshape(M, D), hprev.reshape(M, -1), dgx.reshape(M, -1), dgh.reshape(M, -1), w_x,
-        dx.reshape(M, D), dw_x, dw_h, db, rows)
+    _weight_grads(rows, x.reshape(M, D), hprev.reshape(M, -1), dgx.reshape(M, -1),
+                  dgh.reshape(M, -1), w_x, dx.reshape(M, D), dw_x, dw_h, db, rows)
 
 
 # The GRU's and RNN's per-step products (time-major: the states as A, W_h as B). W_h's columns
@@ -296,3 +296,38 @@ def hidden_grad(wt, dg, dh, j0, j1, n0, n1):
     (pack_w_h_t); j0 a multiple of CUT."""
     GH, C = wt.shape[1], CHUNK // wt.itemsize
     product_packed(dg, 0, GH, 1, n0, n1, GH, wt, j0 * GH, C * GH, j1 - j0, dh, j0, dh.shape[1])
+
+
+# The LSTM's BPTT (kernels/cpu/lstm.py) reads its B packed in the same way: [x, h] of all
+# steps for the weight gradients, and with AVX2 dgates_t for dh and dx.
+@njit(**JIT)
+def pack_inputs(x, hs, bp, hoff, i, parts):
+    """Block i of parts of the weight gradients' B, [x_t, h_{t-1}] of all steps as (T*N)-row
+    matrices, packed for the tiles by blocks of columns (tiles.pack_columns): x's at the start
+    of bp, the states' from hoff (T*N*padded(D)). In place, B's rows lie D or H numbers apart,
+    and a tile's block of columns walks them in strides the caches serve slowly (with AVX2
+    the products ran 20-25% slower: bench/RESULTS.md)."""
+    T, N, D = x.shape
+    H = hs.shape[2]
+    C = CHUNK // bp.itemsize
+    M, bx = T * N, (D + C - 1) // C
+    q0, q1 = span(bx + (H + C - 1) // C, parts, i)
+    xf, hf = x.reshape(x.size), hs.reshape(hs.size)
+    if q0 < bx:
+        pack_columns(xf, 0, D, 1, M, q0 * C, min(D, q1 * C), bp, 0, M * C)
+    if q1 > bx:
+        pack_columns(hf, 0, H, 1, M, (max(q0, bx) - bx) * C, min(H, (q1 - bx) * C), bp, hoff,
+                     M * C)
+
+
+@njit(**JIT)
+def pack_gates(dg, dgp, b0, t, j0, j1):
+    """Units j0:j1's rows of dgates_t (in each of the four gate blocks) into the packed copy
+    of dgates_t at dgp[b0:], as tiles.product_packed reads it: dh and dx read dgates_t as B,
+    4H rows N apart, which with AVX2 ran 10-20% slower in place (bench/RESULTS.md)."""
+    H4, N = dg.shape[1], dg.shape[2]
+    H, C = H4 // 4, CHUNK // dgp.itemsize
+    flat = dg[t].reshape(H4 * N)
+    for k in range(4):
+        r0 = k * H + j0
+        pack_columns(flat, r0 * N, N, 1, j1 - j0, 0, N, dgp, b0 + r0 * C, H4 * C)

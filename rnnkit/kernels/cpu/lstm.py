@@ -22,15 +22,14 @@ from numba import njit, prange
 from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.blas import gemm
-from rnnkit.kernels.cpu.blocks import (block, fill_rows, span, split, transpose_add,
-                                       transpose_into, units)
+from rnnkit.kernels.cpu.blocks import (block, fill_rows, pack_gates, pack_inputs, span, split,
+                                       transpose_add, transpose_into, units)
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.buffers import LSTM, padded
 from rnnkit.kernels.cpu.lanes import vsum
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.target import ISA
-from rnnkit.kernels.cpu.tiles import (CHUNK, pack_columns, product, product_packed,
-                                      product_runs_packed)
+from rnnkit.kernels.cpu.tiles import CHUNK, product, product_packed, product_runs_packed
 
 
 # dW.T sums over all steps in blocks of about this many of the product's rows ([x_t, h_{t-1}]
@@ -183,26 +182,6 @@ _forward = Twin(_forward)
 
 
 @njit(**JIT)
-def pack_inputs(x, hs, bp, hoff, i, parts):
-    """Block i of parts of the weight gradients' B, [x_t, h_{t-1}] of all steps as (T*N)-row
-    matrices, packed for the tiles by blocks of columns (tiles.pack_columns): x's at the start
-    of bp, the states' from hoff (T*N*padded(D)). In place, B's rows lie D or H numbers apart,
-    and a tile's block of columns walks them in strides the caches serve slowly (with AVX2
-    the products ran 20-25% slower: bench/RESULTS.md)."""
-    T, N, D = x.shape
-    H = hs.shape[2]
-    C = CHUNK // bp.itemsize
-    M, bx = T * N, (D + C - 1) // C
-    q0, q1 = span(bx + (H + C - 1) // C, parts, i)
-    xf, hf = x.reshape(x.size), hs.reshape(hs.size)
-    if q0 < bx:
-        pack_columns(xf, 0, D, 1, M, q0 * C, min(D, q1 * C), bp, 0, M * C)
-    if q1 > bx:
-        pack_columns(hf, 0, H, 1, M, (max(q0, bx) - bx) * C, min(H, (q1 - bx) * C), bp, hoff,
-                     M * C)
-
-
-@njit(**JIT)
 def weight_grads(x, hs, dg, dwt, bp, hoff, steps, small, r0, r1):
     """Rows r0:r1 of dW.T (4H, D + H) = the sum over all steps of dgates_t @ [x_t, h_{t-1}],
     in blocks of `steps` steps; with the tiles, [x_t, h_{t-1}] packed in bp (pack_inputs)."""
@@ -221,19 +200,6 @@ def weight_grads(x, hs, dg, dwt, bp, hoff, steps, small, r0, r1):
             for t in range(t0, t1):
                 gemm(dg[t][r0:r1], x[t], dwt[r0:r1, :D], False, False, 1.0)
                 gemm(dg[t][r0:r1], hs[t], dwt[r0:r1, D:], False, False, 1.0)
-
-
-@njit(**JIT)
-def pack_gates(dg, dgp, b0, t, j0, j1):
-    """Units j0:j1's rows of dgates_t (in each of the four gate blocks) into the packed copy
-    of dgates_t at dgp[b0:], as tiles.product_packed reads it: dh and dx read dgates_t as B,
-    4H rows N apart, which with AVX2 ran 15-20% slower in place (bench/RESULTS.md)."""
-    H4, N = dg.shape[1], dg.shape[2]
-    H, C = H4 // 4, CHUNK // dgp.itemsize
-    flat = dg[t].reshape(H4 * N)
-    for k in range(4):
-        r0 = k * H + j0
-        pack_columns(flat, r0 * N, N, 1, j1 - j0, 0, N, dgp, b0 + r0 * C, H4 * C)
 
 
 @njit(**JIT)
