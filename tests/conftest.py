@@ -16,7 +16,7 @@ import sys
 from numba.core.config import ENABLE_CUDASIM
 
 if ENABLE_CUDASIM:
-    sys.setswitchinterval(5e-5)
+    sys.setswitchinterval(2e-5)
 
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)

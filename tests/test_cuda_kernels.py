@@ -131,7 +131,7 @@ def test_persistent_and_per_step_recurrences_give_the_same_bits(cuda, cell, monk
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("kw", [{}, dict(E=5, tie_weights=True), dict(ADAPTIVE, head_bias=True)])
 def test_every_gradient_entry_matches_the_cpu(cuda, cpu, cell, kw):
-    """The finite differences of tests/test_backend.py check three entries per array under
+    """The finite differences of tests/test_backend.py check one entry per array under
     the simulator; here every entry is compared with the CPU backend's (which checks all)."""
     got = run(*model(cuda, cell, **kw))
     want = run(*model(cpu, cell, **kw))

@@ -213,7 +213,6 @@ def test_read_lines_gives_whole_lines_as_they_come(level):
     """Pieces end after a newline, a character cut between two writes is whole in its line,
     and the rest comes at the end; an invalid byte is named by its offset in the stream."""
     import os
-    import threading
 
     from rnnkit.errors import RnnkitError
     from rnnkit.corpus.textcodec import read_lines
