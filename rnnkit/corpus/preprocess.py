@@ -2,7 +2,7 @@
 
 Two passes, each reading the input block by block so that memory stays flat:
 1. count: gives the vocabulary, the number of tokens and so the split sizes, the sha256s;
-2. encode: maps each block to ids and appends them to the split datasets.
+2. encode: maps each block to ids and appends them to the split datasets (write.py).
 The corpus is written under a temporary name in the output folder and renamed into place only
 when complete, so an interrupted run never leaves a half-written corpus under the final name.
 
@@ -20,15 +20,14 @@ import numpy as np
 
 from rnnkit import files
 from rnnkit.checkpoint_format import CheckpointError, open_checkpoint
-from rnnkit.corpus import bpe, chunks
+from rnnkit.corpus import bpe, write
 from rnnkit.corpus.bpe import BpeTokenizer
-from rnnkit.version import __version__
-from rnnkit.corpus.reader import FORMAT, FORMAT_VERSION, Corpus, CorpusError
+from rnnkit.corpus.reader import Corpus, CorpusError
 from rnnkit.errors import RnnkitError
 from rnnkit.corpus.sources import (BLOCK, InputError, bom_hint, check_encoding, find_inputs,
                             read_blocks, read_text)
 from rnnkit.corpus.tokenize import EOS, LEVELS, TOKENIZERS, UNK
-from rnnkit.corpus.chunks import SplitWriter, compression_pool, thread_pool
+from rnnkit.corpus.chunks import thread_pool
 
 DEFAULT_FRAC = 0.1   # torch-rnn's default for both val and test
 MIN_TOKENS = 2       # a split needs one input and one target token at least
@@ -204,38 +203,6 @@ def _plan(main_tokens, val_frac, test_frac, sources):
     return sizes, feeds
 
 
-def _write_attrs(h5, *, level, encoding, errors, max_vocab, min_count, vocab_from, val_frac,
-                 test_frac, sizes):
-    attrs = h5.attrs
-    attrs["format"] = FORMAT
-    attrs["format_version"] = FORMAT_VERSION
-    attrs["rnnkit_version"] = __version__
-    attrs["level"] = level
-    attrs["encoding"] = encoding
-    attrs["errors"] = errors
-    attrs["max_vocab"] = max_vocab or 0
-    attrs["min_count"] = min_count
-    attrs["unk_token"] = UNK if level == "word" else ""
-    attrs["eos_token"] = EOS if level == "word" else ""
-    attrs["vocab_from"] = os.fspath(vocab_from) if vocab_from else ""
-    attrs["val_frac"] = val_frac
-    attrs["test_frac"] = test_frac
-    names = [name for name, n in sizes.items() if n]
-    attrs["splits"] = names
-    attrs["split_tokens"] = np.array([sizes[name] for name in names], np.uint64)
-
-
-def _write_sources(h5, sources):
-    import h5py
-
-    text = h5py.string_dtype("utf-8")
-    dtype = np.dtype([("name", text), ("split", text), ("bytes", np.uint64),
-                      ("tokens", np.uint64), ("sha256", "S64")])
-    rows = np.array([(s.path.encode("utf-8", "replace").decode("utf-8"), s.split, s.bytes,
-                      s.tokens, s.sha256.encode()) for s in sources], dtype)
-    h5.create_dataset("sources", data=rows)  # variable-length strings: no filters
-
-
 def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict", val_frac=None,
                test_frac=None, val=None, test=None, vocab_from=None, max_vocab=None,
                min_count=1, force=False, progress=None, block=BLOCK, vocab_size=None):
@@ -333,7 +300,7 @@ def _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors
 
         # pass 2: encode, into a temporary file renamed into place at the end
         with files.atomic(output) as tmp:
-            _encode(tmp, output, reader, vocab, sources, sizes, feeds,
+            write.write(tmp, output, reader, vocab, sources, sizes, feeds,
                     attrs=dict(level=level, encoding=encoding, errors=errors,
                                max_vocab=max_vocab, min_count=min_count, vocab_from=vocab_from,
                                val_frac=val_frac, test_frac=test_frac, sizes=sizes))
@@ -345,79 +312,3 @@ def _temporary(folder, make):
         return make()
     except OSError as err:
         raise InputError(f"cannot write in {folder}: {err.strerror}") from None
-
-
-def _encode(path, output, reader, vocab, sources, sizes, feeds, attrs):
-    """Pass 2: write the corpus file at `path` (to become `output`). A write that fails (a
-    full disk) becomes a WriteError with the size the corpus would need, estimated from what
-    was written."""
-    writers = []
-    try:
-        _write_corpus(path, reader, vocab, sources, sizes, feeds, attrs, writers)
-    except OSError as err:
-        if isinstance(err, files.WriteError):
-            raise
-        try:
-            size = os.path.getsize(path)
-            os.unlink(path)         # first, so that the message counts its space as free
-        except OSError:
-            size = 0
-        ids = sum(w.stored_ids for w in writers)
-        stored = sum(w.stored_bytes for w in writers)
-        last = [w.sizes for w in writers if w.sizes]
-        per_id = (stored / ids if ids else last[0][1] / last[0][0] if last else None)
-        needed = (int(per_id * sum(sizes.values()) + max(0, size - stored) + chunks.RESERVE)
-                  if per_id else None)
-        raise files.write_error(output, err, needed) from None
-
-
-def _write_corpus(path, reader, vocab, sources, sizes, feeds, attrs, writers):
-    import h5py
-
-    # libver v110: the file's metadata carries HDF5's checksums
-    h5 = h5py.File(path, "w", libver="v110")
-    try:
-        with compression_pool() as pool:
-            _fill(h5, pool, reader, vocab, sources, sizes, feeds, attrs, writers)
-    except BaseException:
-        # after a failed write HDF5's close fails too (RuntimeError, OSError): the first
-        # error is the one to report, and the file is removed anyway
-        with contextlib.suppress(Exception):
-            h5.close()
-        raise
-    try:
-        h5.close()
-    except RuntimeError as err:     # a failed flush at close (h5py raises RuntimeError)
-        raise OSError(str(err)) from None
-
-
-def _fill(h5, pool, reader, vocab, sources, sizes, feeds, attrs, writers):
-    """Pass 2 into the open file `h5`; `writers` gets the split writers (for their counts)."""
-    encode = reader.tokenizer.encoder(vocab)
-    _write_attrs(h5, **attrs)
-    vocab.save(h5)
-    h5.create_dataset("counts", data=reader.tokenizer.id_counts(vocab), fletcher32=True)
-    _write_sources(h5, sources)
-    by_name = {name: SplitWriter(h5, name, n, vocab.dtype, pool)
-               for name, n in sizes.items() if n}
-    writers += by_name.values()
-    # the same order as pass 1 (train sources come first), which the word cache relies on
-    for group in ("train", "val", "test"):
-        parts = [[by_name[name], n] for name, n in feeds.get(group, []) if n]
-        for source in (s for s in sources if s.split == group):
-            seen = 0
-            for units in reader.again(source):
-                ids = encode(units)
-                seen += len(ids)
-                while len(ids) and parts:
-                    writer, room = parts[0]
-                    take = min(room, len(ids))
-                    writer.append(ids[:take])
-                    ids = ids[take:]
-                    parts[0][1] -= take
-                    if parts[0][1] == 0:
-                        parts.pop(0)
-            if seen != source.tokens:
-                raise InputError(f"{source.path} changed while being read; run again")
-    for writer in by_name.values():
-        writer.close()
