@@ -39,10 +39,11 @@ from rnnkit.kernels.cpu.tiles import CHUNK, product, product_packed, product_run
 DW_ROWS = 256
 
 # BPTT reads dgates_t as B twice (dh, dx): packed for the tiles from this many rows (4H) on.
-# With AVX2 the tiles then run 10-20% faster at 4H = 2048 (bench/tiles.py --packed); at
-# 512-1024, and with AVX-512 at any size, about as fast or slower, and the copy cost 7% of a
-# training step at H = 128 (bench/RESULTS.md): other CPUs never pack them.
-PACK_GATES_FROM = 2048 if ISA == "avx2" else 1 << 62
+# With AVX2 one layer's backward (D = H) then runs 5-7% faster at 4H = 1024 (a whole step
+# 1%, within noise) and the tiles 10-20% at 2048; at 768-800, and with AVX-512 at any size,
+# as fast or slower, and the copy cost 7% of a training step at H = 128 (bench/RESULTS.md):
+# other CPUs never pack them.
+PACK_GATES_FROM = 1024 if ISA == "avx2" else 1 << 62
 
 # From this many T*N on, or this many streams, the products run in kernels/cpu/tiles.py against
 # W.T copied once per forward (a cheap copy); below both, as when priming one stream, through
