@@ -42,10 +42,11 @@ def layer(H, N, T, D, dtype=np.float32):
     dht, dct = np.empty((H, N), dtype), np.empty((H, N), dtype)
     dwt, dxt = np.empty((4 * H, D + H), dtype), np.empty((D, N), dtype)
     bp, dgp = (np.empty(LSTM.scratch(T, N, D, H)[k], dtype) for k in ("bp", "dgp"))
+    hp = np.empty(LSTM.buffers(T, N, D, H)["hp"], dtype)
 
     def fwd():
         c[:] = 0
-        K.lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt)
+        K.lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, hp)
 
     def bwd():
         dh[:] = 0

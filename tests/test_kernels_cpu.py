@@ -19,8 +19,8 @@ CPU = get_backend("cpu")
 @pytest.fixture(params=["default", "other"], ids=["layouts-default", "layouts-other"])
 def layouts(request, monkeypatch):
     """Each kernel picks some layouts by size, and the test sizes are small: "other" flips
-    every such choice (LSTM products in kernels/cpu/tiles.py, BPTT's dgates packed for them,
-    dW.T in blocks of two steps; the recurrences split by units wherever there are threads to
+    every such choice (LSTM products in kernels/cpu/tiles.py, the forward's h and BPTT's
+    dgates packed for them, dW.T in blocks of two steps; the recurrences split by units wherever there are threads to
     split them), so both sides of each threshold are tested."""
     from rnnkit.kernels.cpu import blocks, lstm
 
@@ -28,6 +28,7 @@ def layouts(request, monkeypatch):
         monkeypatch.setattr(lstm, "TILE_FROM", 0)
         monkeypatch.setattr(lstm, "DW_ROWS", 2 * N)  # two steps a block
         monkeypatch.setattr(lstm, "PACK_GATES_FROM", 0)
+        monkeypatch.setattr(lstm, "PACK_STATES_FROM", 0)
         monkeypatch.setattr(blocks, "MIN_GATE_ROWS", 1)
     return request.param
 
@@ -119,8 +120,8 @@ def test_threaded_blocks_match_one_thread_and_naive(cell, layouts, two_threads):
 
 def test_lstm_blocks_match_one_block_and_naive(monkeypatch, two_threads):
     """The LSTM recurrence split by hidden units (uneven blocks here), and by streams, against
-    one block and the reference; each with its products in kernels/cpu/tiles.py (BPTT's
-    dgates packed for them, or not) and through BLAS."""
+    one block and the reference; each with its products in kernels/cpu/tiles.py (the
+    forward's h and BPTT's dgates packed for them, or not) and through BLAS."""
     from rnnkit.kernels.cpu import blocks, lstm
 
     cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=131, layers=2)
@@ -138,6 +139,7 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch, two_threads):
             monkeypatch.setattr(blocks, "MIN_STREAMS", min_streams)
             monkeypatch.setattr(lstm, "TILE_FROM", tile_from)
             monkeypatch.setattr(lstm, "PACK_GATES_FROM", pack_from)
+            monkeypatch.setattr(lstm, "PACK_STATES_FROM", pack_from)
             assert blocks.split(cfg.hidden, N, 4) == expect
             loss, new = model.forward_backward(x, y, state.copy())
             runs.append((loss, model.grads.copy(), new, model.dstate.copy()))

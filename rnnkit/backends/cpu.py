@@ -24,7 +24,7 @@ STEP_MAX_N = 8
 
 def _lstm_forward(b, cell, x, p, buf):
     lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
-                      buf["cs"], buf["z"], buf["wt"])
+                      buf["cs"], buf["z"], buf["wt"], buf["hp"])
 
 
 def _lstm_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):

@@ -14,9 +14,9 @@ from rnnkit.kernels.cpu.tiles import CHUNK
 def _lstm_buffers(T, N, D, H):
     """Feature-major caches, streams last, contiguous per step (kernels/cpu/lstm.py says why):
     activated gates, cell states, [x_t; h_{t-1}]; c the cell state in and out; wt: W.T, packed
-    once per call."""
+    once per call; hp: two steps' h packed for the tiles (kernels/cpu/lstm.py)."""
     return {"gates": (T, 4 * H, N), "hs": (T + 1, N, H), "c": (N, H), "cs": (T + 1, H, N),
-            "z": (T + 1, D + H, N), "wt": (4 * H, D + H)}
+            "z": (T + 1, D + H, N), "wt": (4 * H, D + H), "hp": (2 * H * padded(N),)}
 
 
 def _lstm_scratch(T, N, D, H):

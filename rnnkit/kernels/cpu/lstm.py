@@ -29,7 +29,8 @@ from rnnkit.kernels.cpu.buffers import LSTM, padded
 from rnnkit.kernels.cpu.lanes import vsum
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.target import ISA
-from rnnkit.kernels.cpu.tiles import CHUNK, product, product_packed, product_runs_packed
+from rnnkit.kernels.cpu.tiles import (CHUNK, pack_columns, product, product_packed,
+                                      product_runs_packed)
 
 
 # dW.T sums over all steps in blocks of about this many of the product's rows ([x_t, h_{t-1}]
@@ -44,6 +45,10 @@ DW_ROWS = 256
 # as fast or slower, and the copy cost 7% of a training step at H = 128 (bench/RESULTS.md):
 # other CPUs never pack them.
 PACK_GATES_FROM = 1024 if ISA == "avx2" else 1 << 62
+# The forward reads h_{t-1} as B (H rows N apart): packed, as dgates, from this many rows (4H).
+# With AVX2 a layer's forward then runs 4-9% faster from 4H = 512 (H = 128 N = 32: even);
+# with AVX-512 even at every size (bench/RESULTS.md).
+PACK_STATES_FROM = 512 if ISA == "avx2" else 1 << 62
 
 # From this many T*N on, or this many streams, the products run in kernels/cpu/tiles.py against
 # W.T copied once per forward (a cheap copy); below both, as when priming one stream, through
@@ -124,16 +129,21 @@ def project(z, wt, w_x, b, gates, small, r0, r1):
 
 
 @njit(**JIT)
-def forward_step(z, wt, w_h, gates, cs, hs, small, t, j0, j1, n0, n1):
+def forward_step(z, wt, w_h, gates, cs, hs, hp, size, small, t, j0, j1, n0, n1):
     """Units j0:j1 of streams n0:n1 at step t: their gates += W_h.T @ h_{t-1} (from z[t]), then
     c_t and h_t (into z[t + 1] and hs[t + 1]). Multiplies by wt = W.T (4H, D + H), or when
-    small through BLAS."""
+    small through BLAS. size > 0: h_{t-1} is read from its packed copy at hp[t % 2 * size:],
+    and this block's h_t packed at hp[(t + 1) % 2 * size:] (all streams; two copies, so that
+    one block may write while another reads)."""
     H, N = cs.shape[1], cs.shape[2]
     D = z.shape[1] - H
+    C = CHUNK // hp.itemsize
     zt, a = z[t], gates[t]
     for k in range(4):
         r0, r1 = k * H + j0, k * H + j1
-        if small is None:
+        if small is None and size:
+            product_packed(wt, D, D + H, 1, r0, r1, H, hp, t % 2 * size, H * C, N, a, 0, N)
+        elif small is None:
             product(wt, D, D + H, 1, r0, r1, H, zt, D * N + n0, N, n1 - n0, a, n0, N)
         else:
             gemm(w_h[:, r0:r1], zt[D:, n0:n1], a[r0:r1, n0:n1], True, False, 1.0)
@@ -147,10 +157,13 @@ def forward_step(z, wt, w_h, gates, cs, hs, small, t, j0, j1, n0, n1):
         cell_forward(af[s:e], af[G + s:G + e], af[2 * G + s:2 * G + e], af[3 * G + s:3 * G + e],
                      cp[s:e], cn[s:e], hn[D * N + s:D * N + e])
     transpose_into(z[t + 1][D + j0:D + j1, n0:n1], hs[t + 1][n0:n1, j0:j1])
+    if size:
+        pack_columns(hn, (D + j0) * N, N, 1, j1 - j0, 0, N, hp, (t + 1) % 2 * size + j0 * C,
+                     H * C)
 
 
-def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, small, su, ss):
-    """su, ss: the recurrence's unit and stream blocks (split)."""
+def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, small, su, ss):
+    """su, ss: the recurrence's unit and stream blocks (split); size: forward_step's."""
     T, N, D = x.shape
     H = w_h.shape[0]
     parts = su * ss
@@ -167,13 +180,17 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, small, su, ss):
         j0, j1 = units(H, parts, i)
         transpose_into(hs[0][:, j0:j1], z[0][D + j0:D + j1])
         transpose_into(c[:, j0:j1], cs[0][j0:j1])
+        if size:
+            C = CHUNK // hp.itemsize
+            pack_columns(z[0].reshape(z[0].size), (D + j0) * N, N, 1, j1 - j0, 0, N, hp, j0 * C,
+                         H * C)
     for i in prange(parts):
         r0, r1 = span(4 * H, parts, i)
         project(z, wt, w_x, b, gates, small, r0, r1)
     for t in range(T):
         for i in prange(parts):
             j0, j1, n0, n1 = block(H, N, su, ss, i)
-            forward_step(z, wt, w_h, gates, cs, hs, small, t, j0, j1, n0, n1)
+            forward_step(z, wt, w_h, gates, cs, hs, hp, size, small, t, j0, j1, n0, n1)
     for i in prange(parts):
         j0, j1 = span(H, parts, i)
         transpose_into(cs[T][j0:j1], c[:, j0:j1])
@@ -321,21 +338,25 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
 _backward = Twin(_backward)
 
 
-def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt):
+def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, hp):
     """Run the layer over x; hs[0] must hold the initial h, c the initial cell state.
 
     Writes hs (T + 1, N, H), c (the final cell state) and the caches for backward: gates
     (T, 4H, N) activations, cs (T + 1, H, N), z (T + 1, D + H, N) the inputs and states
-    feature-major. Scratch: wt (4H, D + H), W.T for the tiles (TILE_FROM).
+    feature-major. Scratch: wt (4H, D + H), W.T for the tiles (TILE_FROM); hp: two steps'
+    h packed for the tiles (PACK_STATES_FROM).
     """
     T, N, D = x.shape
     H = w_h.shape[0]
-    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z, wt=wt)
+    arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z, wt=wt, hp=hp)
     check(dict(arrays, x=x), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N, 4)
+    small = _small(T, N)
+    # h packed when the threads share the units (all streams each), from PACK_STATES_FROM
+    size = hp.size // 2 if small is None and ss == 1 and 4 * H >= PACK_STATES_FROM else 0
     leaf.ready(x.dtype)
-    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, _small(T, N), su, ss)
+    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, small, su, ss)
 
 
 def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, dht,
