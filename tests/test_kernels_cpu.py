@@ -29,6 +29,7 @@ def layouts(request, monkeypatch):
         monkeypatch.setattr(lstm, "DW_ROWS", 2 * N)  # two steps a block
         monkeypatch.setattr(lstm, "PACK_GATES_FROM", 0)
         monkeypatch.setattr(lstm, "PACK_STATES_FROM", 0)
+        monkeypatch.setattr(lstm, "PACK_INPUTS_FROM", 0)
         monkeypatch.setattr(blocks, "MIN_GATE_ROWS", 1)
     return request.param
 
@@ -99,6 +100,40 @@ def test_lstm_dw_blocks_follow_the_setting_at_each_call(monkeypatch):
     np.testing.assert_allclose(grads[0], grads[1], rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lstm_packed_operands_give_the_same_bits(monkeypatch, threads):
+    """With the tiles' operands packed (x_t, h_{t-1} and dgates_t, at a batch of whole blocks
+    of their columns, 32 streams) and in place: the same sums in the same order, so the same
+    bits, and the reference's loss and state."""
+    from rnnkit.kernels.cpu import lstm
+
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs two threads")
+    set_threads(threads, adaptive=False)
+    monkeypatch.setattr(lstm, "TILE_FROM", 0)
+    cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=H, layers=2)
+    model = Model(cfg, dtype=np.float64, seed=5)
+    rng = np.random.default_rng(6)
+    x, y = rng.integers(0, V, (32, 5)), rng.integers(0, V, (32, 5))
+    state = model.state_from_host({k: rng.normal(scale=0.3, size=(2, 32, H)) for k in "hc"})
+    runs = []
+    try:
+        for pack_from in (0, 1 << 62):
+            for name in ("PACK_GATES_FROM", "PACK_STATES_FROM", "PACK_INPUTS_FROM"):
+                monkeypatch.setattr(lstm, name, pack_from)
+            loss, new = model.forward_backward(x, y, state.copy())
+            runs.append((loss, model.grads.copy(), new.h, new.c, model.dinputs.copy()))
+    finally:
+        set_threads(1, adaptive=False)
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1:], runs[1][1:]):
+        assert np.array_equal(a, b)
+    ref_loss, ref_h, ref_c = naive.model_loss(cfg, model.p, x, y, state.h, state.c)
+    assert abs(runs[0][0] - ref_loss) < 1e-12
+    np.testing.assert_allclose(runs[0][2], ref_h, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(runs[0][3], ref_c, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_threaded_blocks_match_one_thread_and_naive(cell, layouts, two_threads):
     """A batch big enough for the threaded drivers (blocks of streams and of rows)."""
@@ -140,6 +175,7 @@ def test_lstm_blocks_match_one_block_and_naive(monkeypatch, two_threads):
             monkeypatch.setattr(lstm, "TILE_FROM", tile_from)
             monkeypatch.setattr(lstm, "PACK_GATES_FROM", pack_from)
             monkeypatch.setattr(lstm, "PACK_STATES_FROM", pack_from)
+            monkeypatch.setattr(lstm, "PACK_INPUTS_FROM", pack_from)
             assert blocks.split(cfg.hidden, N, 4) == expect
             loss, new = model.forward_backward(x, y, state.copy())
             runs.append((loss, model.grads.copy(), new, model.dstate.copy()))

@@ -5,7 +5,8 @@ Interface, as for the other cells: x (T, N, D), w_x (D, 4H), w_h (H, 4H), b (4H,
 initial cell state in and the final one out.
 
 Inside, what a step touches is feature-major (streams last) and contiguous per step:
-z (T + 1, D + H, N) holds [x_t; h_{t-1}] for each step, gates (T, 4H, N) the activated gates,
+z (T + 1, D + H, N) holds [x_t; h_{t-1}] for each step (x_t packed for the tiles there with
+PACK_INPUTS_FROM), gates (T, 4H, N) the activated gates,
 cs (T + 1, H, N) the cell states. The input projection of all T steps is one product pass
 before the recurrence, each thread its block of gate rows for every step; then each step adds
 W_h.T @ h_{t-1} and runs the gate math over contiguous blocks of its threads' units, which
@@ -45,10 +46,11 @@ DW_ROWS = 256
 # as fast or slower, and the copy cost 7% of a training step at H = 128 (bench/RESULTS.md):
 # other CPUs never pack them.
 PACK_GATES_FROM = 1024 if ISA == "avx2" else 1 << 62
-# The forward reads h_{t-1} as B (H rows N apart): packed, as dgates, from this many rows (4H).
-# With AVX2 a layer's forward then runs 4-9% faster from 4H = 512 (H = 128 N = 32: even);
-# with AVX-512 even at every size (bench/RESULTS.md).
+# The forward reads h_{t-1} and x_t as B (rows N apart): packed, as dgates, from this many
+# rows (4H). With AVX2 a layer's forward then runs 4-9% faster for each of them from
+# 4H = 512 (H = 128 N = 32: even); with AVX-512 even at every size (bench/RESULTS.md).
 PACK_STATES_FROM = 512 if ISA == "avx2" else 1 << 62
+PACK_INPUTS_FROM = 512 if ISA == "avx2" else 1 << 62
 
 # From this many T*N on, or this many streams, the products run in kernels/cpu/tiles.py against
 # W.T copied once per forward (a cheap copy); below both, as when priming one stream, through
@@ -111,9 +113,10 @@ def cell_backward(i, f, g, o, c_prev, c, dh, dc, di, df, dg, do):
 
 
 @njit(**JIT)
-def project(z, wt, w_x, b, gates, small, r0, r1):
-    """Rows r0:r1 of every step's gates = b + W_x.T @ x_t, x_t feature-major in z[t][:D]: this
-    block of the input projection of all T steps, in one pass (W_x.T's rows stay in cache)."""
+def project(z, wt, w_x, b, gates, xpack, small, r0, r1):
+    """Rows r0:r1 of every step's gates = b + W_x.T @ x_t, x_t feature-major in z[t][:D] (or
+    with xpack packed there, for the tiles): this block of the input projection of all T
+    steps, in one pass (W_x.T's rows stay in cache)."""
     T, N = gates.shape[0], gates.shape[2]
     D = w_x.shape[0]
     for t in range(T):
@@ -122,7 +125,10 @@ def project(z, wt, w_x, b, gates, small, r0, r1):
             row, value = a[r], b[r]
             for n in range(N):
                 row[n] = value
-        if small is None:
+        if xpack:
+            product_packed(wt, 0, wt.shape[1], 1, r0, r1, D, z[t], 0,
+                           D * (CHUNK // z.itemsize), N, a, 0, N)
+        elif small is None:
             product(wt, 0, wt.shape[1], 1, r0, r1, D, z[t], 0, N, N, a, 0, N)
         else:
             gemm(w_x[:, r0:r1], z[t][:D], a[r0:r1], True, False, 1.0)
@@ -162,17 +168,25 @@ def forward_step(z, wt, w_h, gates, cs, hs, hp, size, small, t, j0, j1, n0, n1):
                      H * C)
 
 
-def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, small, su, ss):
-    """su, ss: the recurrence's unit and stream blocks (split); size: forward_step's."""
+def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, su, ss):
+    """su, ss: the recurrence's unit and stream blocks (split); size: forward_step's; xpack:
+    each x_t packed for the tiles into z[t][:D] (N a multiple of their columns C)."""
     T, N, D = x.shape
     H = w_h.shape[0]
+    C = CHUNK // z.itemsize
     parts = su * ss
     for i in prange(parts):
         # Each step's input, transposed, by blocks of steps; W.T by blocks of its rows; the
         # initial states by blocks of units.
         t0, t1 = span(T, parts, i)
         for t in range(t0, t1):
-            transpose_into(x[t], z[t][:D])
+            if xpack:
+                zf = z[t].reshape(z[t].size)
+                for q in range(N // C):
+                    transpose_into(x[t][q * C:q * C + C],
+                                   zf[q * D * C:(q + 1) * D * C].reshape(D, C))
+            else:
+                transpose_into(x[t], z[t][:D])
         if small is None:
             r0, r1 = span(4 * H, parts, i)
             transpose_into(w_x[:, r0:r1], wt[r0:r1, :D])
@@ -181,12 +195,11 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, small, su, ss):
         transpose_into(hs[0][:, j0:j1], z[0][D + j0:D + j1])
         transpose_into(c[:, j0:j1], cs[0][j0:j1])
         if size:
-            C = CHUNK // hp.itemsize
             pack_columns(z[0].reshape(z[0].size), (D + j0) * N, N, 1, j1 - j0, 0, N, hp, j0 * C,
                          H * C)
     for i in prange(parts):
         r0, r1 = span(4 * H, parts, i)
-        project(z, wt, w_x, b, gates, small, r0, r1)
+        project(z, wt, w_x, b, gates, xpack, small, r0, r1)
     for t in range(T):
         for i in prange(parts):
             j0, j1, n0, n1 = block(H, N, su, ss, i)
@@ -355,8 +368,10 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, hp):
     small = _small(T, N)
     # h packed when the threads share the units (all streams each), from PACK_STATES_FROM
     size = hp.size // 2 if small is None and ss == 1 and 4 * H >= PACK_STATES_FROM else 0
+    # x_t packed in place of its transpose: for whole blocks of the tiles' columns only
+    xpack = small is None and N % (CHUNK // x.itemsize) == 0 and 4 * H >= PACK_INPUTS_FROM
     leaf.ready(x.dtype)
-    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, small, su, ss)
+    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, su, ss)
 
 
 def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, dht,
