@@ -176,6 +176,46 @@ def test_generate_stopped_removes_its_temporary(corpus, tmp_path, sig, code, sai
 
 # -- the progress line -------------------------------------------------------------------------
 
+SWALLOWED = r"""
+import os, signal, sys, time, weakref
+from rnnkit.training import stop_signals
+stop_signals.install()
+stop_signals.undefer()
+
+
+class Held:
+    pass
+
+
+def callback(ref):
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    for _ in range(10000):      # the handler runs in here
+        pass
+
+
+held = Held()
+ref = weakref.ref(held, callback)
+try:
+    del held
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        time.sleep(0.001)
+    print("lost")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.parametrize("sig,code,said", [("SIGINT", 0, "interrupted"), ("SIGTERM", 143, "")])
+def test_a_signal_in_a_weakref_callback_still_stops(sig, code, said):
+    """Python prints and drops an exception raised in a weakref callback, where importlib's
+    module locks run while a command is still importing (a Ctrl-C there once left `rnnkit
+    generate` writing): the stop is raised again after the callback, and nothing printed."""
+    p = subprocess.run([sys.executable, "-c", SWALLOWED, sig], capture_output=True, text=True,
+                       timeout=60)
+    assert (p.returncode, p.stdout.strip(), p.stderr) == (code, said, "")
+
+
 def test_the_progress_line_fits_the_terminal():
     import fcntl
     import struct

@@ -10,16 +10,22 @@ train` keeps them waiting (`defer`) through its set-up (imports, compiling), so 
 sees them before its first step and the run exits with 75 as it would later. Every other
 command takes them at once (`undefer`): SystemExit on SIGTERM, SIGHUP and SIGUSR1,
 KeyboardInterrupt on SIGINT, so the stack unwinds and temporary outputs are removed instead of
-left behind.
+left behind. Never where Python would drop the exception (a finalizer, a weakref callback:
+importlib runs one for each module lock while a command still imports): there it is raised
+again 50 ms later.
 """
+import _thread
 import os
 import signal
+import sys
 import threading
 
 NAMES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
 _deferring = False
 _pending = None
 stopping = False                # a signal is unwinding the stack (KeyboardInterrupt, SystemExit)
+_raised = None                  # the signal whose exception _stop raised last
+_hooks = []                     # sys.unraisablehook before install()
 
 
 def _early(signum, frame):
@@ -37,14 +43,22 @@ def _stop(signum, frame):
     """KeyboardInterrupt for SIGINT, else SystemExit(128 + signum); again in 50 ms instead
     when raising it now would be lost (_unsafe)."""
     if _unsafe(frame):
-        signal.signal(signal.SIGALRM, lambda _, later: _stop(signum, later))
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        _later(signum)
         return
-    global stopping
-    stopping = True
+    global stopping, _raised
+    stopping, _raised = True, signum
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
+
+
+def _later(signum):
+    """_stop(signum) again in 50 ms, from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        _thread.interrupt_main(signum)
+        return
+    signal.signal(signal.SIGALRM, lambda _, frame: _stop(signum, frame))
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
 
 
 def _unsafe(frame):
@@ -60,6 +74,17 @@ def _unsafe(frame):
     return False
 
 
+def _swallowed(unraisable):
+    """sys.unraisablehook: an exception _stop raised where Python could only print it (in a
+    weakref callback, as importlib's module locks run, or another finalizer _unsafe cannot
+    see) would leave the command running: it is raised again in 50 ms."""
+    if _raised is not None and isinstance(unraisable.exc_value, (KeyboardInterrupt,
+                                                                 SystemExit)):
+        _later(_raised)
+        return
+    (_hooks[0] if _hooks else sys.__unraisablehook__)(unraisable)
+
+
 def _ours(names):
     """The signals of `names` this process may handle: from the main thread, those the system
     has, not those ignored by whoever started it (`nohup` ignores SIGHUP: the run goes on)."""
@@ -72,6 +97,9 @@ def _ours(names):
 def install():
     """At the program's start: the signals wait until the command says what they do (defer or
     undefer)."""
+    if sys.unraisablehook is not _swallowed:
+        _hooks[:] = [sys.unraisablehook]
+        sys.unraisablehook = _swallowed
     defer()
 
 
