@@ -298,8 +298,8 @@ def hidden_grad(wt, dg, dh, j0, j1, n0, n1):
     product_packed(dg, 0, GH, 1, n0, n1, GH, wt, j0 * GH, C * GH, j1 - j0, dh, j0, dh.shape[1])
 
 
-# The LSTM's BPTT (kernels/cpu/lstm.py) reads its B packed in the same way: [x, h] of all
-# steps for the weight gradients, and with AVX2 dgates_t for dh and dx.
+# The LSTM (kernels/cpu/lstm.py) reads its B packed in the same way with AVX2: x_t and h_{t-1}
+# in the forward, [x, h] of all steps for the weight gradients, dgates_t for dh and dx.
 @njit(**JIT)
 def pack_inputs(x, hs, bp, hoff, i, parts):
     """Block i of parts of the weight gradients' B, [x_t, h_{t-1}] of all steps as (T*N)-row
@@ -331,3 +331,22 @@ def pack_gates(dg, dgp, b0, t, j0, j1):
     for k in range(4):
         r0 = k * H + j0
         pack_columns(flat, r0 * N, N, 1, j1 - j0, 0, N, dgp, b0 + r0 * C, H4 * C)
+
+
+@njit(**JIT)
+def pack_states(z, H, hp, b0, j0, j1):
+    """Units j0:j1's rows of h in z (D + H, N), [x_t; h_{t-1}] feature-major, into the packed
+    copy of h at hp[b0:], as tiles.product_packed reads it (all N streams)."""
+    N, C = z.shape[1], CHUNK // hp.itemsize
+    pack_columns(z.reshape(z.size), (z.shape[0] - H + j0) * N, N, 1, j1 - j0, 0, N, hp,
+                 b0 + j0 * C, H * C)
+
+
+@njit(**JIT)
+def transpose_packed(x, z):
+    """z[:D] (the flat start of z) = x (N, D) transposed and packed for the tiles by blocks of
+    C columns: block q, streams q*C to q*C + C, is a D x C matrix; N a multiple of C."""
+    N, D = x.shape
+    C = CHUNK // z.itemsize
+    for q in range(N // C):
+        transpose_into(x[q * C:q * C + C], z[q * D * C:(q + 1) * D * C].reshape(D, C))

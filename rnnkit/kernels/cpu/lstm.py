@@ -23,15 +23,15 @@ from numba import njit, prange
 from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.activations import sigmoid, tanh
 from rnnkit.kernels.cpu.blas import gemm
-from rnnkit.kernels.cpu.blocks import (block, fill_rows, pack_gates, pack_inputs, span, split,
-                                       transpose_add, transpose_into, units)
+from rnnkit.kernels.cpu.blocks import (block, fill_rows, pack_gates, pack_inputs, pack_states,
+                                       span, split, transpose_add, transpose_into,
+                                       transpose_packed, units)
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.buffers import LSTM, padded
 from rnnkit.kernels.cpu.lanes import vsum
 from rnnkit.kernels.cpu import leaf
 from rnnkit.kernels.cpu.target import ISA
-from rnnkit.kernels.cpu.tiles import (CHUNK, pack_columns, product, product_packed,
-                                      product_runs_packed)
+from rnnkit.kernels.cpu.tiles import CHUNK, product, product_packed, product_runs_packed
 
 
 # dW.T sums over all steps in blocks of about this many of the product's rows ([x_t, h_{t-1}]
@@ -164,8 +164,7 @@ def forward_step(z, wt, w_h, gates, cs, hs, hp, size, small, t, j0, j1, n0, n1):
                      cp[s:e], cn[s:e], hn[D * N + s:D * N + e])
     transpose_into(z[t + 1][D + j0:D + j1, n0:n1], hs[t + 1][n0:n1, j0:j1])
     if size:
-        pack_columns(hn, (D + j0) * N, N, 1, j1 - j0, 0, N, hp, (t + 1) % 2 * size + j0 * C,
-                     H * C)
+        pack_states(z[t + 1], H, hp, (t + 1) % 2 * size, j0, j1)
 
 
 def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, su, ss):
@@ -173,7 +172,6 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, su
     each x_t packed for the tiles into z[t][:D] (N a multiple of their columns C)."""
     T, N, D = x.shape
     H = w_h.shape[0]
-    C = CHUNK // z.itemsize
     parts = su * ss
     for i in prange(parts):
         # Each step's input, transposed, by blocks of steps; W.T by blocks of its rows; the
@@ -181,10 +179,7 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, su
         t0, t1 = span(T, parts, i)
         for t in range(t0, t1):
             if xpack:
-                zf = z[t].reshape(z[t].size)
-                for q in range(N // C):
-                    transpose_into(x[t][q * C:q * C + C],
-                                   zf[q * D * C:(q + 1) * D * C].reshape(D, C))
+                transpose_packed(x[t], z[t].reshape(z[t].size))
             else:
                 transpose_into(x[t], z[t][:D])
         if small is None:
@@ -195,8 +190,7 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, su
         transpose_into(hs[0][:, j0:j1], z[0][D + j0:D + j1])
         transpose_into(c[:, j0:j1], cs[0][j0:j1])
         if size:
-            pack_columns(z[0].reshape(z[0].size), (D + j0) * N, N, 1, j1 - j0, 0, N, hp, j0 * C,
-                         H * C)
+            pack_states(z[0], H, hp, 0, j0, j1)
     for i in prange(parts):
         r0, r1 = span(4 * H, parts, i)
         project(z, wt, w_x, b, gates, xpack, small, r0, r1)
