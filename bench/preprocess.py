@@ -173,6 +173,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=10, help="rounds of --trees")
     parser.add_argument("--torch-rnn-loop", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    opts.text = os.path.abspath(opts.text)      # --trees runs each tree from its own folder
     if opts.torch_rnn_loop:
         torch_rnn_preprocess(*opts.torch_rnn_loop)
         return
