@@ -20,7 +20,6 @@ best round and the ratios the issue asks for (>= 4x the full softmax, >= 1.5x to
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/adaptive_softmax.py --threads 2
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -32,6 +31,8 @@ V, E, H, L, N, T = 100_000, 512, 512, 2, 32, 35
 CUTOFFS, DIV, CLIP, LR = (2000, 10000), 4.0, 0.25, 20.0
 BEST_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 SIDES = ("rnnkit", "full", "torch", "torch*")
+# also: "dense", rnnkit's adaptive model zeroing, clipping and updating every gradient number
+# (as a run over MPI does), where `rnnkit` skips the embedding rows a step leaves at zero
 
 
 def corpus(steps=20, seed=0):
@@ -48,7 +49,7 @@ def shares(data):
     return [float(np.mean((data >= a) & (data < b))) for a, b in zip(edges, edges[1:])]
 
 
-def rnnkit_step(softmax, threads):
+def rnnkit_step(softmax, threads, sparse=True):
     from rnnkit.backends.threads import set_threads
     set_threads(threads)
     from rnnkit.model.network import Model, ModelConfig
@@ -57,14 +58,15 @@ def rnnkit_step(softmax, threads):
     kw = dict(softmax="adaptive", cutoffs=",".join(map(str, CUTOFFS)), div_value=DIV) \
         if softmax == "adaptive" else {}
     model = Model(ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=H, layers=L, **kw))
+    model.sparse_embedding = sparse         # as `rnnkit train` in one process
     opt = make_optimizer("sgd", model.params, lr=LR)
     data, state = corpus(), [model.init_state(N)]
 
     def step(j):
         x, y = data[:, j * T:(j + 1) * T], data[:, j * T + 1:(j + 1) * T + 1]
         _, state[0] = model.forward_backward(x, y, state[0])
-        clip_gradients(model.grads, max_norm=CLIP)
-        opt.step(model.grads)
+        clip_gradients(model.grads, max_norm=CLIP, ranges=model.grad_ranges)
+        opt.step(model.grads, model.grad_ranges)
     return step
 
 
@@ -93,7 +95,7 @@ def torch_step(threads):
 
 def worker(side, threads, min_time):
     step = torch_step(threads) if side.startswith("torch") else \
-        rnnkit_step("adaptive" if side == "rnnkit" else "full", threads)
+        rnnkit_step("full" if side == "full" else "adaptive", threads, side != "dense")
     for j in range(2):
         step(j)
     times, began, j = [], time.perf_counter(), 2
@@ -123,7 +125,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=10.0, help="seconds timed per process")
     ap.add_argument("--sides", default=",".join(SIDES),
-                    help=f"comma-separated, of {', '.join(SIDES)}")
+                    help=f"comma-separated, of {', '.join(SIDES)}, dense")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -144,7 +146,7 @@ def main():
     for s in sides:
         print(f"{s:<8}{best[s]:>9.0f}   ({min(rounds[s]):.0f}-{max(rounds[s]):.0f})")
     if "rnnkit" in best:
-        for other, want in (("full", 4.0), ("torch", None), ("torch*", 1.5)):
+        for other, want in (("full", 4.0), ("dense", None), ("torch", None), ("torch*", 1.5)):
             if other in best:
                 print(f"rnnkit adaptive / {other}: {best['rnnkit'] / best[other]:.2f}x"
                       f"{f' (issue 24 asks >= {want:g}x)' if want else ''}")

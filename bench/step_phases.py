@@ -59,11 +59,12 @@ def main():
     N, T = args.N, args.T
     x, y = rng.integers(0, args.V, (N, T)), rng.integers(0, args.V, (N, T))
     state = [model.init_state(N)]
+    model.sparse_embedding = True       # as `rnnkit train` in one process
 
     def step():
         _, state[0] = model.forward_backward(x, y, state[0])
-        clip(model.grads, max_norm=5.0)
-        opt.step(model.grads)
+        clip(model.grads, max_norm=5.0, ranges=model.grad_ranges)
+        opt.step(model.grads, model.grad_ranges)
 
     for _ in range(5):
         step()

@@ -146,11 +146,12 @@ def run_rnnkit(c):
     y = rng.integers(0, c["V"], (c["N"], c["T"]))
     opt = make_optimizer("adam", model.params)
     state = [model.init_state(c["N"])]
+    model.sparse_embedding = True       # as `rnnkit train` in one process
 
     def step():
         _, state[0] = model.forward_backward(x, y, state[0])
-        clip_gradients(model.grads, max_norm=5.0)
-        opt.step(model.grads)
+        clip_gradients(model.grads, max_norm=5.0, ranges=model.grad_ranges)
+        opt.step(model.grads, model.grad_ranges)
     return c["N"] * c["T"] / timed(step)
 
 

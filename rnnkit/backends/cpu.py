@@ -66,6 +66,7 @@ KERNELS = {
 
 class CPUBackend:
     name = "cpu"
+    range_align = optim.ALIGN
 
     def __init__(self, threads_=None, local_ranks=1):
         self.threads_why = "as set for this process"
@@ -149,8 +150,11 @@ class CPUBackend:
     def copy(self, dst, src):
         dst[...] = src
 
-    def fill(self, a, value):
-        a[...] = value
+    def fill(self, a, value, ranges=None):
+        if ranges is None:
+            a[...] = value
+        else:
+            optim.fill_in(a, a.dtype.type(value), ranges)
 
     def gather_streams(self, dst, src, rows):
         """dst[:, n] = src[:, rows[n]] for (L, N, H) states (beam search's reorder); rows: host
@@ -264,8 +268,12 @@ class CPUBackend:
 
     # -- optimizers and clipping (the equations: rnnkit/kernels/cpu/optim.py) ----------------
     def sgd_update(self, p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov,
-                   first):
-        optim.sgd_update(p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov, first)
+                   first, ranges=None):
+        if ranges is None:
+            optim.sgd_update(p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov,
+                             first)
+        else:
+            optim.sgd_in(p, g, lr, ranges)
 
     def adam_update(self, p, g, m, v, step_size, beta1c, beta2, beta2c, bc2_sqrt, eps,
                     weight_decay, shrink):
@@ -280,11 +288,24 @@ class CPUBackend:
     def adagrad_update(self, p, g, state_sum, clr, eps, weight_decay):
         optim.adagrad_update(p, g, state_sum, clr, eps, weight_decay)
 
-    def sum_squares(self, g):
-        return float(optim.sum_squares(g))
+    def sum_squares(self, g, ranges=None):
+        if ranges is None:
+            return float(optim.sum_squares(g))
+        # its blocks start at the runs' starts: one off the grid would read past g's end
+        if ranges.size and (ranges.min() < 0 or ranges.max() > g.size or
+                            (ranges[:, 0] % self.range_align).any()):
+            raise ValueError(f"ranges must lie in [0, {g.size}] and start on multiples of "
+                             f"{self.range_align}")
+        return float(optim.sum_squares_in(g, ranges))
 
-    def scale(self, g, factor):
-        optim.scale(g, factor)
+    def scale(self, g, factor, ranges=None):
+        if ranges is None:
+            optim.scale(g, factor)
+        else:
+            optim.scale_in(g, factor, ranges)
 
-    def clamp(self, g, low, high):
-        optim.clamp(g, low, high)
+    def clamp(self, g, low, high, ranges=None):
+        if ranges is None:
+            optim.clamp(g, low, high)
+        else:
+            optim.clamp_in(g, low, high, ranges)

@@ -67,6 +67,7 @@ KERNELS = {
 
 class CUDABackend:
     name = "cuda"
+    range_align = 0                 # every number is zeroed, clipped, updated
 
     def __init__(self, index=None, local_rank=0, precision="fp32"):
         self.cuda, index = select(index, local_rank)
@@ -173,7 +174,7 @@ class CUDABackend:
         if dst.size:
             dst.copy_to_device(src)
 
-    def fill(self, a, value):
+    def fill(self, a, value, ranges=None):
         flat = a.reshape(a.size)
         self.k.elementwise.run(self.k.elementwise.fill, a.size, flat, a.dtype.type(value))
 
@@ -381,7 +382,7 @@ class CUDABackend:
 
     # -- optimizers and clipping (the equations: rnnkit/kernels/cpu/optim.py) ----------------
     def sgd_update(self, p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov,
-                   first):
+                   first, ranges=None):
         self.k.optim.update(self.k.optim.sgd_update, p, g, buf, lr, momentum, one_minus_damp,
                             weight_decay, nesterov, first)
 
@@ -399,7 +400,7 @@ class CUDABackend:
         self.k.optim.update(self.k.optim.adagrad_update, p, g, state_sum, clr, eps,
                             weight_decay)
 
-    def sum_squares(self, g):
+    def sum_squares(self, g, ranges=None):
         """sum(g^2) accumulated in float64 in a fixed order, as a host float. Its transfer is
         the step's one readback: the loss (and its checks) come with it."""
         rb = self.readback
@@ -409,10 +410,10 @@ class CUDABackend:
         self._barrier_check(values[2])
         return float(values[3])
 
-    def scale(self, g, factor):
+    def scale(self, g, factor, ranges=None):
         self.k.elementwise.run(self.k.elementwise.scale, g.size, g.reshape(g.size),
                                   g.dtype.type(factor))
 
-    def clamp(self, g, low, high):
+    def clamp(self, g, low, high, ranges=None):
         self.k.elementwise.run(self.k.elementwise.clamp, g.size, g.reshape(g.size),
                                   g.dtype.type(low), g.dtype.type(high))

@@ -35,6 +35,9 @@ class Backend(Protocol):
     and `reshape` of contiguous arrays. Shapes: docs/cells.md."""
 
     name: str                       # "cpu", "cuda"
+    # The multiple that the starts and stops of `ranges` (sgd_update) must be, or 0 where the
+    # kernels take no ranges (and the model makes none).
+    range_align: int
 
     # -- where it runs -----------------------------------------------------------------------
     def describe(self):
@@ -74,8 +77,8 @@ class Backend(Protocol):
     def copy(self, dst, src):
         """dst[...] = src; src of dst's shape, on this backend or the host."""
 
-    def fill(self, a, value):
-        """a[...] = value."""
+    def fill(self, a, value, ranges=None):
+        """a[...] = value; with `ranges` (runs of a 1-D a, see sgd_update), there at least."""
 
     def mul(self, a, b):
         """a *= b, in place."""
@@ -169,8 +172,12 @@ class Backend(Protocol):
 
     # -- optimizers and clipping (arguments and equations: rnnkit/kernels/cpu/optim.py) -------
     def sgd_update(self, p, g, buf, lr, momentum, one_minus_damp, weight_decay, nesterov,
-                   first):
-        """SGD with momentum, dampening, Nesterov and weight decay, in place."""
+                   first, ranges=None):
+        """SGD with momentum, dampening, Nesterov and weight decay, in place. ranges: given only
+        without momentum and weight decay, (R, 2) int64 [start, stop) runs, sorted, on
+        multiples of range_align, of a flat g that is zero outside them
+        (rnnkit/model/sparse_rows.py): this and fill, sum_squares, scale and clamp may skip the
+        rest, with the same results."""
 
     def adam_update(self, p, g, m, v, step_size, beta1c, beta2, beta2c, bc2_sqrt, eps,
                     weight_decay, shrink):
@@ -183,13 +190,14 @@ class Backend(Protocol):
     def adagrad_update(self, p, g, state_sum, clr, eps, weight_decay):
         """Adagrad, in place."""
 
-    def sum_squares(self, g):
-        """sum(g^2) accumulated in float64 in a fixed order, a host float."""
+    def sum_squares(self, g, ranges=None):
+        """sum(g^2) accumulated in float64 in a fixed order, a host float; the same bits with
+        or without ranges."""
 
-    def scale(self, g, factor):
+    def scale(self, g, factor, ranges=None):
         """g *= factor."""
 
-    def clamp(self, g, low, high):
+    def clamp(self, g, low, high, ranges=None):
         """g = min(max(g, low), high)."""
 
 

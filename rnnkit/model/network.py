@@ -16,7 +16,7 @@ or a GPU, and runs every kernel. This module only says what runs in which order,
 import numpy as np
 
 from rnnkit import cells
-from rnnkit.model import softmax
+from rnnkit.model import softmax, sparse_rows
 from rnnkit.backends import get_backend
 from rnnkit.model.config import ModelConfig
 
@@ -110,6 +110,14 @@ class Model:
         self.lg = [self.layer(self.g, i) for i in range(cfg.layers)]
         self.output = softmax.make(self)
         self.init_weights(seed)
+        # True: the caller promises that between calls of forward_backward nothing writes
+        # grads but clip_gradients and an optimizer given grad_ranges (the single-process
+        # trainer); each step then zeroes, and they clip and update, only the runs of grads
+        # that a step can make non-zero (model/sparse_rows.py). grad_ranges: the last step's
+        # runs, or None for all of grads.
+        self.sparse_embedding = False
+        self.grad_ranges = None
+        self._dirty = None              # runs of grads that may be non-zero (None: all)
 
     def init_weights(self, seed):
         """PyTorch's RNN init, U(-1/sqrt(H), 1/sqrt(H)); U(-0.1, 0.1) for the embedding and
@@ -269,7 +277,8 @@ class Model:
         N, T = x.shape
         L = cfg.layers
         ws, ids = self._forward(x, state, rng, train=True)
-        b.fill(self.grads, 0.0)
+        b.fill(self.grads, 0.0, self._dirty)
+        self.grad_ranges = self._dirty = None
         dtop = ws["dtop"][L % 2]
         loss = self.output.train(self._top(ws), y, 1.0 / (N * T), dtop.reshape(T * N, -1))
         new_state = self._final_state(ws, N)
@@ -289,6 +298,9 @@ class Model:
         if ws["use_mask"][0]:
             b.mul(dtop, ws["masks"][0])
         b.embed_backward(ids, dtop, self.g["embed"])
+        if self.sparse_embedding and b.range_align and not cfg.tie_weights:
+            self.grad_ranges = self._dirty = sparse_rows.embedding_ranges(
+                x, cfg.vocab_size, cfg.embed, self.grads.size, b.range_align)
         self.dinputs = dtop
         self.dstate = dstate_out
         return loss / (N * T), new_state

@@ -88,13 +88,14 @@ class Optimizer:
         """A scalar in the parameters' dtype, so float32 updates stay float32."""
         return self.params.dtype.type(x)
 
-    def step(self, grads):
-        """Update the parameters in place from `grads` (same shape and dtype)."""
+    def step(self, grads, ranges=None):
+        """Update the parameters in place from `grads` (same shape and dtype). ranges: runs
+        outside which grads is zero (Model.grad_ranges), or None."""
         if grads.shape != self.params.shape or grads.dtype != self.params.dtype:
             raise ValueError(f"grads must be contiguous {self.params.dtype} of shape "
                              f"{self.params.shape}, got {grads.dtype} {grads.shape}")
         self.t += 1
-        self._update(grads)
+        self._update(grads, ranges)
 
     def state_dict(self):
         return {"name": self.name, "step": self.t, "hyper": dict(self.hyper),
@@ -129,12 +130,14 @@ class SGD(Optimizer):
         if h["momentum"] != 0:
             self._buffer("momentum_buffer")
 
-    def _update(self, g):
+    def _update(self, g, ranges):
         h = self.hyper
         buf = self.buffers.get("momentum_buffer", self._empty())
+        # where g is zero, only p - lr * 0 leaves p as it is
+        plain = h["momentum"] == 0 and h["weight_decay"] == 0
         self.backend.sgd_update(self.params, g, buf, self._s(h["lr"]), self._s(h["momentum"]),
                      self._s(1.0 - h["dampening"]), self._s(h["weight_decay"]),
-                     h["nesterov"], self.t == 1)
+                     h["nesterov"], self.t == 1, ranges if plain else None)
 
 
 class Adam(Optimizer):
@@ -149,7 +152,7 @@ class Adam(Optimizer):
         self._buffer("exp_avg")
         self._buffer("exp_avg_sq")
 
-    def _update(self, g):
+    def _update(self, g, ranges):
         h = self.hyper
         b1, b2, t = h["beta1"], h["beta2"], self.t
         wd = h["weight_decay"]
@@ -176,7 +179,7 @@ class RMSprop(Optimizer):
         if self.hyper["momentum"] > 0:
             self._buffer("momentum_buffer")
 
-    def _update(self, g):
+    def _update(self, g, ranges):
         h = self.hyper
         empty = self._empty()
         self.backend.rmsprop_update(self.params, g, self.buffers["square_avg"],
@@ -193,7 +196,7 @@ class Adagrad(Optimizer):
     def _check(self):
         self._buffer("sum", self.hyper["initial_accumulator_value"])
 
-    def _update(self, g):
+    def _update(self, g, ranges):
         h = self.hyper
         clr = h["lr"] / (1 + (self.t - 1) * h["lr_decay"])
         self.backend.adagrad_update(self.params, g, self.buffers["sum"], self._s(clr), self._s(h["eps"]),
@@ -211,24 +214,25 @@ def make_optimizer(name, params, backend=None, **hyper):
     return OPTIMIZERS[name](params, backend, **hyper)
 
 
-def clip_gradients(grads, max_norm=0.0, max_value=0.0, backend=None):
+def clip_gradients(grads, max_norm=0.0, max_value=0.0, backend=None, ranges=None):
     """Clip a flat gradient in place and return its global L2 norm before any clipping.
 
     max_value > 0 clamps every element to [-max_value, max_value] (torch's clip_grad_value_);
     max_norm > 0 then scales the whole gradient by max_norm / (norm + 1e-6) when that is below
     one (torch's clip_grad_norm_). A NaN or inf norm is returned as is and nothing is scaled,
-    so the caller sees the bad gradient.
+    so the caller sees the bad gradient. ranges: runs outside which grads is zero
+    (Model.grad_ranges; the same results, faster), or None.
     """
     b = backend or get_backend()
-    norm = math.sqrt(b.sum_squares(grads))
+    norm = math.sqrt(b.sum_squares(grads, ranges))
     if not math.isfinite(norm):
         return norm
     clipped = norm
     if max_value > 0:
-        b.clamp(grads, grads.dtype.type(-max_value), grads.dtype.type(max_value))
-        clipped = math.sqrt(b.sum_squares(grads))
+        b.clamp(grads, grads.dtype.type(-max_value), grads.dtype.type(max_value), ranges)
+        clipped = math.sqrt(b.sum_squares(grads, ranges))
     if max_norm > 0:
         coef = max_norm / (clipped + 1e-6)
         if coef < 1:
-            b.scale(grads, grads.dtype.type(coef))
+            b.scale(grads, grads.dtype.type(coef), ranges)
     return norm

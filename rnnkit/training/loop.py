@@ -69,6 +69,9 @@ class Loop:
         self.save_s = 0.0
         self.val_batch_s = None     # ... and of one validation batch
         self.runtime = Runtime(run.model.backend)   # compiling ahead, pacing threads
+        # only clipping and the optimizer touch the gradients between steps, unless the
+        # ranks' allreduce does (model/sparse_rows.py)
+        run.model.sparse_embedding = comm.size == 1
 
     def say(self, text):
         if self.main:
@@ -131,13 +134,13 @@ class Loop:
 
             # 5. clip
             norm = clip_gradients(model.grads, cfg.optim.clip_norm, cfg.optim.clip_value,
-                                  model.backend)
+                                  model.backend, model.grad_ranges)
             if self.comm.decide(not (math.isfinite(loss) and math.isfinite(norm))):
                 it = self._rollback(f"the loss was {loss} and the gradient norm {norm}")
                 continue
 
             # 6. update
-            opt.step(model.grads)
+            opt.step(model.grads, model.grad_ranges)
             self.step_s = time.perf_counter() - work_started
             self.runtime.observe(N * T // self.comm.size, self.step_s)
             if c.step == self.first_step:

@@ -47,9 +47,13 @@ def fma(typingctx, a, b, c):
     return a(a, a, a), codegen
 
 
-def _reduce_intrinsic(kind):
+def _reduce_intrinsic(kind, ranged=False):
     """An intrinsic f(x, lo, hi) (sum, max, sumsq) or f(x, y, lo, hi) (dot) over a 1-D
-    contiguous array's elements lo:hi. sumsq accumulates float32 input in float64."""
+    contiguous array's elements lo:hi. sumsq accumulates float32 input in float64. ranged:
+    f(x, ranges) over all of x, whose blocks (W * U numbers from x[0]) it visits only inside
+    `ranges`, (R, 2) int64 [start, stop) runs, each start a multiple of the block: the tail
+    runs whole, and the rest of x must be numbers that leave the sum as it is (zeros for a
+    sum of squares)."""
     dot = kind == "dot"
 
     def typer(typingctx, *args):
@@ -60,11 +64,19 @@ def _reduce_intrinsic(kind):
             return None
         if dot and arrays[0].dtype != arrays[1].dtype:
             return None
+        if ranged and not (isinstance(args[-1], types.Array) and args[-1].ndim == 2
+                           and args[-1].layout == "C" and args[-1].dtype == types.int64):
+            return None
         acc = types.float64 if kind == "sumsq" else arrays[0].dtype
         return acc(*args), lambda context, builder, sig, a: _codegen(context, builder, sig, a)
 
     def _codegen(context, builder, sig, args):
-        arrays, (lo, hi) = (args[:2], args[2:]) if dot else (args[:1], args[1:])
+        if ranged:
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            lo = context.get_constant(types.intp, 0)
+            arrays, (hi,) = args[:1], cgutils.unpack_tuple(builder, ary.shape, 1)
+        else:
+            arrays, (lo, hi) = (args[:2], args[2:]) if dot else (args[:1], args[1:])
         in_ty = context.get_value_type(sig.args[0].dtype)
         acc_ty = context.get_value_type(sig.return_type)
         W = VECTOR_BYTES * 8 // sig.return_type.bitwidth
@@ -98,13 +110,28 @@ def _reduce_intrinsic(kind):
 
         block = W * U
         main = builder.mul(builder.sdiv(n, ir.Constant(intp, block)), ir.Constant(intp, block))
-        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), main,
-                                     ir.Constant(intp, block)) as (i, _):
-            for u in range(U):
-                at = builder.add(i, ir.Constant(intp, u * W))
-                values = [builder.load(builder.bitcast(builder.gep(p, [at]), vin.as_pointer()),
-                                       align=align) for p in ptrs]
-                builder.store(combine(builder.load(accs[u]), values, False), accs[u])
+
+        def blocks(start, stop):
+            with cgutils.for_range_slice(builder, start, stop,
+                                         ir.Constant(intp, block)) as (i, _):
+                for u in range(U):
+                    at = builder.add(i, ir.Constant(intp, u * W))
+                    values = [builder.load(builder.bitcast(builder.gep(p, [at]),
+                                                           vin.as_pointer()), align=align)
+                              for p in ptrs]
+                    builder.store(combine(builder.load(accs[u]), values, False), accs[u])
+
+        if ranged:
+            runs = context.make_array(sig.args[-1])(context, builder, args[-1])
+            count = cgutils.unpack_tuple(builder, runs.shape, 2)[0]
+            with cgutils.for_range(builder, count) as loop:
+                at = builder.mul(loop.index, ir.Constant(intp, 2))
+                start = builder.load(builder.gep(runs.data, [at]))
+                stop = builder.load(builder.gep(runs.data,
+                                                [builder.add(at, ir.Constant(intp, 1))]))
+                blocks(start, builder.select(builder.icmp_signed("<", stop, main), stop, main))
+        else:
+            blocks(ir.Constant(intp, 0), main)
         vals = [builder.load(a) for a in accs]
         def merge(a, b):
             if kind == "max":
@@ -133,7 +160,11 @@ def _reduce_intrinsic(kind):
         empty = builder.icmp_signed("<=", n, ir.Constant(intp, 0))
         return builder.select(empty, ir.Constant(acc_ty, 0.0), builder.fadd(t, s))
 
-    if dot:
+    if ranged:
+        @intrinsic
+        def reduce(typingctx, x, ranges):
+            return typer(typingctx, x, ranges)
+    elif dot:
         @intrinsic
         def reduce(typingctx, x, y, lo, hi):
             return typer(typingctx, x, y, lo, hi)
@@ -148,3 +179,5 @@ vsum = _reduce_intrinsic("sum")      # vsum(x, lo, hi): x[lo:hi].sum()
 vmax = _reduce_intrinsic("max")      # vmax(x, lo, hi): x[lo:hi].max(); needs hi > lo
 vsumsq = _reduce_intrinsic("sumsq")  # vsumsq(x, lo, hi): (x[lo:hi] ** 2).sum() in float64
 vdot = _reduce_intrinsic("dot")      # vdot(x, y, lo, hi): x[lo:hi] @ y[lo:hi]
+vsumsq_in = _reduce_intrinsic("sumsq", ranged=True)    # vsumsq_in(x, ranges): vsumsq(x, 0,
+#                                                        len(x)) for x zero outside ranges
