@@ -16,6 +16,8 @@ def embedding_ranges(ids, V, E, P, align, most=0.9):
     widened to multiples of `align` (the backend's range_align) and merged with its
     neighbours. None when they would cover more than `most` of P: the dense kernels are then
     about as fast."""
+    if V * E <= (1 - most) * P:     # a character model's table: not worth the np.unique
+        return None
     rows = np.unique(np.asarray(ids, dtype=np.int64))
     starts = np.append(rows * E // align * align, V * E // align * align)
     stops = np.append(np.minimum(-(-(rows + 1) * E // align) * align, P), P)
