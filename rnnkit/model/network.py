@@ -111,10 +111,10 @@ class Model:
         self.output = softmax.make(self)
         self.init_weights(seed)
         # True: the caller promises that between calls of forward_backward nothing writes
-        # grads but clip_gradients and an optimizer given grad_ranges (the single-process
-        # trainer); each step then zeroes, and they clip and update, only the runs of grads
-        # that a step can make non-zero (model/sparse_rows.py). grad_ranges: the last step's
-        # runs, or None for all of grads.
+        # grads but clip_gradients and an optimizer given grad_ranges, and an allreduce over
+        # share_ranges' (the trainer); each step then zeroes, and they clip, update and
+        # average, only the runs of grads that a step can make non-zero
+        # (model/sparse_rows.py). grad_ranges: the last step's runs, or None for all of grads.
         self.sparse_embedding = False
         self.grad_ranges = None
         self._dirty = None              # runs of grads that may be non-zero (None: all)
@@ -298,12 +298,30 @@ class Model:
         if ws["use_mask"][0]:
             b.mul(dtop, ws["masks"][0])
         b.embed_backward(ids, dtop, self.g["embed"])
-        if self.sparse_embedding and b.range_align and not cfg.tie_weights:
-            self.grad_ranges = self._dirty = sparse_rows.embedding_ranges(
-                x, cfg.vocab_size, cfg.embed, self.grads.size, b.range_align)
+        self.grad_ranges = self._dirty = self._ranges(x)
         self.dinputs = dtop
         self.dstate = dstate_out
         return loss / (N * T), new_state
+
+    def skips_rows(self):
+        """Whether steps may leave embedding rows out (sparse_embedding, a backend that takes
+        ranges, an untied table large enough to be worth it)."""
+        cfg, b = self.cfg, self.backend
+        return bool(self.sparse_embedding and b.range_align and not cfg.tie_weights and
+                    sparse_rows.worth_it(cfg.vocab_size, cfg.embed, self.grads.size))
+
+    def _ranges(self, ids):
+        if not self.skips_rows():
+            return None
+        return sparse_rows.embedding_ranges(ids, self.cfg.vocab_size, self.cfg.embed,
+                                            self.grads.size, self.backend.range_align)
+
+    def share_ranges(self, ids):
+        """Data parallelism, after forward_backward: grad_ranges widened to the rows that
+        `ids`, every rank's input ids (a list, the same on every rank), name, which an
+        allreduce of the ranks' grads fills; the same on every rank. Returns them."""
+        self.grad_ranges = self._dirty = self._ranges(np.concatenate([np.ravel(i) for i in ids]))
+        return self.grad_ranges
 
     def evaluate(self, x, y, state):
         """(summed loss in nats, token count, carried state), without dropout or gradients."""

@@ -10,13 +10,21 @@ zero (momentum, weight decay, Adam's moments) still runs over every number.
 import numpy as np
 
 
-def embedding_ranges(ids, V, E, P, align, most=0.9):
+MOST = 0.9      # the largest share of the gradient worth skipping from
+
+
+def worth_it(V, E, P, most=MOST):
+    """Whether a table of V x E numbers in a gradient of P can leave less than `most` to do."""
+    return V * E > (1 - most) * P
+
+
+def embedding_ranges(ids, V, E, P, align, most=MOST):
     """(R, 2) int64 [start, stop) runs of a flat array of P numbers whose first V * E are the
     embedding table (V, E): the rows named in `ids` and all that follows the table, each run
     widened to multiples of `align` (the backend's range_align) and merged with its
     neighbours. None when they would cover more than `most` of P: the dense kernels are then
     about as fast."""
-    if V * E <= (1 - most) * P:     # a character model's table: not worth the np.unique
+    if not worth_it(V, E, P, most):     # a character model's table: not worth np.unique
         return None
     rows = np.unique(np.asarray(ids, dtype=np.int64))
     starts = np.append(rows * E // align * align, V * E // align * align)

@@ -42,8 +42,10 @@ class SingleProcess:
     local_size = 1          # ranks of this job on this node
     local_rank = 0          # this rank's place among them
 
-    def average(self, array, backend=None):
-        """Average `array` in place over all ranks (here: leave it as it is)."""
+    def average(self, array, backend=None, ranges=None):
+        """Average `array` in place over all ranks (here: leave it as it is); with ranges,
+        (R, 2) [start, stop) runs of a 1-D array that is zero outside them on every rank,
+        only there."""
         return array
 
     def mean(self, value):
@@ -113,13 +115,20 @@ class MPIComm:
     def armed(self):
         self._armed = True
 
-    def average(self, array, backend=None):
-        """In place, over all ranks: one allreduce of the whole array (a device array goes
-        through a host copy)."""
+    def average(self, array, backend=None, ranges=None):
+        """In place, over all ranks: one allreduce of the whole array, or of its runs `ranges`
+        packed together (a device array goes through a host copy)."""
         MPI = self.MPI
         host = array if isinstance(array, np.ndarray) else backend.to_host(array)
-        self._call("allreduce", self.world.Allreduce, MPI.IN_PLACE, host, MPI.SUM)
-        host *= host.dtype.type(1.0 / self.size)
+        runs = [host] if ranges is None else [host[s:e] for s, e in ranges]
+        packed = host if ranges is None else np.concatenate(runs)
+        self._call("allreduce", self.world.Allreduce, MPI.IN_PLACE, packed, MPI.SUM)
+        packed *= packed.dtype.type(1.0 / self.size)
+        if packed is not host:
+            at = 0
+            for run in runs:
+                run[...] = packed[at:at + run.size]
+                at += run.size
         if host is not array:
             backend.copy(array, host)
         return array

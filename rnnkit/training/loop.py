@@ -69,9 +69,9 @@ class Loop:
         self.save_s = 0.0
         self.val_batch_s = None     # ... and of one validation batch
         self.runtime = Runtime(run.model.backend)   # compiling ahead, pacing threads
-        # only clipping and the optimizer touch the gradients between steps, unless the
-        # ranks' allreduce does (model/sparse_rows.py)
-        run.model.sparse_embedding = comm.size == 1
+        # between steps only the allreduce, clipping and the optimizer touch the gradients,
+        # each told the runs that can be non-zero (model/sparse_rows.py)
+        run.model.sparse_embedding = True
 
     def say(self, text):
         if self.main:
@@ -128,8 +128,11 @@ class Loop:
             work_started = time.perf_counter()
             loss, state = model.forward_backward(x, y, run.state, run.rng)
 
-            # 4. average gradients over processes (a no-op with one process)
-            self.comm.average(model.grads, model.backend)
+            # 4. average gradients over processes (a no-op with one process): over the rows
+            # that any rank's ids name, when the model skips the others
+            ranges = model.share_ranges(self.comm.gather(x)) \
+                if self.comm.size > 1 and model.skips_rows() else model.grad_ranges
+            self.comm.average(model.grads, model.backend, ranges)
             loss = self.comm.mean(loss)
 
             # 5. clip
