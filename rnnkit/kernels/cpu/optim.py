@@ -157,4 +157,5 @@ def sgd_in(p, g, lr, ranges):
     for r in range(ranges.shape[0]):
         q, d = p[ranges[r, 0]:ranges[r, 1]], g[ranges[r, 0]:ranges[r, 1]]
         for i in range(q.shape[0]):
+            # momentum, dampening and decay: off (the lr in their places is never read)
             q[i], _ = _sgd(q[i], d[i], d[i], lr, lr, lr, lr, False, False, False, False)
