@@ -99,9 +99,8 @@ def task(model, spec, name):
         clip_gradients(model.grads, 1.0, 1.0, backend)
         params = backend.zeros(model.params.shape, model.dtype)
         make_optimizer(spec["optimizer"], params, backend).step(model.grads)
-        cfg = model.cfg
-        if backend.range_align and not cfg.tie_weights and \
-                cfg.vocab_size * cfg.embed >= model.grads.size // 10:
+        model.sparse_embedding = True
+        if model.skips_rows():
             # a step that skips the embedding rows its ids leave at zero (model/sparse_rows.py)
             ranges = np.zeros((1, 2), np.int64)
             backend.fill(model.grads, 0.0, ranges)
