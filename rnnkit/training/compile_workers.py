@@ -96,7 +96,9 @@ def task(model, spec, name):
     else:
         backend.embed_backward(backend.ids(np.zeros((N, T), np.int64)), ws["demb"],
                                model.g["embed"])
+        one = model.dtype.type(1.0)
         clip_gradients(model.grads, 1.0, 1.0, backend)
+        backend.scale(model.grads, one)     # a zero gradient is never scaled by clipping
         params = backend.zeros(model.params.shape, model.dtype)
         make_optimizer(spec["optimizer"], params, backend).step(model.grads)
         model.sparse_embedding = True
@@ -105,6 +107,7 @@ def task(model, spec, name):
             ranges = np.zeros((1, 2), np.int64)
             backend.fill(model.grads, 0.0, ranges)
             clip_gradients(model.grads, 1.0, 1.0, backend, ranges)
+            backend.scale(model.grads, one, ranges)
             make_optimizer(spec["optimizer"], params, backend).step(model.grads, ranges)
 
 
