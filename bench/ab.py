@@ -1,7 +1,7 @@
 """Training-step tokens/s of two (or more) source trees, side by side in one run.
 
-    git worktree add /tmp/before <commit>
-    python bench/ab.py --threads 2 --rounds 4 /tmp/before .
+    git worktree add ../before <commit>
+    python bench/ab.py --threads 2 --rounds 4 ../before .
 
 Each round runs every tree once in a fresh process (PYTHONPATH=tree), in alternating order, so
 the machine's drift falls on all alike; each process times the configs below (LSTM, GRU,

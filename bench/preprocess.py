@@ -12,9 +12,9 @@ input. MB means 10**6 bytes of input.
 
 --trees A B compares source trees instead (git worktrees, the first the baseline):
 
-    git worktree add /tmp/pre-9ca7e1c 9ca7e1c^
+    git worktree add ../pre-9ca7e1c 9ca7e1c^
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/preprocess.py \
-        --trees /tmp/pre-9ca7e1c . --rounds 10
+        --trees ../pre-9ca7e1c . --rounds 10
 
 After a warm-up run of each, every round runs each tree's `rnnkit preprocess` (char level) on
 the --size-mb input once, in a fresh process, the order alternating from round to round so
