@@ -10,58 +10,18 @@ checkpoint written on a GPU) seeds a fresh stream (rnnkit.backends.derived_seed)
 import numpy as np
 
 from rnnkit.backends import sampling, threads
-from rnnkit.backends.interface import CellKernels, derived_seed
+from rnnkit.backends.cpu_cells import KERNELS
+from rnnkit.backends.interface import derived_seed
 from rnnkit.kernels import cache
-from rnnkit.kernels.cpu import (adaptive, buffers, gru, linear, loss, lstm, optim, rnn,
-                               sampling_step)
+from rnnkit.kernels.cpu import adaptive, linear, loss, optim, sampling_step
 
 # Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
 # per-unit step kernels (kernels/cpu/sampling_step.py), and an output projection of that many rows
 # the per-row logits kernel.
 STEP_MAX_N = 8
 
-
-
-def _lstm_forward(b, cell, x, p, buf):
-    lstm.lstm_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["c"], buf["gates"],
-                      buf["cs"], buf["z"], buf["wt"], buf["hp"])
-
-
-def _lstm_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
-    lstm.lstm_backward(x, p["w_x"], p["w_h"], buf["hs"], buf["gates"], buf["cs"], dhs, dh, dc,
-                       dx, g["w_x"], g["w_h"], g["b"], s["dg"], s["dht"], s["dct"], s["dwt"],
-                       s["dxt"], s["bp"], s["dgp"])
-
-
-def _gru_forward(b, cell, x, p, buf):
-    gru.gru_forward(x, p["w_x"], p["w_h"], p["b"], p["b_hn"], buf["gates"], buf["a"],
-                    buf["hs"], buf["wp"])
-
-
-def _gru_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
-    gru.gru_backward(x, p["w_x"], p["w_h"], buf["gates"], buf["a"], buf["hs"], dhs, dh, dx,
-                     g["w_x"], g["w_h"], g["b"], g["b_hn"], s["dg"], s["dgh"], s["wt"])
-
-
-def _rnn_forward(b, cell, x, p, buf):
-    rnn.rnn_forward(x, p["w_x"], p["w_h"], p["b"], buf["hs"], buf["gates"], buf["wp"],
-                    relu=cell.relu)
-
-
-def _rnn_backward(b, cell, x, p, g, buf, dhs, dh, dc, dx, s):
-    rnn.rnn_backward(x, p["w_x"], p["w_h"], buf["hs"], dhs, dh, dx, g["w_x"], g["w_h"], g["b"],
-                     s["dg"], s["wt"], relu=cell.relu)
-
-
 _NO_BIAS = {np.dtype(t): np.zeros(0, t) for t in (np.float32, np.float64)}   # b of length 0
 
-# Each cell's kernels here; `cached`: its forward driver (the threaded build adds "_parallel").
-KERNELS = {
-    "lstm": CellKernels(_lstm_forward, _lstm_backward, buffers.LSTM, ("lstm._forward",)),
-    "gru": CellKernels(_gru_forward, _gru_backward, buffers.GRU, ("gru._forward",)),
-    "rnn-tanh": CellKernels(_rnn_forward, _rnn_backward, buffers.RNN, ("rnn._forward",)),
-    "rnn-relu": CellKernels(_rnn_forward, _rnn_backward, buffers.RNN, ("rnn._forward",)),
-}
 
 
 class CPUBackend:

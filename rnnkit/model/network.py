@@ -114,10 +114,10 @@ class Model:
         # grads but clip_gradients and an optimizer given grad_ranges, and an allreduce over
         # share_ranges' (the trainer); each step then zeroes, and they clip, update and
         # average, only the runs of grads that a step can make non-zero
-        # (model/sparse_rows.py). grad_ranges: the last step's runs, or None for all of grads.
+        # (model/sparse_rows.py). grad_ranges: the runs of grads that may be non-zero after
+        # the last step (the next one zeroes them), or None for all of grads.
         self.sparse_embedding = False
         self.grad_ranges = None
-        self._dirty = None              # runs of grads that may be non-zero (None: all)
 
     def init_weights(self, seed):
         """PyTorch's RNN init, U(-1/sqrt(H), 1/sqrt(H)); U(-0.1, 0.1) for the embedding and
@@ -277,8 +277,8 @@ class Model:
         N, T = x.shape
         L = cfg.layers
         ws, ids = self._forward(x, state, rng, train=True)
-        b.fill(self.grads, 0.0, self._dirty)
-        self.grad_ranges = self._dirty = None
+        b.fill(self.grads, 0.0, self.grad_ranges)
+        self.grad_ranges = None
         dtop = ws["dtop"][L % 2]
         loss = self.output.train(self._top(ws), y, 1.0 / (N * T), dtop.reshape(T * N, -1))
         new_state = self._final_state(ws, N)
@@ -298,7 +298,7 @@ class Model:
         if ws["use_mask"][0]:
             b.mul(dtop, ws["masks"][0])
         b.embed_backward(ids, dtop, self.g["embed"])
-        self.grad_ranges = self._dirty = self._ranges(x)
+        self.grad_ranges = self._ranges(x)
         self.dinputs = dtop
         self.dstate = dstate_out
         return loss / (N * T), new_state
@@ -320,7 +320,7 @@ class Model:
         """Data parallelism, after forward_backward: grad_ranges widened to the rows that
         `ids`, every rank's input ids (a list, the same on every rank), name, which an
         allreduce of the ranks' grads fills; the same on every rank. Returns them."""
-        self.grad_ranges = self._dirty = self._ranges(np.concatenate([np.ravel(i) for i in ids]))
+        self.grad_ranges = self._ranges(np.concatenate([np.ravel(i) for i in ids]))
         return self.grad_ranges
 
     def evaluate(self, x, y, state):

@@ -130,9 +130,9 @@ class Loop:
 
             # 4. average gradients over processes (a no-op with one process): over the rows
             # that any rank's ids name, when the model skips the others
-            ranges = model.share_ranges(self.comm.gather(x)) \
-                if self.comm.size > 1 and model.skips_rows() else model.grad_ranges
-            self.comm.average(model.grads, model.backend, ranges)
+            if self.comm.size > 1 and model.skips_rows():
+                model.share_ranges(self.comm.gather(x))
+            self.comm.average(model.grads, model.backend, model.grad_ranges)
             loss = self.comm.mean(loss)
 
             # 5. clip
