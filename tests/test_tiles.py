@@ -15,7 +15,8 @@ transpose = {False: njit(lambda src, dst: transpose_into(src, dst)),
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("ncols", [1, 3, 5, 7, 16, 19, 20, 31, 32, 33, 64, 71])
+@pytest.mark.parametrize("ncols", [1, 3, 5, 7, 8, 9, 16, 19, 20, 24, 25, 31, 32, 33, 40, 41,
+                                   64, 71])
 @pytest.mark.parametrize("transposed", [False, True])
 def test_product_matches_numpy(dtype, ncols, transposed):
     """Whole panels of MR rows and a remainder, every column count a vector splits into, A

@@ -45,13 +45,14 @@ def _masked(builder, name, vty, args):
     return builder.call(fn, args)
 
 
-def make_tile(rows_max, vectors, prefetch=0):
+def make_tile(rows_max, vectors, prefetch=0, half=False):
     """An intrinsic tile(a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows,
     cols): for r < rows and n < cols, c[c0 + r*crs + n] += the sum over k2 < K2, k < K
     of a[a0 + r*ars + k*aks + k2*aks2] * b[b0 + k*ldb + k2*ldb2 + n]: a product whose summed
     dimension comes in K2 runs of K (steps of streams). rows: up to rows_max; fewer run as
     panels of the powers of two below it (5 = 4 + 1). cols: up to `vectors` of the CPU's
-    vectors; a last vector that is not full is read and written through a mask.
+    vectors, the last one half as wide when `half`; a last vector that is not full is read and
+    written through a mask.
 
     Each c[r, n] is one chain of fused multiply-adds over k in order, from zero, added to c
     at the end: the result does not depend on the tile's shape, its loop order, or the vector
@@ -64,7 +65,8 @@ def make_tile(rows_max, vectors, prefetch=0):
             a, a0, ars, aks, aks2, b, b0, ldb, ldb2, c, c0, crs, K, K2, rows, cols = args
             ty = sig.args[9].dtype
             lanes = VECTOR_BYTES * 8 // ty.bitwidth
-            vty = ir.VectorType(context.get_value_type(ty), lanes)
+            width = [lanes] * (vectors - 1) + [lanes // 2 if half else lanes]
+            vtys = [ir.VectorType(context.get_value_type(ty), w) for w in width]
             align = ty.bitwidth // 8
             i32 = ir.IntType(32)
             intp = context.get_value_type(types.intp)
@@ -72,11 +74,9 @@ def make_tile(rows_max, vectors, prefetch=0):
             ap, bp, cp = (builder.gep(context.make_array(t)(context, builder, v).data, [off])
                           for t, v, off in ((sig.args[0], a, a0), (sig.args[5], b, b0),
                                             (sig.args[9], c, c0)))
-            fma = cgutils.get_or_insert_function(
+            fma = [cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vty, [vty] * 3),
-                f"llvm.fma.v{lanes}f{ty.bitwidth}")
-            undef = ir.Constant(vty, ir.Undefined)
-            splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+                f"llvm.fma.v{vty.count}f{ty.bitwidth}") for vty in vtys]
             fetch = None
             if prefetch:
                 i8p = ir.IntType(8).as_pointer()
@@ -84,24 +84,28 @@ def make_tile(rows_max, vectors, prefetch=0):
                     builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                     "llvm.prefetch.p0")
 
-            def broadcast(x):
-                start = ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined)
+            def broadcast(x, n):
+                start = ir.Constant(ir.VectorType(x.type, n), ir.Undefined)
                 return builder.shuffle_vector(builder.insert_element(
-                    start, x, ir.Constant(i32, 0)), start, splat)
+                    start, x, ir.Constant(i32, 0)), start,
+                    ir.Constant(ir.VectorType(i32, n), [0] * n))
 
             # Lanes of the last vector that lie inside cols.
-            iota = ir.Constant(ir.VectorType(intp, lanes), list(range(lanes)))
+            last_width = width[-1]
+            iota = ir.Constant(ir.VectorType(intp, last_width), list(range(last_width)))
             mask = builder.icmp_signed("<", iota, broadcast(
-                builder.sub(cols, const((vectors - 1) * lanes))))
+                builder.sub(cols, const((vectors - 1) * lanes)), last_width))
 
-            def load(ptr, masked):
+            def load(ptr, v, masked):
+                vty = vtys[v]
                 ptr = builder.bitcast(ptr, vty.as_pointer())
                 if masked:
                     return _masked(builder, "load", vty, [ptr, ir.Constant(i32, align), mask,
-                                                          undef])
+                                                          ir.Constant(vty, ir.Undefined)])
                 return builder.load(ptr, align=align)
 
-            def store(value, ptr, masked):
+            def store(value, ptr, v, masked):
+                vty = vtys[v]
                 ptr = builder.bitcast(ptr, vty.as_pointer())
                 if masked:
                     _masked(builder, "store", vty, [value, ptr, ir.Constant(i32, align), mask])
@@ -110,8 +114,8 @@ def make_tile(rows_max, vectors, prefetch=0):
 
             def panel(mr, ap, cp, masked):
                 rowoff = [builder.mul(const(r), ars) for r in range(mr)]
-                acc = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes))
-                        for _ in range(vectors)] for _ in range(mr)]
+                acc = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * vty.count))
+                        for vty in vtys] for _ in range(mr)]
                 last = vectors - 1 if masked else vectors
                 with cgutils.for_range(builder, K2) as outer:
                     a2 = builder.gep(ap, [builder.mul(outer.index, aks2)])
@@ -126,20 +130,22 @@ def make_tile(rows_max, vectors, prefetch=0):
                                     ahead, [const(line // align)]), i8p),
                                     ir.Constant(i32, 0), ir.Constant(i32, 3),
                                     ir.Constant(i32, 1)])
-                        bv = [load(builder.gep(brow, [const(v * lanes)]), v == last)
+                        bv = [load(builder.gep(brow, [const(v * lanes)]), v, v == last)
                               for v in range(vectors)]
                         acol = builder.gep(a2, [builder.mul(k, aks)])
                         for r in range(mr):
-                            w = broadcast(builder.load(builder.gep(acol, [rowoff[r]])))
+                            x = builder.load(builder.gep(acol, [rowoff[r]]))
+                            w = {n: broadcast(x, n) for n in set(width)}
                             for v in range(vectors):
-                                total = builder.call(fma, [w, bv[v], builder.load(acc[r][v])])
+                                total = builder.call(fma[v], [w[width[v]], bv[v],
+                                                              builder.load(acc[r][v])])
                                 builder.store(total, acc[r][v])
                 for r in range(mr):
                     crow = builder.gep(cp, [builder.mul(const(r), crs)])
                     for v in range(vectors):
                         p = builder.gep(crow, [const(v * lanes)])
-                        total = builder.fadd(load(p, v == last), builder.load(acc[r][v]))
-                        store(total, p, v == last)
+                        total = builder.fadd(load(p, v, v == last), builder.load(acc[r][v]))
+                        store(total, p, v, v == last)
 
             def panels(masked):
                 full = builder.icmp_signed("==", rows, const(rows_max))
@@ -160,7 +166,7 @@ def make_tile(rows_max, vectors, prefetch=0):
 
             # Whole vectors need no mask: masking them too looked slower on the LSTM step in
             # one (noisy) A/B, though not in bench/tiles.py alone (bench/RESULTS.md).
-            whole = builder.icmp_signed("==", cols, const(vectors * lanes))
+            whole = builder.icmp_signed("==", cols, const(sum(width)))
             with builder.if_else(whole) as (then, otherwise):
                 with then:
                     panels(False)
@@ -171,7 +177,12 @@ def make_tile(rows_max, vectors, prefetch=0):
     return tile
 
 
+# With 512-bit vectors a last block of columns that fills half a vector or less takes a
+# 256-bit one: on CPUs that run a 512-bit multiply-add as two 256-bit halves (AMD Zen 4, Intel
+# client cores) it costs half, and elsewhere the same (20 streams: 16 + 8 lanes, not 32).
+HALF = VECTOR_BYTES == 64 and NV == 2
 _wide, _one = make_tile(MR, NV, PREFETCH), make_tile(MR, 1, PREFETCH)
+_wide_half, _half = make_tile(MR, NV, PREFETCH, HALF), make_tile(MR, 1, PREFETCH, HALF)
 
 
 def _product_runs_flat(a, na, b, nb, c, nc, a0, ars, aks, aks2, lo, hi, K, K2, b0, ldb, ldb2,
@@ -190,6 +201,7 @@ def _product_runs_flat(a, na, b, nb, c, nc, a0, ars, aks, aks2, lo, hi, K, K2, b
     a, b, c = carray(a, (na,)), carray(b, (nb,)), carray(c, (nc,))
     chunk = CHUNK // c.itemsize
     one = VECTOR_BYTES // c.itemsize
+    half = one // 2
     panels, chunks = (hi - lo + MR - 1) // MR, (ncols + chunk - 1) // chunk
     rows_outside = hi - lo >= ncols
     for i in range(panels * chunks):    # one loop, so that each tile is inlined once
@@ -200,7 +212,17 @@ def _product_runs_flat(a, na, b, nb, c, nc, a0, ars, aks, aks2, lo, hi, K, K2, b
         r, n = lo + p * MR, q * chunk
         rows, cols = min(MR, hi - r), min(chunk, ncols - n)
         ra, rb, rc = a0 + r * ars, b0 + q * bcs, c0 + r * ldc + n
-        if cols > one:
+        if HALF:    # a constant: Numba compiles only the branch taken
+            if cols > one + half:
+                _wide(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
+            elif cols > one:
+                _wide_half(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows,
+                           cols)
+            elif cols > half:
+                _one(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
+            else:
+                _half(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
+        elif cols > one:
             _wide(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
         else:
             _one(a, ra, ars, aks, aks2, b, rb, ldb, ldb2, c, rc, ldc, K, K2, rows, cols)
