@@ -27,6 +27,7 @@ from train_step import ISA_ENV, isa_environ
 
 CONFIGS = [dict(name=f"{cell} H={H} N={N}", cell=cell, V=65, E=64, H=H, N=N, T=64)
            for cell in ("lstm", "gru", "rnn-tanh") for H, N in ((128, 32), (512, 64))]
+CONFIGS.append(dict(name="lstm H=256 N=32", cell="lstm", V=65, E=64, H=256, N=32, T=64))
 CONFIGS.append(dict(name="word lstm 200", cell="lstm", V=10000, E=200, H=200, N=20, T=35))
 
 CHILD = r"""

@@ -13,7 +13,8 @@ blas.gemm in its fastest layout for the shape, the library numpy calls.
 --packed times the LSTM backward's products with B in place and packed for the tiles
 (kernels/cpu/lstm.py packs them), in one process, alternating.
 
---shapes compares tile shapes (MR rows x NV vectors, prefetch distance) on the same products,
+--shapes compares tile shapes (MR rows x NV vectors, prefetch distance, whether a last block
+of columns that fills half a vector runs in a half-width one) on the same products,
 in one process: each round runs every shape once, in turn, so that the machine's drift falls
 on all alike; the figure is each shape's median over rounds of its GFLOP/s (min-max), timed
 in the thread's own CPU time, which other processes on a busy machine do not inflate (their
@@ -35,12 +36,14 @@ PRODUCTS = [("lstm step H=128 N=32", 64, 128, 32), ("lstm step H=512 N=64", 256,
             ("rnn step H=256 N=20", 20, 256, 128)]
 
 
-def _driver(MR, NV, prefetch, lanes):
+def _driver(MR, NV, prefetch, half, lanes):
     """The leaf's loops (tiles._product_runs_flat) around tiles of another shape; a last block
-    of columns takes the tile of as many vectors as it needs."""
+    of columns takes the tile of as many vectors as it needs, its last one half as wide when
+    `half` and that is enough (tiles.HALF)."""
     from rnnkit.kernels.cpu import tiles
 
     t1, t2, t3, t4 = (tiles.make_tile(MR, min(v, NV), prefetch) for v in (1, 2, 3, 4))
+    h1, h2, h3, h4 = (tiles.make_tile(MR, min(v, NV), prefetch, half) for v in (1, 2, 3, 4))
     chunk = NV * lanes
 
     @njit
@@ -59,7 +62,16 @@ def _driver(MR, NV, prefetch, lanes):
                 rows, cols = min(MR, M - r), min(chunk, ncols - n)
                 ra, rc = r * K, r * ncols + n
                 vectors = (cols + lanes - 1) // lanes
-                if vectors == 1:
+                if half and cols - (vectors - 1) * lanes <= lanes // 2:
+                    if vectors == 1:
+                        h1(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+                    elif vectors == 2:
+                        h2(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+                    elif vectors == 3:
+                        h3(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+                    else:
+                        h4(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+                elif vectors == 1:
                     t1(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
                 elif vectors == 2:
                     t2(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
@@ -84,8 +96,8 @@ def shapes(candidates, rounds):
     print(f"{target.ISA} ({target.KEY[1]}), {target.VECTOR_BYTES}-byte vectors, "
           f"{target.REGISTERS} registers; GFLOP/s, median (min-max) of {rounds} rounds, "
           f"one thread")
-    print("| product | M | K | N | " + " | ".join(f"{m}x{v} pf{p}" for m, v, p in candidates)
-          + " |")
+    print("| product | M | K | N | " + " | ".join(f"{m}x{v} pf{p}{' half' if h else ''}"
+                                                  for m, v, p, h in candidates) + " |")
     print("|---|---|---|---|" + "---|" * len(candidates))
     totals = {s: [] for s in candidates}
     for label, M, K, N in PRODUCTS:
@@ -221,7 +233,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", action="store_true", help="compare tile shapes (see above)")
     ap.add_argument("--candidates", default="",
-                    help="MRxNVxPF,... (default: the usual ones for this CPU's registers)")
+                    help="MRxNVxPF[h],... (h: a last half-filled vector in half a register; "
+                         "default: the usual ones for this CPU's registers)")
     ap.add_argument("--packed", action="store_true",
                     help="the LSTM backward's products with B in place or packed")
     ap.add_argument("--rounds", type=int, default=7)
@@ -238,11 +251,14 @@ def main():
     from rnnkit.kernels.cpu import target
 
     if args.candidates:
-        candidates = [tuple(int(x) for x in c.split("x")) for c in args.candidates.split(",")]
+        candidates = [tuple(int(x) for x in c.rstrip("h").split("x")) + (c.endswith("h"),)
+                      for c in args.candidates.split(",")]
     elif target.REGISTERS >= 32:
-        candidates = [(8, 2, 0), (8, 3, 0), (6, 4, 0), (12, 2, 0), (8, 2, 8)]
+        candidates = [(8, 2, 0, False), (8, 2, 0, True), (8, 3, 0, False), (6, 4, 0, False),
+                      (12, 2, 0, False), (8, 2, 8, False)]
     else:
-        candidates = [(4, 2, 0), (6, 2, 0), (5, 2, 0), (4, 3, 0), (6, 2, 8)]
+        candidates = [(4, 2, 0, False), (6, 2, 0, False), (5, 2, 0, False), (4, 3, 0, False),
+                      (6, 2, 8, False)]
     shapes(candidates, args.rounds)
 
 
