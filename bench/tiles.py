@@ -38,12 +38,12 @@ PRODUCTS = [("lstm step H=128 N=32", 64, 128, 32), ("lstm step H=512 N=64", 256,
 
 def _driver(MR, NV, prefetch, half, lanes):
     """The leaf's loops (tiles._product_runs_flat) around tiles of another shape; a last block
-    of columns takes the tile of as many vectors as it needs, its last one half as wide when
-    `half` and that is enough (tiles.HALF)."""
+    of columns takes the tile of as many vectors as it needs; with `half`, one of one or two
+    vectors whose last is at most half full takes that vector half as wide (tiles.HALF)."""
     from rnnkit.kernels.cpu import tiles
 
     t1, t2, t3, t4 = (tiles.make_tile(MR, min(v, NV), prefetch) for v in (1, 2, 3, 4))
-    h1, h2, h3, h4 = (tiles.make_tile(MR, min(v, NV), prefetch, half) for v in (1, 2, 3, 4))
+    h1, h2 = (tiles.make_tile(MR, min(v, NV), prefetch, True) for v in (1, 2))
     chunk = NV * lanes
 
     @njit
@@ -62,15 +62,11 @@ def _driver(MR, NV, prefetch, half, lanes):
                 rows, cols = min(MR, M - r), min(chunk, ncols - n)
                 ra, rc = r * K, r * ncols + n
                 vectors = (cols + lanes - 1) // lanes
-                if half and cols - (vectors - 1) * lanes <= lanes // 2:
-                    if vectors == 1:
-                        h1(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
-                    elif vectors == 2:
-                        h2(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
-                    elif vectors == 3:
-                        h3(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
-                    else:
-                        h4(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+                narrow = half and cols - (vectors - 1) * lanes <= lanes // 2
+                if narrow and vectors == 1:
+                    h1(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
+                elif narrow and vectors == 2:
+                    h2(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
                 elif vectors == 1:
                     t1(a, ra, K, 1, 0, b, n, ncols, 0, c, rc, ncols, K, 1, rows, cols)
                 elif vectors == 2:
