@@ -114,10 +114,10 @@ class Model:
         # grads but clip_gradients and an optimizer given grad_ranges, and an allreduce over
         # share_ranges' (the trainer); each step then zeroes, and they clip, update and
         # average, only the runs of grads that a step can make non-zero
-        # (model/sparse_rows.py). grad_ranges: the runs of grads that may be non-zero after
-        # the last step (the next one zeroes them), or None for all of grads.
+        # (model/sparse_rows.py); grad_ranges names those runs.
         self.sparse_embedding = False
-        self.grad_ranges = None
+        self._grad_ranges = None
+        self._range_ids = None          # the ids grad_ranges is still to be computed from
 
     def init_weights(self, seed):
         """PyTorch's RNN init, U(-1/sqrt(H), 1/sqrt(H)); U(-0.1, 0.1) for the embedding and
@@ -278,7 +278,7 @@ class Model:
         L = cfg.layers
         ws, ids = self._forward(x, state, rng, train=True)
         b.fill(self.grads, 0.0, self.grad_ranges)
-        self.grad_ranges = None
+        self._grad_ranges = self._range_ids = None
         dtop = ws["dtop"][L % 2]
         loss = self.output.train(self._top(ws), y, 1.0 / (N * T), dtop.reshape(T * N, -1))
         new_state = self._final_state(ws, N)
@@ -298,7 +298,8 @@ class Model:
         if ws["use_mask"][0]:
             b.mul(dtop, ws["masks"][0])
         b.embed_backward(ids, dtop, self.g["embed"])
-        self.grad_ranges = self._ranges(x)
+        # computed when asked: a data-parallel trainer asks for all ranks' rows instead
+        self._range_ids = np.array(x) if self.skips_rows() else None
         self.dinputs = dtop
         self.dstate = dstate_out
         return loss / (N * T), new_state
@@ -310,6 +311,14 @@ class Model:
         return bool(self.sparse_embedding and b.range_align and not cfg.tie_weights and
                     sparse_rows.worth_it(cfg.vocab_size, cfg.embed, self.grads.size))
 
+    @property
+    def grad_ranges(self):
+        """The runs of grads that may be non-zero after the last step (the next one zeroes
+        them), or None for all of grads."""
+        if self._range_ids is not None:
+            self._grad_ranges, self._range_ids = self._ranges(self._range_ids), None
+        return self._grad_ranges
+
     def _ranges(self, ids):
         if not self.skips_rows():
             return None
@@ -320,8 +329,9 @@ class Model:
         """Data parallelism, after forward_backward: grad_ranges widened to the rows that
         `ids`, every rank's input ids (a list, the same on every rank), name, which an
         allreduce of the ranks' grads fills; the same on every rank. Returns them."""
-        self.grad_ranges = self._ranges(np.concatenate([np.ravel(i) for i in ids]))
-        return self.grad_ranges
+        self._grad_ranges = self._ranges(np.concatenate([np.ravel(i) for i in ids]))
+        self._range_ids = None
+        return self._grad_ranges
 
     def evaluate(self, x, y, state):
         """(summed loss in nats, token count, carried state), without dropout or gradients."""
