@@ -90,7 +90,7 @@ def main():
 
     from train_step import region_us  # the machine's phase marker (bench/train_step.py)
 
-    threads = set_threads(a.threads)
+    threads, _ = set_threads(a.threads)
     print(f"threads {threads}, T={a.T}, float32; ms per call; an empty parallel region takes "
           f"{region_us():.2f} us")
     print("| H | N | fwd | bwd | proj | step | grads | fwd - floor | bwd - floor |")
