@@ -2,7 +2,7 @@
 
 A loop of 12 independent vector fused multiply-adds (enough to cover the latency of the
 FMA units of the CPUs we know), built in LLVM IR with llvmlite and compiled for the host, or
-for the CPU that NUMBA_CPU_NAME names as rnnkit's kernels are (--isa, as bench/train_step.py),
+for the CPU that --isa names (bench/train_step.py's settings, as rnnkit's kernels take them),
 with the vector width the kernels use there (kernels/cpu/target.py). Each of --threads
 threads runs it at once (ctypes lets go of the GIL); each reports its own rate in its thread's
 CPU time, so a neighbour's load shows as a lower clock, not as lost time.
@@ -16,6 +16,8 @@ import os
 import sys
 import threading
 import time
+
+from train_step import ISA_ENV, ISA_MARK, host_has_avx512, isa_environ
 
 ACCUMULATORS = 12
 
@@ -86,14 +88,15 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=1.0, help="about this long a round")
-    ap.add_argument("--isa", choices=["native", "avx2", "avx512"], default="native")
+    ap.add_argument("--isa", choices=list(ISA_ENV), default="native",
+                    help="the CPU the loop compiles for, as bench/train_step.py --isa")
     args = ap.parse_args()
-    cpu = {"avx2": "haswell", "avx512": "skylake-avx512"}.get(args.isa)
-    if cpu and os.environ.get("NUMBA_CPU_NAME") != cpu:
-        env = dict(os.environ, NUMBA_CPU_NAME=cpu)
-        env.pop("NUMBA_CPU_FEATURES", None)
+    if os.environ.get(ISA_MARK) != args.isa:
+        # Numba and target.py read the CPU's name when they load: start again under it
+        if args.isa == "avx512" and not host_has_avx512():
+            sys.exit("--isa avx512: this CPU has no AVX-512")
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
-                  env)
+                  isa_environ(args.isa))
     loop, lanes, _engine = compile_loop()
     flop = 2 * lanes * ACCUMULATORS
     out = (ctypes.c_float * lanes)()
