@@ -49,11 +49,12 @@ def main(out="runs/demo", train_time=TRAIN_TIME, corpus_bytes=CORPUS_BYTES, hidd
     from rnnkit.tools.generate import generate
     from rnnkit.corpus.preprocess import preprocess
     from rnnkit.tools.load import load_model
+    from rnnkit.training.folder import run_files
     from rnnkit.training.train import train
     from rnnkit.model.config_file import load_toml, parse_duration
 
     out = Path(out)
-    if (out / "latest.h5").exists():
+    if run_files(out):
         say(f"replacing the previous demo run in {out}")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -148,3 +148,9 @@ def test_info_tells_what_the_checkpoints_hold(project):
     assert "metrics.jsonl runs to step 9, past latest.h5 (step 6)" in text
     assert f"best validation: {best['best_val_loss']:.4f} nats/token at step 6" in text
     assert "0.0100 nats" not in text and "training: step 6\n" in text
+    shutil.copytree("runs/x", "runs/nolatest", ignore=shutil.ignore_patterns("latest.h5"))
+    text = ok(invoke("info", "runs/nolatest")).output
+    assert "no usable latest.h5" in text and "there is no usable latest.h5: this folder " \
+        "cannot be resumed" in text and "past latest.h5" not in text
+    one_line_error(invoke("train", "data/char.h5", "-o", "runs/nolatest", *SMALL),
+                   "holds files of an earlier run", "no latest.h5 to resume from")

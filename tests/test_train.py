@@ -168,6 +168,19 @@ def test_preflight_errors(corpus, tmp_path):
         resume(tmp_path / "c")
 
 
+def test_new_run_keeps_an_earlier_runs_files(corpus, tmp_path):
+    """A folder with a run's files but no latest.h5 (moved away, or a copy of best.h5 and the
+    log) is not overwritten by a new run, nor are those files removed when it stops."""
+    train(config(corpus, max_steps=2), tmp_path / "run")
+    (tmp_path / "run" / "latest.h5").unlink()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    assert {"best.h5", "config.toml", "metrics.jsonl"} <= set(before)
+    with pytest.raises(TrainError, match=r"holds files of an earlier run \(config.toml, "
+                                         r"metrics.jsonl, best.h5.*\) but no latest.h5"):
+        train(config(corpus, max_steps=2), tmp_path / "run")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
 def test_early_stopping_and_epochs(corpus, tmp_path):
     cfg = config(corpus, max_steps=0, epochs=50, patience=1, eval_every=1)
     cfg.optim.lr = 0.5              # too high: validation stops improving quickly

@@ -97,7 +97,10 @@ def describe_run(run_dir, verify=False):
     saved = meta["step"] if meta else 0
     past = max([r["step"] for r in records if "step" in r and "event" not in r], default=0)
     lines.append(_checkpoints_line(run_dir, meta, best_meta))
-    if past > saved:
+    if past > saved and not meta:
+        lines.append(f"note: metrics.jsonl runs to step {past:,} but there is no usable "
+                     f"latest.h5: this folder cannot be resumed")
+    elif past > saved:
         lines.append(f"note: metrics.jsonl runs to step {past:,}, past latest.h5 (step "
                      f"{saved:,}): the run was stopped without a checkpoint, or is running; "
                      f"--resume continues from step {saved:,}")

@@ -35,6 +35,13 @@ class RunFolderError(TrainError):
     """The run folder cannot be used (one line)."""
 
 
+def run_files(path):
+    """The names of the files a run writes (config, metrics, checkpoints) that `path` holds."""
+    path = Path(path)
+    names = [n for n in (CONFIG, METRICS, "latest.h5", "best.h5") if (path / n).exists()]
+    return names + [p.name for p in checkpoint.step_files(path)]
+
+
 class RunFolder:
     def __init__(self, path, new, main=True):
         self.path = Path(path)

@@ -33,7 +33,7 @@ from rnnkit.model.network import WeightsMismatch, memory_bytes
 from rnnkit.model.optim import OPTIMIZERS
 from rnnkit.training.run import Run, config_from_checkpoint
 from rnnkit.training.paths import located
-from rnnkit.training.folder import RunFolder
+from rnnkit.training.folder import RunFolder, run_files
 from rnnkit.training.stop_signals import StopSignals
 from rnnkit.model.config_file import from_dict
 
@@ -57,6 +57,12 @@ def train(cfg, run_dir, comm=None, stream=None, start=None):
                 raise TrainError(f"{folder.path} already holds a run (latest.h5 at step "
                                  f"{step}); continue it with --resume {folder.path} or choose "
                                  f"another output folder")
+            found = run_files(folder.path)
+            if found:
+                folder.new = False      # not ours to overwrite, nor to remove on the way out
+                raise TrainError(f"{folder.path} holds files of an earlier run "
+                                 f"({', '.join(found)}) but no latest.h5 to resume from; "
+                                 f"choose another output folder, or move those files away")
         agreed(comm, fresh)
         return _session(cfg, folder, None, comm, stream, signals, start)
 
