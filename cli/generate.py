@@ -6,7 +6,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from rnnkit.cli.options import placement
+from rnnkit.cli.options import placement, text_encoding
 from rnnkit.corpus.textcodec import UNKNOWN
 
 SEPARATOR = "--- sample {n} of {N} ---"
@@ -20,7 +20,7 @@ SEPARATOR = "--- sample {n} of {N} ---"
               help="Text to start from (echoed first).")
 @click.option("--prime-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from the text of this file instead (echoed first).")
-@click.option("--encoding", default=None,
+@click.option("--encoding", default=None, callback=text_encoding,
               help="Encoding of --prime-file.  [default: the corpus's]")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
               show_default=True, help="Below 1: safer text; above 1: more varied.")

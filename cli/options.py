@@ -2,6 +2,8 @@
 that shows its default as written."""
 import click
 
+from rnnkit.corpus.sources import InputError, check_encoding
+
 
 class ConfigOption(click.Option):
     """An option that shows its default as written (5, 0.002, off, "val"): default_text."""
@@ -24,3 +26,15 @@ def placement(command):
                            )(command)
     return click.option("--device", default="cpu", show_default=True,
                         help="Where the model runs: cpu, cuda or cuda:N.")(command)
+
+
+def text_encoding(ctx, param, value):
+    """Check --encoding when it is given (a codec that turns bytes into text), so that a
+    wrong one stops at once, whichever input it would have applied to."""
+    if value is None:
+        return None
+    try:
+        check_encoding(value)
+    except InputError as err:
+        raise click.BadParameter(str(err)) from None
+    return value

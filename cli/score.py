@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from rnnkit.cli.options import placement
+from rnnkit.cli.options import placement, text_encoding
 from rnnkit.tools.score import BATCH, RESETS
 from rnnkit.corpus.textcodec import UNKNOWN
 
@@ -22,7 +22,7 @@ from rnnkit.corpus.textcodec import UNKNOWN
 @click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
               help="Characters (bytes) that the vocabulary lacks: stop and name the first, "
                    "leave them out, or replace them by a known one.")
-@click.option("--encoding", default=None, help="Encoding of TEXT.  [default: the corpus's]")
+@click.option("--encoding", default=None, callback=text_encoding, help="Encoding of TEXT.  [default: the corpus's]")
 @click.option("--batch-size", type=click.IntRange(1), default=BATCH, show_default=True,
               help="per-line: lines scored at once as parallel streams.")
 @click.option("--seq-len", type=click.IntRange(0), default=0, show_default=True,

@@ -153,6 +153,8 @@ def read_text(path, encoding, errors, block=BLOCK, on_bytes=None, ascii_bytes=Fa
                 f"{path}: invalid {encoding} at byte {at} ({bad}): {err.reason}"
                 + (hint or "; use --errors replace, another --encoding, or --level byte")) \
                 from None
+        except UnicodeError as err:     # a codec's own complaint (utf-16 without its mark, ...)
+            raise InputError(f"{path}: not valid {encoding}: {err}") from None
         if data is None:
             if text:
                 yield text

@@ -17,7 +17,7 @@ import select
 import numpy as np
 
 from rnnkit.errors import RnnkitError
-from rnnkit.corpus.sources import bom_hint
+from rnnkit.corpus.sources import bom_hint, check_encoding
 from rnnkit.corpus.tokenize import EOS, UNK, code_points
 
 UNKNOWN = ("error", "skip", "replace")
@@ -241,13 +241,13 @@ def decode_text(data, level, encoding, name):
         return _decoder(encoding).decode(data, final=True)
     except UnicodeDecodeError as err:
         raise _not_valid(name, encoding, err, 0, data[:4]) from None
+    except UnicodeError as err:     # a codec's own complaint (utf-16 without its mark, ...)
+        raise RnnkitError(f"{name} is not valid {encoding}: {err}") from None
 
 
 def _decoder(encoding):
-    try:
-        return codecs.getincrementaldecoder(encoding)("strict")
-    except LookupError:
-        raise RnnkitError(f"unknown encoding {encoding!r}") from None
+    check_encoding(encoding)
+    return codecs.getincrementaldecoder(encoding)("strict")
 
 
 def _not_valid(name, encoding, err, offset, head):
@@ -290,6 +290,8 @@ def read_lines(fd, level, encoding, name, most=1 << 20):
                 held += decoder.decode(data, final=ended)
             except UnicodeDecodeError as err:
                 raise _not_valid(name, encoding, err, offset - pending, first) from None
+            except UnicodeError as err:
+                raise RnnkitError(f"{name} is not valid {encoding}: {err}") from None
         offset += len(data)
         cut = len(held) if ended else held.rfind(newline) + 1
         if cut:

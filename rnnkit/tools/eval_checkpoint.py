@@ -105,7 +105,7 @@ def _characters(data, encoding):
         return len(data)
     try:
         return len(data.decode(encoding))
-    except (UnicodeDecodeError, LookupError):
+    except (UnicodeError, LookupError):
         return None
 
 
