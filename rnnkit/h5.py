@@ -36,9 +36,28 @@ def open_file(path, what="file", **kwargs):
     if os.path.isdir(path):
         raise DamagedFile(f"{path} is a folder, not a {what}")
     try:
-        return h5py.File(path, "r", **kwargs)
+        f = h5py.File(path, "r", **kwargs)
     except OSError as err:
         raise DamagedFile(describe_error(path, err)) from None
+    try:
+        f.attrs.keys()          # the root's header: HDF5 checks its checksum when it opens it
+    except (KeyError, RuntimeError, OSError) as err:
+        f.close()
+        raise DamagedFile(describe_error(path, err)) from None
+    return f
+
+
+def members(group):
+    """[(name, object)] of an HDF5 group, or DamagedFile naming the member whose header cannot
+    be read (h5py's items() gives None for it)."""
+    out, name = [], None
+    try:
+        for name in group:
+            out.append((name, group[name]))
+    except (KeyError, RuntimeError, OSError) as err:
+        where = f"{group.name.rstrip('/')}/{name}" if name is not None else group.name
+        raise DamagedFile(describe_error(group.file.filename, err, where)) from None
+    return out
 
 
 def read(dataset, selection=()):
@@ -49,19 +68,29 @@ def read(dataset, selection=()):
         raise DamagedFile(describe_error(dataset.file.filename, err, dataset.name)) from None
 
 
+def datasets(f):
+    """Every dataset of an open file, or DamagedFile when its metadata cannot be walked (HDF5
+    checks the metadata's own checksums on the way)."""
+    found = []
+    try:
+        f.visititems(lambda name, obj: found.append(obj) if isinstance(obj, h5py.Dataset)
+                     else None)
+    except (RuntimeError, OSError) as err:
+        raise DamagedFile(describe_error(f.filename, err)) from None
+    return found
+
+
 def verify(f):
     """Read every dataset of an open file, chunk by chunk, so each checksum is checked.
     Returns (datasets read, datasets with a checksum); raises DamagedFile at the first bad
     one."""
-    datasets = []
-    f.visititems(lambda name, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset)
-                 else None)
     checked = 0
-    for ds in datasets:
+    found = datasets(f)
+    for ds in found:
         checked += bool(ds.fletcher32)
         if ds.chunks is None or not ds.shape:
             read(ds)
             continue
         for chunk in ds.iter_chunks():
             read(ds, chunk)
-    return len(datasets), checked
+    return len(found), checked

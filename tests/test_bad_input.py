@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from rnnkit.cli.main import main
-from tests.test_faults import flip_byte
+from tests.test_faults import flip_byte, flip_header
 from tests.tiny_run import make_corpus, make_run
 
 
@@ -38,6 +38,11 @@ def place(tmp_path_factory):
         shutil.copy(src, d / f"{name}-flip.h5")
     flip_byte(d / "corpus-flip.h5", "train")
     flip_byte(d / "ck-flip.h5", "weights/embed")
+    for name, src, member in (("ck-head", run / "latest.h5", "weights/embed"),
+                              ("ck-root", run / "latest.h5", "/"),
+                              ("corpus-head", corpus, "train")):
+        shutil.copy(src, d / f"{name}.h5")
+        flip_header(d / f"{name}.h5", member)
     (d / "bad.toml").write_text("[model\n")
     (d / "typo.toml").write_text("[model]\nhiden = 3\n")
     (d / "empty").mkdir()
@@ -147,6 +152,16 @@ CASES = [
     (["info", "{d}/t.txt"], "not an HDF5 file", 1),
     (["info", "{d}/corpus-cut.h5"], "truncated", 1),
     (["info", "--verify", "{d}/corpus-flip.h5"], "checksum", 1),
+    # a damaged object header (metadata, not data)
+    (["info", "{d}/ck-head.h5"], "dataset /weights/embed is damaged", 1),
+    (["info", "--verify", "{d}/ck-head.h5"], "dataset /weights/embed is damaged", 1),
+    (["info", "{d}/ck-root.h5"], "checksum", 1),
+    (["generate", "{d}/ck-head.h5"], "dataset /weights/embed is damaged", 1),
+    (["generate", "{d}/ck-root.h5"], "checksum", 1),
+    (["eval", "{d}/ck-head.h5", "{d}/char.h5"], "dataset /weights/embed is damaged", 1),
+    (["info", "{d}/corpus-head.h5"], "checksum", 1),
+    (["eval", "{d}/run/latest.h5", "{d}/corpus-head.h5"], "checksum", 1),
+    (["train", "{d}/corpus-head.h5", "-o", "{d}/r", "--threads", "1", *SMALL], "checksum", 1),
     (["info", "{d}/empty"], "not a run folder", 1),
     (["info", "{d}/nope.h5"], "does not exist", 2),
     (["plot", "{d}/empty"], "no metrics.jsonl", 1),
@@ -162,7 +177,7 @@ def test_one_line_and_nothing_changed(place, args, message, code):
     before = snapshot(place)
     result = CliRunner().invoke(main, [a.format(d=place) for a in args])
     assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1, result.output
     assert message.format(d=place) in errors[0], errors[0]

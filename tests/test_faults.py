@@ -75,6 +75,20 @@ def flip_byte(path, dataset):
         fh.write(bytes([byte[0] ^ 0xFF]))
 
 
+def flip_header(path, name):
+    """Flip a byte inside the object header of `name` (a group or dataset; "/": the root),
+    past its signature: HDF5 finds it by the header's checksum when it opens the object."""
+    with h5py.File(path, "r") as f:
+        at = h5py.h5o.get_info(f[name].id).addr
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        assert fh.read(4) == b"OHDR"    # a version 2 header, which has a checksum
+        fh.seek(at + 6)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
 # -- full disks ------------------------------------------------------------------------------
 
 def test_checkpoint_on_a_full_disk_is_one_line_and_loses_nothing(corpus, small_disk, tmp_path):

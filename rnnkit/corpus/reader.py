@@ -81,6 +81,8 @@ class Corpus:
             raise CorpusError(str(err)) from None
         try:
             self.attrs = {key: _plain(value) for key, value in self.file.attrs.items()}
+            # every member opened now: a damaged header is found here, not at some later read
+            self.members = dict(h5.members(self.file))
             if self.attrs.get("format") != FORMAT:
                 hint = (" (a checkpoint: give it as CHECKPOINT, and a corpus here)"
                         if self.attrs.get("format") == "rnnkit-checkpoint" else "")
@@ -107,8 +109,9 @@ class Corpus:
             raise
         self.vocab = self.vocabulary.tokens
         self.vocab_size = len(self.vocab)
-        self.splits = [name for name in SPLITS if name in self.file]
-        self.dtype = self.file[self.splits[0]].dtype if self.splits else self.vocabulary.dtype
+        self.splits = [name for name in SPLITS if name in self.members]
+        self.dtype = self.members[self.splits[0]].dtype if self.splits else \
+            self.vocabulary.dtype
 
     def __enter__(self):
         return self
@@ -127,7 +130,7 @@ class Corpus:
         if name not in self.splits:
             present = ", ".join(self.splits) or "none"
             raise ValueError(f"{self.path} has no {name!r} split (present: {present})")
-        return self.file[name]
+        return self.members[name]
 
     def len_split(self, name):
         """Number of tokens in split `name`."""
@@ -143,7 +146,7 @@ class Corpus:
     @property
     def counts(self):
         """Occurrences of each id over all splits, as a uint64 array."""
-        return h5.read(self.file["counts"])
+        return h5.read(self.members["counts"])
 
     def fingerprint(self):
         """What tells this corpus from another, read cheaply (not its tokens): its level,
@@ -151,7 +154,7 @@ class Corpus:
         the sources' sha256s. A corpus moved, or made again from the same text with the same
         options, keeps its fingerprint; names and dates play no part."""
         sizes = {name: int(self.len_split(name)) for name in self.splits}
-        sources = h5.read(self.file["sources"]) if "sources" in self.file else []
+        sources = h5.read(self.members["sources"]) if "sources" in self.members else []
         content = [self.level, self.encoding, self.vocab, sizes, self.counts.tolist(),
                    [[_plain(row["split"]), int(row["tokens"]), _plain(row["sha256"])]
                     for row in sources]]

@@ -6,6 +6,7 @@ the module is imported only when such a file is shown). A run folder is summaris
 latest.h5 and metrics.jsonl. `verify` reads every dataset so that HDF5 checks every checksum.
 """
 import importlib
+import json
 import math
 import os
 import shlex
@@ -54,6 +55,9 @@ def describe(path, verify=False):
         text = getattr(importlib.import_module(module), function)(path)
     except RnnkitError as err:
         raise InfoError(str(err)) from None
+    except json.JSONDecodeError as err:     # an attribute's JSON, damaged in place
+        raise InfoError(f"{path}: damaged {kind} file (a stored JSON text cannot be read: "
+                        f"{err})") from None
     except ValueError as err:  # e.g. a newer format version
         raise InfoError(str(err)) from None
     except (KeyError, OSError) as err:  # a damaged or half-written file
@@ -69,12 +73,10 @@ def checksums(path, verify):
                 count, with_sum = h5.verify(f)
                 return (f"checksums: verified, {count} datasets read without error "
                         f"({with_sum} with a fletcher32 checksum)")
-            datasets = []
-            f.visititems(lambda n, obj: datasets.append(obj) if hasattr(obj, "fletcher32")
-                         else None)
+            datasets = h5.datasets(f)
+            summed = sum(bool(d.fletcher32) for d in datasets)
     except h5.DamagedFile as err:
         raise InfoError(str(err)) from None
-    summed = sum(bool(d.fletcher32) for d in datasets)
     if not summed:
         return "checksums: none (made by rnnkit 0.1); --verify still reads every dataset"
     return (f"checksums: fletcher32 on {summed} of {len(datasets)} datasets; --verify checks "

@@ -165,7 +165,7 @@ def _read_attrs(obj):
 
 def _read_group(group):
     out = _read_attrs(group)
-    for key, item in group.items():
+    for key, item in h5.members(group):
         out[key] = _read_group(item) if isinstance(item, h5py.Group) else h5.read(item)
     return out
 
@@ -177,7 +177,7 @@ def load(path, weights_only=False):
             meta = _read_attrs(f)
             ck = Checkpoint(
                 config=json.loads(meta.pop("config")),
-                weights={name: h5.read(ds) for name, ds in f["weights"].items()},
+                weights={name: h5.read(ds) for name, ds in h5.members(f["weights"])},
                 step=meta.pop("step"), epoch=meta.pop("epoch"), batch=meta.pop("batch"),
                 elapsed=meta.pop("elapsed"), best_val_loss=meta.pop("best_val_loss"),
                 meta=meta)
@@ -202,10 +202,15 @@ def load(path, weights_only=False):
 def read_meta(path):
     """Root attributes only (cheap): step, epoch, config (parsed), best_val_loss, ..."""
     with open_checkpoint(path) as f:
-        meta = _read_attrs(f)
-        meta["config"] = json.loads(meta.get("config", "{}"))
-        meta["parameters"] = {name: ds.shape for name, ds in f["weights"].items()}
-        meta["has_optimizer"] = "optimizer" in f
+        try:
+            meta = _read_attrs(f)
+            meta["config"] = json.loads(meta.get("config", "{}"))
+            meta["parameters"] = {name: ds.shape for name, ds in h5.members(f["weights"])}
+            meta["has_optimizer"] = "optimizer" in f
+        except h5.DamagedFile as err:
+            raise CheckpointError(str(err)) from None
+        except (KeyError, ValueError, OSError) as err:
+            raise CheckpointError(f"{path}: damaged checkpoint ({err})") from None
     return meta
 
 
