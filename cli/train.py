@@ -138,6 +138,9 @@ def command(ctx, corpus, output, resume_dir, new_corpus, config_file, **flags):
         if output or config_file:
             raise click.UsageError("--resume takes the run folder and its config; drop "
                                    "-o/--config")
+        if new_corpus and not corpus:
+            raise click.UsageError("--new-corpus takes the CORPUS to go on with: rnnkit train "
+                                   "CORPUS --resume RUN_DIR --new-corpus")
         result = resume(resume_dir, overrides, new_corpus=new_corpus)
     else:
         if new_corpus:

@@ -39,6 +39,7 @@ from rnnkit.model.config_file import from_dict
 
 EXIT_INTERRUPTED = 75
 RESUMABLE = {"train"}            # config sections a resumed run may change (limits, not the math)
+FIXED = {("train", "seed")}     # but not these: the run's random streams are in the checkpoint
 
 
 def train(cfg, run_dir, comm=None, stream=None, start=None):
@@ -93,7 +94,8 @@ def resume(run_dir, overrides=None, comm=None, stream=None, start=None, new_corp
                                  "--resume continues a run: give one of them")
             for section, values in (overrides or {}).items():
                 for key in values:
-                    allowed = section in RESUMABLE or (section, key) == ("data", "corpus")
+                    allowed = (section in RESUMABLE and (section, key) not in FIXED) or \
+                        (section, key) == ("data", "corpus")
                     if not allowed and getattr(getattr(cfg, section), key) != \
                             getattr(getattr(stored, section), key):
                         raise TrainError(f"[{section}] {key} comes from the checkpoint when "
