@@ -1,5 +1,6 @@
 """The `rnnkit` command group. Each command lives in its own module of this package."""
 import contextlib
+import difflib
 import importlib
 import os
 import sys
@@ -44,8 +45,23 @@ class LazyGroup(click.Group):
                     stream.flush()
             os._exit(done.code if isinstance(done.code, int) else 1)
 
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise                   # `rnnkit` alone: the help
+        except click.UsageError as err:     # `rnnkit --bogus`: one line, as in a command
+            raise click.UsageError(f"{err.format_message()} (see 'rnnkit -h')") from None
+
     def resolve_command(self, ctx, args):
-        name, command, rest = super().resolve_command(ctx, args)
+        try:
+            name, command, rest = super().resolve_command(ctx, args)
+        except click.UsageError:
+            close = difflib.get_close_matches(args[0], list(COMMANDS), n=1) if args else []
+            if not close:
+                raise
+            raise click.UsageError(f"No such command {args[0]!r}; did you mean {close[0]!r}?",
+                                   ctx) from None
         if getattr(command, "defers_signals", False):
             stop_signals.defer()        # train: a signal in its set-up stops it after a step
         else:
@@ -61,7 +77,7 @@ class LazyGroup(click.Group):
 
             if world_rank():        # MPI: every rank has the same flags; rank 0 says it
                 ctx.exit(err.exit_code)
-            if err.ctx is None or err.ctx.command is self:
+            if err.ctx is None:
                 raise
             raise click.UsageError(f"{err.format_message()} "
                                    f"(see '{err.ctx.command_path} -h')") from None

@@ -19,3 +19,15 @@ def test_bad_value_is_one_line():
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error:") and "--val-frac" in lines[0]
     assert "rnnkit preprocess -h" in lines[0]
+
+
+def test_group_usage_errors_are_one_line():
+    """Mistakes before the command's name: one line too, with a guess at a misspelt name."""
+    for args, says in ((["bogus"], "No such command 'bogus'. (see 'rnnkit -h')"),
+                       (["--bogus"], "No such option '--bogus'"),
+                       (["preprocss", "x.txt"], "did you mean 'preprocess'?"),
+                       (["evaluate"], "did you mean 'eval'?")):
+        result = CliRunner().invoke(main, args, prog_name="rnnkit")
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("Error:") and says in lines[0], lines[0]
