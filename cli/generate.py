@@ -8,6 +8,7 @@ from click.core import ParameterSource
 
 from rnnkit.cli.options import placement, text_encoding
 from rnnkit.corpus.textcodec import UNKNOWN
+from rnnkit.errors import RnnkitError
 
 SEPARATOR = "--- sample {n} of {N} ---"
 
@@ -21,7 +22,8 @@ SEPARATOR = "--- sample {n} of {N} ---"
 @click.option("--prime-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from the text of this file instead (echoed first).")
 @click.option("--encoding", default=None, callback=text_encoding,
-              help="Encoding of --prime-file.  [default: the corpus's]")
+              help="Encoding of --prime-file and of --interactive's input.  [default: the "
+                   "corpus's]")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
               show_default=True, help="Below 1: safer text; above 1: more varied.")
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
@@ -154,7 +156,8 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
 
     try:
         if interactive:
-            failed = _interactive(samples, codec, unknown, num_samples, seed, header)
+            failed = _interactive(samples, codec, unknown, num_samples, seed, header,
+                                  encoding or codec.encoding)
             if failed:
                 raise click.ClickException(f"{failed} prime(s) could not be used (above)")
             return
@@ -199,11 +202,12 @@ def _sink(output, encoding):
             yield f
 
 
-def _interactive(samples, codec, unknown, num_samples, seed, header):
-    """A continuation for each line of standard input; returns how many primes failed. A
-    driving program reads, for every line it writes, each sample's header and one text ending
-    in a newline, an empty one for a prime that cannot be used (its error goes to stderr)."""
-    from rnnkit.corpus.textcodec import UnknownSymbol
+def _interactive(samples, codec, unknown, num_samples, seed, header, encoding):
+    """A continuation for each line of standard input (bytes, decoded with `encoding`); returns
+    how many primes failed. A driving program reads, for every line it writes, each sample's
+    header and one text ending in a newline, an empty one for a prime that cannot be used (its
+    error goes to stderr)."""
+    from rnnkit.corpus.textcodec import UnknownSymbol, decode_text
 
     stdin, out = sys.stdin, sys.stdout
     tty = stdin.isatty()
@@ -211,14 +215,19 @@ def _interactive(samples, codec, unknown, num_samples, seed, header):
     for i in range(sys.maxsize):
         if tty:
             click.echo("> ", nl=False, err=True)
-        line = stdin.readline()
+        line = stdin.buffer.readline()
         if not line:
             break
-        prime = line.rstrip("\r\n")
         try:
+            prime = decode_text(line, codec.level, encoding, f"input line {i + 1}")
+            prime = prime.rstrip(b"\r\n" if isinstance(prime, bytes) else "\r\n")
             codec.encode_text(prime, unknown, where="the prime")
         except UnknownSymbol as err:        # tell, answer with nothing, read the next prime
             click.echo(f"Error: input line {i + 1}: {err}", err=True)
+            failed += 1
+            prime = None
+        except RnnkitError as err:          # not valid in the encoding
+            click.echo(f"Error: {err}", err=True)
             failed += 1
             prime = None
         answers = [[]] * num_samples if prime is None else samples(prime, [seed, i], echo=False)

@@ -165,6 +165,10 @@ def test_interactive_reads_a_prime_per_line(run):
         "#2\n" + continuation("the ", [7, 1, 1])
     mixed = gen(*args, "--prime", "x")
     assert mixed.exit_code == 2 and "--interactive reads its primes" in mixed.output
+    # input that is not valid in the encoding: that line's answer is empty, as above
+    bad = gen(*args, input=b"caf\xe9\nthe \n")
+    assert bad.exit_code == 1 and "input line 1 is not valid utf-8 at byte 3" in bad.stderr
+    assert bad.stdout == "\n" + continuation("the ", [7, 1, 0])
 
 
 @pytest.mark.slow               # a fresh process on a terminal
