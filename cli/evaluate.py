@@ -42,6 +42,9 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
 
     if corpus is not None and text is not None:
         raise click.UsageError("give either CORPUS (with --split) or --text FILE")
+    if split is not None and text is not None:
+        raise click.UsageError("--split chooses a split of a corpus; --text evaluates a whole "
+                               "file")
     set_threads(threads)
     notes = []
     bars = []

@@ -103,6 +103,10 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
     if beam and sampling:
         raise click.UsageError(f"--beam searches for the most likely text: {sampling[0]} "
                                f"(sampling) does not apply")
+    shaping = [s for s in sampling if s in ("--temperature", "--top-k", "--top-p")]
+    if greedy and shaping:
+        raise click.UsageError(f"--greedy takes the most likely token each step: {shaping[0]} "
+                               f"(sampling) does not apply")
     if length_penalty and not beam:
         raise click.UsageError("--length-penalty ranks the hypotheses of --beam; give --beam K")
     if output is not None:

@@ -11,7 +11,7 @@ from rnnkit.training import checkpoint
 from rnnkit.model.network import Model
 from rnnkit.corpus.preprocess import preprocess
 from rnnkit.training.train import Diverged, TrainError, resume, train
-from rnnkit.model.config import TrainConfig
+from rnnkit.model.config import ScheduleConfig, TrainConfig
 
 TEXT = "".join(f"line {i}: the quick brown fox {'jumps' if i % 3 else 'naps'} over it.\n"
                for i in range(60))
@@ -87,7 +87,7 @@ def test_resume_after_a_limit_is_exact(corpus, tmp_path):
 @pytest.mark.parametrize("signame", ["SIGUSR1", "SIGTERM", "SIGINT"])
 def test_signal_checkpoints_and_resume_is_exact(corpus, tmp_path, monkeypatch, signame):
     cfg = config(corpus)
-    cfg.schedule.schedule = "plateau"
+    cfg.schedule = ScheduleConfig(schedule="plateau")
     train(cfg, tmp_path / "full")
     real = Model.forward_backward
     calls = []
@@ -122,7 +122,7 @@ def test_nan_rolls_back_and_halves_the_lr(corpus, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Model, "forward_backward", forward_backward)
     cfg = config(corpus)
-    cfg.schedule.schedule = "constant"
+    cfg.schedule = ScheduleConfig()
     result = train(cfg, tmp_path / "run")
     assert result.step == 24
     events = [r for r in records(tmp_path / "run") if r.get("event") == "rollback"]

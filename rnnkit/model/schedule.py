@@ -162,6 +162,18 @@ def make_schedule(name, lr, **options):
     return SCHEDULES[name](lr, **options)
 
 
+def keys(section):
+    """The [schedule] keys that the section's schedule reads (its options), in order."""
+    read = []
+
+    class Reads:
+        def __getattr__(self, key):
+            read.append(key)
+            return getattr(section, key)
+    SCHEDULES[section.schedule].options(Reads())
+    return read
+
+
 def from_config(section, lr):
     """The schedule a config's [schedule] section (ScheduleConfig) describes, from rate lr."""
     if section.schedule not in SCHEDULES:

@@ -20,7 +20,8 @@ import numpy as np
 
 from rnnkit.training.checkpoint import Checkpoint
 from rnnkit.training.distributed import split_streams
-from rnnkit.model.config import ConfigError, OptimConfig, TrainConfig
+from rnnkit.model.config import (ConfigError, ModelConfig, OptimConfig, ScheduleConfig,
+                                 TrainConfig)
 from rnnkit.model.config_file import from_dict
 from rnnkit.model.network import Model, WeightsMismatch
 from rnnkit.model.optim import DEFAULTS, make_optimizer
@@ -47,6 +48,35 @@ def optimizer_options(section):
     if section.clip_norm < 0 or section.clip_value < 0:
         raise ConfigError("[optim] clip_norm and clip_value must be >= 0 (0 turns them off)")
     return options
+
+
+def unused_settings(cfg, validates):
+    """A new run's setting that would do nothing, changed from its default, is an error, as
+    an optimizer's is (optimizer_options): cutoffs without the adaptive softmax, a schedule's
+    key for another schedule, and early stopping or the plateau schedule without validation
+    (`validates`: the run has a validation split)."""
+    m, s = cfg.model, cfg.schedule
+    if m.softmax != "adaptive":
+        for key in ("cutoffs", "div_value", "head_bias"):
+            if getattr(m, key) != getattr(ModelConfig(), key):
+                raise ConfigError(f"[model] {key} applies to softmax = adaptive only "
+                                  f"(--softmax adaptive)")
+    if s.schedule in schedules.SCHEDULES:
+        used = schedules.keys(s)
+        for f in dataclasses.fields(s):
+            if f.name != "schedule" and f.name not in used and \
+                    getattr(s, f.name) != getattr(ScheduleConfig(), f.name):
+                raise ConfigError(f"[schedule] {f.name} does not apply to the {s.schedule} "
+                                  f"schedule")
+    if not validates:
+        why = ("--val-split ''" if not cfg.data.val_split else
+               f"the corpus has no {cfg.data.val_split!r} split")
+        if cfg.train.patience:
+            raise ConfigError(f"[train] patience stops when validation stops improving, and "
+                              f"this run has none ({why})")
+        if s.schedule == "plateau":
+            raise ConfigError(f"the plateau schedule decays on validation, and this run has "
+                              f"none ({why})")
 
 
 @dataclasses.dataclass

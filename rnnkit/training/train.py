@@ -31,10 +31,11 @@ from rnnkit.files import human
 from rnnkit.training.loop import Diverged, Loop, TrainError, TrainResult
 from rnnkit.model.network import WeightsMismatch, memory_bytes
 from rnnkit.model.optim import OPTIMIZERS
-from rnnkit.training.run import Run, config_from_checkpoint
+from rnnkit.training.run import Run, config_from_checkpoint, unused_settings
 from rnnkit.training.paths import located
 from rnnkit.training.folder import RunFolder, run_files
 from rnnkit.training.stop_signals import StopSignals
+from rnnkit.model.config import ConfigError
 from rnnkit.model.config_file import from_dict
 
 EXIT_INTERRUPTED = 75
@@ -151,6 +152,11 @@ def _open(cfg, folder, ck, comm, new_corpus=False):
                              f"such split (it has {', '.join(corpus.splits) or 'none'})"
                              + ("; --val-split '' validates on none" if key == "val_split"
                                 else ""))
+    if ck is None:
+        try:
+            unused_settings(cfg, validates=cfg.data.val_split in corpus.splits)
+        except ConfigError as err:
+            raise TrainError(str(err)) from None
     N, T = cfg.data.batch_size, cfg.data.seq_len
     try:
         corpus.check_fit(cfg.data.train_split, N, T, comm.size)
