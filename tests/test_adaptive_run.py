@@ -88,6 +88,11 @@ def test_cutoffs_are_checked_against_the_vocabulary(run, tmp_path):
     result = invoke("train", corpus, "-o", tmp_path / "r", *SMALL, "--softmax", "adaptive",
                     "--max-steps", "1")
     assert result.exit_code == 1 and "needs cutoffs" in result.output
+    # --init-from with a smaller vocabulary: the vocabulary is named, not the cutoffs
+    chars = make_corpus(tmp_path)
+    result = invoke("train", chars, "-o", tmp_path / "r", "--init-from", run[0] / "latest.h5",
+                    "--max-steps", "1", "--threads", "1", "--quiet")
+    assert result.exit_code == 1 and "its vocabulary differs" in result.output, result.output
 
 
 def test_checkpoints_of_before_load_with_the_full_softmax():

@@ -111,13 +111,14 @@ def _session(cfg, folder, ck, comm, stream, signals, start, new_corpus=False):
     """Set up on every rank (an error on one is an error on all), then run the loop."""
     cfg = copy.deepcopy(cfg)        # resolved below; the caller's stays as it was
     deadline = Deadline(cfg.train.max_time, start)
-    backend, corpus, batches, budget = agreed(
+    backend, corpus, batches, budget, init = agreed(
         comm, lambda: _open(cfg, folder, ck, comm, new_corpus))
     notes = [backend.describe() + (f"; {comm.size} ranks" if comm.size > 1 else "")]
     notes += [f"removed {p.name} ({human(size)}), left by a killed process"
               for p, size in folder.removed]
     with corpus:
-        run = agreed(comm, lambda: _build(cfg, ck, comm, backend, corpus, notes, new_corpus))
+        run = agreed(comm, lambda: _build(cfg, ck, init, comm, backend, corpus, notes,
+                                          new_corpus))
         loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
         for note in notes:
             loop.say(note)
@@ -125,7 +126,8 @@ def _session(cfg, folder, ck, comm, stream, signals, start, new_corpus=False):
 
 
 def _open(cfg, folder, ck, comm, new_corpus=False):
-    """The backend, the corpus and this rank's batches, checked; cfg resolved in place."""
+    """The backend, the corpus, this rank's batches, the step budget and --init-from's
+    checkpoint (None without it), checked; cfg resolved in place."""
     backend = get_backend(cfg.train.device, cfg.train.threads, comm.local_size, comm.local_rank,
                           cfg.train.precision)
     if not cfg.data.corpus:
@@ -152,6 +154,9 @@ def _open(cfg, folder, ck, comm, new_corpus=False):
                              f"such split (it has {', '.join(corpus.splits) or 'none'})"
                              + ("; --val-split '' validates on none" if key == "val_split"
                                 else ""))
+    # --init-from's vocabulary before the model's settings (which come from it) meet this one
+    init = _load_init(cfg.train.init_from, corpus) if ck is None and cfg.train.init_from \
+        else None
     if ck is None:
         try:
             unused_settings(cfg, validates=cfg.data.val_split in corpus.splits)
@@ -175,11 +180,12 @@ def _open(cfg, folder, ck, comm, new_corpus=False):
         # resolved now and saved, so that a resumed run with other limits keeps its curve
         cfg.schedule = dataclasses.replace(cfg.schedule, decay_steps=budget)
     _check_memory(cfg, len(corpus.vocabulary), N // comm.size, T, backend)
-    return backend, corpus, batches, budget
+    return backend, corpus, batches, budget, init
 
 
-def _build(cfg, ck, comm, backend, corpus, notes, new_corpus=False):
-    """The run: restored from `ck`, or new (from --init-from's weights if given)."""
+def _build(cfg, ck, init, comm, backend, corpus, notes, new_corpus=False):
+    """The run: restored from `ck`, or new (from the weights of `init`, --init-from's, if
+    given)."""
     run = Run.build(cfg, corpus.vocabulary, corpus.encoding, backend, comm)
     run.corpus = corpus.fingerprint()
     if ck is not None:
@@ -192,8 +198,8 @@ def _build(cfg, ck, comm, backend, corpus, notes, new_corpus=False):
             notes.append(f"a new corpus ({'; '.join(changed)}): training starts at its "
                          f"beginning, the best validation afresh")
     else:
-        if cfg.train.init_from:
-            _init_from(run, cfg.train.init_from, corpus)
+        if init is not None:
+            _init_from(run, cfg.train.init_from, init)
             notes.append(f"weights from {cfg.train.init_from}")
         run.state = run.model.init_state(cfg.data.batch_size // comm.size)
     return run
@@ -206,15 +212,20 @@ def _corpus_changes(ck, corpus):
     return changes(json.loads(stored), corpus.fingerprint()) if stored else []
 
 
-def _init_from(run, path, corpus):
-    """The weights of checkpoint `path` into a new run's model: one line naming what differs
-    when its vocabulary or model shape does not match."""
+def _load_init(path, corpus):
+    """Checkpoint `path` (--init-from), or one line when its vocabulary is not the corpus's."""
     init = checkpoint.load(path, weights_only=True)
     if init.vocab is None or init.vocab.tokens != corpus.vocab or \
             init.vocab.level != corpus.level:
         raise TrainError(f"--init-from {path}: its vocabulary differs from {corpus.path}'s; "
                          f"make the corpus with rnnkit preprocess --vocab-from (the corpus "
                          f"{path} was trained on)")
+    return init
+
+
+def _init_from(run, path, init):
+    """The weights of checkpoint `init` (from `path`) into a new run's model: one line naming
+    what differs when its model shape does not match."""
     stored = config_from_checkpoint(init).model
     mine = run.cfg.model
     for key in ("cell", "embed", "hidden", "layers", "tie_weights", "softmax", "cutoffs",
