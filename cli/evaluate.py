@@ -14,7 +14,8 @@ from rnnkit.corpus.textcodec import UNKNOWN
               help="Split of CORPUS to evaluate.  [default: test, else val]")
 @click.option("--text", "text", type=click.Path(exists=True, dir_okay=False),
               help="A text file to evaluate instead, tokenized with the checkpoint's vocabulary.")
-@click.option("--encoding", default=None, callback=text_encoding, help="Encoding of --text.  [default: the corpus's]")
+@click.option("--encoding", default=None, callback=text_encoding,
+              help="Encoding of --text.  [default: the corpus's]")
 @click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
               help="Characters (bytes) of --text that the vocabulary lacks: stop and name the "
                    "first, leave them out, or replace them by a known one. Words: <unk>, or "

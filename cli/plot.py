@@ -8,7 +8,8 @@ from rnnkit.tools.plot import X_AXES
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="curves.png",
-              show_default=True, help="Image to write (.png, .svg, .pdf, or another type matplotlib writes).")
+              show_default=True,
+              help="Image to write (.png, .svg, .pdf, or another type matplotlib writes).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--x", "x_axis", type=click.Choice(X_AXES), default="step", show_default=True,
               help="The x axis: optimizer steps, or training time (runs of different batch "

@@ -22,7 +22,8 @@ from rnnkit.corpus.textcodec import UNKNOWN
 @click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
               help="Characters (bytes) that the vocabulary lacks: stop and name the first, "
                    "leave them out, or replace them by a known one.")
-@click.option("--encoding", default=None, callback=text_encoding, help="Encoding of TEXT.  [default: the corpus's]")
+@click.option("--encoding", default=None, callback=text_encoding,
+              help="Encoding of TEXT.  [default: the corpus's]")
 @click.option("--batch-size", type=click.IntRange(1), default=BATCH, show_default=True,
               help="per-line: lines scored at once as parallel streams.")
 @click.option("--seq-len", type=click.IntRange(0), default=0, show_default=True,

@@ -79,8 +79,9 @@ def plot_runs(run_dirs, output, x="step", notes=None):
     from matplotlib.backend_bases import FigureCanvasBase
 
     if kind not in FigureCanvasBase.get_supported_filetypes():
-        raise PlotError(f"{output}: unknown image type {kind!r}; use .png, .svg or .pdf "
-                        f"(or another of {', '.join(sorted(FigureCanvasBase.get_supported_filetypes()))})")
+        types = ", ".join(sorted(FigureCanvasBase.get_supported_filetypes()))
+        raise PlotError(f"{output}: unknown image type {kind!r}; use .png, .svg or .pdf (or "
+                        f"another of {types})")
     files.check_output(output, True, inputs=[os.path.join(d, "metrics.jsonl")
                                              for d in run_dirs])
     cols = 1 if len(shown) == 1 else 2
