@@ -6,6 +6,7 @@ says what to do. The command group (cli/main.py) prints it and exits with 1 (in 
 where every rank meets the same error, rank 0 alone prints it); anything else that escapes is
 a bug, reported as one line too unless RNNKIT_DEBUG is set.
 """
+import numbers
 
 
 class RnnkitError(Exception):
@@ -16,3 +17,21 @@ class RnnkitError(Exception):
 
 class TrainError(RnnkitError):
     """Training cannot start or go on."""
+
+
+class ArgumentError(RnnkitError, ValueError):
+    """A value given to a function of the Python API (or a command's option) that it cannot
+    use."""
+
+
+class ArgumentTypeError(RnnkitError, TypeError):
+    """A value of the wrong type given to a function of the Python API."""
+
+
+def check_number(name, value, kind=numbers.Real):
+    """ArgumentTypeError unless `value` is a number of `kind` (numbers.Real or
+    numbers.Integral; numpy's count, bool does not)."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an int" if kind is numbers.Integral else "a number"
+        raise ArgumentTypeError(f"{name} must be {what}, not {type(value).__name__} "
+                                f"({value!r})")

@@ -156,3 +156,62 @@ def test_unknown_settings_name_the_nearest(tmp_path):
         rnnkit.train(tmp_path / "c.h5", tmp_path / "x", hiden=3)
     with pytest.raises(SettingError, match="'levle'"):
         rnnkit.preprocess(tmp_path / "t.txt", tmp_path / "c.h5", levle="word")
+
+
+@pytest.mark.parametrize("call, kind, says", [
+    (lambda lm: lm.generate(["the "], 5), "type", "the prime must be a str, not list"),
+    (lambda lm: lm.encode(None), "type", "the text must be a str, not NoneType"),
+    (lambda lm: lm.scores(["the cat"]), "type", "must be a str, not list"),
+    (lambda lm: lm.score(5), "type", "lines must be a str or a list of str"),
+    (lambda lm: lm.decode([-1]), "value", "token id -1 is not in [0, "),
+    (lambda lm: lm.decode([10 ** 6]), "value", "token id 1000000 is not in"),
+    (lambda lm: lm.decode([1.5]), "type", "token ids must be integers"),
+    (lambda lm: lm.generate("the ", "10"), "type", "length must be an int, not str"),
+    (lambda lm: lm.generate("the ", 5, temperature="0.5"), "type", "temperature must be a"),
+    (lambda lm: lm.generate("the ", 5, temperature=0), "value", "temperature must be > 0"),
+    (lambda lm: lm.generate("the ", 5, stop=5), "type", "stop must be a str or a list"),
+    (lambda lm: lm.generate("the ", 5, seed=-1), "value", "seed must be an int >= 0"),
+    (lambda lm: lm.generate("the ", 5, length_penalty=0.5), "value", "give beam"),
+    (lambda lm: lm.generate("the ", 5, beam=2.0), "type", "beam must be an int"),
+    (lambda lm: lm.beam_search("the ", 5, beam=0), "value", "beam must be at least 1"),
+    (lambda lm: lm.score(["a\nb"]), "value", "line 1 holds a newline"),
+    (lambda lm: lm.stream().feed(np.array(3)), "value", "is not a token of the vocabulary"),
+    (lambda lm: lm.generate("the ", 5, unknown="bogus"), "value", "unknown must be one of"),
+])
+def test_bad_arguments_are_rnnkit_errors(lm, call, kind, says):
+    """A bad argument is an ArgumentError (a ValueError) or an ArgumentTypeError (a
+    TypeError), both RnnkitErrors, with a message that names it; not an error from inside."""
+    from rnnkit.errors import ArgumentError, ArgumentTypeError
+
+    expected = ArgumentTypeError if kind == "type" else ArgumentError
+    with pytest.raises(expected) as caught:
+        call(lm)
+    assert says in str(caught.value)
+
+
+def test_paths_numbers_and_pieces(lm, run, tmp_path):
+    from rnnkit.errors import ArgumentError, ArgumentTypeError, RnnkitError
+    from rnnkit.tools.score import ScoreError
+
+    with pytest.raises(ArgumentTypeError, match="output must be a path"):
+        rnnkit.preprocess(tmp_path / "t.txt", None)
+    with pytest.raises(ArgumentTypeError, match="val_frac must be a number"):
+        rnnkit.preprocess(tmp_path / "t.txt", tmp_path / "c.h5", val_frac="0.1")
+    with pytest.raises(ArgumentError, match="threads must be >= 0"):
+        rnnkit.load(run / "latest.h5", threads=-1)
+    assert rnnkit.load(bytes(run / "latest.h5"), threads=1).vocab == lm.vocab
+    with pytest.raises(RnnkitError, match="is a file, not a run folder"):
+        rnnkit.resume(run / "latest.h5", max_steps=99)
+    # bytes at char level are decoded with the corpus's encoding, not read as Latin-1
+    assert lm.encode(b"the ").tolist() == lm.encode("the ").tolist()
+    # a scorer's pieces are whole lines; only the last may lack its newline
+    scorer = lm.scorer()
+    scorer.score("the c")
+    with pytest.raises(ScoreError, match="ended inside a line"):
+        scorer.score("at\n")
+    # numpy's numbers are settings like Python's
+    result = rnnkit.train(make_corpus(tmp_path), tmp_path / "np", hidden=np.int64(8),
+                          embed=np.int64(8), layers=1, lr=np.float32(0.01), max_steps=1,
+                          batch_size=np.int64(4), seq_len=8,
+                          threads=1, progress=False)
+    assert result.step == 1

@@ -12,11 +12,23 @@ LanguageModel that load returns (rnnkit/api/language_model.py). Settings are the
 (rnnkit/model/config.py), one name each, whatever their section: hidden, lr, max_steps. This module
 imports nothing heavy, so `import rnnkit` stays quick; numpy, h5py and Numba load on first use.
 """
-from rnnkit.errors import RnnkitError
+import numbers
+import os
+
+from rnnkit.errors import ArgumentTypeError, RnnkitError, check_number
 
 
 class SettingError(RnnkitError, TypeError):
     """A setting that rnnkit does not know (one line, with the nearest known ones)."""
+
+
+def path_of(value, name):
+    """A path given to the API (str, bytes or os.PathLike) as a str; ArgumentTypeError for
+    anything else."""
+    if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+        return os.fsdecode(value)
+    raise ArgumentTypeError(f"{name} must be a path (str or os.PathLike), not "
+                            f"{type(value).__name__}")
 
 
 def load(path, device="cpu", threads=None):
@@ -24,8 +36,14 @@ def load(path, device="cpu", threads=None):
     (cpu, cuda, cuda:N), as a LanguageModel. threads: the CPU kernels' threads (0: the cores
     this process may use; None: as the process is set)."""
     from rnnkit.api.language_model import LanguageModel
+    from rnnkit.errors import ArgumentError
 
-    return LanguageModel.open(path, device=device, threads=threads)
+    if threads is not None:
+        check_number("threads", threads, numbers.Integral)
+        if threads < 0:
+            raise ArgumentError(f"threads must be >= 0 (0: the cores this process may use), "
+                                f"not {threads}")
+    return LanguageModel.open(path_of(path, "path"), device=device, threads=threads)
 
 
 def sections(settings):
@@ -81,13 +99,13 @@ def train(corpus=None, out=None, *, config=None, **settings):
 
     overrides = sections(settings)
     if corpus is not None:
-        overrides.setdefault("data", {})["corpus"] = str(corpus)
+        overrides.setdefault("data", {})["corpus"] = path_of(corpus, "corpus")
     cfg = train_config(overrides, config)
     if not cfg.data.corpus:
         raise TrainError("give a corpus (or [data] corpus in the config file)")
     if out is None:
         raise TrainError("give the run folder (out)")
-    return run(cfg, str(out))
+    return run(cfg, path_of(out, "out"))
 
 
 def resume(run_dir, *, new_corpus=False, **settings):
@@ -97,7 +115,7 @@ def resume(run_dir, *, new_corpus=False, **settings):
     then goes on from that corpus's beginning."""
     from rnnkit.training.train import resume as run
 
-    return run(str(run_dir), sections(settings), new_corpus=new_corpus)
+    return run(path_of(run_dir, "run_dir"), sections(settings), new_corpus=new_corpus)
 
 
 def preprocess(inputs, output, **settings):
@@ -112,10 +130,16 @@ def preprocess(inputs, output, **settings):
     if unknown:
         raise SettingError(f"unknown setting {sorted(unknown)[0]!r}; preprocess takes "
                            f"{', '.join(PREPROCESS_SETTINGS)}")
-    return run([str(p) for p in inputs], str(output), **settings)
+    for key, value in settings.items():
+        if key in PREPROCESS_NUMBERS and value is not None:
+            check_number(key, value, PREPROCESS_NUMBERS[key])
+    return run([path_of(p, "inputs") for p in inputs], path_of(output, "output"), **settings)
 
 
 # rnnkit.corpus.preprocess.preprocess's settings (its keywords; a test checks the list and that the
 # command's flags have their defaults)
 PREPROCESS_SETTINGS = ("level", "encoding", "errors", "val_frac", "test_frac", "val", "test",
                        "vocab_from", "max_vocab", "min_count", "vocab_size", "force")
+PREPROCESS_NUMBERS = {"val_frac": numbers.Real, "test_frac": numbers.Real,
+                      "max_vocab": numbers.Integral, "min_count": numbers.Integral,
+                      "vocab_size": numbers.Integral}

@@ -12,10 +12,12 @@
 LanguageModel.beam_search) and `rnnkit score` writes the Scores of LanguageModel.scorer: the
 commands and this class run the same code.
 """
+import numbers
 import random
 
 import numpy as np
 
+from rnnkit.errors import ArgumentError, ArgumentTypeError
 from rnnkit.tools import generate as sampler
 from rnnkit.tools.beam import beam_search, decode_prime
 from rnnkit.tools.generate import check_options, prime_state, start_tokens
@@ -31,7 +33,13 @@ def fresh_seed():
 
 
 def _stops(stop):
-    return (stop,) if isinstance(stop, str) else tuple(stop or ())
+    if isinstance(stop, str):
+        return (stop,)
+    try:
+        return tuple(stop or ())
+    except TypeError:
+        raise ArgumentTypeError(f"stop must be a str or a list of str, not "
+                                f"{type(stop).__name__}") from None
 
 
 class LanguageModel:
@@ -96,8 +104,13 @@ class LanguageModel:
         check_options(temperature, top_k, top_p, length, num_samples, _stops(stop))
         if beam and (temperature != 1.0 or top_k or top_p != 1.0 or greedy or
                      seed is not None):
-            raise ValueError("beam search looks for the most likely text: temperature, "
-                             "top_k, top_p, greedy and seed (sampling) do not apply")
+            raise ArgumentError("beam search looks for the most likely text: temperature, "
+                                "top_k, top_p, greedy and seed (sampling) do not apply")
+        if length_penalty and not beam:
+            raise ArgumentError("length_penalty ranks the hypotheses of beam search: give beam")
+        if seed is not None and (isinstance(seed, bool) or
+                                 not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ArgumentError(f"seed must be an int >= 0 (or None: a fresh one), not {seed!r}")
         if beam:
             texts = [h.text for h in self.beam_search(
                 prime, length, beam, length_penalty=length_penalty, stop=stop,
@@ -166,11 +179,17 @@ class LanguageModel:
 def _lines_text(lines):
     if isinstance(lines, (str, bytes)):
         return lines
-    lines = list(lines)
+    try:
+        lines = list(lines)
+    except TypeError:
+        raise ArgumentTypeError(f"lines must be a str or a list of str, not "
+                                f"{type(lines).__name__}") from None
+    if any(not isinstance(line, str) for line in lines):
+        raise ArgumentTypeError("lines must be a str or a list of str")
     bad = next((i for i, line in enumerate(lines) if "\n" in line), None)
     if bad is not None:
-        raise ValueError(f"line {bad} holds a newline; give a list of single lines, or one "
-                         f"text")
+        raise ArgumentError(f"line {bad + 1} holds a newline; give a list of single lines, or "
+                            f"one text")
     return "".join(line + "\n" for line in lines)
 
 
@@ -196,11 +215,11 @@ class Stream:
         tokens = self.lm.codec.tokens
         if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
             if not 0 <= token < len(tokens):
-                raise ValueError(f"token id {token} is not in [0, {len(tokens)})")
+                raise ArgumentError(f"token id {token} is not in [0, {len(tokens)})")
             return self._feed([int(token)])
         index = self.lm.codec.vocabulary.index
-        if token not in index:
-            raise ValueError(f"{token!r} is not a token of the vocabulary")
+        if not isinstance(token, str) or token not in index:
+            raise ArgumentError(f"{token!r} is not a token of the vocabulary (nor an id)")
         return self._feed([index[token]])
 
     def feed_text(self, text):

@@ -16,7 +16,7 @@ import select
 
 import numpy as np
 
-from rnnkit.errors import RnnkitError
+from rnnkit.errors import ArgumentError, ArgumentTypeError, RnnkitError
 from rnnkit.corpus.sources import bom_hint, check_encoding
 from rnnkit.corpus.tokenize import EOS, UNK, code_points
 
@@ -48,7 +48,8 @@ class TextCodec:
         treat a symbol outside the vocabulary by `unknown` (module docstring); word level maps
         unknown words to <unk>. `where` names the text in messages."""
         if unknown not in UNKNOWN:
-            raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+            raise ArgumentError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+        text = self.text(text, where)
         if self.level == "bpe":
             return self.vocabulary.encode(text), 0, None
         if self.level == "word":
@@ -66,7 +67,8 @@ class TextCodec:
         line ends with <eos>, the last one too, as preprocessing makes it. Unknown symbols: as
         encode_text; messages number the lines from `first_line`."""
         if unknown not in UNKNOWN:
-            raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+            raise ArgumentError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+        text = self.text(text, where)
         if self.level == "bpe":             # no token crosses a line end (rnnkit/corpus/bpe.py)
             ids = self.vocabulary.encode(text)
             ends = np.flatnonzero(self.vocabulary.ends_line[ids]) + 1
@@ -94,6 +96,17 @@ class TextCodec:
             line_of = line_of[kept]
         ends = np.cumsum(np.bincount(line_of, minlength=lines)).astype(np.int64)
         return ids, ends, dropped, symbol
+
+    def text(self, text, where="the text"):
+        """`text` as this level reads it: a str, or bytes at byte level; bytes given to another
+        level are decoded with the corpus's encoding."""
+        if isinstance(text, (bytes, bytearray)):
+            return bytes(text) if self.level == "byte" else \
+                decode_text(bytes(text), self.level, self.encoding, where)
+        if not isinstance(text, str):
+            raise ArgumentTypeError(f"{where} must be a str, not "
+                                    f"{type(text).__name__}")
+        return text
 
     def start_id(self):
         """The id a text follows, as every line follows the one before in training: <eos> at
@@ -174,8 +187,15 @@ class TextCodec:
                 f"puts a known one in their place")
 
     def decode(self, ids):
+        """The text of token ids (a sequence of ints); ArgumentError for an id out of range."""
+        ids = np.asarray(ids).ravel()
+        if ids.size and ids.dtype.kind not in "iu":
+            raise ArgumentTypeError(f"token ids must be integers, not {ids.dtype}")
+        bad = ids[(ids < 0) | (ids >= len(self.tokens))]
+        if bad.size:
+            raise ArgumentError(f"token id {int(bad[0])} is not in [0, {len(self.tokens)})")
         step = self.decoder()
-        return "".join(step(i) for i in np.asarray(ids).ravel().tolist()) + step(None)
+        return "".join(step(i) for i in ids.tolist()) + step(None)
 
     def decoder(self):
         """A function of one id giving the text to emit now; call it with None at the end to

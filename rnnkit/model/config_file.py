@@ -6,6 +6,7 @@ table of keys and flags. Files and checkpoints of rnnkit 0.1 used other names fo
 """
 import dataclasses
 import math
+import numbers
 import re
 import sys
 from typing import get_type_hints
@@ -61,10 +62,11 @@ def _coerce(where, kind, value, meta):
             raise ConfigError(f"{where}: {err}") from None
     if kind is bool:
         ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is int:           # numpy's integers too, stored as Python's
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        value = int(value) if ok else value
     elif kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
         value = float(value) if ok else value
         ok = ok and math.isfinite(value)
     else:

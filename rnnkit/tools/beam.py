@@ -21,13 +21,15 @@ only falls, and lp grows at most to lp(length), so its bound is logprob / lp(len
 K >= V^length nothing is ever pruned and the search is exact (tests/test_beam.py checks it
 against all sequences).
 """
+import numbers
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnnkit.errors import ArgumentError, check_number
 from rnnkit.tools.generate import (StopStrings, check_options, check_stop, check_until_eos,
-                             prime_state, start_tokens)
+                                   prime_state, start_tokens)
 from rnnkit.training.runtime import Runtime
 
 
@@ -54,13 +56,16 @@ def decode_prime(codec, ids):
 
 
 def check_beam(beam, num_samples=1, alpha=0.0):
+    check_number("beam", beam, numbers.Integral)
+    check_number("num_samples", num_samples, numbers.Integral)
+    check_number("length_penalty", alpha)
     if beam < 1:
-        raise ValueError(f"beam must be at least 1, got {beam}")
+        raise ArgumentError(f"beam must be at least 1, got {beam}")
     if num_samples > beam:
-        raise ValueError(f"num-samples ({num_samples}) cannot exceed the beam ({beam}): the "
-                         f"search keeps {beam} hypotheses")
+        raise ArgumentError(f"num-samples ({num_samples}) cannot exceed the beam ({beam}): "
+                            f"the search keeps {beam} hypotheses")
     if not alpha >= 0:
-        raise ValueError(f"length-penalty must be >= 0, got {alpha}")
+        raise ArgumentError(f"length-penalty must be >= 0, got {alpha}")
 
 
 def log_softmax(logits):
@@ -75,9 +80,10 @@ def beam_search(model, codec, prime="", length=200, beam=4, alpha=0.0, stop=(),
     """The `num_samples` (default: `beam`) best Hypotheses, best first; alpha: the length
     penalty's exponent (module docstring)."""
     K = beam
+    check_number("beam", beam, numbers.Integral)
     num_samples = K if num_samples is None else num_samples
-    check_options(length=length, num_samples=num_samples, stop=stop)
     check_beam(K, num_samples, alpha)
+    check_options(length=length, num_samples=num_samples, stop=stop)
     check_until_eos(codec, until_eos)
     check_stop(codec, stop)
     b = model.backend

@@ -13,29 +13,40 @@ from `seed`: the same seed gives the same text. It stops after `length` tokens, 
 the text produced after the prime contains one of the `stop` strings (the text ends with it),
 or, with `until_eos` at word level, after an <eos> (the text ends with the line).
 """
+import numbers
 import time
 
 import numpy as np
 
+from rnnkit.errors import ArgumentError, ArgumentTypeError, check_number
 from rnnkit.training.runtime import Runtime
 
 
 def check_options(temperature=1.0, top_k=0, top_p=1.0, length=1, num_samples=1, stop=()):
+    """ArgumentError (or ArgumentTypeError) naming the first option that cannot be used."""
+    for name, value, kind in (("temperature", temperature, numbers.Real),
+                              ("top_k", top_k, numbers.Integral),
+                              ("top_p", top_p, numbers.Real), ("length", length, numbers.Integral),
+                              ("num_samples", num_samples, numbers.Integral)):
+        check_number(name, value, kind)
     if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (use greedy for argmax), got {temperature}")
+        raise ArgumentError(f"temperature must be > 0 (use greedy for argmax), got "
+                            f"{temperature}")
     if top_k < 0:
-        raise ValueError(f"top-k must be >= 0 (0 is off), got {top_k}")
+        raise ArgumentError(f"top-k must be >= 0 (0 is off), got {top_k}")
     if not 0 < top_p <= 1:
-        raise ValueError(f"top-p must be in (0, 1] (1 is off), got {top_p}")
+        raise ArgumentError(f"top-p must be in (0, 1] (1 is off), got {top_p}")
     if length < 0 or num_samples < 1:
-        raise ValueError("length must be >= 0 and num-samples >= 1")
+        raise ArgumentError("length must be >= 0 and num-samples >= 1")
+    if any(not isinstance(s, str) for s in stop):
+        raise ArgumentTypeError("a stop string must be a str")
     if any(not s for s in stop):
-        raise ValueError("a stop string must not be empty")
+        raise ArgumentError("a stop string must not be empty")
 
 
 def check_until_eos(codec, until_eos):
     if until_eos and codec.vocabulary.eos_id is None:
-        raise ValueError(f"--until-eos needs a word-level model with <eos> (this one is "
+        raise ArgumentError(f"--until-eos needs a word-level model with <eos> (this one is "
                          f"{codec.level} level); use --stop, e.g. --stop $'\\n'")
 
 
@@ -48,7 +59,7 @@ def check_stop(codec, stop):
     for s in stop:
         bad = next((c for c in s if not writable(c)), None)
         if bad is not None:
-            raise ValueError(f"--stop {s!r} can never match: the model's vocabulary cannot "
+            raise ArgumentError(f"--stop {s!r} can never match: the model's vocabulary cannot "
                              f"write {bad!r} (U+{ord(bad):04X})")
 
 

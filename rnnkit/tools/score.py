@@ -99,11 +99,19 @@ class Scorer:
         self.lines = 0                  # lines scored so far
         self.last = codec.start_id()    # "never": the token before the next piece, and the
         self.state = None               # state in which it is read
+        self.open = False               # the last piece ended inside a line
 
     def score(self, text, progress=None):
         """Scores of the lines of `text`, the next piece (`progress`: as score_text's)."""
+        text = self.codec.text(text, self.where)
+        if self.open and text:
+            raise ScoreError(f"{self.where}: the piece before ended inside a line (line "
+                             f"{self.lines}); give pieces of whole lines, only the last "
+                             f"without its newline")
         ids, ends, dropped, symbol = self.codec.encode_lines(text, self.unknown, self.where,
                                                              self.lines + 1)
+        if text:
+            self.open = not text.endswith(b"\n" if isinstance(text, bytes) else "\n")
         started = time.perf_counter()
         if self.reset == "per-line":
             losses = score_per_line(self.model, ids, ends, self.codec.start_id(), self.batch,

@@ -56,6 +56,8 @@ class RunFolder:
     def __enter__(self):
         if not self.main:
             return self
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path} is a file, not a run folder")
         try:
             self.created = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
