@@ -30,6 +30,11 @@ COMMANDS = {
 }
 
 
+# the world size that mpiexec sets (Open MPI, MPICH's hydra; srun with PMI too); a batch
+# script's own environment has none of them
+MPI_SIZE = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
 class LazyGroup(click.Group):
     def __call__(self, *args, **kwargs):
         """The program (click's test runner calls main instead). Once a signal has unwound
@@ -62,6 +67,11 @@ class LazyGroup(click.Group):
                 raise
             raise click.UsageError(f"No such command {args[0]!r}; did you mean {close[0]!r}?",
                                    ctx) from None
+        ranks = max([int(os.environ[v]) for v in MPI_SIZE
+                     if os.environ.get(v, "").isdigit()], default=1)
+        if name != "train" and ranks > 1:
+            raise click.UsageError(f"only rnnkit train runs as an MPI job: run rnnkit {name} "
+                                   f"as one process (mpiexec started {ranks})")
         if getattr(command, "defers_signals", False):
             stop_signals.defer()        # train: a signal in its set-up stops it after a step
         else:
@@ -75,15 +85,20 @@ class LazyGroup(click.Group):
         except click.UsageError as err:
             from rnnkit.training.distributed import world_rank
 
-            if world_rank():        # MPI: every rank has the same flags; rank 0 says it
+            if err.ctx is not None:
+                err = click.UsageError(f"{err.format_message()} "
+                                       f"(see '{err.ctx.command_path} -h')")
+            _join_to_fail(ctx, err.format_message())
+            if world_rank():        # MPI: rank 0 says it, for every rank
                 ctx.exit(err.exit_code)
-            if err.ctx is None:
-                raise
-            raise click.UsageError(f"{err.format_message()} "
-                                   f"(see '{err.ctx.command_path} -h')") from None
+            raise err from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except RnnkitError as err:
+            from rnnkit.training.distributed import world_rank
+
+            if _join_to_fail(ctx, str(err)):
+                err.quiet = world_rank() != 0
             if err.quiet:           # MPI: rank 0 says it, for every rank
                 ctx.exit(1)
             raise click.ClickException(str(err)) from None
@@ -125,6 +140,16 @@ class LazyGroup(click.Group):
             if err.name == f"{__package__}.{COMMANDS[name]}":
                 return None  # command not built yet
             raise
+
+
+def _join_to_fail(ctx, message):
+    """`rnnkit train` in an MPI job: an error before its ranks met is handed to their first
+    agreement, so that no rank waits for this one (rnnkit/training/distributed.py)."""
+    if ctx.invoked_subcommand != "train":
+        return False
+    from rnnkit.training.distributed import join_to_fail
+
+    return join_to_fail(message)
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)

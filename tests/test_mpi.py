@@ -155,7 +155,8 @@ def test_a_setup_error_is_printed_once(corpus, tmp_path):
     (tmp_path / "nompi" / "mpi4py" / "__init__.py").write_text("raise ImportError('mpi4py')\n")
     cases = [(["env", f"PYTHONPATH={tmp_path / 'nompi'}"], [], "mpi4py is not installed", 1),
              ([], ["--batch-size", 100000], "too few for one batch", 1),
-             ([], ["--hiden", 3], "No such option '--hiden'", 2)]
+             ([], ["--hiden", 3], "No such option '--hiden'", 2),
+             ([], ["--lr", "nan"], "[optim] lr: expected float, got nan", 1)]
     for prefix, flags, message, code in cases:
         cmd = [MPIEXEC, "-n", "2", *prefix, sys.executable, "-m", "rnnkit", "train", corpus,
                "-o", tmp_path / "run", "--threads", 1, *map(str, flags)]
@@ -193,3 +194,54 @@ def test_two_ranks_skipping_embedding_rows_are_the_one_process_run(tmp_path):
     two = checkpoint.load(tmp_path / "two" / "latest.h5").weights
     for name in one:
         np.testing.assert_allclose(two[name], one[name], rtol=1e-9, atol=1e-12)
+
+
+def per_rank(tmp_path, views, *args):
+    """mpiexec with one rank in each folder of `views` (their working directories), each
+    running `rnnkit train *args`; the result (no rank may hang: 300 s at most)."""
+    cmd = [MPIEXEC]
+    for i, view in enumerate(views):
+        cmd += [":"] * (i > 0) + ["-n", "1", "-wdir", view, sys.executable, "-m", "rnnkit",
+                                  *args]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "OMPI_", "SLURM_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]),
+                                         env.get("PYTHONPATH", "")])
+    return subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_ranks_that_see_different_files_stop_together(corpus, tmp_path):
+    """A corpus only one rank can see (either one), or another corpus on each: one line, every
+    rank exits, nothing left behind (a rank that failed before MPI started once left the other
+    waiting in MPI's start-up forever)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(corpus, a / "c.h5")
+    args = ["train", "c.h5", "-o", "run", *ARGS, "--max-steps", 3]
+    for views in ((a, b), (b, a)):
+        result = per_rank(tmp_path, views, *args)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+        assert result.returncode != 0 and len(errors) == 1, result.stderr
+        assert "'c.h5' does not exist" in errors[0], result.stderr
+    make_corpus(b, text="another text, another vocabulary: xyz 0123\n" * 60)
+    shutil.move(b / "char.h5", b / "c.h5")
+    result = per_rank(tmp_path, (a, b), *args)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr
+    assert "rank 1 reads another corpus than rank 0 (vocabulary size" in errors[0]
+    assert not (a / "run").exists() and not (b / "run").exists()
+
+
+def test_only_train_runs_over_mpi_and_a_resume_names_the_ranks_that_fit(corpus, tmp_path):
+    rnnkit(1, "train", corpus, "-o", tmp_path / "n3", *ARGS, "--batch-size", 3,
+           "--max-steps", 2)
+    result = rnnkit(2, "eval", tmp_path / "n3" / "latest.h5", corpus, check=False)
+    assert result.returncode == 2 and result.stderr.count("Error") == 1
+    assert "only rnnkit train runs as an MPI job: run rnnkit eval as one process" in \
+        result.stderr
+    result = rnnkit(2, "train", "--resume", tmp_path / "n3", "--max-steps", 4, check=False)
+    assert result.returncode == 1 and result.stderr.count("Error") == 1
+    assert "N=3 streams cannot be shared evenly by 2 ranks; resume it on 1 or 3 ranks" in \
+        result.stderr

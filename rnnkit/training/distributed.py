@@ -187,8 +187,30 @@ def launched_ranks():
     return 1
 
 
+_joined = False                 # this process made its MPI communicator (communicator())
+
+
+def join_to_fail(message):
+    """An error met before the run's communicator was made (a flag, a path this rank cannot
+    see, a config file), in a job of several ranks: make it and hand `message` to the run's
+    first agreement (agreed's gather), so that ranks that met no error stop with it instead of
+    waiting for this one in MPI's start-up. False where there is nothing to join (one process,
+    MPI unusable: the other ranks then meet the same)."""
+    if _joined or launched_ranks() <= 1:
+        return False
+    try:
+        comm = communicator()
+    except RnnkitError:
+        return False
+    if comm.size <= 1:
+        return False
+    comm.gather(message)
+    return True
+
+
 def communicator():
     """MPI when launched with several ranks, else a single process."""
+    global _joined
     ranks = launched_ranks()
     if ranks <= 1:
         return SingleProcess()
@@ -204,6 +226,7 @@ def communicator():
                            f"MPI (srun needs --mpi=pmi2 with MPICH)")
     if world.Get_size() == 1:
         return SingleProcess()
+    _joined = True
     return MPIComm(world)
 
 

@@ -49,6 +49,7 @@ class RunFolder:
         self.main = main             # rank 0: the one rank that writes here
         self.stepped = False         # set by the loop after its first step
         self.created = False
+        self.made = []               # folders this run made (the run folder and its parents)
         self.lock = RunLock(self.path)
         self.removed = []            # (path, bytes) of temporaries cleaned on entry
         self.config_text = None      # what config.toml holds, as this process wrote or read it
@@ -60,6 +61,8 @@ class RunFolder:
             raise RunFolderError(f"{self.path} is a file, not a run folder")
         try:
             self.created = not self.path.exists()
+            # the folders mkdir makes, innermost first: a run that never started removes them
+            self.made = [p for p in [self.path, *self.path.parents] if not p.exists()]
             self.path.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.path):
                 pass
@@ -102,8 +105,11 @@ class RunFolder:
         if self.created:
             with contextlib.suppress(OSError):
                 (self.path / LOCK_NAME).unlink()
-            with contextlib.suppress(OSError):
-                self.path.rmdir()       # only if empty: never someone else's files
+            for folder in self.made:
+                try:
+                    folder.rmdir()      # only if empty: never someone else's files
+                except OSError:
+                    break
 
     def write_config(self, config):
         """Write config.toml when it does not say what `config` (a checkpoint's) says."""

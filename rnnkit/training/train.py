@@ -117,6 +117,8 @@ def _session(cfg, folder, ck, comm, stream, signals, start, new_corpus=False):
     notes += [f"removed {p.name} ({human(size)}), left by a killed process"
               for p, size in folder.removed]
     with corpus:
+        prints = comm.gather(corpus.fingerprint())
+        agreed(comm, lambda: _same_corpus(prints))
         run = agreed(comm, lambda: _build(cfg, ck, init, comm, backend, corpus, notes,
                                           new_corpus))
         loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
@@ -163,6 +165,11 @@ def _open(cfg, folder, ck, comm, new_corpus=False):
         except ConfigError as err:
             raise TrainError(str(err)) from None
     N, T = cfg.data.batch_size, cfg.data.seq_len
+    if ck is not None and N % comm.size:    # the run's N is fixed: the ranks must fit it
+        fit = [r for r in range(1, N + 1) if N % r == 0]
+        raise TrainError(f"the run's N={N} streams cannot be shared evenly by {comm.size} "
+                         f"ranks; resume it on {' or '.join(map(str, fit[-3:]))} ranks, or "
+                         f"start a new run with --init-from for another batch size")
     try:
         corpus.check_fit(cfg.data.train_split, N, T, comm.size)
     except ValueError as err:
@@ -203,6 +210,16 @@ def _build(cfg, ck, init, comm, backend, corpus, notes, new_corpus=False):
             notes.append(f"weights from {cfg.train.init_from}")
         run.state = run.model.init_state(cfg.data.batch_size // comm.size)
     return run
+
+
+def _same_corpus(prints):
+    """TrainError unless every rank's corpus has rank 0's fingerprint (`prints`, in rank
+    order): the ranks read shares of one corpus's streams."""
+    for rank, other in enumerate(prints[1:], 1):
+        if changes(prints[0], other):
+            raise TrainError(f"rank {rank} reads another corpus than rank 0 "
+                             f"({'; '.join(changes(prints[0], other))}); every rank needs the "
+                             f"same corpus")
 
 
 def _corpus_changes(ck, corpus):
