@@ -93,8 +93,8 @@ class MPIComm:
         try:
             return fn(*args)
         except self.MPI.Exception as err:
-            self._fail(f"{what} failed ({err.Get_error_string().splitlines()[0]}): another "
-                       f"rank has stopped")
+            why = err.Get_error_string().splitlines()[0].split(", error stack")[0]
+            self._fail(f"{what} failed ({why}): another rank has stopped")
         finally:
             self.waiting = None
 
