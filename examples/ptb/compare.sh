@@ -17,19 +17,21 @@ DATA=${1:-data/ptb}
 WORD=${2:-runs/ptb-small}
 RUNS=${3:-runs}
 TIME=${TIME:-27m}
+# rnnkit on PATH (an activated .venv), else the repository's .venv
+RNNKIT=${RNNKIT:-$(command -v rnnkit || echo .venv/bin/rnnkit)}
 [ -f "$DATA/ptb.test.txt" ] && [ -f "$WORD/best.h5" ] || {
     echo "compare.sh: run examples/ptb/run.sh first (no $DATA/ptb.test.txt or $WORD/best.h5)" >&2
     exit 2
 }
 SPLITS="--val $DATA/ptb.valid.txt --test $DATA/ptb.test.txt"
-rnnkit preprocess "$DATA/ptb.train.txt" $SPLITS --level bpe --vocab-size 4096 \
+"$RNNKIT" preprocess "$DATA/ptb.train.txt" $SPLITS --level bpe --vocab-size 4096 \
     -o "$DATA/ptb-bpe.h5" -f
-rnnkit train "$DATA/ptb-bpe.h5" -o "$RUNS/ptb-bpe" --cell lstm --layers 2 --hidden 200 \
+"$RNNKIT" train "$DATA/ptb-bpe.h5" -o "$RUNS/ptb-bpe" --cell lstm --layers 2 --hidden 200 \
     --embed 200 --tie-weights --dropout 0.2 --batch-size 20 --seq-len 35 --optimizer sgd \
     --lr 20 --clip-norm 0.25 --schedule plateau --lr-decay-factor 0.25 --epochs 40 \
     --max-time "$TIME" --seed 1 --threads 2
-rnnkit preprocess "$DATA/ptb.train.txt" $SPLITS --level char -o "$DATA/ptb-char.h5" -f
-rnnkit train "$DATA/ptb-char.h5" -o "$RUNS/ptb-char" --cell lstm --layers 2 --hidden 256 \
+"$RNNKIT" preprocess "$DATA/ptb.train.txt" $SPLITS --level char -o "$DATA/ptb-char.h5" -f
+"$RNNKIT" train "$DATA/ptb-char.h5" -o "$RUNS/ptb-char" --cell lstm --layers 2 --hidden 256 \
     --embed 64 --dropout 0.1 --batch-size 32 --seq-len 100 --optimizer adam --lr 2e-3 \
     --schedule plateau --lr-decay-factor 0.5 --eval-every 1000 --epochs 40 --max-time "$TIME" \
     --seed 1 --threads 2
@@ -37,8 +39,8 @@ printf '%-6s %10s %10s %12s %14s %14s\n' model vocabulary tokens "ppl/token" "bi
     "bits/char"
 for pair in "word $WORD" "bpe $RUNS/ptb-bpe" "char $RUNS/ptb-char"; do
     set -- $pair
-    rnnkit eval "$2/best.h5" --text "$DATA/ptb.test.txt" -q | awk -v m="$1" -v v="$(
-        rnnkit info "$2/best.h5" | sed -n 's/^vocabulary: \([0-9,]*\) tokens.*/\1/p')" '
+    "$RNNKIT" eval "$2/best.h5" --text "$DATA/ptb.test.txt" -q | awk -v m="$1" -v v="$(
+        "$RNNKIT" info "$2/best.h5" | sed -n 's/^vocabulary: \([0-9,]*\) tokens.*/\1/p')" '
         { x[$1] = $2 }
         END { printf "%-6s %10s %10d %12.2f %14.4f %14.4f\n", m, v, x["tokens"],
               x["perplexity"], x["bits_per_token"], x["bits_per_char"] }'
