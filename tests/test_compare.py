@@ -79,8 +79,8 @@ def test_info_summarises_a_run(runs):
     assert lines[4].startswith("training time: ") and "in 1 session; last stop: 12 steps " \
         "done" in lines[4]
     config = lines[5]
-    assert config.startswith("config: rnnkit train ") and "char.h5 --embed 8 --hidden 16 " \
-        "--layers 1 --batch-size 4 --seq-len 8 --lr 0.02 --max-steps 12" in config
+    assert config.startswith("config: rnnkit train ") and f"char.h5 -o {runs[0]} --embed 8 " \
+        "--hidden 16 --layers 1 --batch-size 4 --seq-len 8 --lr 0.02 --max-steps 12" in config
     assert "--cell" not in config and "--no-progress" in config     # defaults left out
 
 
@@ -94,7 +94,9 @@ def test_the_config_line_trains_the_same_config(runs, tmp_path):
     line = next(line for line in invoke("info", runs[1]).stdout.splitlines()
                 if line.startswith("config: "))
     args = shlex.split(line[len("config: rnnkit "):])
-    result = invoke(*args, "-o", tmp_path / "again")
+    assert args[2:4] == ["-o", str(runs[1])]
+    args[3] = str(tmp_path / "again")       # the same command, another folder
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     configs = [checkpoint.load(run / "latest.h5").config for run in (tmp_path / "again", runs[1])]
     corpora = [Path(locate(c["data"].pop("corpus"), run)).resolve()   # each from its folder

@@ -177,7 +177,8 @@ def _meta(path):
 
 def config_line(config, folder="."):
     """A checkpoint's config as the command that trains it, here: CORPUS (its path stored
-    relative to the run `folder`) and the flags whose values differ from the defaults."""
+    relative to the run `folder`), -o the folder, and the flags whose values differ from the
+    defaults."""
     from rnnkit.model.config import ConfigError, TrainConfig
     from rnnkit.model.config_file import from_dict
     from rnnkit.training.paths import located
@@ -199,7 +200,8 @@ def config_line(config, folder="."):
             else:
                 flags.append(f"{name} {shlex.quote(f'{value:g}' if isinstance(value, float) else str(value))}")
     corpus = values["data"]["corpus"] or "CORPUS"
-    return " ".join(["rnnkit train", shlex.quote(corpus), *flags])
+    return " ".join(["rnnkit train", shlex.quote(corpus), "-o", shlex.quote(str(folder)),
+                     *flags])
 
 
 def clock(seconds):
