@@ -31,7 +31,8 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
     """Evaluate CHECKPOINT on a split of CORPUS (by default the corpus it was trained on) or
     on a text file: loss in nats per token, perplexity and bits per token (one line each on
     stdout, as name value); on a text file also its characters and bits per character, which
-    compare models of different vocabularies (char, BPE, word) on one text.
+    compare models of different vocabularies (char, BPE, word) on one text (not when symbols
+    the vocabulary lacks were left out or replaced, words by <unk> too).
 
     \b
     rnnkit eval runs/char/best.h5                           # its corpus: test, else val

@@ -118,6 +118,11 @@ def test_round_trip_keeps_every_bit(tmp_path, cell, tied, dtype):
     assert back.vocab.tokens == TOKENS and back.config["model"]["tie_weights"] == tied
     model, codec, _ = load_model(tmp_path / "back.h5")               # usable as it is
     assert model.cell.name == cell and len(codec) == V
+    # the corpus path was the run folder's: an imported checkpoint names none
+    assert back.config["data"]["corpus"] == ""
+    result = invoke("eval", tmp_path / "back.h5")
+    assert result.exit_code == 1 and "does not name the corpus it was trained on" in \
+        result.output
 
 
 @needs_safetensors

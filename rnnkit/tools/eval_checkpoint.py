@@ -114,6 +114,9 @@ def _run_corpus(path, ck):
     from rnnkit.training.paths import locate
 
     stored = ck.config.get("data", {}).get("corpus")
+    if not stored:
+        raise EvalError(f"{path} does not name the corpus it was trained on (an imported "
+                        f"checkpoint); give a CORPUS or --text FILE")
     corpus = locate(stored, os.path.dirname(os.path.abspath(path)))
     if not corpus or not os.path.exists(corpus):
         raise EvalError(f"cannot find the corpus {path} was trained on ({stored!r}); give a "

@@ -239,6 +239,8 @@ def import_safetensors(path, output, vocab=None, force=False):
         train = from_dict(info.get("config") or {}, TrainConfig())
     except ConfigError as err:
         raise ExchangeError(f"{vocab}: its \"config\" is not usable: {err}") from None
+    # its paths were relative to a run folder somewhere else: they name nothing here
+    train.data.corpus, train.train.init_from = "", ""
     train.model = ModelConfig(**{**{f: getattr(cfg, f) for f in (
         "cell", "embed", "hidden", "layers", "tie_weights", "dtype", "softmax", "cutoffs",
         "div_value", "head_bias")}, "dropout": train.model.dropout})
