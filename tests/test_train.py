@@ -84,28 +84,96 @@ def test_resume_after_a_limit_is_exact(corpus, tmp_path):
         np.testing.assert_array_equal(weights(tmp_path / "part")[name], w)
 
 
-@pytest.mark.parametrize("signame", ["SIGUSR1", "SIGTERM", "SIGINT"])
-def test_signal_checkpoints_and_resume_is_exact(corpus, tmp_path, monkeypatch, signame):
+PLATEAU = ScheduleConfig(schedule="plateau", plateau_threshold=0.05)  # decays at most checks
+
+
+@pytest.mark.parametrize("signame,at", [("SIGUSR1", 13), ("SIGTERM", 13), ("SIGINT", 13),
+                                        ("SIGUSR1", 15)])
+def test_signal_checkpoints_and_resume_is_exact(corpus, tmp_path, monkeypatch, signame, at):
+    """At 15, a validation step: the stop skips that validation and the resumed run does it
+    (it was lost, and the plateau schedule went on undecayed)."""
     cfg = config(corpus)
-    cfg.schedule = ScheduleConfig(schedule="plateau")
+    cfg.schedule = PLATEAU
     train(cfg, tmp_path / "full")
     real = Model.forward_backward
     calls = []
 
     def forward_backward(self, *args, **kwargs):
         calls.append(1)
-        if len(calls) == 13:        # during step 13: the step finishes, then the run stops
+        if len(calls) == at:        # during step `at`: the step finishes, then the run stops
             os.kill(os.getpid(), getattr(signal, signame))
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Model, "forward_backward", forward_backward)
     result = train(cfg, tmp_path / "part")
-    assert result.interrupted and result.step == 13 and signame in result.reason
-    assert checkpoint.load(tmp_path / "part" / "latest.h5").step == 13
+    assert result.interrupted and result.step == at and signame in result.reason
+    assert checkpoint.load(tmp_path / "part" / "latest.h5").step == at
     monkeypatch.setattr(Model, "forward_backward", real)
     resume(tmp_path / "part")
     assert losses(tmp_path / "part") == losses(tmp_path / "full")
     assert losses(tmp_path / "part", "val_loss") == losses(tmp_path / "full", "val_loss")
+    assert losses(tmp_path / "part", "lr") == losses(tmp_path / "full", "lr")
+    for name, w in weights(tmp_path / "full").items():
+        np.testing.assert_array_equal(weights(tmp_path / "part")[name], w)
+
+
+def test_a_plateau_decay_at_a_stop_is_resumed_exactly(corpus, tmp_path):
+    """The schedule sees a validation before it sets the next step's rate, in a run stopped
+    there and resumed as in one that was not (the decay came a step late in the latter)."""
+    cfg = config(corpus)
+    cfg.schedule = PLATEAU
+    train(cfg, tmp_path / "full")
+    cfg.train.max_steps = 15
+    train(cfg, tmp_path / "part")
+    resume(tmp_path / "part", {"train": {"max_steps": 24}})
+    rates = losses(tmp_path / "full", "lr")
+    assert len(set(rates.values())) > 1          # it decayed
+    assert losses(tmp_path / "part", "lr") == rates
+    assert losses(tmp_path / "part") == losses(tmp_path / "full")
+    for name, w in weights(tmp_path / "full").items():
+        np.testing.assert_array_equal(weights(tmp_path / "part")[name], w)
+
+
+def test_early_stopping_ignores_the_validation_at_a_limit(corpus, tmp_path, monkeypatch):
+    """The validation at a --max-steps stop (not an eval_every step) may make best.h5, but early
+    stopping counts from the scheduled ones alone, so a resumed run stops where an
+    uninterrupted one does."""
+    from rnnkit.training.loop import Loop
+
+    scripted = {5: 3.0, 10: 2.9, 13: 2.5, 15: 2.8, 20: 2.7, 24: 2.6}
+    monkeypatch.setattr(Loop, "_val_loss",
+                        lambda self, max_batches=0: (scripted[self.run.counters.step], 1))
+    full = train(config(corpus, patience=1), tmp_path / "full")
+    assert full.step == 24 and "early" not in full.reason
+    part = train(config(corpus, patience=1, max_steps=13), tmp_path / "part")
+    assert part.best_val_loss == 2.5                           # best.h5 is step 13's
+    assert checkpoint.load(tmp_path / "part" / "best.h5").step == 13
+    again = resume(tmp_path / "part", {"train": {"max_steps": 24}})
+    assert again.step == 24 and again.reason == full.reason
+    for name, w in weights(tmp_path / "full").items():
+        np.testing.assert_array_equal(weights(tmp_path / "part")[name], w)
+
+
+def test_nan_weights_at_the_last_step_roll_back(corpus, tmp_path, monkeypatch):
+    """Weights made inf by the last step are not the run's end, saved as nothing with exit
+    0: the run rolls back as it does before a checkpoint, and diverges if that keeps on."""
+    real = Model.forward_backward
+    calls = []
+
+    def forward_backward(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) % 6 == 0:     # every 6th step: a weight inf, the loss and norm finite
+            self.params[0] = np.inf
+        return out
+
+    monkeypatch.setattr(Model, "forward_backward", forward_backward)
+    with pytest.raises(Diverged, match="the weights are NaN or inf at step 6 after 3 "
+                                       "rollbacks"):
+        train(config(corpus, max_steps=6, eval_every=100), tmp_path / "run")
+    events = [r for r in records(tmp_path / "run") if r.get("event") == "rollback"]
+    assert [(e["step"], e["from_step"]) for e in events] == [(0, 6)] * 3
+    assert all(np.isfinite(w).all() for w in weights(tmp_path / "run").values())
 
 
 def test_nan_rolls_back_and_halves_the_lr(corpus, tmp_path, monkeypatch):

@@ -107,21 +107,24 @@ class Loop:
         tick, window_loss, window_steps, norm = started, 0.0, 0, 0.0
         reason = None
         while True:
-            # 1. the learning rate of this step
-            lr = run.schedule.lr(c.step, c.epoch)
-            opt.lr = lr
-
-            # 2. evaluate and checkpoint
+            # 1. evaluate and checkpoint, before the step's rate: the schedule sees the
+            # validation first (plateau), as a run resumed here would. A validation due at the
+            # step a run stopped on (a signal skips it) is done when it resumes.
             due_eval = self._due_eval()
             due_save = t_cfg.checkpoint_every and c.step % t_cfg.checkpoint_every == 0
-            if (due_eval or due_save) and c.step != self.saved_step:
+            if due_eval or (due_save and c.step != self.saved_step):
                 if self.comm.decide(not model.backend.all_finite(model.params)):
-                    it = self._rollback("the weights are NaN or inf")
+                    it = self._rollback("the weights are NaN or inf", c.step)
                     continue
-                reason, improved = self._validate(lr) if due_eval else (None, False)
+                reason, improved = self._validate(run.schedule.lr(c.step, c.epoch)) \
+                    if due_eval else (None, False)
                 self._save(best=improved)
                 if reason:
                     break
+
+            # 2. the learning rate of this step
+            lr = run.schedule.lr(c.step, c.epoch)
+            opt.lr = lr
 
             # 3. forward and backward
             x, y = next(it)
@@ -171,8 +174,13 @@ class Loop:
                 tick, window_loss, window_steps = now, 0.0, 0
             self.bar.update(c.step, loss, rate, self._eta(now - started, c.step))
 
-            # 8. stop?
+            # 8. stop? Not with weights that the last update made NaN or inf, which would not
+            # be saved: roll back as before a checkpoint (a signal stops at once all the same)
             reason = self.comm.decide(self._limit_reason(signals))
+            if reason and not reason.startswith("stopped by") and \
+                    self.comm.decide(not model.backend.all_finite(model.params)):
+                it = self._rollback("the weights are NaN or inf", c.step)
+                continue
             if reason:
                 break
         return self._finish(reason, signals)
@@ -219,11 +227,13 @@ class Loop:
         if not self.val_split:
             return None, False
         loss, _ = self._val_loss()
-        improved = loss < c.best_val_loss
-        if improved:
-            c.best_val_loss, c.bad_evals = loss, 0
+        if loss < c.best_scheduled:
+            c.best_scheduled, c.bad_evals = loss, 0
         else:
             c.bad_evals += 1
+        improved = loss < c.best_val_loss
+        if improved:
+            c.best_val_loss = loss
         run.schedule.observe(loss)
         numbers = val_metrics(loss)
         if self.main:
@@ -272,9 +282,11 @@ class Loop:
         self.save_s = time.perf_counter() - started
         self.comm.barrier(allowance)    # nobody reads latest.h5 before it is whole
 
-    def _rollback(self, what):
+    def _rollback(self, what, bad_step=None):
+        """Back to latest.h5 with the rate halved; `bad_step`: the step that went wrong (by
+        default the one under way)."""
         run, c = self.run, self.run.counters
-        bad_step = c.step + 1           # the step that went wrong
+        bad_step = c.step + 1 if bad_step is None else bad_step
         self.rollbacks += 1
         if self.rollbacks > MAX_ROLLBACKS:
             raise Diverged(f"training diverged: {what} at step {bad_step} after {MAX_ROLLBACKS} "
@@ -355,8 +367,9 @@ class Loop:
                            interrupted)
 
     def _final_validation(self):
-        """A last report; the schedule and patience do not see it. Under a deadline it covers
-        the batches that fit, and then it does not decide best.h5. Returns whether best."""
+        """A last report; the schedule and patience do not see it (Counters.best_scheduled).
+        Under a deadline it covers the batches that fit, and then it does not decide best.h5.
+        Returns whether best."""
         c = self.run.counters
         _, _, count = self._val_batches()
         allowed = count
@@ -373,8 +386,8 @@ class Loop:
             c.best_val_loss = loss
         if self.main:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
-                               **val_metrics(loss), elapsed=c.elapsed,
-                               **({"val_batches": done} if partial else {}))
+                               **val_metrics(loss), lr=self.run.schedule.lr(c.step, c.epoch),
+                               elapsed=c.elapsed, **({"val_batches": done} if partial else {}))
         self.say(_val_line(c.step, loss, f" (on {done} of {count} batches: the time limit)"
                            if partial else " (best)" if best else ""))
         return best

@@ -85,7 +85,11 @@ class Counters:
     epoch: int = 0                # passes over the training split done
     batch: int = 0                # batches of the current pass done
     elapsed: float = 0.0          # training seconds, over all sessions of the run
-    best_val_loss: float = math.inf
+    best_val_loss: float = math.inf   # best.h5's: the lowest of every validation
+    # the lowest of the validations every eval_every steps (or epoch) alone, which early
+    # stopping counts from: the one at a limit's stop is not among them, so a run stopped and
+    # resumed decides as one that was not
+    best_scheduled: float = math.inf
     bad_evals: int = 0            # validations since the best one (early stopping)
     last_eval_step: int = -1      # step of the last validation (not repeated on resume)
 
@@ -133,6 +137,7 @@ class Run:
             vocab=self.vocab, encoding=self.encoding, step=c.step, epoch=c.epoch,
             batch=c.batch, elapsed=c.elapsed, best_val_loss=c.best_val_loss,
             meta={"bad_evals": c.bad_evals, "last_eval_step": c.last_eval_step,
+                  "best_scheduled": c.best_scheduled,
                   **({"corpus": json.dumps(self.corpus)} if self.corpus else {})})
 
     def restore(self, ck):
@@ -158,6 +163,7 @@ class Run:
         restored = Counters(
             step=ck.step, epoch=ck.epoch, batch=ck.batch, elapsed=ck.elapsed,
             best_val_loss=ck.best_val_loss, bad_evals=int(ck.meta.get("bad_evals", 0)),
+            best_scheduled=float(ck.meta.get("best_scheduled", ck.best_val_loss)),
             last_eval_step=int(ck.meta.get("last_eval_step", -1)))
         for f in dataclasses.fields(Counters):      # in place: the loop holds self.counters
             setattr(self.counters, f.name, getattr(restored, f.name))
