@@ -6,7 +6,7 @@ Layout (read it with plain h5py or h5dump; no pickle anywhere):
                             step, epoch, batch (next batch index within the epoch), elapsed
                             (training seconds so far), best_val_loss, config (the full resolved
                             training config as a JSON string), level and encoding (of the
-                            corpus), and the trainer's counters bad_evals and last_eval_step
+                            corpus), and the trainer's counters bad_evals, last_eval_step and best_scheduled
     /weights/NAME    one dataset per named parameter ('embed', 'l0.w_x', ..., 'out.b')
     /optimizer       attrs name, step; /optimizer/hyper attrs; /optimizer/buffers/NAME datasets
     /schedule        attrs: the schedule's state_dict
