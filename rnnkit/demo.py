@@ -98,15 +98,15 @@ def warm_up(cfg):
     from rnnkit.backends import get_backend
     from rnnkit.model.network import Model
     from rnnkit.model.optim import clip_gradients, make_optimizer
-    from rnnkit.training.runtime import Runtime
+    from rnnkit.training.runtime import Runtime, kept
 
     backend = get_backend(cfg.train.device, cfg.train.threads)
     m = dataclasses.replace(cfg.model, vocab_size=8)
     model = Model(m, backend=backend)
     runtime = Runtime(backend)
     if runtime.compiling(model):
-        say(f"    compiling the {m.cell} kernels for this machine first (this run only: they "
-            f"are cached for later runs)")
+        say(f"    compiling the {m.cell} kernels for this machine first (this run only: "
+            f"{kept()})")
     started = time.monotonic()
     N, T = cfg.data.batch_size, cfg.data.seq_len
     runtime.prepare(model, N, T, cfg.optim.optimizer)

@@ -10,7 +10,11 @@ those modules (cpu/compile.py, cuda/launch.py), so the key covers them too. The 
 ends in the CPU the kernels compile for (cpu/target.py, e.g. "avx2-1f0e9d8c"): Numba's own
 index keys on it too, but a look for a kernel in the cache (in_cache) would not.
 
-RNNKIT_NO_CACHE=1 turns the cache off (every process compiles what it runs).
+RNNKIT_NO_CACHE=1 turns the cache off (every process compiles what it runs). So does a folder
+that cannot be written, with a note (Numba would otherwise fall back on __pycache__ beside
+the sources, keyed by each file alone: the stale kernels this key exists to avoid). A damaged
+entry is compiled again and a cache that cannot take more (a full disk) is left as it is, each
+with a note, instead of failing the run.
 """
 import ast
 import contextlib
@@ -18,6 +22,8 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numba
@@ -126,13 +132,83 @@ def _known_key(base, package=PACKAGE):
 
 
 def _folder():
-    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rnnkit", "numba")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(xdg):      # the XDG spec: a relative value is to be ignored
+        xdg = os.path.expanduser("~/.cache")
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(xdg, "rnnkit", "numba")
     return os.path.join(base, f"{_known_key(base)}-{target.TAG}")
 
 
+def _unwritable(folder):
+    """Why the cache cannot be written in `folder` (None: it can)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
+_noted = set()
+
+
+def note(text):
+    """A note on stderr about the cache, once per process."""
+    if text not in _noted:
+        _noted.add(text)
+        print(f"note: {text}", file=sys.stderr, flush=True)
+
+
+def _tolerant(cls):
+    """Numba's cache class, made to treat a damaged entry as a miss (the kernel is compiled
+    again and the entry rewritten) and a failed write as a kernel not cached: Numba raised
+    both (a truncated file: UnpicklingError on every run; a full disk: OSError)."""
+    load, save = cls.load_overload, cls.save_overload
+
+    def load_overload(self, sig, target_context):
+        try:
+            return load(self, sig, target_context)
+        except Exception as err:       # noqa: BLE001  any damage: compile again
+            note(f"a damaged entry in the kernel cache ({type(err).__name__}) is compiled "
+                 f"again: {numba.config.CACHE_DIR}")
+            return None
+
+    def save_overload(self, sig, data):
+        for attempt in range(2):
+            try:
+                save(self, sig, data)
+                return
+            except OSError as err:     # a full disk, a quota: the kernel runs, uncached
+                why = err.strerror or str(err)
+                break
+            except Exception as err:   # noqa: BLE001  a damaged index: once more without it
+                why = type(err).__name__
+                with contextlib.suppress(OSError, AttributeError):
+                    os.unlink(self._cache_file._index_path)
+        note(f"the kernel cache cannot be written ({why}); kernels compiled now are not kept: "
+             f"{numba.config.CACHE_DIR}")
+
+    cls.load_overload, cls.save_overload = load_overload, save_overload
+
+
+UNUSABLE = None                     # why the cache is off although asked for, or None
 if CACHE:
     numba.config.CACHE_DIR = _folder()
+    UNUSABLE = _unwritable(numba.config.CACHE_DIR)
+    if UNUSABLE:
+        CACHE = False
+        note(f"the kernel cache {numba.config.CACHE_DIR} cannot be written ({UNUSABLE}); "
+             f"kernels are compiled for this process only (NUMBA_CACHE_DIR chooses the folder)")
+    else:
+        from numba.core import caching
+        _tolerant(caching.Cache)
+
+
+def kept():
+    """What becomes of kernels compiled now, for the notes that say they are being compiled."""
+    return "they are cached for later runs" if CACHE else \
+        "the kernel cache is off, so later runs compile them again"
 
 
 @contextlib.contextmanager

@@ -40,9 +40,9 @@ def compiling_note(model, sampling=False):
     """A line for the user before a model's first run on a cold kernel cache, which compiles
     for seconds in silence otherwise (as train says); None when its kernels are cached.
     `sampling`: the kernels that generate runs (else those of eval and score)."""
-    from rnnkit.training.runtime import Runtime
+    from rnnkit.training.runtime import Runtime, kept
 
     if not Runtime(model.backend).compiling(model, sampling):
         return None
     return (f"compiling the {model.cell.name} kernels for this machine: the first run waits "
-            f"for it; they are cached for later runs")
+            f"for it; {kept()}")

@@ -28,7 +28,7 @@ from rnnkit.metrics import show_perplexity
 from rnnkit.model.optim import clip_gradients
 from rnnkit.training.paths import portable
 from rnnkit.training.folder import METRICS
-from rnnkit.training.runtime import Runtime
+from rnnkit.training.runtime import Runtime, kept
 from rnnkit.training.log import Metrics, ProgressBar, val_metrics
 
 MAX_ROLLBACKS = 3
@@ -205,7 +205,7 @@ class Loop:
         self.compiling = self.runtime.compiling(run.model)
         if self.compiling:
             self.say(f"compiling the {m.cell} kernels for this machine: the first step waits "
-                     f"for it; they are cached for later runs")
+                     f"for it; {kept()}")
 
     def _iterate(self):
         c, cfg = self.run.counters, self.cfg

@@ -22,6 +22,11 @@ from rnnkit.backends import threads
 from rnnkit.kernels import cache
 
 
+
+def kept():
+    """What becomes of kernels compiled now (kernels/cache.py), for the notes that say so."""
+    return cache.kept()
+
 class Runtime:
     def __init__(self, backend):
         self.backend = backend

@@ -1,0 +1,69 @@
+"""The kernel cache when it cannot be used as it is: a folder that cannot be written, a damaged
+entry, a disk that fills (rnnkit/kernels/cache.py). Each a note on stderr and the right
+result, never a failed run, and never Numba's fallback to __pycache__ beside the sources."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# a module with one kernel cached as rnnkit caches its own, run after rnnkit has set Numba up
+USER = textwrap.dedent("""
+    import sys
+    import rnnkit.kernels.cache as cache
+    from numba import njit
+
+    @njit(cache=cache.CACHE)        # as rnnkit.kernels.cpu.compile.JIT
+    def triple(x):
+        return 3 * x
+
+    print(cache.CACHE, triple(14))
+""")
+
+
+def run(tmp_path, env, code=USER):
+    (tmp_path / "user.py").write_text(code)
+    env = {**{k: v for k, v in os.environ.items() if k != "RNNKIT_NO_CACHE"},
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **env}
+    return subprocess.run([sys.executable, str(tmp_path / "user.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_folder_that_cannot_be_written_turns_the_cache_off(tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = run(tmp_path, {"NUMBA_CACHE_DIR": str(tmp_path / "afile" / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "42"]
+    assert "cannot be written (Not a directory); kernels are compiled for this process only" \
+        in result.stderr
+    assert not list(tmp_path.glob("**/*.nbi"))          # no __pycache__ fallback beside user.py
+
+
+def test_a_damaged_entry_is_compiled_again(tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = run(tmp_path, env)
+    assert first.returncode == 0 and first.stdout.split() == ["True", "42"], first.stderr
+    entries = list((tmp_path / "cache").glob("**/user.triple-*.nbc"))
+    assert len(entries) == 1
+    entries[0].write_bytes(entries[0].read_bytes()[:40])     # truncated
+    second = run(tmp_path, env)
+    assert second.returncode == 0 and second.stdout.split() == ["True", "42"], second.stderr
+    assert "a damaged entry in the kernel cache (" in second.stderr
+    third = run(tmp_path, env)                                # rewritten by the second
+    assert third.stdout.split() == ["True", "42"] and "note" not in third.stderr
+
+
+def test_a_full_disk_leaves_the_kernel_uncached(tmp_path):
+    failing = USER.replace("from numba import njit", textwrap.dedent("""
+        from numba import njit
+        from numba.core import caching
+
+        def full(self, *args):
+            raise OSError(28, "No space left on device")
+        caching.IndexDataCacheFile._save_data = full
+    """))
+    result = run(tmp_path, {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}, failing)
+    assert result.returncode == 0 and result.stdout.split() == ["True", "42"], result.stderr
+    assert "the kernel cache cannot be written (No space left on device)" in result.stderr
