@@ -33,3 +33,12 @@ class Deadline:
     def left(self):
         """Seconds left (inf without a limit)."""
         return self.seconds - self.elapsed() if self else float("inf")
+
+
+def duration(seconds):
+    """Seconds as a limit is written: 2h, 30m, 45 s."""
+    seconds = float(seconds)
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g} s"

@@ -13,7 +13,7 @@ import sys
 import time
 
 from rnnkit import console, files
-from rnnkit.metrics import bits, perplexity
+from rnnkit.metrics import bits, perplexity, show_perplexity
 
 
 
@@ -121,3 +121,10 @@ class ProgressBar:
                 raise
             self.gone = True
             console.silence(self.stream)
+
+
+def val_line(step, loss, tail=""):
+    """A validation's line on stderr."""
+    numbers = val_metrics(loss)
+    return (f"step {step}: val loss {loss:.4f}, ppl {show_perplexity(numbers['val_ppl'])}, "
+            f"{numbers['val_bpc']:.3f} bits/token{tail}")

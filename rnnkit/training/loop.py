@@ -24,12 +24,12 @@ from rnnkit.training import checkpoint
 from rnnkit.model import softmax
 from rnnkit.errors import TrainError
 from rnnkit.training.evaluate import evaluate_batches
-from rnnkit.metrics import show_perplexity
 from rnnkit.model.optim import clip_gradients
 from rnnkit.training.paths import portable
 from rnnkit.training.folder import METRICS
 from rnnkit.training.runtime import Runtime, kept
-from rnnkit.training.log import Metrics, ProgressBar, val_metrics
+from rnnkit.training.clock import duration
+from rnnkit.training.log import Metrics, ProgressBar, val_line, val_metrics
 
 MAX_ROLLBACKS = 3
 MARGIN_S = 1.0                   # kept free before a --max-time deadline (at most 5% of it)
@@ -239,7 +239,7 @@ class Loop:
         if self.main:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                **numbers, lr=lr, elapsed=c.elapsed)
-        self.say(_val_line(c.step, loss, " (best)" if improved else ""))
+        self.say(val_line(c.step, loss, " (best)" if improved else ""))
         reason = None
         if t_cfg.patience and c.bad_evals >= t_cfg.patience:
             reason = f"early stopping: no better validation loss in {c.bad_evals} evaluations"
@@ -334,7 +334,7 @@ class Loop:
         if t.max_steps and c.step >= t.max_steps:
             return f"{t.max_steps} steps done"
         if self.deadline and self.deadline.left() < self.step_s + self._finish_reserve():
-            return f"time limit of {_duration(t.max_time)} reached"
+            return f"time limit of {duration(t.max_time)} reached"
         return None
 
     def _eta(self, session_s, step):
@@ -388,20 +388,7 @@ class Loop:
             self.metrics.write(step=c.step, epoch=c.epoch + c.batch / self.batches.num_batches,
                                **val_metrics(loss), lr=self.run.schedule.lr(c.step, c.epoch),
                                elapsed=c.elapsed, **({"val_batches": done} if partial else {}))
-        self.say(_val_line(c.step, loss, f" (on {done} of {count} batches: the time limit)"
+        self.say(val_line(c.step, loss, f" (on {done} of {count} batches: the time limit)"
                            if partial else " (best)" if best else ""))
         return best
 
-
-def _val_line(step, loss, tail=""):
-    numbers = val_metrics(loss)
-    return (f"step {step}: val loss {loss:.4f}, ppl {show_perplexity(numbers['val_ppl'])}, "
-            f"{numbers['val_bpc']:.3f} bits/token{tail}")
-
-
-def _duration(seconds):
-    seconds = float(seconds)
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g} s"
