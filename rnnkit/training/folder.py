@@ -48,7 +48,6 @@ class RunFolder:
         self.new = new
         self.main = main             # rank 0: the one rank that writes here
         self.stepped = False         # set by the loop after its first step
-        self.created = False
         self.made = []               # folders this run made (the run folder and its parents)
         self.lock = RunLock(self.path)
         self.removed = []            # (path, bytes) of temporaries cleaned on entry
@@ -60,7 +59,6 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"{self.path} is a file, not a run folder")
         try:
-            self.created = not self.path.exists()
             # the folders mkdir makes, innermost first: a run that never started removes them
             self.made = [p for p in [self.path, *self.path.parents] if not p.exists()]
             self.path.mkdir(parents=True, exist_ok=True)
@@ -102,7 +100,7 @@ class RunFolder:
             self.lock.release()
 
     def _remove_if_created(self):
-        if self.created:
+        if self.made:
             with contextlib.suppress(OSError):
                 (self.path / LOCK_NAME).unlink()
             for folder in self.made:

@@ -119,8 +119,8 @@ def _session(cfg, folder, ck, comm, stream, signals, start, new_corpus=False):
     with corpus:
         prints = comm.gather(corpus.fingerprint())
         agreed(comm, lambda: _same_corpus(prints))
-        run = agreed(comm, lambda: _build(cfg, ck, init, comm, backend, corpus, notes,
-                                          new_corpus))
+        run = agreed(comm, lambda: _build(cfg, ck, init, comm, backend, corpus,
+                                          prints[comm.rank], notes, new_corpus))
         loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
         for note in notes:
             loop.say(note)
@@ -190,11 +190,11 @@ def _open(cfg, folder, ck, comm, new_corpus=False):
     return backend, corpus, batches, budget, init
 
 
-def _build(cfg, ck, init, comm, backend, corpus, notes, new_corpus=False):
+def _build(cfg, ck, init, comm, backend, corpus, fingerprint, notes, new_corpus=False):
     """The run: restored from `ck`, or new (from the weights of `init`, --init-from's, if
     given)."""
     run = Run.build(cfg, corpus.vocabulary, corpus.encoding, backend, comm)
-    run.corpus = corpus.fingerprint()
+    run.corpus = fingerprint
     if ck is not None:
         run.restore(ck)
         changed = _corpus_changes(ck, corpus)
