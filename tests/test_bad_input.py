@@ -96,6 +96,7 @@ CASES = [
     (["train", "{d}/char.h5", "-o", "{d}/r", "--embed", "8", "--hidden", "16",
       "--tie-weights"], "tie_weights needs embed == hidden", 1),
     (["train", "{d}/char.h5", "-o", "{d}/r", "--device", "gpu7"], "unknown device", 1),
+    (["train", "{d}/char.h5", "-o", "{d}/r", "--device", ""], "unknown device", 1),
     (["train", "{d}/char.h5", "-o", "{d}/r", "--config", "{d}/bad.toml"], "not valid TOML", 1),
     (["train", "{d}/char.h5", "-o", "{d}/r", "--config", "{d}/typo.toml"], "unknown key", 1),
     (["train", "{d}/char.h5", "-o", "{d}/run"], "already holds a run", 1),

@@ -23,7 +23,7 @@ _default_cpu = None
 def parse_device(device):
     """("cpu", None) or ("cuda", index) from "cpu", "cuda", "cuda:N" (index None for "cuda":
     the process's own GPU, get_backend)."""
-    text = str(device or "cpu").strip().lower()
+    text = "cpu" if device is None else str(device).strip().lower()
     if text == "cpu":
         return "cpu", None
     if text == "cuda":
