@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # a module with one kernel cached as rnnkit caches its own, run after rnnkit has set Numba up
@@ -53,6 +55,36 @@ def test_a_damaged_entry_is_compiled_again(tmp_path):
     assert "a damaged entry in the kernel cache (" in second.stderr
     third = run(tmp_path, env)                                # rewritten by the second
     assert third.stdout.split() == ["True", "42"] and "note" not in third.stderr
+
+
+def test_changed_machine_code_is_found_and_compiled_again(tmp_path):
+    # Numba's entries have no checksum: with the constant changed in the cached machine
+    # code, this printed 7654322 and exited 0
+    code = USER.replace("3 * x", "x + 1234567").replace("triple(14)", "triple(1)")
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    assert run(tmp_path, env, code).stdout.split() == ["True", "1234568"]
+    entry, = (tmp_path / "cache").glob("**/user.triple-*.nbc")
+    raw = entry.read_bytes()
+    assert raw.count((1234567).to_bytes(4, "little")) == 1
+    entry.write_bytes(raw.replace((1234567).to_bytes(4, "little"),
+                                  (7654321).to_bytes(4, "little")))
+    second = run(tmp_path, env, code)
+    assert second.returncode == 0 and second.stdout.split() == ["True", "1234568"], \
+        second.stderr
+    assert "a damaged entry in the kernel cache (DamagedEntry)" in second.stderr
+    assert (1234567).to_bytes(4, "little") in entry.read_bytes()      # rewritten
+
+
+def test_numba_cudas_cache_classes_are_protected_too():
+    pytest.importorskip("numba.cuda.core.caching")
+    code = ("import rnnkit.kernels.cache as c, rnnkit.kernels.cuda.launch as l\n"
+            "from numba.cuda.core import caching\n"
+            "print(c.CACHE, getattr(caching.Cache, '_rnnkit', False))")
+    env = {k: v for k, v in os.environ.items() if k not in ("RNNKIT_NO_CACHE",
+                                                            "NUMBA_ENABLE_CUDASIM")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.stdout.split() == ["True", "True"], out.stderr
 
 
 def test_a_full_disk_leaves_the_kernel_uncached(tmp_path):

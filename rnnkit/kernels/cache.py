@@ -14,7 +14,8 @@ RNNKIT_NO_CACHE=1 turns the cache off (every process compiles what it runs). So 
 that cannot be written, with a note (Numba would otherwise fall back on __pycache__ beside
 the sources, keyed by each file alone: the stale kernels this key exists to avoid). A damaged
 entry is compiled again and a cache that cannot take more (a full disk) is left as it is, each
-with a note, instead of failing the run.
+with a note, instead of failing the run. Each entry carries a checksum of its bytes: Numba's
+have none, and a flipped byte in an entry's machine code ran (and crashed the process).
 """
 import ast
 import contextlib
@@ -23,7 +24,9 @@ import importlib.metadata
 import json
 import os
 import sys
+import pickle
 import tempfile
+import zlib
 from pathlib import Path
 
 import numba
@@ -192,6 +195,43 @@ def _tolerant(cls):
     cls.load_overload, cls.save_overload = load_overload, save_overload
 
 
+MARK = b"rnnkit-crc32"
+
+
+class DamagedEntry(Exception):
+    """An entry whose bytes do not match its checksum."""
+
+
+def _checked(cls):
+    """Numba's cache file class, made to write each entry with a CRC-32 of its bytes and to
+    refuse an entry without one or whose bytes differ (load_overload then compiles it again)."""
+
+    def _save_data(self, name, data):
+        blob = self._dump(data)
+        with self._open_for_write(self._data_path(name)) as f:
+            f.write(MARK + zlib.crc32(blob).to_bytes(4, "little") + blob)
+
+    def _load_data(self, name):
+        with open(self._data_path(name), "rb") as f:
+            raw = f.read()
+        head = len(MARK) + 4
+        if not raw.startswith(MARK) or \
+                zlib.crc32(raw[head:]).to_bytes(4, "little") != raw[len(MARK):head]:
+            raise DamagedEntry(name)
+        return pickle.loads(raw[head:])
+
+    cls._save_data, cls._load_data = _save_data, _load_data
+
+
+def protect(caching):
+    """Both of the above on a caching module's classes, once: Numba's (here) and numba-cuda's
+    own copy of them (kernels/cuda/launch.py)."""
+    if not getattr(caching.Cache, "_rnnkit", False):
+        _tolerant(caching.Cache)
+        _checked(caching.IndexDataCacheFile)
+        caching.Cache._rnnkit = True
+
+
 UNUSABLE = None                     # why the cache is off although asked for, or None
 if CACHE:
     numba.config.CACHE_DIR = _folder()
@@ -202,7 +242,7 @@ if CACHE:
              f"kernels are compiled for this process only (NUMBA_CACHE_DIR chooses the folder)")
     else:
         from numba.core import caching
-        _tolerant(caching.Cache)
+        protect(caching)
 
 
 def kept():

@@ -15,10 +15,17 @@ from numba.core.config import ENABLE_CUDASIM as SIMULATOR
 from numba.np.numpy_support import from_dtype
 
 # One folder of compiled kernels for both backends (kernels/cache.py).
-from rnnkit.kernels.cache import CACHE
+from rnnkit.kernels.cache import CACHE, protect
 
 # IEEE arithmetic, as on the CPU (kernels/cpu/compile.py): the same build gives the same bits.
 JIT = dict(cache=CACHE and not SIMULATOR, fastmath=False)
+if JIT["cache"]:
+    try:
+        from numba.cuda.core import caching     # numba-cuda's own copy of Numba's classes
+    except ImportError:                         # older numba-cuda: Numba's, protected already
+        caching = None
+    if caching is not None:
+        protect(caching)
 DEVICE = dict(device=True, fastmath=False)
 
 # 1-D kernels: threads per block (a power of two: the reductions are trees) and the most
