@@ -16,6 +16,7 @@ import errno
 import hashlib
 import os
 import secrets
+import signal
 import socket
 import stat
 from pathlib import Path
@@ -130,6 +131,54 @@ def atomic(path, needed=None):
             raise write_error(path, err, needed) from None
         raise
     fsync_folder(path.parent)
+
+
+# The signals a command stops on (rnnkit/training/stop_signals.py), held across atomic_all's
+# renames.
+HELD = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1") if
+        hasattr(signal, n)}
+
+
+@contextlib.contextmanager
+def atomic_all(paths, needed=None):
+    """atomic for files that belong together (a model's weights and its JSON): yields a
+    temporary path for each; once the block has written them all, each is synced, and they
+    replace `paths` back to back with the stop signals held, so that an interrupt leaves the
+    old files or the new ones, never one of each (a rename of one file could otherwise land
+    while the other was still syncing)."""
+    paths = [Path(p) for p in paths]
+    for folder in {os.path.abspath(p.parent) for p in paths} - _cleaned:
+        _cleaned.add(folder)
+        clean_stale(folder)
+    tmps = [temporary_name(p) for p in paths]
+    current = paths[0]
+    try:
+        yield tmps
+        for tmp, current in zip(tmps, paths):
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())
+        held = hasattr(signal, "pthread_sigmask")
+        if held:
+            signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+        try:
+            for tmp, current in zip(tmps, paths):
+                os.replace(tmp, current)
+        finally:
+            if held:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
+    except BaseException as err:
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise write_error(current, err, needed) from None
+        raise
+    for folder in {p.parent for p in paths}:
+        fsync_folder(folder)
 
 
 def write_bytes(path, data):

@@ -136,6 +136,50 @@ def test_a_write_error_is_one_line_with_the_space_needed(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def _pair(tmp_path, old):
+    paths = [tmp_path / "m.safetensors", tmp_path / "m.json"]
+    for p in paths:
+        p.write_text(old)
+    return paths
+
+
+def test_files_that_belong_together_stay_old_when_interrupted_while_syncing(tmp_path,
+                                                                            monkeypatch):
+    # before: the JSON was renamed into place while the weights still synced: a Ctrl-C
+    # there left the new JSON beside the old weights
+    paths = _pair(tmp_path, "old")
+    synced = []
+
+    def fsync(fd):
+        synced.append(fd)
+        if len(synced) == 2:
+            raise KeyboardInterrupt
+
+    from rnnkit.tools.safetensors import write_both
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    with pytest.raises(KeyboardInterrupt):
+        write_both(paths[0], b"new", paths[1], b"new")     # what export and ONNX export call
+    assert [p.read_text() for p in paths] == ["old", "old"]
+    assert sorted(os.listdir(tmp_path)) == ["m.json", "m.safetensors"]
+
+
+def test_a_signal_during_the_renames_waits_until_both_are_in_place(tmp_path, monkeypatch):
+    paths = _pair(tmp_path, "old")
+    replace = os.replace
+
+    def replace_then_signal(src, dst):
+        replace(src, dst)
+        os.kill(os.getpid(), signal.SIGINT)     # held until both files are new
+
+    monkeypatch.setattr(files.os, "replace", replace_then_signal)
+    with pytest.raises(KeyboardInterrupt):
+        with files.atomic_all(paths) as tmps:
+            for t in tmps:
+                open(t, "w").write("new")
+    assert [p.read_text() for p in paths] == ["new", "new"]
+    assert sorted(os.listdir(tmp_path)) == ["m.json", "m.safetensors"]
+
+
 # -- damaged files ---------------------------------------------------------------------------
 
 def test_a_flipped_byte_in_a_corpus_is_named(corpus, tmp_path):

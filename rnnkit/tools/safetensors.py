@@ -179,10 +179,8 @@ def softmax_info(cfg):
 
 
 def write_both(path, data, meta_path, meta):
-    """Both files or neither: each to a temporary name; the JSON renamed into place first,
-    the weights last (a failure before then removes both temporaries)."""
+    """Both new files or both old ones (files.atomic_all)."""
     files.check_space(path, len(data) + len(meta))
-    with files.atomic(path, needed=len(data)) as tmp:
+    with files.atomic_all([path, meta_path], needed=len(data) + len(meta)) as (tmp, tmp_meta):
         Path(tmp).write_bytes(data)
-        with files.atomic(meta_path, needed=len(meta)) as tmp_meta:
-            Path(tmp_meta).write_bytes(meta)
+        Path(tmp_meta).write_bytes(meta)
