@@ -27,7 +27,7 @@ def command(checkpoint, output, format_, force):
     \b
     rnnkit export runs/char/best.h5 -o char.safetensors      # and char.json
     rnnkit import char.safetensors -o char.h5                # and back
-    rnnkit export runs/char/best.h5 -o char.onnx             # and char.json
+    rnnkit export runs/char/best.h5 -o web.onnx              # and web.json
     """
     if format_ is None:
         format_ = "onnx" if output.lower().endswith(".onnx") else "safetensors"

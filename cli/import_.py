@@ -14,8 +14,8 @@ import click
 def command(weights, output, vocab, force):
     """Import WEIGHTS, a safetensors file with PyTorch word_language_model's names (what
     rnnkit export writes), as an rnnkit checkpoint that generate, eval and score use. Biases
-    are added (bias_ih + bias_hh; the GRU keeps its n blocks apart). Needs the safetensors
-    package: pip install 'rnnkit[safetensors]'.
+    are added (bias_ih + bias_hh; the GRU keeps its n blocks apart). Tensors may be float16,
+    bfloat16, float32 or float64.
 
     \b
     rnnkit import char.safetensors -o char.h5                # reads char.json too

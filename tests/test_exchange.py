@@ -175,6 +175,12 @@ def test_outputs_are_checked_and_atomic(tmp_path):
     (lambda info: info.update(level="phoneme"), "\"level\" must be one of"),
     (lambda info: info.update(cell="gru"), "cell 'gru' does not fit weights of 4 gate"),
     (lambda info: info.pop("tokens"), "expected a JSON object with \"tokens\""),
+    # each an internal error before
+    (lambda info: info.update(tokens=[[t] for t in TOKENS]), "\"tokens\" must be strings"),
+    (lambda info: info.update(cell=["lstm"]), "\"cell\" must be a string, not [\"lstm\"]"),
+    (lambda info: info.update(encoding=5), "\"encoding\" must be a string, not 5"),
+    (lambda info: info.update(tie_weights="false"), "\"tie_weights\" must be true or false"),
+    (lambda info: info.update(config=[]), "\"config\" must be a JSON object"),
 ])
 def test_bad_imports_are_one_line(tmp_path, change, message):
     make_checkpoint(tmp_path / "m.h5", "lstm")
@@ -199,15 +205,19 @@ def test_not_safetensors_and_missing_json(tmp_path):
     assert result.exit_code == 1 and "m.json not found" in result.output
 
 
+@needs_safetensors
 def test_without_safetensors(tmp_path, monkeypatch):
+    """Export needs the extra; import reads the format itself."""
     make_checkpoint(tmp_path / "m.h5", "lstm")
+    assert invoke("export", tmp_path / "m.h5", "-o", tmp_path / "a.safetensors").exit_code == 0
     monkeypatch.setitem(sys.modules, "safetensors", None)       # as if not installed
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
-    for args in (["export", tmp_path / "m.h5", "-o", tmp_path / "m.safetensors"],
-                 ["import", tmp_path / "m.h5", "-o", tmp_path / "x.h5"]):
-        result = invoke(*args)
-        assert result.exit_code == 1 and "pip install 'rnnkit[safetensors]'" in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]
+    result = invoke("export", tmp_path / "m.h5", "-o", tmp_path / "m.safetensors")
+    assert result.exit_code == 1 and "pip install 'rnnkit[safetensors]'" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.safetensors", "m.h5"]
+    assert invoke("import", tmp_path / "a.safetensors", "-o", tmp_path / "x.h5").exit_code == 0
+    a, b = checkpoint.load(tmp_path / "m.h5"), checkpoint.load(tmp_path / "x.h5")
+    assert all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
 
 
 def pytorch_lstm(H=64, seed=0):
@@ -262,3 +272,101 @@ def test_non_finite_weights_are_refused(tmp_path, name, at, value, dtype):
     assert len(lines) == 1 and f"tensor {name}" in lines[0] and "1 value" in lines[0] and \
         f"{value}".lower().lstrip("-") in lines[0].lower(), lines
     assert not (tmp_path / "w.h5").exists()
+
+
+def bfloat16(a):
+    """float32 -> bfloat16's bits (rounding to nearest even), as PyTorch stores them."""
+    bits = a.astype(np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def test_bfloat16_weights_import_widened(tmp_path):
+    """PyTorch's usual type for weights: its bits are a float32's top half (safetensors'
+    numpy reader has no such type; rnnkit read it as 'not a safetensors file')."""
+    tensors = pytorch_lstm(H=8)
+    halves = {k: bfloat16(v) for k, v in tensors.items()}
+    header = {k: {"dtype": "BF16", "shape": list(v.shape), "data_offsets": [0, 0]}
+              for k, v in halves.items()}
+    blob, at = b"", 0
+    for k, v in halves.items():
+        header[k]["data_offsets"] = [at, at + v.nbytes]
+        blob, at = blob + v.tobytes(), at + v.nbytes
+    text = json.dumps(header).encode()
+    (tmp_path / "w.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + blob)
+    (tmp_path / "w.json").write_text(json.dumps({"level": "char", "tokens": TOKENS}))
+    result = invoke("import", tmp_path / "w.safetensors", "-o", tmp_path / "w.h5")
+    assert result.exit_code == 0, result.output
+    got = checkpoint.load(tmp_path / "w.h5").weights
+    want = (halves["encoder.weight"].astype(np.uint32) << 16).view(np.float32)
+    assert got["embed"].dtype == np.float32 and np.array_equal(got["embed"], want)
+    assert np.abs(want - tensors["encoder.weight"]).max() < 1e-3
+
+
+@needs_safetensors
+def test_other_tensor_types_are_named(tmp_path):
+    tensors = pytorch_lstm(H=8)
+    tensors["decoder.bias"] = tensors["decoder.bias"].astype(np.int32)
+    result = import_tensors(tmp_path, tensors, {})
+    assert result.exit_code == 1
+    assert "tensors of type I32; rnnkit reads float16, bfloat16, float32" in result.output
+
+
+@needs_safetensors
+def test_tie_weights_in_the_json_against_the_tensors(tmp_path):
+    # before: "tie_weights": true dropped a decoder.weight that differed, without a word
+    result = import_tensors(tmp_path, pytorch_lstm(H=6), {"tie_weights": True})
+    assert result.exit_code == 1 and "decoder.weight differs from encoder.weight" in \
+        result.output
+    tensors = pytorch_lstm(H=6)
+    tensors["decoder.weight"] = tensors["encoder.weight"].copy()
+    assert import_tensors(tmp_path, tensors, {"tie_weights": True}).exit_code == 0
+    assert checkpoint.load(tmp_path / "w.h5").config["model"]["tie_weights"] is True
+
+
+@needs_safetensors
+def test_a_tied_model_saved_by_safetensors_save_model_imports_tied(tmp_path):
+    """save_model keeps one name of a shared tensor: decoder.weight, no encoder.weight."""
+    tensors = pytorch_lstm(H=6)
+    shared = tensors.pop("encoder.weight")
+    tensors["decoder.weight"] = shared
+    assert import_tensors(tmp_path, tensors, {}).exit_code == 0
+    back = checkpoint.load(tmp_path / "w.h5")
+    assert back.config["model"]["tie_weights"] is True
+    assert np.array_equal(back.weights["embed"], shared)
+    os.unlink(tmp_path / "w.h5")
+    result = import_tensors(tmp_path, tensors, {"tie_weights": False})
+    assert result.exit_code == 1 and "tensor encoder.weight is missing" in result.output
+
+
+@needs_safetensors
+def test_a_missing_layer_tensor_is_named(tmp_path):
+    """Before: 'tensor rnn.weight_hh_l1 has no place ... (bidirectional ...)'."""
+    tensors = pytorch_lstm(H=6)
+    tensors.update({k.replace("_l0", "_l1"): np.zeros((24, 6), np.float32)
+                    for k in ("rnn.weight_ih_l0", "rnn.weight_hh_l0")})
+    del tensors["rnn.weight_ih_l1"]
+    result = import_tensors(tmp_path, tensors, {})
+    assert result.exit_code == 1 and "tensor rnn.weight_ih_l1 is missing" in result.output
+
+
+@needs_safetensors
+def test_a_word_vocabulary_without_eos_is_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file(pytorch_lstm(H=6), tmp_path / "w.safetensors")
+    words = [f"w{i}" for i in range(V)]
+    (tmp_path / "w.json").write_text(json.dumps({"level": "word", "tokens": words}))
+    result = invoke("import", tmp_path / "w.safetensors", "-o", tmp_path / "w.h5")
+    assert result.exit_code == 1 and "a word-level vocabulary needs <eos>" in result.output
+
+
+def test_div_value_found_from_the_tails_sizes():
+    """PyTorch's tails are int(H // div_value ** (i + 1)) wide: H = 40, div_value 3 gives
+    13 and 4 (before: only 4, 2 and H / 13 = 3.08 were tried, and 40 // 3.08 = 12)."""
+    from rnnkit.tools.safetensors_import import _adaptive
+    tensors = {"decoder.head.weight": np.zeros((12, 40)),
+               "decoder.tail.0.1.weight": np.zeros((20, 13)),
+               "decoder.tail.1.1.weight": np.zeros((30, 4))}
+    got = _adaptive(tensors, {}, 40, "w.safetensors")
+    assert got["cutoffs"] == [10, 30] and 40 // got["div_value"] == 13 and \
+        40 // got["div_value"] ** 2 == 4

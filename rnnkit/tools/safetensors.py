@@ -39,8 +39,9 @@ tokenizer's JSON, which tokenizers.Tokenizer.from_str reads), "config" (rnnkit's
 config)}. A
 file made in PyTorch imports with such a JSON holding at least "level" and "tokens" (and
 "cell" for an Elman RNN, whose weights do not tell tanh from relu; "div_value" where the
-tails' sizes do not tell it). safetensors is the optional extra
-`rnnkit[safetensors]`.
+tails' sizes do not tell it). The header's metadata repeats the JSON's settings, each as JSON
+text. Export needs the optional extra `rnnkit[safetensors]`; import reads the format itself
+(rnnkit/tools/safetensors_import.py), bfloat16 included.
 """
 import json
 import os
@@ -123,7 +124,8 @@ def export_checkpoint(path, output, force=False):
     ck, cfg = load_export(path)
     tensors = to_pytorch({k: np.asarray(v) for k, v in ck.weights.items()}, cfg)
     info = export_info(ck, cfg)
-    weights = st.save(tensors, metadata={**{k: str(v) for k, v in info.items()},
+    weights = st.save(tensors, metadata={**{k: v if isinstance(v, str) else json.dumps(v)
+                                            for k, v in info.items()},
                                          "producer": f"rnnkit {__version__}"})
     sidecar_text = json.dumps({**info, "tokens": ck.vocab.tokens, **bpe.sidecar(ck.vocab),
                                "config": ck.config}, indent=1) + "\n"

@@ -3,6 +3,7 @@ names and the JSON beside it (the names, layouts and JSON fields: rnnkit/tools/s
 """
 import codecs
 import json
+import re
 import struct
 from collections import Counter
 from pathlib import Path
@@ -11,31 +12,70 @@ import numpy as np
 
 from rnnkit import cells, files
 from rnnkit.corpus import bpe
-from rnnkit.corpus.tokenize import LEVELS, Vocabulary
+from rnnkit.corpus.tokenize import EOS, LEVELS, Vocabulary
 from rnnkit.model.config import ConfigError, ModelConfig, TrainConfig
 from rnnkit.model.config_file import from_dict
 from rnnkit.errors import RnnkitError
-from rnnkit.tools.safetensors import (RNN_TYPES, ExchangeError, adaptive_names, library,
-                                      sidecar)
+from rnnkit.tools.safetensors import RNN_TYPES, ExchangeError, adaptive_names, sidecar
 from rnnkit.training.checkpoint import Checkpoint, save
 
 
+# safetensors' dtype names -> what rnnkit reads them as (bfloat16: its bits are the top half
+# of a float32's, so it widens exactly)
+DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "BF16": np.uint16}
+READS = "float16, bfloat16, float32 and float64"
+
+
 def read_safetensors(path):
-    """(tensors, the header's metadata) of a safetensors file."""
-    st = library()
+    """(tensors, the header's metadata) of a safetensors file, read here rather than by the
+    library, whose numpy reader has no bfloat16 (PyTorch's usual type for weights)."""
     try:
         data = Path(path).read_bytes()
     except OSError as err:
         raise ExchangeError(f"cannot read {path}: {err.strerror}") from None
     try:
-        tensors = st.load(data)
-        size = struct.unpack("<Q", data[:8])[0]
-        meta = json.loads(data[8:8 + size]).get("__metadata__") or {}
-    except Exception as err:            # safetensors raises its own errors, or numpy's
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ExchangeError(f"{path} is not a safetensors file rnnkit can read ({first})") \
+        header, start = _header(data)
+    except (ValueError, struct.error) as err:
+        raise ExchangeError(f"{path} is not a safetensors file rnnkit can read ({err})") \
             from None
-    return tensors, meta
+    meta = header.pop("__metadata__", None) or {}
+    kinds = sorted({t["dtype"] for t in header.values()} - set(DTYPES))
+    if kinds:
+        raise ExchangeError(f"{path}: tensors of type {', '.join(kinds)}; rnnkit reads {READS}")
+    tensors = {}
+    for name, t in header.items():
+        lo, hi = t["data_offsets"]
+        a = np.frombuffer(data, DTYPES[t["dtype"]], (hi - lo) // DTYPES[t["dtype"]]().itemsize,
+                          start + lo).reshape(t["shape"])
+        if t["dtype"] == "BF16":
+            a = (a.astype(np.uint32) << 16).view(np.float32)
+        tensors[name] = a
+    return tensors, meta if isinstance(meta, dict) else {}
+
+
+def _header(data):
+    """The header of a safetensors file (checked: every tensor's bytes inside the file and
+    as many as its shape and type take) and where the tensors' bytes start."""
+    size = struct.unpack("<Q", data[:8])[0]
+    if size > len(data) - 8:
+        raise ValueError(f"a header of {size:,} bytes in a file of {len(data):,}")
+    header = json.loads(data[8:8 + size])
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    end = len(data) - 8 - size
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        if not (isinstance(t, dict) and isinstance(t.get("dtype"), str) and
+                isinstance(t.get("shape"), list) and isinstance(t.get("data_offsets"), list) and
+                len(t["data_offsets"]) == 2 and
+                all(isinstance(n, int) and n >= 0 for n in t["shape"] + t["data_offsets"])):
+            raise ValueError(f"tensor {name!r}: no dtype, shape and data_offsets")
+        lo, hi = t["data_offsets"]
+        item = DTYPES[t["dtype"]]().itemsize if t["dtype"] in DTYPES else None
+        if not lo <= hi <= end or (item and hi - lo != item * int(np.prod(t["shape"]))):
+            raise ValueError(f"tensor {name!r}: its bytes {lo}-{hi} do not fit")
+    return header, 8 + size
 
 
 def read_sidecar(path):
@@ -50,7 +90,20 @@ def read_sidecar(path):
     if not isinstance(info, dict) or not isinstance(info.get("tokens"), list):
         raise ExchangeError(f"{path}: expected a JSON object with \"tokens\", the vocabulary "
                             f"in id order")
+    if not all(isinstance(t, str) for t in info["tokens"]):
+        raise ExchangeError(f"{path}: \"tokens\" must be strings (the vocabulary in id order)")
+    for key, kind, what in FIELDS:
+        value = info.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and
+                                  kind is not bool):
+            raise ExchangeError(f"{path}: \"{key}\" must be {what}, not {json.dumps(value)}")
     return info
+
+
+# The JSON's fields that import reads, with their JSON types
+FIELDS = [("level", str, "a string"), ("cell", str, "a string"), ("rnn_type", str, "a string"),
+          ("encoding", str, "a string"), ("tie_weights", bool, "true or false"),
+          ("div_value", (int, float), "a number"), ("config", dict, "a JSON object")]
 
 
 def _cell_and_hidden(tensors, info, meta, path):
@@ -62,7 +115,8 @@ def _cell_and_hidden(tensors, info, meta, path):
         "weight_ih", "weight_hh", "bias_ih", "bias_hh") if f"rnn.{w}_l{k}" in tensors)
     hidden = Counter([tensors[f"rnn.weight_hh_l{k}"].shape[-1] for k in layers
                       if f"rnn.weight_hh_l{k}" in tensors] +
-                     [tensors[f"rnn.weight_ih_l{k}"].shape[-1] for k in layers if k] +
+                     [tensors[f"rnn.weight_ih_l{k}"].shape[-1] for k in layers
+                      if k and f"rnn.weight_ih_l{k}" in tensors] +
                      [tensors[n].shape[-1] for n in ("decoder.weight",) if n in tensors])
     GH = rows.most_common(1)[0][0]
     cell = info.get("cell") or meta.get("cell")
@@ -93,10 +147,12 @@ def _cell_and_hidden(tensors, info, meta, path):
 
 
 def _layers(tensors):
-    layers = 0
-    while f"rnn.weight_ih_l{layers}" in tensors:
-        layers += 1
-    return layers
+    """1 + the highest layer any rnn. tensor names (one missing below it is then named)."""
+    found = [int(m.group(1)) for m in map(LAYER.fullmatch, tensors) if m]
+    return max(found, default=-1) + 1
+
+
+LAYER = re.compile(r"rnn\.(?:weight|bias)_(?:ih|hh)_l(\d+)")
 
 
 def _tensor(tensors, name, shape, path, dtype):
@@ -117,15 +173,17 @@ def _tensor(tensors, name, shape, path, dtype):
 
 def from_pytorch(tensors, info, meta, path):
     """(ModelConfig, rnnkit's named weights) from word_language_model's state dict."""
+    if "encoder.weight" not in tensors and "decoder.weight" in tensors and \
+            info.get("tie_weights") is not False:
+        # safetensors.torch.save_model keeps one name of a shared tensor: a tied model
+        tensors = {("encoder.weight" if k == "decoder.weight" else k): v
+                   for k, v in tensors.items()}
     for name in ("encoder.weight", "rnn.weight_hh_l0",
                  "decoder.head.weight" if "decoder.head.weight" in tensors else "decoder.bias"):
         if name not in tensors:
             raise ExchangeError(f"{path}: tensor {name} is missing (expected PyTorch "
                                 f"word_language_model's names: encoder., rnn., decoder.)")
     kinds = {np.dtype(a.dtype) for a in tensors.values()}
-    if not kinds <= {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}:
-        raise ExchangeError(f"{path}: tensors of type {', '.join(map(str, kinds))}; rnnkit "
-                            f"reads float16, float32 and float64")
     dtype = np.float64 if kinds == {np.dtype(np.float64)} else np.float32
     V, E = tensors["encoder.weight"].shape
     layers = _layers(tensors)
@@ -133,12 +191,16 @@ def from_pytorch(tensors, info, meta, path):
     GH = cells.get(cell).gates * H
     adaptive = _adaptive(tensors, info, H, path) if "decoder.head.weight" in tensors else {}
     tied = info.get("tie_weights")
+    dec = tensors.get("decoder.weight")
+    same = dec is None or (dec.shape == (V, E) and np.array_equal(dec, tensors[
+        "encoder.weight"]))
     if adaptive:
         tied = False
     elif tied is None:    # a PyTorch file: tied when the decoder is the encoder
-        dec = tensors.get("decoder.weight")
-        tied = dec is None or (dec.shape == (V, E) and np.array_equal(dec, tensors[
-            "encoder.weight"]))
+        tied = same
+    elif tied and not same:
+        raise ExchangeError(f"{path}: its JSON says \"tie_weights\": true, but decoder.weight "
+                            f"differs from encoder.weight (set it to false to import both)")
     try:
         cfg = ModelConfig(cell=cell, vocab_size=V, embed=E, hidden=H, layers=max(layers, 1),
                           tie_weights=bool(tied), dtype=np.dtype(dtype).name, **adaptive)
@@ -194,7 +256,7 @@ def _adaptive(tensors, info, H, path):
     cutoffs = [shortlist + sum(sizes[:i]) for i in range(k)]
     model = (info.get("config") or {}).get("model", {})
     given = info.get("div_value", model.get("div_value"))
-    for d in [given] if given is not None else [4.0, 2.0, H / max(1, hidden[0])]:
+    for d in [given] if given is not None else [4.0, 2.0, *range(3, H + 1), H / max(1, hidden[0])]:
         if all(int(H // (float(d) ** (i + 1))) == h for i, h in enumerate(hidden)):
             return dict(softmax="adaptive", cutoffs=cutoffs, div_value=float(d),
                         head_bias="decoder.head.bias" in tensors)
@@ -223,6 +285,9 @@ def _vocabulary(info, meta, V, path):
                             f"{' below U+0100' if level == 'byte' else ''}")
     if level == "word" and not all(isinstance(t, str) and t for t in tokens):
         raise ExchangeError(f"{path}: a word-level vocabulary holds non-empty strings")
+    if level == "word" and EOS not in tokens:
+        raise ExchangeError(f"{path}: a word-level vocabulary needs {EOS}, the token that ends "
+                            f"each line (rnnkit preprocess puts it at id 1)")
     return Vocabulary(level, tokens)
 
 
