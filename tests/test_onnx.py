@@ -90,3 +90,15 @@ def test_adaptive_softmax_gives_its_log_probabilities(tmp_path, head_bias):
     np.testing.assert_allclose(np.exp(got).sum(axis=-1), 1.0, atol=1e-5)
     assert "log-probabilities" in json.loads((tmp_path / "a.json").read_text())[
         "outputs"]["logits"]
+
+
+def test_a_model_over_onnx_limit_is_refused_before_building(tmp_path, monkeypatch):
+    """Before: 30 s of building, then 'internal error: EncodeError' (a 2.3 GB model)."""
+    from rnnkit.tools import onnx_export
+    make_checkpoint(tmp_path / "m.h5", "lstm")
+    monkeypatch.setattr(onnx_export, "LIMIT", 1000)
+    monkeypatch.setattr(onnx_export, "build_graph", None)       # never reached
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "m.h5"), "-o",
+                                       str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1 and "an ONNX file holds at most 2 GiB" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]

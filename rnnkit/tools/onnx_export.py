@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit import cells
+from rnnkit import cells, files
 from rnnkit.tools.safetensors import (ExchangeError, check_outputs, export_info, load_export,
                                       write_both)
 from rnnkit.corpus.bpe import sidecar
@@ -168,12 +168,22 @@ def adaptive_nodes(helper, weights, cfg, x, init):
     return nodes
 
 
+# A protobuf message, hence an ONNX file without external data, is under 2 GiB; the graph's
+# own text is kept well below the margin.
+LIMIT = 2**31 - 2**24
+
+
 def export_onnx(path, output, force=False):
     """Write checkpoint `path` as the ONNX graph `output` and its JSON beside it (sidecar);
     returns the two paths."""
     _onnx()
     meta_path = check_outputs(path, output, force, "onnx")
     ck, cfg = load_export(path)
+    size = sum(np.asarray(v).size * 4 for v in ck.weights.values())     # as float32
+    if size >= LIMIT:
+        raise ExchangeError(f"{path}: its weights take {files.human(size)} as float32; an ONNX "
+                            f"file holds at most 2 GiB (protobuf's limit): export to "
+                            f"safetensors instead")
     model = build_graph({k: np.asarray(v) for k, v in ck.weights.items()}, cfg)
     states = cells.get(cfg.cell).state
     info = {**export_info(ck, cfg), "dtype": "float32",
@@ -186,5 +196,10 @@ def export_onnx(path, output, force=False):
                         **{s: f"({cfg.layers}, N, {cfg.hidden}) float32" for s in states}}}
     text = json.dumps({**info, "tokens": ck.vocab.tokens, **sidecar(ck.vocab),
                        "config": ck.config}, indent=1)
-    write_both(output, model.SerializeToString(), meta_path, (text + "\n").encode("utf-8"))
+    try:
+        data = model.SerializeToString()
+    except Exception as err:        # noqa: BLE001  protobuf's EncodeError: over its limit
+        raise ExchangeError(f"{path}: the ONNX graph cannot be written ({err}); an ONNX file "
+                            f"holds at most 2 GiB: export to safetensors instead") from None
+    write_both(output, data, meta_path, (text + "\n").encode("utf-8"))
     return Path(output), meta_path
