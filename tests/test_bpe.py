@@ -150,6 +150,26 @@ def test_trained_on_the_training_split_only(tmp_path):
         assert "Ġzyzzyva" in c.vocab
 
 
+@pytest.mark.parametrize("val_frac,test_frac", [(0.1, 0.1), (0.0, 0.3), (0.25, 0.0)])
+def test_the_training_split_is_the_text_the_tokenizer_learnt_from(tmp_path, val_frac,
+                                                                   test_frac):
+    """Splits cut by token fractions put text the tokenizer had learnt from in val and test
+    where bytes per token vary along the text: here 2,800 of the 9,760 bytes it learnt from
+    (its merges of the long word came from text outside /train)."""
+    text = "a b c d e f g h\n" * 500 + "internationalization\n" * 200
+    out = tmp_path / "b.h5"
+    preprocess([write(tmp_path, "t.txt", text)], str(out), level="bpe", vocab_size=300,
+               val_frac=val_frac, test_frac=test_frac)
+    learnt = int((1 - val_frac - test_frac) * len(text))          # bytes (ASCII)
+    with Corpus(out) as c:
+        ids = {s: c.tokens(s) if f else [] for s, f in (("train", 1), ("val", val_frac),
+                                                         ("test", test_frac))}
+        train, val, test = (c.decode(ids[s]) for s in ("train", "val", "test"))
+        assert train + val + test == text
+        assert learnt <= len(train) <= learnt + len("internationalization")
+        assert abs(len(ids["val"]) * test_frac - len(ids["test"]) * val_frac) <= 1
+
+
 def test_vocab_from_reuses_it(tmp_path):
     first = tmp_path / "a.h5"
     preprocess([write(tmp_path, "a.txt", made_up_text(5))], str(first), level="bpe",

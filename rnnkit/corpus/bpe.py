@@ -12,8 +12,11 @@ save`: the corpus, and from it every checkpoint); decoding needs only the token 
 model decodes (generate without a prime) even where `tokenizers` is not installed.
 
 Preprocessing (rnnkit/corpus/preprocess.py) trains before its two passes: on the main inputs' first
-1 - val_frac - test_frac of bytes (the training split, which cuts by tokens, to within a few
-tokens; all of them when --val/--test files are given), then counts and encodes with `BpeTokenizer`.
+1 - val_frac - test_frac of bytes (all of them when --val/--test files are given), then
+counts and encodes with `BpeTokenizer`. The training split is then the tokens of that text
+(encoded once more to count them; exact at a line's end, within a few tokens when the byte cut
+falls inside a line), so the tokenizer learns nothing from validation or test text; val and
+test share the rest in their fractions' ratio.
 `--min-count N` is the tokenizer's min_frequency: a pair is merged only if seen N times.
 """
 import itertools

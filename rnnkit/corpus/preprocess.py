@@ -183,9 +183,15 @@ def bpe_options(vocab_size, max_vocab, vocab_from):
         raise InputError(str(err)) from None
 
 
-def _plan(main_tokens, val_frac, test_frac, sources):
-    """Tokens per split, and for each group of sources the (split, count) parts it feeds."""
+def _plan(main_tokens, val_frac, test_frac, sources, train_tokens=None):
+    """Tokens per split, and for each group of sources the (split, count) parts it feeds.
+    train_tokens: the training split's size where it is set by the text a BPE tokenizer
+    learnt from (the rest shared by val and test in their fractions' ratio)."""
     n_val, n_test = int(val_frac * main_tokens), int(test_frac * main_tokens)
+    if train_tokens is not None and val_frac + test_frac > 0:
+        rest = main_tokens - min(train_tokens, main_tokens)
+        n_val = round(rest * val_frac / (val_frac + test_frac))
+        n_test = rest - n_val
     sizes = {"train": main_tokens - n_val - n_test, "val": n_val, "test": n_test}
     feeds = {"train": [("train", sizes["train"]), ("val", n_val), ("test", n_test)]}
     why = {"train": "the input", "val": f"--val-frac {val_frac} of {main_tokens} tokens",
@@ -243,11 +249,14 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
                                    ([vocab_from] if vocab_from else []))
     removed = files.clean_stale(folder)
     total_bytes = sum(os.path.getsize(s.path) for s in sources)
+    train_tokens = None
     if level == "bpe":
         if vocab is None:
-            text = bpe.training_text(sources, 1 - val_frac - test_frac, encoding, errors,
-                                     min(block, BpeTokenizer.max_block))
-            vocab = bpe.train(text, vocab_size, min_count)
+            text = lambda: bpe.training_text(sources, 1 - val_frac - test_frac,  # noqa: E731
+                                             encoding, errors, min(block, BpeTokenizer.max_block))
+            vocab = bpe.train(text(), vocab_size, min_count)
+            if val_frac + test_frac > 0:    # the training split: the text it learnt from
+                train_tokens = sum(len(vocab.encode(piece)) for piece in text())
         tokenizer = BpeTokenizer(vocab)
     else:
         tokenizer = TOKENIZERS[level]()
@@ -255,7 +264,7 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
     bar = (progress(2 * total_bytes) if progress else None) or contextlib.nullcontext()
     try:
         sizes = _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors,
-                     block, vocab_from, max_vocab, min_count, val_frac, test_frac)
+                     block, vocab_from, max_vocab, min_count, val_frac, test_frac, train_tokens)
     except files.WriteError:
         raise
     except OSError as err:  # pass 1's word cache in the output folder
@@ -271,7 +280,7 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
 
 
 def _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors, block,
-         vocab_from, max_vocab, min_count, val_frac, test_frac):
+         vocab_from, max_vocab, min_count, val_frac, test_frac, train_tokens):
     """Both passes; returns the split sizes and, under "vocab", the vocabulary."""
     with bar, contextlib.ExitStack() as cleanup:
         cache = None
@@ -292,7 +301,7 @@ def _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors
         main_tokens = sum(s.tokens for s in sources if s.split == "train")
         if main_tokens == 0:
             raise InputError("the input is empty (no tokens)")
-        sizes, feeds = _plan(main_tokens, val_frac, test_frac, sources)
+        sizes, feeds = _plan(main_tokens, val_frac, test_frac, sources, train_tokens)
         if vocab is None:
             vocab = tokenizer.vocabulary(max_vocab, min_count)
         if cache is not None:
