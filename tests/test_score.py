@@ -268,3 +268,18 @@ def test_eval_bits_per_char(run, word_run, tmp_path):
     skipped = numbers_of(invoke("eval", run / "best.h5", "--text", tmp_path / "z.txt",
                                 "--unknown", "skip", "-q"))
     assert "bits_per_char" not in skipped and "chars" not in skipped
+
+
+def test_eval_text_reads_a_file_as_preprocess_does(word_run, tmp_path):
+    """A last line without its newline ends in <eos> at word level (before: eval --text left
+    it out, scoring one token fewer than eval on the same file preprocessed)."""
+    (tmp_path / "t.txt").write_text("the quick fox\nthe fox naps")
+    assert invoke("preprocess", tmp_path / "t.txt", "--vocab-from", word_run / "best.h5",
+                  "--val-frac", "0", "--test-frac", "0", "-o", tmp_path / "t.h5",
+                  "-q").exit_code == 0
+    by_text = numbers_of(invoke("eval", word_run / "best.h5", "--text", tmp_path / "t.txt",
+                                "--batch-size", "1", "-q"))
+    by_corpus = numbers_of(invoke("eval", word_run / "best.h5", tmp_path / "t.h5", "--split",
+                                  "train", "--batch-size", "1", "-q"))
+    assert int(by_text["tokens"]) == int(by_corpus["tokens"]) == 7      # 8 ids, 7 scored
+    assert by_text["loss"] == by_corpus["loss"]

@@ -158,7 +158,9 @@ class LanguageModel:
 
     def score(self, lines, reset="per-line", batch_size=BATCH, unknown="error"):
         """The natural log-probability of each line (a list of lines, or a text of lines), its
-        newline (word level: <eos>) included, as the first column of rnnkit score."""
+        newline (word level: <eos>) included, as the first column of rnnkit score: each line
+        of a list has its newline; a text's last line only where the text ends with one (at
+        char and byte level; word level ends every line with <eos>)."""
         return self.scores(_lines_text(lines), reset, batch_size, unknown=unknown
                            ).line_logprobs()
 

@@ -75,7 +75,10 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
         source = f"{corpus} [{split}]"
     else:
         data = read_text(text, codec.level, encoding or codec.encoding)
-        ids, dropped, symbol = codec.encode_text(data, unknown, where=str(text))
+        # a file, as preprocess reads it: at word level a last line without "\n" ends in <eos>
+        whole = data + "\n" if codec.level == "word" and data.rpartition("\n")[2].strip() \
+            else data
+        ids, dropped, symbol = codec.encode_text(whole, unknown, where=str(text))
         if dropped:
             what = "left out" if symbol is None else f"replaced by {symbol!r}"
             unit = "words" if codec.level == "word" else "symbols"
