@@ -31,6 +31,8 @@ def test_file_values_and_types(tmp_path):
     ("[model]\nhidden = true\n", r"\[model\] hidden: expected int"),
     ("[optim]\nlr = 'fast'\n", r"\[optim\] lr: expected float"),
     ("[optim]\nnesterov = 1\n", r"\[optim\] nesterov: expected bool"),
+    ("[model]\ndiv_value = nan\n", r"\[model\] div_value: expected a finite number, got nan"),
+    ("[optim]\nlr = inf\n", r"\[optim\] lr: expected a finite number, got inf"),
     ("[train]\nmax_time = 'soon'\n", "max_time: 'soon' is not a duration"),
     ("model = 3\n", r"\[model\] must be a table"),
     ("[model\n", "not valid TOML"),
@@ -108,3 +110,9 @@ def test_docs_table_of_keys_and_flags_is_current():
     docs = (Path(__file__).parent.parent / "docs" / "training.md").read_text()
     assert flag_table() in docs, \
         "docs/training.md: paste rnnkit.model.config_file.flag_table() again"
+
+
+def test_one_cutoff_may_be_a_number():
+    """cutoffs = 50 in TOML or train(cutoffs=50): one cutoff (before: 'expected integers')."""
+    cfg = from_dict({"model": {"softmax": "adaptive", "cutoffs": 50}})
+    assert from_dict({"model": {"cutoffs": [50]}}).model.cutoffs == cfg.model.cutoffs

@@ -333,7 +333,7 @@ def assert_fails(tmp_path, args, message, code=1):
     ({"in.txt": "x" * 50, "v.txt": "y"}, ["in.txt", "--val", "v.txt"], "the --val file gives 1"),
     ({"in.txt": "x" * 50}, ["in.txt", "--val", "v.txt", "--val-frac", "0.1"],
      "--val-frac or --val FILE"),
-    ({"in.txt": "x" * 50}, ["in.txt", "--max-vocab", "10"], "apply to --level word only"),
+    ({"in.txt": "x" * 50}, ["in.txt", "--max-vocab", "10"], "--max-vocab applies to --level word, --min-count to word and bpe"),
     ({"in.txt": "x" * 50}, ["in.txt", "--encoding", "nope"], "unknown encoding 'nope'"),
     ({"in.txt": "x" * 50, "v.txt": "abc"}, ["in.txt", "--vocab-from", "v.txt"],
      "is not an HDF5 file"),

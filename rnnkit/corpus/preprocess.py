@@ -238,7 +238,7 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
     elif vocab_size is not None:
         raise InputError("--vocab-size applies to --level bpe only")
     if level not in ("word", "bpe") and (max_vocab is not None or min_count != 1):
-        raise InputError("--max-vocab and --min-count apply to --level word only")
+        raise InputError("--max-vocab applies to --level word, --min-count to word and bpe")
     if not inputs:
         raise InputError("no input given")
     sources = [Source(p, "train") for p in find_inputs(inputs)]

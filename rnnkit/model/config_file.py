@@ -71,6 +71,8 @@ def _coerce(where, kind, value, meta):
         ok = ok and math.isfinite(value)
     else:
         ok = isinstance(value, kind)
+    if not ok and kind is float and isinstance(value, float):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if not ok:
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
     spec = meta.get("kind")

@@ -30,8 +30,10 @@ KINDS = ("full", "adaptive")
 
 # -- the settings ----------------------------------------------------------------------------
 def parse_cutoffs(value):
-    """'2000,10000' or [2000, 10000] -> (2000, 10000); () for '' or []. ValueError unless
-    positive integers in increasing order."""
+    """'2000,10000', [2000, 10000] or 2000 (one) -> (2000, 10000); () for '' or []. ValueError
+    unless positive integers in increasing order."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",")] if value.strip() else []
         if not all(p.lstrip("-").isdigit() for p in parts):
