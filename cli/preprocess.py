@@ -92,6 +92,9 @@ def command(inputs, output, level, encoding, errors, val_frac, test_frac, val, t
         for path, size, pid in summary["removed"]:
             click.echo(f"removed {path} ({size:,} bytes), left by a killed rnnkit (PID {pid})",
                        err=True)
+        for path in summary["marked"]:
+            click.echo(f"note: {path} starts with a UTF-8 byte order mark, kept as the "
+                       f"character U+FEFF; --encoding utf-8-sig leaves it out", err=True)
         splits = ", ".join(f"{name} {n:,}" for name, n in summary["splits"].items())
         unk = f"; <unk> {summary['unk']:,}" if summary["unk"] else ""
         size = summary["bytes"]

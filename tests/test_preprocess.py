@@ -501,3 +501,32 @@ def test_preprocess_loads_no_compiler(tmp_path):
                           str(tmp_path / "c.h5"), "-q"], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_file_in_two_splits_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("some text\n" * 50)
+    (tmp_path / "v.txt").write_text("other text\n" * 50)
+    for args, said in ((["a.txt", "--val", "a.txt"], "a.txt is given as an input and as --val"),
+                       (["a.txt", "--val", "v.txt", "--test", "v.txt"],
+                        "v.txt is given as --val and as --test")):
+        result = CliRunner().invoke(main, ["preprocess", *[str(tmp_path / a) if a.endswith(
+            ".txt") else a for a in args], "-o", str(tmp_path / "c.h5")])
+        assert result.exit_code == 1 and said in result.output, result.output
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_errors_replace_at_byte_level_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("some text\n" * 50)
+    result = CliRunner().invoke(main, ["preprocess", str(tmp_path / "a.txt"), "--level", "byte",
+                                       "--errors", "replace", "-o", str(tmp_path / "c.h5")])
+    assert result.exit_code == 1 and "does nothing at --level byte" in result.output
+
+
+def test_a_utf8_byte_order_mark_gets_a_note(tmp_path):
+    (tmp_path / "b.txt").write_bytes(b"\xef\xbb\xbfhello world\n" * 20)
+    result = CliRunner().invoke(main, ["preprocess", str(tmp_path / "b.txt"), "--level", "word",
+                                       "-o", str(tmp_path / "b.h5")])
+    assert result.exit_code == 0 and "starts with a UTF-8 byte order mark" in result.output
+    result = CliRunner().invoke(main, ["preprocess", str(tmp_path / "b.txt"), "--level", "word",
+                                       "--encoding", "utf-8-sig", "-o", str(tmp_path / "s.h5")])
+    assert result.exit_code == 0 and "byte order mark" not in result.output

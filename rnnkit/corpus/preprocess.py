@@ -9,6 +9,7 @@ when complete, so an interrupted run never leaves a half-written corpus under th
     from rnnkit.corpus.preprocess import preprocess
     preprocess(["shakespeare.txt"], "corpus.h5", level="char")
 """
+import codecs
 import contextlib
 import hashlib
 import os
@@ -183,6 +184,32 @@ def bpe_options(vocab_size, max_vocab, vocab_from):
         raise InputError(str(err)) from None
 
 
+def _distinct_splits(sources):
+    """InputError for a file named in two splits (its text would be trained on and measured,
+    or measured twice)."""
+    first = {}
+    option = {"train": "an input", "val": "--val", "test": "--test"}
+    for s in sources:
+        key = os.path.realpath(s.path)
+        if key in first and first[key].split != s.split:
+            raise InputError(f"{s.path} is given as {option[first[key].split]} and as "
+                             f"{option[s.split]}; each split needs text of its own")
+        first.setdefault(key, s)
+
+
+def utf8_marks(sources, encoding):
+    """The sources that start with a UTF-8 byte order mark when read as UTF-8 (the mark then
+    is the character U+FEFF of the text)."""
+    if codecs.lookup(encoding).name != "utf-8":
+        return []
+    marked = []
+    for s in sources:
+        with open(s.path, "rb") as f:
+            if f.read(3) == codecs.BOM_UTF8:
+                marked.append(s.path)
+    return marked
+
+
 def _plan(main_tokens, val_frac, test_frac, sources, train_tokens=None):
     """Tokens per split, and for each group of sources the (split, count) parts it feeds.
     train_tokens: the training split's size where it is set by the text a BPE tokenizer
@@ -237,6 +264,9 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
         bpe_options(vocab_size, max_vocab, vocab_from)
     elif vocab_size is not None:
         raise InputError("--vocab-size applies to --level bpe only")
+    if level == "byte" and errors != "strict":
+        raise InputError("--errors replace does nothing at --level byte, which reads bytes as "
+                         "they are")
     if level not in ("word", "bpe") and (max_vocab is not None or min_count != 1):
         raise InputError("--max-vocab applies to --level word, --min-count to word and bpe")
     if not inputs:
@@ -245,6 +275,7 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
     for name, pattern in (("val", val), ("test", test)):
         if pattern is not None:
             sources += [Source(p, name) for p in find_inputs([pattern])]
+    _distinct_splits(sources)
     output, folder = _check_output(output, force, [s.path for s in sources] +
                                    ([vocab_from] if vocab_from else []))
     removed = files.clean_stale(folder)
@@ -276,6 +307,7 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
     return {"output": output, "level": level, "vocab_size": len(vocab), "dtype": str(vocab.dtype),
             "splits": {name: n for name, n in sizes.items() if n}, "unk": unk,
             "files": len(sources), "bytes": total_bytes, "removed": removed,
+            "marked": utf8_marks(sources, encoding) if level != "byte" else [],
             "seconds": time.perf_counter() - started}
 
 
