@@ -530,3 +530,16 @@ def test_a_utf8_byte_order_mark_gets_a_note(tmp_path):
     result = CliRunner().invoke(main, ["preprocess", str(tmp_path / "b.txt"), "--level", "word",
                                        "--encoding", "utf-8-sig", "-o", str(tmp_path / "s.h5")])
     assert result.exit_code == 0 and "byte order mark" not in result.output
+
+
+def test_info_names_a_byte_corpus_encoding(tmp_path):
+    out = make(tmp_path, "caf\xe9 au lait\n" * 20, level="byte", encoding="latin-1")
+    result = cli("info", out)
+    assert result.exit_code == 0 and "level byte, encoding iso8859-1\n" in result.output
+
+
+def test_bpe_tokens_that_are_part_of_a_character_show_their_bytes():
+    pytest.importorskip("tokenizers")
+    from rnnkit.corpus.bpe import show
+    assert show("Ġthe") == "' the'"
+    assert show("â\u0122") == repr(b"\xe2\x80")        # two bytes of a three-byte character

@@ -273,5 +273,10 @@ class BpeTokenizer:
 
 
 def show(token):
-    """A token as readable text: the repr of what it decodes to ("Ġthe" is ' the')."""
-    return repr(bytes(BYTE_OF_CHAR[c] for c in token).decode("utf-8", "replace"))
+    """A token as readable text: the repr of what it decodes to ("Ġthe" is ' the'), or of its
+    bytes where they are part of a character (b'\\xe2\\x80')."""
+    data = bytes(BYTE_OF_CHAR[c] for c in token)
+    try:
+        return repr(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return repr(data)

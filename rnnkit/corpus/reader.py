@@ -307,9 +307,9 @@ def describe(path):
         a = corpus.attrs
         lines = [f"{path}: rnnkit corpus, format version {a['format_version']}, "
                  f"made by rnnkit {a.get('rnnkit_version', '?')}"]
-        how = f"level {corpus.level}"
+        how = f"level {corpus.level}, encoding {corpus.encoding}"
         if corpus.level != "byte":
-            how += f", encoding {corpus.encoding}, errors={a.get('errors')}"
+            how += f", errors={a.get('errors')}"
         if corpus.level == "bpe":
             how += f", byte-level BPE of {corpus.vocabulary.merges:,} merges, " \
                    f"min_count={a.get('min_count')}"

@@ -295,6 +295,7 @@ def describe(path):
     with open_checkpoint(path) as f:
         vocab = f["vocab"].shape[0] if "vocab" in f else 0
         level = f.attrs.get("level", "?")
-    lines.append(f"vocabulary: {vocab:,} tokens, level {level}; trained on "
-                 f"{corpus} (N={data.get('batch_size')}, T={data.get('seq_len')})")
+    lines.append(f"vocabulary: {vocab:,} tokens, level {level}; " + (
+        f"trained on {corpus} (N={data.get('batch_size')}, T={data.get('seq_len')})" if corpus
+        else "no corpus recorded (an imported model)"))
     return "\n".join(lines)
