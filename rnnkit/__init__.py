@@ -9,8 +9,9 @@
 docs/api.md is the guide, rnnkit/api/__init__.py the functions. Importing rnnkit is quick: numpy,
 h5py and Numba load when first needed.
 """
-from rnnkit.api import load, preprocess, resume, train
+from rnnkit.api import evaluate, export, import_weights, load, preprocess, resume, train
 from rnnkit.version import __version__
 
-__all__ = ["load", "preprocess", "resume", "train", "__version__"]
+__all__ = ["evaluate", "export", "import_weights", "load", "preprocess", "resume", "train",
+           "__version__"]
 

@@ -41,6 +41,8 @@ def test_api_examples_run_as_written(tmp_path, monkeypatch, capsys):
     assert namespace["result"].step == 80
     assert len(namespace["texts"]) == 3 and set(namespace["best"]) == {"utt1", "utt2"}
     assert "bits" in capsys.readouterr().out
+    assert namespace["report"]["tokens"] > 0 and math.isfinite(namespace["report"]["loss"])
+    assert (tmp_path / "x-back.h5").exists()          # the test extra has safetensors
 
 
 def test_readme_rescoring_example(tmp_path):

@@ -136,6 +136,49 @@ def preprocess(inputs, output, **settings):
     return run([path_of(p, "inputs") for p in inputs], path_of(output, "output"), **settings)
 
 
+def evaluate(checkpoint, corpus=None, *, split=None, text=None, batch_size=10, seq_len=0,
+             encoding=None, unknown="error", device="cpu"):
+    """What `rnnkit eval` prints, as a dict (loss, perplexity, bits_per_token, tokens, source,
+    seconds; with a text: chars and bits_per_char; with <unk> in the vocabulary: unk_tokens):
+    checkpoint `checkpoint` on a split of `corpus` (default: the run's own corpus, split
+    "test", else "val") or on the text file `text`; seq_len 0: the training seq_len."""
+    from rnnkit.tools.eval_checkpoint import evaluate_checkpoint
+
+    check_number("batch_size", batch_size, numbers.Integral)
+    check_number("seq_len", seq_len, numbers.Integral)
+    return evaluate_checkpoint(
+        path_of(checkpoint, "checkpoint"), None if corpus is None else path_of(corpus, "corpus"),
+        split, None if text is None else path_of(text, "text"), batch_size, seq_len, encoding,
+        unknown, device=device)
+
+
+def export(checkpoint, output, *, format=None, force=False):   # noqa: A002  the flag's name
+    """What `rnnkit export` writes: the weights as safetensors with PyTorch's names, or the
+    model as ONNX (format None: by the suffix of `output`), with NAME.json beside it; returns
+    the two paths."""
+    output = path_of(output, "output")
+    if format is None:
+        format = "onnx" if output.lower().endswith(".onnx") else "safetensors"  # noqa: A001
+    if format == "onnx":
+        from rnnkit.tools.onnx_export import export_onnx as run
+    elif format == "safetensors":
+        from rnnkit.tools.safetensors import export_checkpoint as run
+    else:
+        from rnnkit.errors import ArgumentError
+        raise ArgumentError(f"format must be safetensors or onnx, not {format!r}")
+    return run(path_of(checkpoint, "checkpoint"), output, force)
+
+
+def import_weights(weights, output, *, vocab=None, force=False):
+    """What `rnnkit import` does: an rnnkit checkpoint `output` from a safetensors file with
+    word_language_model's names and its JSON (vocab; default: beside it); returns the model's
+    ModelConfig."""
+    from rnnkit.tools.safetensors_import import import_safetensors
+
+    return import_safetensors(path_of(weights, "weights"), path_of(output, "output"),
+                              None if vocab is None else path_of(vocab, "vocab"), force)
+
+
 # rnnkit.corpus.preprocess.preprocess's settings (its keywords; a test checks the list and that the
 # command's flags have their defaults)
 PREPROCESS_SETTINGS = ("level", "encoding", "errors", "val_frac", "test_frac", "val", "test",
