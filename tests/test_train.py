@@ -352,3 +352,40 @@ def test_init_from_on_the_command_line_takes_the_model_from_the_checkpoint(corpu
                                     str(tmp_path / "base" / "latest.h5"), "--layers", "3",
                                     "--batch-size", "8", "--seq-len", "32"])
     assert bad.exit_code == 1 and "--layers 3 does not match its 2" in bad.output
+
+
+def test_a_run_its_own_rule_ended_does_not_train_on_when_resumed(corpus, tmp_path,
+                                                                 monkeypatch):
+    """Early stopping and the plateau schedule end a run as a limit does: a resume has nothing
+    to do (before, each resume trained to the next validation, and a new best reset the
+    count: the finished run changed)."""
+    from rnnkit.training.loop import Loop
+
+    monkeypatch.setattr(Loop, "_val_loss", lambda self, max_batches=0: (3.0, 1))  # no gain
+    ended = train(config(corpus, patience=2), tmp_path / "early")
+    assert ended.step == 15 and ended.reason.startswith("early stopping")
+    before = records(tmp_path / "early")
+    again = resume(tmp_path / "early", {})
+    assert again.step == 15 and again.reason.startswith("early stopping ended this run")
+    assert records(tmp_path / "early") == before
+    assert resume(tmp_path / "early", {"train": {"patience": 4}}).step == 24    # raised
+
+    cfg = config(corpus)
+    cfg.schedule = ScheduleConfig(schedule="plateau", max_decays=0)
+    ended = train(cfg, tmp_path / "plateau")
+    assert ended.step == 10 and ended.reason.startswith("plateau")
+    again = resume(tmp_path / "plateau", {"train": {"max_steps": 40}})
+    assert again.step == 10 and again.reason.startswith("the plateau schedule ended this run")
+
+
+def test_a_stop_between_log_lines_keeps_the_window(corpus, tmp_path):
+    """train_loss is the mean over the steps since the last line: a run stopped between two
+    lines and resumed writes the lines of one that was not (before, the resumed run's next
+    line averaged its own steps only, and the others' losses were lost)."""
+    full = config(corpus, log_every=10, max_steps=24)
+    train(full, tmp_path / "full")
+    part = config(corpus, log_every=10, max_steps=13)
+    train(part, tmp_path / "part")
+    resume(tmp_path / "part", {"train": {"max_steps": 24}})
+    assert sorted(losses(tmp_path / "full")) == [10, 20]
+    assert losses(tmp_path / "part") == losses(tmp_path / "full")

@@ -99,12 +99,16 @@ class Loop:
                      f"--max-time to train further")
             return TrainResult(str(self.run_dir), c.step, c.epoch, c.best_val_loss,
                                "limit reached before resuming")
+        ended = self.comm.decide(run.ended(t_cfg.patience) if resumed else None)
+        if ended:
+            self.say(f"nothing to do: {ended}")
+            return TrainResult(str(self.run_dir), c.step, c.epoch, c.best_val_loss, ended)
         self._start(resumed, nb)
         it = self._iterate()
         started, elapsed0 = time.monotonic(), c.elapsed     # compiling ahead counts, as before
         self.runtime.prepare(model, N // self.comm.size, T, cfg.optim.optimizer)
         self.runtime.begin()
-        tick, window_loss, window_steps, norm = started, 0.0, 0, 0.0
+        tick, norm = time.monotonic(), 0.0      # the rate leaves the session's start out
         reason = None
         while True:
             # 1. evaluate and checkpoint, before the step's rate: the schedule sees the
@@ -163,15 +167,17 @@ class Loop:
                 it = self._iterate()
             c.elapsed = elapsed0 + time.monotonic() - started
 
-            # 7. log
-            window_loss, window_steps = window_loss + loss, window_steps + 1
+            # 7. log (the window since the last line is in the counters: a stop keeps it)
             now = time.monotonic()
-            rate = N * T * window_steps / max(now - tick, 1e-9)
+            c.window_loss, c.window_steps = c.window_loss + loss, c.window_steps + 1
+            c.window_s, tick = c.window_s + now - tick, now
+            rate = N * T * c.window_steps / max(c.window_s, 1e-9)
             if c.step % t_cfg.log_every == 0 and self.main:
                 self.metrics.write(step=c.step, epoch=c.epoch + c.batch / nb,
-                                   train_loss=window_loss / window_steps, lr=lr, grad_norm=norm,
-                                   tokens_per_s=rate, elapsed=c.elapsed)
-                tick, window_loss, window_steps = now, 0.0, 0
+                                   train_loss=c.window_loss / c.window_steps, lr=lr,
+                                   grad_norm=norm, tokens_per_s=rate, elapsed=c.elapsed)
+            if c.step % t_cfg.log_every == 0:
+                c.window_loss, c.window_steps, c.window_s = 0.0, 0, 0.0
             self.bar.update(c.step, loss, rate, self._eta(now - started, c.step))
 
             # 8. stop? Not with weights that the last update made NaN or inf, which would not

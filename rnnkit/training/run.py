@@ -92,6 +92,11 @@ class Counters:
     best_scheduled: float = math.inf
     bad_evals: int = 0            # validations since the best one (early stopping)
     last_eval_step: int = -1      # step of the last validation (not repeated on resume)
+    # the steps since the last train_loss line: their summed loss, count and seconds, kept
+    # over a stop so that the next line is the one an uninterrupted run writes
+    window_loss: float = 0.0
+    window_steps: int = 0
+    window_s: float = 0.0
 
 
 class Run:
@@ -137,7 +142,8 @@ class Run:
             vocab=self.vocab, encoding=self.encoding, step=c.step, epoch=c.epoch,
             batch=c.batch, elapsed=c.elapsed, best_val_loss=c.best_val_loss,
             meta={"bad_evals": c.bad_evals, "last_eval_step": c.last_eval_step,
-                  "best_scheduled": c.best_scheduled,
+                  "best_scheduled": c.best_scheduled, "window_loss": c.window_loss,
+                  "window_steps": c.window_steps, "window_s": c.window_s,
                   **({"corpus": json.dumps(self.corpus)} if self.corpus else {})})
 
     def restore(self, ck):
@@ -164,9 +170,25 @@ class Run:
             step=ck.step, epoch=ck.epoch, batch=ck.batch, elapsed=ck.elapsed,
             best_val_loss=ck.best_val_loss, bad_evals=int(ck.meta.get("bad_evals", 0)),
             best_scheduled=float(ck.meta.get("best_scheduled", ck.best_val_loss)),
-            last_eval_step=int(ck.meta.get("last_eval_step", -1)))
+            last_eval_step=int(ck.meta.get("last_eval_step", -1)),
+            window_loss=float(ck.meta.get("window_loss", 0.0)),
+            window_steps=int(ck.meta.get("window_steps", 0)),
+            window_s=float(ck.meta.get("window_s", 0.0)))
         for f in dataclasses.fields(Counters):      # in place: the loop holds self.counters
             setattr(self.counters, f.name, getattr(restored, f.name))
+
+
+    def ended(self, patience):
+        """Why the run's own rule ended it (early stopping, the plateau schedule), or None: a
+        resume then trains no further (it took more steps, each resume a few)."""
+        c = self.counters
+        if patience and c.bad_evals >= patience:
+            return (f"early stopping ended this run (no better validation loss in "
+                    f"{c.bad_evals} evaluations); raise --patience to train further")
+        if self.schedule.stop:
+            return ("the plateau schedule ended this run (the validation loss stopped "
+                    "improving after its last lr decay)")
+        return None
 
 
 def rng_seed(seed, rank, size):
