@@ -52,23 +52,28 @@ def _read_quota(folder, name):
 
 
 def budget(local_ranks=1):
-    """(cores, reason): the cores this process may use, and what limits them. With several
-    ranks of one job on a node, each gets its share of what they all see."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-        found = [(cores, f"the CPU affinity mask allows {cores}")]
-    except AttributeError:  # macOS
-        cores = os.cpu_count() or 1
-        found = [(cores, f"the machine has {cores}")]
-    quota = _cgroup_quota()
-    if quota is not None:
-        found.append((quota, f"the cgroup CPU quota allows {quota}"))
+    """(cores, reason): the cores this process may use, and what limits them. The affinity
+    mask and the cgroup quota are the node's, so with several ranks of one job on a node each
+    gets its share of them; but a mask no larger than SLURM_CPUS_PER_TASK is this task's own
+    (srun bound it), and SLURM_CPUS_PER_TASK and OMP_NUM_THREADS are each process's already."""
+    own = {}
     for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
         value = os.environ.get(var, "").split(",")[0].strip()
         if value.isdigit() and int(value) > 0:
-            found.append((int(value), f"{var}={value}"))
-    n, why = min(found, key=lambda f: f[0])
+            own[var] = int(value)
+    try:
+        cores = len(os.sched_getaffinity(0))
+        mask = (cores, f"the CPU affinity mask allows {cores}")
+    except AttributeError:  # macOS
+        cores = os.cpu_count() or 1
+        mask = (cores, f"the machine has {cores}")
+    shared = [mask] if cores > own.get("SLURM_CPUS_PER_TASK", cores - 1) else []
+    found = [] if shared else [mask]
+    quota = _cgroup_quota()
+    if quota is not None:
+        shared.append((quota, f"the cgroup CPU quota allows {quota}"))
     if local_ranks > 1:
-        share = max(1, n // local_ranks)
-        return share, f"{why}, shared by {local_ranks} ranks on this node"
-    return n, why
+        shared = [(max(1, n // local_ranks), f"{why}, shared by {local_ranks} ranks on this "
+                   f"node") for n, why in shared]
+    found += shared + [(n, f"{var}={n}") for var, n in own.items()]
+    return min(found, key=lambda f: f[0])

@@ -135,3 +135,22 @@ def test_governor_starts_with_the_free_cores(monkeypatch):
     clock["others"] = 0.0
     drive(gov, machine, 30, work=10000)
     assert gov.current == 2
+
+
+def test_slurm_cpus_per_task_is_each_ranks_own(monkeypatch):
+    """SLURM_CPUS_PER_TASK is per task, and so is a mask srun bound to it: neither is divided
+    among the node's ranks (before: --cpus-per-task=4 with 2 ranks a node gave 2 threads
+    each, half the allocation idle). A node-wide mask still is."""
+    from rnnkit import cores
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cores, "_cgroup_quota", lambda: None)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    for mask, want in ((4, (4, "the CPU affinity mask allows 4")),       # bound by srun
+                       (8, (4, "the CPU affinity mask allows 8, shared by 2 ranks on this "
+                               "node")),
+                       (16, (4, "SLURM_CPUS_PER_TASK=4"))):
+        monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid, m=mask: set(range(m)))
+        assert cores.budget(2) == want
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")                          # mpiexec: the node's
+    assert cores.budget(2) == (8, "the CPU affinity mask allows 16, shared by 2 ranks on "
+                                  "this node")
