@@ -3,6 +3,7 @@
 Each ends in one line on stderr and a non-zero exit, with nothing existing lost: the last
 good checkpoint stays and resumes, no partial file appears under a final name.
 """
+import json
 import os
 import shutil
 import signal
@@ -221,6 +222,19 @@ def test_truncated_files(corpus, tmp_path):
     cut.write_bytes(data[:len(data) // 2])
     one_line_error(invoke("info", cut), "cut.h5")
     one_line_error(invoke("train", cut, "-o", tmp_path / "run", *SMALL), "cut.h5")
+
+
+def test_lines_of_metrics_that_are_not_records_are_left_out(corpus, tmp_path):
+    """Valid JSON that is no record (a hand edit) made info and --resume internal errors."""
+    run = tmp_path / "run"
+    train(tiny_config(corpus, steps=2), run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('[1, 2]\n"text"\n{"step": null}\n{"step": "x", "train_loss": "abc"}\n'
+                '{"step": 1, "train_loss": true}\n')
+    assert invoke("info", run).exit_code == 0
+    result = invoke("train", "--resume", run, "--max-steps", "3", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert all(isinstance(json.loads(line), dict) for line in open(run / "metrics.jsonl"))
 
 
 # -- run folders -----------------------------------------------------------------------------

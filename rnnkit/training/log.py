@@ -24,17 +24,29 @@ def val_metrics(loss):
 
 def read_records(path):
     """The records of a metrics.jsonl file (none if it does not exist); a line cut short by a
-    kill is left out."""
+    kill, or one that is not a record (edited by hand), is left out."""
     if not os.path.exists(path):
         return []
     out = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
                 continue
+            if _is_record(record):
+                out.append(record)
     return out
+
+
+def _is_record(record):
+    """A dict of numbers with an integer step, but for its event's names (Metrics.write's)."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(record, dict) and isinstance(record.get("step"), int) and \
+        not isinstance(record["step"], bool) and \
+        all(number(v) or (k in ("event", "reason") and isinstance(v, str))
+            for k, v in record.items())
 
 
 class Metrics:
