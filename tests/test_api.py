@@ -151,6 +151,14 @@ def test_train_from_python_is_the_command(tmp_path):
     assert rnnkit.resume(tmp_path / "py", max_steps=8, progress=False).step == 8
 
 
+def test_a_setting_of_the_wrong_type_is_a_type_error(tmp_path):
+    """As docs/api.md says of arguments of the wrong type (it was a ValueError)."""
+    from rnnkit.errors import ArgumentTypeError
+    for settings in ({"max_steps": "x"}, {"hidden": 3.5}, {"nesterov": 1}):
+        with pytest.raises(ArgumentTypeError, match="expected"):
+            rnnkit.train(tmp_path / "c.h5", tmp_path / "x", **settings)
+
+
 def test_unknown_settings_name_the_nearest(tmp_path):
     with pytest.raises(SettingError, match="did you mean hidden"):
         rnnkit.train(tmp_path / "c.h5", tmp_path / "x", hiden=3)

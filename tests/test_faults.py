@@ -345,3 +345,15 @@ def test_sigterm_during_start_up_exits_75(corpus, tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 75, err
     assert "Traceback" not in err
+
+
+def test_a_lost_latest_names_the_kept_checkpoint_that_can_replace_it(corpus, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_config(corpus, steps=4)
+    cfg.train.checkpoint_every, cfg.train.keep = 2, 2
+    train(cfg, run)
+    os.unlink(run / "latest.h5")
+    hint = f"cp {run / 'step-00000004.h5'} {run / 'latest.h5'}"
+    assert hint in invoke("info", run).output
+    result = invoke("train", "--resume", run, "--max-steps", "6", "--quiet")
+    assert result.exit_code == 1 and hint in result.output

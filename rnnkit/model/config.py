@@ -28,7 +28,7 @@ from typing import Optional, get_type_hints
 
 from rnnkit import cells
 from rnnkit.model import optim, schedule, softmax
-from rnnkit.errors import RnnkitError
+from rnnkit.errors import ArgumentTypeError, RnnkitError
 
 CELLS = cells.NAMES
 OPTIMIZERS = tuple(optim.OPTIMIZERS)
@@ -37,6 +37,11 @@ SCHEDULES = tuple(schedule.SCHEDULES)
 
 class ConfigError(RnnkitError, ValueError):
     """A config that cannot be used; the message is one line for the user."""
+
+
+class ConfigTypeError(ConfigError, ArgumentTypeError):
+    """A setting of the wrong type (a str for a number): also a TypeError, as the API's other
+    arguments of the wrong type (rnnkit.errors.ArgumentTypeError)."""
 
 
 def setting(default, help, kind=None, aliases=(), show=None, key=True):

@@ -12,7 +12,8 @@ import sys
 from typing import get_type_hints
 
 from rnnkit.model import softmax
-from rnnkit.model.config import SECTIONS, ConfigError, ModelConfig, TrainConfig, keys
+from rnnkit.model.config import (SECTIONS, ConfigError, ConfigTypeError, ModelConfig,
+                                 TrainConfig, keys)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,7 +75,7 @@ def _coerce(where, kind, value, meta):
     if not ok and kind is float and isinstance(value, float):
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if not ok:
-        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+        raise ConfigTypeError(f"{where}: expected {kind.__name__}, got {value!r}")
     spec = meta.get("kind")
     if spec and spec[0] == "choice" and value not in spec[1]:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(spec[1])}")

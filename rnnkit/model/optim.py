@@ -85,8 +85,10 @@ class Optimizer:
         return self._none
 
     def _s(self, x):
-        """A scalar in the parameters' dtype, so float32 updates stay float32."""
-        return self.params.dtype.type(x)
+        """A scalar in the parameters' dtype, so float32 updates stay float32 (one too large
+        for it is inf, and the step's divergence is caught as any other's)."""
+        with np.errstate(over="ignore"):
+            return self.params.dtype.type(x)
 
     def step(self, grads, ranges=None):
         """Update the parameters in place from `grads` (same shape and dtype). ranges: runs

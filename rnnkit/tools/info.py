@@ -100,8 +100,9 @@ def describe_run(run_dir, verify=False):
     past = max([r["step"] for r in records if "step" in r and "event" not in r], default=0)
     lines.append(_checkpoints_line(run_dir, meta, best_meta))
     if past > saved and not meta:
+        from rnnkit.training.checkpoint import kept_hint
         lines.append(f"note: metrics.jsonl runs to step {past:,} but there is no usable "
-                     f"latest.h5: this folder cannot be resumed")
+                     f"latest.h5: this folder cannot be resumed as it is" + kept_hint(run_dir))
     elif past > saved:
         lines.append(f"note: metrics.jsonl runs to step {past:,}, past latest.h5 (step "
                      f"{saved:,}): the run was stopped without a checkpoint, or is running; "

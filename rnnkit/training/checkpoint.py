@@ -224,6 +224,16 @@ def step_files(run_dir):
     return sorted(Path(run_dir).glob("step-*.h5"))
 
 
+def kept_hint(run_dir):
+    """For a run folder without latest.h5: how its newest kept checkpoint can take its place
+    (the end of a message), or ""."""
+    kept = step_files(run_dir)
+    if not kept:
+        return ""
+    return (f"; its newest kept checkpoint can take its place: cp {kept[-1]} "
+            f"{Path(run_dir) / 'latest.h5'}")
+
+
 def save_run(run_dir, ck, keep=0, best=False):
     """Save `ck` as the run's latest.h5 (and best.h5 when `best`). With keep > 0 it is also
     kept as step-NNNNNNNN.h5 and only the `keep` newest of those remain."""

@@ -83,7 +83,8 @@ def resume(run_dir, overrides=None, comm=None, stream=None, start=None, new_corp
         def load():
             latest = folder.path / "latest.h5"
             if not latest.exists():
-                raise TrainError(f"{folder.path} has no latest.h5 to resume from")
+                raise TrainError(f"{folder.path} has no latest.h5 to resume from" +
+                                 checkpoint.kept_hint(folder.path))
             ck = checkpoint.load(latest)
             stored = config_from_checkpoint(ck)
             if comm.rank == 0:
@@ -186,6 +187,10 @@ def _open(cfg, folder, ck, comm, new_corpus=False):
                              "--max-steps or --epochs")
         # resolved now and saved, so that a resumed run with other limits keeps its curve
         cfg.schedule = dataclasses.replace(cfg.schedule, decay_steps=budget)
+    if cfg.schedule.schedule == "cosine" and cfg.schedule.warmup >= cfg.schedule.decay_steps:
+        raise TrainError(f"--warmup {cfg.schedule.warmup} must be less than the cosine "
+                         f"schedule's length, {cfg.schedule.decay_steps} steps (--decay-steps, "
+                         f"else --max-steps or --epochs)")
     _check_memory(cfg, len(corpus.vocabulary), N // comm.size, T, backend)
     return backend, corpus, batches, budget, init
 
