@@ -223,3 +223,13 @@ def test_paths_numbers_and_pieces(lm, run, tmp_path):
                           batch_size=np.int64(4), seq_len=8,
                           threads=1, progress=False)
     assert result.step == 1
+
+
+def test_a_prime_is_read_after_a_line_break_as_score_and_stream_read_it(lm):
+    """Sampling and beam search continue a prime from where score and a Stream read it (after
+    a line break); before, from a zero state: a beam's log-probability was not score's."""
+    for h in lm.beam_search("the q", 4, beam=3):
+        tokens, nats = lm.surprisal("the q" + h.text)
+        assert -float(np.sum(nats[-len(h.ids):])) == pytest.approx(h.logprob, abs=1e-4)
+    first = lm.generate("the q", 1, greedy=True)
+    assert lm.vocab[int(np.argmax(lm.stream("the q").probs))] == first

@@ -69,7 +69,8 @@ def test_a_wide_beam_is_exhaustive_search(backend, case):
     alpha = 0.0 if case == "length" else 0.8
     prime = "a b" if case == "eos" else "ab"
     K = 3 ** steps
-    want = exhaustive(model, codec, codec.encode(prime), steps, alpha, ends)
+    want = exhaustive(model, codec, [codec.start_id(), *codec.encode(prime)], steps, alpha,
+                      ends)        # after a line break, as score reads a prime
     got = beam_search(model, codec, prime, steps, K, alpha, num_samples=10, **options)
     assert [h.ids for h in got] == [ids for *_, ids in want[:10]]
     np.testing.assert_allclose([h.score for h in got], [s for s, *_ in want[:10]],
@@ -88,8 +89,8 @@ def test_a_narrow_beam_keeps_the_best_it_saw(backend):
     """K = 2 of V^4 = 81: every hypothesis returned is a real sequence with its true score,
     best first, and the best is at least as likely as greedy decoding's."""
     model, codec = tiny(backend, CHARS, "char", seed=4)
-    want = {tuple(ids): lp for _, lp, ids in exhaustive(model, codec, [1, 2], 4, 0.0,
-                                                          lambda seq: False)}
+    want = {tuple(ids): lp for _, lp, ids in exhaustive(
+        model, codec, [codec.start_id(), 1, 2], 4, 0.0, lambda seq: False)}
     got = beam_search(model, codec, "ab", 4, beam=2)
     assert len(got) == 2 and got[0].score >= got[1].score
     for h in got:

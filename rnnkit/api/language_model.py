@@ -137,7 +137,7 @@ class LanguageModel:
     def prime_text(self, prime, unknown="error"):
         """The prime as generate echoes it: its tokens decoded."""
         ids, given = start_tokens(self.codec, prime, unknown)
-        return decode_prime(self.codec, ids)[0] if given else ""
+        return decode_prime(self.codec, ids[1:])[0] if given else ""
 
     # -- scoring -----------------------------------------------------------------------------
     def scorer(self, reset="per-line", batch_size=BATCH, seq_len=0, unknown="error",

@@ -109,14 +109,17 @@ class StopStrings:
 
 
 def start_tokens(codec, prime, unknown="error"):
-    """Ids to feed before sampling: the prime, or a start symbol (<eos> for words, a newline
-    for characters and bytes) when there is no prime. A prime symbol the vocabulary lacks is
-    treated by `unknown` (rnnkit/corpus/textcodec.py): UnknownSymbol by default."""
+    """(ids to feed before sampling, whether a prime was given): a start symbol (<eos> for
+    words, a newline for characters and bytes), then the prime's, so that a sample continues
+    the prime as score and a Stream read it (after a line break). A prime symbol the
+    vocabulary lacks is treated by `unknown` (rnnkit/corpus/textcodec.py): UnknownSymbol by
+    default."""
+    start = np.array([codec.start_id()], np.int64)
     if prime:
         ids = codec.encode(prime, unknown, where="the prime")
         if len(ids):
-            return ids, True
-    return np.array([codec.start_id()], np.int64), False
+            return np.concatenate([start, np.asarray(ids, np.int64)]), True
+    return start, False
 
 
 def prime_state(model, ids, runtime):
@@ -144,7 +147,7 @@ def generate(model, codec, length=200, prime="", temperature=1.0, top_k=0, top_p
     rng = b.rng(seed)
     ids, given = start_tokens(codec, prime, unknown)
     decode = codec.decoder()
-    text = "".join(decode(int(i)) for i in ids)        # also sets where the decoder stands
+    text = "".join([decode(int(i)) for i in ids][1:])  # also sets where the decoder stands
     if given and echo:
         yield text
     runtime = Runtime(b)
