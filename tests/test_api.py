@@ -233,3 +233,19 @@ def test_a_prime_is_read_after_a_line_break_as_score_and_stream_read_it(lm):
         assert -float(np.sum(nats[-len(h.ids):])) == pytest.approx(h.logprob, abs=1e-4)
     first = lm.generate("the q", 1, greedy=True)
     assert lm.vocab[int(np.argmax(lm.stream("the q").probs))] == first
+
+
+def test_a_long_prime_is_read_in_pieces(lm, monkeypatch):
+    """The buffers a prime needs do not grow with its length, and the state is the one a
+    single pass gives (to rounding: the pieces may run on other kernels)."""
+    from rnnkit.model import network
+    model = lm.model
+    ids = np.array([[i % len(lm.vocab) for i in range(1300)]], np.int32)
+    monkeypatch.setattr(network, "ADVANCE", 10 ** 6)
+    once = model.state_to_host(model.advance(ids, model.init_state(1)))
+    model._drop(1)
+    monkeypatch.setattr(network, "ADVANCE", 512)
+    pieces = model.state_to_host(model.advance(ids, model.init_state(1)))
+    assert model._bases[1][0] <= 512
+    for key in once:
+        np.testing.assert_allclose(pieces[key], once[key], rtol=1e-5, atol=1e-6)

@@ -93,6 +93,11 @@ def _views(flat, shapes):
     return views
 
 
+# advance's steps at a time: enough that a prime's pieces run on the tiles (kernels/cpu/lstm.py
+# TILE_FROM), few enough that their buffers are small
+ADVANCE = 512
+
+
 class Model:
     def __init__(self, cfg, dtype=None, seed=0, backend=None):
         self.cfg = cfg
@@ -348,9 +353,13 @@ class Model:
         return rows.reshape(T, N).T, self._final_state(ws, N)
 
     def advance(self, x, state):
-        """The carried state after (N, T) host ids, without logits or loss (a prime)."""
-        ws, _ = self._forward(x, state, None, train=False)
-        return self._final_state(ws, x.shape[0])
+        """The carried state after (N, T) host ids, without logits or loss (a prime), read
+        ADVANCE steps at a time: the memory a prime takes does not grow with its length (a
+        1 MB prime took 3.5 GB at once)."""
+        for t in range(0, x.shape[1], ADVANCE):
+            ws, _ = self._forward(x[:, t:t + ADVANCE], state, None, train=False)
+            state = self._final_state(ws, x.shape[0])
+        return state
 
     def step(self, tokens, state):
         """Feed one token per stream (forward with T = 1); advances `state` in place; returns
