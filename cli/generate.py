@@ -9,13 +9,14 @@ from click.core import ParameterSource
 from rnnkit.cli.options import placement, text_encoding
 from rnnkit.corpus.textcodec import UNKNOWN
 from rnnkit.errors import RnnkitError
+from rnnkit.tools.limits import MAX_LENGTH, MIN_TEMPERATURE, SEED_LIMIT
 
 SEPARATOR = "--- sample {n} of {N} ---"
 
 
 @click.command("generate")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.option("--length", type=click.IntRange(0), default=2000, show_default=True,
+@click.option("--length", type=click.IntRange(0, MAX_LENGTH), default=2000, show_default=True,
               help="Tokens to generate after the prime (at most, with --stop or --until-eos).")
 @click.option("--prime", default="", show_default=True,
               help="Text to start from (echoed first).")
@@ -24,7 +25,7 @@ SEPARATOR = "--- sample {n} of {N} ---"
 @click.option("--encoding", default=None, callback=text_encoding,
               help="Encoding of --prime-file and of --interactive's input.  [default: the "
                    "corpus's]")
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
+@click.option("--temperature", type=click.FloatRange(MIN_TEMPERATURE), default=1.0,
               show_default=True, help="Below 1: safer text; above 1: more varied.")
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
               help="Sample only from the k most likely tokens (0: all).")
@@ -37,7 +38,7 @@ SEPARATOR = "--- sample {n} of {N} ---"
                    "give it again for more.")
 @click.option("--until-eos", is_flag=True,
               help="Word level: stop after the first <eos> (the end of a line).")
-@click.option("--seed", type=click.IntRange(0), default=None,
+@click.option("--seed", type=click.IntRange(0, SEED_LIMIT - 1), default=None,
               help="Random seed; the same seed gives the same text.  [default: a fresh one, "
               "printed on stderr]")
 @click.option("--num-samples", type=click.IntRange(1), default=1, show_default=True,

@@ -155,3 +155,4 @@ def test_cli_beam_writes_the_best_with_their_scores(run, tmp_path):
         assert bad.exit_code == 2 and message in bad.output
     alone = invoke("generate", ck, "--length-penalty", "0.6")
     assert alone.exit_code == 2 and "--beam" in alone.output
+

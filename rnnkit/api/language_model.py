@@ -21,6 +21,7 @@ from rnnkit.errors import ArgumentError, ArgumentTypeError
 from rnnkit.tools import generate as sampler
 from rnnkit.tools.beam import beam_search, decode_prime
 from rnnkit.tools.generate import check_options, prime_state, start_tokens
+from rnnkit.tools.limits import SEED_LIMIT
 from rnnkit.tools.load import load_model
 from rnnkit.training.runtime import Runtime
 from rnnkit.backends.sampling import probabilities
@@ -109,8 +110,13 @@ class LanguageModel:
         if length_penalty and not beam:
             raise ArgumentError("length_penalty ranks the hypotheses of beam search: give beam")
         if seed is not None and (isinstance(seed, bool) or
-                                 not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ArgumentError(f"seed must be an int >= 0 (or None: a fresh one), not {seed!r}")
+                                 not isinstance(seed, numbers.Integral) or
+                                 not 0 <= seed < SEED_LIMIT):
+            raise ArgumentError(f"seed must be an int in [0, 2^32) (or None: a fresh one), not "
+                                f"{seed!r}")
+        if greedy and (temperature != 1.0 or top_k or top_p != 1.0):
+            raise ArgumentError("greedy takes the most likely token each step: temperature, "
+                                "top_k and top_p (sampling) do not apply")
         if beam:
             texts = [h.text for h in self.beam_search(
                 prime, length, beam, length_penalty=length_penalty, stop=stop,

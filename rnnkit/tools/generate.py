@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from rnnkit.errors import ArgumentError, ArgumentTypeError, check_number
+from rnnkit.tools.limits import MAX_LENGTH, MIN_TEMPERATURE
 from rnnkit.training.runtime import Runtime
 
 
@@ -29,15 +30,17 @@ def check_options(temperature=1.0, top_k=0, top_p=1.0, length=1, num_samples=1, 
                               ("top_p", top_p, numbers.Real), ("length", length, numbers.Integral),
                               ("num_samples", num_samples, numbers.Integral)):
         check_number(name, value, kind)
-    if not temperature > 0:
-        raise ArgumentError(f"temperature must be > 0 (use greedy for argmax), got "
-                            f"{temperature}")
+    if not temperature >= MIN_TEMPERATURE:
+        raise ArgumentError(f"temperature must be at least {MIN_TEMPERATURE:g} (use greedy for "
+                            f"argmax), got {temperature}")
     if top_k < 0:
         raise ArgumentError(f"top-k must be >= 0 (0 is off), got {top_k}")
     if not 0 < top_p <= 1:
         raise ArgumentError(f"top-p must be in (0, 1] (1 is off), got {top_p}")
     if length < 0 or num_samples < 1:
         raise ArgumentError("length must be >= 0 and num-samples >= 1")
+    if length > MAX_LENGTH:
+        raise ArgumentError(f"length must be at most {MAX_LENGTH:,}, got {length:,}")
     if any(not isinstance(s, str) for s in stop):
         raise ArgumentTypeError("a stop string must be a str")
     if any(not s for s in stop):
