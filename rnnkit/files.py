@@ -253,6 +253,8 @@ def clean_stale(folder):
 def check_output(path, force, inputs=()):
     """An output path we may write: not one of the inputs; with force, only a regular file is
     replaced (never a device, FIFO, symlink or folder). Raises RnnkitError."""
+    if str(path).endswith(("/", os.sep)):   # Path() drops the slash: NAME/ would write NAME
+        raise RnnkitError(f"output {path} names a folder; give a file name")
     path = Path(path)
     for source in inputs:
         with contextlib.suppress(OSError):

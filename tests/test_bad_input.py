@@ -137,6 +137,8 @@ CASES = [
     (["generate", "{d}/ck-flip.h5"], "checksum", 1),
     (["generate", "{d}/run/latest.h5", "--prime", "Zebra"], "line 1, column 1", 1),
     (["generate", "{d}/run/latest.h5", "--temperature", "0"], "--temperature", 2),
+    (["generate", "{d}/run/latest.h5", "--length", "5", "-o", "{d}/newdir/"], "names a folder",
+     1),
     (["generate", "{d}/run/latest.h5", "--temperature", "1e-310"], "--temperature", 2),
     (["generate", "{d}/run/latest.h5", "--seed", "4294967301"], "--seed", 2),
     (["generate", "{d}/run/latest.h5", "--beam", "2", "--length", "1" + "0" * 40], "--length",
