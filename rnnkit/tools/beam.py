@@ -96,8 +96,10 @@ def beam_search(model, codec, prime="", length=200, beam=4, alpha=0.0, stop=(),
     buffers = [model.init_state(K), model.init_state(K)]
     stops = StopStrings(stop)
     eos = codec.vocabulary.eos_id if until_eos else None
-    # the live hypotheses, one per stream: log-probability, tokens, decoder state, stop tail
-    live = [(0.0, [], start, "")]
+    # the live hypotheses, one per stream: log-probability, tokens (a chain of (token, the
+    # tokens before): a list copied at each step made a search quadratic in its length),
+    # decoder state, stop tail
+    live = [(0.0, None, start, "")]
     last = np.array([ids[-1]], np.int64)
     finished = []                       # (score, logprob, tokens), best first, at most K
     runtime.begin()
@@ -118,10 +120,10 @@ def beam_search(model, codec, prime="", length=200, beam=4, alpha=0.0, stop=(),
                 hit = stops.cut(piece)[1]
                 tail = stops.tail
             if hit or token == eos or t == length - 1:
-                finished.append((float(total[c]) / lp, float(total[c]), past + [token]))
+                finished.append((float(total[c]) / lp, float(total[c]), (token, past)))
                 ended += 1
             else:
-                survivors.append((float(total[c]), past + [token], decoded, tail))
+                survivors.append((float(total[c]), (token, past), decoded, tail))
                 parents.append(row)
             if len(survivors) == K or (ended == K and t == length - 1):
                 break
@@ -134,10 +136,22 @@ def beam_search(model, codec, prime="", length=200, beam=4, alpha=0.0, stop=(),
         for name in state.arrays:
             b.gather_streams(after.arrays[name], state.arrays[name], rows)
         state, live = after, survivors
-        last = np.array([h[1][-1] for h in live] + [0] * (K - len(live)), np.int64)
-    return [Hypothesis(_text(codec, start, past, stop, len(past) == length and (
-        not past or past[-1] != eos)), logprob, score, past)
-        for score, logprob, past in finished[:num_samples]]
+        last = np.array([h[1][0] for h in live] + [0] * (K - len(live)), np.int64)
+    out = []
+    for score, logprob, chain in finished[:num_samples]:
+        past = _tokens(chain)
+        out.append(Hypothesis(_text(codec, start, past, stop, len(past) == length and (
+            not past or past[-1] != eos)), logprob, score, past))
+    return out
+
+
+def _tokens(chain):
+    """The tokens of a chain of (token, the chain before), first to last."""
+    out = []
+    while chain is not None:
+        token, chain = chain
+        out.append(token)
+    return out[::-1]
 
 
 def _ranked(total, first):
