@@ -294,3 +294,11 @@ def test_stop_strings_a_word_model_can_write(word_run):
     assert ok.exit_code == 0, ok.output
     bad = gen(word_run / "latest.h5", "--length", "5", "--stop", "fox!")
     assert bad.exit_code == 1 and "'!'" in bad.stderr
+
+
+def test_a_stop_of_eos_at_word_level_is_refused(word_run):
+    """<eos> is written as a line break: such a stop never matched, and the run went on to
+    its full length."""
+    result = CliRunner().invoke(main, ["generate", str(word_run / "latest.h5"), "--stop",
+                                       "<eos>", "--length", "5"])
+    assert result.exit_code == 1 and "use --until-eos" in result.output

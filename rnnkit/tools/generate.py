@@ -60,6 +60,9 @@ def check_stop(codec, stop):
         return
     writable = _writable(codec)
     for s in stop:
+        if codec.level == "word" and "<eos>" in s:
+            raise ArgumentError(f"--stop {s!r} can never match: the text shows <eos> as a line "
+                                f"break (use --until-eos, or --stop $'\\n')")
         bad = next((c for c in s if not writable(c)), None)
         if bad is not None:
             raise ArgumentError(f"--stop {s!r} can never match: the model's vocabulary cannot "
