@@ -50,7 +50,9 @@ def read_safetensors(path):
         if t["dtype"] == "BF16":
             a = (a.astype(np.uint32) << 16).view(np.float32)
         tensors[name] = a
-    return tensors, meta if isinstance(meta, dict) else {}
+    # the format's metadata is text to text: anything else is left out
+    meta = {k: v for k, v in meta.items() if isinstance(v, str)} if isinstance(meta, dict) else {}
+    return tensors, meta
 
 
 def _header(data):
