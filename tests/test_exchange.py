@@ -244,6 +244,7 @@ def import_tensors(tmp_path, tensors, info):
     ("rnn.weight_ih_l0", (255, E), (256, E)),
     ("rnn.bias_hh_l0", (128,), (256,)),
     ("decoder.weight", (V, 63), (V, 64)),
+    ("encoder.weight", (V - 1, E), (V, E)),      # was blamed on decoder.weight
 ])
 def test_a_wrong_shape_names_the_tensor_and_the_shape_expected(tmp_path, info, name, shape,
                                                                want):

@@ -187,7 +187,15 @@ def from_pytorch(tensors, info, meta, path):
                                 f"word_language_model's names: encoder., rnn., decoder.)")
     kinds = {np.dtype(a.dtype) for a in tensors.values()}
     dtype = np.float64 if kinds == {np.dtype(np.float64)} else np.float32
-    V, E = tensors["encoder.weight"].shape
+    # the vocabulary's size as most of the embedding, the decoder and the JSON's tokens say, so
+    # that the one that differs is named (_tensor, _vocabulary)
+    if tensors["encoder.weight"].ndim != 2:
+        raise ExchangeError(f"{path}: tensor encoder.weight has shape "
+                            f"{tuple(tensors['encoder.weight'].shape)}, expected (V, E)")
+    E = tensors["encoder.weight"].shape[1]
+    V = Counter([tensors["encoder.weight"].shape[0], len(info["tokens"])] +
+                [tensors[n].shape[0] for n in ("decoder.weight", "decoder.bias")
+                 if n in tensors]).most_common(1)[0][0]
     layers = _layers(tensors)
     cell, H = _cell_and_hidden(tensors, info, meta, path)
     GH = cells.get(cell).gates * H
