@@ -253,3 +253,8 @@ def test_a_long_prime_is_read_in_pieces(lm, monkeypatch):
     assert model._bases[1][0] <= 512
     for key in once:
         np.testing.assert_allclose(pieces[key], once[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_fresh_seed_is_kept_to_replay_the_samples(lm):
+    text = lm.generate("line", 20)
+    assert isinstance(lm.last_seed, int) and lm.generate("line", 20, seed=lm.last_seed) == text

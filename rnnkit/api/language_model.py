@@ -48,6 +48,7 @@ class LanguageModel:
 
     def __init__(self, model, codec, checkpoint, path=None):
         self.model, self.codec, self.checkpoint, self.path = model, codec, checkpoint, path
+        self.last_seed = None           # the seed of the last sampling generate()
 
     @classmethod
     def open(cls, path, device="cpu", threads=None):
@@ -125,6 +126,7 @@ class LanguageModel:
                 texts = [self.prime_text(prime, unknown) + t for t in texts]
         else:
             seed = fresh_seed() if seed is None else seed
+            self.last_seed = seed       # a fresh one too: what replays these samples
             texts = ["".join(self.pieces(prime, length, temperature=temperature, top_k=top_k,
                                          top_p=top_p, greedy=greedy, seed=[seed, n],
                                          stop=stop, until_eos=until_eos, unknown=unknown,
