@@ -19,7 +19,8 @@ SEPARATOR = "--- sample {n} of {N} ---"
 @click.option("--length", type=click.IntRange(0, MAX_LENGTH), default=2000, show_default=True,
               help="Tokens to generate after the prime (at most, with --stop or --until-eos).")
 @click.option("--prime", default="", show_default=True,
-              help="Text to start from (echoed first).")
+              help="Text to start from, read after a line break; echoed first as the model "
+                   "reads it (an unknown word as <unk>).")
 @click.option("--prime-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from the text of this file instead (echoed first).")
 @click.option("--encoding", default=None, callback=text_encoding,
