@@ -20,6 +20,10 @@ def command(path, verify):
     rnnkit info runs/char
     rnnkit info runs/char/best.h5 --verify
     """
-    from rnnkit.tools.info import describe
+    from rnnkit.tools.info import DamagedRun, describe
 
-    click.echo(describe(path, verify))
+    try:
+        click.echo(describe(path, verify))
+    except DamagedRun as err:       # the rest of the folder described, then each damaged file
+        click.echo(err.text)
+        raise click.ClickException(str(err)) from None

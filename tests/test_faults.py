@@ -173,10 +173,14 @@ def test_a_signal_during_the_renames_waits_until_both_are_in_place(tmp_path, mon
         os.kill(os.getpid(), signal.SIGINT)     # held until both files are new
 
     monkeypatch.setattr(files.os, "replace", replace_then_signal)
-    with pytest.raises(KeyboardInterrupt):
-        with files.atomic_all(paths) as tmps:
-            for t in tmps:
-                open(t, "w").write("new")
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)   # not a run's handler
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with files.atomic_all(paths) as tmps:
+                for t in tmps:
+                    open(t, "w").write("new")
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert [p.read_text() for p in paths] == ["new", "new"]
     assert sorted(os.listdir(tmp_path)) == ["m.json", "m.safetensors"]
 
@@ -357,3 +361,24 @@ def test_a_lost_latest_names_the_kept_checkpoint_that_can_replace_it(corpus, tmp
     assert hint in invoke("info", run).output
     result = invoke("train", "--resume", run, "--max-steps", "6", "--quiet")
     assert result.exit_code == 1 and hint in result.output
+
+
+def test_info_describes_a_run_with_damaged_checkpoints_and_names_each(corpus, tmp_path):
+    """A truncated latest.h5 made info give up on the folder, a damaged best.h5 read as
+    'no best.h5 yet', and --verify stopped at the first damaged file."""
+    run = tmp_path / "run"
+    assert invoke("train", corpus, "-o", run, *SMALL, "--max-steps", 6, "--keep", 2,
+                  "--checkpoint-every", 2).exit_code == 0
+    for name in ("latest.h5", "best.h5"):
+        data = (run / name).read_bytes()
+        os.unlink(run / name)               # it may share its data with a kept file (a link)
+        (run / name).write_bytes(data[:len(data) // 2])
+    kept = checkpoint.step_files(run)
+    flip_byte(kept[0], "weights/embed")
+    shown = invoke("info", "--verify", run)
+    assert shown.exit_code == 1
+    assert "latest.h5 damaged; best.h5 damaged; 2 kept" in shown.output
+    assert f"cp {kept[-1]} {run / 'latest.h5'}" in shown.output       # what can take its place
+    assert f"{kept[-1]}: checksums: verified" in shown.output
+    errors = [line for line in shown.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "3 damaged" in errors[0] and kept[0].name in errors[0]

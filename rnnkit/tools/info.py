@@ -94,12 +94,19 @@ def describe_run(run_dir, verify=False):
                         f"(no latest.h5, no metrics.jsonl)")
     lines = [f"{run_dir}: run folder"]
     records = read_records(metrics)
-    meta = _meta(latest)
-    best_meta = _meta(os.path.join(run_dir, "best.h5"))
+    problems = []
+    meta = _meta(latest, problems)
+    best_meta = _meta(os.path.join(run_dir, "best.h5"), problems)
     saved = meta["step"] if meta else 0
     past = max([r["step"] for r in records if "step" in r and "event" not in r], default=0)
     lines.append(_checkpoints_line(run_dir, meta, best_meta))
-    if past > saved and not meta:
+    if problems:
+        from rnnkit.training.checkpoint import kept_hint
+        lines += [f"damaged: {p}" for p in problems]
+        if not meta and os.path.exists(latest):
+            lines.append("note: latest.h5 cannot be read: this folder cannot be resumed as it "
+                         "is" + kept_hint(run_dir))
+    elif past > saved and not meta:
         from rnnkit.training.checkpoint import kept_hint
         lines.append(f"note: metrics.jsonl runs to step {past:,} but there is no usable "
                      f"latest.h5: this folder cannot be resumed as it is" + kept_hint(run_dir))
@@ -138,15 +145,25 @@ def describe_run(run_dir, verify=False):
     lines.append(time_line)
     if meta:
         lines.append(f"config: {config_line(meta['config'], run_dir)}")
-    if os.path.exists(latest):
-        lines.append("")
-        lines.append(describe(latest, verify))
+    if meta:
+        try:
+            described = describe(latest, verify)
+            lines += ["", described]
+        except InfoError as err:
+            problems.append(str(err))
+            lines.append(f"damaged: {err}")
     if verify:
         from rnnkit.training.checkpoint import step_files
 
         for path in [os.path.join(run_dir, "best.h5")] + list(map(str, step_files(run_dir))):
-            if os.path.exists(path):
-                lines.append(f"{path}: " + checksums(path, True))
+            if os.path.exists(path) and not (path.endswith("best.h5") and not best_meta):
+                try:
+                    lines.append(f"{path}: " + checksums(path, True))
+                except InfoError as err:
+                    problems.append(str(err))
+                    lines.append(f"damaged: {err}")
+    if problems:
+        raise DamagedRun("\n".join(lines), problems)
     return "\n".join(lines)
 
 
@@ -154,8 +171,13 @@ def _checkpoints_line(run_dir, meta, best_meta):
     """Which checkpoints the folder holds, and the step of each."""
     from rnnkit.training.checkpoint import step_files
 
-    parts = [f"latest.h5 (step {meta['step']:,})" if meta else "no usable latest.h5",
-             f"best.h5 (step {best_meta['step']:,})" if best_meta else "no best.h5 yet"]
+    def damaged(name):
+        return os.path.exists(os.path.join(run_dir, name))
+
+    parts = [f"latest.h5 (step {meta['step']:,})" if meta else
+             "latest.h5 damaged" if damaged("latest.h5") else "no usable latest.h5",
+             f"best.h5 (step {best_meta['step']:,})" if best_meta else
+             "best.h5 damaged" if damaged("best.h5") else "no best.h5 yet"]
     kept = step_files(run_dir)
     if kept:
         parts.append(f"{len(kept)} kept: {', '.join(p.name for p in kept[:3])}"
@@ -163,17 +185,27 @@ def _checkpoints_line(run_dir, meta, best_meta):
     return "checkpoints: " + "; ".join(parts)
 
 
-def _meta(path):
-    """The root attributes of a checkpoint of the run (None when it has none or is
-    unreadable: describing it below says why)."""
+def _meta(path, problems):
+    """The root attributes of a checkpoint of the run, or None when it is missing or
+    damaged (what is wrong then goes in `problems`)."""
     from rnnkit.training.checkpoint import read_meta
 
     if not os.path.exists(path):
         return None
     try:
         return read_meta(path)
-    except RnnkitError:
+    except RnnkitError as err:
+        problems.append(str(err))
         return None
+
+
+class DamagedRun(InfoError):
+    """A run folder with damaged checkpoints: `text` describes the rest; the message names
+    each damaged file."""
+
+    def __init__(self, text, problems):
+        super().__init__(f"{len(problems)} damaged: " + "; ".join(problems))
+        self.text = text
 
 
 def config_line(config, folder="."):
