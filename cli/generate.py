@@ -6,7 +6,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from rnnkit.cli.options import placement, text_encoding
+from rnnkit.cli.options import placement, text_encoding, unknown_applies
 from rnnkit.corpus.textcodec import UNKNOWN
 from rnnkit.errors import RnnkitError
 from rnnkit.tools.limits import MAX_LENGTH, MIN_TEMPERATURE, SEED_LIMIT
@@ -116,6 +116,7 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
                                                                  else []))
     lm = load(checkpoint, device=device, threads=threads)
     codec = lm.codec
+    unknown_applies(codec.level, unknown)
     try:
         check_until_eos(codec, until_eos)
         check_stop(codec, stop)

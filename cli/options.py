@@ -28,6 +28,20 @@ def placement(command):
                         help="Where the model runs: cpu, cuda or cuda:N.")(command)
 
 
+def unknown_applies(level, unknown):
+    """A usage error for an --unknown given that the model's level does not do: a word model
+    maps unknown words to <unk> (replace) or leaves them out (skip), never stops; a BPE
+    model encodes any text."""
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("unknown") is click.core.ParameterSource.DEFAULT:
+        return
+    if level == "bpe":
+        raise click.UsageError("--unknown does not apply at bpe level: any text encodes")
+    if level == "word" and unknown == "error":
+        raise click.UsageError("--unknown error does not apply at word level: unknown words "
+                               "become <unk> (--unknown replace) or are left out (skip)")
+
+
 def text_encoding(ctx, param, value):
     """Check --encoding when it is given (a codec that turns bytes into text), so that a
     wrong one stops at once, whichever input it would have applied to."""

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from rnnkit.cli.options import placement, text_encoding
+from rnnkit.cli.options import placement, text_encoding, unknown_applies
 from rnnkit.tools.score import BATCH, RESETS
 from rnnkit.corpus.textcodec import UNKNOWN
 
@@ -21,7 +21,8 @@ from rnnkit.corpus.textcodec import UNKNOWN
               help="Write JSON lines with each token and its surprisal instead.")
 @click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
               help="Characters (bytes) that the vocabulary lacks: stop and name the first, "
-                   "leave them out, or replace them by a known one.")
+                   "leave them out, or replace them by a known one. Word level: unknown "
+                   "words are <unk> (replace, the default) or left out (skip).")
 @click.option("--encoding", default=None, callback=text_encoding,
               help="Encoding of TEXT.  [default: the corpus's]")
 @click.option("--batch-size", type=click.IntRange(1), default=BATCH, show_default=True,
@@ -53,6 +54,7 @@ def command(checkpoint, text, reset, per_token, unknown, encoding, batch_size, s
 
     lm = load(checkpoint, device=device, threads=threads)
     codec = lm.codec
+    unknown_applies(codec.level, unknown)
     if not quiet and (note := compiling_note(lm.model)):
         click.echo(note, err=True)
     where = "standard input" if text == "-" else text

@@ -150,16 +150,16 @@ def test_word_level_unknown_words_and_the_unk_count(word_run, tmp_path):
     many <unk> they scored."""
     text = "the quick fox\nthe zebra naps <unk>\n"
     (tmp_path / "w.txt").write_text(text)
-    for unknown, tokens, unk in (("error", 9, 2), ("replace", 9, 2), ("skip", 8, 1)):
-        scored = invoke("score", word_run / "best.h5", "--unknown", unknown, input=text)
+    for unknown, tokens, unk in ((None, 9, 2), ("replace", 9, 2), ("skip", 8, 1)):
+        given = ["--unknown", unknown] if unknown else []
+        scored = invoke("score", word_run / "best.h5", *given, input=text)
         assert scored.exit_code == 0, scored.output
         assert sum(n for *_, n, _ in table(scored.stdout)) == tokens
         assert f"2 lines, {tokens} tokens ({unk} <unk>)" in scored.stderr
         what = "left out" if unknown == "skip" else "replaced by '<unk>'"
         assert f"note: 1 words of standard input that the vocabulary lacks were {what}" \
             in scored.stderr
-        ev = invoke("eval", word_run / "best.h5", "--text", tmp_path / "w.txt", "--unknown",
-                    unknown)
+        ev = invoke("eval", word_run / "best.h5", "--text", tmp_path / "w.txt", *given)
         assert ev.exit_code == 0, ev.output
         assert f"tokens {tokens - 1}\nunk_tokens {unk}\n" in ev.stdout     # the first: given
 
@@ -283,3 +283,11 @@ def test_eval_text_reads_a_file_as_preprocess_does(word_run, tmp_path):
                                   "train", "--batch-size", "1", "-q"))
     assert int(by_text["tokens"]) == int(by_corpus["tokens"]) == 7      # 8 ids, 7 scored
     assert by_text["loss"] == by_corpus["loss"]
+
+
+def test_unknown_given_at_word_level_is_refused(word_run):
+    """--unknown error at word level was ignored (unknown words became <unk>, exit 0)."""
+    result = invoke("score", word_run / "best.h5", "--unknown", "error", input="the king\n")
+    assert result.exit_code == 2 and "--unknown error does not apply at word level" in \
+        result.output
+    assert invoke("score", word_run / "best.h5", "-q", input="the king\n").exit_code == 0
