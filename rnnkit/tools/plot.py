@@ -90,12 +90,15 @@ def plot_runs(run_dirs, output, x="step", notes=None):
     last = max((t for curves in runs for points in curves.values() for _, t, _ in points),
                default=0.0)
     scale, time_label = _time_axis(last)
+    # matplotlib's ten colours, or as many as the runs from a continuous map
+    colors = [f"C{i}" for i in range(len(runs))] if len(runs) <= 10 else \
+        [plt.cm.turbo(i / (len(runs) - 1)) for i in range(len(runs))]
     for ax, key in zip(axes.flat, shown):
         for i, (curves, name) in enumerate(zip(runs, labels(run_dirs))):
             if curves[key]:
                 steps, times, values = zip(*curves[key])
                 xs = steps if x == "step" else [t / scale for t in times]
-                ax.plot(xs, values, "o-" if key == "val_loss" else "-", color=f"C{i % 10}",
+                ax.plot(xs, values, "o-" if key == "val_loss" else "-", color=colors[i],
                         label=name, markersize=3, linewidth=1.2)
         ax.set_title(PANELS[key], fontsize=10)
         ax.set_xlabel("step" if x == "step" else time_label)
@@ -104,7 +107,13 @@ def plot_runs(run_dirs, output, x="step", notes=None):
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(shown):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
+    # one legend for the figure with every run that drew anything (a run without training
+    # lines was in no panel's legend when the first panel's was the figure's)
+    handles = {}
+    for ax in axes.flat:
+        for line in ax.get_lines():
+            handles.setdefault(line.get_label(), line)
+    axes.flat[0].legend(list(handles.values()), list(handles), fontsize=8)
     fig.tight_layout()
     with files.atomic(output) as tmp:
         fig.savefig(tmp, format=kind)
