@@ -382,3 +382,24 @@ def test_info_describes_a_run_with_damaged_checkpoints_and_names_each(corpus, tm
     assert f"{kept[-1]}: checksums: verified" in shown.output
     errors = [line for line in shown.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and "3 damaged" in errors[0] and kept[0].name in errors[0]
+
+
+@pytest.mark.parametrize("level", ["word", "bpe"])
+def test_a_changed_word_in_a_vocabulary_is_found(tmp_path, level):
+    """Text datasets take no fletcher32: a changed word in /vocab (or the tokenizer) was read
+    as it was, --verify said 'verified', and a run trained on the changed vocabulary."""
+    if level == "bpe":
+        pytest.importorskip("tokenizers")
+    corpus = make_corpus(tmp_path, level) if level == "word" else str(tmp_path / "b.h5")
+    if level == "bpe":
+        from rnnkit.corpus.preprocess import preprocess
+        (tmp_path / "t.txt").write_text("the quick brown fox naps over it\n" * 40)
+        preprocess([str(tmp_path / "t.txt")], corpus, level="bpe", vocab_size=300)
+    data = bytearray(open(corpus, "rb").read())
+    at = data.find(b"quick")                        # in /vocab (bpe: and the tokenizer's)
+    assert at >= 0
+    data[at] ^= 0x01                                 # 'q' -> 'p'
+    open(corpus, "wb").write(bytes(data))
+    one_line_error(invoke("info", "--verify", corpus), "dataset /", "checksum does not match")
+    one_line_error(invoke("train", corpus, "-o", tmp_path / "run", *SMALL, "--max-steps", 1),
+                   "checksum does not match")

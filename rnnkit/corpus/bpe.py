@@ -123,16 +123,21 @@ class BpeVocabulary(Vocabulary):
 
     def save(self, h5file):
         """/vocab: the token strings, as at word level; /tokenizer: the tokenizer's JSON."""
-        import h5py
+        from rnnkit import h5
 
-        text = h5py.string_dtype("utf-8")
-        h5file.create_dataset("vocab", data=np.array(self.tokens, dtype=object), dtype=text)
-        h5file.create_dataset("tokenizer", data=self.tokenizer_json, dtype=text)
+        h5.write_text(h5file, "vocab", np.array(self.tokens, dtype=object))
+        h5.write_text(h5file, "tokenizer", self.tokenizer_json)
 
     @classmethod
     def load(cls, h5file, level=LEVEL):
-        value = h5file["tokenizer"][()]
-        return cls(value.decode("utf-8") if isinstance(value, bytes) else value)
+        from rnnkit import h5
+
+        stored = h5.read_text(h5file["vocab"])      # checked; the tokens come from the JSON
+        vocab = cls(h5.read_text(h5file["tokenizer"]))
+        if list(stored) != vocab.tokens:
+            raise h5.DamagedFile(f"{h5file.filename}: /vocab differs from the tokenizer's "
+                                 f"vocabulary; the file is damaged")
+        return vocab
 
     def sidecar(self):
         """What export's JSON file adds for this vocabulary: the tokenizer itself."""

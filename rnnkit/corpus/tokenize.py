@@ -54,12 +54,9 @@ class Vocabulary:
     def save(self, h5file):
         """Write /vocab: code points (char), byte values (byte), UTF-8 strings (word)."""
         if self.level == "word":
-            import h5py
+            from rnnkit import h5
 
-            data = np.array(self.tokens, dtype=object)
-            # variable-length strings take no filters, so no fletcher32 here (the file's
-            # metadata checksums still cover them)
-            h5file.create_dataset("vocab", data=data, dtype=h5py.string_dtype("utf-8"))
+            h5.write_text(h5file, "vocab", np.array(self.tokens, dtype=object))
         else:
             dtype = np.uint32 if self.level == "char" else np.uint8
             data = np.array([ord(t) for t in self.tokens], dtype)
@@ -69,7 +66,9 @@ class Vocabulary:
     def load(cls, h5file, level):
         data = h5file["vocab"]
         if level == "word":
-            return cls(level, data.asstr()[()])
+            from rnnkit import h5
+
+            return cls(level, h5.read_text(data))
         return cls(level, [chr(c) for c in data[()].tolist()])
 
 

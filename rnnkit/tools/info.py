@@ -72,15 +72,15 @@ def checksums(path, verify):
             if verify:
                 count, with_sum = h5.verify(f)
                 return (f"checksums: verified, {count} datasets read without error "
-                        f"({with_sum} with a fletcher32 checksum)")
+                        f"({with_sum} with a checksum: fletcher32, or sha256 for text)")
             datasets = h5.datasets(f)
-            summed = sum(bool(d.fletcher32) for d in datasets)
+            summed = sum(bool(d.fletcher32) or h5.DIGEST in d.attrs for d in datasets)
     except h5.DamagedFile as err:
         raise InfoError(str(err)) from None
     if not summed:
         return "checksums: none (made by rnnkit 0.1); --verify still reads every dataset"
-    return (f"checksums: fletcher32 on {summed} of {len(datasets)} datasets; --verify checks "
-            f"them all")
+    return (f"checksums: on {summed} of {len(datasets)} datasets (fletcher32, sha256 for text); "
+            f"--verify checks them all")
 
 
 def describe_run(run_dir, verify=False):
