@@ -32,6 +32,7 @@ def place(tmp_path_factory):
     shutil.copy(other / "char.h5", d / "other.h5")
     from rnnkit.corpus.preprocess import preprocess
     preprocess([str(d / "t.txt")], str(d / "novt.h5"), val_frac=0.1, test_frac=0.0)
+    preprocess([str(d / "t.txt")], str(d / "trainonly.h5"), val_frac=0.0, test_frac=0.0)
     for name, src in (("corpus", corpus), ("ck", run / "latest.h5")):
         data = open(src, "rb").read()
         (d / f"{name}-cut.h5").write_bytes(data[:len(data) // 2])
@@ -150,6 +151,8 @@ CASES = [
     (["eval", "{d}/run/latest.h5", "{d}/other.h5"], "another vocabulary", 1),
     (["eval", "{d}/run/latest.h5", "{d}/novt.h5", "--split", "test"], "no 'test' split", 1),
     (["eval", "{d}/run/latest.h5", "--text", "{d}/latin1.txt"], "--encoding", 1),
+    (["eval", "{d}/run/latest.h5", "{d}/trainonly.h5"], "has no test or val split; --split "
+     "train evaluates on the training text", 1),
     (["eval", "{d}/run/latest.h5", "--text", "{d}/t.txt", "--encoding", "bogus"],
      "unknown encoding", 2),
     (["eval", "{d}/run/latest.h5", "--text", "{d}/t.txt", "--encoding", "base64"],

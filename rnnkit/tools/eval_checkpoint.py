@@ -23,15 +23,17 @@ class EvalError(RnnkitError, ValueError):
 
 
 def pick_split(corpus, split):
-    """`split`, or test when present, else val, else train; with the reason for the choice."""
+    """`split`, or test when present, else val; with the reason for the choice. Never the
+    training split unless asked for (a figure on it read as a held-out one)."""
     if split:
         return split, None
-    for name in ("test", "val", "train"):
+    for name in ("test", "val"):
         if name in corpus.splits:
             if name == "test":
                 return name, None
             return name, f"{corpus.path} has no test split; evaluating its {name} split"
-    raise EvalError(f"{corpus.path} has no splits")
+    raise EvalError(f"{corpus.path} has no test or val split; --split train evaluates on the "
+                    f"training text")
 
 
 def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10, seq_len=0,
