@@ -116,6 +116,8 @@ CASES = [
      1),
     (["train", "{d}/char.h5", "-o", "{d}/r", *SMALL, "--schedule", "step", "--max-decays", "2"],
      "[schedule] max_decays does not apply to the step schedule", 1),
+    (["train", "{d}/char.h5", "-o", "{d}/r", *SMALL, "--val-split", "", "--eval-every", "5"],
+     "[train] eval_every sets when and how much to validate", 1),
     (["train", "{d}/char.h5", "-o", "{d}/r", *SMALL, "--val-split", "", "--patience", "2"],
      "[train] patience stops when validation stops improving, and this run has none", 1),
     (["train", "{d}/char.h5", "-o", "{d}/r", *SMALL, "--val-split", "", "--schedule",

@@ -137,11 +137,12 @@ def preprocess(inputs, output, **settings):
 
 
 def evaluate(checkpoint, corpus=None, *, split=None, text=None, batch_size=10, seq_len=0,
-             encoding=None, unknown="error", device="cpu"):
+             encoding=None, unknown="error", device="cpu", threads=None):
     """What `rnnkit eval` prints, as a dict (loss, perplexity, bits_per_token, tokens, source,
     seconds; with a text: chars and bits_per_char; with <unk> in the vocabulary: unk_tokens):
     checkpoint `checkpoint` on a split of `corpus` (default: the run's own corpus, split
-    "test", else "val") or on the text file `text`; seq_len 0: the training seq_len."""
+    "test", else "val") or on the text file `text`; seq_len 0: the training seq_len; threads
+    as load's."""
     from rnnkit.tools.eval_checkpoint import evaluate_checkpoint
 
     check_number("batch_size", batch_size, numbers.Integral)
@@ -149,7 +150,7 @@ def evaluate(checkpoint, corpus=None, *, split=None, text=None, batch_size=10, s
     return evaluate_checkpoint(
         path_of(checkpoint, "checkpoint"), None if corpus is None else path_of(corpus, "corpus"),
         split, None if text is None else path_of(text, "text"), batch_size, seq_len, encoding,
-        unknown, device=device)
+        unknown, device=device, threads=threads)
 
 
 def export(checkpoint, output, *, format=None, force=False):   # noqa: A002  the flag's name

@@ -38,7 +38,7 @@ def pick_split(corpus, split):
 
 def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10, seq_len=0,
                         encoding=None, unknown="error", progress=None, notes=None,
-                        device="cpu", say=None):
+                        device="cpu", say=None, threads=None):
     """Evaluate checkpoint `path` on a corpus split or a text file, on `device` (cpu, cuda,
     cuda:N); returns report() plus 'source', 'seconds', for a vocabulary with <unk>,
     'unk_tokens' (the <unk> tokens of the text, its unknown words included), and for a text
@@ -51,7 +51,7 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
     from rnnkit.corpus.textcodec import read_text
 
     notes = [] if notes is None else notes
-    model, codec, ck = load_model(path, device=device)
+    model, codec, ck = load_model(path, device=device, threads=threads)
     if say is not None and (note := compiling_note(model)):
         say(note)
     T = seq_len or ck.config["data"]["seq_len"]

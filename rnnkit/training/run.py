@@ -77,6 +77,10 @@ def unused_settings(cfg, validates):
         if s.schedule == "plateau":
             raise ConfigError(f"the plateau schedule decays on validation, and this run has "
                               f"none ({why})")
+        for key in ("eval_every", "eval_batches"):
+            if getattr(cfg.train, key):
+                raise ConfigError(f"[train] {key} sets when and how much to validate, and "
+                                  f"this run has no validation ({why})")
 
 
 @dataclasses.dataclass
