@@ -19,6 +19,7 @@ import secrets
 import signal
 import socket
 import stat
+import threading
 from pathlib import Path
 
 from rnnkit.errors import RnnkitError
@@ -140,6 +141,28 @@ HELD = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1") i
 
 
 @contextlib.contextmanager
+def held_signals():
+    """The stop signals wait until the block ends, then act as they would have. Held at
+    Python's level (a handler that notes them): a mask on this thread would not do, as
+    another thread may take the signal and Python then runs its handler here at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield                       # only the main thread may set handlers (and runs them)
+        return
+    pending, before = [], {}
+    for sig in HELD:
+        old = signal.getsignal(sig)
+        if old is not None:         # None: a handler set outside Python, left as it is
+            before[sig] = signal.signal(sig, lambda n, frame: pending.append(n))
+    try:
+        yield
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+        for sig in pending:
+            signal.raise_signal(sig)
+
+
+@contextlib.contextmanager
 def atomic_all(paths, needed=None):
     """atomic for files that belong together (a model's weights and its JSON): yields a
     temporary path for each; once the block has written them all, each is synced, and they
@@ -161,15 +184,9 @@ def atomic_all(paths, needed=None):
             finally:
                 os.close(fd)
             os.chmod(tmp, 0o666 & ~_umask())
-        held = hasattr(signal, "pthread_sigmask")
-        if held:
-            signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
-        try:
+        with held_signals():
             for tmp, current in zip(tmps, paths):
                 os.replace(tmp, current)
-        finally:
-            if held:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
     except BaseException as err:
         for tmp in tmps:
             with contextlib.suppress(OSError):
