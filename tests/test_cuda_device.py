@@ -42,8 +42,8 @@ def test_without_a_gpu_the_error_is_one_line():
     if GPU is not None or ENABLE_CUDASIM:
         pytest.skip("a GPU (or the simulator) is here")
     with pytest.raises(BackendError) as err:
-        get_backend("cuda:0")
-    assert "no CUDA GPU found" in str(err.value) and "\n" not in str(err.value)
+        get_backend("cuda:5")
+    assert "device cuda:5: no CUDA GPU found" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_plain_cuda_is_the_ranks_own_gpu(monkeypatch):

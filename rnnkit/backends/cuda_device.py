@@ -25,16 +25,17 @@ def select(index, local_rank=0):
     if ENABLE_CUDASIM:
         return cuda, index or 0
     from numba.cuda.cudadrv import driver, nvvm
+    asked = "cuda" if index is None else f"cuda:{index}"
     if not driver.driver.is_available or not len(cuda.gpus):
-        raise BackendError("--device cuda: no CUDA GPU found (no NVIDIA driver, or it sees no "
-                           "device); use --device cpu")
+        raise BackendError(f"device {asked}: no CUDA GPU found (no NVIDIA driver, or it sees "
+                           f"no device); use the cpu")
     if not nvvm.is_available():
-        raise BackendError("--device cuda: the CUDA compiler (NVVM) is missing: "
-                           "pip install 'rnnkit[cuda]', or install the CUDA toolkit")
+        raise BackendError(f"device {asked}: the CUDA compiler (NVVM) is missing: "
+                           f"pip install 'rnnkit[cuda]', or install the CUDA toolkit")
     if index is None:
         index = local_rank % len(cuda.gpus)
     if index >= len(cuda.gpus):
-        raise BackendError(f"--device cuda:{index}: this machine has {len(cuda.gpus)} "
+        raise BackendError(f"device cuda:{index}: this machine has {len(cuda.gpus)} "
                            f"CUDA GPU(s), numbered from 0")
     cuda.select_device(index)
     return cuda, index
