@@ -102,3 +102,17 @@ def test_the_config_line_trains_the_same_config(runs, tmp_path):
     corpora = [Path(locate(c["data"].pop("corpus"), run)).resolve()   # each from its folder
                for c, run in zip(configs, (tmp_path / "again", runs[1]))]
     assert configs[0] == configs[1] and corpora[0] == corpora[1]
+
+
+def test_info_gives_the_checkpoints_step_when_the_log_is_behind(runs, tmp_path):
+    """info said 'training: step N' for the last logged step, not latest.h5's."""
+    import shutil
+    run = tmp_path / "r"
+    shutil.copytree(runs[0], run)
+    lines = [line for line in open(run / "metrics.jsonl") if '"train_loss"' in line]
+    last = json.loads(lines[-1])["step"]
+    kept = [line for line in open(run / "metrics.jsonl")
+            if json.loads(line).get("step", 0) < last or "train_loss" not in line]
+    (run / "metrics.jsonl").write_text("".join(kept))
+    shown = CliRunner().invoke(main, ["info", str(run)]).output
+    assert f"training: step {last}; at the last logged step, " in shown

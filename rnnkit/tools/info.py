@@ -131,9 +131,12 @@ def describe_run(run_dir, verify=False):
                   + [meta.get("elapsed", 0.0) if meta else 0.0])
     if trains:
         last = trains[-1]
-        lines.append(f"training: step {last['step']:,}, epoch {last['epoch']:.2f}, "
-                     f"last loss {last['train_loss']:.4f}, "
-                     f"{last.get('tokens_per_s', 0):,.0f} tokens/s")
+        at = meta["step"] if meta else last["step"]
+        logged = (f"epoch {last['epoch']:.2f}, last loss {last['train_loss']:.4f}, "
+                  f"{last.get('tokens_per_s', 0):,.0f} tokens/s")
+        lines.append(f"training: step {at:,}, {logged}" if at == last["step"] else
+                     f"training: step {at:,}; at the last logged step, {last['step']:,}: "
+                     f"{logged}")
     elif meta:
         lines.append(f"training: step {meta['step']:,}")
     sessions = sum(e["event"] in ("start", "resume") for e in events)
