@@ -116,3 +116,13 @@ def test_info_gives_the_checkpoints_step_when_the_log_is_behind(runs, tmp_path):
     (run / "metrics.jsonl").write_text("".join(kept))
     shown = CliRunner().invoke(main, ["info", str(run)]).output
     assert f"training: step {last}; at the last logged step, " in shown
+
+
+def test_info_does_not_give_an_earlier_sessions_stop_as_the_last(runs, tmp_path):
+    import shutil
+    run = tmp_path / "r"
+    shutil.copytree(runs[0], run)
+    with open(run / "metrics.jsonl", "a") as f:           # a session killed after it began
+        f.write(json.dumps({"event": "resume", "step": 12}) + "\n")
+    shown = CliRunner().invoke(main, ["info", str(run)]).output
+    assert "running or killed" in shown and "last stop:" not in shown

@@ -140,11 +140,13 @@ def describe_run(run_dir, verify=False):
     elif meta:
         lines.append(f"training: step {meta['step']:,}")
     sessions = sum(e["event"] in ("start", "resume") for e in events)
-    stop = [e for e in events if e["event"] == "stop"]
+    # the last session's stop, if it wrote one (after a kill, the one before is not its)
+    ends = [e for e in events if e["event"] in ("start", "resume", "stop")]
     time_line = f"training time: {clock(elapsed)}"
     if events:
         time_line += f" in {sessions} session{'s' if sessions != 1 else ''}" + (
-            f"; last stop: {stop[-1].get('reason')}" if stop else "; running or killed")
+            f"; last stop: {ends[-1].get('reason')}" if ends and ends[-1]["event"] == "stop"
+            else "; running or killed")
     lines.append(time_line)
     if meta:
         lines.append(f"config: {config_line(meta['config'], run_dir)}")
