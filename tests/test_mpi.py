@@ -156,7 +156,7 @@ def test_a_setup_error_is_printed_once(corpus, tmp_path):
     cases = [(["env", f"PYTHONPATH={tmp_path / 'nompi'}"], [], "mpi4py is not installed", 1),
              ([], ["--batch-size", 100000], "too few for one batch", 1),
              ([], ["--hiden", 3], "No such option '--hiden'", 2),
-             ([], ["--lr", "nan"], "[optim] lr: expected float, got nan", 1)]
+             ([], ["--lr", "nan"], "[optim] lr: expected a finite number, got nan", 1)]
     for prefix, flags, message, code in cases:
         cmd = [MPIEXEC, "-n", "2", *prefix, sys.executable, "-m", "rnnkit", "train", corpus,
                "-o", tmp_path / "run", "--threads", 1, *map(str, flags)]
