@@ -87,6 +87,23 @@ def test_numba_cudas_cache_classes_are_protected_too():
     assert out.stdout.split() == ["True", "True"], out.stderr
 
 
+def test_a_source_folder_it_cannot_write_in_the_cache_stays_out_of_the_sources(tmp_path):
+    """Numba wants a subfolder per source folder; where it could not make it, it cached beside
+    the sources instead, in __pycache__, keyed by each file alone (stale kernels after an edit
+    in another module: a helper's run loaded the old sigmoid)."""
+    code = USER.replace("from numba import njit", textwrap.dedent("""
+        from numba import njit
+        import os, numba
+        from numba.core.caching import _CacheLocator
+        sub = _CacheLocator.get_suitable_cache_subpath(__file__)
+        open(os.path.join(numba.config.CACHE_DIR, sub), "w").close()   # a file in its place
+    """))
+    result = run(tmp_path, {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}, code)
+    assert result.returncode == 0 and result.stdout.split() == ["True", "42"], result.stderr
+    assert "part of the kernel cache cannot be written" in result.stderr
+    assert not list(tmp_path.glob("__pycache__/*.nb*"))
+
+
 def test_a_full_disk_leaves_the_kernel_uncached(tmp_path):
     failing = USER.replace("from numba import njit", textwrap.dedent("""
         from numba import njit
@@ -99,3 +116,11 @@ def test_a_full_disk_leaves_the_kernel_uncached(tmp_path):
     result = run(tmp_path, {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}, failing)
     assert result.returncode == 0 and result.stdout.split() == ["True", "42"], result.stderr
     assert "the kernel cache cannot be written (No space left on device)" in result.stderr
+
+
+def test_rnnkit_no_cache_0_keeps_the_cache(tmp_path):
+    """Any value turned the cache off, 0 and false too."""
+    for value, on in (("0", "True"), ("false", "True"), ("1", "False")):
+        result = run(tmp_path, {"NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+                                "RNNKIT_NO_CACHE": value})
+        assert result.stdout.split() == [on, "42"], (value, result.stderr)

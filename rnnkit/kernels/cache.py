@@ -34,7 +34,8 @@ import numba
 from rnnkit.kernels.cpu import target   # first: it sets the CPU before Numba's config is used
 from rnnkit.lock import flock
 
-CACHE = os.environ.get("RNNKIT_NO_CACHE", "") == ""
+# RNNKIT_NO_CACHE=1 (any value but empty, 0, false, no, off) turns the cache off
+CACHE = os.environ.get("RNNKIT_NO_CACHE", "").strip().lower() in ("", "0", "false", "no", "off")
 PACKAGE = Path(__file__).resolve().parents[1]           # rnnkit/
 
 
@@ -223,12 +224,52 @@ def _checked(cls):
     cls._save_data, cls._load_data = _save_data, _load_data
 
 
+_private = []                       # this process's own folder for kernels, once made
+
+
+def _private_folder():
+    """A folder for kernels that only this process uses (removed at its exit)."""
+    if not _private:
+        import atexit
+        import shutil
+
+        _private.append(tempfile.mkdtemp(prefix="rnnkit-kernels-"))
+        atexit.register(shutil.rmtree, _private[0], True)
+    return _private[0]
+
+
+def _one_locator(caching):
+    """Numba's locators cut to the cache folder's: where it cannot write a source folder's
+    subfolder there, Numba tried the next locator, which caches in __pycache__ beside the
+    sources, keyed by each file alone (stale kernels after an edit in another module, as
+    tests/test_cache_faults.py shows). Such kernels go to a folder of this process's own."""
+    base = caching.CacheImpl._locator_classes[0]
+    assert "UserProvided" in base.__name__, base       # the folder of NUMBA_CACHE_DIR
+
+    class Locator(base):
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            found = super().from_function(py_func, py_file)
+            if found is not None or not numba.config.CACHE_DIR:
+                return found
+            note(f"part of the kernel cache cannot be written; kernels compiled now are not "
+                 f"kept: {numba.config.CACHE_DIR}")
+            own = cls(py_func, py_file)
+            own._cache_path = os.path.join(_private_folder(),
+                                           os.path.basename(own.get_cache_path()))
+            own.ensure_cache_path()
+            return own
+
+    caching.CacheImpl._locator_classes = [Locator]
+
+
 def protect(caching):
-    """Both of the above on a caching module's classes, once: Numba's (here) and numba-cuda's
-    own copy of them (kernels/cuda/launch.py)."""
+    """The above on a caching module's classes, once: Numba's (here) and numba-cuda's own
+    copy of them (kernels/cuda/launch.py)."""
     if not getattr(caching.Cache, "_rnnkit", False):
         _tolerant(caching.Cache)
         _checked(caching.IndexDataCacheFile)
+        _one_locator(caching)
         caching.Cache._rnnkit = True
 
 
