@@ -544,3 +544,31 @@ def test_bpe_tokens_that_are_part_of_a_character_show_their_bytes():
     from rnnkit.corpus.bpe import show
     assert show("Ġthe") == "' the'"
     assert show("â\u0122") == repr(b"\xe2\x80")        # two bytes of a three-byte character
+
+
+def test_an_edit_in_place_between_the_passes_is_found(tmp_path, monkeypatch):
+    """Same size, same symbols: the token count matched, so the ids were the new text while
+    the counts and sha256 described the old one, and nothing was said."""
+    from rnnkit.corpus import preprocess as pre
+    src = write(tmp_path / "in.txt", "abcd\n" * 200)
+    count = pre.Reader.count
+
+    def count_then_edit(self, source):
+        count(self, source)
+        with open(source.path, "r+b") as f:
+            f.seek(500)
+            f.write(b"dcba")
+        st = os.stat(source.path)
+        os.utime(source.path, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+
+    monkeypatch.setattr(pre.Reader, "count", count_then_edit)
+    with pytest.raises(InputError, match="changed while being read"):
+        preprocess([str(src)], tmp_path / "c.h5", val_frac=0, test_frac=0)
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_a_symlink_loop_is_named_as_one(tmp_path):
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(InputError, match="a symbolic link to nothing"):
+        find_inputs([str(tmp_path / "a")])

@@ -26,7 +26,7 @@ from rnnkit.corpus.bpe import BpeTokenizer
 from rnnkit.corpus.reader import Corpus, CorpusError
 from rnnkit.errors import RnnkitError
 from rnnkit.corpus.sources import (BLOCK, InputError, bom_hint, check_encoding, find_inputs,
-                            read_blocks, read_text)
+                                   read_blocks, read_text, stamp)
 from rnnkit.corpus.tokenize import EOS, LEVELS, TOKENIZERS, UNK
 from rnnkit.corpus.chunks import thread_pool
 
@@ -41,6 +41,7 @@ class Source:
     bytes: int = 0
     tokens: int = 0
     sha256: str = ""
+    stamp: tuple = ()       # (size, mtime in ns, inode) as pass 1 began: a change shows after
 
 
 class Reader:
@@ -67,6 +68,7 @@ class Reader:
 
     def count(self, source):
         """Pass 1 over one file: count its units; fill in its size, token count and sha256."""
+        source.stamp = stamp(source.path)
         digest = hashlib.sha256()
         hashing = None  # the block being hashed; at most one waits
 

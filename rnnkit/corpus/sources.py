@@ -35,6 +35,12 @@ def bom_hint(head):
     return ""
 
 
+def stamp(path):
+    """What changes when a file is written: its size, modification time and inode."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def is_text(path):
     try:
         with open(path, "rb") as f:
@@ -79,6 +85,9 @@ def find_inputs(patterns):
                 raise InputError(f"no text file matches {pattern}")
         elif os.path.exists(pattern):
             raise InputError(f"{pattern} is not a file or folder")
+        elif os.path.islink(pattern):
+            raise InputError(f"{pattern} is a symbolic link to nothing (a loop, or its target "
+                             f"is gone)")
         else:
             raise InputError(f"no such file or folder: {pattern}")
         paths += found

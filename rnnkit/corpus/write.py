@@ -10,7 +10,7 @@ from rnnkit import files
 from rnnkit.corpus import chunks
 from rnnkit.corpus.chunks import SplitWriter, compression_pool
 from rnnkit.corpus.reader import FORMAT, FORMAT_VERSION
-from rnnkit.corpus.sources import InputError
+from rnnkit.corpus.sources import InputError, stamp
 from rnnkit.corpus.tokenize import EOS, UNK
 from rnnkit.version import __version__
 
@@ -85,7 +85,9 @@ def _fill(h5, pool, reader, vocab, sources, sizes, feeds, attrs, writers):
                     parts[0][1] -= take
                     if parts[0][1] == 0:
                         parts.pop(0)
-            if seen != source.tokens:
+            # the same count can hide an edit in place (same size, same vocabulary): then the
+            # ids would not be the text that the counts and the sha256 describe
+            if seen != source.tokens or stamp(source.path) != source.stamp:
                 raise InputError(f"{source.path} changed while being read; run again")
     for writer in by_name.values():
         writer.close()
