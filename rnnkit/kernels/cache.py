@@ -24,7 +24,6 @@ import importlib.metadata
 import json
 import os
 import sys
-import pickle
 import tempfile
 import zlib
 from pathlib import Path
@@ -204,22 +203,23 @@ class DamagedEntry(Exception):
 
 
 def _checked(cls):
-    """Numba's cache file class, made to write each entry with a CRC-32 of its bytes and to
-    refuse an entry without one or whose bytes differ (load_overload then compiles it again)."""
+    """Numba's cache file class, made to write each entry with a CRC-32 of its bytes after
+    them (Numba's reader stops where its data ends) and to refuse an entry without one or
+    whose bytes differ (load_overload then compiles it again)."""
+    load = cls._load_data
 
     def _save_data(self, name, data):
         blob = self._dump(data)
         with self._open_for_write(self._data_path(name)) as f:
-            f.write(MARK + zlib.crc32(blob).to_bytes(4, "little") + blob)
+            f.write(blob + MARK + zlib.crc32(blob).to_bytes(4, "little"))
 
     def _load_data(self, name):
         with open(self._data_path(name), "rb") as f:
             raw = f.read()
-        head = len(MARK) + 4
-        if not raw.startswith(MARK) or \
-                zlib.crc32(raw[head:]).to_bytes(4, "little") != raw[len(MARK):head]:
+        body, tail = raw[:-len(MARK) - 4], raw[-len(MARK) - 4:]
+        if tail != MARK + zlib.crc32(body).to_bytes(4, "little"):
             raise DamagedEntry(name)
-        return pickle.loads(raw[head:])
+        return load(self, name)
 
     cls._save_data, cls._load_data = _save_data, _load_data
 
