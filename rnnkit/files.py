@@ -110,28 +110,8 @@ def atomic(path, needed=None):
     """Yield a temporary path next to `path`; when the block ends without error the file
     there (written and closed by the block) replaces `path`, else it is removed. OSError
     becomes WriteError. `needed`: the bytes the output will take, for the message."""
-    path = Path(path)
-    folder = os.path.abspath(path.parent)
-    if folder not in _cleaned:      # the next writer into a folder removes the dead's
-        _cleaned.add(folder)
-        clean_stale(folder)
-    tmp = temporary_name(path)
-    try:
+    with atomic_all([path], needed) as (tmp,):
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(err, OSError) and not isinstance(err, WriteError):
-            raise write_error(path, err, needed) from None
-        raise
-    fsync_folder(path.parent)
 
 
 # The signals a command stops on (rnnkit/training/stop_signals.py), held across atomic_all's
