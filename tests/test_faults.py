@@ -4,6 +4,7 @@ Each ends in one line on stderr and a non-zero exit, with nothing existing lost:
 good checkpoint stays and resumes, no partial file appears under a final name.
 """
 import json
+import dataclasses
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 
 import h5py
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -106,6 +108,23 @@ def test_checkpoint_on_a_full_disk_is_one_line_and_loses_nothing(corpus, small_d
     again = invoke("train", "--resume", run, "--max-steps", 8)
     assert again.exit_code == 0, again.output
     assert checkpoint.load(run / "latest.h5").step == 8
+
+
+def test_a_disk_that_fills_while_a_checkpoint_is_written(corpus, small_disk, monkeypatch):
+    # the space check passed, then another writer took the space: HDF5 fails writing the
+    # image out at close, which is the one-line error too, and the old file stays
+    run = small_disk / "run"
+    assert invoke("train", corpus, "-o", run, *SMALL, "--max-steps", 2).exit_code == 0
+    ck = checkpoint.load(run / "latest.h5")
+    # room to start the file (HDF5 writes its first 64 KiB then), not to finish it
+    fill(small_disk, leave=150_000)
+    monkeypatch.setattr(files, "check_space", lambda path, needed: None)
+    big = dataclasses.replace(ck, step=3, state={"h": np.ones((4, 100_000), np.float32)})
+    with pytest.raises(files.WriteError, match=r"cannot write .*latest\.h5: the disk is full"):
+        checkpoint.save(run / "latest.h5", big)
+    assert checkpoint.load(run / "latest.h5").step == 2
+    assert sorted(os.listdir(run)) == sorted(["latest.h5", "best.h5", "config.toml",
+                                              "metrics.jsonl", ".lock"])
 
 
 def test_new_run_on_a_full_disk_leaves_no_folder(corpus, small_disk):

@@ -20,6 +20,8 @@ from rnnkit.kernels.cpu import adaptive, linear, loss, optim, sampling_step
 # the per-row logits kernel.
 STEP_MAX_N = 8
 
+FINITE_BLOCK = 1 << 16          # all_finite's numbers at a time
+
 _NO_BIAS = {np.dtype(t): np.zeros(0, t) for t in (np.float32, np.float64)}   # b of length 0
 
 
@@ -27,6 +29,7 @@ _NO_BIAS = {np.dtype(t): np.zeros(0, t) for t in (np.float32, np.float64)}   # b
 class CPUBackend:
     name = "cpu"
     range_align = optim.ALIGN
+    on_host = True
 
     def __init__(self, threads_=None, local_ranks=1):
         self.threads_why = "as set for this process"
@@ -103,6 +106,9 @@ class CPUBackend:
     def to_host(self, a):
         return np.array(a)
 
+    def host_view(self, a):
+        return np.asarray(a)
+
     def clone(self, a):
         """A new array on the backend with a's contents."""
         return self.from_host(a)
@@ -126,7 +132,9 @@ class CPUBackend:
         a *= b
 
     def all_finite(self, a):
-        return bool(np.isfinite(a).all())
+        flat = a.reshape(-1)
+        return all(np.isfinite(flat[i:i + FINITE_BLOCK]).all()     # no a-sized temporary
+                   for i in range(0, flat.size, FINITE_BLOCK))
 
     def empty(self, shape, dtype):
         """An array every entry of which the caller writes (here: zeros, as cheap)."""

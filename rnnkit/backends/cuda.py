@@ -25,6 +25,7 @@ from rnnkit.backends.interface import BackendError, derived_seed
 class CUDABackend:
     name = "cuda"
     range_align = 0                 # every number is zeroed, clipped, updated
+    on_host = False
 
     def __init__(self, index=None, local_rank=0, precision="fp32"):
         self.cuda, index = select(index, local_rank)
@@ -111,6 +112,9 @@ class CUDABackend:
 
     def to_host(self, a):
         return a.copy_to_host() if on_device(a) else np.array(a)
+
+    def host_view(self, a):
+        return a.copy_to_host() if on_device(a) else np.asarray(a)
 
     def clone(self, a):
         """A new device array with a's contents."""

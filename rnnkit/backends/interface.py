@@ -38,6 +38,7 @@ class Backend(Protocol):
     # The multiple that the starts and stops of `ranges` (sgd_update) must be, or 0 where the
     # kernels take no ranges (and the model makes none).
     range_align: int
+    on_host: bool                   # its arrays are the host's memory (a checkpoint needs no copy)
 
     # -- where it runs -----------------------------------------------------------------------
     def describe(self):
@@ -70,6 +71,10 @@ class Backend(Protocol):
 
     def to_host(self, a):
         """A host (numpy) copy."""
+
+    def host_view(self, a):
+        """a's contents as a host array, not copied where `a` is one already: valid until `a`
+        next changes (a checkpoint written at once needs no second copy of the model)."""
 
     def clone(self, a):
         """A new array with a's contents."""

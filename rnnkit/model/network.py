@@ -51,7 +51,9 @@ class State:
 def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
     """Bytes a model of `cfg` needs to train on (N, T) batches on `backend`: parameters,
     gradients, `optimizer_buffers` optimizer arrays of the parameters' size, and the workspace
-    of Model.workspace (what it allocates, from the same specs), before any is allocated."""
+    of Model.workspace (what it allocates, from the same specs), before any is allocated; on a
+    backend whose arrays are host memory, also a checkpoint's file built in memory (the
+    parameters and optimizer arrays again: rnnkit/training/checkpoint.py)."""
     item = np.dtype(dtype).itemsize
     cell = cells.get(cfg.cell)
     P = sum(int(np.prod(s)) for s in cfg.shapes().values())
@@ -65,6 +67,8 @@ def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
     numbers += T * N * (2 * E + 2 * H) + softmax.workspace_numbers(cfg, T * N) + 2 * N * H
     if cfg.dropout:
         numbers += 2 * T * N * (sum(inputs) + H)
+    if backend.on_host:
+        numbers += P * (1 + optimizer_buffers)
     return numbers * item
 
 

@@ -99,9 +99,12 @@ class Optimizer:
         self.t += 1
         self._update(grads, ranges)
 
-    def state_dict(self):
+    def state_dict(self, copy=True):
+        """The state as host arrays; copy=False: views where the buffers are on the host
+        (Backend.host_view), for a checkpoint written before the next step."""
+        host = self.backend.to_host if copy else self.backend.host_view
         return {"name": self.name, "step": self.t, "hyper": dict(self.hyper),
-                "buffers": {key: self.backend.to_host(buf) for key, buf in self.buffers.items()}}
+                "buffers": {key: host(buf) for key, buf in self.buffers.items()}}
 
     def load_state_dict(self, state):
         """Restore from `state_dict()` output; buffers are copied into the existing arrays."""

@@ -18,16 +18,18 @@ Layout (read it with plain h5py or h5dump; no pickle anywhere):
                      the root attribute level ('char', 'byte', 'word' or 'bpe')
     /tokenizer       bpe level: the Hugging Face tokenizer's JSON (rnnkit/corpus/bpe.py)
 
-The file is built in memory and written atomically (rnnkit/files.py): under a temporary name in
+The file is built in memory (one copy) and written atomically (rnnkit/files.py): under a temporary name in
 the same folder, fsynced, renamed over the final name, the folder fsynced. A kill -9 at any
 moment, or a full disk, leaves the previous checkpoint of that name intact. Every dataset
 carries HDF5's fletcher32 checksum and the metadata HDF5's own checksums (libver v110), so a
 damaged file is found when read (`rnnkit info --verify`).
 """
 import dataclasses
+import errno
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -126,20 +128,36 @@ def _write(f, ck):
         ck.vocab.save(f)
 
 
-def to_bytes(ck):
-    """The checkpoint as the bytes of an HDF5 file, built in memory: writing those is then one
-    plain write that fails cleanly on a full disk (HDF5 writing to a full disk itself printed
-    tracebacks and crashed). libver v110: HDF5's metadata carries checksums too."""
-    with h5py.File(f"rnnkit-checkpoint-{id(ck)}", "w", driver="core", backing_store=False,
-                   libver="v110") as f:
-        _write(f, ck)
-        f.flush()
-        return f.id.get_file_image()
+def _arrays(tree):
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _arrays(value)
+    elif isinstance(tree, np.ndarray):
+        yield tree
+
+
+def file_bytes(ck):
+    """About the bytes of `ck`'s file: its arrays, their chunks' checksums and index (~0.1%),
+    each vocabulary entry's share (a BPE tokenizer's too), and HDF5's other metadata."""
+    trees = (ck.weights, ck.optimizer, ck.state)
+    vocab = len(ck.vocab) * 64 if ck.vocab is not None else 0
+    return int(sum(a.nbytes for t in trees for a in _arrays(t)) * 1.002) + vocab + (64 << 10)
 
 
 def save(path, ck):
-    """Write checkpoint `ck` to `path` atomically (rnnkit/files.py)."""
-    files.write_bytes(path, to_bytes(ck))
+    """Write checkpoint `ck` to `path` atomically (rnnkit/files.py). HDF5's core driver builds
+    the file in memory and writes it out once, at close: one copy of the arrays in memory (not
+    the two of building the image and taking it), and a full disk is an error there (HDF5
+    writing as it went crashed). libver v110: HDF5's metadata carries checksums too."""
+    needed = file_bytes(ck)
+    files.check_space(path, needed)
+    with files.atomic(path, needed=needed) as tmp:
+        try:
+            with h5py.File(tmp, "w", driver="core", backing_store=True, libver="v110") as f:
+                _write(f, ck)
+        except RuntimeError as err:     # HDF5's write at close: "... errno = 28, ..."
+            code = re.search(r"errno = (\d+)", str(err))
+            raise OSError(int(code.group(1)) if code else errno.EIO, str(err)) from None
 
 
 def link(src, dst):

@@ -129,7 +129,9 @@ class Run:
         return cls(cfg, model, optimizer, schedule, rng, vocab, encoding, comm)
 
     def checkpoint(self):
-        """The run's state, whole: on every rank (collective: all ranks call it together)."""
+        """The run's state, whole: on every rank (collective: all ranks call it together). Its
+        weights and optimizer state are views of the live arrays where those are on the host:
+        write it before the next step changes them."""
         c, b, comm = self.counters, self.model.backend, self.comm
         rng = b.rng_state(self.rng)
         state = self.model.state_to_host(self.state)
@@ -140,8 +142,8 @@ class Run:
             state = {k: np.concatenate([s[k] for s in shares], axis=1) for k in state}
         return Checkpoint(
             config=self.cfg.to_dict(),
-            weights={name: b.to_host(w) for name, w in self.model.p.items()},
-            optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
+            weights={name: b.host_view(w) for name, w in self.model.p.items()},
+            optimizer=self.optimizer.state_dict(copy=False), schedule=self.schedule.state_dict(),
             rng=rng, state=state,
             vocab=self.vocab, encoding=self.encoding, step=c.step, epoch=c.epoch,
             batch=c.batch, elapsed=c.elapsed, best_val_loss=c.best_val_loss,

@@ -276,7 +276,7 @@ def _check_memory(cfg, vocab_size, N, T, backend):
                         OPTIMIZERS[cfg.optim.optimizer].max_buffers)
     if need > 0.9 * available:
         raise TrainError(f"this model needs about {human(need)} for its parameters, gradients, "
-                         f"optimizer state and activations (N={N}, T={T}); {human(available)} "
+                         f"optimizer state, activations and checkpoint (N={N}, T={T}); {human(available)} "
                          f"is available: lower --hidden, --layers, --batch-size or --seq-len")
 
 
