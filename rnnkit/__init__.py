@@ -13,5 +13,18 @@ from rnnkit.api import evaluate, export, import_weights, load, preprocess, resum
 from rnnkit.version import __version__
 
 __all__ = ["evaluate", "export", "import_weights", "load", "preprocess", "resume", "train",
-           "__version__"]
+           "LanguageModel", "Stream", "Hypothesis", "__version__"]
+
+# the classes load's model hands out, for annotations (lm: rnnkit.LanguageModel); imported on
+# first use, so that `import rnnkit` stays quick
+_CLASSES = {"LanguageModel": "rnnkit.api.language_model", "Stream": "rnnkit.api.language_model",
+            "Hypothesis": "rnnkit.tools.beam"}
+
+
+def __getattr__(name):
+    if name in _CLASSES:
+        import importlib
+
+        return getattr(importlib.import_module(_CLASSES[name]), name)
+    raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")
 

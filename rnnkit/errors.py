@@ -28,6 +28,26 @@ class ArgumentTypeError(RnnkitError, TypeError):
     """A value of the wrong type given to a function of the Python API."""
 
 
+def check_flag(name, value):
+    """ArgumentTypeError unless `value` is a bool (numpy's too): force="no" is not False."""
+    if type(value).__name__ not in ("bool", "bool_"):
+        raise ArgumentTypeError(f"{name} must be True or False, not {type(value).__name__} "
+                                f"({value!r})")
+
+
+def check_count(name, value, least):
+    """An int >= `least` (ArgumentTypeError, ArgumentError)."""
+    check_number(name, value, numbers.Integral)
+    if value < least:
+        raise ArgumentError(f"{name} must be >= {least}, not {value}")
+
+
+def check_text(name, value):
+    """A str or None (an encoding's or a mode's name)."""
+    if value is not None and not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be a str, not {type(value).__name__} ({value!r})")
+
+
 def check_number(name, value, kind=numbers.Real):
     """ArgumentTypeError unless `value` is a number of `kind` (numbers.Real or
     numbers.Integral; numpy's count, bool does not)."""

@@ -189,6 +189,20 @@ def test_unknown_settings_name_the_nearest(tmp_path):
     (lambda lm: lm.score(["a\nb"]), "value", "line 1 holds a newline"),
     (lambda lm: lm.stream().feed(np.array(3)), "value", "is not a token of the vocabulary"),
     (lambda lm: lm.generate("the ", 5, unknown="bogus"), "value", "unknown must be one of"),
+    (lambda lm: lm.generate("the ", 5, greedy="no"), "type", "greedy must be True or False"),
+    (lambda lm: lm.generate("the ", 5, echo="yes"), "type", "echo must be True or False"),
+    (lambda lm: lm.pieces("the ", 5, seed=-1), "value", "seed must be an int in [0, 2^32)"),
+    (lambda lm: lm.pieces("the ", 5, seed="x"), "value", "seed must be an int in [0, 2^32)"),
+    (lambda lm: lm.generate("the ", 5, seed=[1, 2]), "value", "seed must be an int in"),
+    (lambda lm: lm.score(["abc"], batch_size="3"), "type", "batch_size must be an int"),
+    (lambda lm: lm.score(["abc"], batch_size=0), "value", "batch_size must be >= 1"),
+    (lambda lm: lm.scores("abc\n", seq_len=2.5), "type", "seq_len must be an int"),
+    (lambda lm: rnnkit.evaluate(lm.path, seq_len=-1), "value", "seq_len must be >= 0"),
+    (lambda lm: rnnkit.evaluate(lm.path, batch_size=0), "value", "batch_size must be >= 1"),
+    (lambda lm: rnnkit.evaluate(lm.path, threads=-1), "value", "threads must be >= 0"),
+    (lambda lm: rnnkit.evaluate(lm.path, encoding=5), "type", "encoding must be a str"),
+    (lambda lm: rnnkit.preprocess(None, "o.h5"), "type", "inputs must be a path or a list"),
+    (lambda lm: rnnkit.preprocess("t.txt", "o.h5", encoding=5), "type", "encoding must be"),
 ])
 def test_bad_arguments_are_rnnkit_errors(lm, call, kind, says):
     """A bad argument is an ArgumentError (a ValueError) or an ArgumentTypeError (a
@@ -258,3 +272,62 @@ def test_a_long_prime_is_read_in_pieces(lm, monkeypatch):
 def test_a_fresh_seed_is_kept_to_replay_the_samples(lm):
     text = lm.generate("line", 20)
     assert isinstance(lm.last_seed, int) and lm.generate("line", 20, seed=lm.last_seed) == text
+
+
+@pytest.mark.parametrize("call", [
+    lambda src, out: rnnkit.preprocess(src, out, force="no"),
+    lambda src, out: rnnkit.export(src, out, force="no"),
+    lambda src, out: rnnkit.import_weights(src, out, force="false"),
+])
+def test_force_is_a_bool_not_anything_true(run, tmp_path, call):
+    # before: force="no" overwrote the existing file
+    from rnnkit.errors import ArgumentTypeError
+
+    out = tmp_path / "kept.h5"
+    out.write_text("mine")
+    with pytest.raises(ArgumentTypeError, match="force must be True or False"):
+        call(run / "latest.h5", out)
+    assert out.read_text() == "mine"
+
+
+def test_pieces_without_a_seed_can_be_replayed(lm):
+    text = "".join(lm.pieces("line", 20))
+    assert "".join(lm.pieces("line", 20, seed=lm.last_seed)) == text
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_threads_sharing_a_model_or_the_process_get_what_one_thread_gets(run, shared):
+    # before: one model's buffers (and the sampling step's scratch, one per process) served
+    # every thread at once: other text for a seed, other scores, no error
+    import threading
+
+    models = [rnnkit.load(run / "latest.h5") for _ in range(3)]
+    if shared:
+        models = [models[0]] * 3
+    lm, text = models[0], TEXT[:1500]
+    want = (lm.generate("line", 150, seed=3), lm.score(text), lm.generate("line", 15, beam=3),
+            "".join(lm.pieces("line", 100, seed=4)))
+    got = []
+
+    def work(m):
+        for _ in range(3):
+            got.append((m.generate("line", 150, seed=3), m.score(text),
+                        m.generate("line", 15, beam=3), "".join(m.pieces("line", 100, seed=4))))
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 9
+    for g in got:
+        assert g[0] == want[0] and g[2] == want[2] and g[3] == want[3]
+        np.testing.assert_array_equal(g[1], want[1])
+
+
+def test_resuming_a_folder_that_is_not_there_makes_none(tmp_path):
+    from rnnkit.training.folder import RunFolderError
+
+    with pytest.raises(RunFolderError, match="no run folder .*typo to resume"):
+        rnnkit.resume(tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()

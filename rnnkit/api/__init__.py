@@ -15,7 +15,8 @@ imports nothing heavy, so `import rnnkit` stays quick; numpy, h5py and Numba loa
 import numbers
 import os
 
-from rnnkit.errors import ArgumentTypeError, RnnkitError, check_number
+from rnnkit.errors import (ArgumentTypeError, RnnkitError, check_count, check_flag, check_number,
+                           check_text)
 
 
 class SettingError(RnnkitError, TypeError):
@@ -36,6 +37,12 @@ def load(path, device="cpu", threads=None):
     (cpu, cuda, cuda:N), as a LanguageModel. threads: the CPU kernels' threads (0: the cores
     this process may use; None: as the process is set)."""
     from rnnkit.api.language_model import LanguageModel
+
+    _check_threads(threads)
+    return LanguageModel.open(path_of(path, "path"), device=device, threads=threads)
+
+
+def _check_threads(threads):
     from rnnkit.errors import ArgumentError
 
     if threads is not None:
@@ -43,7 +50,6 @@ def load(path, device="cpu", threads=None):
         if threads < 0:
             raise ArgumentError(f"threads must be >= 0 (0: the cores this process may use), "
                                 f"not {threads}")
-    return LanguageModel.open(path_of(path, "path"), device=device, threads=threads)
 
 
 def sections(settings):
@@ -126,6 +132,11 @@ def preprocess(inputs, output, **settings):
 
     if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__"):
         inputs = [inputs]
+    try:
+        inputs = list(inputs)
+    except TypeError:
+        raise ArgumentTypeError(f"inputs must be a path or a list of paths, not "
+                                f"{type(inputs).__name__}") from None
     unknown = set(settings) - set(PREPROCESS_SETTINGS)
     if unknown:
         raise SettingError(f"unknown setting {sorted(unknown)[0]!r}; preprocess takes "
@@ -133,6 +144,10 @@ def preprocess(inputs, output, **settings):
     for key, value in settings.items():
         if key in PREPROCESS_NUMBERS and value is not None:
             check_number(key, value, PREPROCESS_NUMBERS[key])
+        elif key == "force":
+            check_flag(key, value)
+        elif key in ("level", "encoding", "errors"):
+            check_text(key, value)
     return run([path_of(p, "inputs") for p in inputs], path_of(output, "output"), **settings)
 
 
@@ -145,8 +160,11 @@ def evaluate(checkpoint, corpus=None, *, split=None, text=None, batch_size=10, s
     as load's."""
     from rnnkit.tools.eval_checkpoint import evaluate_checkpoint
 
-    check_number("batch_size", batch_size, numbers.Integral)
-    check_number("seq_len", seq_len, numbers.Integral)
+    check_count("batch_size", batch_size, 1)
+    check_count("seq_len", seq_len, 0)
+    _check_threads(threads)
+    check_text("encoding", encoding)
+    check_text("split", split)
     return evaluate_checkpoint(
         path_of(checkpoint, "checkpoint"), None if corpus is None else path_of(corpus, "corpus"),
         split, None if text is None else path_of(text, "text"), batch_size, seq_len, encoding,
@@ -158,6 +176,7 @@ def export(checkpoint, output, *, format=None, force=False):   # noqa: A002  the
     model as ONNX (format None: by the suffix of `output`), with NAME.json beside it; returns
     the two paths."""
     output = path_of(output, "output")
+    check_flag("force", force)
     if format is None:
         format = "onnx" if output.lower().endswith(".onnx") else "safetensors"  # noqa: A001
     if format == "onnx":
@@ -176,6 +195,7 @@ def import_weights(weights, output, *, vocab=None, force=False):
     ModelConfig."""
     from rnnkit.tools.safetensors_import import import_safetensors
 
+    check_flag("force", force)
     return import_safetensors(path_of(weights, "weights"), path_of(output, "output"),
                               None if vocab is None else path_of(vocab, "vocab"), force)
 

@@ -12,12 +12,14 @@
 LanguageModel.beam_search) and `rnnkit score` writes the Scores of LanguageModel.scorer: the
 commands and this class run the same code.
 """
+import functools
 import numbers
 import random
+import threading
 
 import numpy as np
 
-from rnnkit.errors import ArgumentError, ArgumentTypeError
+from rnnkit.errors import ArgumentError, ArgumentTypeError, check_count, check_flag
 from rnnkit.tools import generate as sampler
 from rnnkit.tools.beam import beam_search, decode_prime
 from rnnkit.tools.generate import check_options, prime_state, start_tokens
@@ -31,6 +33,28 @@ from rnnkit.tools.score import BATCH, Scorer
 def fresh_seed():
     """A seed for a run that was given none (rnnkit generate prints it)."""
     return random.SystemRandom().randrange(2 ** 32)
+
+
+def _check_seed(seed):
+    """None, an int in [0, 2^32), or a list of such ints (numpy's seed sequence: the command
+    draws sample n from [seed, n])."""
+    parts = seed if isinstance(seed, (list, tuple)) else [seed]
+    if seed is None or parts and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < SEED_LIMIT
+            for s in parts):
+        return
+    raise ArgumentError(f"seed must be an int in [0, 2^32) (or None: a fresh one), not "
+                        f"{seed!r}")
+
+
+def _one_at_a_time(method):
+    """The model's buffers serve one call at a time: threads that share a LanguageModel take
+    turns (each call, or each piece of a sample)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return locked
 
 
 def _stops(stop):
@@ -48,7 +72,15 @@ class LanguageModel:
 
     def __init__(self, model, codec, checkpoint, path=None):
         self.model, self.codec, self.checkpoint, self.path = model, codec, checkpoint, path
-        self.last_seed = None           # the seed of the last sampling generate()
+        self.last_seed = None           # the seed of the last sample drawn without one given
+        self.lock = threading.RLock()   # _one_at_a_time
+
+    def __getstate__(self):             # copy, deepcopy, pickle: a lock of its own
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
 
     @classmethod
     def open(cls, path, device="cpu", threads=None):
@@ -88,10 +120,26 @@ class LanguageModel:
     def pieces(self, prime="", length=200, *, temperature=1.0, top_k=0, top_p=1.0,
                greedy=False, seed=None, stop=(), until_eos=False, unknown="error", echo=True):
         """One sample's text piece by piece as it is made: the prime (if `echo`), then up to
-        `length` tokens (rnnkit/tools/generate.py). What rnnkit generate streams."""
-        return sampler.generate(self.model, self.codec, length, prime, temperature, top_k, top_p,
-                        greedy, seed=seed, unknown=unknown, stop=_stops(stop),
-                        until_eos=until_eos, echo=echo)
+        `length` tokens (rnnkit/tools/generate.py). What rnnkit generate streams. seed None:
+        a fresh one, kept in last_seed (pieces(seed=lm.last_seed) replays it); a list [seed,
+        n] is what generate draws its sample n from."""
+        _check_seed(seed)
+        for name, value in (("greedy", greedy), ("until_eos", until_eos), ("echo", echo)):
+            check_flag(name, value)
+        if seed is None:
+            seed = self.last_seed = fresh_seed()
+        pieces = sampler.generate(self.model, self.codec, length, prime, temperature, top_k,
+                                  top_p, greedy, seed=seed, unknown=unknown, stop=_stops(stop),
+                                  until_eos=until_eos, echo=echo)
+        return self._taking_turns(pieces)
+
+    def _taking_turns(self, pieces):
+        while True:
+            with self.lock:
+                piece = next(pieces, None)
+            if piece is None:
+                return
+            yield piece
 
     def generate(self, prime="", length=200, *, temperature=1.0, top_k=0, top_p=1.0,
                  greedy=False, seed=None, stop=(), until_eos=False, unknown="error",
@@ -110,11 +158,12 @@ class LanguageModel:
                                 "top_k, top_p, greedy and seed (sampling) do not apply")
         if length_penalty and not beam:
             raise ArgumentError("length_penalty ranks the hypotheses of beam search: give beam")
-        if seed is not None and (isinstance(seed, bool) or
-                                 not isinstance(seed, numbers.Integral) or
-                                 not 0 <= seed < SEED_LIMIT):
+        if seed is not None and isinstance(seed, (list, tuple)):
             raise ArgumentError(f"seed must be an int in [0, 2^32) (or None: a fresh one), not "
                                 f"{seed!r}")
+        _check_seed(seed)
+        for name, value in (("greedy", greedy), ("until_eos", until_eos), ("echo", echo)):
+            check_flag(name, value)
         if greedy and (temperature != 1.0 or top_k or top_p != 1.0):
             raise ArgumentError("greedy takes the most likely token each step: temperature, "
                                 "top_k and top_p (sampling) do not apply")
@@ -134,6 +183,7 @@ class LanguageModel:
                      for n in range(num_samples)]
         return texts[0] if num_samples == 1 else texts
 
+    @_one_at_a_time
     def beam_search(self, prime="", length=200, beam=4, *, length_penalty=0.0, stop=(),
                     until_eos=False, unknown="error", num_samples=None):
         """The `num_samples` (default: all `beam`) most likely continuations of `prime`, best
@@ -142,6 +192,7 @@ class LanguageModel:
         return beam_search(self.model, self.codec, prime, length, beam, length_penalty,
                            _stops(stop), until_eos, unknown, num_samples)
 
+    @_one_at_a_time
     def prime_text(self, prime, unknown="error"):
         """The prime as generate echoes it: its tokens decoded."""
         ids, given = start_tokens(self.codec, prime, unknown)
@@ -154,9 +205,12 @@ class LanguageModel:
         call of its score(piece) gives the Scores of that piece's lines as scores() would
         within the whole text (reset "never": the state carried from piece to piece). What
         rnnkit score runs on standard input as it arrives."""
+        check_count("batch_size", batch_size, 1)
+        check_count("seq_len", seq_len, 0)
         seq_len = seq_len or self.checkpoint.config["data"]["seq_len"]
         return Scorer(self.model, self.codec, reset, batch_size, seq_len, unknown, where)
 
+    @_one_at_a_time
     def scores(self, text, reset="per-line", batch_size=BATCH, seq_len=0, unknown="error",
                where="the text", progress=None):
         """Scores (rnnkit/tools/score.py) of each line of `text`: what rnnkit score writes. reset:
@@ -172,6 +226,7 @@ class LanguageModel:
         return self.scores(_lines_text(lines), reset, batch_size, unknown=unknown
                            ).line_logprobs()
 
+    @_one_at_a_time
     def surprisal(self, text, reset="never", unknown="error"):
         """(tokens, surprisal): each token of `text` and its -ln p in nats (divide by ln 2 for
         bits), the state carried across lines unless reset is "per-line". The first token is
@@ -181,6 +236,7 @@ class LanguageModel:
         tokens = self.codec.tokens
         return [tokens[i] for i in scores.ids.tolist()], scores.losses
 
+    @_one_at_a_time
     def stream(self, prime="", unknown="error"):
         """A Stream: feed it tokens one at a time, read the next token's probabilities."""
         return Stream(self, prime, unknown)
@@ -237,6 +293,10 @@ class Stream:
         return self._feed(self.lm.encode(text, self.unknown).tolist())
 
     def _feed(self, ids):
+        with self.lm.lock:
+            return self._feed_locked(ids)
+
+    def _feed_locked(self, ids):
         if not ids:
             return self.probs
         model = self.lm.model

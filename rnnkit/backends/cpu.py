@@ -7,6 +7,8 @@ partition and the governor of rnnkit/backends/threads.py. Sampling and dropout m
 Generator (PCG64), whose state a checkpoint stores exactly; another backend's state (a
 checkpoint written on a GPU) seeds a fresh stream (rnnkit.backends.derived_seed).
 """
+import threading
+
 import numpy as np
 
 from rnnkit.backends import sampling, threads
@@ -37,7 +39,14 @@ class CPUBackend:
             _, self.threads_why = threads.set_threads(threads_, local_ranks)
         threads.partition()         # the kernels' blocks: the budget, unless set before
         threads.limit_blas()
-        self._step_scratch = {}
+        self._local = threading.local()     # the sampling step's scratch: each thread's own
+
+    def __getstate__(self):             # copy, pickle: a thread-local of its own
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     def describe(self):
         """What the first line of a run says about where it runs."""
@@ -156,12 +165,13 @@ class CPUBackend:
         if not train and T == 1 and N <= STEP_MAX_N:
             H = buf["hs"].shape[2]
             key = (N, H, cell.gates, x.dtype)
-            if key not in self._step_scratch:
-                self._step_scratch[key] = sampling_step.step_scratch(N, H, cell.gates, x.dtype)
+            scratch = self._local.__dict__.setdefault("step_scratch", {})
+            if key not in scratch:
+                scratch[key] = sampling_step.step_scratch(N, H, cell.gates, x.dtype)
             c = buf["c"] if "c" in buf else buf["hs"][0]
             sampling_step.layer_step(cell.name, x[0], p["w_x"], p["w_h"], p["b"],
                             p.get("b_hn", p["b"]), buf["hs"][0], c, buf["hs"][1], c,
-                            self._step_scratch[key])
+                            scratch[key])
             return
         KERNELS[cell.name].forward(self, cell, x, p, buf)
 

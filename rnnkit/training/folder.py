@@ -58,6 +58,8 @@ class RunFolder:
             return self
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"{self.path} is a file, not a run folder")
+        if not self.new and not self.path.exists():
+            raise RunFolderError(f"no run folder {self.path} to resume")
         try:
             # the folders mkdir makes, innermost first: a run that never started removes them
             self.made = [p for p in [self.path, *self.path.parents] if not p.exists()]
