@@ -3,6 +3,7 @@ PyTorch's AdaptiveLogSoftmaxWithLoss (its log-probabilities match) and import ba
 checkpoints made before it still load with the full softmax."""
 import importlib.util
 import json
+import os
 import math
 from pathlib import Path
 
@@ -93,6 +94,11 @@ def test_cutoffs_are_checked_against_the_vocabulary(run, tmp_path):
     result = invoke("train", chars, "-o", tmp_path / "r", "--init-from", run[0] / "latest.h5",
                     "--max-steps", "1", "--threads", "1", "--quiet")
     assert result.exit_code == 1 and "its vocabulary differs" in result.output, result.output
+    # --softmax full from an adaptive checkpoint is a shape that differs (it blamed cutoffs)
+    result = invoke("train", corpus, "-o", tmp_path / "r", "--init-from", run[0] / "latest.h5",
+                    "--softmax", "full", "--max-steps", "1", "--threads", "1", "--quiet")
+    assert result.exit_code == 1 and "--softmax full does not match its adaptive" in \
+        result.output, result.output
 
 
 def test_checkpoints_of_before_load_with_the_full_softmax():
@@ -208,3 +214,35 @@ def test_a_pytorch_file_imports_and_its_div_value_is_found(tmp_path):
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
     generated = invoke("generate", tmp_path / "a.h5", "--length", "5", "--seed", "1")
     assert generated.exit_code == 0, generated.output
+
+
+@needs_safetensors
+def test_any_div_value_of_pytorch_is_found_and_a_wrong_one_is_named(tmp_path):
+    # before: div_value 1.6 (projections 19, 12 at H = 32) was refused without it in the JSON,
+    # a wrong one in the JSON was told to put one there, and "tie_weights": true was ignored
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = torch_model({"cutoffs": [5, 15], "div_value": 1.6, "head_bias": False}, hidden=32)
+    save_file(net.state_dict(), tmp_path / "a.safetensors")
+    for name, extra in (("found", {}), ("wrong", {"div_value": 2}), ("tied", {"tie_weights": True})):
+        (tmp_path / name).mkdir()
+        os.link(tmp_path / "a.safetensors", tmp_path / name / "a.safetensors")
+        (tmp_path / name / "a.json").write_text(json.dumps({"level": "word", "tokens": TOKENS,
+                                                             **extra}))
+    result = invoke("import", tmp_path / "found/a.safetensors", "-o", tmp_path / "a.h5")
+    assert result.exit_code == 0, result.output
+    model, _, _ = load_model(tmp_path / "a.h5")
+    assert model.cfg.clusters().shapes()["out.tail0.proj"][0] == 19
+    x = np.random.default_rng(2).integers(0, V, (1, 20))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x.T.copy())).numpy()[:, 0]
+    state = model.init_state(1)
+    got = np.stack([np.array(model.step(x[:, t], state))[0] for t in range(x.shape[1])])
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+    result = invoke("import", tmp_path / "wrong/a.safetensors", "-o", tmp_path / "b.h5")
+    assert result.exit_code == 1 and "its JSON's div_value 2 does not give the tails' " \
+        "projection sizes [19, 12]" in result.output, result.output
+    result = invoke("import", tmp_path / "tied/a.safetensors", "-o", tmp_path / "c.h5")
+    assert result.exit_code == 1 and "no decoder.weight to tie" in result.output, result.output

@@ -125,6 +125,21 @@ def test_another_corpus_is_refused_unless_asked_for(project, tmp_path):
                    "other text (content hash")
 
 
+def test_a_new_corpus_without_validation_keeps_a_run_that_decides_on_it(project, tmp_path):
+    # before: accepted with a note; the plateau schedule and early stopping then did nothing
+    ok(invoke("train", "data/char.h5", "-o", "runs/p", *SMALL, "--max-steps", 4,
+              "--schedule", "plateau", "--patience", 3, "--eval-every", 2))
+    from rnnkit.corpus.preprocess import preprocess
+    (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
+    preprocess([str(tmp_path / "t.txt")], str(tmp_path / "noval.h5"), val_frac=0.0,
+               test_frac=0.0, vocab_from="data/char.h5")
+    one_line_error(invoke("train", tmp_path / "noval.h5", "--resume", "runs/p", "--new-corpus",
+                          "--max-steps", 8),
+                   "has no 'val' split", "early stopping (--patience) and the plateau schedule",
+                   "give a corpus with one")
+    assert step("runs/p/latest.h5") == 4
+
+
 def test_resume_with_init_from_and_an_unknown_split_are_one_line_errors(project):
     one_line_error(invoke("train", "--resume", "runs/x", "--init-from", "runs/x/best.h5",
                           "--max-steps", 9), "--init-from", "--resume", "give one of them")

@@ -232,6 +232,9 @@ def test_preflight_errors(corpus, tmp_path):
         train(config(corpus), tmp_path / "b")
     with pytest.raises(TrainError, match=r"\[model\] hidden comes from the checkpoint"):
         resume(tmp_path / "b", {"model": {"hidden": 32}})
+    with pytest.raises(TrainError, match="no run folder .*c to resume"):
+        resume(tmp_path / "c")
+    (tmp_path / "c").mkdir()
     with pytest.raises(TrainError, match="no latest.h5"):
         resume(tmp_path / "c")
 

@@ -205,6 +205,9 @@ def from_pytorch(tensors, info, meta, path):
     same = dec is None or (dec.shape == (V, E) and np.array_equal(dec, tensors[
         "encoder.weight"]))
     if adaptive:
+        if tied:
+            raise ExchangeError(f"{path}: its JSON says \"tie_weights\": true, but an adaptive "
+                                f"softmax has no decoder.weight to tie (set it to false)")
         tied = False
     elif tied is None:    # a PyTorch file: tied when the decoder is the encoder
         tied = same
@@ -252,8 +255,9 @@ def from_pytorch(tensors, info, meta, path):
 
 def _adaptive(tensors, info, H, path):
     """ModelConfig's adaptive softmax settings from an AdaptiveLogSoftmaxWithLoss's weights:
-    the cutoffs from the head's and the tails' sizes; div_value from the JSON, or the first
-    of 4, 2 and H / h_0 that gives every tail's projection size."""
+    the cutoffs from the head's and the tails' sizes; div_value from the JSON, else one that
+    gives every tail's projection size (they are all div_value sets: any that gives them is
+    the same model), the simplest: 4, 2, an integer, the fewest decimals."""
     k = 0
     while f"decoder.tail.{k}.1.weight" in tensors:
         k += 1
@@ -266,13 +270,28 @@ def _adaptive(tensors, info, H, path):
     cutoffs = [shortlist + sum(sizes[:i]) for i in range(k)]
     model = (info.get("config") or {}).get("model", {})
     given = info.get("div_value", model.get("div_value"))
-    for d in [given] if given is not None else [4.0, 2.0, *range(3, H + 1), H / max(1, hidden[0])]:
+    for d in [given] if given is not None else [4.0, 2.0, *range(3, H + 1),
+                                                 *_between(H, hidden)]:
         if all(int(H // (float(d) ** (i + 1))) == h for i, h in enumerate(hidden)):
             return dict(softmax="adaptive", cutoffs=cutoffs, div_value=float(d),
                         head_bias="decoder.head.bias" in tensors)
-    raise ExchangeError(f"{path}: the tails' projection sizes {hidden} do not follow "
-                        f"from div_value {given if given is not None else '4, 2 or H / h_0'}; "
-                        f"put \"div_value\" in its JSON file")
+    if given is not None:
+        raise ExchangeError(f"{path}: its JSON's div_value {given} does not give the tails' "
+                            f"projection sizes {hidden} (H // div_value^(i+1), H = {H}); "
+                            f"correct it, or leave it out to have it found")
+    raise ExchangeError(f"{path}: no div_value gives the tails' projection sizes {hidden} "
+                        f"(H // div_value^(i+1), H = {H}): not an adaptive softmax of "
+                        f"PyTorch's")
+
+
+def _between(H, hidden):
+    """div_values with the fewest decimals inside the range where H // d^(i+1) is each
+    hidden[i] (PyTorch's projection sizes)."""
+    if not all(hidden):
+        return []
+    lo = max((H / (h + 1)) ** (1 / (i + 1)) for i, h in enumerate(hidden))
+    hi = min((H / h) ** (1 / (i + 1)) for i, h in enumerate(hidden))
+    return [round((lo + hi) / 2, digits) for digits in range(1, 8)] if lo < hi else []
 
 
 def _vocabulary(info, meta, V, path):

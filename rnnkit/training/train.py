@@ -160,11 +160,21 @@ def _open(cfg, folder, ck, comm, new_corpus=False):
     # --init-from's vocabulary before the model's settings (which come from it) meet this one
     init = _load_init(cfg.train.init_from, corpus) if ck is None and cfg.train.init_from \
         else None
+    if init is not None:
+        _same_shape(cfg.train.init_from, init, cfg.model)
     if ck is None:
         try:
             unused_settings(cfg, validates=cfg.data.val_split in corpus.splits)
         except ConfigError as err:
             raise TrainError(str(err)) from None
+    elif cfg.data.val_split not in corpus.splits:     # --new-corpus: the run's rules stay
+        rules = [r for r, on in (("early stopping (--patience)", cfg.train.patience),
+                                 ("the plateau schedule", cfg.schedule.schedule == "plateau"))
+                 if on]
+        if rules:
+            raise TrainError(f"{cfg.data.corpus} has no {cfg.data.val_split!r} split, and "
+                             f"this run's {' and '.join(rules)} decides on validation: give "
+                             f"a corpus with one")
     N, T = cfg.data.batch_size, cfg.data.seq_len
     if ck is not None and N % comm.size:    # the run's N is fixed: the ranks must fit it
         fit = [r for r in range(1, N + 1) if N % r == 0]
@@ -245,17 +255,21 @@ def _load_init(path, corpus):
     return init
 
 
-def _init_from(run, path, init):
-    """The weights of checkpoint `init` (from `path`) into a new run's model: one line naming
-    what differs when its model shape does not match."""
+def _same_shape(path, init, mine):
+    """One line naming what differs where checkpoint `init`'s (from `path`) model shape is not
+    the new run's `mine` (before other checks of the settings: --softmax full from an adaptive
+    checkpoint is this mismatch, not cutoffs without the adaptive softmax)."""
     stored = config_from_checkpoint(init).model
-    mine = run.cfg.model
     for key in ("cell", "embed", "hidden", "layers", "tie_weights", "softmax", "cutoffs",
                 "div_value", "head_bias"):
         if getattr(stored, key) != getattr(mine, key):
             raise TrainError(f"--init-from {path}: --{key.replace('_', '-')} "
                              f"{getattr(mine, key)} does not match its {getattr(stored, key)}; "
                              f"a run that starts from its weights needs its model shape")
+
+
+def _init_from(run, path, init):
+    """The weights of checkpoint `init` (from `path`) into a new run's model."""
     try:
         run.model.load_weights(init.weights)
     except WeightsMismatch as err:
