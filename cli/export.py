@@ -18,7 +18,7 @@ def command(checkpoint, output, format_, force):
 
     safetensors: the weights named as PyTorch's word_language_model names its parameters
     (encoder.weight, rnn.weight_ih_l0, ..., decoder.weight, decoder.bias; nn.LSTM, nn.GRU and
-    nn.RNN load them as they are); needs pip install 'rnnkit[safetensors]'.
+    nn.RNN load them as they are).
 
     onnx: a standard ONNX graph (Gather, ONNX's LSTM, GRU or RNN, the output projection) from
     tokens (N, T) and the state h0 (and c0 for the LSTM) to the logits and the next state, for

@@ -3,6 +3,7 @@ against torch.nn modules, and a round trip that keeps every bit."""
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -14,6 +15,7 @@ from rnnkit.training.checkpoint import Checkpoint
 from rnnkit.cli.main import main
 from rnnkit.model.config import TrainConfig
 from rnnkit.tools.load import load_model
+from rnnkit.tools.safetensors_import import read_safetensors
 from rnnkit.model.network import Model
 from rnnkit.corpus.tokenize import Vocabulary
 
@@ -205,16 +207,18 @@ def test_not_safetensors_and_missing_json(tmp_path):
     assert result.exit_code == 1 and "m.json not found" in result.output
 
 
-@needs_safetensors
-def test_without_safetensors(tmp_path, monkeypatch):
-    """Export needs the extra; import reads the format itself."""
+def test_without_safetensors_and_the_same_bytes_each_time(tmp_path, monkeypatch):
+    """rnnkit writes and reads the format itself; an export is the same bytes each time (the
+    library wrote its metadata in any order: three exports, three files)."""
     make_checkpoint(tmp_path / "m.h5", "lstm")
-    assert invoke("export", tmp_path / "m.h5", "-o", tmp_path / "a.safetensors").exit_code == 0
     monkeypatch.setitem(sys.modules, "safetensors", None)       # as if not installed
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
-    result = invoke("export", tmp_path / "m.h5", "-o", tmp_path / "m.safetensors")
-    assert result.exit_code == 1 and "pip install 'rnnkit[safetensors]'" in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.safetensors", "m.h5"]
+    assert invoke("export", tmp_path / "m.h5", "-o", tmp_path / "a.safetensors").exit_code == 0
+    first = (tmp_path / "a.safetensors").read_bytes()
+    again = subprocess.run([sys.executable, "-m", "rnnkit", "export", str(tmp_path / "m.h5"),
+                            "-o", str(tmp_path / "b.safetensors")], capture_output=True)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "b.safetensors").read_bytes() == first
     assert invoke("import", tmp_path / "a.safetensors", "-o", tmp_path / "x.h5").exit_code == 0
     a, b = checkpoint.load(tmp_path / "m.h5"), checkpoint.load(tmp_path / "x.h5")
     assert all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
@@ -371,3 +375,18 @@ def test_div_value_found_from_the_tails_sizes():
     got = _adaptive(tensors, {}, 40, "w.safetensors")
     assert got["cutoffs"] == [10, 30] and 40 // got["div_value"] == 13 and \
         40 // got["div_value"] ** 2 == 4
+
+
+@needs_safetensors
+def test_the_library_reads_what_rnnkit_writes(tmp_path):
+    import safetensors.numpy
+
+    make_checkpoint(tmp_path / "m.h5", "gru")
+    assert invoke("export", tmp_path / "m.h5", "-o", tmp_path / "a.safetensors").exit_code == 0
+    theirs = safetensors.numpy.load_file(tmp_path / "a.safetensors")
+    ours, meta = read_safetensors(tmp_path / "a.safetensors")
+    assert sorted(theirs) == sorted(ours)
+    for name in ours:
+        assert theirs[name].dtype == ours[name].dtype
+        np.testing.assert_array_equal(theirs[name], ours[name])
+    assert meta["producer"].startswith("rnnkit ")

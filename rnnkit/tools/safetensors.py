@@ -40,8 +40,8 @@ config)}. A
 file made in PyTorch imports with such a JSON holding at least "level" and "tokens" (and
 "cell" for an Elman RNN, whose weights do not tell tanh from relu; "div_value" where the
 tails' sizes do not tell it). The header's metadata repeats the JSON's settings, each as JSON
-text. Export needs the optional extra `rnnkit[safetensors]`; import reads the format itself
-(rnnkit/tools/safetensors_import.py), bfloat16 included.
+text. Both directions read and write the format here (no extra needed): export in
+safetensors_bytes, import in rnnkit/tools/safetensors_import.py (bfloat16 included).
 """
 import json
 import os
@@ -65,14 +65,25 @@ class ExchangeError(RnnkitError, ValueError):
     """A file that cannot be exported or imported (one line)."""
 
 
-def library():
-    """safetensors.numpy, or a one-line error naming the extra."""
-    try:
-        import safetensors.numpy
-    except ImportError:
-        raise ExchangeError("safetensors files need the safetensors package: pip install "
-                            "'rnnkit[safetensors]'") from None
-    return safetensors.numpy
+TYPES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64"}
+
+
+def safetensors_bytes(tensors, metadata):
+    """A safetensors file (its format: an 8-byte little-endian header size, the JSON header
+    padded with spaces to a multiple of 8, the tensors' bytes) of float32/float64 `tensors`
+    and str `metadata`, written here: names and metadata in sorted order, so that the same
+    checkpoint gives the same bytes (the library's map gave its metadata in any order)."""
+    header, at = {"__metadata__": dict(sorted(metadata.items()))}, 0
+    arrays = {name: np.ascontiguousarray(tensors[name]) for name in sorted(tensors)}
+    for name, a in arrays.items():
+        header[name] = {"dtype": TYPES[a.dtype], "shape": list(a.shape),
+                        "data_offsets": [at, at + a.nbytes]}
+        at += a.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return b"".join([len(text).to_bytes(8, "little"), text,
+                     *(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+                       for a in arrays.values())])
 
 
 def sidecar(path):
@@ -119,12 +130,11 @@ def to_pytorch(weights, cfg):
 def export_checkpoint(path, output, force=False):
     """Write the weights of checkpoint `path` to `output` (safetensors, PyTorch's names) and
     the vocabulary and settings to sidecar(output); returns the two paths written."""
-    st = library()
     meta_path = check_outputs(path, output, force, "safetensors")
     ck, cfg = load_export(path)
     tensors = to_pytorch({k: np.asarray(v) for k, v in ck.weights.items()}, cfg)
     info = export_info(ck, cfg)
-    weights = st.save(tensors, metadata={**{k: v if isinstance(v, str) else json.dumps(v)
+    weights = safetensors_bytes(tensors, {**{k: v if isinstance(v, str) else json.dumps(v)
                                             for k, v in info.items()},
                                          "producer": f"rnnkit {__version__}"})
     sidecar_text = json.dumps({**info, "tokens": ck.vocab.tokens, **bpe.sidecar(ck.vocab),
