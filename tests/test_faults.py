@@ -22,7 +22,7 @@ from rnnkit import files
 from rnnkit.cli.main import main
 from rnnkit.lock import Busy, RunLock
 from rnnkit.training.train import TrainError, resume, train
-from tests.tiny_run import make_corpus, tiny_config
+from tests.tiny_run import TEXT, make_corpus, tiny_config
 
 SMALL = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8", "--layers",
          "1", "--threads", "1", "--quiet"]
@@ -422,3 +422,22 @@ def test_a_changed_word_in_a_vocabulary_is_found(tmp_path, level):
     one_line_error(invoke("info", "--verify", corpus), "dataset /", "checksum does not match")
     one_line_error(invoke("train", corpus, "-o", tmp_path / "run", *SMALL, "--max-steps", 1),
                    "checksum does not match")
+
+
+def test_a_changed_source_name_or_split_in_a_corpus_is_found(tmp_path):
+    """/sources is a table with text (no fletcher32): a changed byte in it was read as it was
+    (info printed it, the fingerprint that tells corpora apart took it)."""
+    from rnnkit.corpus.preprocess import preprocess
+
+    (tmp_path / "sourcefile.txt").write_text(TEXT)
+    corpus = str(tmp_path / "c.h5")
+    preprocess([str(tmp_path / "sourcefile.txt")], corpus)
+    assert "verified" in invoke("info", "--verify", corpus).output
+    data = bytearray(open(corpus, "rb").read())
+    at = data.find(b"sourcefile.txt")
+    assert at >= 0 and data.find(b"sourcefile.txt", at + 1) < 0
+    data[at] ^= 0x01
+    open(corpus, "wb").write(bytes(data))
+    one_line_error(invoke("info", "--verify", corpus), "dataset /sources",
+                   "checksum does not match")
+    one_line_error(invoke("info", corpus), "dataset /sources", "checksum does not match")

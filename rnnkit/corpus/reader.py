@@ -154,7 +154,7 @@ class Corpus:
         the sources' sha256s. A corpus moved, or made again from the same text with the same
         options, keeps its fingerprint; names and dates play no part."""
         sizes = {name: int(self.len_split(name)) for name in self.splits}
-        sources = h5.read(self.members["sources"]) if "sources" in self.members else []
+        sources = h5.read_table(self.members["sources"]) if "sources" in self.members else []
         content = [self.level, self.encoding, self.vocab, sizes, self.counts.tolist(),
                    [[_plain(row["split"]), int(row["tokens"]), _plain(row["sha256"])]
                     for row in sources]]
@@ -326,7 +326,7 @@ def describe(path):
         top = top[counts[top] > 0]
         sample = " ".join(_show(corpus.vocab[i], corpus.level) for i in top)
         lines.append(f"vocabulary: {corpus.vocab_size:,} tokens; most frequent: {sample}")
-        sources = h5.read(corpus.file["sources"])
+        sources = h5.read_table(corpus.file["sources"])
         lines.append(f"sources: {len(sources)} file{'s' * (len(sources) != 1)}, "
                      f"{int(sources['bytes'].sum()):,} bytes")
         for row in sources[:20]:

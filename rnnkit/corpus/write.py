@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from rnnkit import files
+from rnnkit import h5 as rnnkit_h5
 from rnnkit.corpus import chunks
 from rnnkit.corpus.chunks import SplitWriter, compression_pool
 from rnnkit.corpus.reader import FORMAT, FORMAT_VERSION
@@ -122,4 +123,4 @@ def _write_sources(h5, sources):
                       ("tokens", np.uint64), ("sha256", "S64")])
     rows = np.array([(s.path.encode("utf-8", "replace").decode("utf-8"), s.split, s.bytes,
                       s.tokens, s.sha256.encode()) for s in sources], dtype)
-    h5.create_dataset("sources", data=rows)  # variable-length strings: no filters
+    rnnkit_h5.write_table(h5, "sources", rows)
