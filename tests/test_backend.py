@@ -524,3 +524,27 @@ def test_a_shorter_batch_runs_in_views_of_a_longer_ones_buffers(backend, cell):
     np.testing.assert_array_equal(host(backend, model.grads), host(backend, fresh.grads))
     rows, _ = model.evaluate_tokens(x[:, :1], y[:, :1], state)
     np.testing.assert_array_equal(rows, fresh.evaluate_tokens(x[:, :1], y[:, :1], state)[0])
+
+
+def test_memory_left_under_a_cgroup_limit_is_the_limit_less_its_usage(monkeypatch):
+    # before: the limit itself, as if nothing in the group used any
+    import builtins
+    import io
+
+    from rnnkit.backends import cpu
+
+    files = {"/proc/meminfo": "MemAvailable:   16777216 kB\n",          # 16 GiB
+             "/sys/fs/cgroup/memory.max": f"{8 << 30}\n",
+             "/sys/fs/cgroup/memory.current": f"{3 << 30}\n"}
+
+    def fake(path, *args, **kwargs):
+        if path in files:
+            return io.StringIO(files[path])
+        if str(path).startswith(("/sys/fs/cgroup", "/proc/meminfo")):
+            raise FileNotFoundError(path)
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(cpu, "open", fake, raising=False)
+    assert cpu.CPUBackend().available_bytes() == 5 << 30
+    files["/sys/fs/cgroup/memory.max"] = "max\n"
+    assert cpu.CPUBackend().available_bytes() == 16 << 30

@@ -28,6 +28,15 @@ _NO_BIAS = {np.dtype(t): np.zeros(0, t) for t in (np.float32, np.float64)}   # b
 
 
 
+def _read_int(path):
+    """The number in a /sys file; 0 where it cannot be read (a limit's usage unknown)."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
 class CPUBackend:
     name = "cpu"
     range_align = optim.ALIGN
@@ -55,8 +64,8 @@ class CPUBackend:
         return f"cpu, threads: {n} ({self.threads_why}){busy}"
 
     def available_bytes(self):
-        """Memory this process may still take: the kernel's MemAvailable, within any cgroup
-        limit (None where unknown)."""
+        """Memory this process may still take: the kernel's MemAvailable, within what is left
+        of any cgroup limit (its limit less its usage; None where unknown)."""
         found = []
         try:
             with open("/proc/meminfo", encoding="ascii") as f:
@@ -65,15 +74,16 @@ class CPUBackend:
                         found.append(int(line.split()[1]) * 1024)
         except OSError:
             pass
-        for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        for limit, usage in (("memory.max", "memory.current"),                 # cgroup v2
+                             ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
             try:
-                with open(path, encoding="ascii") as f:
+                with open(f"/sys/fs/cgroup/{limit}", encoding="ascii") as f:
                     text = f.read().strip()
                 if text.isdigit() and int(text) < 1 << 60:
-                    found.append(int(text))
+                    found.append(int(text) - _read_int(f"/sys/fs/cgroup/{usage}"))
             except OSError:
                 pass
-        return min(found) if found else None
+        return max(0, min(found)) if found else None
 
     def compiled(self, cell):
         """Whether the first step needs no compiling, whatever build (serial or threaded) it
