@@ -245,3 +245,18 @@ def test_only_train_runs_over_mpi_and_a_resume_names_the_ranks_that_fit(corpus, 
     assert result.returncode == 1 and result.stderr.count("Error") == 1
     assert "N=3 streams cannot be shared evenly by 2 ranks; resume it on 1 or 3 ranks" in \
         result.stderr
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_a_small_validation_split_gives_the_one_process_loss(tmp_path, ranks):
+    """A validation split of fewer than N x T tokens: the ranks share the one process's
+    streams (unevenly, or some none at all) instead of fewer streams, a multiple of R."""
+    from rnnkit.corpus.preprocess import preprocess
+
+    (tmp_path / "t.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    corpus = tmp_path / "c.h5"
+    preprocess([str(tmp_path / "t.txt")], str(corpus), val_frac=0.005, test_frac=0)
+    args = [a if a != "4" else "6" for a in ARGS]         # N = 6 streams, T = 8
+    rnnkit(1, "train", corpus, "-o", tmp_path / "one", *args, "--max-steps", 20)
+    rnnkit(ranks, "train", corpus, "-o", tmp_path / "many", *args, "--max-steps", 20)
+    close(losses(tmp_path / "many", "val_loss"), losses(tmp_path / "one", "val_loss"), 1e-12)
