@@ -300,10 +300,12 @@ class Loop:
         bad_step = c.step + 1 if bad_step is None else bad_step
         self.rollbacks += 1
         if self.rollbacks > MAX_ROLLBACKS:
-            raise Diverged(f"training diverged: {what} at step {bad_step} after {MAX_ROLLBACKS} "
+            err = Diverged(f"training diverged: {what} at step {bad_step} after {MAX_ROLLBACKS} "
                            f"rollbacks, each halving the learning rate; the last good "
                            f"checkpoint is {self.run_dir / 'latest.h5'}; try a lower --lr or "
                            f"--clip-norm")
+            err.shared, err.quiet = True, not self.main     # decided on rank 0: it says it
+            raise err
         ck = checkpoint.load(self.run_dir / "latest.h5")
         run.restore(ck)
         self.saved_step = c.step
