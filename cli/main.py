@@ -1,5 +1,4 @@
 """The `rnnkit` command group. Each command lives in its own module of this package."""
-import contextlib
 import difflib
 import importlib
 import os
@@ -38,17 +37,21 @@ MPI_SIZE = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 class LazyGroup(click.Group):
     def __call__(self, *args, **kwargs):
         """The program (click's test runner calls main instead). Once a signal has unwound
-        the stack (temporaries removed, files closed), leave without the interpreter's
-        teardown: a signal that stopped Numba's compiler mid-way can crash it there."""
+        the stack (temporaries removed, files closed) or stopped a run, leave without the
+        interpreter's teardown (rnnkit/training/stop_signals.py). A rank of an MPI job that
+        stopped alone mid-run has said why: the others leave with its exit code."""
         try:
             return super().__call__(*args, **kwargs)
         except SystemExit as done:
-            if not stop_signals.stopping:
+            code = done.code if isinstance(done.code, int) else 1
+            distributed = sys.modules.get("rnnkit.training.distributed")
+            if distributed is not None:
+                distributed.leave_alone(code)
+            if not (stop_signals.stopping or stop_signals.taken):
                 raise
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(done.code if isinstance(done.code, int) else 1)
+            if distributed is not None and not stop_signals.stopping:
+                distributed.finish()    # every rank stopped at the same step, after a checkpoint
+            stop_signals.leave(code)
 
     def parse_args(self, ctx, args):
         try:

@@ -13,6 +13,7 @@ class RnnkitError(Exception):
     """An error for the user; str(err) is one line."""
 
     quiet = False       # set on the ranks of an MPI job whose rank 0 prints the same error
+    shared = False      # every rank of an MPI job stops with it (none waits for another)
 
 
 class TrainError(RnnkitError):

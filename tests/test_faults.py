@@ -370,6 +370,27 @@ def test_sigterm_during_start_up_exits_75(corpus, tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow               # fresh processes
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 75), (signal.SIGINT, 130)])
+def test_a_second_signal_soon_after_the_first_never_kills_the_run(corpus, tmp_path, sig, code):
+    """Python's teardown gave the signals their default action back: a second SIGTERM 50 ms
+    after the first killed the stopping run (143) instead of letting it exit with 75. A second
+    Ctrl-C stops at once (130, or 75 when the run was already leaving)."""
+    p = subprocess.Popen(rnnkit("train", corpus, "-o", tmp_path / "run", *SMALL,
+                                "--max-steps", 10 ** 7, "--epochs", 0),
+                         stderr=subprocess.PIPE, text=True)
+    while not (tmp_path / "run" / "metrics.jsonl").exists() or \
+            "train_loss" not in (tmp_path / "run" / "metrics.jsonl").read_text():
+        assert p.poll() is None
+        time.sleep(0.05)
+    p.send_signal(sig)
+    time.sleep(0.05)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode in {code, 75} and "Traceback" not in err, err
+    assert checkpoint.read_meta(tmp_path / "run" / "latest.h5")["step"] > 0
+
+
 def test_a_lost_latest_names_the_kept_checkpoint_that_can_replace_it(corpus, tmp_path):
     run = tmp_path / "run"
     cfg = tiny_config(corpus, steps=4)

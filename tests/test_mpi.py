@@ -245,3 +245,55 @@ def test_only_train_runs_over_mpi_and_a_resume_names_the_ranks_that_fit(corpus, 
     assert result.returncode == 1 and result.stderr.count("Error") == 1
     assert "N=3 streams cannot be shared evenly by 2 ranks; resume it on 1 or 3 ranks" in \
         result.stderr
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 75), (signal.SIGINT, 130)])
+def test_a_second_signal_to_a_rank_never_kills_it(corpus, tmp_path, sig, code):
+    """A second SIGTERM 50 ms after the first met the default action in Python's teardown
+    (mpiexec said 'signal 15', exit 15); a second Ctrl-C gave 2, not the 130 promised."""
+    p = start_long(corpus, tmp_path / "run")
+    rank0 = rank_pids(tmp_path / "run")[0]
+    os.kill(rank0, sig)
+    time.sleep(0.05)
+    os.kill(rank0, sig)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode in {code, 75}, (out, err)
+    assert "TERMINATED" not in out and "Traceback" not in err, (out, err)
+
+
+def test_an_error_on_one_rank_stops_all_at_once_with_one_line(corpus, tmp_path):
+    """Rank 0 could not write (its run folder gone): rank 1 waited 30 s in a collective and
+    then printed a second line, claiming the checkpoint intact. Launcher clean-up off, so
+    that the ranks must see to it themselves."""
+    run = tmp_path / "run"
+    p = start_long(corpus, run, ["-disable-auto-cleanup"])
+    os.rename(run, tmp_path / "gone")       # as rm -rf, without racing its writes
+    gone = time.monotonic()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1 and time.monotonic() - gone < 10, err
+    errors = [line for line in err.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and f"cannot write {run}" in errors[0], err
+
+
+def test_a_diverged_run_says_so_once(corpus, tmp_path):
+    result = rnnkit(2, "train", corpus, "-o", tmp_path / "run", *ARGS, "--cell", "rnn-relu",
+                    "--optimizer", "sgd", "--lr", "1e8", "--clip-norm", 0, "--max-steps", 20,
+                    "--checkpoint-every", 5, check=False)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "training diverged" in errors[0], result.stderr
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_a_small_validation_split_gives_the_one_process_loss(tmp_path, ranks):
+    """A validation split of fewer than N x T tokens: the ranks share the one process's
+    streams (unevenly, or some none at all) instead of fewer streams, a multiple of R."""
+    from rnnkit.corpus.preprocess import preprocess
+
+    (tmp_path / "t.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    corpus = tmp_path / "c.h5"
+    preprocess([str(tmp_path / "t.txt")], str(corpus), val_frac=0.005, test_frac=0)
+    args = [a if a != "4" else "6" for a in ARGS]         # N = 6 streams, T = 8
+    rnnkit(1, "train", corpus, "-o", tmp_path / "one", *args, "--max-steps", 20)
+    rnnkit(ranks, "train", corpus, "-o", tmp_path / "many", *args, "--max-steps", 20)
+    close(losses(tmp_path / "many", "val_loss"), losses(tmp_path / "one", "val_loss"), 1e-12)

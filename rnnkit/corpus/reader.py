@@ -217,12 +217,13 @@ class Corpus:
 
     # -- batches --
 
-    def check_fit(self, split, N, T, world=1):
-        """Raise ValueError, naming N and T that would fit, unless `split` gives a batch."""
+    def check_fit(self, split, N, T, world=1, even=True):
+        """Raise ValueError, naming N and T that would fit, unless `split` gives a batch (of
+        N streams that `world` ranks share evenly, unless not `even`)."""
         L = self.len_split(split)
         if N < 1 or T < 1:
             raise ValueError(f"N and T must be positive, got N={N}, T={T}")
-        if world < 1 or N % world:
+        if world < 1 or (even and N % world):
             raise ValueError(f"N={N} streams cannot be shared evenly by {world} ranks; "
                              f"use a multiple of {world}")
         if stream_length(L, N) >= T:
@@ -239,13 +240,15 @@ class Corpus:
                          f"batch of N={N} streams x T={T} steps (needs N*T+1 = {N * T + 1}); "
                          f"{hint}")
 
-    def batches(self, split, N, T, start=0, rank=0, world=1):
+    def batches(self, split, N, T, start=0, rank=0, world=1, even=True):
         """Batches (x, y) of split `split`, from batch `start` on; see the module docstring.
 
         With `world` ranks, rank `rank` gets the streams rank*N/world .. (rank+1)*N/world - 1,
-        so x and y have N/world rows. The result can be iterated more than once.
+        so x and y have N/world rows. Not `even` (validation): N need not divide by world, and
+        rank r gets the streams ceil(r*N/world) .. ceil((r+1)*N/world) - 1, the first ranks
+        one more, the last none where N < world. The result can be iterated more than once.
         """
-        self.check_fit(split, N, T, world)
+        self.check_fit(split, N, T, world, even)
         return Batches(self._split(split), N, T, start, rank, world)
 
 
@@ -261,8 +264,7 @@ class Batches:
         if not 0 <= start <= self.num_batches:
             raise ValueError(f"start batch {start} is not in 0..{self.num_batches}")
         self.start, self.rank, self.world = start, rank, world
-        per_rank = N // world
-        self.rows = range(rank * per_rank, (rank + 1) * per_rank)
+        self.rows = range(-(-rank * N // world), -(-(rank + 1) * N // world))
 
     def __len__(self):
         return self.num_batches - self.start

@@ -14,7 +14,10 @@ MPI is mpi4py over the system's MPI (the `mpi` extra; the `mpich` wheel for test
 that dies must not leave the others waiting forever: collectives return errors instead of
 aborting, and a watchdog ends a rank that waits longer than HANG_S in a collective once
 training runs, each with one line on stderr and a non-zero exit; the last checkpoint stays.
+A rank that stops alone (an error only it met, a second Ctrl-C) says why, then tells the
+others (`leave_alone`), whose watchdogs end them at once with its exit code and no line.
 """
+import atexit
 import os
 import sys
 import threading
@@ -70,6 +73,8 @@ class SingleProcess:
     def armed(self):
         """Training runs: from now on a rank that waits too long ends the job."""
 
+    alone = False               # this rank stopped in the middle of a run (see leave_alone)
+
 
 class MPIComm:
     """MPI_COMM_WORLD through mpi4py; see the module docstring."""
@@ -86,6 +91,15 @@ class MPIComm:
         node.Free()
         self.waiting = None         # (what, since) while in a collective
         self._armed = False
+        self.alone = False          # this rank stopped in the middle of a run (leave_alone)
+        # the exit code of a rank that stopped alone, which the watchdog looks for (it may
+        # call MPI beside the main thread only where MPI allows threads to)
+        self.alarm = world.Dup()
+        self.notice = np.zeros(1, np.int32)
+        self.lock = threading.Lock()
+        self.request = self.alarm.Irecv(self.notice, MPI.ANY_SOURCE) \
+            if MPI.Query_thread() == MPI.THREAD_MULTIPLE else None
+        atexit.register(self.close)     # before mpi4py's MPI_Finalize (atexit runs LIFO)
         threading.Thread(target=self._watch, daemon=True, name="rnnkit-watchdog").start()
 
     def _call(self, what, fn, *args, limit=None):
@@ -105,7 +119,14 @@ class MPIComm:
 
     def _watch(self):
         while True:
-            time.sleep(1.0)
+            time.sleep(0.2)
+            with self.lock:
+                try:
+                    told = self.request is not None and self.request.Test()
+                except self.MPI.Exception:
+                    told, self.request = False, None
+            if told:                # another rank stopped and said why: leave with its code
+                os._exit(int(self.notice[0]))
             waiting = self.waiting
             limit = (waiting and waiting[2]) or (HANG_S if self._armed else FIRST_HANG_S)
             if waiting and time.monotonic() - waiting[1] > limit:
@@ -114,6 +135,30 @@ class MPIComm:
 
     def armed(self):
         self._armed = True
+
+    def close(self):
+        """No more notices (before MPI_Finalize, which a pending receive would upset)."""
+        with self.lock:
+            request, self.request = self.request, None
+            if request is not None:
+                try:
+                    request.Cancel()
+                    request.Wait()
+                except self.MPI.Exception:
+                    pass
+
+    def tell_others(self, code):
+        """Every other rank's watchdog ends it with `code` (this one has said why)."""
+        self.close()
+        note = np.array([code], np.int32)
+        try:
+            sends = [self.alarm.Isend(note, rank) for rank in range(self.size)
+                     if rank != self.rank]
+            deadline = time.monotonic() + 5.0
+            while not self.MPI.Request.Testall(sends) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        except self.MPI.Exception:
+            pass                    # a rank gone already: the others have their watchdog
 
     def average(self, array, backend=None, ranges=None):
         """In place, over all ranks: one allreduce of the whole array, or of its runs `ranges`
@@ -164,6 +209,7 @@ def agreed(comm, fn):
         if error is None or str(error) != first:
             error = type(error)(first) if error is not None else RnnkitError(first)
         error.quiet = comm.rank != 0        # rank 0 says it, for all
+        error.shared = True                 # every rank stops with it
         raise error
     return result
 
@@ -188,6 +234,25 @@ def launched_ranks():
 
 
 _joined = False                 # this process made its MPI communicator (communicator())
+_made = None                    # ... and this is it
+
+
+def leave_alone(code):
+    """When this rank stopped in the middle of a run alone (`comm.alone`: an error only it met,
+    a second Ctrl-C) and has said why: the others stop too, at once and with `code`, instead of
+    waiting for it in a collective (then HANG_S, and a second line). Exits; returns without
+    such a stop."""
+    if _made is not None and _made.alone:
+        _made.tell_others(code)
+        os._exit(code)          # MPI_Finalize would wait for the ranks just told to go
+
+
+def finish():
+    """MPI_Finalize now, where MPI was started: every rank stopped at the same step and leaves
+    without the interpreter's teardown (rnnkit/training/stop_signals.py)."""
+    if _made is not None and _made.MPI.Is_initialized() and not _made.MPI.Is_finalized():
+        _made.close()
+        _made.MPI.Finalize()
 
 
 def join_to_fail(message):
@@ -210,7 +275,7 @@ def join_to_fail(message):
 
 def communicator():
     """MPI when launched with several ranks, else a single process."""
-    global _joined
+    global _joined, _made
     ranks = launched_ranks()
     if ranks <= 1:
         return SingleProcess()
@@ -227,7 +292,8 @@ def communicator():
     if world.Get_size() == 1:
         return SingleProcess()
     _joined = True
-    return MPIComm(world)
+    _made = MPIComm(world)
+    return _made
 
 
 def _setup_error(message):

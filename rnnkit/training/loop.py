@@ -254,26 +254,31 @@ class Loop:
         return self.comm.decide(reason), improved
 
     def _val_batches(self):
+        """The validation batches of this rank and how many to evaluate: the one process's N
+        streams (fewer for a small split), shared by the ranks as evenly as they go, so that
+        the job's loss is the one process's."""
         cfg = self.cfg
         N, T = cfg.data.batch_size, cfg.data.seq_len
         L = self.corpus.len_split(self.val_split)
-        N = max(self.comm.size, min(N, (L - 1) // T // self.comm.size * self.comm.size))
+        N = max(1, min(N, (L - 1) // T))
         T = min(T, (L - 1) // N)
         batches = self.corpus.batches(self.val_split, N, T, rank=self.comm.rank,
-                                      world=self.comm.size)
+                                      world=self.comm.size, even=False)
         limit = cfg.train.eval_batches
         count = min(len(batches), limit) if limit else len(batches)
-        return batches, N, count
+        return batches, count
 
     def _val_loss(self, max_batches=0):
-        """(mean validation loss over ranks, batches evaluated)."""
-        batches, N, count = self._val_batches()
+        """(validation loss over all ranks' streams, batches evaluated)."""
+        batches, count = self._val_batches()
         if max_batches:
             count = min(count, max_batches)
         started = time.perf_counter()
-        total, tokens = evaluate_batches(self.run.model, batches, N // self.comm.size, count)
+        total, tokens = evaluate_batches(self.run.model, batches, len(batches.rows), count) \
+            if batches.rows else (0.0, 0)       # more ranks than streams: none here
         self.val_batch_s = (time.perf_counter() - started) / max(1, count)
-        return self.comm.mean(total / tokens), count
+        shares = self.comm.gather((total, tokens))
+        return sum(t for t, _ in shares) / sum(n for _, n in shares), count
 
     def _save(self, best):
         self.rollbacks, self.saved_step = 0, self.run.counters.step
@@ -295,10 +300,12 @@ class Loop:
         bad_step = c.step + 1 if bad_step is None else bad_step
         self.rollbacks += 1
         if self.rollbacks > MAX_ROLLBACKS:
-            raise Diverged(f"training diverged: {what} at step {bad_step} after {MAX_ROLLBACKS} "
+            err = Diverged(f"training diverged: {what} at step {bad_step} after {MAX_ROLLBACKS} "
                            f"rollbacks, each halving the learning rate; the last good "
                            f"checkpoint is {self.run_dir / 'latest.h5'}; try a lower --lr or "
                            f"--clip-norm")
+            err.shared, err.quiet = True, not self.main     # decided on rank 0: it says it
+            raise err
         ck = checkpoint.load(self.run_dir / "latest.h5")
         run.restore(ck)
         self.saved_step = c.step
@@ -317,7 +324,7 @@ class Loop:
             return 0.0
         val = 0.0
         if self.val_split and self._due_final_validation():
-            _, _, count = self._val_batches()
+            _, count = self._val_batches()
             per = self.val_batch_s if self.val_batch_s is not None else self.step_s / 2
             val = count * per
         # never keep more than a tenth of the budget: a long validation gets cut instead
@@ -377,7 +384,7 @@ class Loop:
         Under a deadline it covers the batches that fit, and then it does not decide best.h5.
         Returns whether best."""
         c = self.run.counters
-        _, _, count = self._val_batches()
+        _, count = self._val_batches()
         allowed = count
         if self.deadline and self.val_batch_s:
             room = self.deadline.left() - self.save_s - self._margin()

@@ -13,6 +13,12 @@ KeyboardInterrupt on SIGINT, so the stack unwinds and temporary outputs are remo
 left behind. Never where Python would drop the exception (a finalizer, a weakref callback:
 importlib runs one for each module lock while a command still imports): there it is raised
 again 50 ms later.
+
+Once a run has taken a signal (`taken`), no later one kills the process until it has left:
+SIGTERM, SIGHUP and SIGUSR1 change nothing, a second Ctrl-C stops the loop at once (130), one
+after the run has returned changes nothing (it leaves at once with 75, as every rank of an MPI
+job does), and the command leaves with `leave`, without the interpreter's teardown (which
+gives every signal its default action back: a second SIGTERM there killed the process, 143).
 """
 import _thread
 import os
@@ -25,12 +31,15 @@ _deferring = False
 _pending = None
 stopping = False                # a signal is unwinding the stack (KeyboardInterrupt, SystemExit)
 _raised = None                  # the signal whose exception _stop raised last
+taken = None                    # the signal a training run stopped on (StopSignals)
 _hooks = []                     # sys.unraisablehook before install()
 
 
 def _early(signum, frame):
     global _pending
     name = signal.Signals(signum).name
+    if taken:       # the run has stopped on a signal and leaves at once (75)
+        return
     if _deferring:
         if _pending == "SIGINT" and name == "SIGINT":
             _stop(signum, frame)
@@ -50,6 +59,19 @@ def _stop(signum, frame):
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
+
+
+def leave(code):
+    """Exit now with `code`, without the interpreter's teardown: once a signal has stopped the
+    command, a later one must not meet the default action that the teardown gives back, and a
+    signal that stopped Numba's compiler mid-way can crash it there. Its stack has unwound
+    already: files are closed, temporaries removed."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:       # a reader gone
+            pass
+    os._exit(code)
 
 
 def _later(signum):
@@ -107,8 +129,8 @@ def undefer():
     """From now on SIGTERM, SIGHUP and SIGUSR1 unwind the stack (SystemExit) instead of
     killing outright, and SIGINT raises KeyboardInterrupt as Python's own handler does but
     never where it would be lost (_stop); a signal that came while they waited does so now."""
-    global _deferring, _pending
-    _deferring = False
+    global _deferring, _pending, taken
+    _deferring, taken = False, None
     for sig in _ours(NAMES):
         signal.signal(sig, _early)
     pending, _pending = _pending, None
@@ -119,8 +141,8 @@ def undefer():
 def defer():
     """From now on SIGINT, SIGTERM, SIGHUP and SIGUSR1 wait for the training loop
     (StopSignals)."""
-    global _deferring
-    _deferring = True
+    global _deferring, taken
+    _deferring, taken = True, None
     for sig in _ours(NAMES):
         signal.signal(sig, _early)
 
@@ -136,13 +158,15 @@ class StopSignals:
         self.previous = {}
 
     def _handle(self, signum, frame):
+        global taken
         if self.received == "SIGINT" and signum == signal.SIGINT:
             _stop(signum, frame)        # second Ctrl-C: stop now
-        self.received = signal.Signals(signum).name
+        self.received = taken = signal.Signals(signum).name
 
     def __enter__(self):
-        global _pending
-        self.received, _pending = _pending, None
+        global _pending, taken
+        self.received = taken = _pending
+        _pending = None
         for sig in _ours(self.NAMES):
             self.previous[sig] = signal.signal(sig, self._handle)
         return self

@@ -122,10 +122,14 @@ def _session(cfg, folder, ck, comm, stream, signals, start, new_corpus=False):
         agreed(comm, lambda: _same_corpus(prints))
         run = agreed(comm, lambda: _build(cfg, ck, init, comm, backend, corpus,
                                           prints[comm.rank], notes, new_corpus))
-        loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
-        for note in notes:
-            loop.say(note)
-        return loop.go(signals, resumed=ck is not None)
+        try:
+            loop = Loop(run, corpus, batches, folder, comm, stream, budget, deadline)
+            for note in notes:
+                loop.say(note)
+            return loop.go(signals, resumed=ck is not None)
+        except BaseException as err:
+            comm.alone = not getattr(err, "shared", False)   # the others may wait for this rank
+            raise
 
 
 def _open(cfg, folder, ck, comm, new_corpus=False):
