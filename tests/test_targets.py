@@ -181,3 +181,57 @@ def test_a_cpu_without_avx2_runs_a_portable_build(cpu, tmp_path):
     assert out["product"][0] < 1e-4 and out["product"][1] < 1e-12
     assert max(out["fd"].values()) < 1e-6, out["fd"]
     assert max(out["naive"].values()) < 1e-12, out["naive"]
+
+
+
+TARGET = """
+import json
+from rnnkit.kernels.cpu import target
+print(json.dumps({"isa": target.ISA, "tag": target.TAG, "key": list(target.KEY)}))
+"""
+
+
+def test_host_and_native_mean_this_machine():
+    """Compilers' names for this machine, which LLVM does not know: it aborted the process
+    ("64-bit code requested on a subtarget that doesn't support it")."""
+    here = run(TARGET, None)
+    for cpu in ("host", "native", "HOST"):
+        assert run(TARGET, cpu) == here
+
+
+UNKNOWN = """
+import json
+from numba.core.registry import cpu_target
+from rnnkit.errors import RnnkitError
+try:
+    from rnnkit.kernels import cache
+except RnnkitError as err:
+    print(json.dumps({"error": str(err), "type": type(err).__name__,
+                      "compiled": "_toplevel_target_context" in vars(cpu_target)}))
+"""
+
+
+def test_an_unknown_cpu_is_one_line_before_anything_compiles(tmp_path):
+    """A misspelt NUMBA_CPU_NAME: a TargetError at import of the kernels, before Numba made
+    its code generator (LLVM printed a warning a compile, then aborted the process); from
+    the command line, one line and exit code 1."""
+    from tests.tiny_run import make_corpus
+
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswel", "PYTHONPATH": ROOT}
+    out = subprocess.run([sys.executable, "-c", UNKNOWN], capture_output=True, text=True,
+                         cwd=ROOT, timeout=600, env=env)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert json.loads(out.stdout) == {
+        "error": "NUMBA_CPU_NAME=haswel is not a CPU LLVM knows; did you mean haswell? "
+                 "(host: this machine)", "type": "TargetError", "compiled": False}
+    corpus = make_corpus(tmp_path)
+    for name, says in (("haswel", "did you mean haswell?"), ("no-such-cpu", "(e.g. haswell, ")):
+        cli = subprocess.run([sys.executable, "-m", "rnnkit", "train", corpus, "-o",
+                              str(tmp_path / "run"), "--threads", "1"], capture_output=True,
+                             text=True, cwd=ROOT, timeout=600,
+                             env={**env, "NUMBA_CPU_NAME": name})
+        lines = cli.stderr.splitlines()
+        assert cli.returncode == 1 and cli.stdout == "" and len(lines) == 1, cli.stderr
+        assert lines[0].startswith(f"Error: NUMBA_CPU_NAME={name} is not a CPU LLVM knows")
+        assert says in lines[0]
+    assert not (tmp_path / "run").exists()
