@@ -235,3 +235,33 @@ def test_an_unknown_cpu_is_one_line_before_anything_compiles(tmp_path):
         assert lines[0].startswith(f"Error: NUMBA_CPU_NAME={name} is not a CPU LLVM knows")
         assert says in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+LATE = """
+import json, os, subprocess, sys
+import numba
+numba.njit(lambda x: x + 1)(1)          # Numba's code generator is made here
+from rnnkit.kernels.cpu import target
+child = subprocess.run([sys.executable, "-c", "from rnnkit.kernels.cpu import target; "
+                        "print(target.TAG)"], capture_output=True, text=True, check=True)
+print(json.dumps({"isa": target.ISA, "tag": target.TAG, "child": child.stdout.strip(),
+                  "child_stderr": child.stderr}))
+"""
+
+
+def test_a_cpu_name_numba_compiled_before_is_said_not_applied():
+    """Where Numba compiled before rnnkit's kernels were imported, its code generator is this
+    machine's, NUMBA_CPU_NAME notwithstanding: one line says so, the ISA is this machine's,
+    and a compile worker (a child process) builds what the parent runs: the same tag."""
+    here = run(TARGET, None)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    p = subprocess.run([sys.executable, "-c", LATE], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600, env={**environ, "NUMBA_CPU_NAME": "haswell",
+                                         "PYTHONPATH": ROOT})
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    assert p.stderr.splitlines() == [
+        f"warning: NUMBA_CPU_NAME=haswell is not applied: Numba compiled before rnnkit's "
+        f"kernels were imported; they are built for this machine ({here['isa']})"]
+    assert out["isa"] == here["isa"]
+    assert out["child"] == out["tag"] and out["child_stderr"] == ""

@@ -8,7 +8,9 @@ so any host can build and run another x86 CPU's code. `host` and `native` (the c
 names for this machine; LLVM knows neither) mean this machine, as when unset. A name LLVM does
 not know is a TargetError before anything compiles: with no features, LLVM aborted the process.
 This must run before Numba creates its code generator: rnnkit/kernels/cache.py imports this
-module first.
+module first. Where Numba compiled before (a program that used it before importing rnnkit's
+kernels), its code generator stays as it was made: a line on stderr says that the name is not
+applied, and the ISA and tag below are those of what runs.
 
 What the code generator then emits is asked of it, not inferred from names: a small function
 on vectors of 16 floats is compiled to assembly and read (zmm registers: 64-byte vectors and
@@ -154,9 +156,29 @@ def _codegen_key():
     return cpu_target.target_context.codegen().magic_tuple()
 
 
+def _made_before():
+    """Whether Numba's code generator was made before this module set the config (Numba
+    compiled before): its features then differ from those the config asks for now. It is
+    kept (remaking it would leave what Numba compiled before, and its runtime, with the old
+    one), and the environment is made to ask for it, so that compile workers build the same."""
+    from numba.core.registry import cpu_target
+
+    made = cpu_target.target_context.codegen()._tm_features
+    if made == config.CPU_FEATURES:
+        return False
+    os.environ["NUMBA_CPU_FEATURES"] = made
+    config.reload_config()
+    return True
+
+
+NOT_APPLIED = bool(NAME) and _made_before()
 VECTOR_BYTES, REGISTERS, FMA = _probe()
 ISA = ("avx512" if REGISTERS == 32 and VECTOR_BYTES >= 32 and FMA else
        "avx2" if VECTOR_BYTES == 32 and FMA else "portable")
 KEY = _codegen_key()
+if NOT_APPLIED:
+    print(f"warning: NUMBA_CPU_NAME={NAME} is not applied: Numba compiled before rnnkit's "
+          f"kernels were imported; they are built for this machine ({ISA})", file=sys.stderr,
+          flush=True)
 # The end of the cache folder's name (rnnkit/kernels/cache.py), e.g. "avx2-1f0e9d8c".
 TAG = f"{ISA}-{hashlib.sha256(repr(KEY).encode()).hexdigest()[:8]}"
