@@ -265,3 +265,43 @@ def test_a_cpu_name_numba_compiled_before_is_said_not_applied():
         f"kernels were imported; they are built for this machine ({here['isa']})"]
     assert out["isa"] == here["isa"]
     assert out["child"] == out["tag"] and out["child_stderr"] == ""
+
+
+def test_the_first_line_the_metrics_and_info_name_the_target():
+    """This machine's target in the first line of a run (the metrics and info: tests/
+    test_compare.py), and "this machine" in the note before a first compile."""
+    from rnnkit.backends.cpu import CPUBackend
+    from rnnkit.kernels.cpu import target
+
+    backend = CPUBackend(threads_=1)
+    assert backend.describe() == f"cpu ({target.ISA}: {target.CPU}), threads: 1 (--threads 1)"
+    assert backend.compiles_for() == "this machine"
+
+
+@pytest.mark.slow                   # a cold compile for haswell, in a fresh process
+def test_a_run_for_another_cpu_says_so(tmp_path):
+    """NUMBA_CPU_NAME=haswell: train's first line, its note before compiling, metrics.jsonl's
+    start event and rnnkit info name it (they said "cpu, threads: 1" and "for this machine")."""
+    from tests.tiny_run import make_corpus
+
+    corpus = make_corpus(tmp_path)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")},
+           "NUMBA_CPU_NAME": "haswell", "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": ROOT}
+
+    def rnnkit(*args):
+        p = subprocess.run([sys.executable, "-m", "rnnkit", *map(str, args)], env=env,
+                           capture_output=True, text=True, cwd=ROOT, timeout=900)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return p
+
+    run = tmp_path / "run"
+    lines = rnnkit("train", corpus, "-o", run, "--hidden", 8, "--embed", 4, "--layers", 1,
+                   "--batch-size", 4, "--seq-len", 8, "--max-steps", 1, "--threads", 1,
+                   "--no-progress").stderr.splitlines()
+    assert lines[0] == "cpu (avx2: haswell), threads: 1 (--threads 1)", lines
+    assert any(line.startswith("compiling the lstm kernels for haswell (avx2): ")
+               for line in lines), lines
+    start = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert start == {"event": "start", "step": 0, "target": "cpu (avx2: haswell)"}
+    assert " in 1 session on cpu (avx2: haswell); " in rnnkit("info", run).stdout

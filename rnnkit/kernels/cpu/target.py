@@ -17,7 +17,8 @@ on vectors of 16 floats is compiled to assembly and read (zmm registers: 64-byte
 32 registers; ymm: 32 bytes, and 32 registers where AVX-512's mask registers appear, else 16;
 xmm: 16 bytes). Some AVX-512 CPUs prefer 256-bit vectors (LLVM then splits wider ones), which
 the probe sees as it is. `ISA` names the result: "avx512", "avx2" (256-bit vectors with fused
-multiply-add), or "portable" (anything else: SSE2 on x86, NEON on aarch64).
+multiply-add), or "portable" (anything else: SSE2 on x86, NEON on aarch64); a run names it
+with the CPU, e.g. "avx2: haswell" (rnnkit/backends/cpu.py).
 """
 import difflib
 import hashlib
@@ -176,6 +177,9 @@ VECTOR_BYTES, REGISTERS, FMA = _probe()
 ISA = ("avx512" if REGISTERS == 32 and VECTOR_BYTES >= 32 and FMA else
        "avx2" if VECTOR_BYTES == 32 and FMA else "portable")
 KEY = _codegen_key()
+CPU = KEY[1]                # the CPU whose instruction timings LLVM schedules for
+# What the note before a first compile names: the CPU of NUMBA_CPU_NAME (None: this machine)
+CHOSEN = f"{NAME} ({ISA})" if NAME and not NOT_APPLIED else None
 if NOT_APPLIED:
     print(f"warning: NUMBA_CPU_NAME={NAME} is not applied: Numba compiled before rnnkit's "
           f"kernels were imported; they are built for this machine ({ISA})", file=sys.stderr,
