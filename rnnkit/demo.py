@@ -105,8 +105,8 @@ def warm_up(cfg):
     model = Model(m, backend=backend)
     runtime = Runtime(backend)
     if runtime.compiling(model):
-        say(f"    compiling the {m.cell} kernels for this machine first (this run only: "
-            f"{kept()})")
+        say(f"    compiling the {m.cell} kernels for {backend.compiles_for()} first (this run "
+            f"only: {kept()})")
     started = time.monotonic()
     N, T = cfg.data.batch_size, cfg.data.seq_len
     runtime.prepare(model, N, T, cfg.optim.optimizer)

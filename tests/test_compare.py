@@ -76,8 +76,8 @@ def test_info_summarises_a_run(runs):
     assert lines[2].startswith(f"best validation: {best['val_loss']:.4f} nats/token at step "
                                f"{best['step']}")
     assert lines[3].startswith("training: step 12, epoch")
-    assert lines[4].startswith("training time: ") and "in 1 session; last stop: 12 steps " \
-        "done" in lines[4]
+    assert lines[4].startswith("training time: ") and "in 1 session on cpu (" in lines[4] \
+        and "); last stop: 12 steps done" in lines[4]
     config = lines[5]
     assert config.startswith("config: rnnkit train ") and f"char.h5 -o {runs[0]} --embed 8 " \
         "--hidden 16 --layers 1 --batch-size 4 --seq-len 8 --lr 0.02 --max-steps 12" in config
@@ -116,6 +116,33 @@ def test_info_gives_the_checkpoints_step_when_the_log_is_behind(runs, tmp_path):
     (run / "metrics.jsonl").write_text("".join(kept))
     shown = CliRunner().invoke(main, ["info", str(run)]).output
     assert f"training: step {last}; at the last logged step, " in shown
+
+
+def test_info_says_what_each_session_ran_on(runs, tmp_path):
+    """A run's start event records what it ran on and compiled for (the start of train's first
+    line); info counts the sessions on each. Older runs' events recorded nothing."""
+    import shutil
+
+    from rnnkit.backends.cpu import CPUBackend
+
+    here = CPUBackend().target()
+    start = json.loads(open(runs[0] / "metrics.jsonl").readline())
+    assert start == {"event": "start", "step": 0, "target": here}
+    run = tmp_path / "r"
+    shutil.copytree(runs[0], run)
+    with open(run / "metrics.jsonl", "a") as f:
+        for event in ({"event": "resume", "step": 12, "target": "cpu (avx2: haswell)"},
+                      {"event": "stop", "step": 12, "reason": "0 steps done"},
+                      {"event": "resume", "step": 12},
+                      {"event": "stop", "step": 12, "reason": "0 steps done"}):
+            f.write(json.dumps(event) + "\n")
+    shown = invoke("info", run).stdout
+    assert f"in 3 sessions: 1 on {here}, 1 on cpu (avx2: haswell); last stop: " in shown
+    old = tmp_path / "old"
+    shutil.copytree(runs[0], old)
+    text = (old / "metrics.jsonl").read_text()
+    (old / "metrics.jsonl").write_text(text.replace(f', "target": {json.dumps(here)}', ""))
+    assert "in 1 session; last stop: 12 steps done" in invoke("info", old).stdout
 
 
 def test_info_does_not_give_an_earlier_sessions_stop_as_the_last(runs, tmp_path):

@@ -181,3 +181,127 @@ def test_a_cpu_without_avx2_runs_a_portable_build(cpu, tmp_path):
     assert out["product"][0] < 1e-4 and out["product"][1] < 1e-12
     assert max(out["fd"].values()) < 1e-6, out["fd"]
     assert max(out["naive"].values()) < 1e-12, out["naive"]
+
+
+
+TARGET = """
+import json
+from rnnkit.kernels.cpu import target
+print(json.dumps({"isa": target.ISA, "tag": target.TAG, "key": list(target.KEY)}))
+"""
+
+
+def test_host_and_native_mean_this_machine():
+    """Compilers' names for this machine, which LLVM does not know: it aborted the process
+    ("64-bit code requested on a subtarget that doesn't support it")."""
+    here = run(TARGET, None)
+    for cpu in ("host", "native", "HOST"):
+        assert run(TARGET, cpu) == here
+
+
+UNKNOWN = """
+import json
+from numba.core.registry import cpu_target
+from rnnkit.errors import RnnkitError
+try:
+    from rnnkit.kernels import cache
+except RnnkitError as err:
+    print(json.dumps({"error": str(err), "type": type(err).__name__,
+                      "compiled": "_toplevel_target_context" in vars(cpu_target)}))
+"""
+
+
+def test_an_unknown_cpu_is_one_line_before_anything_compiles(tmp_path):
+    """A misspelt NUMBA_CPU_NAME: a TargetError at import of the kernels, before Numba made
+    its code generator (LLVM printed a warning a compile, then aborted the process); from
+    the command line, one line and exit code 1."""
+    from tests.tiny_run import make_corpus
+
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswel", "PYTHONPATH": ROOT}
+    out = subprocess.run([sys.executable, "-c", UNKNOWN], capture_output=True, text=True,
+                         cwd=ROOT, timeout=600, env=env)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert json.loads(out.stdout) == {
+        "error": "NUMBA_CPU_NAME=haswel is not a CPU LLVM knows; did you mean haswell? "
+                 "(host: this machine)", "type": "TargetError", "compiled": False}
+    corpus = make_corpus(tmp_path)
+    for name, says in (("haswel", "did you mean haswell?"), ("no-such-cpu", "(e.g. haswell, ")):
+        cli = subprocess.run([sys.executable, "-m", "rnnkit", "train", corpus, "-o",
+                              str(tmp_path / "run"), "--threads", "1"], capture_output=True,
+                             text=True, cwd=ROOT, timeout=600,
+                             env={**env, "NUMBA_CPU_NAME": name})
+        lines = cli.stderr.splitlines()
+        assert cli.returncode == 1 and cli.stdout == "" and len(lines) == 1, cli.stderr
+        assert lines[0].startswith(f"Error: NUMBA_CPU_NAME={name} is not a CPU LLVM knows")
+        assert says in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+LATE = """
+import json, os, subprocess, sys
+import numba
+numba.njit(lambda x: x + 1)(1)          # Numba's code generator is made here
+from rnnkit.kernels.cpu import target
+child = subprocess.run([sys.executable, "-c", "from rnnkit.kernels.cpu import target; "
+                        "print(target.TAG)"], capture_output=True, text=True, check=True)
+print(json.dumps({"isa": target.ISA, "tag": target.TAG, "child": child.stdout.strip(),
+                  "child_stderr": child.stderr}))
+"""
+
+
+def test_a_cpu_name_numba_compiled_before_is_said_not_applied():
+    """Where Numba compiled before rnnkit's kernels were imported, its code generator is this
+    machine's, NUMBA_CPU_NAME notwithstanding: one line says so, the ISA is this machine's,
+    and a compile worker (a child process) builds what the parent runs: the same tag."""
+    here = run(TARGET, None)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    p = subprocess.run([sys.executable, "-c", LATE], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600, env={**environ, "NUMBA_CPU_NAME": "haswell",
+                                         "PYTHONPATH": ROOT})
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    assert p.stderr.splitlines() == [
+        f"warning: NUMBA_CPU_NAME=haswell is not applied: Numba compiled before rnnkit's "
+        f"kernels were imported; they are built for this machine ({here['isa']})"]
+    assert out["isa"] == here["isa"]
+    assert out["child"] == out["tag"] and out["child_stderr"] == ""
+
+
+def test_the_first_line_the_metrics_and_info_name_the_target():
+    """This machine's target in the first line of a run (the metrics and info: tests/
+    test_compare.py), and "this machine" in the note before a first compile."""
+    from rnnkit.backends.cpu import CPUBackend
+    from rnnkit.kernels.cpu import target
+
+    backend = CPUBackend(threads_=1)
+    assert backend.describe() == f"cpu ({target.ISA}: {target.CPU}), threads: 1 (--threads 1)"
+    assert backend.compiles_for() == "this machine"
+
+
+@pytest.mark.slow                   # a cold compile for haswell, in a fresh process
+def test_a_run_for_another_cpu_says_so(tmp_path):
+    """NUMBA_CPU_NAME=haswell: train's first line, its note before compiling, metrics.jsonl's
+    start event and rnnkit info name it (they said "cpu, threads: 1" and "for this machine")."""
+    from tests.tiny_run import make_corpus
+
+    corpus = make_corpus(tmp_path)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")},
+           "NUMBA_CPU_NAME": "haswell", "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": ROOT}
+
+    def rnnkit(*args):
+        p = subprocess.run([sys.executable, "-m", "rnnkit", *map(str, args)], env=env,
+                           capture_output=True, text=True, cwd=ROOT, timeout=900)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return p
+
+    run = tmp_path / "run"
+    lines = rnnkit("train", corpus, "-o", run, "--hidden", 8, "--embed", 4, "--layers", 1,
+                   "--batch-size", 4, "--seq-len", 8, "--max-steps", 1, "--threads", 1,
+                   "--no-progress").stderr.splitlines()
+    assert lines[0] == "cpu (avx2: haswell), threads: 1 (--threads 1)", lines
+    assert any(line.startswith("compiling the lstm kernels for haswell (avx2): ")
+               for line in lines), lines
+    start = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert start == {"event": "start", "step": 0, "target": "cpu (avx2: haswell)"}
+    assert " in 1 session on cpu (avx2: haswell); " in rnnkit("info", run).stdout

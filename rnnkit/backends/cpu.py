@@ -15,7 +15,7 @@ from rnnkit.backends import sampling, threads
 from rnnkit.backends.cpu_cells import KERNELS
 from rnnkit.backends.interface import derived_seed
 from rnnkit.kernels import cache
-from rnnkit.kernels.cpu import adaptive, linear, loss, optim, sampling_step
+from rnnkit.kernels.cpu import adaptive, linear, loss, optim, sampling_step, target
 
 # Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
 # per-unit step kernels (kernels/cpu/sampling_step.py), and an output projection of that many rows
@@ -61,7 +61,13 @@ class CPUBackend:
         """What the first line of a run says about where it runs."""
         n = threads.partition()
         busy = "; fewer while other work slows them" if n > 1 else ""
-        return f"cpu, threads: {n} ({self.threads_why}){busy}"
+        return f"{self.target()}, threads: {n} ({self.threads_why}){busy}"
+
+    def target(self):
+        return f"cpu ({target.ISA}: {target.CPU})"
+
+    def compiles_for(self):
+        return target.CHOSEN or "this machine"
 
     def available_bytes(self):
         """Memory this process may still take: the kernel's MemAvailable, within what is left

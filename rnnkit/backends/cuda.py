@@ -65,7 +65,6 @@ class CUDABackend:
     def describe(self):
         """What the first line of a run says about where it runs; after a step, the plan of
         each recurrence that ran (path, units per block, blocks, shared memory)."""
-        where = "cuda" if self.simulator else f"cuda:{self.index}"
         products = (f"cuBLAS ({self.precision})" if self.blas is not None else
                     "rnnkit's tiled kernel")
         plans = self.rec.plans()
@@ -74,7 +73,14 @@ class CUDABackend:
         else:
             rec = "; ".join(f"{name} H={H} N={N} {dt}: {p.describe()}"
                             for (name, H, N, dt), p in plans.items())
-        return f"{where}, {self.gpu}; products: {products}; recurrence: {rec}"
+        return f"{self.target()}; products: {products}; recurrence: {rec}"
+
+    def target(self):
+        where = "cuda" if self.simulator else f"cuda:{self.index}"
+        return f"{where}, {self.gpu}"
+
+    def compiles_for(self):
+        return "this machine"
 
     def available_bytes(self):
         """Free memory on this GPU (None under the simulator)."""

@@ -42,7 +42,15 @@ class Backend(Protocol):
 
     # -- where it runs -----------------------------------------------------------------------
     def describe(self):
-        """What the first line of a run says about where it runs."""
+        """What the first line of a run says about where it runs; it starts with target()."""
+
+    def target(self):
+        """What the kernels run on and are compiled for, in a few words ("cpu (avx2:
+        haswell)"): the start of describe(), and what metrics.jsonl's start event records."""
+
+    def compiles_for(self):
+        """What the note before a first compile says the kernels are compiled for: "this
+        machine", or the CPU that NUMBA_CPU_NAME chose ("haswell (avx2)")."""
 
     def available_bytes(self):
         """Memory a model may still take here, in bytes (None where unknown)."""

@@ -139,12 +139,13 @@ def describe_run(run_dir, verify=False):
                      f"{logged}")
     elif meta:
         lines.append(f"training: step {meta['step']:,}")
-    sessions = sum(e["event"] in ("start", "resume") for e in events)
+    starts = [e for e in events if e["event"] in ("start", "resume")]
     # the last session's stop, if it wrote one (after a kill, the one before is not its)
     ends = [e for e in events if e["event"] in ("start", "resume", "stop")]
     time_line = f"training time: {clock(elapsed)}"
     if events:
-        time_line += f" in {sessions} session{'s' if sessions != 1 else ''}" + (
+        time_line += f" in {len(starts)} session{'s' if len(starts) != 1 else ''}"
+        time_line += _ran_on(starts) + (
             f"; last stop: {ends[-1].get('reason')}" if ends and ends[-1]["event"] == "stop"
             else "; running or killed")
     lines.append(time_line)
@@ -170,6 +171,17 @@ def describe_run(run_dir, verify=False):
     if problems:
         raise DamagedRun("\n".join(lines), problems)
     return "\n".join(lines)
+
+
+def _ran_on(starts):
+    """What the sessions ran on, as their start events recorded it (older runs' did not):
+    " on cpu (avx2: haswell)", or how many ran on each (": 2 on ..., 1 on ...")."""
+    targets = [e["target"] for e in starts if isinstance(e.get("target"), str)]
+    if not targets:
+        return ""
+    if len(set(targets)) == 1 and len(targets) == len(starts):
+        return f" on {targets[0]}"
+    return ": " + ", ".join(f"{targets.count(t)} on {t}" for t in dict.fromkeys(targets))
 
 
 def _checkpoints_line(run_dir, meta, best_meta):

@@ -44,5 +44,5 @@ def compiling_note(model, sampling=False):
 
     if not Runtime(model.backend).compiling(model, sampling):
         return None
-    return (f"compiling the {model.cell.name} kernels for this machine: the first run waits "
-            f"for it; {kept()}")
+    return (f"compiling the {model.cell.name} kernels for {model.backend.compiles_for()}: the "
+            f"first run waits for it; {kept()}")

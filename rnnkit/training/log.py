@@ -4,7 +4,8 @@ metrics.jsonl has one JSON object per line. Training lines: step, epoch (fractio
 done plus the share of the current one), train_loss (mean over the steps since the last line,
 nats/token), lr, grad_norm (before clipping), tokens_per_s, elapsed (training seconds).
 Validation lines add val_loss, val_ppl, val_bpc (bits per token). Event lines have "event":
-"start", "resume", "rollback", "stop" with a "reason".
+"start", "resume" with a "target" (what the kernels run on and are compiled for, e.g. "cpu
+(avx2: haswell)"), "rollback", "stop" with a "reason".
 """
 import json
 import math
@@ -45,7 +46,7 @@ def _is_record(record):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
     return isinstance(record, dict) and isinstance(record.get("step"), int) and \
         not isinstance(record["step"], bool) and \
-        all(number(v) or (k in ("event", "reason") and isinstance(v, str))
+        all(number(v) or (k in ("event", "reason", "target") and isinstance(v, str))
             for k, v in record.items())
 
 

@@ -197,7 +197,8 @@ class Loop:
         m = run.cfg.model
         if self.main:
             self.metrics.truncate_after(c.step)
-            self.metrics.write(event="resume" if resumed else "start", step=c.step)
+            self.metrics.write(event="resume" if resumed else "start", step=c.step,
+                               target=run.model.backend.target())
         what = f"resuming at step {c.step}" if resumed else "new run"
         out = softmax.describe(dataclasses.asdict(m))
         self.say(f"{m.cell} {m.layers}x{m.hidden}, {out + ', ' if out else ''}"
@@ -210,8 +211,8 @@ class Loop:
             self._save(best=False)      # the rollback point, and proof that saving works
         self.compiling = self.runtime.compiling(run.model)
         if self.compiling:
-            self.say(f"compiling the {m.cell} kernels for this machine: the first step waits "
-                     f"for it; {kept()}")
+            self.say(f"compiling the {m.cell} kernels for {run.model.backend.compiles_for()}: "
+                     f"the first step waits for it; {kept()}")
 
     def _iterate(self):
         c, cfg = self.run.counters, self.cfg
