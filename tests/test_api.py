@@ -331,3 +331,13 @@ def test_resuming_a_folder_that_is_not_there_makes_none(tmp_path):
     with pytest.raises(RunFolderError, match="no run folder .*typo to resume"):
         rnnkit.resume(tmp_path / "typo")
     assert not (tmp_path / "typo").exists()
+
+
+def test_threads_are_the_process_s_and_every_model_says_so(run):
+    # before: a model loaded with threads=1 said "threads: 2 (--threads 1)" after another
+    # was loaded with threads=2
+    one = rnnkit.load(run / "latest.h5", threads=1)
+    two = rnnkit.load(run / "latest.h5", threads=2)
+    for lm in (one, two):
+        assert "threads: 2 (--threads 2)" in lm.model.backend.describe()
+    rnnkit.load(run / "latest.h5", threads=1)

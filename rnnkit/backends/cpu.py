@@ -43,9 +43,8 @@ class CPUBackend:
     on_host = True
 
     def __init__(self, threads_=None, local_ranks=1):
-        self.threads_why = "as set for this process"
         if threads_ is not None:
-            _, self.threads_why = threads.set_threads(threads_, local_ranks)
+            threads.set_threads(threads_, local_ranks)
         threads.partition()         # the kernels' blocks: the budget, unless set before
         threads.limit_blas()
         self._local = threading.local()     # the sampling step's scratch: each thread's own
@@ -61,7 +60,7 @@ class CPUBackend:
         """What the first line of a run says about where it runs."""
         n = threads.partition()
         busy = "; fewer while other work slows them" if n > 1 else ""
-        return f"{self.target()}, threads: {n} ({self.threads_why}){busy}"
+        return f"{self.target()}, threads: {n} ({threads.reason()}){busy}"
 
     def target(self):
         return f"cpu ({target.ISA}: {target.CPU})"

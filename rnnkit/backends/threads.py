@@ -40,6 +40,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 _limits = None
 _partition = None              # set_threads, or the budget at first use
+_why = "as set for this process"    # what set _partition (the first line of a run says it)
 _governor = None
 _cap = None                    # most threads allowed to run for now (None: the partition)
 
@@ -58,7 +59,7 @@ def limit_blas():
 def set_threads(n=None, local_ranks=1, adaptive=True):
     """Cut the kernels' work into `n` blocks (default: the budget) and run up to `n` threads,
     fewer while that is faster (adaptive). Returns (n, reason)."""
-    global _partition, _governor
+    global _partition, _governor, _why
     if n:
         n, why = int(n), f"--threads {int(n)}"
     else:
@@ -67,7 +68,7 @@ def set_threads(n=None, local_ranks=1, adaptive=True):
         n, why = numba.config.NUMBA_NUM_THREADS, \
             f"{why}, capped by NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
     n = max(1, n)
-    _partition = n
+    _partition, _why = n, why
     blocks.set_partition(n)
     numba.set_num_threads(n)
     _governor = Governor(n) if adaptive and n > 1 else None
@@ -80,6 +81,11 @@ def partition():
     if _partition is None:
         set_threads()
     return _partition
+
+
+def reason():
+    """What set partition(): the process's setting, which every backend shares."""
+    return _why
 
 
 def cap(k):

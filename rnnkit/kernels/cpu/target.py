@@ -164,7 +164,7 @@ def _made_before():
     one), and the environment is made to ask for it, so that compile workers build the same."""
     from numba.core.registry import cpu_target
 
-    made = cpu_target.target_context.codegen()._tm_features
+    made = getattr(cpu_target.target_context.codegen(), "_tm_features", config.CPU_FEATURES)
     if made == config.CPU_FEATURES:
         return False
     os.environ["NUMBA_CPU_FEATURES"] = made
