@@ -48,12 +48,18 @@ class State:
         return State({k: self.backend.clone(v) for k, v in self.arrays.items()}, self.backend)
 
 
+# a vocabulary entry's host memory: its str, list slot and index entry (a word-level run with
+# 1M words took ~80 MB more than its arrays)
+VOCAB_BYTES = 160
+
+
 def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
     """Bytes a model of `cfg` needs to train on (N, T) batches on `backend`: parameters,
     gradients, `optimizer_buffers` optimizer arrays of the parameters' size, and the workspace
     of Model.workspace (what it allocates, from the same specs), before any is allocated; on a
     backend whose arrays are host memory, also a checkpoint's file built in memory (the
-    parameters and optimizer arrays again: rnnkit/training/checkpoint.py)."""
+    parameters and optimizer arrays again: rnnkit/training/checkpoint.py); and the
+    vocabulary's Python strings and index on the host."""
     item = np.dtype(dtype).itemsize
     cell = cells.get(cfg.cell)
     P = sum(int(np.prod(s)) for s in cfg.shapes().values())
@@ -69,7 +75,7 @@ def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
         numbers += 2 * T * N * (sum(inputs) + H)
     if backend.on_host:
         numbers += P * (1 + optimizer_buffers)
-    return numbers * item
+    return numbers * item + cfg.vocab_size * VOCAB_BYTES
 
 
 def _tree(shapes, leaf, other):
