@@ -71,3 +71,24 @@ def scored_tokens(length, N):
     """Tokens that evaluate_ids predicts in an id array of `length`."""
     N = max(1, min(N, length - 1))
     return stream_length(length, N) * N
+
+
+def validation_batches(corpus, split, cfg, comm):
+    """A training run's validation batches on this rank and how many to evaluate: the one
+    process's N streams (fewer for a small split), shared by the ranks as evenly as they go,
+    so that an MPI job's loss is the one process's."""
+    N, T = cfg.data.batch_size, cfg.data.seq_len
+    L = corpus.len_split(split)
+    N = max(1, min(N, (L - 1) // T))
+    T = min(T, (L - 1) // N)
+    batches = corpus.batches(split, N, T, rank=comm.rank, world=comm.size, even=False)
+    limit = cfg.train.eval_batches
+    return batches, (min(len(batches), limit) if limit else len(batches))
+
+
+def validation_loss(model, batches, count, comm):
+    """The mean loss per token over every rank's streams (`count` batches each)."""
+    total, tokens = evaluate_batches(model, batches, len(batches.rows), count) \
+        if batches.rows else (0.0, 0)       # more ranks than streams: none here
+    shares = comm.gather((total, tokens))
+    return sum(t for t, _ in shares) / sum(n for _, n in shares)

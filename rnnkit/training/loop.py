@@ -23,7 +23,7 @@ import time
 from rnnkit.training import checkpoint
 from rnnkit.model import softmax
 from rnnkit.errors import TrainError
-from rnnkit.training.evaluate import evaluate_batches
+from rnnkit.training.evaluate import validation_batches, validation_loss
 from rnnkit.model.optim import clip_gradients
 from rnnkit.training.paths import portable
 from rnnkit.training.folder import METRICS
@@ -255,31 +255,16 @@ class Loop:
         return self.comm.decide(reason), improved
 
     def _val_batches(self):
-        """The validation batches of this rank and how many to evaluate: the one process's N
-        streams (fewer for a small split), shared by the ranks as evenly as they go, so that
-        the job's loss is the one process's."""
-        cfg = self.cfg
-        N, T = cfg.data.batch_size, cfg.data.seq_len
-        L = self.corpus.len_split(self.val_split)
-        N = max(1, min(N, (L - 1) // T))
-        T = min(T, (L - 1) // N)
-        batches = self.corpus.batches(self.val_split, N, T, rank=self.comm.rank,
-                                      world=self.comm.size, even=False)
-        limit = cfg.train.eval_batches
-        count = min(len(batches), limit) if limit else len(batches)
-        return batches, count
+        return validation_batches(self.corpus, self.val_split, self.cfg, self.comm)
 
     def _val_loss(self, max_batches=0):
         """(validation loss over all ranks' streams, batches evaluated)."""
         batches, count = self._val_batches()
-        if max_batches:
-            count = min(count, max_batches)
+        count = min(count, max_batches) if max_batches else count
         started = time.perf_counter()
-        total, tokens = evaluate_batches(self.run.model, batches, len(batches.rows), count) \
-            if batches.rows else (0.0, 0)       # more ranks than streams: none here
+        loss = validation_loss(self.run.model, batches, count, self.comm)
         self.val_batch_s = (time.perf_counter() - started) / max(1, count)
-        shares = self.comm.gather((total, tokens))
-        return sum(t for t, _ in shares) / sum(n for _, n in shares), count
+        return loss, count
 
     def _save(self, best):
         self.rollbacks, self.saved_step = 0, self.run.counters.step
