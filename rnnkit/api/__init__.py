@@ -12,18 +12,31 @@ LanguageModel that load returns (rnnkit/api/language_model.py). Settings are the
 (rnnkit/model/config.py), one name each, whatever their section: hidden, lr, max_steps. This module
 imports nothing heavy, so `import rnnkit` stays quick; numpy, h5py and Numba load on first use.
 """
+from __future__ import annotations
+
 import numbers
 import os
+from typing import TYPE_CHECKING, Any, Union
 
 from rnnkit.errors import (ArgumentTypeError, RnnkitError, check_count, check_flag, check_number,
                            check_text)
+
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rnnkit.api.language_model import LanguageModel
+    from rnnkit.model.config import ModelConfig
+    from rnnkit.training.loop import TrainResult
+
+PathArg = Union[str, bytes, "os.PathLike[str]"]      # what every path argument takes
 
 
 class SettingError(RnnkitError, TypeError):
     """A setting that rnnkit does not know (one line, with the nearest known ones)."""
 
 
-def path_of(value, name):
+def path_of(value: Any, name: str) -> str:
     """A path given to the API (str, bytes or os.PathLike) as a str; ArgumentTypeError for
     anything else."""
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
@@ -32,7 +45,7 @@ def path_of(value, name):
                             f"{type(value).__name__}")
 
 
-def load(path, device="cpu", threads=None):
+def load(path: PathArg, device: str = "cpu", threads: int | None = None) -> LanguageModel:
     """The trained model of checkpoint `path` (best.h5, latest.h5, step-N.h5) on `device`
     (cpu, cuda, cuda:N), as a LanguageModel. threads: the CPU kernels' threads (0: the cores
     this process may use; None: as the process is set)."""
@@ -96,7 +109,8 @@ def train_config(overrides=None, config_file=None):
     return from_dict(overrides, cfg)
 
 
-def train(corpus=None, out=None, *, config=None, **settings):
+def train(corpus: PathArg | None = None, out: PathArg | None = None, *,
+          config: PathArg | None = None, **settings: Any) -> TrainResult:
     """Train a new run on `corpus` (made by preprocess) into the folder `out`; returns a
     TrainResult (run_dir, step, epoch, best_val_loss, reason, interrupted). `config`: a TOML
     file of settings; `settings`: the flags of `rnnkit train` as keywords (hidden=256,
@@ -114,7 +128,7 @@ def train(corpus=None, out=None, *, config=None, **settings):
     return run(cfg, path_of(out, "out"))
 
 
-def resume(run_dir, *, new_corpus=False, **settings):
+def resume(run_dir: PathArg, *, new_corpus: bool = False, **settings: Any) -> TrainResult:
     """Continue the run in `run_dir` from its latest.h5; settings may change its limits
     ([train]: max_steps, max_time, epochs, ...) and the corpus's path. Another corpus than the
     run's (by its fingerprint) is refused unless new_corpus=True (`--new-corpus`): training
@@ -124,7 +138,7 @@ def resume(run_dir, *, new_corpus=False, **settings):
     return run(path_of(run_dir, "run_dir"), sections(settings), new_corpus=new_corpus)
 
 
-def preprocess(inputs, output, **settings):
+def preprocess(inputs: PathArg | list[PathArg], output: PathArg, **settings: Any) -> dict:
     """Write the corpus `output` (HDF5) from `inputs` (a path, folder or glob, or a list of
     them); returns a summary dict. Settings are the flags of `rnnkit preprocess` as keywords
     (level="word", val_frac=0.05, vocab_from="other.h5", force=True), with its defaults."""
@@ -151,8 +165,10 @@ def preprocess(inputs, output, **settings):
     return run([path_of(p, "inputs") for p in inputs], path_of(output, "output"), **settings)
 
 
-def evaluate(checkpoint, corpus=None, *, split=None, text=None, batch_size=10, seq_len=0,
-             encoding=None, unknown="error", device="cpu", threads=None):
+def evaluate(checkpoint: PathArg, corpus: PathArg | None = None, *, split: str | None = None,
+             text: PathArg | None = None, batch_size: int = 10, seq_len: int = 0,
+             encoding: str | None = None, unknown: str = "error", device: str = "cpu",
+             threads: int | None = None) -> dict:
     """What `rnnkit eval` prints, as a dict (loss, perplexity, bits_per_token, tokens, source,
     seconds; with a text: chars and bits_per_char; with <unk> in the vocabulary: unk_tokens):
     checkpoint `checkpoint` on a split of `corpus` (default: the run's own corpus, split
@@ -171,7 +187,8 @@ def evaluate(checkpoint, corpus=None, *, split=None, text=None, batch_size=10, s
         unknown, device=device, threads=threads)
 
 
-def export(checkpoint, output, *, format=None, force=False):   # noqa: A002  the flag's name
+def export(checkpoint: PathArg, output: PathArg, *, format: str | None = None,  # noqa: A002
+           force: bool = False) -> tuple[Path, Path]:
     """What `rnnkit export` writes: the weights as safetensors with PyTorch's names, or the
     model as ONNX (format None: by the suffix of `output`), with NAME.json beside it; returns
     the two paths."""
@@ -189,7 +206,8 @@ def export(checkpoint, output, *, format=None, force=False):   # noqa: A002  the
     return run(path_of(checkpoint, "checkpoint"), output, force)
 
 
-def import_weights(weights, output, *, vocab=None, force=False):
+def import_weights(weights: PathArg, output: PathArg, *, vocab: PathArg | None = None,
+                   force: bool = False) -> ModelConfig:
     """What `rnnkit import` does: an rnnkit checkpoint `output` from a safetensors file with
     word_language_model's names and its JSON (vocab; default: beside it); returns the model's
     ModelConfig."""

@@ -12,25 +12,28 @@
 LanguageModel.beam_search) and `rnnkit score` writes the Scores of LanguageModel.scorer: the
 commands and this class run the same code.
 """
+from __future__ import annotations
+
 import functools
 import numbers
 import random
 import threading
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from rnnkit.errors import ArgumentError, ArgumentTypeError, check_count, check_flag
 from rnnkit.tools import generate as sampler
-from rnnkit.tools.beam import beam_search, decode_prime
+from rnnkit.tools.beam import Hypothesis, beam_search, decode_prime
 from rnnkit.tools.generate import check_options, prime_state, start_tokens
 from rnnkit.tools.limits import SEED_LIMIT
 from rnnkit.tools.load import load_model
 from rnnkit.training.runtime import Runtime
 from rnnkit.backends.sampling import probabilities
-from rnnkit.tools.score import BATCH, Scorer
+from rnnkit.tools.score import BATCH, Scorer, Scores
 
 
-def fresh_seed():
+def fresh_seed() -> int:
     """A seed for a run that was given none (rnnkit generate prints it)."""
     return random.SystemRandom().randrange(2 ** 32)
 
@@ -93,32 +96,35 @@ class LanguageModel:
                 f"{self.level} level, {len(self.vocab)} tokens, {self.model.backend.name}>")
 
     @property
-    def vocab(self):
+    def vocab(self) -> list[str]:
         """The tokens in id order (a byte-level token is its latin-1 character, a bpe token
         the tokenizer's string: "Ġthe" is " the")."""
         return list(self.codec.tokens)
 
     @property
-    def level(self):
+    def level(self) -> str:
         return self.codec.level
 
     @property
-    def config(self):
+    def config(self) -> dict:
         """The training config stored in the checkpoint, as {section: {key: value}}."""
         return self.checkpoint.config
 
     # -- text and ids ------------------------------------------------------------------------
-    def encode(self, text, unknown="error"):
+    def encode(self, text: str, unknown: str = "error") -> np.ndarray:
         """Token ids (int64) of `text`; unknown: what to do with characters (bytes) the
         vocabulary lacks: "error", "skip" or "replace" (words: <unk>)."""
         return self.codec.encode(text, unknown)
 
-    def decode(self, ids):
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self.codec.decode(ids)
 
     # -- generating --------------------------------------------------------------------------
-    def pieces(self, prime="", length=200, *, temperature=1.0, top_k=0, top_p=1.0,
-               greedy=False, seed=None, stop=(), until_eos=False, unknown="error", echo=True):
+    def pieces(self, prime: str = "", length: int = 200, *, temperature: float = 1.0,
+               top_k: int = 0, top_p: float = 1.0, greedy: bool = False,
+               seed: int | Sequence[int] | None = None, stop: str | Iterable[str] = (),
+               until_eos: bool = False, unknown: str = "error",
+               echo: bool = True) -> Iterator[str]:
         """One sample's text piece by piece as it is made: the prime (if `echo`), then up to
         `length` tokens (rnnkit/tools/generate.py). What rnnkit generate streams. seed None:
         a fresh one, kept in last_seed (pieces(seed=lm.last_seed) replays it); a list [seed,
@@ -141,9 +147,12 @@ class LanguageModel:
                 return
             yield piece
 
-    def generate(self, prime="", length=200, *, temperature=1.0, top_k=0, top_p=1.0,
-                 greedy=False, seed=None, stop=(), until_eos=False, unknown="error",
-                 num_samples=1, beam=0, length_penalty=0.0, echo=False):
+    def generate(self, prime: str = "", length: int = 200, *, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, greedy: bool = False,
+                 seed: int | None = None, stop: str | Iterable[str] = (),
+                 until_eos: bool = False, unknown: str = "error", num_samples: int = 1,
+                 beam: int = 0, length_penalty: float = 0.0,
+                 echo: bool = False) -> str | list[str]:
         """The text after `prime` (with it if `echo`): a str, or a list of `num_samples`.
 
         Sampling (beam 0): temperature, then top_k, then top_p; greedy takes the argmax;
@@ -184,8 +193,10 @@ class LanguageModel:
         return texts[0] if num_samples == 1 else texts
 
     @_one_at_a_time
-    def beam_search(self, prime="", length=200, beam=4, *, length_penalty=0.0, stop=(),
-                    until_eos=False, unknown="error", num_samples=None):
+    def beam_search(self, prime: str = "", length: int = 200, beam: int = 4, *,
+                    length_penalty: float = 0.0, stop: str | Iterable[str] = (),
+                    until_eos: bool = False, unknown: str = "error",
+                    num_samples: int | None = None) -> list[Hypothesis]:
         """The `num_samples` (default: all `beam`) most likely continuations of `prime`, best
         first, as Hypothesis(text, logprob, score, ids); score is logprob divided by GNMT's
         length penalty ((5 + tokens) / 6) ** length_penalty (rnnkit/tools/beam.py)."""
@@ -193,14 +204,14 @@ class LanguageModel:
                            _stops(stop), until_eos, unknown, num_samples)
 
     @_one_at_a_time
-    def prime_text(self, prime, unknown="error"):
+    def prime_text(self, prime: str, unknown: str = "error") -> str:
         """The prime as generate echoes it: its tokens decoded."""
         ids, given = start_tokens(self.codec, prime, unknown)
         return decode_prime(self.codec, ids[1:])[0] if given else ""
 
     # -- scoring -----------------------------------------------------------------------------
-    def scorer(self, reset="per-line", batch_size=BATCH, seq_len=0, unknown="error",
-               where="the text"):
+    def scorer(self, reset: str = "per-line", batch_size: int = BATCH, seq_len: int = 0,
+               unknown: str = "error", where: str = "the text") -> Scorer:
         """A Scorer (rnnkit/tools/score.py) for a text that comes in pieces of whole lines: each
         call of its score(piece) gives the Scores of that piece's lines as scores() would
         within the whole text (reset "never": the state carried from piece to piece). What
@@ -211,14 +222,16 @@ class LanguageModel:
         return Scorer(self.model, self.codec, reset, batch_size, seq_len, unknown, where)
 
     @_one_at_a_time
-    def scores(self, text, reset="per-line", batch_size=BATCH, seq_len=0, unknown="error",
-               where="the text", progress=None):
+    def scores(self, text: str, reset: str = "per-line", batch_size: int = BATCH,
+               seq_len: int = 0, unknown: str = "error", where: str = "the text",
+               progress=None) -> Scores:
         """Scores (rnnkit/tools/score.py) of each line of `text`: what rnnkit score writes. reset:
         "per-line" (each line from a zero state) or "never" (one stream); seq_len 0: the
         training seq_len."""
         return self.scorer(reset, batch_size, seq_len, unknown, where).score(text, progress)
 
-    def score(self, lines, reset="per-line", batch_size=BATCH, unknown="error"):
+    def score(self, lines: str | Iterable[str], reset: str = "per-line", batch_size: int = BATCH,
+              unknown: str = "error") -> np.ndarray:
         """The natural log-probability of each line (a list of lines, or a text of lines), its
         newline (word level: <eos>) included, as the first column of rnnkit score: each line
         of a list has its newline; a text's last line only where the text ends with one (at
@@ -227,7 +240,8 @@ class LanguageModel:
                            ).line_logprobs()
 
     @_one_at_a_time
-    def surprisal(self, text, reset="never", unknown="error"):
+    def surprisal(self, text: str | Iterable[str], reset: str = "never",
+                  unknown: str = "error") -> tuple[list[str], np.ndarray]:
         """(tokens, surprisal): each token of `text` and its -ln p in nats (divide by ln 2 for
         bits), the state carried across lines unless reset is "per-line". The first token is
         predicted from a line break (word level: <eos>), and each line's newline (<eos>) is a
@@ -237,7 +251,7 @@ class LanguageModel:
         return [tokens[i] for i in scores.ids.tolist()], scores.losses
 
     @_one_at_a_time
-    def stream(self, prime="", unknown="error"):
+    def stream(self, prime: str = "", unknown: str = "error") -> Stream:
         """A Stream: feed it tokens one at a time, read the next token's probabilities."""
         return Stream(self, prime, unknown)
 
@@ -275,7 +289,7 @@ class Stream:
         self.ids = ids[:-1].tolist()    # the tokens fed, the start symbol first
         self._feed(ids[-1:].tolist())
 
-    def feed(self, token):
+    def feed(self, token: str | int) -> np.ndarray:
         """Feed one token (a vocabulary token, or its id); returns the next one's
         probabilities, float64 (V,)."""
         tokens = self.lm.codec.tokens
@@ -288,7 +302,7 @@ class Stream:
             raise ArgumentError(f"{token!r} is not a token of the vocabulary (nor an id)")
         return self._feed([index[token]])
 
-    def feed_text(self, text):
+    def feed_text(self, text: str) -> np.ndarray:
         """Feed the tokens of `text`; returns the probabilities after its last."""
         return self._feed(self.lm.encode(text, self.unknown).tolist())
 
@@ -307,7 +321,7 @@ class Stream:
         self.ids += ids
         return self.probs
 
-    def copy(self):
+    def copy(self) -> Stream:
         other = Stream.__new__(Stream)
         other.lm, other.unknown, other.ids, other.probs = self.lm, self.unknown, \
             list(self.ids), self.probs.copy()
