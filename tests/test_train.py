@@ -117,6 +117,40 @@ def test_signal_checkpoints_and_resume_is_exact(corpus, tmp_path, monkeypatch, s
         np.testing.assert_array_equal(weights(tmp_path / "part")[name], w)
 
 
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_validation_stops_it_and_resume_does_it(tmp_path, monkeypatch,
+                                                                  signame):
+    # before: a validation ran to its end whatever came (a long one outlasted a scheduler's
+    # grace time: killed without its checkpoint)
+    (tmp_path / "t.txt").write_text(TEXT)
+    corpus = str(tmp_path / "c.h5")      # a validation of 3 batches
+    preprocess([str(tmp_path / "t.txt")], corpus, val_frac=0.4, test_frac=0.0)
+    cfg = config(corpus)
+    cfg.schedule = PLATEAU
+    train(cfg, tmp_path / "full")
+    real = Model.evaluate
+    calls = []
+
+    def evaluate(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:         # the first validation's second batch of 5 (step 5)
+            os.kill(os.getpid(), getattr(signal, signame))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Model, "evaluate", evaluate)
+    result = train(cfg, tmp_path / "part")
+    assert len(calls) == 2          # none after the signal
+    assert result.interrupted and result.step == 5 and signame in result.reason
+    assert checkpoint.load(tmp_path / "part" / "latest.h5").step == 5
+    assert 5 not in losses(tmp_path / "part", "val_loss")
+    monkeypatch.setattr(Model, "evaluate", real)
+    resume(tmp_path / "part")
+    assert losses(tmp_path / "part", "val_loss") == losses(tmp_path / "full", "val_loss")
+    assert losses(tmp_path / "part") == losses(tmp_path / "full")
+    for name, w in weights(tmp_path / "full").items():
+        np.testing.assert_array_equal(weights(tmp_path / "part")[name], w)
+
+
 def test_a_plateau_decay_at_a_stop_is_resumed_exactly(corpus, tmp_path):
     """The schedule sees a validation before it sets the next step's rate, in a run stopped
     there and resumed as in one that was not (the decay came a step late in the latter)."""

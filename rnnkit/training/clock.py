@@ -1,4 +1,5 @@
 """Wall time of the whole process: `--max-time` bounds it from launch, compiling included."""
+import math
 import os
 import time
 
@@ -42,3 +43,13 @@ def duration(seconds):
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g} s"
+
+
+def eta(session_s, step, first_step, total, deadline):
+    """Seconds left: the steps to `total` at this session's pace, or `deadline`'s time if
+    sooner (inf where neither is known)."""
+    done = step - first_step
+    left = [max(0, total - step) * session_s / done] if total and done else [math.inf]
+    if deadline:
+        left.append(max(0.0, deadline.left()))
+    return min(left)

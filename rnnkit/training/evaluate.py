@@ -37,16 +37,16 @@ def batches_of(ids, N, T):
                np.ascontiguousarray(ys[:, t:t + T], np.int32))
 
 
-def evaluate_batches(model, batches, N, limit=0, progress=None):
+def evaluate_batches(model, batches, N, limit=0, progress=None, stop=None):
     """(summed loss in nats, tokens) of `model` on an iterable of (x, y) batches with N rows,
     the state carried from batch to batch and starting at zero; at most `limit` batches (0:
-    all). `progress(tokens)` is called after each batch."""
+    all), and none after `stop()` says so. `progress(tokens)` is called after each batch."""
     state = model.init_state(N)
     total, count = 0.0, 0
     runtime = Runtime(model.backend)
     runtime.begin()
     for i, (x, y) in enumerate(batches):
-        if limit and i >= limit:
+        if limit and i >= limit or stop is not None and stop():
             break
         started = time.perf_counter()
         loss_sum, n, state = model.evaluate(x, y, state)
@@ -86,9 +86,11 @@ def validation_batches(corpus, split, cfg, comm):
     return batches, (min(len(batches), limit) if limit else len(batches))
 
 
-def validation_loss(model, batches, count, comm):
-    """The mean loss per token over every rank's streams (`count` batches each)."""
-    total, tokens = evaluate_batches(model, batches, len(batches.rows), count) \
+def validation_loss(model, batches, count, comm, stop=None):
+    """The mean loss per token over every rank's streams (`count` batches each; fewer once
+    `stop()` says so)."""
+    total, tokens = evaluate_batches(model, batches, len(batches.rows), count, stop=stop) \
         if batches.rows else (0.0, 0)       # more ranks than streams: none here
     shares = comm.gather((total, tokens))
-    return sum(t for t, _ in shares) / sum(n for _, n in shares)
+    tokens = sum(n for _, n in shares)
+    return sum(t for t, _ in shares) / tokens if tokens else math.nan

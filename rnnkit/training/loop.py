@@ -28,7 +28,7 @@ from rnnkit.model.optim import clip_gradients
 from rnnkit.training.paths import portable
 from rnnkit.training.folder import METRICS
 from rnnkit.training.runtime import Runtime, kept
-from rnnkit.training.clock import duration
+from rnnkit.training.clock import duration, eta
 from rnnkit.training.log import Metrics, ProgressBar, val_line, val_metrics
 
 MAX_ROLLBACKS = 3
@@ -78,6 +78,7 @@ class Loop:
             self.bar.message(text)
 
     def go(self, signals, resumed):
+        self.signals = signals
         try:
             return self._go(signals, resumed)
         finally:
@@ -178,7 +179,8 @@ class Loop:
                                    grad_norm=norm, tokens_per_s=rate, elapsed=c.elapsed)
             if c.step % t_cfg.log_every == 0:
                 c.window_loss, c.window_steps, c.window_s = 0.0, 0, 0.0
-            self.bar.update(c.step, loss, rate, self._eta(now - started, c.step))
+            self.bar.update(c.step, loss, rate, eta(now - started, c.step, self.first_step,
+                                                    self.total, self.deadline))
 
             # 8. stop? Not with weights that the last update made NaN or inf, which would not
             # be saved: roll back as before a checkpoint (a signal stops at once all the same)
@@ -230,10 +232,14 @@ class Loop:
         """Validation loss, best-so-far bookkeeping, schedule; returns (stop reason or None,
         whether this is the best model so far)."""
         run, c, t_cfg = self.run, self.run.counters, self.cfg.train
-        c.last_eval_step = c.step
         if not self.val_split:
+            c.last_eval_step = c.step
             return None, False
-        loss, _ = self._val_loss()
+        loss, received = self._val_loss()
+        if loss is None:                # done when the run resumes, as a skipped one is
+            self.say(f"step {c.step}: validation stopped by {received}")
+            return f"stopped by {received}", False
+        c.last_eval_step = c.step
         if loss < c.best_scheduled:
             c.best_scheduled, c.bad_evals = loss, 0
         else:
@@ -258,11 +264,16 @@ class Loop:
         return validation_batches(self.corpus, self.val_split, self.cfg, self.comm)
 
     def _val_loss(self, max_batches=0):
-        """(validation loss over all ranks' streams, batches evaluated)."""
+        """(validation loss over all ranks' streams, batches evaluated); (None, signal) when a
+        signal stopped it (a long validation must not outlast a scheduler's grace time)."""
         batches, count = self._val_batches()
         count = min(count, max_batches) if max_batches else count
         started = time.perf_counter()
-        loss = validation_loss(self.run.model, batches, count, self.comm)
+        loss = validation_loss(self.run.model, batches, count, self.comm,
+                               stop=lambda: self.signals.received is not None)
+        received = self.comm.first(self.signals.received)
+        if received:
+            return None, received
         self.val_batch_s = (time.perf_counter() - started) / max(1, count)
         return loss, count
 
@@ -336,15 +347,6 @@ class Loop:
             return f"time limit of {duration(t.max_time)} reached"
         return None
 
-    def _eta(self, session_s, step):
-        done = step - self.first_step
-        left = [math.inf]
-        if self.total and done:
-            left = [max(0, self.total - step) * session_s / done]
-        if self.deadline:
-            left.append(max(0.0, self.deadline.left()))
-        return min(left)
-
     def _finish(self, reason, signals):
         run, c = self.run, self.run.counters
         interrupted = reason.startswith("stopped by")
@@ -379,6 +381,9 @@ class Loop:
             self.say(f"step {c.step}: no time left for a final validation")
             return False
         loss, done = self._val_loss(max_batches=allowed)
+        if loss is None:
+            self.say(f"step {c.step}: the final validation stopped by {done}")
+            return False
         partial = done < count
         best = not partial and loss < c.best_val_loss
         if best:
