@@ -39,7 +39,8 @@ SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to 
 @click.option("--vocab-from", type=click.Path(dir_okay=False), default=None, show_default=True,
               help="Reuse the vocabulary (and level) of this corpus, or of this checkpoint, so "
                    "both share token ids. "
-                   "Word level maps new words to <unk>; char and byte level stop at the first "
+                   "Word level maps new words to <unk> (and stops at the first where it has "
+                   "none); char and byte level stop at the first "
                    "symbol it lacks; bpe level encodes any text with its tokenizer.")
 @click.option("--max-vocab", type=click.IntRange(min=3), default=None, show_default=True,
               help="Word level: keep at most this many tokens, <unk> and <eos> included "

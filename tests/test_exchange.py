@@ -390,3 +390,24 @@ def test_the_library_reads_what_rnnkit_writes(tmp_path):
         assert theirs[name].dtype == ours[name].dtype
         np.testing.assert_array_equal(theirs[name], ours[name])
     assert meta["producer"].startswith("rnnkit ")
+
+
+def test_new_words_against_a_vocabulary_without_unk_are_one_line(tmp_path):
+    # before: an internal error (a TypeError): a word vocabulary from an import (PyTorch's
+    # word_language_model builds its own) has no <unk> to map a new word to
+    cfg = TrainConfig()
+    cfg.model.embed, cfg.model.hidden, cfg.model.layers, cfg.model.vocab_size = 4, 4, 1, 4
+    model = Model(cfg.model, seed=0)
+    checkpoint.save(tmp_path / "w.h5", Checkpoint(
+        config=cfg.to_dict(), weights={k: np.array(v) for k, v in model.p.items()},
+        vocab=Vocabulary("word", ["the", "cat", "sat", "<eos>"])))
+    (tmp_path / "known.txt").write_text("the cat sat\n")
+    (tmp_path / "more.txt").write_text("the cat sat\nthe dog sat\n")
+    ok = invoke("preprocess", tmp_path / "known.txt", "--vocab-from", tmp_path / "w.h5",
+                "--val-frac", "0", "--test-frac", "0", "-o", tmp_path / "a.h5")
+    assert ok.exit_code == 0, ok.output
+    bad = invoke("preprocess", tmp_path / "more.txt", "--vocab-from", tmp_path / "w.h5",
+                 "--val-frac", "0", "--test-frac", "0", "-o", tmp_path / "b.h5")
+    assert bad.exit_code == 1 and "word 'dog' is not in the vocabulary, which has no <unk>" \
+        in bad.output, bad.output
+    assert not (tmp_path / "b.h5").exists()

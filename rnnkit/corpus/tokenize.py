@@ -244,6 +244,12 @@ class WordTokenizer:
     def _table(self, vocab):
         """Final id of each provisional id."""
         index, unk = vocab.index, vocab.unk_id
+        if unk is None:                 # a vocabulary made elsewhere (an import) may have none
+            missing = next((w for w in self.ids if w not in index), None)
+            if missing is not None:
+                raise InputError(f"word {missing!r} is not in the vocabulary, which has no "
+                                 f"<unk> to map it to (a vocabulary from --vocab-from or an "
+                                 f"import); give text of its words only")
         return np.fromiter((index.get(w, unk) for w in self.ids), np.int64, len(self.ids))
 
     def id_counts(self, vocab):
