@@ -7,6 +7,7 @@ import sys
 import click
 
 from rnnkit import console
+from rnnkit.cli import foreign
 from rnnkit.training import stop_signals
 from rnnkit.version import __version__
 from rnnkit.errors import RnnkitError
@@ -54,6 +55,9 @@ class LazyGroup(click.Group):
             stop_signals.leave(code)
 
     def parse_args(self, ctx, args):
+        if args and args[0] == "help":      # `rnnkit help [COMMAND]`: that command's -h
+            args = [*args[1:2], "-h"]
+        self.argv = list(args)
         try:
             return super().parse_args(ctx, args)
         except click.exceptions.NoArgsIsHelpError:
@@ -66,6 +70,8 @@ class LazyGroup(click.Group):
             name, command, rest = super().resolve_command(ctx, args)
         except click.UsageError:
             close = difflib.get_close_matches(args[0], list(COMMANDS), n=1) if args else []
+            close = [foreign.COMMANDS[args[0]]] if args and args[0] in foreign.COMMANDS \
+                else close
             if not close:
                 raise
             raise click.UsageError(f"No such command {args[0]!r}; did you mean {close[0]!r}?",
@@ -88,6 +94,10 @@ class LazyGroup(click.Group):
         except click.UsageError as err:
             from rnnkit.training.distributed import world_rank
 
+            hint = foreign.option_hint(err.option_name, getattr(self, "argv", [])) \
+                if isinstance(err, click.NoSuchOption) else None
+            if hint:
+                err = click.UsageError(f"No such option: {hint[0]}; {hint[1]}", err.ctx)
             if err.ctx is not None:
                 err = click.UsageError(f"{err.format_message()} "
                                        f"(see '{err.ctx.command_path} -h')")

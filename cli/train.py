@@ -15,6 +15,13 @@ from rnnkit.model.config_file import parse_duration
 D = TrainConfig()
 
 
+class NamedChoice(click.Choice):
+    """A choice whatever its case and with _ for - (PyTorch's --model RNN_TANH, LSTM)."""
+
+    def normalize_choice(self, choice, ctx):
+        return super().normalize_choice(choice, ctx).lower().replace("_", "-")
+
+
 class Duration(click.ParamType):
     name = "DURATION"
 
@@ -31,7 +38,7 @@ def click_type(f):
     hint = typing.get_type_hints(_owner[f.name])[f.name]
     hint = next((h for h in getattr(hint, "__args__", ()) if h is not type(None)), hint)
     if kind and kind[0] == "choice":
-        return click.Choice(list(kind[1]))
+        return NamedChoice(list(kind[1]))
     if kind and kind[0] == "duration":
         return Duration()
     if kind and kind[0] == "range":

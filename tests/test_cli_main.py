@@ -31,3 +31,30 @@ def test_group_usage_errors_are_one_line():
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1, result.output
         assert lines[0].startswith("Error:") and says in lines[0], lines[0]
+
+
+def test_the_flags_and_commands_of_other_tools_are_named_as_rnnkit_names_them():
+    # before: --rnn_size got no hint, --tied "did you mean --patience", -rnn_size "No such
+    # option '-r'", `rnnkit sample` nothing, `rnnkit help train` "No such command"
+    for args, says in ((["train", "c.h5", "--rnn_size", "32"], "--rnn_size; rnnkit calls it "
+                                                               "--hidden"),
+                       (["train", "c.h5", "--tied"], "--tied; rnnkit calls it --tie-weights"),
+                       (["train", "c.h5", "--learning-rate", "1"], "rnnkit calls it --lr"),
+                       (["train", "c.h5", "-rnn_size", "32"], "No such option: -rnn_size; "
+                        "rnnkit's flags take two dashes: --hidden"),
+                       (["generate", "m.h5", "--start_text", "x"], "rnnkit calls it --prime"),
+                       (["sample", "m.h5"], "did you mean 'generate'?")):
+        result = CliRunner().invoke(main, args, prog_name="rnnkit")
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert says in lines[0], lines[0]
+    result = CliRunner().invoke(main, ["help", "train"], prog_name="rnnkit")
+    assert result.exit_code == 0 and "Usage: rnnkit train" in result.output
+
+
+def test_pytorch_s_cell_names_are_taken():
+    from rnnkit.cli.train import NamedChoice
+
+    cells = NamedChoice(["rnn-tanh", "rnn-relu", "lstm", "gru"])
+    assert [cells.convert(v, None, None) for v in ("LSTM", "GRU", "RNN_TANH", "RNN_RELU")] == \
+        ["lstm", "gru", "rnn-tanh", "rnn-relu"]
