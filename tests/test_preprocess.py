@@ -572,3 +572,18 @@ def test_a_symlink_loop_is_named_as_one(tmp_path):
     os.symlink(tmp_path / "a", tmp_path / "b")
     with pytest.raises(InputError, match="a symbolic link to nothing"):
         find_inputs([str(tmp_path / "a")])
+
+
+def test_vocab_from_names_the_first_symbol_it_lacks_and_where(tmp_path, monkeypatch):
+    # before: the lowest code point it lacked ('ß' for "Café ... straße"), and no place
+    from rnnkit.corpus import preprocess as module
+    from rnnkit.corpus.sources import InputError
+
+    (tmp_path / "a.txt").write_text("plain ascii text\n" * 10)
+    first = str(tmp_path / "a.h5")
+    preprocess([str(tmp_path / "a.txt")], first)
+    (tmp_path / "b.txt").write_text("plain\nplain text ß and C\n")
+    monkeypatch.setattr(module, "BLOCK", 4)         # a line across blocks
+    with pytest.raises(InputError, match=r"b\.txt, line 2, column 12: 'ß' \(U\+00DF\) is not "
+                                         r"in the vocabulary"):
+        preprocess([str(tmp_path / "b.txt")], str(tmp_path / "b.h5"), vocab_from=first)

@@ -13,6 +13,7 @@ import codecs
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -313,6 +314,26 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
             "seconds": time.perf_counter() - started}
 
 
+def _first_unknown(path, vocab, level, encoding, errors, symbol):
+    """(the first symbol of the file at `path` that `vocab` lacks, ", line L, column C"); the
+    counts found that one is missing (`symbol`), not where: read again, on this error only."""
+    unknown = re.compile("[^" + "".join(re.escape(t) for t in vocab.tokens) + "]")
+    decoder = codecs.getincrementaldecoder("latin-1" if level == "byte" else encoding)(errors)
+    line, carried = 1, 0            # carried: the line's characters in earlier blocks
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            text = decoder.decode(block)
+            found = unknown.search(text)
+            end = found.start() if found else len(text)
+            start = text.rfind("\n", 0, end)
+            line, column = line + text.count("\n", 0, end), \
+                end - start if start >= 0 else carried + end + 1
+            if found:
+                return found.group(), f", line {line}, column {column}"
+            carried = column - 1
+    return symbol, ""
+
+
 def _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors, block,
          vocab_from, max_vocab, min_count, val_frac, test_frac, train_tokens):
     """Both passes; returns the split sizes and, under "vocab", the vocabulary."""
@@ -327,9 +348,11 @@ def _run(sources, output, folder, tokenizer, vocab, bar, level, encoding, errors
         for source in sources:
             reader.count(source)
             if vocab is not None and (symbol := tokenizer.unknown(vocab)) is not None:
+                symbol, where = _first_unknown(source.path, vocab, level, encoding, errors,
+                                               symbol)
                 what = f"byte 0x{ord(symbol):02x}" if level == "byte" else \
                     f"{symbol!r} (U+{ord(symbol):04X})"
-                raise InputError(f"{source.path}: {what} is not in the vocabulary of "
+                raise InputError(f"{source.path}{where}: {what} is not in the vocabulary of "
                                  f"{vocab_from}; --vocab-from needs every symbol to be in it"
                                  + bom_hint(symbol))
         main_tokens = sum(s.tokens for s in sources if s.split == "train")
