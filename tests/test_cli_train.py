@@ -192,3 +192,17 @@ def test_plot_writes_an_image(run, tmp_path):
     assert (tmp_path / "c.png").read_bytes() == b"mine"
     assert invoke("plot", run, "-o", tmp_path / "c.png", "-f").exit_code == 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_corpus_whose_name_is_not_utf8_is_one_line_and_no_folder(tmp_path):
+    # before: an internal error at the first checkpoint (config.toml is UTF-8)
+    import shutil
+
+    corpus = make_corpus(tmp_path)
+    odd = os.fsdecode(os.fsencode(str(tmp_path)) + b"/bad\xe9.h5")
+    shutil.copy(corpus, odd)
+    result = CliRunner().invoke(main, ["train", odd, "-o", str(tmp_path / "run"),
+                                       "--max-steps", "1", "--threads", "1"])
+    assert result.exit_code == 1 and "its name is not UTF-8 text" in result.output, \
+        result.output
+    assert "internal error" not in result.output and not (tmp_path / "run").exists()

@@ -108,8 +108,21 @@ def resume(run_dir, overrides=None, comm=None, stream=None, start=None, new_corp
         return _session(cfg, folder, ck, comm, stream, signals, start, new_corpus)
 
 
+def _storable(cfg):
+    """TrainError for a path the run's config.toml (UTF-8) cannot hold: a name with bytes that
+    no character encodes (it crashed at the first checkpoint)."""
+    for what, path in (("the corpus", cfg.data.corpus), ("--init-from", cfg.train.init_from)):
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            raise TrainError(f"{what} {path!r}: its name is not UTF-8 text, which the run's "
+                             f"config.toml holds; rename it or link it under a UTF-8 "
+                             f"name") from None
+
+
 def _session(cfg, folder, ck, comm, stream, signals, start, new_corpus=False):
     """Set up on every rank (an error on one is an error on all), then run the loop."""
+    agreed(comm, lambda: _storable(cfg))
     cfg = copy.deepcopy(cfg)        # resolved below; the caller's stays as it was
     deadline = Deadline(cfg.train.max_time, start)
     backend, corpus, batches, budget, init = agreed(
