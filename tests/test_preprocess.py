@@ -587,3 +587,16 @@ def test_vocab_from_names_the_first_symbol_it_lacks_and_where(tmp_path, monkeypa
     with pytest.raises(InputError, match=r"b\.txt, line 2, column 12: 'ß' \(U\+00DF\) is not "
                                          r"in the vocabulary"):
         preprocess([str(tmp_path / "b.txt")], str(tmp_path / "b.h5"), vocab_from=first)
+
+
+def test_a_last_line_ending_in_the_word_eos_gets_its_line_end_as_the_text_commands_give(
+        tmp_path):
+    # before: "the dog <eos>" without a newline took the word for the line's end: one token
+    # fewer than score and eval --text (which the same file gave 8)
+    (tmp_path / "a.txt").write_text("the cat sat\nthe dog <eos>")
+    out = str(tmp_path / "a.h5")
+    preprocess([str(tmp_path / "a.txt")], out, level="word", val_frac=0, test_frac=0)
+    with h5py.File(out) as f:
+        vocab = f["vocab"].asstr()[()]
+        assert [vocab[i] for i in f["train"][()]] == \
+            ["the", "cat", "sat", "<eos>", "the", "dog", "<eos>", "<eos>"]

@@ -206,8 +206,9 @@ class WordTokenizer:
             state["carry"] = ""
             if not final and text and not text[-1].isspace():
                 state["carry"] = words.pop()
-            if words:
-                state["ended"] = words[-1] == EOS
+            if words:       # a line break ended them (not a word "<eos>" of the text)
+                last = text.rfind("\n")
+                state["ended"] = last >= 0 and not text[last + 1:].strip()
             if final and not state["ended"]:
                 words.append(EOS)
                 state["ended"] = True
