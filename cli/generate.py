@@ -126,7 +126,8 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
         prime = read_text(prime_file, codec.level, encoding or codec.encoding)
     if seed is None and not beam:
         seed = fresh_seed()
-        click.echo(f"seed {seed}", err=True)
+        if not greedy:              # greedy draws nothing: no seed to replay
+            click.echo(f"seed {seed}", err=True)
     if note := compiling_note(lm.model, sampling=True):
         click.echo(note, err=True)
 

@@ -548,3 +548,17 @@ def test_memory_left_under_a_cgroup_limit_is_the_limit_less_its_usage(monkeypatc
     assert cpu.CPUBackend().available_bytes() == 5 << 30
     files["/sys/fs/cgroup/memory.max"] = "max\n"
     assert cpu.CPUBackend().available_bytes() == 16 << 30
+
+
+def test_a_draw_of_zero_takes_the_first_token_kept_not_one_dropped():
+    # before: u = 0.0 (which Generator.random can give) drew token 0 though top-k dropped it
+    from rnnkit.backends import sampling
+
+    class Zero:
+        def random(self, shape):
+            return np.zeros(shape)
+
+    logits = np.array([[-5.0, 3.0, 2.0, 1.0]])
+    assert sampling.sample(logits, Zero(), top_k=2).tolist() == [1]
+    assert sampling.sample(logits, Zero(), top_p=0.5).tolist() == [1]
+    assert sampling.sample(logits, Zero()).tolist() == [0]

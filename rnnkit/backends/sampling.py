@@ -38,4 +38,7 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0, greedy=False):
     p = probabilities(logits, temperature, top_k, top_p)
     u = rng.random((p.shape[0], 1))
     cdf = np.cumsum(p, axis=1)
-    return np.minimum((cdf < u * cdf[:, -1:]).sum(axis=1), p.shape[1] - 1)
+    # the first token whose running sum reaches u times the total, past those of no mass (u
+    # may be 0: a token that top-k or top-p dropped was drawn)
+    below = (cdf < u * cdf[:, -1:]) | (cdf <= 0)
+    return np.minimum(below.sum(axis=1), p.shape[1] - 1)
