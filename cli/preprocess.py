@@ -4,7 +4,7 @@ import sys
 import click
 
 from rnnkit.cli.options import ConfigOption
-from rnnkit.corpus.sources import BLOCK
+from rnnkit.corpus.sources import BLOCK, SNIFF
 from rnnkit.corpus.tokenize import LEVELS
 SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to help
 
@@ -32,10 +32,12 @@ SHOW_PROGRESS_BYTES = 4 * BLOCK   # smaller inputs finish too fast for a bar to 
               cls=ConfigOption, show_default=True, default_text="0.1",
               help="Fraction cut from the very end for testing (0 when --val or --test FILE "
                    "is given).")
-@click.option("--val", "val", type=str, default=None, show_default=True, metavar="FILE",
-              help="Validation text (file, folder or glob) instead of --val-frac.")
-@click.option("--test", "test", type=str, default=None, show_default=True, metavar="FILE",
-              help="Test text (file, folder or glob) instead of --test-frac.")
+@click.option("--val", "val", type=str, multiple=True, metavar="FILE",
+              help="Validation text (file, folder or glob; repeat it for more) instead of "
+                   "--val-frac.")
+@click.option("--test", "test", type=str, multiple=True, metavar="FILE",
+              help="Test text (file, folder or glob; repeat it for more) instead of "
+                   "--test-frac.")
 @click.option("--vocab-from", type=click.Path(dir_okay=False), default=None, show_default=True,
               help="Reuse the vocabulary (and level) of this corpus, or of this checkpoint, so "
                    "both share token ids. "
@@ -84,8 +86,8 @@ def command(inputs, output, level, encoding, errors, val_frac, test_frac, val, t
         summary = preprocess(
             inputs, output,
             level=level, encoding=encoding, errors=errors, val_frac=val_frac,
-            test_frac=test_frac, val=val, test=test, vocab_from=vocab_from, max_vocab=max_vocab,
-            min_count=min_count, vocab_size=vocab_size, force=force,
+            test_frac=test_frac, val=list(val) or None, test=list(test) or None,
+            vocab_from=vocab_from, max_vocab=max_vocab, min_count=min_count, vocab_size=vocab_size, force=force,
             progress=progress)
     except InputError as err:
         raise click.ClickException(str(err)) from None
@@ -93,6 +95,11 @@ def command(inputs, output, level, encoding, errors, val_frac, test_frac, val, t
         for path, size, pid in summary["removed"]:
             click.echo(f"removed {path} ({size:,} bytes), left by a killed rnnkit (PID {pid})",
                        err=True)
+        if summary["skipped"]:
+            names = summary["skipped"]
+            click.echo(f"note: left out {len(names)} binary file(s) (a NUL byte in the first "
+                       f"{SNIFF // 1024} KiB): {', '.join(names[:5])}"
+                       f"{', ...' if len(names) > 5 else ''}", err=True)
         for path in summary["marked"]:
             click.echo(f"note: {path} starts with a UTF-8 byte order mark, kept as the "
                        f"character U+FEFF; --encoding utf-8-sig leaves it out", err=True)

@@ -120,7 +120,8 @@ def test_preprocess_flags_have_the_functions_defaults():
     params = inspect.signature(preprocess).parameters
     assert set(PREPROCESS_SETTINGS) == {name for name, p in params.items()
                                         if p.kind is p.KEYWORD_ONLY} - {"progress", "block"}
-    flags = {option.name: option.default for option in command.params}
+    flags = {option.name: None if getattr(option, "multiple", False) else option.default
+             for option in command.params}      # --val A --val B: a list, or None
     for name in PREPROCESS_SETTINGS:
         assert flags[name] == params[name].default, name
 

@@ -600,3 +600,40 @@ def test_a_last_line_ending_in_the_word_eos_gets_its_line_end_as_the_text_comman
         vocab = f["vocab"].asstr()[()]
         assert [vocab[i] for i in f["train"][()]] == \
             ["the", "cat", "sat", "<eos>", "the", "dog", "<eos>", "<eos>"]
+
+
+def test_folders_in_path_order_several_val_files_and_wide_encodings(tmp_path):
+    # before: a folder gave its files before its subfolders' (a glob: path order), --val A
+    # --val B kept B only, and a UTF-16 file was left out of a folder as binary, silently
+    import rnnkit
+    from rnnkit.errors import ArgumentTypeError
+
+    d = tmp_path / "d"
+    (d / "b").mkdir(parents=True)
+    for name, text in (("a.txt", "one\n"), ("b/x.txt", "two\n"), ("c.txt", "three\n")):
+        (d / name).write_text(text * 20)
+    out = str(tmp_path / "o.h5")
+    preprocess([str(d)], out, val_frac=0, test_frac=0)
+    with h5py.File(out) as f:
+        names = [os.path.relpath(n.decode() if isinstance(n, bytes) else n, d)
+                 for n in f["sources"]["name"]]
+    assert names == ["a.txt", os.path.join("b", "x.txt"), "c.txt"]
+    (tmp_path / "va.txt").write_text("one two\n")
+    (tmp_path / "vb.txt").write_text("three\n")
+    result = CliRunner().invoke(main, ["preprocess", str(d), "--val", str(tmp_path / "va.txt"),
+                                       "--val", str(tmp_path / "vb.txt"), "-o", out, "-f"])
+    assert result.exit_code == 0, result.output
+    with Corpus(out) as c:
+        assert c.len_split("val") == len("one two\nthree\n")
+    wide = tmp_path / "w"
+    wide.mkdir()
+    (wide / "u.txt").write_text("hi there\n" * 10, encoding="utf-16")
+    summary = preprocess([str(wide)], str(tmp_path / "w.h5"), encoding="utf-16", val_frac=0,
+                         test_frac=0)
+    assert summary["files"] == 1 and summary["splits"]["train"] == 90
+    (wide / "p.txt").write_text("plain\n")
+    summary = preprocess([str(wide)], str(tmp_path / "b.h5"), level="byte", val_frac=0,
+                         test_frac=0)
+    assert summary["skipped"] == [str(wide / "u.txt")]
+    with pytest.raises(ArgumentTypeError, match="val must be a path"):
+        rnnkit.preprocess(str(d), str(tmp_path / "z.h5"), val=[123])

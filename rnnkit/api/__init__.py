@@ -162,6 +162,13 @@ def preprocess(inputs: PathArg | list[PathArg], output: PathArg, **settings: Any
             check_flag(key, value)
         elif key in ("level", "encoding", "errors"):
             check_text(key, value)
+    for key in ("val", "test"):         # a path or a list of them
+        value = settings.get(key)
+        if value is not None:
+            many = isinstance(value, (list, tuple))
+            settings[key] = [path_of(v, key) for v in value] if many else path_of(value, key)
+    if settings.get("vocab_from") is not None:
+        settings["vocab_from"] = path_of(settings["vocab_from"], "vocab_from")
     return run([path_of(p, "inputs") for p in inputs], path_of(output, "output"), **settings)
 
 

@@ -274,10 +274,12 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
         raise InputError("--max-vocab applies to --level word, --min-count to word and bpe")
     if not inputs:
         raise InputError("no input given")
-    sources = [Source(p, "train") for p in find_inputs(inputs)]
-    for name, pattern in (("val", val), ("test", test)):
-        if pattern is not None:
-            sources += [Source(p, name) for p in find_inputs([pattern])]
+    skipped = []
+    sources = [Source(p, "train") for p in find_inputs(inputs, encoding, skipped)]
+    for name, patterns in (("val", val), ("test", test)):
+        if patterns is not None:
+            patterns = [patterns] if isinstance(patterns, (str, bytes, os.PathLike)) else patterns
+            sources += [Source(p, name) for p in find_inputs(list(patterns), encoding, skipped)]
     _distinct_splits(sources)
     output, folder = _check_output(output, force, [s.path for s in sources] +
                                    ([vocab_from] if vocab_from else []))
@@ -311,6 +313,7 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
             "splits": {name: n for name, n in sizes.items() if n}, "unk": unk,
             "files": len(sources), "bytes": total_bytes, "removed": removed,
             "marked": utf8_marks(sources, encoding) if level != "byte" else [],
+            "skipped": sorted(set(skipped)),
             "seconds": time.perf_counter() - started}
 
 

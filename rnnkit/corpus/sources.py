@@ -41,35 +41,41 @@ def stamp(path):
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-def is_text(path):
+def is_text(path, wide=False):
+    """No NUL byte in the file's first SNIFF bytes (else binary, left out of folders and
+    globs); `wide`: an encoding whose text holds NULs (UTF-16, UTF-32): every file is text."""
     try:
         with open(path, "rb") as f:
-            return b"\0" not in f.read(SNIFF)
+            return wide or b"\0" not in f.read(SNIFF)
     except OSError as err:
         raise InputError(f"cannot read {path}: {err.strerror}") from None
 
 
-def _walk(folder):
-    """Text files under `folder`, recursively, in sorted order; hidden entries are skipped."""
+def _walk(folder, wide, skipped):
+    """Text files under `folder`, recursively, in sorted path order (as a glob's '**' gives
+    them); hidden entries are skipped, and so are linked folders (a link may loop)."""
     found = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
             path = os.path.join(root, name)
-            if not name.startswith(".") and os.path.isfile(path) and is_text(path):
-                found.append(path)
-    return found
+            if not name.startswith(".") and os.path.isfile(path):
+                (found if is_text(path, wide) else skipped).append(path)
+    return sorted(found)
 
 
-def find_inputs(patterns):
-    """Expand files, folders (recursively, text files only) and globs into a list of paths.
+def find_inputs(patterns, encoding="utf-8", skipped=None):
+    """Expand files, folders (recursively, text files only) and globs into a list of paths;
+    the binary files left out are added to `skipped`.
 
-    Order: as given, each folder or glob in sorted order. A file named twice is kept once.
+    Order: as given, each folder or glob in sorted path order. A file named twice is kept once.
     """
+    wide = b"\0" in "\n".encode(check_encoding(encoding))   # UTF-16, UTF-32: NULs are text
+    skipped = [] if skipped is None else skipped
     paths = []
     for pattern in patterns:
         if os.path.isdir(pattern):
-            found = _walk(pattern)
+            found = _walk(pattern, wide, skipped)
             if not found:
                 raise InputError(f"folder {pattern} has no text files")
         elif os.path.isfile(pattern):
@@ -78,9 +84,9 @@ def find_inputs(patterns):
             found = []
             for match in sorted(glob.glob(pattern, recursive=True)):
                 if os.path.isdir(match):
-                    found += _walk(match)
-                elif os.path.isfile(match) and is_text(match):
-                    found.append(match)
+                    found += _walk(match, wide, skipped)
+                elif os.path.isfile(match):
+                    (found if is_text(match, wide) else skipped).append(match)
             if not found:
                 raise InputError(f"no text file matches {pattern}")
         elif os.path.exists(pattern):
