@@ -189,7 +189,7 @@ def invoke(*args, input=None):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--level", "bpe", "--vocab-size", "100"], "--vocab-size must be at least 256"),
+    (["--level", "bpe", "--vocab-size", "100"], "--vocab-size must be in [256"),
     (["--level", "bpe"], "--level bpe needs --vocab-size"),
     (["--level", "bpe", "--vocab-size", "300", "--max-vocab", "10"], "takes --vocab-size"),
     (["--level", "char", "--vocab-size", "300"], "applies to --level bpe only"),

@@ -1,6 +1,7 @@
 """`rnnkit preprocess` and `rnnkit info`: round trips, vocabularies, splits, layout, bad input."""
 import hashlib
 import os
+import re
 
 import h5py
 import numpy as np
@@ -637,3 +638,18 @@ def test_folders_in_path_order_several_val_files_and_wide_encodings(tmp_path):
     assert summary["skipped"] == [str(wide / "u.txt")]
     with pytest.raises(ArgumentTypeError, match="val must be a path"):
         rnnkit.preprocess(str(d), str(tmp_path / "z.h5"), val=[123])
+
+
+@pytest.mark.parametrize("settings, says", [
+    (dict(level="bpe", vocab_size=5_000_000_000), "--vocab-size must be in [256"),
+    (dict(level="bpe", vocab_size=300, min_count=10 ** 23), "--min-count must be below 2^63"),
+    (dict(level="word", max_vocab=10 ** 23), "--max-vocab must be below 2^63"),
+])
+def test_absurd_sizes_are_one_line_before_reading(tmp_path, settings, says):
+    # before: a Rust abort (283 GB asked), an OverflowError, a TypeError after pass 1
+    from rnnkit.corpus.sources import InputError
+
+    (tmp_path / "t.txt").write_text("hello world\nhello there\n")
+    with pytest.raises(InputError, match=re.escape(says)):
+        preprocess([str(tmp_path / "t.txt")], str(tmp_path / "x.h5"), val_frac=0, test_frac=0,
+                   **settings)

@@ -179,10 +179,13 @@ def from_sidecar(info, tokens, where):
 
 # ---------------------------------------------------------------------------- preprocessing
 
+MAX_VOCAB = 1 << 24     # the tokenizer allocates by it: 5e9 asked 283 GB and aborted
+
+
 def check_vocab_size(vocab_size):
-    if vocab_size < MIN_VOCAB:
-        raise InputError(f"--vocab-size must be at least {MIN_VOCAB} (the byte values), "
-                         f"got {vocab_size}")
+    if not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
+        raise InputError(f"--vocab-size must be in [{MIN_VOCAB} (the byte values), "
+                         f"{MAX_VOCAB:,}], got {vocab_size:,}")
 
 
 def train(texts, vocab_size, min_count=1):

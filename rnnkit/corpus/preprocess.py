@@ -261,6 +261,9 @@ def preprocess(inputs, output, *, level=None, encoding="utf-8", errors="strict",
         raise InputError(f"--max-vocab must be at least 3, got {max_vocab}")
     if min_count < 1:
         raise InputError(f"--min-count must be at least 1, got {min_count}")
+    for flag, value in (("--min-count", min_count), ("--max-vocab", max_vocab)):
+        if value is not None and value >= 1 << 63:     # stored as int64 (the BPE trainer: u64)
+            raise InputError(f"{flag} must be below 2^63, got {value}")
     vocab = _reused_vocab(vocab_from, level, max_vocab, min_count) if vocab_from else None
     level = vocab.level if vocab else (level or "char")
     if level == "bpe":
