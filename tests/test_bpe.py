@@ -4,6 +4,7 @@ import json
 import random
 import sys
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -376,3 +377,21 @@ def test_long_text_in_pieces(vocab):
     assert vocab.encode(text).tolist() == vocab.hf().encode(text).ids
     pieces = list(bpe._line_pieces(text, bpe.CHUNK))
     assert "".join(pieces) == text and all(p.endswith("\n") for p in pieces[:-1])
+
+
+def test_a_line_too_long_to_carry_is_cut_before_a_word(tmp_path, monkeypatch):
+    # before: cut where a block ended, inside a word: ids that the whole line's are not
+    from rnnkit.corpus import bpe as module
+    from rnnkit.corpus.preprocess import preprocess
+
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(list("abcdefghij"), rng.integers(1, 8))) for _ in range(300)]
+    line = " ".join(rng.choice(words, 3000))            # one line, no newline
+    (tmp_path / "t.txt").write_text(line)
+    monkeypatch.setattr(module, "CARRY_LIMIT", 1000)
+    preprocess([str(tmp_path / "t.txt")], str(tmp_path / "c.h5"), level="bpe", vocab_size=400,
+               val_frac=0, test_frac=0, block=997)
+    with h5py.File(tmp_path / "c.h5") as f:
+        ids = f["train"][()].tolist()
+        vocab = BpeVocabulary.load(f)
+    assert ids == vocab.encode(line).tolist()

@@ -31,7 +31,7 @@ from rnnkit.corpus.tokenize import Vocabulary, add_counts
 
 MIN_VOCAB = 256             # the byte values: a vocabulary of no merges
 LEVEL = "bpe"
-CARRY_LIMIT = 1 << 22       # a line longer than this (characters) is cut where a block ends
+CARRY_LIMIT = 1 << 22       # a line longer than this (characters) is cut before a word
 CHUNK = 1 << 16             # characters per piece that the tokenizer encodes on a thread
 
 
@@ -233,6 +233,16 @@ def training_text(sources, train_frac, encoding, errors, block):
             return
 
 
+def _before_a_word(text):
+    """Where a line too long to carry is cut: before its last space that a non-space follows,
+    where the tokenizer's pre-split cuts too (" word" is one piece), so the ids are those of
+    the whole line; at the end where there is none."""
+    at = text.rfind(" ")
+    while at > 0 and (at + 1 == len(text) or text[at + 1].isspace()):
+        at = text.rfind(" ", 0, at)
+    return at if at > 0 else len(text)
+
+
 class BpeTokenizer:
     """preprocess's tokenizer protocol (rnnkit/corpus/tokenize.py) over a trained BpeVocabulary:
     units are the final ids already, so pass 2 reads them from the cache."""
@@ -254,7 +264,7 @@ class BpeTokenizer:
             text = state["carry"] + text
             cut = len(text) if final else text.rfind("\n") + 1
             if not cut and len(text) > CARRY_LIMIT:
-                cut = len(text)
+                cut = _before_a_word(text)
             state["carry"] = text[cut:]
             try:
                 ids = self.vocab.encode(text[:cut]) if cut else np.zeros(0, np.int64)
