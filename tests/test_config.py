@@ -62,6 +62,19 @@ def test_durations():
     assert parse_duration(30) == 30.0 and parse_duration("1d") == 86400
     with pytest.raises(ValueError):
         parse_duration("-5m")
+    # a time of several units, largest first (it was refused)
+    assert parse_duration("1h30m") == 5400 and parse_duration("1d 2h") == 93600
+    for bad in ("2h 1h", "1h30", "30m1h", "1h-30m"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
+    # before: "not valid TOML (Invalid statement (at line 1, column 1))" (Notepad's UTF-8)
+    from rnnkit.model.config_file import read_toml
+
+    (tmp_path / "c.toml").write_bytes(b"\xef\xbb\xbf[model]\nhidden = 8\n")
+    assert read_toml(tmp_path / "c.toml") == {"model": {"hidden": 8}}
 
 
 def test_every_key_is_a_flag_of_the_same_name_and_help():

@@ -28,19 +28,25 @@ OLD_KEYS = {"optim": {"name": "optimizer"},
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d)?\s*$")
+_PARTS = re.compile(r"\s*(\d+(?:\.\d*)?)\s*(d|h|m|s)")         # 1h30m, 2d 6h
 _UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text):
-    """'90', '90s', '30m', '1.5h', '2d' -> seconds."""
+    """'90', '90s', '30m', '1.5h', '2d', '1h30m', '1d 2h' -> seconds."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         if not (math.isfinite(text) and text >= 0):
             raise ValueError(f"{text!r} is not a duration (e.g. 90s, 30m, 1.5h)")
         return float(text)
     match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 30m, 1.5h)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    if match:
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    parts = _PARTS.findall(str(text))
+    units = [unit for _, unit in parts]
+    if parts and "".join(n + u for n, u in parts) == re.sub(r"\s", "", str(text)) and \
+            units == sorted(set(units), key="dhms".index):
+        return sum(float(n) * _UNITS[u] for n, u in parts)
+    raise ValueError(f"{text!r} is not a duration (e.g. 90s, 30m, 1.5h, 1h30m)")
 
 
 def _coerce(where, kind, value, meta):
@@ -138,7 +144,8 @@ def read_toml(path):
     """The tables of a TOML file, as written (ConfigError when it cannot be read)."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read()
+        return tomllib.loads(data.decode("utf-8-sig"))     # Notepad's byte order mark too
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     except tomllib.TOMLDecodeError as err:
