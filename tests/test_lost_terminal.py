@@ -237,3 +237,21 @@ def test_the_progress_line_fits_the_terminal():
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_dumb_terminal_gets_no_escape_codes(monkeypatch):
+    # before: \x1b[2K, shown as ^[[2K by Emacs' shell (TERM=dumb)
+    from rnnkit.training.log import ProgressBar
+
+    monkeypatch.setenv("TERM", "dumb")
+    master, slave = pty.openpty()
+    try:
+        with open(slave, "w", closefd=False) as stream:
+            bar = ProgressBar(100, stream=stream)
+            bar.update(12, 3.5, 1000.0, 60.0)
+            bar.message("step 12: val loss 3.4")
+            shown = os.read(master, 4096).decode()
+        assert "\x1b" not in shown and "step 12/100" in shown and "val loss 3.4" in shown
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -89,6 +89,8 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        # the line's erasure: ANSI's, but where TERM=dumb (Emacs' shell) spaces over it
+        self.dumb = os.environ.get("TERM") == "dumb"
         self.gap = 1.0 / per_s if self.tty else every_s
         self.last = -math.inf
         self.shown = False
@@ -109,15 +111,18 @@ class ProgressBar:
         if self.tty:    # a line wider than the terminal wraps, and \r redraws only its end
             cols = console.width(self.stream) - 1
             line = (line if len(line) <= cols else head + tail)[:cols]
-            self._write("\r\x1b[2K" + line)
+            self._write(self._erase() + line)
         else:
             self._write(line + "\n")
         self.shown = True
 
     def message(self, text):
         """A line of its own (validation results, warnings) that does not garble the bar."""
-        self._write(("\r\x1b[2K" if self.tty and self.shown else "") + text + "\n")
+        self._write((self._erase() if self.tty and self.shown else "") + text + "\n")
         self.last = -math.inf if self.tty else self.last
+
+    def _erase(self):
+        return "\r" + " " * (console.width(self.stream) - 1) + "\r" if self.dumb else "\r\x1b[2K"
 
     def close(self):
         if self.tty and self.shown and self.enabled:
