@@ -12,8 +12,9 @@ from rnnkit.corpus.textcodec import UNKNOWN
 @click.argument("corpus", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
               help="Split of CORPUS to evaluate.  [default: test, else val]")
-@click.option("--text", "text", type=click.Path(exists=True, dir_okay=False),
-              help="A text file to evaluate instead, tokenized with the checkpoint's vocabulary.")
+@click.option("--text", "text", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              help="A text file to evaluate instead, tokenized with the checkpoint's vocabulary "
+                   "(-: standard input).")
 @click.option("--encoding", default=None, callback=text_encoding,
               help="Encoding of --text.  [default: the corpus's]")
 @click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
@@ -44,6 +45,7 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
 
     if corpus is not None and text is not None:
         raise click.UsageError("give either CORPUS (with --split) or --text FILE")
+    text = "/dev/stdin" if text == "-" else text
     if split is not None and text is not None:
         raise click.UsageError("--split chooses a split of a corpus; --text evaluates a whole "
                                "file")

@@ -21,8 +21,9 @@ SEPARATOR = "--- sample {n} of {N} ---"
 @click.option("--prime", default="", show_default=True,
               help="Text to start from, read after a line break; echoed first as the model "
                    "reads it (an unknown word as <unk>).")
-@click.option("--prime-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start from the text of this file instead (echoed first).")
+@click.option("--prime-file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              default=None, help="Start from the text of this file instead (echoed first; -: "
+                                 "standard input).")
 @click.option("--encoding", default=None, callback=text_encoding,
               help="Encoding of --prime-file and of --interactive's input.  [default: the "
                    "corpus's]")
@@ -61,8 +62,8 @@ SEPARATOR = "--- sample {n} of {N} ---"
                    "prime not echoed) and a newline, then read the next. A prime that cannot "
                    "be used gets one error line on stderr and an empty line on stdout in place "
                    "of its continuation (the exit status is then 1).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the text to this file (when complete) instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write the text to this file (when complete) instead of stdout (-: stdout).")
 @click.option("-f", "--force", is_flag=True, default=False, show_default=True,
               help="Overwrite OUTPUT if it exists.")
 @placement
@@ -90,6 +91,8 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
 
     if prime and prime_file:
         raise click.UsageError("give --prime or --prime-file, not both")
+    prime_file = "/dev/stdin" if prime_file == "-" else prime_file
+    output = None if output == "-" else output
     if interactive and (prime or prime_file or output):
         raise click.UsageError("--interactive reads its primes from standard input and "
                                "writes to stdout: no --prime, --prime-file or -o")

@@ -302,3 +302,30 @@ def test_a_stop_of_eos_at_word_level_is_refused(word_run):
     result = CliRunner().invoke(main, ["generate", str(word_run / "latest.h5"), "--stop",
                                        "<eos>", "--length", "5"])
     assert result.exit_code == 1 and "use --until-eos" in result.output
+
+
+def test_a_dash_is_standard_input_and_output(run, tmp_path):
+    # before: "File '-' does not exist" for --prime-file - and eval --text -, and -o - wrote
+    # a file named '-'
+    import subprocess
+    import sys
+
+    def rnnkit(*args, text):
+        return subprocess.run([sys.executable, "-m", "rnnkit", *map(str, args)], input=text,
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+    piped = rnnkit("generate", run / "latest.h5", "--prime-file", "-", "--length", 20,
+                   "--seed", 1, "-o", "-", "--threads", 1, text="line 1")
+    given = rnnkit("generate", run / "latest.h5", "--prime", "line 1", "--length", 20,
+                   "--seed", 1, "--threads", 1, text="")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == given.stdout and not (tmp_path / "-").exists()
+    (tmp_path / "t.txt").write_text("line 1: the quick brown fox\n")
+    piped = rnnkit("eval", run / "latest.h5", "--text", "-", "-q", "--threads", 1,
+                   text="line 1: the quick brown fox\n")
+    named = rnnkit("eval", run / "latest.h5", "--text", tmp_path / "t.txt", "-q",
+                   "--threads", 1, text="")
+    assert piped.returncode == 0, piped.stderr
+    lines = lambda out: [line for line in out.splitlines()
+                         if not line.startswith(("source", "seconds"))]
+    assert lines(piped.stdout) == lines(named.stdout)
