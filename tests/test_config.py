@@ -129,3 +129,12 @@ def test_one_cutoff_may_be_a_number():
     """cutoffs = 50 in TOML or train(cutoffs=50): one cutoff (before: 'expected integers')."""
     cfg = from_dict({"model": {"softmax": "adaptive", "cutoffs": 50}})
     assert from_dict({"model": {"cutoffs": [50]}}).model.cutoffs == cfg.model.cutoffs
+
+
+def test_a_path_in_a_config_file_may_start_with_the_home_folder(tmp_path, monkeypatch):
+    # before: "no such corpus: ~/c.h5"
+    from rnnkit.training.paths import locate
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "c.h5").write_bytes(b"")
+    assert locate("~/c.h5", "/elsewhere") == str(tmp_path / "c.h5")

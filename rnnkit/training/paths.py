@@ -25,7 +25,9 @@ def portable(config, folder):
 
 def locate(path, folder):
     """A stored `path` as this process opens it: relative to `folder` (the run folder, or the
-    folder of a config file) where it is there, else as it was typed."""
+    folder of a config file) where it is there, else as it was typed; ~ is the home folder, as
+    a shell would read it."""
+    path = os.path.expanduser(path) if path else path
     if not path or os.path.isabs(path):
         return path
     inside = os.path.join(folder, path)
