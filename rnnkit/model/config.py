@@ -208,7 +208,8 @@ class LoopConfig:
                         "one of step 80), besides latest.h5 and best.h5.",
                         at_least(0))
     log_every: int = setting(10, "Steps per line of metrics.jsonl.", at_least(1))
-    seed: int = setting(0, "Seed of the weights and dropout: same seed, same run.", at_least(0))
+    seed: int = setting(0, "Seed of the weights and dropout: same seed, same run.",
+                        between(0, 2 ** 63 - 1))     # a TOML integer (config.toml holds it)
     init_from: str = setting("", "A checkpoint whose weights start a new run (fine-tuning): "
                              "fresh optimizer, schedule and counters; same vocabulary and "
                              "model shape.")
