@@ -87,8 +87,8 @@ def command(inputs, output, level, encoding, errors, val_frac, test_frac, val, t
             inputs, output,
             level=level, encoding=encoding, errors=errors, val_frac=val_frac,
             test_frac=test_frac, val=list(val) or None, test=list(test) or None,
-            vocab_from=vocab_from, max_vocab=max_vocab, min_count=min_count, vocab_size=vocab_size, force=force,
-            progress=progress)
+            vocab_from=vocab_from, max_vocab=max_vocab, min_count=min_count,
+            vocab_size=vocab_size, force=force, progress=progress)
     except InputError as err:
         raise click.ClickException(str(err)) from None
     if not quiet:

@@ -226,7 +226,8 @@ def test_any_div_value_of_pytorch_is_found_and_a_wrong_one_is_named(tmp_path):
     torch.manual_seed(0)
     net = torch_model({"cutoffs": [5, 15], "div_value": 1.6, "head_bias": False}, hidden=32)
     save_file(net.state_dict(), tmp_path / "a.safetensors")
-    for name, extra in (("found", {}), ("wrong", {"div_value": 2}), ("tied", {"tie_weights": True})):
+    for name, extra in (("found", {}), ("wrong", {"div_value": 2}),
+                        ("tied", {"tie_weights": True})):
         (tmp_path / name).mkdir()
         os.link(tmp_path / "a.safetensors", tmp_path / name / "a.safetensors")
         (tmp_path / name / "a.json").write_text(json.dumps({"level": "word", "tokens": TOKENS,

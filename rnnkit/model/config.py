@@ -194,8 +194,8 @@ class LoopConfig:
                           "max_epochs).", at_least(0))
     max_steps: int = setting(0, "Stop after this many updates (0: no limit).", at_least(0))
     max_time: float = setting(0.0, "Stop this long after launch, compiling and the final "
-                              "validation included: 90s, 30m, 2h, 1h30m (0: no limit).", ("duration",),
-                              show="0, no limit")
+                              "validation included: 90s, 30m, 2h, 1h30m (0: no limit).",
+                              ("duration",), show="0, no limit")
     eval_every: int = setting(0, "Validate every this many steps (0: after each epoch).",
                               at_least(0))
     eval_batches: int = setting(0, "Validation batches per evaluation (0: the whole split).",

@@ -307,8 +307,9 @@ def _check_memory(cfg, vocab_size, N, T, backend):
                         OPTIMIZERS[cfg.optim.optimizer].max_buffers)
     if need > 0.9 * available:
         raise TrainError(f"this model needs about {human(need)} for its parameters, gradients, "
-                         f"optimizer state, activations and checkpoint (N={N}, T={T}); {human(available)} "
-                         f"is available: lower --hidden, --layers, --batch-size or --seq-len")
+                         f"optimizer state, activations and checkpoint (N={N}, T={T}); "
+                         f"{human(available)} is available: lower --hidden, --layers, "
+                         f"--batch-size or --seq-len")
 
 
 __all__ = ["EXIT_INTERRUPTED", "Diverged", "TrainError", "TrainResult", "train", "resume"]
