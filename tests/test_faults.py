@@ -111,8 +111,8 @@ def test_checkpoint_on_a_full_disk_is_one_line_and_loses_nothing(corpus, small_d
 
 
 def test_a_disk_that_fills_while_a_checkpoint_is_written(corpus, small_disk, monkeypatch):
-    # the space check passed, then another writer took the space: HDF5 fails writing the
-    # image out at close, which is the one-line error too, and the old file stays
+    # the space check passed, then another writer took the space: the write fails, which is
+    # the one-line error too, and the old file stays
     run = small_disk / "run"
     assert invoke("train", corpus, "-o", run, *SMALL, "--max-steps", 2).exit_code == 0
     ck = checkpoint.load(run / "latest.h5")

@@ -47,8 +47,8 @@ SCRIPT = textwrap.dedent("""
                     != 4096, reason="needs Linux's /proc/self/clear_refs (4 KiB pages)")
 def test_a_run_stays_within_the_memory_it_was_checked_for(tmp_path):
     # before: the checkpoint was copied from the model, built in memory and copied again to
-    # be written, three times its size above the estimate (a 2x2048 LSTM: 1.1 GiB estimated,
-    # 3 GiB taken)
+    # be written, three times its size, none of it in the estimate (a 2x2048 LSTM: 1.1 GiB
+    # estimated, 3 GiB taken); now the model's arrays are written from where they are
     corpus = make_corpus(tmp_path)
     from rnnkit.corpus.reader import Corpus
     with Corpus(corpus) as c:

@@ -57,9 +57,9 @@ def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
     """Bytes a model of `cfg` needs to train on (N, T) batches on `backend`: parameters,
     gradients, `optimizer_buffers` optimizer arrays of the parameters' size, and the workspace
     of Model.workspace (what it allocates, from the same specs), before any is allocated; on a
-    backend whose arrays are host memory, also a checkpoint's file built in memory (the
-    parameters and optimizer arrays again: rnnkit/training/checkpoint.py); and the
-    vocabulary's Python strings and index on the host."""
+    backend whose arrays are host memory, also a checkpoint's file built in memory and its
+    image taken to be written (the parameters and optimizer arrays twice again:
+    rnnkit/training/checkpoint.py); and the vocabulary's Python strings and index."""
     item = np.dtype(dtype).itemsize
     cell = cells.get(cfg.cell)
     P = sum(int(np.prod(s)) for s in cfg.shapes().values())
@@ -74,7 +74,7 @@ def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
     if cfg.dropout:
         numbers += 2 * T * N * (sum(inputs) + H)
     if backend.on_host:
-        numbers += P * (1 + optimizer_buffers)
+        numbers += 2 * P * (1 + optimizer_buffers)
     return numbers * item + cfg.vocab_size * VOCAB_BYTES
 
 

@@ -18,18 +18,16 @@ Layout (read it with plain h5py or h5dump; no pickle anywhere):
                      the root attribute level ('char', 'byte', 'word' or 'bpe')
     /tokenizer       bpe level: the Hugging Face tokenizer's JSON (rnnkit/corpus/bpe.py)
 
-The file is built in memory (one copy) and written atomically (rnnkit/files.py): under a temporary name in
+The file is built in memory and written atomically (rnnkit/files.py): under a temporary name in
 the same folder, fsynced, renamed over the final name, the folder fsynced. A kill -9 at any
 moment, or a full disk, leaves the previous checkpoint of that name intact. Every dataset
 carries HDF5's fletcher32 checksum and the metadata HDF5's own checksums (libver v110), so a
 damaged file is found when read (`rnnkit info --verify`).
 """
 import dataclasses
-import errno
 import json
 import math
 import os
-import re
 import time
 from pathlib import Path
 
@@ -144,20 +142,23 @@ def file_bytes(ck):
     return int(sum(a.nbytes for t in trees for a in _arrays(t)) * 1.002) + vocab + (64 << 10)
 
 
+def to_bytes(ck):
+    """The checkpoint as the bytes of an HDF5 file, built in memory: writing those is then one
+    plain write that fails cleanly on a full disk (HDF5 writing to a full disk itself, at once
+    or at close, left its file open: disk space held, and a crash when it was collected).
+    libver v110: HDF5's metadata carries checksums too."""
+    with h5py.File(f"rnnkit-checkpoint-{id(ck)}", "w", driver="core", backing_store=False,
+                   libver="v110") as f:
+        _write(f, ck)
+        f.flush()
+        return f.id.get_file_image()
+
+
 def save(path, ck):
-    """Write checkpoint `ck` to `path` atomically (rnnkit/files.py). HDF5's core driver builds
-    the file in memory and writes it out once, at close: one copy of the arrays in memory (not
-    the two of building the image and taking it), and a full disk is an error there (HDF5
-    writing as it went crashed). libver v110: HDF5's metadata carries checksums too."""
-    needed = file_bytes(ck)
-    files.check_space(path, needed)
-    with files.atomic(path, needed=needed) as tmp:
-        try:
-            with h5py.File(tmp, "w", driver="core", backing_store=True, libver="v110") as f:
-                _write(f, ck)
-        except RuntimeError as err:     # HDF5's write at close: "... errno = 28, ..."
-            code = re.search(r"errno = (\d+)", str(err))
-            raise OSError(int(code.group(1)) if code else errno.EIO, str(err)) from None
+    """Write checkpoint `ck` to `path` atomically (rnnkit/files.py), refusing at once where
+    file_bytes cannot fit."""
+    files.check_space(path, file_bytes(ck))
+    files.write_bytes(path, to_bytes(ck))
 
 
 def link(src, dst):
