@@ -7,31 +7,35 @@ import math
 import os
 
 
-def _cgroup_quota():
-    """CPUs allowed by this process's cgroup CPU quota (v2 cpu.max or v1 cfs), or None."""
+def cgroup_folders(controller):
+    """(folder, is v2) of this process's cgroup and each above it, for `controller` ("cpu",
+    "memory"): where its limits are (the tightest may be on the way up)."""
     try:
         with open("/proc/self/cgroup", encoding="ascii") as f:
             lines = f.read().splitlines()
     except OSError:
-        return None
-    best = None
+        return []
+    out = []
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if controllers == "":
-            files = [("/sys/fs/cgroup", "cpu.max")]
-        elif "cpu" in controllers.split(","):
-            files = [(f"/sys/fs/cgroup/{controllers}", "cpu.cfs_quota_us"),
-                     ("/sys/fs/cgroup/cpu", "cpu.cfs_quota_us")]
+            roots = [("/sys/fs/cgroup", True)]
+        elif controller in controllers.split(","):
+            roots = [(f"/sys/fs/cgroup/{controllers}", False),
+                     (f"/sys/fs/cgroup/{controller}", False)]
         else:
             continue
-        for root, name in files:
-            parts = path.strip("/").split("/") if path.strip("/") else []
-            for depth in range(len(parts), -1, -1):  # the tightest quota on the way up
-                folder = os.path.join(root, *parts[:depth])
-                quota = _read_quota(folder, name)
-                if quota is not None:
-                    best = quota if best is None else min(best, quota)
-    return best
+        parts = path.strip("/").split("/") if path.strip("/") else []
+        out += [(os.path.join(root, *parts[:depth]), v2) for root, v2 in roots
+                for depth in range(len(parts), -1, -1)]
+    return out
+
+
+def _cgroup_quota():
+    """CPUs allowed by this process's cgroup CPU quota (v2 cpu.max or v1 cfs), or None."""
+    quotas = [_read_quota(folder, "cpu.max" if v2 else "cpu.cfs_quota_us")
+              for folder, v2 in cgroup_folders("cpu")]
+    return min((q for q in quotas if q is not None), default=None)
 
 
 def _read_quota(folder, name):

@@ -526,16 +526,19 @@ def test_a_shorter_batch_runs_in_views_of_a_longer_ones_buffers(backend, cell):
     np.testing.assert_array_equal(rows, fresh.evaluate_tokens(x[:, :1], y[:, :1], state)[0])
 
 
-def test_memory_left_under_a_cgroup_limit_is_the_limit_less_its_usage(monkeypatch):
-    # before: the limit itself, as if nothing in the group used any
+def test_memory_left_is_the_tightest_of_the_cgroups_and_the_address_space(monkeypatch):
+    # before: the limit of the cgroup hierarchy's root only, as if nothing in the group used
+    # any, and no ulimit -v: a SLURM job's own limit was not seen (a kill, not a refusal)
     import builtins
     import io
+    import resource
 
     from rnnkit.backends import cpu
 
     files = {"/proc/meminfo": "MemAvailable:   16777216 kB\n",          # 16 GiB
-             "/sys/fs/cgroup/memory.max": f"{8 << 30}\n",
-             "/sys/fs/cgroup/memory.current": f"{3 << 30}\n"}
+             "/sys/fs/cgroup/job/memory.max": f"{8 << 30}\n",
+             "/sys/fs/cgroup/job/memory.current": f"{3 << 30}\n",
+             "/sys/fs/cgroup/memory.max": "max\n"}
 
     def fake(path, *args, **kwargs):
         if path in files:
@@ -544,21 +547,14 @@ def test_memory_left_under_a_cgroup_limit_is_the_limit_less_its_usage(monkeypatc
             raise FileNotFoundError(path)
         return builtins.open(path, *args, **kwargs)
 
+    unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
     monkeypatch.setattr(cpu, "open", fake, raising=False)
+    monkeypatch.setattr(cpu, "cgroup_folders", lambda controller: [
+        ("/sys/fs/cgroup/job", True), ("/sys/fs/cgroup", True)])
+    monkeypatch.setattr(cpu.resource, "getrlimit", lambda which: unlimited)
     assert cpu.CPUBackend().available_bytes() == 5 << 30
-    files["/sys/fs/cgroup/memory.max"] = "max\n"
+    files["/sys/fs/cgroup/job/memory.max"] = "max\n"
     assert cpu.CPUBackend().available_bytes() == 16 << 30
-
-
-def test_a_draw_of_zero_takes_the_first_token_kept_not_one_dropped():
-    # before: u = 0.0 (which Generator.random can give) drew token 0 though top-k dropped it
-    from rnnkit.backends import sampling
-
-    class Zero:
-        def random(self, shape):
-            return np.zeros(shape)
-
-    logits = np.array([[-5.0, 3.0, 2.0, 1.0]])
-    assert sampling.sample(logits, Zero(), top_k=2).tolist() == [1]
-    assert sampling.sample(logits, Zero(), top_p=0.5).tolist() == [1]
-    assert sampling.sample(logits, Zero()).tolist() == [0]
+    monkeypatch.setattr(cpu.resource, "getrlimit", lambda which: (4 << 30, 4 << 30))
+    monkeypatch.setattr(cpu, "_status_bytes", lambda field: 1 << 30)
+    assert cpu.CPUBackend().available_bytes() == 3 << 30

@@ -7,11 +7,14 @@ partition and the governor of rnnkit/backends/threads.py. Sampling and dropout m
 Generator (PCG64), whose state a checkpoint stores exactly; another backend's state (a
 checkpoint written on a GPU) seeds a fresh stream (rnnkit.backends.derived_seed).
 """
+import os
+import resource
 import threading
 
 import numpy as np
 
 from rnnkit.backends import sampling, threads
+from rnnkit.cores import cgroup_folders
 from rnnkit.backends.cpu_cells import KERNELS
 from rnnkit.backends.interface import derived_seed
 from rnnkit.kernels import cache
@@ -26,6 +29,15 @@ FINITE_BLOCK = 1 << 16          # all_finite's numbers at a time
 
 _NO_BIAS = {np.dtype(t): np.zeros(0, t) for t in (np.float32, np.float64)}   # b of length 0
 
+
+
+def _status_bytes(field):
+    """A size from /proc/self/status (VmSize: the address space in use), 0 where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0
 
 
 def _read_int(path):
@@ -70,7 +82,8 @@ class CPUBackend:
 
     def available_bytes(self):
         """Memory this process may still take: the kernel's MemAvailable, within what is left
-        of any cgroup limit (its limit less its usage; None where unknown)."""
+        of the cgroup limits of this process's cgroup and those above it (a limit less its
+        usage) and of its address-space limit (ulimit -v); None where unknown."""
         found = []
         try:
             with open("/proc/meminfo", encoding="ascii") as f:
@@ -79,15 +92,20 @@ class CPUBackend:
                         found.append(int(line.split()[1]) * 1024)
         except OSError:
             pass
-        for limit, usage in (("memory.max", "memory.current"),                 # cgroup v2
-                             ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        for folder, v2 in cgroup_folders("memory") or [("/sys/fs/cgroup", True),
+                                                        ("/sys/fs/cgroup/memory", False)]:
+            limit, usage = ("memory.max", "memory.current") if v2 else \
+                ("memory.limit_in_bytes", "memory.usage_in_bytes")
             try:
-                with open(f"/sys/fs/cgroup/{limit}", encoding="ascii") as f:
+                with open(os.path.join(folder, limit), encoding="ascii") as f:
                     text = f.read().strip()
                 if text.isdigit() and int(text) < 1 << 60:
-                    found.append(int(text) - _read_int(f"/sys/fs/cgroup/{usage}"))
+                    found.append(int(text) - _read_int(os.path.join(folder, usage)))
             except OSError:
                 pass
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]    # ulimit -v: on the address space
+        if soft != resource.RLIM_INFINITY:
+            found.append(soft - _status_bytes("VmSize"))
         return max(0, min(found)) if found else None
 
     def compiled(self, cell):
