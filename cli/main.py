@@ -41,6 +41,14 @@ class LazyGroup(click.Group):
         the stack (temporaries removed, files closed) or stopped a run, leave without the
         interpreter's teardown (rnnkit/training/stop_signals.py). A rank of an MPI job that
         stopped alone mid-run has said why: the others leave with its exit code."""
+        for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+            if getattr(sys, name) is None:  # closed at launch (cron, 2>&-): Python gives None
+                setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))
+        threads = os.environ.get("NUMBA_NUM_THREADS")
+        if threads is not None and not (threads.strip().isdigit() and int(threads) > 0):
+            print(f"Error: NUMBA_NUM_THREADS={threads!r} must be a whole number above 0 (or "
+                  f"unset: as many as the cores this process may use)", file=sys.stderr)
+            raise SystemExit(1)
         try:
             return super().__call__(*args, **kwargs)
         except SystemExit as done:
@@ -123,8 +131,9 @@ class LazyGroup(click.Group):
             click.echo("interrupted", err=True)
             ctx.exit(130)
         except MemoryError:
-            raise click.ClickException("out of memory; try a smaller model, --batch-size or "
-                                       "--seq-len") from None
+            raise click.ClickException(
+                "out of memory; try a smaller model" + (", --batch-size or --seq-len"
+                if ctx.invoked_subcommand in ("train", "eval", "score") else "")) from None
         except OSError as err:
             where = f"{err.filename}: " if getattr(err, "filename", None) else ""
             raise click.ClickException(f"{where}{err.strerror or err}") from None

@@ -58,3 +58,24 @@ def test_pytorch_s_cell_names_are_taken():
     cells = NamedChoice(["rnn-tanh", "rnn-relu", "lstm", "gru"])
     assert [cells.convert(v, None, None) for v in ("LSTM", "GRU", "RNN_TANH", "RNN_RELU")] == \
         ["lstm", "gru", "rnn-tanh", "rnn-relu"]
+
+
+def test_closed_streams_and_a_bad_numba_num_threads_are_not_internal_errors(tmp_path):
+    # before: with stderr closed (2>&-, cron), eval was an internal error ('NoneType' has no
+    # isatty); NUMBA_NUM_THREADS=0 an internal error ("a bug in rnnkit")
+    import os
+    import subprocess
+    import sys
+
+    from tests.tiny_run import make_corpus, make_run
+
+    run = make_run(tmp_path, make_corpus(tmp_path), steps=2)
+    cmd = f"{sys.executable} -m rnnkit eval {run / 'latest.h5'} --text {tmp_path / 't.txt'}"
+    done = subprocess.run(["sh", "-c", cmd + " 2>&-"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "loss " in done.stdout, done.stdout
+    done = subprocess.run([sys.executable, "-m", "rnnkit", "info", str(run)],
+                          env={**os.environ, "NUMBA_NUM_THREADS": "0"}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.startswith("Error: NUMBA_NUM_THREADS='0'") \
+        and "internal error" not in done.stderr, done.stderr

@@ -66,7 +66,10 @@ def set_threads(n=None, local_ranks=1, adaptive=True):
         n, why = budget(local_ranks)
     if n > numba.config.NUMBA_NUM_THREADS:
         n, why = numba.config.NUMBA_NUM_THREADS, \
-            f"{why}, capped by NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
+            f"{why}, capped by " + (f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
+                                    if os.environ.get("NUMBA_NUM_THREADS") else
+                                    f"the {numba.config.NUMBA_NUM_THREADS} core(s) this process "
+                                    f"may use")
     n = max(1, n)
     _partition, _why = n, why
     blocks.set_partition(n)
