@@ -166,3 +166,20 @@ def test_not_a_corpus(tmp_path):
         f.attrs["format_version"] = 99
     with pytest.raises(CorpusError, match="format version 99"):
         Corpus(path)
+
+
+def test_a_corpus_read_after_another_handle_on_its_file_closed(tmp_path):
+    # before: a segfault in HDF5 (h5py#2920: a table of variable-length strings read through
+    # one handle after another that read it closed), as a resumed run hit when the corpus of a
+    # refused one was collected late; in a subprocess, so that a crash is a failure
+    import subprocess
+    import sys
+
+    from tests.tiny_run import make_corpus
+
+    corpus = make_corpus(tmp_path)
+    code = ("import sys; from rnnkit.corpus.reader import Corpus; a = Corpus(sys.argv[1]); "
+            "a.fingerprint(); b = Corpus(sys.argv[1]); a.close(); print(b.fingerprint()['sha256'])")
+    done = subprocess.run([sys.executable, "-c", code, corpus], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and len(done.stdout.strip()) == 16, (done.returncode, done.stderr)

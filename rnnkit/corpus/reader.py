@@ -95,6 +95,10 @@ class Corpus:
             self.level = self.attrs["level"]
             self.encoding = self.attrs["encoding"]
             self.vocabulary = load_vocabulary(self.file, self.level)
+            # read once, here: HDF5 (1.14, 2.0) can crash reading a table of variable-length
+            # strings through one handle after another on the same file that read it closed
+            self.sources = h5.read_table(self.members["sources"]) \
+                if "sources" in self.members else []     # its rows: name, split, bytes, ...
         except KeyError as err:
             self.file.close()
             raise CorpusError(f"{path} is an incomplete rnnkit corpus: {err.args[0]}") from None
@@ -154,7 +158,7 @@ class Corpus:
         the sources' sha256s. A corpus moved, or made again from the same text with the same
         options, keeps its fingerprint; names and dates play no part."""
         sizes = {name: int(self.len_split(name)) for name in self.splits}
-        sources = h5.read_table(self.members["sources"]) if "sources" in self.members else []
+        sources = self.sources
         content = [self.level, self.encoding, self.vocab, sizes, self.counts.tolist(),
                    [[_plain(row["split"]), int(row["tokens"]), _plain(row["sha256"])]
                     for row in sources]]
@@ -328,9 +332,9 @@ def describe(path):
         top = top[counts[top] > 0]
         sample = " ".join(_show(corpus.vocab[i], corpus.level) for i in top)
         lines.append(f"vocabulary: {corpus.vocab_size:,} tokens; most frequent: {sample}")
-        sources = h5.read_table(corpus.file["sources"])
+        sources = corpus.sources
         lines.append(f"sources: {len(sources)} file{'s' * (len(sources) != 1)}, "
-                     f"{int(sources['bytes'].sum()):,} bytes")
+                     f"{sum(int(row['bytes']) for row in sources):,} bytes")
         for row in sources[:20]:
             lines.append(f"  {_plain(row['name'])}  [{_plain(row['split'])}]  {int(row['bytes']):,}"
                          f" bytes  {int(row['tokens']):,} tokens  sha256 {_plain(row['sha256'])}")

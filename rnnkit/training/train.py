@@ -160,6 +160,18 @@ def _open(cfg, folder, ck, comm, new_corpus=False):
         corpus = Corpus(cfg.data.corpus)
     except (CorpusError, OSError) as err:
         raise TrainError(str(err)) from None
+    try:
+        return (backend, corpus, *_checked(cfg, folder, ck, comm, new_corpus, backend, corpus))
+    except BaseException:
+        # closed now, not when collected: HDF5 can crash reading a table of variable-length
+        # strings through one handle after another on the same file closed (h5py#2920)
+        corpus.close()
+        raise
+
+
+def _checked(cfg, folder, ck, comm, new_corpus, backend, corpus):
+    """_open's checks of the corpus against the run and the settings; (this rank's batches,
+    the step budget, --init-from's checkpoint)."""
     if ck is not None and (ck.vocab.tokens != corpus.vocab or ck.vocab.level != corpus.level):
         raise TrainError(f"{cfg.data.corpus} has another vocabulary than the run in "
                          f"{folder.path}")
@@ -219,7 +231,7 @@ def _open(cfg, folder, ck, comm, new_corpus=False):
                          f"schedule's length, {cfg.schedule.decay_steps} steps (--decay-steps, "
                          f"else --max-steps or --epochs)")
     _check_memory(cfg, len(corpus.vocabulary), N // comm.size, T, backend)
-    return backend, corpus, batches, budget, init
+    return batches, budget, init
 
 
 def _build(cfg, ck, init, comm, backend, corpus, fingerprint, notes, new_corpus=False):
