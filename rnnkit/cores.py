@@ -28,7 +28,7 @@ def cgroup_folders(controller):
         parts = path.strip("/").split("/") if path.strip("/") else []
         out += [(os.path.join(root, *parts[:depth]), v2) for root, v2 in roots
                 for depth in range(len(parts), -1, -1)]
-    return out
+    return list(dict.fromkeys(out))     # v1's "memory" root may be named twice
 
 
 def _cgroup_quota():

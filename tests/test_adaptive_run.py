@@ -190,6 +190,17 @@ def test_round_trip_keeps_every_bit(tmp_path, head_bias, dtype):
         ("adaptive", "5,15", head_bias)
 
 
+def assert_steps_match(model, net, x):
+    """The model's log-probabilities step by step on ids `x` (1, T) are PyTorch's `net`'s."""
+    import torch
+
+    with torch.no_grad():
+        want = net(torch.from_numpy(x.T.copy())).numpy()[:, 0]
+    state = model.init_state(1)
+    got = np.stack([np.array(model.step(x[:, t], state))[0] for t in range(x.shape[1])])
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+
+
 @needs_safetensors
 def test_a_pytorch_file_imports_and_its_div_value_is_found(tmp_path):
     """A file PyTorch wrote, with a JSON of only the level and tokens: the cutoffs follow
@@ -207,11 +218,7 @@ def test_a_pytorch_file_imports_and_its_div_value_is_found(tmp_path):
     model, _, _ = load_model(tmp_path / "a.h5")
     assert (model.cfg.cutoffs, model.cfg.div_value, model.cfg.head_bias) == ("5,15", 3.0, True)
     x = np.random.default_rng(2).integers(0, V, (1, 30))
-    with torch.no_grad():
-        want = net(torch.from_numpy(x.T.copy())).numpy()[:, 0]
-    state = model.init_state(1)
-    got = np.stack([np.array(model.step(x[:, t], state))[0] for t in range(x.shape[1])])
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+    assert_steps_match(model, net, x)
     generated = invoke("generate", tmp_path / "a.h5", "--length", "5", "--seed", "1")
     assert generated.exit_code == 0, generated.output
 
@@ -237,11 +244,7 @@ def test_any_div_value_of_pytorch_is_found_and_a_wrong_one_is_named(tmp_path):
     model, _, _ = load_model(tmp_path / "a.h5")
     assert model.cfg.clusters().shapes()["out.tail0.proj"][0] == 19
     x = np.random.default_rng(2).integers(0, V, (1, 20))
-    with torch.no_grad():
-        want = net(torch.from_numpy(x.T.copy())).numpy()[:, 0]
-    state = model.init_state(1)
-    got = np.stack([np.array(model.step(x[:, t], state))[0] for t in range(x.shape[1])])
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+    assert_steps_match(model, net, x)
     result = invoke("import", tmp_path / "wrong/a.safetensors", "-o", tmp_path / "b.h5")
     assert result.exit_code == 1 and "its JSON's div_value 2 does not give the tails' " \
         "projection sizes [19, 12]" in result.output, result.output

@@ -87,6 +87,21 @@ def test_resume_after_a_limit_is_exact(corpus, tmp_path):
 PLATEAU = ScheduleConfig(schedule="plateau", plateau_threshold=0.05)  # decays at most checks
 
 
+def signal_at_call(monkeypatch, method, at, signame):
+    """Model.`method` sends this process `signame` at its `at`-th call; returns (the real
+    method, the list that counts the calls)."""
+    real, calls = getattr(Model, method), []
+
+    def wrapped(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            os.kill(os.getpid(), getattr(signal, signame))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Model, method, wrapped)
+    return real, calls
+
+
 @pytest.mark.parametrize("signame,at", [("SIGUSR1", 13), ("SIGTERM", 13), ("SIGINT", 13),
                                         ("SIGUSR1", 15)])
 def test_signal_checkpoints_and_resume_is_exact(corpus, tmp_path, monkeypatch, signame, at):
@@ -95,16 +110,8 @@ def test_signal_checkpoints_and_resume_is_exact(corpus, tmp_path, monkeypatch, s
     cfg = config(corpus)
     cfg.schedule = PLATEAU
     train(cfg, tmp_path / "full")
-    real = Model.forward_backward
-    calls = []
-
-    def forward_backward(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == at:        # during step `at`: the step finishes, then the run stops
-            os.kill(os.getpid(), getattr(signal, signame))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Model, "forward_backward", forward_backward)
+    # during step `at`: the step finishes, then the run stops
+    real, _ = signal_at_call(monkeypatch, "forward_backward", at, signame)
     result = train(cfg, tmp_path / "part")
     assert result.interrupted and result.step == at and signame in result.reason
     assert checkpoint.load(tmp_path / "part" / "latest.h5").step == at
@@ -128,16 +135,8 @@ def test_a_signal_during_a_validation_stops_it_and_resume_does_it(tmp_path, monk
     cfg = config(corpus)
     cfg.schedule = PLATEAU
     train(cfg, tmp_path / "full")
-    real = Model.evaluate
-    calls = []
-
-    def evaluate(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:         # the first validation's second batch of 5 (step 5)
-            os.kill(os.getpid(), getattr(signal, signame))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Model, "evaluate", evaluate)
+    # the first validation's second batch of 5 (step 5)
+    real, calls = signal_at_call(monkeypatch, "evaluate", 2, signame)
     result = train(cfg, tmp_path / "part")
     assert len(calls) == 2          # none after the signal
     assert result.interrupted and result.step == 5 and signame in result.reason

@@ -326,17 +326,16 @@ def _first_unknown(path, vocab, level, encoding, errors, symbol):
     unknown = re.compile("[^" + "".join(re.escape(t) for t in vocab.tokens) + "]")
     decoder = codecs.getincrementaldecoder("latin-1" if level == "byte" else encoding)(errors)
     line, carried = 1, 0            # carried: the line's characters in earlier blocks
-    with open(path, "rb") as f:
-        while block := f.read(BLOCK):
-            text = decoder.decode(block)
-            found = unknown.search(text)
-            end = found.start() if found else len(text)
-            start = text.rfind("\n", 0, end)
-            line, column = line + text.count("\n", 0, end), \
-                end - start if start >= 0 else carried + end + 1
-            if found:
-                return found.group(), f", line {line}, column {column}"
-            carried = column - 1
+    for block in read_blocks(path, BLOCK):
+        text = decoder.decode(block)
+        found = unknown.search(text)
+        end = found.start() if found else len(text)
+        start = text.rfind("\n", 0, end)
+        line, column = line + text.count("\n", 0, end), \
+            end - start if start >= 0 else carried + end + 1
+        if found:
+            return found.group(), f", line {line}, column {column}"
+        carried = column - 1
     return symbol, ""
 
 
