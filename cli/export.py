@@ -37,3 +37,5 @@ def command(checkpoint, output, format_, force):
         from rnnkit.tools.safetensors import export_checkpoint as export
     weights, meta = export(checkpoint, output, force)
     click.echo(f"wrote {weights} and {meta}", err=True)
+
+command.reports_only = True       # its stdout lines are progress: see cli/main.py

@@ -26,3 +26,5 @@ def command(weights, output, vocab, force):
     cfg = import_safetensors(weights, output, vocab, force)
     click.echo(f"wrote {output}: {cfg.cell} {cfg.layers}x{cfg.hidden}, embed {cfg.embed}, "
                f"{cfg.vocab_size} tokens", err=True)
+
+command.reports_only = True       # its stdout lines are progress: see cli/main.py

@@ -41,9 +41,7 @@ class LazyGroup(click.Group):
         the stack (temporaries removed, files closed) or stopped a run, leave without the
         interpreter's teardown (rnnkit/training/stop_signals.py). A rank of an MPI job that
         stopped alone mid-run has said why: the others leave with its exit code."""
-        for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
-            if getattr(sys, name) is None:  # closed at launch (cron, 2>&-): Python gives None
-                setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))
+        console.fill_closed(("stdin", "stdout", "stderr"))  # closed at launch: cron, 2>&-
         threads = os.environ.get("NUMBA_NUM_THREADS")
         if threads is not None and not (threads.strip().isdigit() and int(threads) > 0):
             print(f"Error: NUMBA_NUM_THREADS={threads!r} must be a whole number above 0 (or "
@@ -51,6 +49,12 @@ class LazyGroup(click.Group):
             raise SystemExit(1)
         try:
             return super().__call__(*args, **kwargs)
+        except OSError as err:      # writing --version or the help: click lets it through
+            if console.reader_gone(err):
+                console.silence(sys.stdout)
+            else:
+                print(f"Error: {err.strerror or err}", file=sys.stderr)
+            raise SystemExit(1) from None
         except SystemExit as done:
             code = done.code if isinstance(done.code, int) else 1
             distributed = sys.modules.get("rnnkit.training.distributed")
@@ -89,6 +93,8 @@ class LazyGroup(click.Group):
         if name != "train" and ranks > 1:
             raise click.UsageError(f"only rnnkit train runs as an MPI job: run rnnkit {name} "
                                    f"as one process (mpiexec started {ranks})")
+        if isinstance(sys.stdout, console.ClosedOutput):   # its lines are progress only
+            sys.stdout.strict = not getattr(command, "reports_only", False)
         if getattr(command, "defers_signals", False):
             stop_signals.defer()        # train: a signal in its set-up stops it after a step
         else:

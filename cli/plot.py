@@ -34,3 +34,5 @@ def command(run_dirs, output, force, x_axis):
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {output}", err=True)
+
+command.reports_only = True       # its stdout lines are progress: see cli/main.py

@@ -111,3 +111,5 @@ def command(inputs, output, level, encoding, errors, val_frac, test_frac, val, t
                    f"{summary['vocab_size']:,} ({summary['dtype']}); tokens: {splits}{unk}; "
                    f"{summary['files']} file(s), {size} in {summary['seconds']:.1f} s", err=True)
 
+
+command.reports_only = True       # its stdout lines are progress: see cli/main.py

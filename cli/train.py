@@ -163,3 +163,4 @@ def command(ctx, corpus, output, resume_dir, new_corpus, config_file, **flags):
 
 
 command.defers_signals = True       # rnnkit/training/stop_signals.py: see cli/main.py
+command.reports_only = True         # its stdout lines are progress: see cli/main.py

@@ -7,6 +7,7 @@ later write succeeds unseen: ours, a library's, and Python's own flush at exit (
 otherwise fail again and end the process with status 120).
 """
 import errno
+import io
 import os
 import shutil
 
@@ -37,3 +38,37 @@ def width(stream, default=80):
         return os.get_terminal_size(stream.fileno()).columns or default
     except (AttributeError, OSError, ValueError):
         return shutil.get_terminal_size((default, 24)).columns
+
+
+class ClosedOutput(io.TextIOBase):
+    """Standard output closed at launch (`>&-`, some cron set-ups). A command whose product is
+    what it prints (eval, score, generate without -o, info, --version) fails at its first write
+    with one line; one that only reports progress (train, preprocess, export) goes on unseen."""
+
+    strict = True
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if self.strict and text:
+            raise OSError(errno.EBADF, "standard output is closed: nothing printed "
+                                       "(write to a file with -o where the command has it)")
+        return len(text)
+
+
+def fill_closed(streams):
+    """Give each standard stream that Python found closed at launch (None) a stand-in, and its
+    file descriptor /dev/null: a file opened later must not take descriptor 1, where a library's
+    printf would write into it."""
+    import sys
+
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        if name not in streams or getattr(sys, name) is not None:
+            continue
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        setattr(sys, name, ClosedOutput() if name == "stdout" else
+                open(fd, "r" if fd == 0 else "w", encoding="utf-8", closefd=False))

@@ -79,3 +79,29 @@ def test_closed_streams_and_a_bad_numba_num_threads_are_not_internal_errors(tmp_
                           text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.startswith("Error: NUMBA_NUM_THREADS='0'") \
         and "internal error" not in done.stderr, done.stderr
+
+
+def test_a_closed_stdout_fails_the_commands_whose_product_is_their_output(tmp_path):
+    # before: `rnnkit info RUN >&-` and `rnnkit --version >&-` exited 0, their output lost;
+    # `rnnkit --version > /dev/full` was a traceback
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.tiny_run import make_corpus, make_run
+
+    run = make_run(tmp_path, make_corpus(tmp_path), steps=2)
+    rnnkit = [sys.executable, "-m", "rnnkit"]
+    for args, code in ((["info", str(run)], 1), (["--version"], 1),
+                       (["export", str(run / "latest.h5"), "-o", str(tmp_path / "e.safetensors")],
+                        0)):
+        done = subprocess.run(["sh", "-c", shlex.join(rnnkit + args) + " >&-"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == code, (args, done.stderr)
+        if code:
+            assert done.stderr == "Error: standard output is closed: nothing printed (write to " \
+                                  "a file with -o where the command has it)\n", done.stderr
+    assert (tmp_path / "e.safetensors").exists()
+    done = subprocess.run(["sh", "-c", shlex.join(rnnkit + ["--version"]) + " > /dev/full"],
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stderr) == (1, "Error: No space left on device\n")
