@@ -425,3 +425,28 @@ def test_a_stop_between_log_lines_keeps_the_window(corpus, tmp_path):
     resume(tmp_path / "part", {"train": {"max_steps": 24}})
     assert sorted(losses(tmp_path / "full")) == [10, 20]
     assert losses(tmp_path / "part") == losses(tmp_path / "full")
+
+
+def test_the_eta_leaves_out_a_first_step_that_compiled(corpus, tmp_path, monkeypatch):
+    # before: the ETA after step 2 took the first step's compile time as the pace (a first
+    # line could promise hours)
+    import time
+
+    from rnnkit.training.log import ProgressBar
+    from rnnkit.training.runtime import Runtime
+
+    real, etas = Model.forward_backward, []
+
+    def forward_backward(self, *args, **kwargs):
+        if not etas:
+            time.sleep(3.0)         # the compiler, as on a cold cache
+        etas.append(None)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Model, "forward_backward", forward_backward)
+    monkeypatch.setattr(Runtime, "compiling", lambda self, model, sampling=False: True)
+    monkeypatch.setattr(ProgressBar, "update",
+                        lambda self, step, loss, rate, eta_s, force=False: etas.append(eta_s))
+    train(config(corpus, max_steps=40), tmp_path / "run")
+    later = [e for e in etas if e is not None][1:]      # after the second step on
+    assert later and max(later) < 2.0, later

@@ -158,6 +158,8 @@ class Loop:
                 self.comm.armed()       # compiling is over: a rank that waits long is lost
                 if self.compiling:
                     self.say(f"compiled in {time.monotonic() - started:.1f} s")
+                # the ETA's pace: from after a first step that compiled (hours, else)
+                paced = (time.monotonic(), c.step + 1) if self.compiling else (started, c.step)
             run.state = state
             c.step += 1
             c.batch += 1
@@ -179,7 +181,7 @@ class Loop:
                                    grad_norm=norm, tokens_per_s=rate, elapsed=c.elapsed)
             if c.step % t_cfg.log_every == 0:
                 c.window_loss, c.window_steps, c.window_s = 0.0, 0, 0.0
-            self.bar.update(c.step, loss, rate, eta(now - started, c.step, self.first_step,
+            self.bar.update(c.step, loss, rate, eta(now - paced[0], c.step, paced[1],
                                                     self.total, self.deadline))
 
             # 8. stop? Not with weights that the last update made NaN or inf, which would not
