@@ -32,17 +32,20 @@ _pending = None
 stopping = False                # a signal is unwinding the stack (KeyboardInterrupt, SystemExit)
 _raised = None                  # the signal whose exception _stop raised last
 taken = None                    # the signal a training run stopped on (StopSignals)
+_interrupted = False            # a Ctrl-C came while signals wait: the next one stops at once
 _hooks = []                     # sys.unraisablehook before install()
 
 
 def _early(signum, frame):
-    global _pending
+    global _pending, _interrupted
     name = signal.Signals(signum).name
     if taken:       # the run has stopped on a signal and leaves at once (75)
         return
     if _deferring:
-        if _pending == "SIGINT" and name == "SIGINT":
-            _stop(signum, frame)
+        if name == "SIGINT":
+            if _interrupted:
+                _stop(signum, frame)
+            _interrupted = True
         _pending = _pending or name
         return
     _stop(signum, frame)
@@ -129,8 +132,8 @@ def undefer():
     """From now on SIGTERM, SIGHUP and SIGUSR1 unwind the stack (SystemExit) instead of
     killing outright, and SIGINT raises KeyboardInterrupt as Python's own handler does but
     never where it would be lost (_stop); a signal that came while they waited does so now."""
-    global _deferring, _pending, taken
-    _deferring, taken = False, None
+    global _deferring, _pending, taken, _interrupted
+    _deferring, taken, _interrupted = False, None, False
     for sig in _ours(NAMES):
         signal.signal(sig, _early)
     pending, _pending = _pending, None
@@ -141,8 +144,8 @@ def undefer():
 def defer():
     """From now on SIGINT, SIGTERM, SIGHUP and SIGUSR1 wait for the training loop
     (StopSignals)."""
-    global _deferring, taken
-    _deferring, taken = True, None
+    global _deferring, taken, _interrupted
+    _deferring, taken, _interrupted = True, None, False
     for sig in _ours(NAMES):
         signal.signal(sig, _early)
 
@@ -158,9 +161,11 @@ class StopSignals:
         self.previous = {}
 
     def _handle(self, signum, frame):
-        global taken
-        if self.received == "SIGINT" and signum == signal.SIGINT:
-            _stop(signum, frame)        # second Ctrl-C: stop now
+        global taken, _interrupted
+        if signum == signal.SIGINT:
+            if _interrupted:
+                _stop(signum, frame)    # second Ctrl-C, whatever came between: stop now
+            _interrupted = True
         self.received = taken = signal.Signals(signum).name
 
     def __enter__(self):
