@@ -40,7 +40,7 @@ def cold_cpu(monkeypatch, cell, compile_here=False):
     monkeypatch.setattr(compile_workers, "spawn",
                         lambda spec: workers.append(FakeWorker(spec["group"])) or workers[-1])
     monkeypatch.setattr(cache, "CACHE", True)
-    monkeypatch.setattr(cache, "in_cache", lambda name: False)
+    monkeypatch.setattr(cache, "in_cache", lambda name, dtype=None: False)
     monkeypatch.setattr(threads, "partition", lambda: 2)
     monkeypatch.setattr(threads, "_cap", None)
     if not compile_here:
@@ -138,7 +138,7 @@ def test_generating_on_a_cold_cache_waits_for_its_step_worker(monkeypatch):
     assert [w.group for w in workers] == ["step"] and not workers[0].done
     runtime.sampling_ready()
     assert workers[0].done and not runtime._workers
-    monkeypatch.setattr(cache, "in_cache", lambda name: name == "sampling_step._layer_step")
+    monkeypatch.setattr(cache, "in_cache", lambda name, dtype=None: name == "sampling_step._layer_step")
     Runtime(model.backend).prepare_sampling(model)
     assert len(workers) == 1
 
@@ -183,3 +183,21 @@ def test_a_worker_ends_with_a_run_that_ended_before_it_started(tmp_path):
         time.sleep(0.05)
     assert not os.path.isdir(f"/proc/{pid}") or time.monotonic() < deadline
     assert not list((tmp_path / "cache").rglob("*.nbi"))    # it compiled nothing
+
+
+def test_a_build_for_another_dtype_is_not_taken_for_cached(tmp_path, monkeypatch):
+    # before: a float64 run after float32 ones was told nothing of the compiling it waited
+    # for, and compiled alone (no workers): a look for the kernel's name found the float32 build
+    (tmp_path / "cached_kernel.py").write_text(
+        "import numba\n\n\n@numba.njit(cache=True)\ndef first(x):\n    return x[0]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "cache"))
+    import cached_kernel
+
+    assert not cache.in_cache("cached_kernel.first")
+    cached_kernel.first(np.zeros(2, np.float32))
+    assert cache.in_cache("cached_kernel.first") and cache.in_cache("cached_kernel.first",
+                                                                    np.dtype(np.float32))
+    assert not cache.in_cache("cached_kernel.first", np.dtype(np.float64))
+    cached_kernel.first(np.zeros(2, np.float64))
+    assert cache.in_cache("cached_kernel.first", np.dtype(np.float64))

@@ -108,21 +108,22 @@ class CPUBackend:
             found.append(soft - _status_bytes("VmSize"))
         return max(0, min(found)) if found else None
 
-    def compiled(self, cell):
+    def compiled(self, cell, dtype=None):
         """Whether the first step needs no compiling, whatever build (serial or threaded) it
         runs."""
-        return (threads.partition() > 1 and self.cached(cell, parallel=True)) or \
-            self.cached(cell, parallel=False)
+        return (threads.partition() > 1 and self.cached(cell, True, dtype)) or \
+            self.cached(cell, False, dtype)
 
-    def cached(self, cell, parallel):
-        """Whether this cell's serial or threaded (parallel) builds load from the cache."""
-        return all(cache.in_cache(name + ("_parallel" if parallel else ""))
+    def cached(self, cell, parallel, dtype=None):
+        """Whether this cell's serial or threaded (parallel) builds (for arrays of `dtype`)
+        load from the cache."""
+        return all(cache.in_cache(name + ("_parallel" if parallel else ""), dtype)
                    for name in KERNELS[cell.name].cached)
 
-    def sampling_cached(self):
+    def sampling_cached(self, dtype=None):
         """Whether the sampling step's kernels (either build) load from the cache."""
-        return cache.in_cache("sampling_step._layer_step") or \
-            cache.in_cache("sampling_step._layer_step_parallel")
+        return cache.in_cache("sampling_step._layer_step", dtype) or \
+            cache.in_cache("sampling_step._layer_step_parallel", dtype)
 
     def buffers(self, cell, T, N, D, H):
         return KERNELS[cell.name].layout.buffers(T, N, D, H)

@@ -89,12 +89,12 @@ class CUDABackend:
         free, _ = self.cuda.current_context().get_memory_info()
         return int(free)
 
-    def compiled(self, cell):
+    def compiled(self, cell, dtype=None):
         """Whether this cell's kernels load from the cache (else the first step compiles)."""
         if self.simulator:
             return True
         from rnnkit.kernels.cache import in_cache
-        return all(in_cache(name) for name in KERNELS[cell.name].cached)
+        return all(in_cache(name, dtype) for name in KERNELS[cell.name].cached)
 
     def buffers(self, cell, T, N, D, H):
         return KERNELS[cell.name].layout.buffers(T, N, D, H)

@@ -55,9 +55,9 @@ class Backend(Protocol):
     def available_bytes(self):
         """Memory a model may still take here, in bytes (None where unknown)."""
 
-    def compiled(self, cell):
-        """Whether this cell's kernels load from the compile cache (else the first step waits
-        for the compiler)."""
+    def compiled(self, cell, dtype=None):
+        """Whether this cell's kernels (for arrays of `dtype`) load from the compile cache
+        (else the first step waits for the compiler)."""
 
     def buffers(self, cell, T, N, D, H):
         """Name -> shape of one layer's buffers for this backend's kernels of `cell`: forward

@@ -23,6 +23,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import pickle
 import sys
 import tempfile
 import zlib
@@ -319,7 +320,28 @@ def cache_lock(name, wait=True):
             os.close(fd)            # closing releases the lock
 
 
-def in_cache(qualname):
+def in_cache(qualname, dtype=None):
     """Whether the cache holds a compiled `module.function` of these kernels (a look for its
-    index file), e.g. "lstm._forward_parallel"."""
-    return CACHE and any(Path(numba.config.CACHE_DIR).glob(f"**/{qualname}-*.nbi"))
+    index file), e.g. "lstm._forward_parallel"; with `dtype`, a build for arrays of that type
+    (a float64 run after float32 ones compiles)."""
+    if not CACHE:
+        return False
+    for index in Path(numba.config.CACHE_DIR).glob(f"**/{qualname}-*.nbi"):
+        built = _index_dtypes(index) if dtype is not None else None
+        if built is None or str(dtype) in built:
+            return True
+    return False
+
+
+def _index_dtypes(index):
+    """The float types of the builds that Numba's index file `index` lists (each build's first
+    floating-point array), or None where it cannot be read as Numba writes it."""
+    try:
+        with open(index, "rb") as f:
+            pickle.load(f)                  # Numba's version
+            _, overloads = pickle.loads(f.read())
+        return {next((str(t.dtype) for t in key[0]     # key: (signature, target, ...)
+                      if isinstance(getattr(t, "dtype", None), numba.types.Float)), None)
+                for key in overloads}
+    except Exception:       # another Numba's format: the name alone says it
+        return None

@@ -39,8 +39,8 @@ class Runtime:
         """Whether the first step (with `sampling`, the first sampled token) will wait for the
         compiler."""
         if sampling and self.cpu:
-            return not self.backend.sampling_cached()
-        return not self.backend.compiled(model.cell)
+            return not self.backend.sampling_cached(model.dtype)
+        return not self.backend.compiled(model.cell, model.dtype)
 
     def prepare(self, model, N, T, optimizer):
         """Before a first training step of (N, T) batches: on a cold cache, compile its kernels
@@ -51,12 +51,12 @@ class Runtime:
         b, cell = self.backend, model.cell
         spec = compile_workers.spec(model, N, T, optimizer, "backward")
         if threads.partition() > 1:
-            if b.cached(cell, parallel=True):
+            if b.cached(cell, True, model.dtype):
                 return              # the first step runs the threaded builds, all cached
             threads.cap(1)
             self._capped = True
             self._later.append({**spec, "group": "parallel"})
-        if not b.cached(cell, parallel=False):
+        if not b.cached(cell, False, model.dtype):
             self._workers["backward"] = compile_workers.spawn(spec)
             self._compile_here(model, spec)
         if self._workers or self._later:
@@ -78,7 +78,7 @@ class Runtime:
     def prepare_sampling(self, model):
         """Before generating on a cold cache: a worker compiles the sampling step's kernels
         while this process runs the prime; sampling_ready() waits for it."""
-        if self.cpu and cache.CACHE and not self.backend.sampling_cached():
+        if self.cpu and cache.CACHE and not self.backend.sampling_cached(model.dtype):
             self._workers["step"] = compile_workers.spawn(
                 compile_workers.spec(model, 1, 1, "sgd", "step"))
 
