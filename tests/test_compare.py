@@ -153,3 +153,14 @@ def test_info_does_not_give_an_earlier_sessions_stop_as_the_last(runs, tmp_path)
         f.write(json.dumps({"event": "resume", "step": 12}) + "\n")
     shown = CliRunner().invoke(main, ["info", str(run)]).output
     assert "running or killed" in shown and "last stop:" not in shown
+
+
+def test_the_config_line_gives_each_float_whole():
+    # before: --lr 0.0012345678 was shown as 0.00123457 (6 digits), another run's config
+    from rnnkit.model.config import TrainConfig
+    from rnnkit.tools.info import config_line
+
+    cfg = TrainConfig()
+    cfg.data.corpus, cfg.optim.lr, cfg.train.max_time = "c.h5", 0.0012345678, 4444.444444444444
+    line = config_line(cfg.to_dict())
+    assert "--lr 0.0012345678 " in line and "--max-time 4444.444444444444" in line, line

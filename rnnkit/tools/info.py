@@ -248,7 +248,8 @@ def config_line(config, folder="."):
             if isinstance(value, bool):
                 flags.append(name if value else f"--no-{name[2:]}")
             else:
-                flags.append(f"{name} {shlex.quote(f'{value:g}' if isinstance(value, float) else str(value))}")
+                # repr: the float itself (6 digits trained another run)
+                flags.append(f"{name} {shlex.quote(repr(value) if isinstance(value, float) else str(value))}")
     corpus = values["data"]["corpus"] or "CORPUS"
     return " ".join(["rnnkit train", shlex.quote(corpus), "-o", shlex.quote(str(folder)),
                      *flags])
