@@ -8,7 +8,9 @@ interface. Bit identity is promised within one host and build, not across instru
 AVX2 build since issue 20, 6-11 of the 52 losses differ in the last bits) nor across changes of
 a kernel's summation order (the GRU's per-step products in the tiles: 10 losses), so the pins
 hold to RTOL; a second run in the same process must match the first bit for bit. Fresh
-against cached kernels and resumed against uninterrupted: tests/test_cache_exact.py.
+against cached kernels and resumed against uninterrupted: tests/test_cache_exact.py. The
+validation losses were pinned again at stop 36, when the validation came to score the split's
+last, shorter batch (tests/test_train.py checks it against `rnnkit eval`'s figure).
 """
 import json
 
@@ -39,7 +41,7 @@ FIGURES = {
             "0x1.949e03880d465p+1", "0x1.7d6b9284036b0p+1", "0x1.82cc88694f1f2p+1",
             "0x1.9950d39761757p+1", "0x1.7638e568e337dp+1", "0x1.873a61ab2c33cp+1",
             "0x1.91e2235630f81p+1", "0x1.708855115b26ap+1"],
-        "val": ["0x1.93a7182973c60p+1", "0x1.843e9f8f8a1e0p+1"],
+        "val": ["0x1.92e51c1795b3bp+1", "0x1.838899bb4133dp+1"],
     },
     "rnn-relu": {
         "train": ["0x1.cac8f6599a81dp+1", "0x1.caedfee14294dp+1", "0x1.c8238d778d731p+1",
@@ -59,7 +61,7 @@ FIGURES = {
             "0x1.8435fe330e6aep+1", "0x1.765c143be1e2dp+1", "0x1.7443167589816p+1",
             "0x1.85af106a2ba00p+1", "0x1.70b64b0e33261p+1", "0x1.75eb4a85342fep+1",
             "0x1.7d5a6d692732ep+1", "0x1.63d190c2c41a0p+1"],
-        "val": ["0x1.94ef4b2d9f0f8p+1", "0x1.6cd73001693c2p+1"],
+        "val": ["0x1.94694bf0199e0p+1", "0x1.6c180223580d9p+1"],
     },
     "lstm": {
         "train": ["0x1.c95666dda9090p+1", "0x1.c8e6c1a224df5p+1", "0x1.c4627731d1c5dp+1",
@@ -79,7 +81,7 @@ FIGURES = {
             "0x1.9645149714da5p+1", "0x1.8aed274bbd903p+1", "0x1.89d8acf9e7e77p+1",
             "0x1.9f87ea160448fp+1", "0x1.824df690ca59fp+1", "0x1.8eba777a86355p+1",
             "0x1.a067517b37b59p+1", "0x1.81cebc43aaa57p+1"],
-        "val": ["0x1.94e7f3af34883p+1", "0x1.91f51ce4a390ep+1"],
+        "val": ["0x1.94131583911d3p+1", "0x1.9144cccf46e66p+1"],
     },
     "gru": {
         "train": ["0x1.c9ee2c3c04b2ep+1", "0x1.c9cc69a39a6e3p+1", "0x1.c55e899d9a240p+1",
@@ -99,7 +101,7 @@ FIGURES = {
             "0x1.964890f824852p+1", "0x1.8390dd7d50519p+1", "0x1.83f3272737ed5p+1",
             "0x1.9e6c0bba936f9p+1", "0x1.7fa69eb10128ep+1", "0x1.887de7f6d6049p+1",
             "0x1.96820e7d51586p+1", "0x1.8220967cf4f14p+1"],
-        "val": ["0x1.93bb5e6c9b347p+1", "0x1.88fcfb07855f3p+1"],
+        "val": ["0x1.92e6da8b14f5dp+1", "0x1.8854ddb8f8639p+1"],
     },
 }
 

@@ -44,3 +44,12 @@ def test_other_signals_after_one_change_nothing(signals):
         for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
             stop._handle(sig, None)
         assert stop.received == "SIGINT"
+
+
+def test_a_run_after_one_stopped_by_ctrl_c_starts_afresh(signals):
+    # the API: train() stopped by Ctrl-C, then another train() in the same process
+    with signals.StopSignals() as stop:
+        stop._handle(signal.SIGINT, None)
+    with signals.StopSignals() as stop:
+        stop._handle(signal.SIGINT, None)
+        assert stop.received == "SIGINT"

@@ -450,3 +450,22 @@ def test_the_eta_leaves_out_a_first_step_that_compiled(corpus, tmp_path, monkeyp
     train(config(corpus, max_steps=40), tmp_path / "run")
     later = [e for e in etas if e is not None][1:]      # after the second step on
     assert later and max(later) < 2.0, later
+
+
+def test_the_logged_validation_loss_is_eval_s_on_the_whole_split(corpus, tmp_path):
+    # before: the validation left out the streams' last tokens that filled no batch of T
+    # steps (12% of a 20,000-token split at N = T = 50), unlike `rnnkit eval` and the docs
+    from rnnkit.corpus.reader import Corpus
+    from rnnkit.tools.eval_checkpoint import evaluate_checkpoint
+
+    cfg = config(corpus, max_steps=5, eval_every=5)
+    cfg.data.batch_size, cfg.data.seq_len = 3, 7
+    cfg.model.dtype = "float64"
+    train(cfg, tmp_path / "run")
+    logged = [r["val_loss"] for r in records(tmp_path / "run") if "val_loss" in r]
+    with Corpus(corpus) as c:
+        L = c.len_split("val")
+    assert ((L - 1) // 3) % 7                   # a shorter last batch
+    expected = evaluate_checkpoint(tmp_path / "run" / "latest.h5", corpus, "val",
+                                   batch_size=3, seq_len=7)
+    assert logged[-1] == expected["loss"]

@@ -244,8 +244,10 @@ class Corpus:
                          f"batch of N={N} streams x T={T} steps (needs N*T+1 = {N * T + 1}); "
                          f"{hint}")
 
-    def batches(self, split, N, T, start=0, rank=0, world=1, even=True):
+    def batches(self, split, N, T, start=0, rank=0, world=1, even=True, tail=False):
         """Batches (x, y) of split `split`, from batch `start` on; see the module docstring.
+        With `tail` (validation), the streams' last tokens that fill no batch of T steps make
+        one shorter batch at the end, as `rnnkit eval` scores them.
 
         With `world` ranks, rank `rank` gets the streams rank*N/world .. (rank+1)*N/world - 1,
         so x and y have N/world rows. Not `even` (validation): N need not divide by world, and
@@ -253,37 +255,40 @@ class Corpus:
         one more, the last none where N < world. The result can be iterated more than once.
         """
         self.check_fit(split, N, T, world, even)
-        return Batches(self._split(split), N, T, start, rank, world)
+        return Batches(self._split(split), N, T, start, rank, world, tail)
 
 
 class Batches:
     """Input/target batches of one split; `len()` is the number of batches left from `start`."""
 
-    def __init__(self, dataset, N, T, start=0, rank=0, world=1):
+    def __init__(self, dataset, N, T, start=0, rank=0, world=1, tail=False):
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} is not in 0..{world - 1}")
         self.dataset, self.N, self.T = dataset, N, T
         self.S = stream_length(dataset.shape[0], N)   # tokens per stream
-        self.num_batches = self.S // T                # batches in a full pass
+        self.num_batches = self.S // T                # batches of T steps in a full pass
+        self.tail = self.S % T if tail else 0         # steps of a last, shorter batch
         if not 0 <= start <= self.num_batches:
             raise ValueError(f"start batch {start} is not in 0..{self.num_batches}")
         self.start, self.rank, self.world = start, rank, world
         self.rows = range(-(-rank * N // world), -(-(rank + 1) * N // world))
 
     def __len__(self):
-        return self.num_batches - self.start
+        return self.num_batches - self.start + bool(self.tail)
 
-    def _read(self, first, count):
-        """Tokens for batches first .. first+count-1: (rows, count*T + 1), storage dtype."""
+    def _read(self, first, count, steps=None):
+        """Tokens for batches first .. first+count-1: (rows, count*T + 1), storage dtype;
+        with `steps`, that many after batch `first`'s start."""
         T, S = self.T, self.S
-        out = np.empty((len(self.rows), count * T + 1), self.dataset.dtype)
+        steps = count * T if steps is None else steps
+        out = np.empty((len(self.rows), steps + 1), self.dataset.dtype)
         for j, i in enumerate(self.rows):
             begin = i * S + first * T
             try:
-                self.dataset.read_direct(out, np.s_[begin:begin + count * T + 1], np.s_[j])
+                self.dataset.read_direct(out, np.s_[begin:begin + steps + 1], np.s_[j])
             except OSError as err:
                 reason = h5.describe_error(self.dataset.file.filename, err, self.dataset.name)
-                raise CorpusError(f"{reason} (tokens {begin:,} to {begin + count * T:,}); make "
+                raise CorpusError(f"{reason} (tokens {begin:,} to {begin + steps:,}); make "
                                   f"the corpus again with rnnkit preprocess") from None
         return out
 
@@ -305,6 +310,9 @@ class Batches:
                 chunk = block[:, k * T:(k + 1) * T + 1]
                 yield chunk[:, :-1].astype(np.int32), chunk[:, 1:].astype(np.int32)
             b += count
+        if self.tail:
+            block = self._read(self.num_batches, 0, self.tail)
+            yield block[:, :-1].astype(np.int32), block[:, 1:].astype(np.int32)
 
 
 def describe(path):

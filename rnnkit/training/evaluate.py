@@ -81,7 +81,8 @@ def validation_batches(corpus, split, cfg, comm):
     L = corpus.len_split(split)
     N = max(1, min(N, (L - 1) // T))
     T = min(T, (L - 1) // N)
-    batches = corpus.batches(split, N, T, rank=comm.rank, world=comm.size, even=False)
+    batches = corpus.batches(split, N, T, rank=comm.rank, world=comm.size, even=False,
+                             tail=True)
     limit = cfg.train.eval_batches
     return batches, (min(len(batches), limit) if limit else len(batches))
 

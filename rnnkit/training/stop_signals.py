@@ -169,13 +169,16 @@ class StopSignals:
         self.received = taken = signal.Signals(signum).name
 
     def __enter__(self):
-        global _pending, taken
+        global _pending, taken, _interrupted
         self.received = taken = _pending
+        _interrupted = _interrupted and _pending is not None     # this command's Ctrl-C only
         _pending = None
         for sig in _ours(self.NAMES):
             self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):
+        global _interrupted
+        _interrupted = False            # a later run of this process starts afresh (the API)
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
