@@ -153,6 +153,9 @@ def test_cli_beam_writes_the_best_with_their_scores(run, tmp_path):
                           (["--seed", "1"], "--seed")]:
         bad = invoke("generate", ck, "--beam", "4", *args)
         assert bad.exit_code == 2 and message in bad.output
+    # before: an internal error (OverflowError) on the penalty at --length
+    huge = invoke("generate", ck, "--beam", "2", "--length-penalty", "150")
+    assert huge.exit_code == 2 and "length-penalty must be in 0..10" in huge.output, huge.output
     alone = invoke("generate", ck, "--length-penalty", "0.6")
     assert alone.exit_code == 2 and "--beam" in alone.output
 

@@ -41,6 +41,9 @@ class Hypothesis:
     ids: list = field(default_factory=list)     # its tokens after the prime
 
 
+MAX_ALPHA = 10.0       # ((5 + n) / 6) ** alpha stays finite for any length below 1e30
+
+
 def length_penalty(n, alpha):
     """GNMT's ((5 + n) / 6) ** alpha (Wu et al. 2016); 1 when alpha is 0."""
     return ((5.0 + n) / 6.0) ** alpha
@@ -64,8 +67,9 @@ def check_beam(beam, num_samples=1, alpha=0.0):
     if num_samples > beam:
         raise ArgumentError(f"num-samples ({num_samples}) cannot exceed the beam ({beam}): "
                             f"the search keeps {beam} hypotheses")
-    if not alpha >= 0:
-        raise ArgumentError(f"length-penalty must be >= 0, got {alpha}")
+    if not 0 <= alpha <= MAX_ALPHA:
+        raise ArgumentError(f"length-penalty must be in 0..{MAX_ALPHA:g} (GNMT's is 0.6 to 1; "
+                            f"a large one overflows the penalty), got {alpha}")
 
 
 def log_softmax(logits):
