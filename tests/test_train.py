@@ -250,6 +250,12 @@ def test_nan_every_time_stops_with_a_clear_message(corpus, tmp_path, monkeypatch
         train(config(corpus), tmp_path / "run")
     ck = checkpoint.load(tmp_path / "run" / "latest.h5")
     assert ck.step == 5 and all(np.isfinite(w).all() for w in ck.weights.values())
+    # before: no stop line, and the last attempt's lines past step 5 stayed ("running or
+    # killed", said info)
+    log = records(tmp_path / "run")
+    assert log[-1]["event"] == "stop" and log[-1]["step"] == 5 and \
+        log[-1]["reason"].startswith("diverged (the loss was inf ") and "at step 6)" in log[-1]["reason"]
+    assert max(r["step"] for r in log) == 5
 
 
 def test_preflight_errors(corpus, tmp_path):

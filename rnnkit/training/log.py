@@ -63,6 +63,11 @@ class Metrics:
         keep = [json.dumps(r) + "\n" for r in read_records(self.path) if r.get("step", 0) <= step]
         files.write_text(self.path, "".join(keep))
 
+    def rewound(self, step, **record):
+        """Drop the records after `step` and add `record` at it (a rollback, a divergence)."""
+        self.truncate_after(step)
+        self.write(step=step, **record)
+
     def write(self, **record):
         try:
             with open(self.path, "a", encoding="utf-8") as f:

@@ -304,6 +304,9 @@ class Loop:
                            f"checkpoint is {self.run_dir / 'latest.h5'}; try a lower --lr or "
                            f"--clip-norm")
             err.shared, err.quiet = True, not self.main     # decided on rank 0: it says it
+            if self.main:       # the log reads as the run that latest.h5 resumes, stopped
+                self.metrics.rewound(self.saved_step, event="stop",
+                                     reason=f"diverged ({what} at step {bad_step})")
             raise err
         ck = checkpoint.load(self.run_dir / "latest.h5")
         run.restore(ck)
@@ -312,9 +315,8 @@ class Loop:
         self.say(f"warning: {what} at step {bad_step}; rolled back to step {c.step} and "
                  f"halved the learning rate ({run.schedule.lr(c.step, c.epoch):.3g})")
         if self.main:
-            self.metrics.truncate_after(c.step)
-            self.metrics.write(event="rollback", step=c.step, from_step=bad_step,
-                               lr_scale=run.schedule.scale)
+            self.metrics.rewound(c.step, event="rollback", from_step=bad_step,
+                                 lr_scale=run.schedule.scale)
         return self._iterate()
 
     def _finish_reserve(self):
