@@ -475,3 +475,16 @@ def test_the_logged_validation_loss_is_eval_s_on_the_whole_split(corpus, tmp_pat
     expected = evaluate_checkpoint(tmp_path / "run" / "latest.h5", corpus, "val",
                                    batch_size=3, seq_len=7)
     assert logged[-1] == expected["loss"]
+
+
+def test_resuming_a_cosine_run_past_its_length_is_refused(corpus, tmp_path):
+    # before: the resumed steps ran at learning rate 0, changing nothing, without a word
+    cfg = config(corpus, max_steps=10)
+    cfg.schedule.decay_steps = 0            # its length: --max-steps
+    train(cfg, tmp_path / "run")
+    with pytest.raises(TrainError, match=r"cosine schedule ended at step 10 .* --init-from"):
+        resume(tmp_path / "run", {"train": {"max_steps": 14}})
+    cfg = config(corpus, max_steps=10)
+    cfg.schedule.decay_steps, cfg.schedule.min_lr = 0, 0.001    # goes on at min_lr
+    train(cfg, tmp_path / "floor")
+    assert resume(tmp_path / "floor", {"train": {"max_steps": 12}}).step == 12

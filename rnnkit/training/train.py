@@ -230,6 +230,13 @@ def _checked(cfg, folder, ck, comm, new_corpus, backend, corpus):
         raise TrainError(f"--warmup {cfg.schedule.warmup} must be less than the cosine "
                          f"schedule's length, {cfg.schedule.decay_steps} steps (--decay-steps, "
                          f"else --max-steps or --epochs)")
+    s = cfg.schedule
+    if ck is not None and s.schedule == "cosine" and not s.min_lr and ck.step >= s.decay_steps:
+        raise TrainError(f"the run's cosine schedule ended at step {s.decay_steps} (its length, "
+                         f"fixed when the run started): every further step would run at "
+                         f"learning rate 0 (--min-lr) and change nothing; to train on, start a "
+                         f"new run from it: rnnkit train CORPUS -o NEW_RUN --init-from "
+                         f"{folder.path / 'latest.h5'} --schedule cosine --max-steps K")
     _check_memory(cfg, len(corpus.vocabulary), N // comm.size, T, backend)
     return batches, budget, init
 
