@@ -164,3 +164,21 @@ def test_the_config_line_gives_each_float_whole():
     cfg.data.corpus, cfg.optim.lr, cfg.train.max_time = "c.h5", 0.0012345678, 4444.444444444444
     line = config_line(cfg.to_dict())
     assert "--lr 0.0012345678 " in line and "--max-time 4444.444444444444" in line, line
+
+
+def test_a_run_of_one_logged_step_is_drawn(runs, tmp_path, monkeypatch):
+    # before: a panel whose curve had one point was empty (a line alone draws nothing)
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    one = tmp_path / "one"
+    one.mkdir()
+    lines = (runs[1] / "metrics.jsonl").read_text().splitlines()
+    (one / "metrics.jsonl").write_text(
+        "".join(line + "\n" for line in lines if '"step": 1,' in line or '"event"' in line))
+    drawn, real = [], Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda self, *a, **k: drawn.append(a[2]) or
+                        real(self, *a, **k))
+    result = invoke("plot", one, "-o", tmp_path / "one.png")
+    assert result.exit_code == 0, result.output
+    assert drawn and all("o" in style for style in drawn), drawn

@@ -98,8 +98,9 @@ def plot_runs(run_dirs, output, x="step", notes=None):
             if curves[key]:
                 steps, times, values = zip(*curves[key])
                 xs = steps if x == "step" else [t / scale for t in times]
-                ax.plot(xs, values, "o-" if key == "val_loss" else "-", color=colors[i],
-                        label=name, markersize=3, linewidth=1.2)
+                # a point alone: a marker (a line of one point draws nothing)
+                ax.plot(xs, values, "o-" if key == "val_loss" or len(xs) == 1 else "-",
+                        color=colors[i], label=name, markersize=3, linewidth=1.2)
         ax.set_title(PANELS[key], fontsize=10)
         ax.set_xlabel("step" if x == "step" else time_label)
         if x == "step":
