@@ -7,11 +7,13 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from rnnkit.backends.cpu import CPUBackend
 from rnnkit.cli.main import main
 from rnnkit.training.runtime import Runtime
 from tests.tiny_run import make_corpus, make_run
 
-NOTE = "compiling the lstm kernels for this machine"
+# "this machine", or with NUMBA_CPU_NAME=haswell (the AVX2 suite) "haswell (avx2)"
+NOTE = f"compiling the lstm kernels for {CPUBackend().compiles_for()}"
 
 
 @pytest.fixture(scope="module")
