@@ -488,3 +488,16 @@ def test_resuming_a_cosine_run_past_its_length_is_refused(corpus, tmp_path):
     cfg.schedule.decay_steps, cfg.schedule.min_lr = 0, 0.001    # goes on at min_lr
     train(cfg, tmp_path / "floor")
     assert resume(tmp_path / "floor", {"train": {"max_steps": 12}}).step == 12
+
+
+@pytest.mark.parametrize("optimizer,written", [("adamw", {"weight_decay": 0.01, "eps": 1e-8}),
+                                               ("sgd", {"weight_decay": 0.0})])
+def test_config_toml_says_the_optimizer_s_own_defaults(corpus, tmp_path, optimizer, written):
+    # before: adamw's weight decay of 0.01 ran and config.toml said nothing of it
+    from rnnkit.model.config_file import read_toml
+
+    cfg = config(corpus, max_steps=2)
+    cfg.optim.optimizer = optimizer
+    train(cfg, tmp_path / "run")
+    optim = read_toml(tmp_path / "run" / "config.toml")["optim"]
+    assert {k: optim.get(k) for k in ("weight_decay", "eps") if k in optim} == written

@@ -198,8 +198,8 @@ class LoopConfig:
                               ("duration",), show="0, no limit")
     eval_every: int = setting(0, "Validate every this many steps (0: after each epoch).",
                               at_least(0))
-    eval_batches: int = setting(0, "Validation batches per evaluation (0: the whole split).",
-                                at_least(0))
+    eval_batches: int = setting(0, "Validation batches per evaluation (0: the whole split, "
+                                "scored as eval scores it).", at_least(0))
     patience: int = setting(0, "Stop after this many validations without a new best (0: off).",
                             at_least(0))
     checkpoint_every: int = setting(1000, "Also checkpoint every this many steps (0: only at "

@@ -231,6 +231,7 @@ def config_line(config, folder="."):
     defaults."""
     from rnnkit.model.config import ConfigError, TrainConfig
     from rnnkit.model.config_file import from_dict
+    from rnnkit.model.optim import DEFAULTS
     from rnnkit.training.paths import located
 
     try:
@@ -238,6 +239,8 @@ def config_line(config, folder="."):
     except ConfigError as err:
         return f"not usable ({err})"
     defaults = TrainConfig().to_dict()
+    own = DEFAULTS.get(values["optim"]["optimizer"], {})
+    defaults["optim"].update({k: own[k] for k in ("weight_decay", "eps") if k in own})  # as run
     flags = []
     for section, keys in values.items():
         for key, value in keys.items():
