@@ -501,3 +501,21 @@ def test_config_toml_says_the_optimizer_s_own_defaults(corpus, tmp_path, optimiz
     train(cfg, tmp_path / "run")
     optim = read_toml(tmp_path / "run" / "config.toml")["optim"]
     assert {k: optim.get(k) for k in ("weight_decay", "eps") if k in optim} == written
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_run_again(corpus, tmp_path):
+    # before: kill -9 between the log's start line and the step-0 checkpoint left a folder
+    # that neither the same command ("holds files of an earlier run") nor --resume took
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"event": "start", "step": 0, "target": "cpu"}\n')
+    assert train(config(corpus, max_steps=2), run).step == 2
+    log = records(run)
+    assert [r.get("event") for r in log].count("start") == 1
+    # a log with steps is another matter: kept, and refused
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.jsonl").write_text('{"event": "start", "step": 0}\n'
+                                         '{"step": 1, "train_loss": 4.0}\n')
+    with pytest.raises(TrainError, match="holds files of an earlier run"):
+        train(config(corpus, max_steps=2), other)

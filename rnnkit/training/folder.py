@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from rnnkit.training import checkpoint
+from rnnkit.training.log import read_records
 from rnnkit import files
 from rnnkit.errors import TrainError
 from rnnkit.lock import NAME as LOCK_NAME, RunLock
@@ -40,6 +41,14 @@ def run_files(path):
     path = Path(path)
     names = [n for n in (CONFIG, METRICS, "latest.h5", "best.h5") if (path / n).exists()]
     return names + [p.name for p in checkpoint.step_files(path)]
+
+
+def unstarted_log(path):
+    """Whether run folder `path` holds a metrics.jsonl of start events alone and nothing else
+    of a run: what a new run killed before its first checkpoint (kill -9, out of memory)
+    leaves, with nothing to resume."""
+    return run_files(path) == [METRICS] and \
+        all(r.get("event") == "start" for r in read_records(Path(path) / METRICS))
 
 
 class RunFolder:

@@ -33,7 +33,7 @@ from rnnkit.model.network import WeightsMismatch, memory_bytes
 from rnnkit.model.optim import DEFAULTS, OPTIMIZERS
 from rnnkit.training.run import Run, config_from_checkpoint, unused_settings
 from rnnkit.training.paths import located
-from rnnkit.training.folder import RunFolder, run_files
+from rnnkit.training.folder import METRICS, RunFolder, run_files, unstarted_log
 from rnnkit.training.stop_signals import StopSignals
 from rnnkit.model.config import ConfigError
 from rnnkit.model.config_file import from_dict
@@ -60,6 +60,11 @@ def train(cfg, run_dir, comm=None, stream=None, start=None):
                                  f"{step}); continue it with --resume {folder.path} or choose "
                                  f"another output folder")
             found = run_files(folder.path)
+            if unstarted_log(folder.path):      # removed, as a killed run's temporaries are
+                log, found = folder.path / METRICS, [n for n in found if n != METRICS]
+                if folder.main:
+                    folder.removed.append((log, log.stat().st_size))
+                    log.unlink()
             if found:
                 folder.new = False      # not ours to overwrite, nor to remove on the way out
                 raise TrainError(f"{folder.path} holds files of an earlier run "
