@@ -12,8 +12,6 @@ from rnnkit.training import stop_signals
 from rnnkit.version import __version__
 from rnnkit.errors import RnnkitError
 
-stop_signals.install()
-
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 # command name -> module in this package; imported on use so `rnnkit -h` stays quick.

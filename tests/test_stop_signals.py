@@ -53,3 +53,16 @@ def test_a_run_after_one_stopped_by_ctrl_c_starts_afresh(signals):
     with signals.StopSignals() as stop:
         stop._handle(signal.SIGINT, None)
         assert stop.received == "SIGINT"
+
+
+def test_the_command_line_takes_the_signals_before_its_heavy_imports():
+    # before: Ctrl-C in the first ~0.1 s of any command (click and the commands importing)
+    # was a traceback: the handler came after them
+    import subprocess
+    import sys
+
+    code = ("import signal, sys, rnnkit.cli; "
+            "print('click' in sys.modules, signal.getsignal(signal.SIGINT).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["False", "_early"], done.stdout + done.stderr
