@@ -138,7 +138,8 @@ def test_generating_on_a_cold_cache_waits_for_its_step_worker(monkeypatch):
     assert [w.group for w in workers] == ["step"] and not workers[0].done
     runtime.sampling_ready()
     assert workers[0].done and not runtime._workers
-    monkeypatch.setattr(cache, "in_cache", lambda name, dtype=None: name == "sampling_step._layer_step")
+    monkeypatch.setattr(cache, "in_cache",
+                        lambda name, dtype=None: name == "sampling_step._layer_step")
     Runtime(model.backend).prepare_sampling(model)
     assert len(workers) == 1
 

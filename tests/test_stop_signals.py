@@ -28,7 +28,8 @@ def test_a_second_ctrl_c_stops_at_once_whatever_came_between(signals, between):
             stop._handle(signal.SIGINT, None)
 
 
-@pytest.mark.parametrize("first", [[signal.SIGINT, signal.SIGTERM], [signal.SIGTERM, signal.SIGINT]])
+@pytest.mark.parametrize("first", [[signal.SIGINT, signal.SIGTERM],
+                                   [signal.SIGTERM, signal.SIGINT]])
 def test_while_a_run_sets_up_too(signals, first):
     # before: SIGTERM, SIGINT, SIGINT during the set-up did not stop at once
     signals.defer()

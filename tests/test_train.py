@@ -254,7 +254,8 @@ def test_nan_every_time_stops_with_a_clear_message(corpus, tmp_path, monkeypatch
     # killed", said info)
     log = records(tmp_path / "run")
     assert log[-1]["event"] == "stop" and log[-1]["step"] == 5 and \
-        log[-1]["reason"].startswith("diverged (the loss was inf ") and "at step 6)" in log[-1]["reason"]
+        log[-1]["reason"].startswith("diverged (the loss was inf ") and \
+        "at step 6)" in log[-1]["reason"]
     assert max(r["step"] for r in log) == 5
 
 

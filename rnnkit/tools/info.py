@@ -252,7 +252,8 @@ def config_line(config, folder="."):
                 flags.append(name if value else f"--no-{name[2:]}")
             else:
                 # repr: the float itself (6 digits trained another run)
-                flags.append(f"{name} {shlex.quote(repr(value) if isinstance(value, float) else str(value))}")
+                shown = repr(value) if isinstance(value, float) else str(value)
+                flags.append(f"{name} {shlex.quote(shown)}")
     corpus = values["data"]["corpus"] or "CORPUS"
     return " ".join(["rnnkit train", shlex.quote(corpus), "-o", shlex.quote(str(folder)),
                      *flags])
