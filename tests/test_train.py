@@ -520,3 +520,25 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_run_again(corpus, tmp_p
                                          '{"step": 1, "train_loss": 4.0}\n')
     with pytest.raises(TrainError, match="holds files of an earlier run"):
         train(config(corpus, max_steps=2), other)
+
+
+def test_a_new_corpus_starts_early_stopping_and_the_plateau_afresh(corpus, tmp_path,
+                                                                     monkeypatch):
+    # before: --resume --new-corpus compared the new split's losses with the old split's
+    # best, for early stopping and the plateau schedule: a run that improved at each
+    # validation was stopped at its first
+    from rnnkit.training.loop import Loop
+
+    (tmp_path / "b.txt").write_text("".join(reversed(TEXT.splitlines(keepends=True))))
+    other = str(tmp_path / "b.h5")
+    preprocess([str(tmp_path / "b.txt")], other, val_frac=0.1, test_frac=0.1, vocab_from=corpus)
+    losses = iter([3.0, 2.0, 5.0, 4.5, 4.0])     # the first split's; then the new one's, higher
+    monkeypatch.setattr(Loop, "_val_loss", lambda self, max_batches=0: (next(losses), 1))
+    cfg = config(corpus, max_steps=10, eval_every=5, patience=1)
+    cfg.schedule = PLATEAU
+    train(cfg, tmp_path / "run")
+    result = resume(tmp_path / "run", {"train": {"max_steps": 25}, "data": {"corpus": other}},
+                    new_corpus=True)
+    assert result.step == 25 and result.reason == "25 steps done", result.reason
+    assert all(r["lr"] == records(tmp_path / "run")[1]["lr"] for r in records(tmp_path / "run")
+               if "lr" in r and r["step"] > 10)        # each new loss gained 10%: no halving

@@ -36,6 +36,10 @@ class Schedule:
     def observe(self, val_loss):
         """Called with each validation loss; constant, step and cosine ignore it."""
 
+    def afresh(self):
+        """Validation moves to another split (a new corpus): what was observed no longer
+        compares; the rate stays as it is."""
+
     def _fields(self):
         return ["scale", "stop"]
 
@@ -141,6 +145,9 @@ class Plateau(Schedule):
 
     def _factor(self, step, epoch):
         return self.factor ** self.halvings
+
+    def afresh(self):
+        self.last, self.stop = math.inf, False      # the halvings made stay in the rate
 
     def observe(self, val_loss):
         gain = (self.last - val_loss) / abs(self.last) if math.isfinite(self.last) else math.inf

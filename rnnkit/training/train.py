@@ -20,6 +20,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import os
 
 from rnnkit.training import checkpoint
@@ -260,7 +261,8 @@ def _build(cfg, ck, init, comm, backend, corpus, fingerprint, notes, new_corpus=
         changed = _corpus_changes(ck, corpus)
         if changed and new_corpus:      # its streams, and its validation losses, start afresh
             c = run.counters
-            c.batch, c.best_val_loss, c.bad_evals = 0, float("inf"), 0
+            c.batch, c.best_val_loss, c.best_scheduled, c.bad_evals = 0, math.inf, math.inf, 0
+            run.schedule.afresh()       # the plateau's best, as early stopping's
             run.state = run.model.init_state(cfg.data.batch_size // comm.size)
             notes.append(f"a new corpus ({'; '.join(changed)}): training starts at its "
                          f"beginning, the best validation afresh")
