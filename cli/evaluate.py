@@ -33,7 +33,8 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
     on a text file: loss in nats per token, perplexity and bits per token (one line each on
     stdout, as name value); on a text file also its characters and bits per character, which
     compare models of different vocabularies (char, BPE, word) on one text (not when symbols
-    the vocabulary lacks were left out or replaced, words by <unk> too).
+    the vocabulary lacks were left out or replaced, words by <unk> too, nor at word level on
+    a text spaced otherwise than by single spaces and newlines).
 
     \b
     rnnkit eval runs/char/best.h5                           # its corpus: test, else val

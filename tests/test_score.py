@@ -268,6 +268,17 @@ def test_eval_bits_per_char(run, word_run, tmp_path):
     skipped = numbers_of(invoke("eval", run / "best.h5", "--text", tmp_path / "z.txt",
                                 "--unknown", "skip", "-q"))
     assert "bits_per_char" not in skipped and "chars" not in skipped
+    # before: at word level, spacing the model never sees counted as characters (5 spaces
+    # for 1 lowered the figure 40%)
+    (tmp_path / "s.txt").write_text(text.replace(" ", "     "))
+    spaced = invoke("eval", word_run / "best.h5", "--text", tmp_path / "s.txt", "--batch-size",
+                    "1")
+    assert "bits_per_char" not in numbers_of(spaced)
+    assert "no bits per character: " in spaced.stderr and "spacing" in spaced.stderr
+    (tmp_path / "p.txt").write_text("".join(f" {line} \n" for line in text.splitlines()))
+    ptb = numbers_of(invoke("eval", word_run / "best.h5", "--text", tmp_path / "p.txt",
+                            "--batch-size", "1", "-q"))      # Mikolov's files: kept
+    assert ptb["tokens"] == word["tokens"] and int(ptb["chars"]) == len(text) + 6
 
 
 def test_eval_text_reads_a_file_as_preprocess_does(word_run, tmp_path):

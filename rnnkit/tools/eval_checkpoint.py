@@ -88,6 +88,11 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
         source = str(text)
         if not dropped:
             chars = _characters(data, codec.encoding)
+        if chars and codec.level == "word" and not _spelled(whole, codec.decode(ids)):
+            chars = None    # a word model sees words and line ends, not the spacing between
+            notes.append(f"no bits per character: {text} has spacing the word model does not "
+                         f"see (tabs, runs of spaces, spaces at a line's ends, \\r), which "
+                         f"would count as characters it predicts for free")
     if len(ids) < 2:
         raise EvalError(f"{source} has {len(ids)} token(s); at least 2 are needed")
     tick = progress(scored_tokens(len(ids), batch_size)) if progress else None
@@ -101,6 +106,14 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
         result["chars"] = chars
         result["bits_per_char"] = result["bits_per_token"] * len(ids) / chars
     return result
+
+
+def _spelled(text, decoded):
+    """Whether a word model's tokens spell `text` as it is: words one space apart, a newline
+    at each line's end (`decoded`, their text), each line also between two spaces as in
+    Mikolov's Penn Treebank files."""
+    wrapped = "\n".join(f" {line} " if line else line for line in decoded.split("\n"))
+    return text in (decoded, wrapped)
 
 
 def _characters(data, encoding):
