@@ -40,6 +40,9 @@ class LazyGroup(click.Group):
         interpreter's teardown (rnnkit/training/stop_signals.py). A rank of an MPI job that
         stopped alone mid-run has said why: the others leave with its exit code."""
         console.fill_closed(("stdin", "stdout", "stderr"))  # closed at launch: cron, 2>&-
+        sys.stderr = console.Diagnostics(sys.stderr)
+        if not isinstance(sys.stdout, console.ClosedOutput):
+            sys.stdout = console.Product(sys.stdout)
         threads = os.environ.get("NUMBA_NUM_THREADS")
         if threads is not None and not (threads.strip().isdigit() and int(threads) > 0):
             print(f"Error: NUMBA_NUM_THREADS={threads!r} must be a whole number above 0 (or "
@@ -93,6 +96,8 @@ class LazyGroup(click.Group):
                                    f"as one process (mpiexec started {ranks})")
         if isinstance(sys.stdout, console.ClosedOutput):   # its lines are progress only
             sys.stdout.strict = not getattr(command, "reports_only", False)
+            if any("-o" in p.opts for p in command.params):
+                sys.stdout.hint = " (write to a file with -o)"
         if getattr(command, "defers_signals", False):
             stop_signals.defer()        # train: a signal in its set-up stops it after a step
         else:

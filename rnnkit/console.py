@@ -40,20 +40,97 @@ def width(stream, default=80):
         return shutil.get_terminal_size((default, 24)).columns
 
 
+class _Wrapped(io.TextIOBase):
+    """A text stream that writes through to `stream`."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream = stream
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self.stream.fileno()
+
+    def isatty(self):
+        return self.stream.isatty()
+
+    @property
+    def encoding(self):
+        return self.stream.encoding
+
+    @property
+    def buffer(self):
+        return self.stream.buffer
+
+
+class Diagnostics(_Wrapped):
+    """Standard error, whose failure (a full disk or quota, a lost terminal, a reader gone)
+    stops the printing, never the work: the stream goes to /dev/null and the command goes on,
+    its exit status saying what it produced (a training run killed by its log's full disk
+    lost the steps since its last checkpoint)."""
+
+    gone = False
+
+    def write(self, text):
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except OSError:
+                self._lost()
+        return len(text)
+
+    def flush(self):
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except OSError:
+                self._lost()
+
+    def isatty(self):
+        return not self.gone and self.stream.isatty()
+
+    def _lost(self):
+        self.gone = True
+        silence(self.stream)
+
+
+class Product(_Wrapped):
+    """Standard output of a command whose product it is: a failed write names it ("standard
+    output: No space left on device")."""
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except OSError as err:
+            raise _named(err) from None
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except OSError as err:
+            raise _named(err) from None
+
+
+def _named(err):
+    return type(err)(err.errno, err.strerror, "standard output") if err.errno else err
+
+
 class ClosedOutput(io.TextIOBase):
     """Standard output closed at launch (`>&-`, some cron set-ups). A command whose product is
     what it prints (eval, score, generate without -o, info, --version) fails at its first write
     with one line; one that only reports progress (train, preprocess, export) goes on unseen."""
 
     strict = True
+    hint = ""           # how to write the product elsewhere, where the command can
 
     def writable(self):
         return True
 
     def write(self, text):
         if self.strict and text:
-            raise OSError(errno.EBADF, "standard output is closed: nothing printed "
-                                       "(write to a file with -o where the command has it)")
+            raise OSError(errno.EBADF, "standard output is closed: nothing printed" + self.hint)
         return len(text)
 
 

@@ -99,9 +99,41 @@ def test_a_closed_stdout_fails_the_commands_whose_product_is_their_output(tmp_pa
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == code, (args, done.stderr)
         if code:
-            assert done.stderr == "Error: standard output is closed: nothing printed (write to " \
-                                  "a file with -o where the command has it)\n", done.stderr
+            assert done.stderr == "Error: standard output is closed: nothing printed\n", \
+                done.stderr
     assert (tmp_path / "e.safetensors").exists()
     done = subprocess.run(["sh", "-c", shlex.join(rnnkit + ["--version"]) + " > /dev/full"],
                           capture_output=True, text=True, timeout=300)
     assert (done.returncode, done.stderr) == (1, "Error: No space left on device\n")
+    # a command with -o says so; a full stdout is named
+    done = subprocess.run(["sh", "-c", shlex.join(rnnkit + ["generate", str(run / "latest.h5"),
+                                                            "--length", "5"]) + " >&-"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.endswith(
+        "Error: standard output is closed: nothing printed (write to a file with -o)\n"), \
+        done.stderr
+    done = subprocess.run(["sh", "-c", shlex.join(rnnkit + ["info", str(run)]) + " > /dev/full"],
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stderr) == (1, "Error: standard output: No space left on "
+                                                 "device\n")
+
+
+def test_a_full_stderr_stops_the_printing_not_the_training(tmp_path):
+    # before: train 2>/dev/full (a log on a full disk) stopped at its first line, exit 1,
+    # nothing trained; a full log mid-run lost the steps since the last checkpoint
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.tiny_run import make_corpus
+
+    corpus = make_corpus(tmp_path)
+    args = [sys.executable, "-m", "rnnkit", "train", str(corpus), "-o", str(tmp_path / "run"),
+            "--hidden", "8", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len",
+            "8", "--max-steps", "3", "--threads", "1"]
+    done = subprocess.run(["sh", "-c", shlex.join(args) + " 2>/dev/full"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout
+    from rnnkit.training import checkpoint
+
+    assert checkpoint.read_meta(tmp_path / "run" / "latest.h5")["step"] == 3
