@@ -434,9 +434,11 @@ def test_a_stop_between_log_lines_keeps_the_window(corpus, tmp_path):
     assert losses(tmp_path / "part") == losses(tmp_path / "full")
 
 
-def test_the_eta_leaves_out_a_first_step_that_compiled(corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("compiling", [True, False])
+def test_the_eta_leaves_out_the_first_step(corpus, tmp_path, monkeypatch, compiling):
     # before: the ETA after step 2 took the first step's compile time as the pace (a first
-    # line could promise hours)
+    # line could promise hours); on a warm cache its loading of the kernels (0.25-0.5 s a
+    # step for a run of 1 ms steps: "ETA 27:21" for a 62 s run)
     import time
 
     from rnnkit.training.log import ProgressBar
@@ -446,12 +448,13 @@ def test_the_eta_leaves_out_a_first_step_that_compiled(corpus, tmp_path, monkeyp
 
     def forward_backward(self, *args, **kwargs):
         if not etas:
-            time.sleep(3.0)         # the compiler, as on a cold cache
+            time.sleep(3.0)         # the compiler, or the kernels loaded from the cache
         etas.append(None)
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Model, "forward_backward", forward_backward)
-    monkeypatch.setattr(Runtime, "compiling", lambda self, model, sampling=False: True)
+    monkeypatch.setattr(Runtime, "compiling",
+                        lambda self, model, sampling=False: compiling)
     monkeypatch.setattr(ProgressBar, "update",
                         lambda self, step, loss, rate, eta_s, force=False: etas.append(eta_s))
     train(config(corpus, max_steps=40), tmp_path / "run")
@@ -542,3 +545,24 @@ def test_a_new_corpus_starts_early_stopping_and_the_plateau_afresh(corpus, tmp_p
     assert result.step == 25 and result.reason == "25 steps done", result.reason
     assert all(r["lr"] == records(tmp_path / "run")[1]["lr"] for r in records(tmp_path / "run")
                if "lr" in r and r["step"] > 10)        # each new loss gained 10%: no halving
+
+
+def test_the_logged_rate_is_the_steps_alone(corpus, tmp_path, monkeypatch):
+    # before: a window holding a validation (or a checkpoint) logged its time as the steps':
+    # a sawtooth of tokens_per_s in metrics.jsonl and on the bar
+    import time
+
+    from rnnkit.training.loop import Loop
+
+    real = Loop._val_loss
+
+    def slow(self, max_batches=0):
+        time.sleep(0.5)
+        return real(self, max_batches)
+
+    monkeypatch.setattr(Loop, "_val_loss", slow)
+    train(config(corpus, max_steps=12, eval_every=4), tmp_path / "run")
+    rates = {r["step"]: r["tokens_per_s"] for r in records(tmp_path / "run")
+             if "tokens_per_s" in r}
+    after = [rates[s] for s in (5, 9)]          # the steps right after a validation
+    assert min(after) > 0.3 * sorted(rates.values())[len(rates) // 2], rates

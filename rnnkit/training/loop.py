@@ -126,6 +126,7 @@ class Loop:
                 self._save(best=improved)
                 if reason:
                     break
+                tick = time.monotonic()     # the rate is the steps': validation left out
 
             # 2. the learning rate of this step
             lr = run.schedule.lr(c.step, c.epoch)
@@ -158,8 +159,8 @@ class Loop:
                 self.comm.armed()       # compiling is over: a rank that waits long is lost
                 if self.compiling:
                     self.say(f"compiled in {time.monotonic() - started:.1f} s")
-                # the ETA's pace: from after a first step that compiled (hours, else)
-                paced = (time.monotonic(), c.step + 1) if self.compiling else (started, c.step)
+                # the ETA's pace: from after the first step, which compiles or loads kernels
+                paced = (time.monotonic(), c.step + 1)
             run.state = state
             c.step += 1
             c.batch += 1
