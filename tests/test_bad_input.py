@@ -110,7 +110,7 @@ CASES = [
     (["train", "{d}/char.h5", "-o", "{d}/r", *SMALL, "--cutoffs", "10"],
      "[model] cutoffs applies to softmax = adaptive only", 1),
     (["train", "{d}/char.h5", "-o", "{d}/r", *SMALL, "--warmup", "10"],
-     "[schedule] warmup does not apply to the constant schedule", 1),
+     "[schedule] warmup does not apply to the constant schedule (--warmup: cosine only)", 1),
     (["train", "{d}/char.h5", "-o", "{d}/r", *SMALL, "--schedule", "cosine", "--warmup", "100",
       "--max-steps", "50"], "--warmup 100 must be less than the cosine schedule's length, 50",
      1),

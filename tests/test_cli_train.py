@@ -103,7 +103,7 @@ def test_signal_exits_with_the_documented_code(corpus, tmp_path, monkeypatch):
     (["-o", "{tmp}/r", "--batch-size", "500"], "too few for one batch of N=500"),
     (["-o", "{tmp}/r", "--tie-weights"], "tie_weights needs embed == hidden"),
     (["-o", "{tmp}/r", "--optimizer", "adam", "--momentum", "0.9"],
-     "[optim] momentum does not apply to adam"),
+     "[optim] momentum does not apply to adam (--momentum: sgd, rmsprop only)"),
     (["-o", "{tmp}/r", "--schedule", "cosine", "--epochs", "0", "--max-time", "1m"],
      "cosine schedule needs a length"),
     (["-o", "{tmp}/r", "--max-time", "soon"], "'soon' is not a duration"),

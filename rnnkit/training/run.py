@@ -44,10 +44,17 @@ def optimizer_options(section):
         if f.name in DEFAULTS[name]:
             options[f.name] = value
         elif value != getattr(defaults, f.name):
-            raise ConfigError(f"[optim] {f.name} does not apply to {name}")
+            takers = [n for n, d in DEFAULTS.items() if f.name in d]
+            raise ConfigError(f"[optim] {f.name} does not apply to {name} "
+                              f"({_flag(f.name)}: {', '.join(takers)} only)")
     if section.clip_norm < 0 or section.clip_value < 0:
         raise ConfigError("[optim] clip_norm and clip_value must be >= 0 (0 turns them off)")
     return options
+
+
+def _flag(key):
+    """The flag of a config key ([optim] weight_decay is --weight-decay)."""
+    return "--" + key.replace("_", "-")
 
 
 def unused_settings(cfg, validates):
@@ -66,8 +73,10 @@ def unused_settings(cfg, validates):
         for f in dataclasses.fields(s):
             if f.name != "schedule" and f.name not in used and \
                     getattr(s, f.name) != getattr(ScheduleConfig(), f.name):
+                takers = [n for n, c in schedules.SCHEDULES.items()
+                          if f.name in schedules.keys(dataclasses.replace(s, schedule=n))]
                 raise ConfigError(f"[schedule] {f.name} does not apply to the {s.schedule} "
-                                  f"schedule")
+                                  f"schedule ({_flag(f.name)}: {', '.join(takers)} only)")
     if not validates:
         why = ("--val-split ''" if not cfg.data.val_split else
                f"the corpus has no {cfg.data.val_split!r} split")

@@ -227,7 +227,8 @@ def _checked(cfg, folder, ck, comm, new_corpus, backend, corpus):
     batches = corpus.batches(cfg.data.train_split, N, T, rank=comm.rank, world=comm.size)
     limits = cfg.train
     if limits.epochs < 1 and limits.max_steps < 1 and limits.max_time <= 0:
-        raise TrainError("set at least one limit: epochs, max_steps or max_time")
+        raise TrainError("set at least one limit: --epochs, --max-steps or --max-time "
+                         "([train] epochs, max_steps, max_time)")
     budget = min([n for n in (limits.max_steps, limits.epochs * batches.num_batches)
                   if n > 0], default=None)
     if cfg.schedule.schedule == "cosine" and not cfg.schedule.decay_steps:
