@@ -3,7 +3,7 @@ import sys
 
 import click
 
-from rnnkit.cli.options import placement, text_encoding
+from rnnkit.cli.options import placement, text_encoding, unknown_applies
 from rnnkit.corpus.textcodec import UNKNOWN
 
 
@@ -65,6 +65,12 @@ def command(checkpoint, corpus, split, text, encoding, unknown, batch_size, seq_
         bars.append(bar)
         return bar.update
 
+    if text is not None:        # an --unknown that the model's level does not do, as score's
+        from rnnkit.training.checkpoint import CheckpointError, read_meta
+        try:
+            unknown_applies(read_meta(checkpoint).get("level"), unknown)
+        except CheckpointError:
+            pass                # evaluate_checkpoint says what is wrong with it
     try:
         result = evaluate_checkpoint(checkpoint, corpus=corpus, split=split, text=text,
                                      batch_size=batch_size, seq_len=seq_len, encoding=encoding,

@@ -302,3 +302,9 @@ def test_unknown_given_at_word_level_is_refused(word_run):
     assert result.exit_code == 2 and "--unknown error does not apply at word level" in \
         result.output
     assert invoke("score", word_run / "best.h5", "-q", input="the king\n").exit_code == 0
+    # before: eval took it, replacing the unknown words all the same (score and generate
+    # refused it)
+    (tmp := word_run.parent / "k.txt").write_text("the king\n")
+    result = invoke("eval", word_run / "best.h5", "--text", tmp, "--unknown", "error")
+    assert result.exit_code == 2 and "--unknown error does not apply at word level" in \
+        result.output
