@@ -127,10 +127,11 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
         raise click.ClickException(str(err)) from None
     if prime_file:
         prime = read_text(prime_file, codec.level, encoding or codec.encoding)
+    fresh = seed is None and not beam and not greedy    # greedy draws nothing to replay
     if seed is None and not beam:
         seed = fresh_seed()
-        if not greedy:              # greedy draws nothing: no seed to replay
-            click.echo(f"seed {seed}", err=True)
+    # a fresh seed is said once the prime is known good (a bad prime is one line)
+    say_seed = (lambda: click.echo(f"seed {seed}", err=True)) if fresh else (lambda: None)
     if note := compiling_note(lm.model, sampling=True):
         click.echo(note, err=True)
 
@@ -167,6 +168,7 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
 
     try:
         if interactive:
+            say_seed()
             failed = _interactive(samples, codec, unknown, num_samples, seed, header,
                                   encoding or codec.encoding)
             if failed:
@@ -177,6 +179,7 @@ def command(ctx, checkpoint, length, prime, prime_file, encoding, temperature, t
             what = "left out" if symbol is None else f"replaced by {symbol!r}"
             click.echo(f"note: {dropped} prime symbols not in the vocabulary were {what}",
                        err=True)
+        say_seed()
         with _sink(output, codec.encoding) as out:
             for n, pieces in enumerate(samples(prime, [seed])):
                 out.write(header(n))

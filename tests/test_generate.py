@@ -68,6 +68,14 @@ def test_cli_errors(run, args, message):
     result = CliRunner().invoke(main, ["generate", str(run / "latest.h5")] + args)
     assert result.exit_code != 0 and message in result.output
     assert "Traceback" not in result.output and result.stdout == ""
+    # before: a fresh seed was said ahead of the prime's error: two lines, one promised
+    assert "seed " not in result.output
+
+
+def test_eval_names_standard_input(run):
+    # before: "/dev/stdin has 0 token(s)"
+    result = CliRunner().invoke(main, ["eval", str(run / "latest.h5"), "--text", "-"], input="")
+    assert result.exit_code == 1 and "standard input has 0 token(s)" in result.output
 
 
 def test_not_a_checkpoint(tmp_path):

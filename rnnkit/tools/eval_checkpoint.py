@@ -80,17 +80,18 @@ def evaluate_checkpoint(path, corpus=None, split=None, text=None, batch_size=10,
         # a file, as preprocess reads it: at word level a last line without "\n" ends in <eos>
         whole = data + "\n" if codec.level == "word" and data.rpartition("\n")[2].strip() \
             else data
-        ids, dropped, symbol = codec.encode_text(whole, unknown, where=str(text))
+        name = "standard input" if str(text) == "/dev/stdin" else str(text)  # rnnkit eval -
+        ids, dropped, symbol = codec.encode_text(whole, unknown, where=name)
         if dropped:
             what = "left out" if symbol is None else f"replaced by {symbol!r}"
             unit = "words" if codec.level == "word" else "symbols"
-            notes.append(f"{dropped:,} {unit} of {text} that the vocabulary lacks were {what}")
-        source = str(text)
+            notes.append(f"{dropped:,} {unit} of {name} that the vocabulary lacks were {what}")
+        source = name
         if not dropped:
             chars = _characters(data, codec.encoding)
         if chars and codec.level == "word" and not _spelled(whole, codec.decode(ids)):
             chars = None    # a word model sees words and line ends, not the spacing between
-            notes.append(f"no bits per character: {text} has spacing the word model does not "
+            notes.append(f"no bits per character: {name} has spacing the word model does not "
                          f"see (tabs, runs of spaces, spaces at a line's ends, \\r), which "
                          f"would count as characters it predicts for free")
     if len(ids) < 2:
