@@ -226,14 +226,22 @@ def test_the_progress_line_fits_the_terminal():
     master, slave = pty.openpty()
     try:
         with open(slave, "w", closefd=False) as stream:
-            for cols in (100, 60, 30):
+            for cols in (100, 60, 45, 30):
                 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
                 bar = ProgressBar(65200, stream=stream)
                 bar.update(1234, 3.5845, 171134.0, 18000.0)
                 shown = os.read(master, 4096).decode().split("\x1b[2K")[-1]
                 assert 0 < len(shown) < cols, (cols, shown)
                 assert ("[" in shown) == (cols == 100), shown     # the bar goes first
+                assert ("tok/s" in shown) == (cols >= 60), shown  # then the rate (before: the
+                assert "ETA 5:00:00" in shown, shown              # ETA was cut off first)
                 assert shown.startswith("step 1234/65200")
+            # before: a blank line between the last message and what follows the bar
+            bar.message("step 1234: val loss 3.4")
+            bar.close()
+            stream.flush()
+            shown = os.read(master, 4096).decode()
+            assert shown.endswith("val loss 3.4\r\n"), repr(shown)   # the pty's \r\n
     finally:
         os.close(master)
         os.close(slave)

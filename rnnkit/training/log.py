@@ -99,6 +99,7 @@ class ProgressBar:
         self.gap = 1.0 / per_s if self.tty else every_s
         self.last = -math.inf
         self.shown = False
+        self.drawn = False          # the bar is on the terminal's last line (tty)
         self.gone = False           # the reader left: print nothing more
 
     def update(self, step, loss, tokens_per_s, eta_s, force=False):
@@ -111,27 +112,33 @@ class ProgressBar:
             done = min(1.0, step / self.total)
             bar = " [" + "#" * int(24 * done) + "." * (24 - int(24 * done)) + "]"
         head = f"step {step}/{self.total}" if self.total else f"step {step}"
-        tail = f" loss {loss:.4f} | {tokens_per_s:,.0f} tok/s | ETA {_clock(eta_s)}"
-        line = head + bar + tail
+        rate, eta = f" | {tokens_per_s:,.0f} tok/s", f" | ETA {_clock(eta_s)}"
+        line = head + bar + f" loss {loss:.4f}" + rate + eta
         if self.tty:    # a line wider than the terminal wraps, and \r redraws only its end
             cols = console.width(self.stream) - 1
-            line = (line if len(line) <= cols else head + tail)[:cols]
+            # narrower: the bar goes first, then the rate; the ETA stays
+            fits = [ln for ln in (line, head + f" loss {loss:.4f}" + rate + eta,
+                                  head + f" loss {loss:.4f}" + eta) if len(ln) <= cols]
+            line = fits[0] if fits else (head + eta)[:cols]
             self._write(self._erase() + line)
+            self.drawn = True
         else:
             self._write(line + "\n")
         self.shown = True
 
     def message(self, text):
         """A line of its own (validation results, warnings) that does not garble the bar."""
-        self._write((self._erase() if self.tty and self.shown else "") + text + "\n")
+        self._write((self._erase() if self.tty and self.drawn else "") + text + "\n")
+        self.drawn = False
         self.last = -math.inf if self.tty else self.last
 
     def _erase(self):
         return "\r" + " " * (console.width(self.stream) - 1) + "\r" if self.dumb else "\r\x1b[2K"
 
     def close(self):
-        if self.tty and self.shown and self.enabled:
+        if self.tty and self.drawn and self.enabled:    # a message ends its own line
             self._write("\n")
+            self.drawn = False
 
     def _write(self, text):
         if self.gone:
