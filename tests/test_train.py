@@ -566,3 +566,28 @@ def test_the_logged_rate_is_the_steps_alone(corpus, tmp_path, monkeypatch):
              if "tokens_per_s" in r}
     after = [rates[s] for s in (5, 9)]          # the steps right after a validation
     assert min(after) > 0.3 * sorted(rates.values())[len(rates) // 2], rates
+
+
+def test_a_compile_past_the_time_limit_says_so(corpus, tmp_path, monkeypatch):
+    # before: "compiled in 16.3 s", then a quiet stop at 18.5 s of a 6 s --max-time
+    import time
+
+    from rnnkit.training.loop import Loop
+    from rnnkit.training.runtime import Runtime
+
+    real = Model.forward_backward
+    slow = iter([True])
+
+    def forward_backward(self, *args, **kwargs):
+        if next(slow, False):
+            time.sleep(2.5)                 # the compiler
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Model, "forward_backward", forward_backward)
+    monkeypatch.setattr(Runtime, "compiling", lambda self, model, sampling=False: True)
+    said = []
+    monkeypatch.setattr(Loop, "say", lambda self, text: said.append(text))
+    result = train(config(corpus, max_steps=0, max_time=2.0), tmp_path / "run",
+                   start=time.monotonic())
+    assert result.step == 1 and "time limit" in result.reason
+    assert any("past --max-time 2 s: the run stops after this step" in s for s in said), said

@@ -53,3 +53,12 @@ def eta(session_s, step, first_step, total, deadline):
     if deadline:
         left.append(max(0.0, deadline.left()))
     return min(left)
+
+
+def compiled_line(seconds, deadline):
+    """What a run says after a first step that compiled for `seconds`; past a --max-time
+    `deadline` (a Deadline), that it stops there."""
+    late = deadline and deadline.left() < 0
+    return f"compiled in {seconds:.1f} s" + (
+        f", past --max-time {duration(deadline.seconds)}: the run stops after this step (the "
+        f"kernels are cached for the next)" if late else "")

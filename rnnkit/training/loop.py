@@ -12,13 +12,11 @@ checkpoint in between it stops with Diverged.
 
 Every decision to stop is taken by rank 0 and sent to all ranks (comm.decide), so all leave at
 the same step. With --max-time the loop stops early enough for the final validation and
-checkpoint to end within it; a final validation that would not fit is cut to the batches that
-do, and reported as partial.
+checkpoint to end within it (a validation that would not fit is cut, and reported as partial).
 """
 import dataclasses
 import math
 import time
-
 
 from rnnkit.training import checkpoint
 from rnnkit.model import softmax
@@ -28,7 +26,7 @@ from rnnkit.model.optim import clip_gradients
 from rnnkit.training.paths import portable
 from rnnkit.training.folder import METRICS
 from rnnkit.training.runtime import Runtime, kept
-from rnnkit.training.clock import duration, eta
+from rnnkit.training.clock import compiled_line, duration, eta
 from rnnkit.training.log import Metrics, ProgressBar, val_line, val_metrics
 
 MAX_ROLLBACKS = 3
@@ -158,7 +156,7 @@ class Loop:
             if c.step == self.first_step:
                 self.comm.armed()       # compiling is over: a rank that waits long is lost
                 if self.compiling:
-                    self.say(f"compiled in {time.monotonic() - started:.1f} s")
+                    self.say(compiled_line(time.monotonic() - started, self.deadline))
                 # the ETA's pace: from after the first step, which compiles or loads kernels
                 paced = (time.monotonic(), c.step + 1)
             run.state = state
