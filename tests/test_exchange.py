@@ -100,6 +100,7 @@ def test_pytorch_gets_the_same_logits(tmp_path, cell, tied):
     np.testing.assert_allclose(losses, ref, rtol=0, atol=1e-5)
     info = json.loads((tmp_path / "m.json").read_text())
     assert info["cell"] == cell and info["level"] == "char" and info["tokens"] == TOKENS
+    assert info["start_id"] == TOKENS.index("\n")     # before: the ONNX export's JSON only
     assert info["tie_weights"] == tied and info["rnn_type"] == {
         "lstm": "LSTM", "gru": "GRU", "rnn-tanh": "RNN_TANH", "rnn-relu": "RNN_RELU"}[cell]
 

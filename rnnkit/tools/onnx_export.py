@@ -36,7 +36,6 @@ from rnnkit import cells, files
 from rnnkit.tools.safetensors import (ExchangeError, check_outputs, export_info, load_export,
                                       write_both)
 from rnnkit.corpus.bpe import sidecar
-from rnnkit.corpus.textcodec import TextCodec
 
 OPSET, IR_VERSION = 17, 8       # what onnxruntime 1.14 and later run
 # cell -> ONNX's operator, the order of its gate blocks as rnnkit's (PyTorch's) blocks, and
@@ -187,7 +186,6 @@ def export_onnx(path, output, force=False):
     model = build_graph({k: np.asarray(v) for k, v in ck.weights.items()}, cfg)
     states = cells.get(cfg.cell).state
     info = {**export_info(ck, cfg), "dtype": "float32",
-            "start_id": TextCodec(ck.vocab, ck.encoding).start_id(),
             "inputs": {"tokens": "(N, T) int64", **{f"{s}0": f"({cfg.layers}, N, "
                                                            f"{cfg.hidden}) float32"
                                                    for s in states}},

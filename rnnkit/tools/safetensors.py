@@ -33,7 +33,8 @@ NaN or infinity, is a one-line error naming it.
 What the weights do not say goes in a JSON file beside them (NAME.json for NAME.safetensors):
 {"format": "rnnkit-export", "format_version": 1, "cell", "rnn_type" (word_language_model's
 --model), "level", "encoding", "tie_weights", "dtype", "softmax" (with "adaptive": its
-"cutoffs" list, "div_value", "head_bias", the module's arguments), "tokens" (the vocabulary
+"cutoffs" list, "div_value", "head_bias", the module's arguments), "start_id" (the token a
+text follows, as generate and score start from: the newline, <eos>), "tokens" (the vocabulary
 in id order; a byte token is its latin-1 character), "tokenizer" (bpe level: the Hugging Face
 tokenizer's JSON, which tokenizers.Tokenizer.from_str reads), "config" (rnnkit's training
 config)}. A
@@ -164,9 +165,12 @@ def load_export(path):
 
 def export_info(ck, cfg):
     """What the JSON beside an export says of the model, but the tokens and the config."""
+    from rnnkit.corpus.textcodec import TextCodec
+
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "cell": cfg.cell,
             "rnn_type": RNN_TYPES[cfg.cell], "level": ck.vocab.level, "encoding": ck.encoding,
-            "tie_weights": bool(cfg.tie_weights), "dtype": cfg.dtype, **softmax_info(cfg)}
+            "tie_weights": bool(cfg.tie_weights), "dtype": cfg.dtype, **softmax_info(cfg),
+            "start_id": TextCodec(ck.vocab, ck.encoding).start_id()}
 
 
 def adaptive_names(clusters):
