@@ -395,6 +395,14 @@ def test_init_from_on_the_command_line_takes_the_model_from_the_checkpoint(corpu
                                     str(tmp_path / "base" / "latest.h5"), "--layers", "3",
                                     "--batch-size", "8", "--seq-len", "32"])
     assert bad.exit_code == 1 and "--layers 3 does not match its 2" in bad.output
+    # before: from a tied checkpoint, "[model] tie_weights needs embed == hidden (16 != 24)",
+    # tie_weights never asked for
+    cfg = config(corpus, max_steps=2)
+    cfg.model.embed, cfg.model.tie_weights = 16, True
+    train(cfg, tmp_path / "tied")
+    bad = CliRunner().invoke(main, ["train", corpus, "-o", str(tmp_path / "y"), "--init-from",
+                                    str(tmp_path / "tied" / "latest.h5"), "--hidden", "24"])
+    assert bad.exit_code == 1 and "--hidden 24 does not match its 16" in bad.output, bad.output
 
 
 def test_a_run_its_own_rule_ended_does_not_train_on_when_resumed(corpus, tmp_path,

@@ -92,7 +92,8 @@ def train_config(overrides=None, config_file=None):
     import os
 
     from rnnkit.training.checkpoint import read_meta
-    from rnnkit.model.config import TrainConfig
+    from rnnkit.training.train import SHAPE
+    from rnnkit.model.config import ConfigError, TrainConfig
     from rnnkit.model.config_file import from_dict, load_toml, read_toml
     from rnnkit.training.paths import located
 
@@ -101,12 +102,22 @@ def train_config(overrides=None, config_file=None):
     if config_file:
         cfg = located(load_toml(config_file), os.path.dirname(str(config_file)))
     init = overrides.get("train", {}).get("init_from") or cfg.train.init_from
-    if init:
-        stored = from_dict(read_meta(init)["config"]).to_dict()["model"]
-        cfg = from_dict({"model": stored}, cfg)
-        if config_file:
-            cfg = from_dict({"model": read_toml(config_file).get("model", {})}, cfg)
-    return from_dict(overrides, cfg)
+    if not init:
+        return from_dict(overrides, cfg)
+    stored = from_dict(read_meta(init)["config"]).to_dict()["model"]
+    cfg = from_dict({"model": stored}, cfg)
+    if config_file:
+        cfg = from_dict({"model": read_toml(config_file).get("model", {})}, cfg)
+    try:
+        return from_dict(overrides, cfg)
+    except ConfigError:     # --hidden 64 from a tied 32: the shape, not tie_weights, is wrong
+        given = from_dict({"model": overrides.get("model", {})}).model
+        for key, value in overrides.get("model", {}).items():
+            if key in SHAPE and getattr(given, key) != stored[key]:
+                raise ConfigError(f"--init-from {init}: --{key.replace('_', '-')} {value} does "
+                                  f"not match its {stored[key]}; a run that starts from its "
+                                  f"weights needs its model shape") from None
+        raise
 
 
 def train(corpus: PathArg | None = None, out: PathArg | None = None, *,

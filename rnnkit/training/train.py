@@ -40,6 +40,9 @@ from rnnkit.model.config import ConfigError
 from rnnkit.model.config_file import from_dict
 
 EXIT_INTERRUPTED = 75
+# the model settings that give its weights their shapes (--init-from must keep them)
+SHAPE = ("cell", "embed", "hidden", "layers", "tie_weights", "softmax", "cutoffs", "div_value",
+         "head_bias")
 RESUMABLE = {"train"}            # config sections a resumed run may change (limits, not the math)
 FIXED = {("train", "seed")}     # but not these: the run's random streams are in the checkpoint
 
@@ -308,8 +311,7 @@ def _same_shape(path, init, mine):
     the new run's `mine` (before other checks of the settings: --softmax full from an adaptive
     checkpoint is this mismatch, not cutoffs without the adaptive softmax)."""
     stored = config_from_checkpoint(init).model
-    for key in ("cell", "embed", "hidden", "layers", "tie_weights", "softmax", "cutoffs",
-                "div_value", "head_bias"):
+    for key in SHAPE:
         if getattr(stored, key) != getattr(mine, key):
             raise TrainError(f"--init-from {path}: --{key.replace('_', '-')} "
                              f"{getattr(mine, key)} does not match its {getattr(stored, key)}; "
