@@ -553,6 +553,13 @@ def test_a_new_corpus_starts_early_stopping_and_the_plateau_afresh(corpus, tmp_p
     assert result.step == 25 and result.reason == "25 steps done", result.reason
     assert all(r["lr"] == records(tmp_path / "run")[1]["lr"] for r in records(tmp_path / "run")
                if "lr" in r and r["step"] > 10)        # each new loss gained 10%: no halving
+    # before: nothing in the log or in info said the corpus changed
+    from rnnkit.tools.info import describe_run
+
+    (resumed,) = [r for r in records(tmp_path / "run") if r.get("event") == "resume"]
+    assert resumed["reason"] == f"new corpus {other}"
+    assert f"corpus: from step 10 a new corpus {other} (--new-corpus)" in \
+        describe_run(str(tmp_path / "run"))
 
 
 def test_the_logged_rate_is_the_steps_alone(corpus, tmp_path, monkeypatch):

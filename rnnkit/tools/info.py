@@ -149,6 +149,10 @@ def describe_run(run_dir, verify=False):
             f"; last stop: {ends[-1].get('reason')}" if ends and ends[-1]["event"] == "stop"
             else "; running or killed")
     lines.append(time_line)
+    moved = [e for e in starts if str(e.get("reason", "")).startswith("new corpus ")]
+    if moved:       # the config line trains on the last corpus alone
+        lines.append("corpus: " + "; ".join(f"from step {e['step']:,} a {e['reason']}"
+                                            for e in moved) + " (--new-corpus)")
     if meta:
         lines.append(f"config: {config_line(meta['config'], run_dir)}")
     if meta:

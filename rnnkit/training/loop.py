@@ -6,9 +6,8 @@ is carried from batch to batch and reset at each pass over the data (truncated B
 
 Checkpoints (rnnkit/training/checkpoint.py) go to RUN_DIR/latest.h5 at every validation, every
 `checkpoint_every` steps and at the end; best.h5 is the one with the lowest validation loss.
-A loss or gradient that is NaN or inf never reaches a checkpoint: the run rolls back to
-latest.h5, halves the learning rate and goes on; after MAX_ROLLBACKS rollbacks without a new
-checkpoint in between it stops with Diverged.
+A NaN or inf loss or gradient never reaches a checkpoint: the run rolls back to latest.h5,
+halves the learning rate and goes on; after MAX_ROLLBACKS rollbacks in a row, Diverged.
 
 Every decision to stop is taken by rank 0 and sent to all ranks (comm.decide), so all leave at
 the same step. With --max-time the loop stops early enough for the final validation and
@@ -199,9 +198,10 @@ class Loop:
         run, c = self.run, self.run.counters
         m = run.cfg.model
         if self.main:
+            moved = {"reason": f"new corpus {run.cfg.data.corpus}"} if run.new_corpus else {}
             self.metrics.truncate_after(c.step)
             self.metrics.write(event="resume" if resumed else "start", step=c.step,
-                               target=run.model.backend.target())
+                               target=run.model.backend.target(), **moved)
         what = f"resuming at step {c.step}" if resumed else "new run"
         out = softmax.describe(dataclasses.asdict(m))
         self.say(f"{m.cell} {m.layers}x{m.hidden}, {out + ', ' if out else ''}"

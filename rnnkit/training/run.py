@@ -120,6 +120,7 @@ class Run:
         self.counters = Counters()
         self.state = None           # carried hidden state, set by the loop
         self.corpus = None          # the fingerprint of its corpus (Corpus.fingerprint)
+        self.new_corpus = False     # this session resumed it on another corpus (--new-corpus)
 
     @classmethod
     def build(cls, cfg, vocab, encoding, backend, comm):

@@ -267,6 +267,7 @@ def _build(cfg, ck, init, comm, backend, corpus, fingerprint, notes, new_corpus=
             c = run.counters
             c.batch, c.best_val_loss, c.best_scheduled, c.bad_evals = 0, math.inf, math.inf, 0
             run.schedule.afresh()       # the plateau's best, as early stopping's
+            run.new_corpus = True
             run.state = run.model.init_state(cfg.data.batch_size // comm.size)
             notes.append(f"a new corpus ({'; '.join(changed)}): training starts at its "
                          f"beginning, the best validation afresh")
