@@ -137,7 +137,8 @@ class LazyGroup(click.Group):
                 console.silence(stream)     # nothing more, not even Python's flush at exit
             ctx.exit(1)
         except KeyboardInterrupt:   # Ctrl-C: what was written stays, temporaries are gone
-            click.echo("interrupted", err=True)
+            # a terminal echoed ^C where the cursor was (a prompt, a bar): a line of its own
+            click.echo(("\n" if sys.stderr.isatty() else "") + "interrupted", err=True)
             ctx.exit(130)
         except MemoryError:
             raise click.ClickException(

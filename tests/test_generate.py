@@ -223,6 +223,30 @@ def test_interactive_on_a_terminal(run):
     text = "".join(generate(model, codec, 8, "the ", greedy=True, echo=False))
     out = seen.decode().replace("\r\n", "\n")
     assert f"the \n{text}\n> " in out           # the typed line (echoed), its continuation
+    # Ctrl-C at the prompt: before, "> ^Cinterrupted" on the prompt's line
+    import fcntl
+    import termios
+
+    def own_terminal():         # the pty as the child's terminal: ^C is its SIGINT
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "generate", str(run / "latest.h5"),
+                             "-i", "--length", "8", "--greedy"], preexec_fn=own_terminal,
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+    try:
+        assert read_until(1), seen
+        os.write(master, b"\x03")
+        assert proc.wait(timeout=60) == 130
+        read_until(2, 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert seen.decode().replace("\r\n", "\n").endswith("\ninterrupted\n"), seen
 
 
 def test_device_and_threads(run):
