@@ -189,7 +189,10 @@ def flag_table():
 
 def dump_toml(cfg):
     """The config as TOML text with each key's help as a comment (None values, meaning 'the
-    default', are left out)."""
+    default', are left out: the optimizer's own are named in a comment, a key left so for
+    another optimizer to take its own)."""
+    from rnnkit.model.optim import DEFAULTS
+
     lines = ["# Resolved rnnkit training config; `rnnkit train --config` reads it back."]
     for section, cls in SECTIONS.items():
         lines.append(f"\n[{section}]")
@@ -198,4 +201,7 @@ def dump_toml(cfg):
             if value is not None:
                 text = f"{f.name} = {_toml_value(value)}"
                 lines.append(f"{text:<28} # {f.metadata['help']}")
+            elif section == "optim" and f.name in DEFAULTS.get(cfg.optim.optimizer, {}):
+                own = DEFAULTS[cfg.optim.optimizer][f.name]
+                lines.append(f"# {f.name} unset: {cfg.optim.optimizer}'s own, {own!r}")
     return "\n".join(lines) + "\n"

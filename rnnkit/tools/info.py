@@ -235,7 +235,6 @@ def config_line(config, folder="."):
     defaults."""
     from rnnkit.model.config import ConfigError, TrainConfig
     from rnnkit.model.config_file import from_dict
-    from rnnkit.model.optim import DEFAULTS
     from rnnkit.training.paths import located
 
     try:
@@ -243,8 +242,6 @@ def config_line(config, folder="."):
     except ConfigError as err:
         return f"not usable ({err})"
     defaults = TrainConfig().to_dict()
-    own = DEFAULTS.get(values["optim"]["optimizer"], {})
-    defaults["optim"].update({k: own[k] for k in ("weight_decay", "eps") if k in own})  # as run
     flags = []
     for section, keys in values.items():
         for key, value in keys.items():

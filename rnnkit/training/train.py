@@ -31,7 +31,7 @@ from rnnkit.training.distributed import agreed, communicator
 from rnnkit.files import human
 from rnnkit.training.loop import Diverged, Loop, TrainError, TrainResult
 from rnnkit.model.network import WeightsMismatch, memory_bytes
-from rnnkit.model.optim import DEFAULTS, OPTIMIZERS
+from rnnkit.model.optim import OPTIMIZERS
 from rnnkit.training.run import Run, config_from_checkpoint, unused_settings
 from rnnkit.training.paths import located
 from rnnkit.training.folder import METRICS, RunFolder, run_files, unstarted_log
@@ -205,10 +205,6 @@ def _checked(cfg, folder, ck, comm, new_corpus, backend, corpus):
             unused_settings(cfg, validates=cfg.data.val_split in corpus.splits)
         except ConfigError as err:
             raise TrainError(str(err)) from None
-        # the optimizer's own defaults, written down: config.toml says what ran
-        own = {k: v for k, v in DEFAULTS[cfg.optim.optimizer].items()
-               if k in ("weight_decay", "eps") and getattr(cfg.optim, k) is None}
-        cfg.optim = dataclasses.replace(cfg.optim, **own)
     elif cfg.data.val_split not in corpus.splits:     # --new-corpus: the run's rules stay
         rules = [r for r, on in (("early stopping (--patience)", cfg.train.patience),
                                  ("the plateau schedule", cfg.schedule.schedule == "plateau"))
