@@ -535,6 +535,12 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_run_again(corpus, tmp_p
                                          '{"step": 1, "train_loss": 4.0}\n')
     with pytest.raises(TrainError, match="holds files of an earlier run"):
         train(config(corpus, max_steps=2), other)
+    # another tool's log, or an empty one, is not rnnkit's to remove
+    for text in ('{"epoch": 1, "acc": 0.91}\n', ""):
+        (other / "metrics.jsonl").write_text(text)
+        with pytest.raises(TrainError, match="holds files of an earlier run"):
+            train(config(corpus, max_steps=2), other)
+        assert (other / "metrics.jsonl").read_text() == text
 
 
 def test_a_new_corpus_starts_early_stopping_and_the_plateau_afresh(corpus, tmp_path,

@@ -17,11 +17,11 @@ config from the checkpoint, and would otherwise overwrite the edit without a wor
 the config's paths relative to the run folder (rnnkit/training/paths.py).
 """
 import contextlib
+import json
 import tempfile
 from pathlib import Path
 
 from rnnkit.training import checkpoint
-from rnnkit.training.log import read_records
 from rnnkit import files
 from rnnkit.errors import TrainError
 from rnnkit.lock import NAME as LOCK_NAME, RunLock
@@ -44,11 +44,20 @@ def run_files(path):
 
 
 def unstarted_log(path):
-    """Whether run folder `path` holds a metrics.jsonl of start events alone and nothing else
-    of a run: what a new run killed before its first checkpoint (kill -9, out of memory)
-    leaves, with nothing to resume."""
-    return run_files(path) == [METRICS] and \
-        all(r.get("event") == "start" for r in read_records(Path(path) / METRICS))
+    """Whether run folder `path` holds a metrics.jsonl of rnnkit's start lines alone, and
+    nothing else of a run: what a new run killed before its first checkpoint (kill -9, out of
+    memory) leaves, with nothing to resume. Any other line (another tool's, an edit) or an
+    empty file: False."""
+    if run_files(path) != [METRICS]:
+        return False
+    try:
+        with open(Path(path) / METRICS, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return False
+    return bool(records) and all(isinstance(r, dict) and r.get("event") == "start" and
+                                 r.get("step") == 0 and set(r) <= {"event", "step", "target"}
+                                 for r in records)
 
 
 class RunFolder:

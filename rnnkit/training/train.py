@@ -64,7 +64,7 @@ def train(cfg, run_dir, comm=None, stream=None, start=None):
                                  f"{step}); continue it with --resume {folder.path} or choose "
                                  f"another output folder")
             found = run_files(folder.path)
-            if unstarted_log(folder.path):      # removed, as a killed run's temporaries are
+            if unstarted:       # removed, as a killed run's temporaries are
                 log, found = folder.path / METRICS, [n for n in found if n != METRICS]
                 if folder.main:
                     folder.removed.append((log, log.stat().st_size))
@@ -74,6 +74,9 @@ def train(cfg, run_dir, comm=None, stream=None, start=None):
                 raise TrainError(f"{folder.path} holds files of an earlier run "
                                  f"({', '.join(found)}) but no latest.h5 to resume from; "
                                  f"choose another output folder, or move those files away")
+        # a log of a start alone, left by a run killed before its first checkpoint: rank 0
+        # looks (the others would race its removal), every rank is told
+        unstarted = comm.decide(folder.main and unstarted_log(folder.path))
         agreed(comm, fresh)
         return _session(cfg, folder, None, comm, stream, signals, start)
 
