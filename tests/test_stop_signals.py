@@ -67,3 +67,14 @@ def test_the_command_line_takes_the_signals_before_its_heavy_imports():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.stdout.split() == ["False", "_early"], done.stdout + done.stderr
+
+
+def test_a_ctrl_c_before_train_s_set_up_still_counts(signals):
+    # before: install(), a Ctrl-C while click imported, then train's defer() forgot it: the
+    # next Ctrl-C in the run was taken as the first
+    signals.install()
+    signals._early(signal.SIGINT, None)
+    signals.defer()
+    with signals.StopSignals() as stop:
+        with pytest.raises(KeyboardInterrupt):
+            stop._handle(signal.SIGINT, None)

@@ -144,8 +144,8 @@ def undefer():
 def defer():
     """From now on SIGINT, SIGTERM, SIGHUP and SIGUSR1 wait for the training loop
     (StopSignals)."""
-    global _deferring, taken, _interrupted
-    _deferring, taken, _interrupted = True, None, False
+    global _deferring, taken
+    _deferring, taken = True, None      # a Ctrl-C that came before still counts (_interrupted)
     for sig in _ours(NAMES):
         signal.signal(sig, _early)
 
