@@ -496,6 +496,8 @@ def test_resuming_a_cosine_run_past_its_length_is_refused(corpus, tmp_path):
     train(cfg, tmp_path / "run")
     with pytest.raises(TrainError, match=r"cosine schedule ended at step 10 .* --init-from"):
         resume(tmp_path / "run", {"train": {"max_steps": 14}})
+    # a resume with nothing to do is as before (a requeued job whose signal came at the end)
+    assert resume(tmp_path / "run").reason == "limit reached before resuming"
     cfg = config(corpus, max_steps=10)
     cfg.schedule.decay_steps, cfg.schedule.min_lr = 0, 0.001    # goes on at min_lr
     train(cfg, tmp_path / "floor")

@@ -244,7 +244,8 @@ def _checked(cfg, folder, ck, comm, new_corpus, backend, corpus):
                          f"schedule's length, {cfg.schedule.decay_steps} steps (--decay-steps, "
                          f"else --max-steps or --epochs)")
     s = cfg.schedule
-    if ck is not None and s.schedule == "cosine" and not s.min_lr and ck.step >= s.decay_steps:
+    if ck is not None and s.schedule == "cosine" and not s.min_lr and \
+            ck.step >= s.decay_steps and (budget is None or budget > ck.step):  # a step to take
         raise TrainError(f"the run's cosine schedule ended at step {s.decay_steps} (its length, "
                          f"fixed when the run started): every further step would run at "
                          f"learning rate 0 (--min-lr) and change nothing; to train on, start a "
