@@ -17,7 +17,8 @@ from rnnkit.corpus.textcodec import UNKNOWN
                    "(-: standard input).")
 @click.option("--encoding", default=None, callback=text_encoding,
               help="Encoding of --text.  [default: the corpus's]")
-@click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
+@click.option("--unknown", type=click.Choice(UNKNOWN), default="error",
+              show_default="error; word level: <unk>",
               help="Characters (bytes) of --text that the vocabulary lacks: stop and name the "
                    "first, leave them out, or replace them by a known one. Words: <unk>, or "
                    "left out with skip.")

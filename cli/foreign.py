@@ -2,6 +2,8 @@
 word_language_model (../shared/docs/anchors.md): a user who types theirs is told rnnkit's name
 instead of a guess by spelling."""
 
+from rnnkit.model.config import flag as key_flag
+
 # their name (dashes as underscores, no leading dash) -> rnnkit's, where rnnkit's differs
 FLAGS = {
     "rnn_size": "--hidden", "nhid": "--hidden", "wordvec_size": "--embed", "emsize": "--embed",
@@ -28,7 +30,7 @@ def option_hint(name, argv):
         if word is None:
             return None
         key = word.lstrip("-").split("=")[0].replace("-", "_")
-        ours = FLAGS.get(key) or f"--{key.replace('_', '-')}"
+        ours = FLAGS.get(key) or key_flag(key)
         return word.split("=")[0], f"rnnkit's flags take two dashes: {ours}"
     key = name.lstrip("-").split("=")[0].replace("-", "_")
     return (name, f"rnnkit calls it {FLAGS[key]}") if key in FLAGS else None

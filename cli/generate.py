@@ -54,7 +54,8 @@ SEPARATOR = "--- sample {n} of {N} ---"
 @click.option("--length-penalty", type=click.FloatRange(0), default=0.0, show_default=True,
               metavar="ALPHA", help="--beam: rank by log-probability / ((5 + tokens) / 6) ** "
               "ALPHA (GNMT); 0: by log-probability, above 0: longer texts fare better.")
-@click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
+@click.option("--unknown", type=click.Choice(UNKNOWN), default="error",
+              show_default="error; word level: <unk>",
               help="Prime characters (bytes) that the vocabulary lacks: stop and name the "
                    "first, leave them out, or replace them by a known one.")
 @click.option("-i", "--interactive", is_flag=True,

@@ -54,7 +54,8 @@ class LazyGroup(click.Group):
             if console.reader_gone(err):
                 console.silence(sys.stdout)
             else:
-                print(f"Error: {err.strerror or err}", file=sys.stderr)
+                where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+                print(f"Error: {where}{err.strerror or err}", file=sys.stderr)
             raise SystemExit(1) from None
         except SystemExit as done:
             code = done.code if isinstance(done.code, int) else 1
@@ -95,8 +96,9 @@ class LazyGroup(click.Group):
             raise click.UsageError(f"only rnnkit train runs as an MPI job: run rnnkit {name} "
                                    f"as one process (mpiexec started {ranks})")
         if isinstance(sys.stdout, console.ClosedOutput):   # its lines are progress only
-            sys.stdout.strict = not getattr(command, "reports_only", False)
-            if any("-o" in p.opts for p in command.params):
+            helps = any(a in CONTEXT["help_option_names"] for a in rest)    # the product
+            sys.stdout.strict = helps or not getattr(command, "reports_only", False)
+            if not helps and any("-o" in p.opts for p in command.params):
                 sys.stdout.hint = " (write to a file with -o)"
         if getattr(command, "defers_signals", False):
             stop_signals.defer()        # train: a signal in its set-up stops it after a step

@@ -19,7 +19,8 @@ from rnnkit.corpus.textcodec import UNKNOWN
               "is its own); never: the state carried from line to line (one stream).")
 @click.option("--per-token", is_flag=True,
               help="Write JSON lines with each token and its surprisal instead.")
-@click.option("--unknown", type=click.Choice(UNKNOWN), default="error", show_default=True,
+@click.option("--unknown", type=click.Choice(UNKNOWN), default="error",
+              show_default="error; word level: <unk>",
               help="Characters (bytes) that the vocabulary lacks: stop and name the first, "
                    "leave them out, or replace them by a known one. Word level: unknown "
                    "words are <unk> (replace, the default) or left out (skip).")

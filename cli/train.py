@@ -10,6 +10,7 @@ from click.core import ParameterSource
 
 from rnnkit.cli.options import ConfigOption
 from rnnkit.model.config import SECTIONS, TrainConfig, keys
+from rnnkit.model.config import flag as key_flag
 from rnnkit.model.config_file import parse_duration
 
 D = TrainConfig()
@@ -49,8 +50,8 @@ def click_type(f):
 
 
 def flag(f):
-    """A key's flag: the key with dashes."""
-    return "--" + f.name.replace("_", "-")
+    """A field's flag: its key with dashes."""
+    return key_flag(f.name)
 
 
 def show_default(f):

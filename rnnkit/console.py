@@ -12,6 +12,8 @@ import os
 import shutil
 
 GONE = (errno.EPIPE, errno.EIO)
+# what makes standard error unwritable for good: no reader, no room, no file
+LOST = GONE + (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EBADF, errno.ESTALE)
 
 
 def reader_gone(err):
@@ -77,21 +79,23 @@ class Diagnostics(_Wrapped):
         if not self.gone:
             try:
                 return self.stream.write(text)
-            except OSError:
-                self._lost()
+            except OSError as err:
+                self._lost(err)
         return len(text)
 
     def flush(self):
         if not self.gone:
             try:
                 self.stream.flush()
-            except OSError:
-                self._lost()
+            except OSError as err:
+                self._lost(err)
 
     def isatty(self):
         return not self.gone and self.stream.isatty()
 
-    def _lost(self):
+    def _lost(self, err):
+        if err.errno not in LOST:
+            raise err
         self.gone = True
         silence(self.stream)
 

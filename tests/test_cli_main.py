@@ -92,7 +92,7 @@ def test_a_closed_stdout_fails_the_commands_whose_product_is_their_output(tmp_pa
 
     run = make_run(tmp_path, make_corpus(tmp_path), steps=2)
     rnnkit = [sys.executable, "-m", "rnnkit"]
-    for args, code in ((["info", str(run)], 1), (["--version"], 1),
+    for args, code in ((["info", str(run)], 1), (["--version"], 1), (["train", "-h"], 1),
                        (["export", str(run / "latest.h5"), "-o", str(tmp_path / "e.safetensors")],
                         0)):
         done = subprocess.run(["sh", "-c", shlex.join(rnnkit + args) + " >&-"],
@@ -104,7 +104,8 @@ def test_a_closed_stdout_fails_the_commands_whose_product_is_their_output(tmp_pa
     assert (tmp_path / "e.safetensors").exists()
     done = subprocess.run(["sh", "-c", shlex.join(rnnkit + ["--version"]) + " > /dev/full"],
                           capture_output=True, text=True, timeout=300)
-    assert (done.returncode, done.stderr) == (1, "Error: No space left on device\n")
+    assert (done.returncode, done.stderr) == (1, "Error: standard output: No space left on "
+                                                 "device\n")
     # a command with -o says so; a full stdout is named
     done = subprocess.run(["sh", "-c", shlex.join(rnnkit + ["generate", str(run / "latest.h5"),
                                                             "--length", "5"]) + " >&-"],

@@ -403,6 +403,11 @@ def test_init_from_on_the_command_line_takes_the_model_from_the_checkpoint(corpu
     bad = CliRunner().invoke(main, ["train", corpus, "-o", str(tmp_path / "y"), "--init-from",
                                     str(tmp_path / "tied" / "latest.h5"), "--hidden", "24"])
     assert bad.exit_code == 1 and "--hidden 24 does not match its 16" in bad.output, bad.output
+    (tmp_path / "c.toml").write_text("[model]\nhidden = 24\n")      # from a config file too
+    bad = CliRunner().invoke(main, ["train", corpus, "-o", str(tmp_path / "y"), "--init-from",
+                                    str(tmp_path / "tied" / "latest.h5"), "--config",
+                                    str(tmp_path / "c.toml")])
+    assert bad.exit_code == 1 and "--hidden 24 does not match its 16" in bad.output, bad.output
 
 
 def test_a_run_its_own_rule_ended_does_not_train_on_when_resumed(corpus, tmp_path,

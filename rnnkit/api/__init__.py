@@ -93,7 +93,7 @@ def train_config(overrides=None, config_file=None):
 
     from rnnkit.training.checkpoint import read_meta
     from rnnkit.training.train import SHAPE
-    from rnnkit.model.config import ConfigError, TrainConfig
+    from rnnkit.model.config import ConfigError, TrainConfig, flag
     from rnnkit.model.config_file import from_dict, load_toml, read_toml
     from rnnkit.training.paths import located
 
@@ -105,18 +105,20 @@ def train_config(overrides=None, config_file=None):
     if not init:
         return from_dict(overrides, cfg)
     stored = from_dict(read_meta(init)["config"]).to_dict()["model"]
-    cfg = from_dict({"model": stored}, cfg)
-    if config_file:
-        cfg = from_dict({"model": read_toml(config_file).get("model", {})}, cfg)
+    asked = {**(read_toml(config_file).get("model", {}) if config_file else {}),
+             **overrides.get("model", {})}
     try:
+        cfg = from_dict({"model": stored}, cfg)
+        if config_file:
+            cfg = from_dict({"model": read_toml(config_file).get("model", {})}, cfg)
         return from_dict(overrides, cfg)
     except ConfigError:     # --hidden 64 from a tied 32: the shape, not tie_weights, is wrong
-        given = from_dict({"model": overrides.get("model", {})}).model
-        for key, value in overrides.get("model", {}).items():
+        given = from_dict({"model": asked}).model
+        for key, value in asked.items():
             if key in SHAPE and getattr(given, key) != stored[key]:
-                raise ConfigError(f"--init-from {init}: --{key.replace('_', '-')} {value} does "
-                                  f"not match its {stored[key]}; a run that starts from its "
-                                  f"weights needs its model shape") from None
+                raise ConfigError(f"--init-from {init}: {flag(key)} {value} does not match "
+                                  f"its {stored[key]}; a run that starts from its weights "
+                                  f"needs its model shape") from None
         raise
 
 

@@ -60,6 +60,11 @@ def between(low, high, low_open=False, high_open=False):
     return ("range", low, high, low_open, high_open)
 
 
+
+def flag(key):
+    """The `rnnkit train` flag of a config key ([optim] weight_decay: --weight-decay)."""
+    return "--" + key.replace("_", "-")
+
 @dataclass(slots=True)
 class ModelConfig:
     cell: str = setting("lstm", "Recurrent cell; LSTM learns text best.", ("choice", CELLS),

@@ -13,7 +13,7 @@ from typing import get_type_hints
 
 from rnnkit.model import softmax
 from rnnkit.model.config import (SECTIONS, ConfigError, ConfigTypeError, ModelConfig,
-                                 TrainConfig, keys)
+                                 TrainConfig, flag, keys)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -177,7 +177,7 @@ def flag_table():
     for section, cls in SECTIONS.items():
         for f in keys(cls):
             name = "CORPUS (the argument)" if (section, f.name) == ("data", "corpus") else \
-                "--" + f.name.replace("_", "-")
+                flag(f.name)
             default = f.metadata.get("show") or (
                 ("on" if f.default else "off") if isinstance(f.default, bool) else
                 f"{f.default:g}" if isinstance(f.default, float) else

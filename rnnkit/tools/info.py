@@ -233,7 +233,7 @@ def config_line(config, folder="."):
     """A checkpoint's config as the command that trains it, here: CORPUS (its path stored
     relative to the run `folder`), -o the folder, and the flags whose values differ from the
     defaults."""
-    from rnnkit.model.config import ConfigError, TrainConfig
+    from rnnkit.model.config import ConfigError, TrainConfig, flag
     from rnnkit.model.config_file import from_dict
     from rnnkit.training.paths import located
 
@@ -248,12 +248,13 @@ def config_line(config, folder="."):
             if (section, key) == ("data", "corpus") or value is None or \
                     value == defaults[section][key]:
                 continue
-            name = "--" + key.replace("_", "-")
+            name = flag(key)
             if isinstance(value, bool):
                 flags.append(name if value else f"--no-{name[2:]}")
             else:
-                # repr: the float itself (6 digits trained another run)
-                shown = repr(value) if isinstance(value, float) else str(value)
+                # the float itself (6 digits trained another run), shortest: 1800, not 1800.0
+                shown = str(value) if not isinstance(value, float) else \
+                    f"{value:g}" if float(f"{value:g}") == value else repr(value)
                 flags.append(f"{name} {shlex.quote(shown)}")
     corpus = values["data"]["corpus"] or "CORPUS"
     return " ".join(["rnnkit train", shlex.quote(corpus), "-o", shlex.quote(str(folder)),

@@ -98,7 +98,6 @@ class ProgressBar:
         self.dumb = os.environ.get("TERM") == "dumb"
         self.gap = 1.0 / per_s if self.tty else every_s
         self.last = -math.inf
-        self.shown = False
         self.drawn = False          # the bar is on the terminal's last line (tty)
         self.gone = False           # the reader left: print nothing more
 
@@ -124,7 +123,6 @@ class ProgressBar:
             self.drawn = True
         else:
             self._write(line + "\n")
-        self.shown = True
 
     def message(self, text):
         """A line of its own (validation results, warnings) that does not garble the bar."""

@@ -21,7 +21,7 @@ import numpy as np
 from rnnkit.training.checkpoint import Checkpoint
 from rnnkit.training.distributed import split_streams
 from rnnkit.model.config import (ConfigError, ModelConfig, OptimConfig, ScheduleConfig,
-                                 TrainConfig)
+                                 TrainConfig, flag)
 from rnnkit.model.config_file import from_dict
 from rnnkit.model.network import Model, WeightsMismatch
 from rnnkit.model.optim import DEFAULTS, make_optimizer
@@ -46,15 +46,10 @@ def optimizer_options(section):
         elif value != getattr(defaults, f.name):
             takers = [n for n, d in DEFAULTS.items() if f.name in d]
             raise ConfigError(f"[optim] {f.name} does not apply to {name} "
-                              f"({_flag(f.name)}: {', '.join(takers)} only)")
+                              f"({flag(f.name)}: {', '.join(takers)} only)")
     if section.clip_norm < 0 or section.clip_value < 0:
         raise ConfigError("[optim] clip_norm and clip_value must be >= 0 (0 turns them off)")
     return options
-
-
-def _flag(key):
-    """The flag of a config key ([optim] weight_decay is --weight-decay)."""
-    return "--" + key.replace("_", "-")
 
 
 def unused_settings(cfg, validates):
@@ -76,7 +71,7 @@ def unused_settings(cfg, validates):
                 takers = [n for n, c in schedules.SCHEDULES.items()
                           if f.name in schedules.keys(dataclasses.replace(s, schedule=n))]
                 raise ConfigError(f"[schedule] {f.name} does not apply to the {s.schedule} "
-                                  f"schedule ({_flag(f.name)}: {', '.join(takers)} only)")
+                                  f"schedule ({flag(f.name)}: {', '.join(takers)} only)")
     if not validates:
         why = ("--val-split ''" if not cfg.data.val_split else
                f"the corpus has no {cfg.data.val_split!r} split")

@@ -36,7 +36,7 @@ from rnnkit.training.run import Run, config_from_checkpoint, unused_settings
 from rnnkit.training.paths import located
 from rnnkit.training.folder import METRICS, RunFolder, run_files, unstarted_log
 from rnnkit.training.stop_signals import StopSignals
-from rnnkit.model.config import ConfigError
+from rnnkit.model.config import ConfigError, flag
 from rnnkit.model.config_file import from_dict
 
 EXIT_INTERRUPTED = 75
@@ -194,7 +194,7 @@ def _checked(cfg, folder, ck, comm, new_corpus, backend, corpus):
     for key in ("train_split", "val_split"):
         name = getattr(cfg.data, key)
         if name and name not in corpus.splits and (key, name) != ("val_split", "val"):
-            raise TrainError(f"--{key.replace('_', '-')} {name!r}: {cfg.data.corpus} has no "
+            raise TrainError(f"{flag(key)} {name!r}: {cfg.data.corpus} has no "
                              f"such split (it has {', '.join(corpus.splits) or 'none'})"
                              + ("; --val-split '' validates on none" if key == "val_split"
                                 else ""))
@@ -314,7 +314,7 @@ def _same_shape(path, init, mine):
     stored = config_from_checkpoint(init).model
     for key in SHAPE:
         if getattr(stored, key) != getattr(mine, key):
-            raise TrainError(f"--init-from {path}: --{key.replace('_', '-')} "
+            raise TrainError(f"--init-from {path}: {flag(key)} "
                              f"{getattr(mine, key)} does not match its {getattr(stored, key)}; "
                              f"a run that starts from its weights needs its model shape")
 
