@@ -94,7 +94,7 @@ class LazyGroup(click.Group):
                      if os.environ.get(v, "").isdigit()], default=1)
         if name != "train" and ranks > 1:
             raise click.UsageError(f"only rnnkit train runs as an MPI job: run rnnkit {name} "
-                                   f"as one process (mpiexec started {ranks})")
+                                   f"as one process (the launcher started {ranks})")
         if isinstance(sys.stdout, console.ClosedOutput):   # its lines are progress only
             helps = any(a in CONTEXT["help_option_names"] for a in rest)    # the product
             sys.stdout.strict = helps or not getattr(command, "reports_only", False)
