@@ -115,6 +115,15 @@ def test_run_folder_keep_latest_best(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_link_whose_source_went_is_a_write_error(tmp_path):
+    # before: a raw FileNotFoundError naming latest.h5 (the run folder removed under an MPI
+    # run), where "cannot write" was promised
+    from rnnkit.files import WriteError
+
+    with pytest.raises(WriteError, match=r"cannot write .*best\.h5: No such file"):
+        ckpt.link(tmp_path / "gone" / "latest.h5", tmp_path / "gone" / "best.h5")
+
+
 WRITER = """
 import sys, numpy as np
 from rnnkit.training import checkpoint as ckpt

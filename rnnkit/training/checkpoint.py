@@ -163,7 +163,11 @@ def save(path, ck):
 
 def link(src, dst):
     """Make `dst` the same checkpoint as `src` (a hard link, else a copy), atomically."""
-    with files.atomic(dst, needed=os.path.getsize(src)) as tmp:
+    try:
+        size = os.path.getsize(src)
+    except OSError as err:      # the run folder removed under the run
+        raise files.write_error(dst, err) from None
+    with files.atomic(dst, needed=size) as tmp:
         try:
             os.link(src, tmp)
         except OSError:
