@@ -80,6 +80,10 @@ class LazyGroup(click.Group):
             raise click.UsageError(f"{err.format_message()} (see 'rnnkit -h')") from None
 
     def resolve_command(self, ctx, args):
+        if args and args[0] in COMMANDS:   # before the command's imports: rnnkit/blas_start.py
+            from rnnkit import blas_start
+
+            blas_start.load(scipy=args[0] in ("train", "generate", "eval", "score"))
         try:
             name, command, rest = super().resolve_command(ctx, args)
         except click.UsageError:
