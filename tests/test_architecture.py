@@ -27,7 +27,7 @@ BACKENDS = [CPUBackend, CUDABackend]
 # API) and __main__ (over the CLI) are no layer's; every other module is one's.
 FOUNDATION = {"rnnkit.version", "rnnkit.errors", "rnnkit.console", "rnnkit.cores", "rnnkit.files",
               "rnnkit.lock", "rnnkit.h5", "rnnkit.metrics", "rnnkit.cells",
-              "rnnkit.checkpoint_format"}
+              "rnnkit.checkpoint_format", "rnnkit.blas_start"}
 BELOW_API = {"tools", "training", "model", "corpus", "backends", "foundation"}
 LAYERS = {
     "foundation": (FOUNDATION, set()),
