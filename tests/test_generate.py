@@ -182,19 +182,16 @@ def test_interactive_reads_a_prime_per_line(run):
 @pytest.mark.slow               # a fresh process on a terminal
 def test_interactive_on_a_terminal(run):
     """Through a pseudo-terminal: a prompt, a continuation per line, Ctrl-D ends it."""
+    import fcntl
     import os
     import pty
     import select
     import subprocess
     import sys
+    import termios
     import time
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "generate", str(run / "latest.h5"),
-                             "-i", "--length", "8", "--seed", "5", "--greedy"],
-                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    seen = b""
+    master, seen = None, b""
 
     def read_until(prompts, timeout=120):
         """Read until `prompts` prompts were shown, or the child ended; True in the first case."""
@@ -208,45 +205,49 @@ def test_interactive_on_a_terminal(run):
                     break
         return seen.count(b"> ") >= prompts
 
-    try:
+    def own_terminal():         # the pty as the child's terminal: ^C is its SIGINT
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    def session(args, talk, **popen):
+        """generate -i `args` on a fresh pty, `talk(proc)` to it; what it showed."""
+        nonlocal master, seen
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "generate",
+                                 str(run / "latest.h5"), "-i", *args], stdin=slave,
+                                stdout=slave, stderr=slave, close_fds=True, **popen)
+        os.close(slave)
+        seen = b""
+        try:
+            talk(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            os.close(master)
+        return seen.decode().replace("\r\n", "\n")
+
+    def lines(proc):
         assert read_until(1), seen
         os.write(master, b"the \n")
         assert read_until(2, 60), seen
         os.write(master, b"\x04")               # Ctrl-D: end of input
         assert proc.wait(timeout=60) == 0
         read_until(3, 1)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+
+    out = session(["--length", "8", "--seed", "5", "--greedy"], lines)
     model, codec, _ = load_model(run / "latest.h5")
     text = "".join(generate(model, codec, 8, "the ", greedy=True, echo=False))
-    out = seen.decode().replace("\r\n", "\n")
     assert f"the \n{text}\n> " in out           # the typed line (echoed), its continuation
-    # Ctrl-C at the prompt: before, "> ^Cinterrupted" on the prompt's line
-    import fcntl
-    import termios
 
-    def own_terminal():         # the pty as the child's terminal: ^C is its SIGINT
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "generate", str(run / "latest.h5"),
-                             "-i", "--length", "8", "--greedy"], preexec_fn=own_terminal,
-                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    seen = b""
-    try:
+    def ctrl_c(proc):
         assert read_until(1), seen
         os.write(master, b"\x03")
         assert proc.wait(timeout=60) == 130
         read_until(2, 1)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
-    assert seen.decode().replace("\r\n", "\n").endswith("\ninterrupted\n"), seen
+
+    # Ctrl-C at the prompt: before, "> ^Cinterrupted" on the prompt's line
+    out = session(["--length", "8", "--greedy"], ctrl_c, preexec_fn=own_terminal)
+    assert out.endswith("\ninterrupted\n"), out
 
 
 def test_device_and_threads(run):

@@ -23,7 +23,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import pickle
 import sys
 import tempfile
 import zlib
@@ -327,21 +326,17 @@ def in_cache(qualname, dtype=None):
     if not CACHE:
         return False
     for index in Path(numba.config.CACHE_DIR).glob(f"**/{qualname}-*.nbi"):
-        built = _index_dtypes(index) if dtype is not None else None
-        if built is None or str(dtype) in built:
+        if dtype is None or _holds_arrays_of(index, dtype):
             return True
     return False
 
 
-def _index_dtypes(index):
-    """The float types of the builds that Numba's index file `index` lists (each build's first
-    floating-point array), or None where it cannot be read as Numba writes it."""
+def _holds_arrays_of(index, dtype):
+    """Whether Numba's index file `index` lists a build taking arrays of `dtype`: their type
+    names ("array(float64, 2d, C)") are in its bytes, read as bytes (never loaded). The
+    kernels looked for take arrays of the model's dtype alone; an unreadable file: True, the
+    name alone says it, as before."""
     try:
-        with open(index, "rb") as f:
-            pickle.load(f)                  # Numba's version
-            _, overloads = pickle.loads(f.read())
-        return {next((str(t.dtype) for t in key[0]     # key: (signature, target, ...)
-                      if isinstance(getattr(t, "dtype", None), numba.types.Float)), None)
-                for key in overloads}
-    except Exception:       # another Numba's format: the name alone says it
-        return None
+        return f"array({dtype}, ".encode() in index.read_bytes()
+    except OSError:
+        return True

@@ -4,10 +4,9 @@ Each step: learning rate; evaluate and checkpoint when due; forward and backward
 gradients across processes; clip; optimizer step; log; stopping conditions. The hidden state
 is carried from batch to batch and reset at each pass over the data (truncated BPTT).
 
-Checkpoints (rnnkit/training/checkpoint.py) go to RUN_DIR/latest.h5 at every validation, every
-`checkpoint_every` steps and at the end; best.h5 is the one with the lowest validation loss.
-A NaN or inf loss or gradient never reaches a checkpoint: the run rolls back to latest.h5,
-halves the learning rate and goes on; after MAX_ROLLBACKS with no checkpoint between, Diverged.
+Checkpoints (checkpoint.py) go to RUN_DIR/latest.h5 at the start, every validation, every
+`checkpoint_every` steps and the end; best.h5 has the lowest validation loss. A NaN or inf never
+reaches one: the run rolls back to latest.h5 with the rate halved (MAX_ROLLBACKS at most).
 
 Every decision to stop is taken by rank 0 and sent to all ranks (comm.decide), so all leave at
 the same step. With --max-time the loop stops early enough for the final validation and
