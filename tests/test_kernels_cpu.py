@@ -100,11 +100,13 @@ def test_lstm_dw_blocks_follow_the_setting_at_each_call(monkeypatch):
     np.testing.assert_allclose(grads[0], grads[1], rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("tables", [False, True])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_lstm_packed_operands_give_the_same_bits(monkeypatch, threads):
+def test_lstm_packed_operands_give_the_same_bits(monkeypatch, threads, tables):
     """With the tiles' operands packed (x_t, h_{t-1} and dgates_t, at a batch of whole blocks
     of their columns, 32 streams) and in place: the same sums in the same order, so the same
-    bits, and the reference's loss and state."""
+    bits, and the reference's loss and state; with the first layer's inputs embedded (dx
+    too) or read from a table (rnnkit/model/tables.py)."""
     from rnnkit.kernels.cpu import lstm
 
     if threads > numba.config.NUMBA_NUM_THREADS:
@@ -113,6 +115,7 @@ def test_lstm_packed_operands_give_the_same_bits(monkeypatch, threads):
     monkeypatch.setattr(lstm, "TILE_FROM", 0)
     cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=H, layers=2)
     model = Model(cfg, dtype=np.float64, seed=5)
+    model.input_tables = tables
     rng = np.random.default_rng(6)
     x, y = rng.integers(0, V, (32, 5)), rng.integers(0, V, (32, 5))
     state = model.state_from_host({k: rng.normal(scale=0.3, size=(2, 32, H)) for k in "hc"})
@@ -122,9 +125,11 @@ def test_lstm_packed_operands_give_the_same_bits(monkeypatch, threads):
             for name in ("PACK_GATES_FROM", "PACK_STATES_FROM", "PACK_INPUTS_FROM"):
                 monkeypatch.setattr(lstm, name, pack_from)
             loss, new = model.forward_backward(x, y, state.copy())
-            runs.append((loss, model.grads.copy(), new.h, new.c, model.dinputs.copy()))
+            runs.append((loss, model.grads.copy(), new.h, new.c,
+                         None if tables else model.dinputs.copy()))
     finally:
         set_threads(1, adaptive=False)
+    assert (model.workspace(32, 5)["tt"] is not None) == tables
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1:], runs[1][1:]):
         assert np.array_equal(a, b)

@@ -1,4 +1,4 @@
-"""The pre-flight memory estimate (rnnkit/model/network.py memory_bytes) against what a run
+"""The pre-flight memory estimate (rnnkit/model/memory.py) against what a run
 takes: a run the check lets through must not be killed for memory at its first checkpoint."""
 import os
 import subprocess
@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent("""
     import rnnkit
     from rnnkit.backends import get_backend
     from rnnkit.model.config import ModelConfig
-    from rnnkit.model.network import memory_bytes
+    from rnnkit.model.memory import memory_bytes
 
     corpus, out = sys.argv[1], sys.argv[2]
     settings = dict(hidden=1024, layers=2, batch_size=4, seq_len=8, max_steps=1, threads=1,

@@ -193,10 +193,10 @@ class CPUBackend:
         return np.ascontiguousarray(host, dtype=np.int64)
 
     # -- layers ------------------------------------------------------------------------------
-    def cell_forward(self, cell, x, p, buf, train=True):
+    def cell_forward(self, cell, x, p, buf, train=True, table=None):
         """Without train, T = 1 with few streams (sampling) takes the step kernels."""
         T, N, _ = x.shape
-        if not train and T == 1 and N <= STEP_MAX_N:
+        if not train and T == 1 and N <= STEP_MAX_N and table is None:
             H = buf["hs"].shape[2]
             key = (N, H, cell.gates, x.dtype)
             scratch = self._local.__dict__.setdefault("step_scratch", {})
@@ -207,10 +207,21 @@ class CPUBackend:
                             p.get("b_hn", p["b"]), buf["hs"][0], c, buf["hs"][1], c,
                             scratch[key])
             return
-        KERNELS[cell.name].forward(self, cell, x, p, buf)
+        KERNELS[cell.name].forward(self, cell, x, p, buf, table)
 
-    def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
-        KERNELS[cell.name].backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch)
+    def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch, table=None):
+        KERNELS[cell.name].backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch, table)
+
+    def table_inputs(self, cell):
+        return True                 # every cell's kernels (kernels/cpu/table.py)
+
+    def input_table(self, embed, rows, w_x, b, out):
+        np.matmul(embed[rows], w_x, out=out)
+        out += b
+
+    def input_table_backward(self, embed, rows, w_x, gt, dw_x, dembed):
+        dw_x += embed[rows].T @ gt
+        dembed[rows] += gt @ w_x.T
 
     def embed_forward(self, table, ids, out):
         linear.embed_forward(table, ids, out)

@@ -196,12 +196,30 @@ class CUDABackend:
         return self._kept_arrays[key]
 
     # -- layers ------------------------------------------------------------------------------
-    def cell_forward(self, cell, x, p, buf, train=True):
-        """Caches are written with or without train."""
+    def cell_forward(self, cell, x, p, buf, train=True, table=None):
+        """Caches are written with or without train. No tables here (table_inputs)."""
+        self._no_table(table)
         KERNELS[cell.name].forward(self, cell, x, p, buf)
 
-    def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
+    def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch, table=None):
+        self._no_table(table)
         KERNELS[cell.name].backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch)
+
+    def table_inputs(self, cell):
+        """The first layer reads its embedded inputs: the products are cuBLAS's, and the
+        recurrence, not the input projection, is what a GPU step waits on."""
+        return False
+
+    def input_table(self, embed, rows, w_x, b, out):
+        self._no_table(True)
+
+    def input_table_backward(self, embed, rows, w_x, gt, dw_x, dembed):
+        self._no_table(True)
+
+    @staticmethod
+    def _no_table(table):
+        if table is not None:
+            raise BackendError("input tables: not on the GPU backend (table_inputs is False)")
 
     def embed_forward(self, table, ids, out):
         self.k.embed.embed_forward(table, ids, out)

@@ -18,10 +18,11 @@ class BackendError(RnnkitError):
 @dataclasses.dataclass(frozen=True)
 class CellKernels:
     """One cell's kernels on one backend, as its registry (`KERNELS` in cpu.py, cuda.py) holds
-    them: forward(backend, cell, x, p, buf) and backward(backend, cell, x, p, g, buf, dhs, dh,
-    dc, dx, scratch), the arguments of Backend.cell_forward and cell_backward; layout, its
-    arrays (rnnkit/kernels/*/buffers.py); cached, the compiled functions ("module.name")
-    whose presence in the kernel cache means that its first step compiles nothing."""
+    them: forward(backend, cell, x, p, buf, table) and backward(backend, cell, x, p, g, buf,
+    dhs, dh, dc, dx, scratch, table), the arguments of Backend.cell_forward and cell_backward;
+    layout, its arrays (rnnkit/kernels/*/buffers.py); cached, the compiled functions
+    ("module.name") whose presence in the kernel cache means that its first step compiles
+    nothing."""
     forward: Callable
     backward: Callable
     layout: object
@@ -113,15 +114,30 @@ class Backend(Protocol):
         (the GPU's goes up through a ring of pinned buffers that later uploads reuse)."""
 
     # -- layers ------------------------------------------------------------------------------
-    def cell_forward(self, cell, x, p, buf, train=True):
+    def cell_forward(self, cell, x, p, buf, train=True, table=None):
         """Run one layer over x (T, N, D) with parameters p (cell.params); buf: its buffers
         (buffers()), hs[0] (and c) holding the initial state; hs[1:] (and c) get the outputs.
-        Without train the caches need not be kept."""
+        Without train the caches need not be kept. table (tt, tid), where table_inputs(cell):
+        x is (T, N, 0) and the input part of the gates at step t of stream n, b included, is
+        row tid[t, n] of tt (U, G*H) (input_table's); tid (T, N) int64 on the backend."""
 
-    def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch):
+    def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch, table=None):
         """BPTT through one layer after cell_forward: dhs (T, N, H) the gradient on its
         outputs; gradients accumulate (+=) into g; dh (and dc) go from the final state's
-        gradient to the initial state's; dx (T, N, D) is overwritten; scratch: scratch()'s."""
+        gradient to the initial state's; dx (T, N, D) is overwritten; scratch: scratch()'s.
+        table (tid, gt) after a forward with a table: gt (U, G*H) is overwritten with the
+        gradient on tt (input_table_backward takes it on)."""
+
+    def table_inputs(self, cell):
+        """Whether cell_forward and cell_backward take a table for this cell."""
+
+    def input_table(self, embed, rows, w_x, b, out):
+        """out (U, G*H) = embed[rows] @ W_x + b: the first layer's input gates of each of the
+        U distinct ids in rows (from indices()), for cell_forward's table."""
+
+    def input_table_backward(self, embed, rows, w_x, gt, dw_x, dembed):
+        """After cell_backward with a table: dw_x += embed[rows].T @ gt and
+        dembed[rows] += gt @ W_x.T (rows distinct)."""
 
     def embed_forward(self, table, ids, out):
         """out (T, N, E) = table[ids]."""

@@ -16,7 +16,7 @@ or a GPU, and runs every kernel. This module only says what runs in which order,
 import numpy as np
 
 from rnnkit import cells
-from rnnkit.model import softmax, sparse_rows
+from rnnkit.model import softmax, sparse_rows, tables
 from rnnkit.backends import get_backend
 from rnnkit.model.config import ModelConfig
 
@@ -46,36 +46,6 @@ class State:
 
     def copy(self):
         return State({k: self.backend.clone(v) for k, v in self.arrays.items()}, self.backend)
-
-
-# a vocabulary entry's host memory: its str, list slot and index entry (a word-level run with
-# 1M words took ~80 MB more than its arrays)
-VOCAB_BYTES = 160
-
-
-def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
-    """Bytes a model of `cfg` needs to train on (N, T) batches on `backend`: parameters,
-    gradients, `optimizer_buffers` optimizer arrays of the parameters' size, and the workspace
-    of Model.workspace (what it allocates, from the same specs), before any is allocated; on a
-    backend whose arrays are host memory, also a checkpoint's file built in memory and its
-    image taken to be written (the parameters and optimizer arrays twice again:
-    rnnkit/training/checkpoint.py); and the vocabulary's Python strings and index."""
-    item = np.dtype(dtype).itemsize
-    cell = cells.get(cfg.cell)
-    P = sum(int(np.prod(s)) for s in cfg.shapes().values())
-    H, E, L = cfg.hidden, cfg.embed, cfg.layers
-    inputs = [E if i == 0 else H for i in range(L)]
-    numbers = P * (2 + optimizer_buffers)
-    numbers += sum(int(np.prod(s)) for D in inputs
-                   for s in backend.buffers(cell, T, N, D, H).values())
-    numbers += max(sum(int(np.prod(s)) for s in backend.scratch(cell, T, N, D, H).values())
-                   for D in inputs)
-    numbers += T * N * (2 * E + 2 * H) + softmax.workspace_numbers(cfg, T * N) + 2 * N * H
-    if cfg.dropout:
-        numbers += 2 * T * N * (sum(inputs) + H)
-    if backend.on_host:
-        numbers += 2 * P * (1 + optimizer_buffers)
-    return numbers * item + cfg.vocab_size * VOCAB_BYTES
 
 
 def _tree(shapes, leaf, other):
@@ -133,6 +103,9 @@ class Model:
         self.sparse_embedding = False
         self._grad_ranges = None
         self._range_ids = None          # the ids grad_ranges is still to be computed from
+        # True: the first layer reads its inputs from a table where rnnkit/model/tables.py
+        # says it pays (then no dinputs); a test may turn it off before the first step
+        self.input_tables = True
 
     def init_weights(self, seed):
         """PyTorch's RNN init, U(-1/sqrt(H), 1/sqrt(H)); U(-0.1, 0.1) for the embedding and
@@ -193,41 +166,48 @@ class Model:
         shorter lines) takes views of the first len(view) numbers of that one's arrays, which
         are scratch: each call writes them before it reads them."""
         if (N, T) not in self._ws:
-            base = self._bases.get(N)
+            key = self._base_key(N, T)
+            base = self._bases.get(key)
             if base is None or base[0] < T:
-                if N not in self._bases and len(self._bases) >= 3:     # training, evaluation
+                if key not in self._bases and len(self._bases) >= 3:   # training, evaluation
                     self._drop(next(iter(self._bases)))                  # and sampling
-                self._drop(N)
-                base = self._bases[N] = (T, _tree(self._shapes(N, T), self.backend.zeros,
-                                                  self.dtype))
+                self._drop(key)
+                base = self._bases[key] = (T, _tree(self._shapes(N, T), self.backend.zeros,
+                                                    self.dtype))
             self._ws[N, T] = _tree(self._shapes(N, T), _prefix, base[1]) | {
                 "inputs": [None] * (self.cfg.layers + 1),   # what each stage reads
                 "use_mask": [False] * (self.cfg.layers + 1)}
         return self._ws[N, T]
 
-    def _drop(self, N):
-        self._bases.pop(N, None)
-        for key in [k for k in self._ws if k[0] == N]:
-            del self._ws[key]
+    def _drop(self, key):
+        self._bases.pop(key, None)
+        for k in [k for k in self._ws if self._base_key(*k) == key]:
+            del self._ws[k]
+
+    def _base_key(self, N, T):
+        """The arrays an (N, T) workspace views: one set per N and first layer's input."""
+        return N, self.input_tables and tables.wanted(self.cfg, self.cell, self.backend, N, T)
 
     def _shapes(self, N, T):
         """The workspace's arrays as a tree of shapes (None: no array)."""
         cfg = self.cfg
         H, E, L = cfg.hidden, cfg.embed, cfg.layers
-        inputs = [E if i == 0 else H for i in range(L)]
+        table = tables.shapes(cfg, self.cell, self.backend, N, T) if self.input_tables else None
+        inputs = [(0 if table else E) if i == 0 else H for i in range(L)]
         scratch = {}                    # one flat array per name, as large as any layer needs
         for D in inputs:
             for name, shape in self.backend.scratch(self.cell, T, N, D, H).items():
                 scratch[name] = max(scratch.get(name, 0), int(np.prod(shape)))
         return {
-            "emb": (T, N, E),
+            "emb": (T, N, inputs[0]),
+            "tt": table, "gt": table,         # the first layer's table (model/tables.py)
             "layers": [self.backend.buffers(self.cell, T, N, D, H) for D in inputs],
             # dropout's masks and masked inputs, per stage (none without dropout)
             "dropped": [(T, N, D) if cfg.dropout else None for D in inputs + [H]],
             "masks": [(T, N, D) if cfg.dropout else None for D in inputs + [H]],
             "scratch": {k: (n,) for k, n in scratch.items()},
             "dtop": [(T, N, H), (T, N, H)],
-            "demb": (T, N, E),
+            "demb": (T, N, inputs[0]),
             "dh": (N, H), "dc": (N, H),
         }
 
@@ -251,8 +231,10 @@ class Model:
         b = self.backend
         N, T = x.shape
         ws = self.workspace(N, T)
-        ids = b.ids(x, plan=train)
-        b.embed_forward(self.p["embed"], ids, ws["emb"])
+        table = tables.forward(self, ws, x)         # None: the embedding's rows, then
+        ids = None if table else b.ids(x, plan=train)
+        if ids is not None:
+            b.embed_forward(self.p["embed"], ids, ws["emb"])
         inp = ws["emb"]
         for layer, buf in enumerate(ws["layers"]):
             inp = self._dropout(ws, layer, inp, rng)
@@ -260,7 +242,9 @@ class Model:
             b.copy(buf["hs"][0], state.h[layer])
             if "c" in buf:
                 b.copy(buf["c"], state.c[layer])
-            b.cell_forward(self.cell, inp, self.lp[layer], buf, train)
+            first = None if layer else table
+            b.cell_forward(self.cell, inp, tables.layer(self.lp[layer], first), buf, train,
+                           first)
             inp = buf["hs"][1:]
         inp = self._dropout(ws, self.cfg.layers, inp, rng)
         ws["inputs"][-1] = inp
@@ -286,7 +270,8 @@ class Model:
         x, y: (N, T) host ids. rng: the backend's dropout RNG (None: no dropout). dstate:
         optional State of gradients on the final state (zero in truncated BPTT). After the
         call, self.dstate holds the gradients on the initial state and self.dinputs those on
-        the embedded inputs (T, N, E).
+        the embedded inputs (T, N, E), or None where the first layer read a table
+        (rnnkit/model/tables.py).
         """
         b, cfg = self.backend, self.cfg
         N, T = x.shape
@@ -306,13 +291,19 @@ class Model:
             dx = ws["dtop"][layer % 2] if layer > 0 else ws["demb"]
             dh, dc = dstate_out.h[layer], dstate_out.c
             x_in = ws["inputs"][layer]
-            b.cell_backward(self.cell, x_in, self.lp[layer], self.lg[layer], ws["layers"][layer],
-                            dtop, dh, None if dc is None else dc[layer], dx,
-                            self._scratch(ws, T, N, x_in.shape[2]))
+            table = tables.gradient(ws) if layer == 0 and ids is None else None
+            b.cell_backward(self.cell, x_in, tables.layer(self.lp[layer], table),
+                            tables.layer(self.lg[layer], table), ws["layers"][layer], dtop, dh,
+                            None if dc is None else dc[layer], dx,
+                            self._scratch(ws, T, N, x_in.shape[2]), table)
             dtop = dx
-        if ws["use_mask"][0]:
-            b.mul(dtop, ws["masks"][0])
-        b.embed_backward(ids, dtop, self.g["embed"])
+        if ids is None:
+            tables.backward(self, ws)
+            dtop = None
+        else:
+            if ws["use_mask"][0]:
+                b.mul(dtop, ws["masks"][0])
+            b.embed_backward(ids, dtop, self.g["embed"])
         # computed when asked: a data-parallel trainer asks for all ranks' rows instead
         self._range_ids = np.array(x) if self.skips_rows() else None
         self.dinputs = dtop

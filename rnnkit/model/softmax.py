@@ -142,7 +142,7 @@ def describe(model):
 
 
 def workspace_numbers(cfg, M):
-    """Numbers of the output layer's buffers for M rows, at most (model.memory_bytes)."""
+    """Numbers of the output layer's buffers for M rows, at most (model/memory.py)."""
     c = Clusters.of(cfg)
     if c is None:
         return M * cfg.vocab_size

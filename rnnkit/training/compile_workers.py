@@ -79,23 +79,30 @@ def task(model, spec, name):
     its workspace and gradients, never its parameters): "cell", every layer's BPTT;
     "linear", the output layer's forward and backward; "rest", the embedding's backward, clipping
     and the optimizer update (on arrays of its own)."""
+    from rnnkit.model import tables
     from rnnkit.model.optim import clip_gradients, make_optimizer
 
     backend, N, T, H = model.backend, spec["N"], spec["T"], model.cfg.hidden
     ws = model.workspace(N, T)
+    table = None
+    if ws["tt"] is not None:        # the first layer reads a table of one id (model/tables.py)
+        table = (np.zeros((T, N), np.int64), ws["gt"][:ws["gt"].size // model.cfg.vocab_size]
+                 .reshape(1, -1))
     if name == "cell":
         for layer in range(model.cfg.layers):
-            x_in = ws["emb"] if layer == 0 else ws["dtop"][0]
-            backend.cell_backward(model.cell, x_in, model.lp[layer], model.lg[layer],
-                                  ws["layers"][layer], ws["dtop"][1], ws["dh"], ws["dc"],
+            x_in, first = (ws["emb"], table) if layer == 0 else (ws["dtop"][0], None)
+            backend.cell_backward(model.cell, x_in, tables.layer(model.lp[layer], first),
+                                  tables.layer(model.lg[layer], first), ws["layers"][layer],
+                                  ws["dtop"][1], ws["dh"], ws["dc"],
                                   ws["demb"] if layer == 0 else ws["dtop"][0],
-                                  model._scratch(ws, T, N, x_in.shape[2]))
+                                  model._scratch(ws, T, N, x_in.shape[2]), first)
     elif name == "linear":
         model.output.compile_backward(ws["dtop"][1].reshape(T * N, H),
                                       ws["dtop"][0].reshape(T * N, H))
     else:
-        backend.embed_backward(backend.ids(np.zeros((N, T), np.int64)), ws["demb"],
-                               model.g["embed"])
+        if table is None:
+            backend.embed_backward(backend.ids(np.zeros((N, T), np.int64)), ws["demb"],
+                                   model.g["embed"])
         one = model.dtype.type(1.0)
         clip_gradients(model.grads, 1.0, 1.0, backend)
         backend.scale(model.grads, one)     # a zero gradient is never scaled by clipping

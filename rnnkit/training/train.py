@@ -30,7 +30,8 @@ from rnnkit.corpus.reader import Corpus, CorpusError, changes
 from rnnkit.training.distributed import agreed, communicator
 from rnnkit.files import human
 from rnnkit.training.loop import Diverged, Loop, TrainError, TrainResult
-from rnnkit.model.network import WeightsMismatch, memory_bytes
+from rnnkit.model.memory import memory_bytes
+from rnnkit.model.network import WeightsMismatch
 from rnnkit.model.optim import OPTIMIZERS
 from rnnkit.training.run import Run, config_from_checkpoint, unused_settings
 from rnnkit.training.paths import located

@@ -73,11 +73,12 @@ def layer_grads_rows(x, hprev, dgx, dgh, w_x, dx, pw_x, pw_h, pb, lo, hi):
         fill_rows(pw_x, 0.0)
         fill_rows(pw_h, 0.0)
         return
-    np.dot(x[lo:hi].T, dgx[lo:hi], pw_x)
     np.dot(hprev[lo:hi].T, dgh[lo:hi], pw_h)
     for r in range(lo, hi):
         add_row(pb, dgx[r])
-    np.dot(dgx[lo:hi], w_x.T, dx[lo:hi])
+    if x.shape[1]:                  # none with a table (kernels/cpu/table.py)
+        np.dot(x[lo:hi].T, dgx[lo:hi], pw_x)
+        np.dot(dgx[lo:hi], w_x.T, dx[lo:hi])
 
 
 def _transposer(add):
@@ -246,6 +247,8 @@ _weight_grads = Twin(_weight_grads)
 def project(x, w_x, b, gates, rows):
     """gates (T, N, G*H) = x (T, N, D) @ w_x + b: the input projection of all steps at once."""
     T, N, D = x.shape
+    if D == 0:
+        raise ValueError("no inputs: a layer without them reads a table")
     _project(rows, x.reshape(T * N, D), w_x, b, gates.reshape(T * N, -1), rows)
 
 

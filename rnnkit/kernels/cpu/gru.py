@@ -20,7 +20,7 @@ Memory kept for backward: T*N*(3H + 2H) floats.
 """
 from numba import njit, prange
 
-from rnnkit.kernels.cpu import leaf
+from rnnkit.kernels.cpu import leaf, table
 from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.blocks import (block, hidden_grad, pack_w_h, pack_w_h_t, project,
                                        rows_for, split, step_product, units,
@@ -164,7 +164,7 @@ def _backward(w_h, gates, a, hs, dhs, dh, dgx, dgh, wt, db_hn, su, ss):
 _backward = Twin(_backward)
 
 
-def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, wp):
+def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, wp, tt=None, tid=None):
     """Run the layer over x; hs[0] must hold the initial state.
 
     Writes gates (T, N, 3H), a (T, N, H), hs (T + 1, N, H). Scratch: wp (3, HP, H), W_h packed
@@ -177,11 +177,16 @@ def gru_forward(x, w_x, w_h, b, b_hn, gates, a, hs, wp):
     spec({**GRU.params(D, H), **GRU.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N, 3)
     leaf.ready(x.dtype)
-    project(x, w_x, b, gates, rows_for(T, N))
+    tt, tid = table.arrays(tt, tid, 3 * H, T, N, D, x.dtype)
+    if tt.shape[0]:
+        table.gather_time_major(tt, tid, gates, rows_for(T, N))
+    else:
+        project(x, w_x, b, gates, rows_for(T, N))
     _forward(su * ss, gates, a, hs, wp, w_h, b_hn, su, ss)
 
 
-def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, wt):
+def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, dgx, dgh, wt,
+                 tid=None, gt=None):
     """BPTT through the layer. Weight gradients accumulate (+=); dx is overwritten.
 
     dhs (T, N, H): loss gradient on each output. dh (N, H): gradient on the final state in,
@@ -198,4 +203,7 @@ def gru_backward(x, w_x, w_h, gates, a, hs, dhs, dh, dx, dw_x, dw_h, db, db_hn, 
     su, ss = split(H, N, 3)
     leaf.ready(x.dtype)
     _backward(su * ss, w_h, gates, a, hs, dhs, dh, dgx, dgh, wt, db_hn, su, ss)
+    gt, tid = table.arrays(gt, tid, 3 * H, T, N, D, x.dtype)
     weight_grads(x, hs[:T], dgx, dgh, w_x, dx, dw_x, dw_h, db, rows_for(T, N))
+    if gt.shape[0]:
+        table.scatter_time_major(dgx, tid, gt, rows_for(T, N))

@@ -4,10 +4,10 @@ Interface, as for the other cells: x (T, N, D), w_x (D, 4H), w_h (H, 4H), b (4H,
 (T + 1, N, H) with the initial state at hs[0] and step t's output at hs[t + 1]; c (N, H), the
 initial cell state in and the final one out.
 
-Inside, what a step touches is feature-major (streams last) and contiguous per step:
-z (T + 1, D + H, N) holds [x_t; h_{t-1}] for each step (x_t packed for the tiles there with
-PACK_INPUTS_FROM), gates (T, 4H, N) the activated gates,
-cs (T + 1, H, N) the cell states. The input projection of all T steps is one product pass
+Inside, what a step touches is feature-major (streams last) and contiguous per step: z (T +
+1, D + H, N) holds [x_t; h_{t-1}] for each step (x_t packed for the tiles there with
+PACK_INPUTS_FROM), gates (T, 4H, N) the activated gates, cs (T + 1, H, N) the cell states.
+The input projection of all T steps is one product pass
 before the recurrence, each thread its block of gate rows for every step; then each step adds
 W_h.T @ h_{t-1} and runs the gate math over contiguous blocks of its threads' units, which
 LLVM vectorises (per row of 32-64 streams it ran mostly scalar). The products run in
@@ -16,7 +16,9 @@ batches, which take BLAS (TILE_FROM, TILE_STREAMS below). Each thread owns a blo
 hidden units with their four gates and meets the others once per step. BPTT mirrors it: per
 step dh from the next step's dgates and the gate math; then dW (and dx, unless each step
 computed the next one's from its packed dgates: PACK_GATES_FROM) over all steps. Memory kept
-for backward: T*N*(4H + H + D + H) floats, plus hs.
+for backward: T*N*(4H + H + D + H) floats, plus hs. With a table (tt (U, 4H), tid (T, N)
+int64; rnnkit/model/tables.py) x is (T, N, 0): the input gates of stream n at step t are row
+tid[t, n] of tt, and BPTT sums their gradients by id into gt (U, 4H) (kernels/cpu/table.py).
 """
 from numba import njit, prange
 
@@ -29,7 +31,7 @@ from rnnkit.kernels.cpu.blocks import (block, fill_rows, pack_gates, pack_inputs
 from rnnkit.kernels.checks import check, spec
 from rnnkit.kernels.cpu.buffers import LSTM, padded
 from rnnkit.kernels.cpu.lanes import vsum
-from rnnkit.kernels.cpu import leaf
+from rnnkit.kernels.cpu import leaf, table
 from rnnkit.kernels.cpu.target import ISA
 from rnnkit.kernels.cpu.tiles import CHUNK, product, product_packed, product_runs_packed
 
@@ -40,27 +42,22 @@ from rnnkit.kernels.cpu.tiles import CHUNK, product, product_packed, product_run
 # "Design figures"). Read at each call, not compiled in: a test may change it.
 DW_ROWS = 256
 
-# BPTT reads dgates_t as B twice (dh, dx): packed for the tiles from this many rows (4H) on.
-# With AVX2 one layer's backward (D = H) then runs 5-7% faster at 4H = 1024 (a whole step
-# 1%, within noise) and the tiles 10-20% at 2048; at 768-800, and with AVX-512 at any size,
-# as fast or slower, and the copy cost 7% of a training step at H = 128 (bench/RESULTS.md):
-# other CPUs never pack them.
+# BPTT reads dgates_t as B twice (dh, dx): packed for the tiles from this many rows (4H) on,
+# with AVX2 only; below, and with AVX-512, the copy costs what it saves (bench/RESULTS.md,
+# "Packed B for the LSTM's backward").
 PACK_GATES_FROM = 1024 if ISA == "avx2" else 1 << 62
 # The forward reads h_{t-1} and x_t as B (rows N apart): packed, as dgates, from this many
-# rows (4H). With AVX2 a layer's forward then runs 4-9% faster for each of them from
-# 4H = 512 (H = 128 N = 32: even); with AVX-512 even at every size (bench/RESULTS.md).
+# rows (4H), with AVX2 only (bench/RESULTS.md, "The LSTM's forward with packed operands").
 PACK_STATES_FROM = 512 if ISA == "avx2" else 1 << 62
 PACK_INPUTS_FROM = 512 if ISA == "avx2" else 1 << 62
 
 # From this many T*N on, or this many streams, the products run in kernels/cpu/tiles.py against
-# W.T copied once per forward (a cheap copy); below both, as when priming one stream, through
-# BLAS against the weights as they are. From 8 streams the tiles run even a short batch (an
-# evaluation's last few steps) about as fast as BLAS at H=128 (about 0.1 ms slower) and 1.4-3x
-# faster from H=512 (bench/RESULTS.md, "Design figures"), so such a tail needs no build of its
-# own. The kernels
-# take this as `small`: None for the tiles, True for BLAS. None, because Numba drops a branch
-# on a None argument before it compiles anything, so the two cases compile apart and a first
-# training step waits for the tiled build only (a False would compile both).
+# W.T copied once per forward; below both, as when priming one stream, through BLAS against
+# the weights as they are. From 8 streams the tiles run even a short batch (an evaluation's
+# last few steps) about as fast as BLAS (bench/RESULTS.md, "Design figures"): no build of its
+# own. The kernels take this as `small`: None for the tiles, True for BLAS (Numba drops a
+# branch on a None argument before it compiles, so a first step waits for the tiled build
+# only; a False would compile both).
 TILE_FROM, TILE_STREAMS = 256, 8
 
 
@@ -113,12 +110,15 @@ def cell_backward(i, f, g, o, c_prev, c, dh, dc, di, df, dg, do):
 
 
 @njit(**JIT)
-def project(z, wt, w_x, b, gates, xpack, small, r0, r1):
+def project(z, wt, w_x, b, gates, xpack, small, tt, tid, r0, r1):
     """Rows r0:r1 of every step's gates = b + W_x.T @ x_t, x_t feature-major in z[t][:D] (or
     with xpack packed there, for the tiles): this block of the input projection of all T
-    steps, in one pass (W_x.T's rows stay in cache)."""
+    steps, in one pass (W_x.T's rows stay in cache). With a table (tt (U, 4H), U > 0,
+    D = 0): gates_t = tt[tid[t]].T, b included."""
     T, N = gates.shape[0], gates.shape[2]
     D = w_x.shape[0]
+    if tt.shape[0]:
+        return table.gather(tt, tid, gates, r0, r1)
     for t in range(T):
         a = gates[t]
         for r in range(r0, r1):
@@ -167,7 +167,8 @@ def forward_step(z, wt, w_h, gates, cs, hs, hp, size, small, t, j0, j1, n0, n1):
         pack_states(z[t + 1], H, hp, (t + 1) % 2 * size, j0, j1)
 
 
-def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, su, ss):
+def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, tt, tid, su,
+             ss):
     """su, ss: the recurrence's unit and stream blocks (split); size: forward_step's; xpack:
     each x_t packed for the tiles into z[t][:D] (N a multiple of their columns C)."""
     T, N, D = x.shape
@@ -193,7 +194,7 @@ def _forward(x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, su
             pack_states(z[0], H, hp, 0, j0, j1)
     for i in prange(parts):
         r0, r1 = span(4 * H, parts, i)
-        project(z, wt, w_x, b, gates, xpack, small, r0, r1)
+        project(z, wt, w_x, b, gates, xpack, small, tt, tid, r0, r1)
     for t in range(T):
         for i in prange(parts):
             j0, j1, n0, n1 = block(H, N, su, ss, i)
@@ -294,7 +295,7 @@ def backward_step(w_h, gates, cs, dhs, dgates, dht, dct, dgp, size, small, t, j0
 
 
 def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x, dw_h,
-              db, dwt, dxt, bp, hoff, dgp, size, steps, small, su, ss):
+              db, dwt, dxt, bp, hoff, dgp, size, steps, small, tid, gt, su, ss):
     """su, ss: the recurrence's unit and stream blocks."""
     T, N, D = x.shape
     H = w_h.shape[0]
@@ -338,6 +339,8 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
             for t in range(T):
                 total += vsum(dgates[t, r], 0, N)
             db[r] += total
+        if gt.shape[0]:
+            table.scatter_rows(dgates, tid, gt, r0, r1)
         transpose_add(dwt[r0:r1, :D], dw_x[:, r0:r1])
         transpose_add(dwt[r0:r1, D:], dw_h[:, r0:r1])
 
@@ -345,8 +348,9 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
 _backward = Twin(_backward)
 
 
-def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, hp):
-    """Run the layer over x; hs[0] must hold the initial h, c the initial cell state.
+def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, hp, tt=None, tid=None):
+    """Run the layer over x (or a table: above); hs[0] must hold the initial h, c the
+    initial cell state.
 
     Writes hs (T + 1, N, H), c (the final cell state) and the caches for backward: gates
     (T, 4H, N) activations, cs (T + 1, H, N), z (T + 1, D + H, N) the inputs and states
@@ -356,6 +360,7 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, hp):
     T, N, D = x.shape
     H = w_h.shape[0]
     arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z, wt=wt, hp=hp)
+    tt, tid = table.arrays(tt, tid, 4 * H, T, N, D, x.dtype)
     check(dict(arrays, x=x), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N, 4)
@@ -363,15 +368,17 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, hp):
     # h packed when the threads share the units (all streams each), from PACK_STATES_FROM
     size = hp.size // 2 if small is None and ss == 1 and 4 * H >= PACK_STATES_FROM else 0
     # x_t packed in place of its transpose: for whole blocks of the tiles' columns only
-    xpack = small is None and N % (CHUNK // x.itemsize) == 0 and 4 * H >= PACK_INPUTS_FROM
+    xpack = (small is None and D > 0 and N % (CHUNK // x.itemsize) == 0 and
+             4 * H >= PACK_INPUTS_FROM)
     leaf.ready(x.dtype)
-    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, su, ss)
+    _forward(su * ss, x, w_x, w_h, b, z, wt, gates, hs, c, cs, hp, size, xpack, small, tt, tid,
+             su, ss)
 
 
 def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, dgates, dht,
-                  dct, dwt, dxt, bp, dgp):
+                  dct, dwt, dxt, bp, dgp, tid=None, gt=None):
     """BPTT through the layer, after lstm_forward with the same weights (its caches hs, gates
-    and cs). Gradients on weights accumulate (+=); dx is overwritten.
+    and cs). Gradients on weights accumulate (+=); dx and gt are overwritten.
 
     dhs (T, N, H): loss gradient on each output h_t. dh, dc (N, H): gradient on the final state
     in, on the initial state out. Scratch: dgates (T, 4H, N), dht and dct (H, N),
@@ -381,6 +388,7 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
     H = w_h.shape[0]
     arrays = dict(w_x=w_x, w_h=w_h, hs=hs, gates=gates, cs=cs, dg=dgates, dht=dht, dct=dct,
                   dwt=dwt, dxt=dxt, bp=bp, dgp=dgp)
+    gt, tid = table.arrays(gt, tid, 4 * H, T, N, D, x.dtype)
     check(dict(arrays, x=x, dhs=dhs, dh=dh, dc=dc, dx=dx, dw_x=dw_x, dw_h=dw_h, db=db), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H), **LSTM.scratch(T, N, D, H),
           "dhs": (T, N, H), "dh": (N, H), "dc": (N, H), "dx": (T, N, D)},
@@ -394,4 +402,4 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
     leaf.ready(x.dtype)
     _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x,
               dw_h, db, dwt, dxt, bp, T * N * padded(D), dgp, size, max(1, DW_ROWS // N),
-              small, su, ss)
+              small, tid, gt, su, ss)

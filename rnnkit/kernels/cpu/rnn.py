@@ -13,7 +13,7 @@ and dx over all steps.
 """
 from numba import njit, prange
 
-from rnnkit.kernels.cpu import leaf
+from rnnkit.kernels.cpu import leaf, table
 from rnnkit.kernels.cpu.compile import JIT, Twin
 from rnnkit.kernels.cpu.blocks import (block, hidden_grad, pack_w_h, pack_w_h_t, project,
                                        rows_for, split, step_product, units,
@@ -134,7 +134,7 @@ def _backward(w_h, hs, dhs, dh, dgates, wt, relu, su, ss):
 _backward = Twin(_backward)
 
 
-def rnn_forward(x, w_x, w_h, b, hs, pre, wp, relu=False):
+def rnn_forward(x, w_x, w_h, b, hs, pre, wp, relu=False, tt=None, tid=None):
     """Run the layer over x; hs[0] must hold the initial state.
 
     Writes hs (T + 1, N, H). Scratch: pre (T, N, H), the cell's buffer "gates"; wp (1, HP, H),
@@ -147,11 +147,16 @@ def rnn_forward(x, w_x, w_h, b, hs, pre, wp, relu=False):
     spec({**RNN.params(D, H), **RNN.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N, 1)
     leaf.ready(x.dtype)
-    project(x, w_x, b, pre, rows_for(T, N))
+    tt, tid = table.arrays(tt, tid, H, T, N, D, x.dtype)
+    if tt.shape[0]:
+        table.gather_time_major(tt, tid, pre, rows_for(T, N))
+    else:
+        project(x, w_x, b, pre, rows_for(T, N))
     _forward(su * ss, pre, hs, wp, w_h, bool(relu), su, ss)
 
 
-def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, wt, relu=False):
+def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, wt, relu=False,
+                 tid=None, gt=None):
     """BPTT through the layer. Weight gradients accumulate (+=); dx is overwritten.
 
     dhs (T, N, H): loss gradient on each output. dh (N, H): gradient on the final state in,
@@ -167,4 +172,7 @@ def rnn_backward(x, w_x, w_h, hs, dhs, dh, dx, dw_x, dw_h, db, dgates, wt, relu=
     su, ss = split(H, N, 1)
     leaf.ready(x.dtype)
     _backward(su * ss, w_h, hs, dhs, dh, dgates, wt, bool(relu), su, ss)
+    gt, tid = table.arrays(gt, tid, H, T, N, D, x.dtype)
     weight_grads(x, hs[:T], dgates, dgates, w_x, dx, dw_x, dw_h, db, rows_for(T, N))
+    if gt.shape[0]:
+        table.scatter_time_major(dgates, tid, gt, rows_for(T, N))
