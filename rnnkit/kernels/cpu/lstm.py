@@ -20,6 +20,7 @@ for backward: T*N*(4H + H + D + H) floats, plus hs. With a table (tt (U, 4H), ti
 int64; rnnkit/model/tables.py) x is (T, N, 0): the input gates of stream n at step t are row
 tid[t, n] of tt, and BPTT sums their gradients by id into gt (U, 4H) (kernels/cpu/table.py).
 """
+import numpy as np
 from numba import njit, prange
 
 from rnnkit.kernels.cpu.compile import JIT, Twin
@@ -113,11 +114,11 @@ def cell_backward(i, f, g, o, c_prev, c, dh, dc, di, df, dg, do):
 def project(z, wt, w_x, b, gates, xpack, small, tt, tid, r0, r1):
     """Rows r0:r1 of every step's gates = b + W_x.T @ x_t, x_t feature-major in z[t][:D] (or
     with xpack packed there, for the tiles): this block of the input projection of all T
-    steps, in one pass (W_x.T's rows stay in cache). With a table (tt (U, 4H), U > 0,
-    D = 0): gates_t = tt[tid[t]].T, b included."""
+    steps, in one pass (W_x.T's rows stay in cache). With a table (tt (4H, U), U > 0,
+    D = 0): gates_t = tt[:, tid[t]], b included."""
     T, N = gates.shape[0], gates.shape[2]
     D = w_x.shape[0]
-    if tt.shape[0]:
+    if tt.shape[1]:
         return table.gather(tt, tid, gates, r0, r1)
     for t in range(T):
         a = gates[t]
@@ -339,7 +340,7 @@ def _backward(x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_
             for t in range(T):
                 total += vsum(dgates[t, r], 0, N)
             db[r] += total
-        if gt.shape[0]:
+        if gt.shape[1]:
             table.scatter_rows(dgates, tid, gt, r0, r1)
         transpose_add(dwt[r0:r1, :D], dw_x[:, r0:r1])
         transpose_add(dwt[r0:r1, D:], dw_h[:, r0:r1])
@@ -361,6 +362,7 @@ def lstm_forward(x, w_x, w_h, b, hs, c, gates, cs, z, wt, hp, tt=None, tid=None)
     H = w_h.shape[0]
     arrays = dict(w_x=w_x, w_h=w_h, b=b, hs=hs, c=c, gates=gates, cs=cs, z=z, wt=wt, hp=hp)
     tt, tid = table.arrays(tt, tid, 4 * H, T, N, D, x.dtype)
+    tt = np.ascontiguousarray(tt.T)          # (4H, U): kernels/cpu/table.py
     check(dict(arrays, x=x), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H)}, arrays)
     su, ss = split(H, N, 4)
@@ -389,6 +391,7 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
     arrays = dict(w_x=w_x, w_h=w_h, hs=hs, gates=gates, cs=cs, dg=dgates, dht=dht, dct=dct,
                   dwt=dwt, dxt=dxt, bp=bp, dgp=dgp)
     gt, tid = table.arrays(gt, tid, 4 * H, T, N, D, x.dtype)
+    gtt = np.empty((4 * H, gt.shape[0]), x.dtype)
     check(dict(arrays, x=x, dhs=dhs, dh=dh, dc=dc, dx=dx, dw_x=dw_x, dw_h=dw_h, db=db), x.dtype)
     spec({**LSTM.params(D, H), **LSTM.buffers(T, N, D, H), **LSTM.scratch(T, N, D, H),
           "dhs": (T, N, H), "dh": (N, H), "dc": (N, H), "dx": (T, N, D)},
@@ -402,4 +405,5 @@ def lstm_backward(x, w_x, w_h, hs, gates, cs, dhs, dh, dc, dx, dw_x, dw_h, db, d
     leaf.ready(x.dtype)
     _backward(su * ss, x, hs, w_x, w_h, gates, cs, dhs, dh, dc, dgates, dht, dct, dx, dw_x,
               dw_h, db, dwt, dxt, bp, T * N * padded(D), dgp, size, max(1, DW_ROWS // N),
-              small, tid, gt, su, ss)
+              small, tid, gtt, su, ss)
+    gt[...] = gtt.T

@@ -1,57 +1,43 @@
 """The first layer's input table (rnnkit/model/tables.py) in the cells' kernels: the gates
 of each step read by id from tt (U, G*H), and the table's gradient gt (U, G*H) summed by id
 from the gate gradients, in the order of the steps and then the streams. The LSTM's gates
-are feature-major (kernels/cpu/lstm.py): they move through blocks of rows transposed in L1, so
-that both sides move by whole vectors; the GRU's and RNN's are time-major: whole rows.
+are feature-major (kernels/cpu/lstm.py): a number at a time, from and into the table
+transposed (G*H, U), whose row stays in L1 (copies through transposed blocks of rows ran
+twice as long); the GRU's and RNN's are time-major: whole rows.
 """
 import numpy as np
 from numba import njit, prange
 
-from rnnkit.kernels.cpu.blocks import span, transpose_into
+from rnnkit.kernels.cpu.blocks import span
 from rnnkit.kernels.checks import check
 from rnnkit.kernels.cpu.compile import JIT, Twin
 
-# Rows that the gather and the scatter move through a transposed block at a time:
-# N x ROWS numbers stay in L1.
-ROWS = 32
-
-
 @njit(**JIT)
 def gather(tt, tid, gates, r0, r1):
-    """gates[t, r, n] = tt[tid[t, n], r] for rows r0:r1 of every step: by blocks of rows
-    gathered into s (N, ROWS) and transposed."""
+    """gates[t, r, n] = tt[r, tid[t, n]] for rows r0:r1 of every step, tt (G*H, U): a row of
+    it stays in L1 while every step reads it."""
     T, N = gates.shape[0], gates.shape[2]
-    s = np.empty((N, ROWS), gates.dtype)
-    for t in range(T):
-        ids, a = tid[t], gates[t]
-        for q0 in range(r0, r1, ROWS):
-            w = min(r1, q0 + ROWS) - q0
+    for r in range(r0, r1):
+        src = tt[r]
+        for t in range(T):
+            ids, row = tid[t], gates[t, r]
             for n in range(N):
-                src, dst = tt[ids[n]], s[n]
-                for j in range(w):
-                    dst[j] = src[q0 + j]
-            transpose_into(s[:, :w], a[q0:q0 + w])
+                row[n] = src[ids[n]]
 
 
 @njit(**JIT)
 def scatter_rows(dgates, tid, gt, r0, r1):
-    """gt[u, r] = the sum of dgates[t, r, n] over the (t, n) with tid[t, n] == u, in that
-    order, for rows r0:r1: by blocks of rows transposed into s (N, ROWS)."""
+    """gt[r, u] = the sum of dgates[t, r, n] over the (t, n) with tid[t, n] == u, in that
+    order, for rows r0:r1, gt (G*H, U)."""
     T, N = dgates.shape[0], dgates.shape[2]
-    for u in range(gt.shape[0]):
-        row = gt[u]
-        for r in range(r0, r1):
-            row[r] = 0.0
-    s = np.empty((N, ROWS), gt.dtype)
-    for t in range(T):
-        ids = tid[t]
-        for q0 in range(r0, r1, ROWS):
-            w = min(r1, q0 + ROWS) - q0
-            transpose_into(dgates[t, q0:q0 + w], s[:, :w])
+    for r in range(r0, r1):
+        row = gt[r]
+        for u in range(row.size):
+            row[u] = 0.0
+        for t in range(T):
+            ids, d = tid[t], dgates[t, r]
             for n in range(N):
-                src, dst = s[n], gt[ids[n]]
-                for j in range(w):
-                    dst[q0 + j] += src[j]
+                row[ids[n]] += d[n]
 
 
 def arrays(table, tid, width, T, N, D, dtype):
