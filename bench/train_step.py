@@ -355,6 +355,8 @@ def main():
     print("floor: the step's matrix products alone through numpy; torch*: PyTorch at its best;")
     print("GF/s: those products' floating-point operations per second of rnnkit's step; x sgemm: "
           "that over the sgemm rate")
+    print("(character configs: rnnkit's first layer reads its input gates from a table, "
+          "rnnkit/model/tables.py; its step leaves out three of those products, the floor not)")
     print("worst: rnnkit's slowest round over its best (this machine has slow phases, in which "
           "an empty parallel region takes 2 us or more instead of 0.8)")
 
