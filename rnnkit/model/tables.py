@@ -3,9 +3,9 @@ dropout between them) and a batch has few distinct ids against its tokens (a cha
 model's 65 symbols in 2,048 tokens), the first layer's input gates b + W_x.T e are computed
 once per distinct id e of the batch (U x E x G*H) and read by id; BPTT sums their gradients by
 id, and dW_x and the embedding's rows come from those sums (U x G*H x E twice). Three
-(T N x E x G*H) products go, the same sums in another order (float64 losses match to ~1e-15,
-not bit for bit). The backend's kernels take the table (Backend.table_inputs); the model asks
-here which batches use it.
+(T N x E x G*H) products go: the same sums in another order, so the gradients match the
+embedded inputs' to rounding, not bit for bit (bench/RESULTS.md). The backend's kernels take
+the table (Backend.table_inputs); the model asks here which batches use it.
 """
 import numpy as np
 

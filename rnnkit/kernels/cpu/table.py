@@ -2,8 +2,9 @@
 of each step read by id from tt (U, G*H), and the table's gradient gt (U, G*H) summed by id
 from the gate gradients, in the order of the steps and then the streams. The LSTM's gates
 are feature-major (kernels/cpu/lstm.py): a number at a time, from and into the table
-transposed (G*H, U), whose row stays in L1 (copies through transposed blocks of rows ran
-twice as long); the GRU's and RNN's are time-major: whole rows.
+transposed (G*H, U), whose row stays in L1 (faster than whole vectors through transposed
+blocks: bench/RESULTS.md, "The first layer's input table"); the GRU's and RNN's are
+time-major: whole rows.
 """
 import numpy as np
 from numba import njit, prange
@@ -11,6 +12,7 @@ from numba import njit, prange
 from rnnkit.kernels.cpu.blocks import span
 from rnnkit.kernels.checks import check
 from rnnkit.kernels.cpu.compile import JIT, Twin
+
 
 @njit(**JIT)
 def gather(tt, tid, gates, r0, r1):
