@@ -204,3 +204,47 @@ def test_the_compile_workers_tasks_run_a_tabled_model(cell):
     for name in compile_workers.TASKS:
         compile_workers.task(model, spec, name)
     assert np.isfinite(model.grads).all()
+
+
+@pytest.mark.parametrize("tabled", [True, False])
+def test_ids_out_of_range_are_refused(tabled):
+    """A batch's ids are checked before any kernel reads a row by them (the embedded path read
+    memory past the table, the tabled one raised numpy's IndexError)."""
+    model, x, y, state = make(tabled)
+    for bad in (V, -1):
+        x2 = x.copy()
+        x2[1, 2] = bad
+        with pytest.raises(ValueError, match=r"token ids must lie in \[0, 5\)"):
+            model.forward_backward(x2, y, state.copy())
+        with pytest.raises(ValueError, match="token ids"):
+            model.evaluate(x2, y, state)
+
+
+def test_batch_sizes_with_and_without_tables_keep_their_arrays():
+    """Training and evaluation at another N, each with a tail too short for a table, keep
+    their arrays from one pass to the next: batch sizes count, not what the first layer
+    reads (four sets of arrays of two sizes were reallocated every pass)."""
+    model, x, y, state = make(True, N=3, T=4)
+    x8, y8 = np.tile(x, (1, 2)), np.tile(y, (1, 2))
+
+    def one_pass():
+        model.forward_backward(x, y, state.copy())                      # 12 tokens: a table
+        model.forward_backward(x[:, :1], y[:, :1], state.copy())        # 3: none
+        model.evaluate(x8[:2], y8[:2], model.init_state(2))            # 16: a table
+        model.evaluate(x8[:2, :3], y8[:2, :3], model.init_state(2))    # 6: none
+
+    one_pass()
+    before = {k: id(v[1]) for k, v in model._bases.items()}
+    one_pass()
+    assert len(before) == 4 and {k: id(v[1]) for k, v in model._bases.items()} == before
+
+
+def test_the_memory_estimate_counts_the_table():
+    from rnnkit.model.memory import memory_bytes
+
+    cpu = get_backend("cpu")
+    cfg = ModelConfig(cell="lstm", vocab_size=65, embed=16, hidden=32)
+    extra = tables.numbers(cfg, cells.get("lstm"), cpu, 32, 64)
+    assert extra >= 4 * 4 * 32 * 65
+    assert tables.numbers(cfg, cells.get("lstm"), cpu, 1, 100) == 0
+    assert memory_bytes(cfg, 32, 64, "float32", cpu) >= 4 * extra

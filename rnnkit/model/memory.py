@@ -29,7 +29,7 @@ def memory_bytes(cfg, N, T, dtype, backend, optimizer_buffers=2):
     numbers += max(sum(int(np.prod(s)) for s in backend.scratch(cell, T, N, D, H).values())
                    for D in inputs)
     numbers += T * N * (2 * E + 2 * H) + softmax.workspace_numbers(cfg, T * N) + 2 * N * H
-    numbers += 2 * int(np.prod(tables.shapes(cfg, cell, backend, N, T) or 0))
+    numbers += tables.numbers(cfg, cell, backend, N, T)
     if cfg.dropout:
         numbers += 2 * T * N * (sum(inputs) + H)
     if backend.on_host:

@@ -90,7 +90,7 @@ class Model:
         self.grads = self.backend.zeros((size,), self.dtype)
         self.p, self.g = _views(self.params, shapes), _views(self.grads, shapes)
         self._ws = {}                   # (N, T) -> the workspace of that batch shape
-        self._bases = {}                # N -> (T, the arrays its workspaces view)
+        self._bases = {}                # (N, tabled) -> (T, the arrays its workspaces view)
         self.lp = [self.layer(self.p, i) for i in range(cfg.layers)]
         self.lg = [self.layer(self.g, i) for i in range(cfg.layers)]
         self.output = softmax.make(self)
@@ -169,8 +169,10 @@ class Model:
             key = self._base_key(N, T)
             base = self._bases.get(key)
             if base is None or base[0] < T:
-                if key not in self._bases and len(self._bases) >= 3:   # training, evaluation
-                    self._drop(next(iter(self._bases)))                  # and sampling
+                sizes = [k[0] for k in self._bases]
+                if N not in sizes and len(set(sizes)) >= 3:    # training, evaluation, sampling
+                    for k in [k for k in self._bases if k[0] == sizes[0]]:
+                        self._drop(k)
                 self._drop(key)
                 base = self._bases[key] = (T, _tree(self._shapes(N, T), self.backend.zeros,
                                                     self.dtype))
@@ -226,11 +228,14 @@ class Model:
         return ws["dropped"][i]
 
     # -- forward / backward ----------------------------------------------------------------
-    def _forward(self, x, state, rng, train):
-        """Embedding and layers; ws["inputs"][-1] is what the output layer reads."""
+    def _forward(self, x, state, rng, train, checked=False):
+        """Embedding and layers; ws["inputs"][-1] is what the output layer reads. checked:
+        the ids are known to be in range (sampled), else they are checked."""
         b = self.backend
         N, T = x.shape
         ws = self.workspace(N, T)
+        if not checked:
+            tables.check_ids(x, self.cfg.vocab_size)
         table = tables.forward(self, ws, x)         # None: the embedding's rows, then
         ids = None if table else b.ids(x, plan=train)
         if ids is not None:
@@ -366,10 +371,10 @@ class Model:
         """Feed one token per stream (forward with T = 1); advances `state` in place; returns
         (N, V) scores on the backend whose softmax is the next token's distribution (a buffer
         that the next call overwrites): the full softmax's logits, or the adaptive softmax's
-        log-probabilities."""
+        log-probabilities. The ids are not checked (a sampler's, in range)."""
         b = self.backend
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1, 1)
-        ws, _ = self._forward(tokens, state, None, train=False)
+        ws, _ = self._forward(tokens, state, None, train=False, checked=True)
         for layer, buf in enumerate(ws["layers"]):
             b.copy(state.h[layer], buf["hs"][-1])
             if "c" in buf:

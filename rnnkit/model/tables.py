@@ -25,6 +25,25 @@ def shapes(cfg, cell, backend, N, T):
     return (cell.gates * cfg.hidden * cfg.vocab_size,)
 
 
+def numbers(cfg, cell, backend, N, T):
+    """Numbers a step with a table holds beyond the workspace's arrays for layer 0 at D = E
+    (memory.py): the table and its gradient, the kernels' transposed copies of both, and the
+    host products' temporaries (embed[rows], dW_x, the rows' gradient)."""
+    shape = shapes(cfg, cell, backend, N, T)
+    if shape is None:
+        return 0
+    E, V = cfg.embed, cfg.vocab_size
+    return 4 * shape[0] + 3 * V * E + E * cell.gates * cfg.hidden
+
+
+def check_ids(x, V):
+    """ValueError unless every id of the (N, T) host batch is in [0, V): a kernel reads an
+    embedding or table row by id without looking."""
+    x = np.asarray(x)
+    if x.size and (x.min() < 0 or x.max() >= V):
+        raise ValueError(f"token ids must lie in [0, {V}); this batch has {x.min()}..{x.max()}")
+
+
 def layer(d, table):
     """A layer's parameters (or gradients) as the kernels take them: with a table, W_x of
     no rows (the first layer's inputs have no columns)."""
