@@ -21,6 +21,8 @@ from rnnkit.backends.cuda_device import KEY_MASK, PHILOX, Philox, key, on_device
 from rnnkit.backends.cuda_cells import KERNELS
 from rnnkit.backends.interface import BackendError, derived_seed
 
+NO_TABLES = "input tables: not on the GPU backend (table_inputs is False)"
+
 
 class CUDABackend:
     name = "cuda"
@@ -198,28 +200,23 @@ class CUDABackend:
     # -- layers ------------------------------------------------------------------------------
     def cell_forward(self, cell, x, p, buf, train=True, table=None):
         """Caches are written with or without train. No tables here (table_inputs)."""
-        self._no_table(table)
+        if table is not None:
+            raise BackendError(NO_TABLES)
         KERNELS[cell.name].forward(self, cell, x, p, buf)
 
     def cell_backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch, table=None):
-        self._no_table(table)
+        if table is not None:
+            raise BackendError(NO_TABLES)
         KERNELS[cell.name].backward(self, cell, x, p, g, buf, dhs, dh, dc, dx, scratch)
 
     def table_inputs(self, cell):
-        """The first layer reads its embedded inputs: the products are cuBLAS's, and the
-        recurrence, not the input projection, is what a GPU step waits on."""
-        return False
+        return False        # cuBLAS's products; a GPU step waits on the recurrence
 
     def input_table(self, embed, rows, w_x, b, out):
-        self._no_table(True)
+        raise BackendError(NO_TABLES)
 
     def input_table_backward(self, embed, rows, w_x, gt, dw_x, dembed):
-        self._no_table(True)
-
-    @staticmethod
-    def _no_table(table):
-        if table is not None:
-            raise BackendError("input tables: not on the GPU backend (table_inputs is False)")
+        raise BackendError(NO_TABLES)
 
     def embed_forward(self, table, ids, out):
         self.k.embed.embed_forward(table, ids, out)

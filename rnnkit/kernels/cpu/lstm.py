@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from rnnkit.kernels.cpu.compile import JIT, Twin
-from rnnkit.kernels.cpu.activations import sigmoid, tanh
+from rnnkit.kernels.cpu.lstm_cell import cell_backward, cell_forward
 from rnnkit.kernels.cpu.blas import gemm
 from rnnkit.kernels.cpu.blocks import (block, fill_rows, pack_gates, pack_inputs, pack_states,
                                        span, split, transpose_add, transpose_into,
@@ -74,40 +74,6 @@ def runs(j0, j1, n0, n1, N):
     if n1 - n0 == N:
         return 1, (j1 - j0) * N, 0, j0 * N
     return j1 - j0, n1 - n0, N, j0 * N + n0
-
-
-# Short loops over few arrays, each from 0: LLVM vectorises them (one loop over all seven ran
-# scalar, and so does an in-place loop from a run-time start).
-@njit(**JIT)
-def cell_forward(i, f, g, o, c_prev, c, h):
-    for n in range(i.size):
-        i[n] = sigmoid(i[n])
-    for n in range(i.size):
-        f[n] = sigmoid(f[n])
-    for n in range(i.size):
-        g[n] = tanh(g[n])
-    for n in range(i.size):
-        o[n] = sigmoid(o[n])
-    for n in range(i.size):
-        c[n] = f[n] * c_prev[n] + i[n] * g[n]
-    for n in range(i.size):
-        h[n] = o[n] * tanh(c[n])
-
-
-@njit(**JIT)
-def cell_backward(i, f, g, o, c_prev, c, dh, dc, di, df, dg, do):
-    """dh: gradient on h_t; dc: on c_t in, on c_{t-1} out."""
-    one = c.dtype.type(1.0)
-    for n in range(i.size):
-        tc = tanh(c[n])
-        do[n] = dh[n] * tc * o[n] * (one - o[n])
-        dc[n] += dh[n] * o[n] * (one - tc * tc)
-    for n in range(i.size):
-        di[n] = dc[n] * g[n] * i[n] * (one - i[n])
-        dg[n] = dc[n] * i[n] * (one - g[n] * g[n])
-    for n in range(i.size):
-        df[n] = dc[n] * c_prev[n] * f[n] * (one - f[n])
-        dc[n] *= f[n]
 
 
 @njit(**JIT)
