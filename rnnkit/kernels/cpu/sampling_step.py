@@ -15,14 +15,25 @@ from rnnkit.kernels.cpu.blocks import add_row, parts_for, span
 from rnnkit.kernels.cpu.lanes import vdot
 
 CELL_CODES = {"rnn-tanh": 0, "rnn-relu": 1, "lstm": 2, "gru": 3}
+# A layer's step runs on a second thread from 2 * STEP_WEIGHTS weights in W_h (fewer: waking
+# it costs more than it saves)
+STEP_WEIGHTS = 1 << 18
 
 
 @njit(**JIT)
 def _axpy_rows(x, w, acc, lo, hi):
-    """acc[n] += x[n, lo:hi] @ w[lo:hi] for every stream n."""
+    """acc[n] += x[n, lo:hi] @ w[lo:hi] for every stream n, one row of w after another (the
+    order of the sums), four rows a pass over acc[n] (loaded and stored once for four)."""
     for n in range(x.shape[0]):
         a = acc[n]
-        for d in range(lo, hi):
+        d = lo
+        while d + 4 <= hi:
+            x0, x1, x2, x3 = x[n, d], x[n, d + 1], x[n, d + 2], x[n, d + 3]
+            r0, r1, r2, r3 = w[d], w[d + 1], w[d + 2], w[d + 3]
+            for j in range(a.shape[0]):
+                a[j] = a[j] + x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j]
+            d += 4
+        for d in range(d, hi):
             xv = x[n, d]
             row = w[d]
             for j in range(a.shape[0]):
@@ -92,8 +103,8 @@ _logits = Twin(_logits)
 
 def step_scratch(N, H, G, dtype):
     """Scratch for layer_step: one partial sum per thread, when the layer is big enough
-    (G*H*H >= 2^18 weights) for a second thread to pay for waking it."""
-    return np.zeros((parts_for(G * H * H >> 18), 2, N, G * H), dtype)
+    (STEP_WEIGHTS) for a second thread to pay for waking it."""
+    return np.zeros((parts_for(G * H * H // STEP_WEIGHTS), 2, N, G * H), dtype)
 
 
 def layer_step(cell, x, w_x, w_h, b, b_hn, h, c, h_out, c_out, acc):
