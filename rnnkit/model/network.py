@@ -38,11 +38,13 @@ class State:
         self.arrays = dict(arrays)
         self.backend = backend
 
-    def __getattr__(self, name):
-        arrays = self.__dict__.get("arrays", {})
-        if name in ("h", "c"):
-            return arrays.get(name)
-        raise AttributeError(name)
+    @property
+    def h(self):
+        return self.arrays.get("h")
+
+    @property
+    def c(self):            # None but for the LSTM
+        return self.arrays.get("c")
 
     def copy(self):
         return State({k: self.backend.clone(v) for k, v in self.arrays.items()}, self.backend)

@@ -22,6 +22,7 @@ that is where the speed comes from. log_probs gives the whole normalised distrib
 top layer lays them out.
 """
 import dataclasses
+import math
 
 import numpy as np
 
@@ -161,7 +162,7 @@ class Scratch:
         self.backend, self.dtype, self.arrays = backend, dtype, {}
 
     def get(self, name, shape):
-        n = int(np.prod(shape))
+        n = int(math.prod(shape))   # not np.prod: microseconds a token when sampling
         a = self.arrays.get(name)
         if a is None or a.size < n:
             grown = max(n, 1) if a is None else max(n, a.size + a.size // 4)
