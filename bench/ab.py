@@ -5,8 +5,8 @@
 
 Each round runs every tree once in a fresh process (PYTHONPATH=tree), in alternating order, so
 the machine's drift falls on all alike; each process times the configs below (LSTM, GRU,
-RNN at H=128 and 512, a word-level LSTM; L=2, Adam, clipping; and sampling 200 tokens with
-the LSTM at H=512, token by token) for --min-time seconds each after two warm-up steps, and
+RNN at H=128 and 512, a word-level LSTM; L=2, Adam, clipping; and sampling 200 tokens of 1
+and of 8 streams with the LSTM at H=512, token by token) for --min-time seconds each after two warm-up steps, and
 prints the median step's tokens/s. The table gives each config's median
 over rounds (min-max) and the per-round ratio to the first tree. OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE are unset for all trees (they slow numpy's BLAS here); --isa sets one
@@ -30,10 +30,10 @@ CONFIGS = [dict(name=f"{cell} H={H} N={N}", cell=cell, V=65, E=64, H=H, N=N, T=6
            for cell in ("lstm", "gru", "rnn-tanh") for H, N in ((128, 32), (512, 64))]
 CONFIGS.append(dict(name="lstm H=256 N=32", cell="lstm", V=65, E=64, H=256, N=32, T=64))
 CONFIGS.append(dict(name="word lstm 200", cell="lstm", V=10000, E=200, H=200, N=20, T=35))
-# sampling: 200 tokens of one stream, token by token (Model.step), as bench/train_step.py's
-# generate config; tokens/s of the 200
-CONFIGS.append(dict(name="generate lstm H=512", cell="lstm", V=65, E=64, H=512, N=1, T=1,
-                    gen=200))
+# sampling: 200 tokens of N streams, token by token (Model.step), as bench/train_step.py's
+# generate config (N = 1) and beam search or --num-samples in one batch (N = 8) sample
+CONFIGS += [dict(name=f"generate lstm H=512 N={N}", cell="lstm", V=65, E=64, H=512, N=N, T=1,
+                 gen=200) for N in (1, 8)]
 
 CHILD = r"""
 import json, sys, time
@@ -62,11 +62,11 @@ for c in cfgs:
     state = [m.init_state(c["N"])]
     if c.get("gen"):
         def step():
-            token = np.zeros(1, np.int64)
+            tokens = np.zeros(c["N"], np.int64)
             for _ in range(c["gen"]):
-                z = m.step(token, state[0])[0]
-                p = np.exp(z - z.max())
-                token[0] = np.searchsorted(np.cumsum(p), rng.random() * p.sum())
+                z = m.step(tokens, state[0])
+                p = np.exp(z - z.max(axis=1, keepdims=True)).cumsum(axis=1)
+                tokens[:] = (p < rng.random((c["N"], 1)) * p[:, -1:]).sum(axis=1)
     # as `rnnkit train` in one process, in a tree that skips the embedding's untouched rows
     sparse = hasattr(m, "sparse_embedding")
     m.sparse_embedding = True
@@ -87,7 +87,7 @@ for c in cfgs:
         t = clock()
         step()
         times.append(clock() - t)
-    out[c["name"]] = c.get("gen", c["N"] * c["T"]) / float(np.median(times))
+    out[c["name"]] = c["N"] * c.get("gen", c["T"]) / float(np.median(times))
 print(json.dumps(out))
 """
 

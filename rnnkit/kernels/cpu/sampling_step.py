@@ -23,21 +23,29 @@ STEP_WEIGHTS = 1 << 18
 @njit(**JIT)
 def _axpy_rows(x, w, acc, lo, hi):
     """acc[n] += x[n, lo:hi] @ w[lo:hi] for every stream n, one row of w after another (the
-    order of the sums), four rows a pass over acc[n] (loaded and stored once for four)."""
-    for n in range(x.shape[0]):
-        a = acc[n]
+    order of the sums). Four rows a pass over the sums (loaded and stored once for four), and
+    each row read once for all the streams: in blocks of JB columns when there are several,
+    so that their sums stay in L1 (beam search's 8 x 2,048 floats would not)."""
+    N, GH = x.shape[0], acc.shape[1]
+    JB = GH if N == 1 else 512
+    for j0 in range(0, GH, JB):
+        j1 = min(j0 + JB, GH)
         d = lo
         while d + 4 <= hi:
-            x0, x1, x2, x3 = x[n, d], x[n, d + 1], x[n, d + 2], x[n, d + 3]
-            r0, r1, r2, r3 = w[d], w[d + 1], w[d + 2], w[d + 3]
-            for j in range(a.shape[0]):
-                a[j] = a[j] + x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j]
+            r0, r1, r2, r3 = w[d, j0:j1], w[d + 1, j0:j1], w[d + 2, j0:j1], w[d + 3, j0:j1]
+            for n in range(N):
+                x0, x1, x2, x3 = x[n, d], x[n, d + 1], x[n, d + 2], x[n, d + 3]
+                a = acc[n, j0:j1]
+                for j in range(a.shape[0]):
+                    a[j] = a[j] + x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j]
             d += 4
         for d in range(d, hi):
-            xv = x[n, d]
-            row = w[d]
-            for j in range(a.shape[0]):
-                a[j] += xv * row[j]
+            row = w[d, j0:j1]
+            for n in range(N):
+                xv = x[n, d]
+                a = acc[n, j0:j1]
+                for j in range(a.shape[0]):
+                    a[j] += xv * row[j]
 
 
 @njit(**JIT)
