@@ -4,13 +4,13 @@
     python bench/ab.py --threads 2 --rounds 4 ../before .
 
 Each round runs every tree once in a fresh process (PYTHONPATH=tree), in alternating order, so
-the machine's drift falls on all alike; each process times the configs below (LSTM, GRU,
-RNN at H=128 and 512, a word-level LSTM; L=2, Adam, clipping; and sampling 200 tokens of 1
-and of 8 streams with the LSTM at H=512, token by token) for --min-time seconds each after two warm-up steps, and
-prints the median step's tokens/s. The table gives each config's median
-over rounds (min-max) and the per-round ratio to the first tree. OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE are unset for all trees (they slow numpy's BLAS here); --isa sets one
-instruction set for every tree's kernels and OpenBLAS, as bench/train_step.py --isa does.
+the machine's drift falls on all alike; each process times the configs below (LSTM, GRU, RNN at
+H=128 and 512, a word-level LSTM; L=2, Adam, clipping; and sampling 200 tokens of 1 and of 8
+streams with the LSTM at H=512, token by token) for --min-time seconds each after two warm-up
+steps, and prints the median step's tokens/s. The table gives each config's median over rounds
+(min-max) and the per-round ratio to the first tree. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are
+unset for all trees (they slow numpy's BLAS here); --isa sets one instruction set for every
+tree's kernels and OpenBLAS, as bench/train_step.py --isa does.
 
 --clock cpu times each step by the process's CPU time instead of the wall clock: with
 --threads 1 that is the one thread's own time, which other processes on a busy machine do not

@@ -279,7 +279,7 @@ def test_step_kernels_match_the_batched_kernels(cell, monkeypatch):
 
     model, x, _, state = make(CPU, cell, 2)
     runs = []
-    for max_n in (8, 0):
+    for max_n in (cpu.STEP_MAX_N, 0):
         monkeypatch.setattr(cpu, "STEP_MAX_N", max_n)
         s = state.copy()
         logits = [model.step(x[:, t], s).copy() for t in range(T)]
@@ -323,6 +323,35 @@ def test_step_kernel_against_the_reference(cell, threads, Hh, monkeypatch):
     np.testing.assert_allclose(h_out, want, rtol=1e-10, atol=1e-12)
     if cell == "lstm":
         np.testing.assert_allclose(c_out, want_c, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_logits_step_against_numpy(threads, bias):
+    """Sampling's logits kernel, rows of w outer and streams inner, for up to STEP_MAX_N
+    streams: float64 against numpy's product, the same bits on one thread and two."""
+    from rnnkit.backends import cpu
+    from rnnkit.kernels.cpu import sampling_step
+
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs two threads")
+    r = np.random.default_rng(4)
+    Vv, Hh = 1400, 97           # two blocks of rows on two threads (2 x 65,536 weights)
+    w, b = r.normal(size=(Vv, Hh)), r.normal(size=Vv) if bias else np.zeros(0)
+    hs = [r.normal(size=(n, Hh)) for n in (1, 3, cpu.STEP_MAX_N)]
+    outs = {}
+    try:
+        for k in (1, threads):
+            set_threads(k, adaptive=False)
+            for i, h in enumerate(hs):
+                outs[k, i] = np.full((h.shape[0], Vv), np.nan)
+                sampling_step.logits_step(h, w, b, outs[k, i])
+    finally:
+        set_threads(1, adaptive=False)
+    for i, h in enumerate(hs):
+        want = h @ w.T + (b if bias else 0.0)
+        np.testing.assert_allclose(outs[threads, i], want, rtol=1e-12, atol=1e-12)
+        assert np.array_equal(outs[1, i], outs[threads, i])
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -20,10 +20,11 @@ from rnnkit.backends.interface import derived_seed
 from rnnkit.kernels import cache
 from rnnkit.kernels.cpu import adaptive, linear, loss, optim, sampling_step, target
 
-# Up to this many streams, a forward with T = 1 that keeps no caches (sampling) runs the
-# per-unit step kernels (kernels/cpu/sampling_step.py), and an output projection of that many rows
-# the per-row logits kernel.
-STEP_MAX_N = 8
+# Up to this many streams, a forward with T = 1 that keeps no caches (sampling, beam search)
+# runs the step kernels (kernels/cpu/sampling_step.py), and an output projection of that many
+# rows the per-row logits kernel: both read each row of the weights once for all the streams,
+# and beat the batched kernels up to about 16 (bench/RESULTS.md, stop 38).
+STEP_MAX_N = 16
 
 FINITE_BLOCK = 1 << 16          # all_finite's numbers at a time
 

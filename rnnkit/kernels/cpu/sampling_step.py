@@ -96,13 +96,13 @@ def _logits(h, w, b, out, parts):
     N, V = out.shape
     for i in prange(parts):
         lo, hi = span(V, parts, i)
-        for n in range(N):
-            hn = h[n]
-            for v in range(lo, hi):
+        for v in range(lo, hi):         # each row of w read once for all the streams
+            wv = w[v]
+            for n in range(N):
                 if b.shape[0]:
-                    out[n, v] = b[v] + vdot(hn, w[v], 0, hn.shape[0])
+                    out[n, v] = b[v] + vdot(h[n], wv, 0, wv.shape[0])
                 else:
-                    out[n, v] = vdot(hn, w[v], 0, hn.shape[0])
+                    out[n, v] = vdot(h[n], wv, 0, wv.shape[0])
 
 
 _layer_step = Twin(_layer_step)
