@@ -158,12 +158,11 @@ class CUDABackend:
     def mul(self, a, b):
         """a *= b, in place."""
         self.k.elementwise.run(self.k.elementwise.mul, a.size, a.reshape(a.size),
-                                  b.reshape(b.size))
+                               b.reshape(b.size))
 
     def all_finite(self, a):
         self._flag.copy_to_device(np.zeros(1, np.int64))
-        self.k.elementwise.run(self.k.elementwise.nonfinite, a.size, a.reshape(a.size),
-                                  self._flag)
+        self.k.elementwise.run(self.k.elementwise.nonfinite, a.size, a.reshape(a.size), self._flag)
         return not self.readback.fetch(self._flag)[0]
 
     def empty(self, shape, dtype):
